@@ -1,0 +1,212 @@
+"""The driver plug-in contract.
+
+A driver is two things:
+
+- a **parser** (:class:`FrameParser`): pure and deterministic, frame in, readings out. It may keep
+  state (Zigbee2MQTT sends merged state, so the parser turns state into changes), but it does no
+  I/O and reads no clock: time comes from the frame. Replay, fuzzing and tests drive the parser.
+- a **transport** (:meth:`Driver.run`): a thin async loop that receives raw frames from the
+  wire and hands each one to ``emit``. It reports its own link going up or down as ``link``
+  frames (see :func:`link_frame`), so a broker loss travels the same path as data and replays
+  the same way. It raises :class:`DriverError` (or anything) when it cannot go on; the daemon's
+  supervisor restarts it with back-off and reports a ``driver_fault`` trouble.
+
+A third-party driver registers a :class:`Driver` subclass under the ``gatewayd.drivers``
+entry-point group; see :mod:`drivers.registry`.
+
+Exceptions::
+
+    DriverError
+     ├── DriverConfigError    the driver's options in the home config are wrong
+     └── TransportError       the wire failed (port gone, broker down, device not answering)
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from gatewayd.contract import RawFrame, Reading
+
+__all__ = [
+    "DeviceSpec",
+    "Driver",
+    "DriverConfigError",
+    "DriverError",
+    "DriverOptions",
+    "FrameParser",
+    "FrameSink",
+    "LocalCommand",
+    "ParseStats",
+    "TransportError",
+    "link_frame",
+]
+
+
+class DriverError(Exception):
+    """Base of every driver error."""
+
+
+class DriverConfigError(DriverError):
+    """The driver's options in the home config are wrong."""
+
+
+class TransportError(DriverError):
+    """The wire failed: the port is gone, the broker is down, the device does not answer."""
+
+
+FrameSink = Callable[[RawFrame], Awaitable[None]]
+
+
+class DeviceSpec(BaseModel):
+    """One device of the home as a driver sees it (from the ``[[devices]]`` of the home config)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")
+    driver: str = Field(min_length=1, description="the id of the [[drivers]] entry that reads it")
+    address: str = Field(
+        min_length=1,
+        description="native address: Zigbee friendly name or IEEE, RFLink protocol:ID, "
+        "Modbus host:port/unit, BLE MAC",
+    )
+    role: str = Field(
+        min_length=1,
+        description="role in the kit: sos_button, wristband, smoke, gas, water_leak, "
+        "inactivity, motion, door, siren, fall, co",
+    )
+    room: str = ""
+    model: str = ""
+    name: str = ""
+    #: Driver-specific settings for this device (Modbus profile, BLE bind key, ...).
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class DriverOptions(BaseModel):
+    """Base of a driver's own options model; the ``[[drivers]]`` table minus ``id``/``type``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LocalCommand(BaseModel):
+    """A local output the rules ask for: sound a siren, acknowledge an SOS on the device."""
+
+    model_config = ConfigDict(frozen=True)
+
+    device: str
+    action: Literal["siren_on", "siren_off", "ack"]
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class ParseStats:
+    """Counts of what a parser accepted and refused, with each refusal reason logged once."""
+
+    def __init__(self) -> None:
+        self.frames = 0
+        self.readings = 0
+        self.rejected = 0
+        self.rejected_by_reason: dict[str, int] = {}
+
+    def reject(self, reason: str) -> bool:
+        """Count a rejected frame; True the first time this reason is seen (log it then)."""
+        self.rejected += 1
+        first = reason not in self.rejected_by_reason
+        # Bound the table: reasons are short literal strings, but be safe against variety.
+        if first and len(self.rejected_by_reason) >= 256:
+            reason = "other"
+            first = reason not in self.rejected_by_reason
+        self.rejected_by_reason[reason] = self.rejected_by_reason.get(reason, 0) + 1
+        return first
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "frames": self.frames,
+            "readings": self.readings,
+            "rejected": self.rejected,
+            "rejected_by_reason": dict(self.rejected_by_reason),
+        }
+
+
+class FrameParser(Protocol):
+    """Frame in, readings out. Never raises on bad input: it counts and skips it."""
+
+    stats: ParseStats
+
+    def parse(self, frame: RawFrame) -> list[Reading]: ...
+
+
+class Driver(abc.ABC):
+    """Base class of a driver plug-in.
+
+    Subclasses set :attr:`type_name` and :attr:`options_model`, and implement
+    :meth:`create_parser` and :meth:`run`. The constructor validates the options; it must not
+    do I/O.
+    """
+
+    #: The ``type`` of a ``[[drivers]]`` entry that selects this driver.
+    type_name: ClassVar[str]
+    options_model: ClassVar[type[DriverOptions]] = DriverOptions
+
+    def __init__(self, driver_id: str, options: dict[str, Any], devices: Sequence[DeviceSpec]):
+        self.id = driver_id
+        try:
+            self.options = self.options_model.model_validate(options)
+        except ValidationError as exc:
+            raise DriverConfigError(f"driver {driver_id!r}: {_describe(exc)}") from exc
+        self.devices = [d for d in devices if d.driver == driver_id]
+
+    @abc.abstractmethod
+    def create_parser(self) -> FrameParser:
+        """A fresh parser for this driver's frames, configured with its devices."""
+
+    @abc.abstractmethod
+    async def run(self, emit: FrameSink) -> None:
+        """Receive frames forever and pass each to ``emit``; return only when cancelled.
+
+        Raise on failure; the supervisor restarts the transport with back-off.
+        """
+
+    async def send(self, command: LocalCommand) -> bool:
+        """Carry out a local output. Returns False when this driver cannot do it."""
+        return False
+
+    def link_frame(self, up: bool, reason: str = "", *, source: str = "") -> RawFrame:
+        return link_frame(self.id, up, reason, source=source)
+
+
+def link_frame(driver: str, up: bool, reason: str = "", *, source: str = "") -> RawFrame:
+    """A frame saying the transport's link went up or down (payload ``up``/``down:reason``)."""
+    payload = b"up" if up else b"down:" + reason.encode("utf-8", "replace")[:400]
+    return RawFrame(
+        driver=driver,
+        source=source,
+        payload=payload,
+        kind="link",
+        wall_time=datetime.now(UTC),
+        mono_time=time.monotonic(),
+    )
+
+
+def data_frame(driver: str, source: str, payload: bytes, *, retained: bool = False) -> RawFrame:
+    """A frame of device data, stamped with the wall clock and the monotonic clock now."""
+    return RawFrame(
+        driver=driver,
+        source=source,
+        payload=payload,
+        retained=retained,
+        wall_time=datetime.now(UTC),
+        mono_time=time.monotonic(),
+    )
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(options)"
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)

@@ -1,0 +1,71 @@
+"""Find driver plug-ins: the built-ins and those of the ``gatewayd.drivers`` entry-point group.
+
+Each entry point names a :class:`drivers.base.Driver` subclass. Loading is wrapped per plug-in,
+so one broken third-party driver is logged and skipped instead of taking the daemon down.
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import entry_points
+
+import structlog
+
+from drivers.base import Driver
+
+__all__ = ["BUILTIN_DRIVERS", "UnknownDriver", "available_drivers", "load_driver"]
+
+ENTRY_POINT_GROUP = "gatewayd.drivers"
+
+#: Built-in drivers, also declared in the entry-point group; listed here so that a source
+#: checkout without installed metadata still finds them.
+BUILTIN_DRIVERS: dict[str, str] = {
+    "zigbee2mqtt": "drivers.zigbee2mqtt:Zigbee2MqttDriver",
+    "rflink": "drivers.rflink:RflinkDriver",
+    "modbus": "drivers.modbus:ModbusDriver",
+    "ble": "drivers.ble:BleDriver",
+}
+
+log = structlog.get_logger(__name__)
+
+
+class UnknownDriver(LookupError):
+    def __init__(self, name: str, known: list[str]) -> None:
+        super().__init__(f"no driver of type {name!r}; known types: {', '.join(sorted(known))}")
+        self.name = name
+
+
+def _import(target: str) -> type[Driver]:
+    module_name, _, attr = target.partition(":")
+    obj = getattr(importlib.import_module(module_name), attr)
+    if not (isinstance(obj, type) and issubclass(obj, Driver)):
+        raise TypeError(f"{target} is not a Driver subclass")
+    return obj
+
+
+def _targets() -> dict[str, str]:
+    targets = dict(BUILTIN_DRIVERS)
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name in BUILTIN_DRIVERS and ep.value != BUILTIN_DRIVERS[ep.name]:
+            log.warning("driver_shadowed", driver=ep.name, plugin=ep.value)
+            continue
+        targets[ep.name] = ep.value
+    return targets
+
+
+def available_drivers() -> dict[str, type[Driver]]:
+    """Every driver that loads; a plug-in that fails to import is logged and skipped."""
+    found: dict[str, type[Driver]] = {}
+    for name, target in _targets().items():
+        try:
+            found[name] = _import(target)
+        except Exception as exc:
+            log.error("driver_plugin_failed", driver=name, target=target, error=repr(exc))
+    return found
+
+
+def load_driver(type_name: str) -> type[Driver]:
+    targets = _targets()
+    if type_name not in targets:
+        raise UnknownDriver(type_name, list(targets))
+    return _import(targets[type_name])

@@ -1,0 +1,3 @@
+"""gatewayd: the home alarm gateway daemon."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,57 @@
+"""`gatewayd`: the gateway daemon and the installer's command line.
+
+Subcommands live in their own modules and load lazily, so `gatewayd --help` stays fast and a
+command's heavy imports cost nothing to the others.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from gatewayd import __version__
+
+#: name -> "module:attribute" of a click command.
+COMMANDS: dict[str, str] = {
+    "run": "gatewayd.commands.run:run",
+    "demo": "gatewayd.demo:demo",
+}
+
+#: Exit codes scripts can rely on.
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_CONFIG = 3
+EXIT_UNREACHABLE = 4
+EXIT_TIMEOUT = 5
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, _, attr = target.partition(":")
+        command = getattr(importlib.import_module(module_name), attr)
+        if not isinstance(command, click.Command):
+            raise TypeError(f"{target} is not a click command")
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="gatewayd")
+def cli() -> None:
+    """Home alarm gateway: reads the home's sensors, decides alarms locally, keeps every event
+    durable and forwards it to the dispatch centre."""
+
+
+def main() -> None:
+    try:
+        cli(prog_name="gatewayd")
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,447 @@
+"""The event contract shared by the gateway and the dispatch server.
+
+Both ends import this module, so a field means the same thing on either side of the wire.
+
+- :class:`RawFrame` is one frame exactly as a driver's transport received it (what traces record).
+- :class:`Reading` is what a driver's parser made of one frame: device, property, value, when.
+- :class:`Event` is what the gateway buffers and forwards, and what dispatch stores.
+- :class:`IngestBatch` / :class:`IngestReply` and :class:`Heartbeat` / :class:`HeartbeatReply`
+  are the gateway ↔ dispatch wire messages.
+
+Every wire message carries ``v`` (:data:`CONTRACT_VERSION`); a message of another version is
+refused with :class:`UnsupportedVersion`, never guessed at.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any, Final, Literal, TypeVar
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
+from ulid import ULID
+
+__all__ = [
+    "CONTRACT_VERSION",
+    "MAX_BATCH_EVENTS",
+    "MAX_PAYLOAD_BYTES",
+    "AckStatus",
+    "ContractError",
+    "DeviceHealth",
+    "DriverHealth",
+    "Event",
+    "EventAck",
+    "EventKind",
+    "Heartbeat",
+    "HeartbeatReply",
+    "IncidentRef",
+    "IngestBatch",
+    "IngestReply",
+    "Lane",
+    "Priority",
+    "RawFrame",
+    "Reading",
+    "UnsupportedVersion",
+    "new_event_id",
+    "parse_message",
+]
+
+CONTRACT_VERSION: Final = 1
+#: A batch larger than this is refused by dispatch (and never built by the forwarder).
+MAX_BATCH_EVENTS: Final = 1000
+#: An event payload is small by design: the reading that caused it, the room, a few numbers.
+MAX_PAYLOAD_BYTES: Final = 4096
+
+M = TypeVar("M", bound=BaseModel)
+JsonScalar = str | int | float | bool | None
+ReadingValue = str | int | float | bool | None
+
+
+class ContractError(ValueError):
+    """A message does not satisfy the contract."""
+
+
+class UnsupportedVersion(ContractError):
+    """A message carries a contract version this side does not speak."""
+
+    def __init__(self, got: object) -> None:
+        super().__init__(
+            f"unsupported contract version {got!r}: this side speaks version {CONTRACT_VERSION}"
+        )
+        self.got = got
+
+
+class Lane(enum.StrEnum):
+    """Forwarding lanes: everything in ``alarm`` goes before ``trouble``, before ``telemetry``."""
+
+    ALARM = "alarm"
+    TROUBLE = "trouble"
+    TELEMETRY = "telemetry"
+
+    @property
+    def rank(self) -> int:
+        return _LANE_RANK[self]
+
+
+_LANE_RANK = {Lane.ALARM: 0, Lane.TROUBLE: 1, Lane.TELEMETRY: 2}
+
+
+class Priority(enum.IntEnum):
+    """Lower is more urgent. Dispatch orders its queue by priority, then age."""
+
+    LIFE_SAFETY = 1
+    HIGH = 2
+    TROUBLE = 3
+    INFO = 4
+
+
+class EventKind(enum.StrEnum):
+    """Every kind of event the gateway can send.
+
+    Alarm and trouble kinds have a ``*_restore`` twin that closes the condition.
+    """
+
+    # Alarms
+    SOS = "sos"
+    SMOKE = "smoke"
+    GAS = "gas"
+    CARBON_MONOXIDE = "carbon_monoxide"
+    WATER_LEAK = "water_leak"
+    INACTIVITY = "inactivity"
+    FALL = "fall"
+    INTRUSION = "intrusion"
+    SOS_RESTORE = "sos_restore"
+    SMOKE_RESTORE = "smoke_restore"
+    GAS_RESTORE = "gas_restore"
+    CARBON_MONOXIDE_RESTORE = "carbon_monoxide_restore"
+    WATER_LEAK_RESTORE = "water_leak_restore"
+    INACTIVITY_RESTORE = "inactivity_restore"
+    FALL_RESTORE = "fall_restore"
+    INTRUSION_RESTORE = "intrusion_restore"
+    # Troubles
+    LOW_BATTERY = "low_battery"
+    TAMPER = "tamper"
+    DEVICE_OFFLINE = "device_offline"
+    GATEWAY_POWER = "gateway_power"
+    DRIVER_FAULT = "driver_fault"
+    FLAPPING = "flapping"
+    BUFFER_EVICTED = "buffer_evicted"
+    ESCALATION = "escalation"
+    LOW_BATTERY_RESTORE = "low_battery_restore"
+    TAMPER_RESTORE = "tamper_restore"
+    DEVICE_OFFLINE_RESTORE = "device_offline_restore"
+    GATEWAY_POWER_RESTORE = "gateway_power_restore"
+    DRIVER_FAULT_RESTORE = "driver_fault_restore"
+    FLAPPING_RESTORE = "flapping_restore"
+    # Telemetry
+    MOTION = "motion"
+    CONTACT = "contact"
+    BATTERY = "battery"
+    HEARTBEAT = "heartbeat"
+    SIGNAL = "signal"
+    TEST = "test"
+
+    @property
+    def is_restore(self) -> bool:
+        return self.value.endswith("_restore")
+
+    @property
+    def condition(self) -> EventKind:
+        """The alarm or trouble kind this event opens or closes (itself unless a restore)."""
+        return EventKind(self.value.removesuffix("_restore")) if self.is_restore else self
+
+    @property
+    def restore(self) -> EventKind | None:
+        """The restore twin of an alarm or trouble kind, if it has one."""
+        try:
+            return EventKind(f"{self.condition.value}_restore")
+        except ValueError:
+            return None
+
+    @property
+    def lane(self) -> Lane:
+        return _KIND_INFO[self.condition][0]
+
+    @property
+    def priority(self) -> Priority:
+        return _KIND_INFO[self.condition][1]
+
+    @property
+    def is_alarm(self) -> bool:
+        return self.lane is Lane.ALARM and not self.is_restore
+
+    @property
+    def contact_id(self) -> ContactId | None:
+        """The Ademco Contact ID code for this kind, for standard alarm receivers."""
+        code = _KIND_INFO[self.condition][2]
+        if code is None:
+            return None
+        # Qualifier 1 opens an event, 3 restores it (SIA DC-05).
+        return ContactId(qualifier=3 if self.is_restore else 1, code=code)
+
+
+class ContactId(BaseModel):
+    """An Ademco Contact ID event code with its qualifier (1 new event, 3 restore)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    qualifier: Literal[1, 3, 6]
+    code: int = Field(ge=100, le=999)
+
+    def __str__(self) -> str:
+        return f"{self.qualifier}{self.code:03d}"
+
+
+# condition kind -> (lane, priority, Contact ID code)
+_KIND_INFO: Final[dict[EventKind, tuple[Lane, Priority, int | None]]] = {
+    EventKind.SOS: (Lane.ALARM, Priority.LIFE_SAFETY, 101),  # personal emergency (pendant)
+    EventKind.FALL: (Lane.ALARM, Priority.LIFE_SAFETY, 100),  # medical
+    EventKind.SMOKE: (Lane.ALARM, Priority.LIFE_SAFETY, 111),
+    EventKind.GAS: (Lane.ALARM, Priority.LIFE_SAFETY, 151),
+    EventKind.CARBON_MONOXIDE: (Lane.ALARM, Priority.LIFE_SAFETY, 162),
+    EventKind.WATER_LEAK: (Lane.ALARM, Priority.HIGH, 154),
+    EventKind.INACTIVITY: (Lane.ALARM, Priority.HIGH, 102),  # fail to report in
+    EventKind.INTRUSION: (Lane.ALARM, Priority.HIGH, 130),  # burglary
+    EventKind.LOW_BATTERY: (Lane.TROUBLE, Priority.TROUBLE, 384),  # RF low battery
+    EventKind.TAMPER: (Lane.TROUBLE, Priority.TROUBLE, 383),  # sensor tamper
+    EventKind.DEVICE_OFFLINE: (Lane.TROUBLE, Priority.TROUBLE, 381),  # RF supervision loss
+    EventKind.GATEWAY_POWER: (Lane.TROUBLE, Priority.TROUBLE, 301),  # AC loss
+    EventKind.DRIVER_FAULT: (Lane.TROUBLE, Priority.TROUBLE, 330),  # system peripheral trouble
+    EventKind.FLAPPING: (Lane.TROUBLE, Priority.TROUBLE, 380),  # sensor trouble
+    EventKind.BUFFER_EVICTED: (Lane.TROUBLE, Priority.TROUBLE, 354),  # failure to communicate
+    EventKind.ESCALATION: (Lane.TROUBLE, Priority.TROUBLE, None),
+    EventKind.MOTION: (Lane.TELEMETRY, Priority.INFO, None),
+    EventKind.CONTACT: (Lane.TELEMETRY, Priority.INFO, None),
+    EventKind.BATTERY: (Lane.TELEMETRY, Priority.INFO, None),
+    EventKind.SIGNAL: (Lane.TELEMETRY, Priority.INFO, None),
+    EventKind.HEARTBEAT: (Lane.TELEMETRY, Priority.INFO, 602),  # periodic test report
+    EventKind.TEST: (Lane.TELEMETRY, Priority.INFO, 601),  # manual trigger test report
+}
+
+
+def new_event_id(at: datetime | None = None) -> str:
+    """A globally unique, time-sortable id (a ULID: 48-bit ms timestamp + 80 random bits)."""
+    return str(ULID.from_datetime(at) if at is not None else ULID())
+
+
+def _utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_utc)]
+Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@\-]+$")]
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RawFrame(_Wire):
+    """One frame exactly as a driver's transport received it.
+
+    ``kind`` is ``data`` for a device's frame, ``link`` for the transport's own state changes
+    (payload ``up`` or ``down`` plus a reason), so that a broker or port loss travels the same
+    path as data, and replays the same way.
+    """
+
+    driver: Identifier
+    source: str = Field(max_length=512, description="topic, port or address the frame came from")
+    payload: bytes = Field(max_length=1_048_576)
+    kind: Literal["data", "link"] = "data"
+    retained: bool = False
+    wall_time: UtcDatetime
+    mono_time: float = Field(description="time.monotonic() of the receiving process, in seconds")
+
+
+class Reading(_Wire):
+    """One fact a parser read from one frame."""
+
+    driver: Identifier
+    device: str = Field(min_length=1, max_length=128, description="device id or native address")
+    property: str = Field(min_length=1, max_length=64)
+    value: ReadingValue
+    at: UtcDatetime
+    #: True when the frame was a retained state sync (MQTT) rather than a live change.
+    retained: bool = False
+    extra: dict[str, JsonScalar] = Field(default_factory=dict)
+
+
+def _bounded_payload(value: dict[str, Any]) -> dict[str, Any]:
+    size = len(json.dumps(value, separators=(",", ":"), default=str))
+    if size > MAX_PAYLOAD_BYTES:
+        raise ValueError(f"payload is {size} bytes; the limit is {MAX_PAYLOAD_BYTES}")
+    return value
+
+
+class Event(_Wire):
+    """What the gateway buffers and forwards, and what dispatch stores."""
+
+    v: Literal[1] = CONTRACT_VERSION
+    id: Annotated[str, Field(min_length=26, max_length=26, pattern=r"^[0-9A-HJKMNP-TV-Z]{26}$")]
+    gateway_id: Identifier
+    seq: int = Field(ge=0, description="per-gateway monotonic sequence number")
+    kind: EventKind
+    priority: Priority
+    device_id: Identifier | None = None
+    at: UtcDatetime = Field(description="the gateway's wall-clock time of the event")
+    test: bool = Field(default=False, description="raised during an installer's walk test")
+    payload: Annotated[dict[str, Any], AfterValidator(_bounded_payload)] = Field(
+        default_factory=dict
+    )
+
+    @property
+    def lane(self) -> Lane:
+        return self.kind.lane
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        gateway_id: str,
+        seq: int,
+        kind: EventKind,
+        at: datetime,
+        device_id: str | None = None,
+        payload: dict[str, Any] | None = None,
+        test: bool = False,
+        priority: Priority | None = None,
+    ) -> Event:
+        """Build an event with a fresh id and the kind's default priority."""
+        return cls(
+            id=new_event_id(at),
+            gateway_id=gateway_id,
+            seq=seq,
+            kind=kind,
+            priority=priority if priority is not None else kind.priority,
+            device_id=device_id,
+            at=at,
+            test=test,
+            payload=payload or {},
+        )
+
+
+class IngestBatch(_Wire):
+    """Gateway → dispatch: a batch of events, ordered by lane then sequence."""
+
+    v: Literal[1] = CONTRACT_VERSION
+    gateway_id: Identifier
+    events: list[Event] = Field(min_length=1, max_length=MAX_BATCH_EVENTS)
+
+    @field_validator("events")
+    @classmethod
+    def _same_gateway(cls, events: list[Event], info: Any) -> list[Event]:
+        gateway = info.data.get("gateway_id")
+        for event in events:
+            if gateway is not None and event.gateway_id != gateway:
+                raise ValueError(
+                    f"event {event.id} belongs to gateway {event.gateway_id!r}, "
+                    f"not to the batch's gateway {gateway!r}"
+                )
+        return events
+
+
+class AckStatus(enum.StrEnum):
+    STORED = "stored"
+    DUPLICATE = "duplicate"
+
+
+class IncidentRef(_Wire):
+    """The state of the dispatch incident an event belongs to."""
+
+    id: str
+    state: str
+    operator: str | None = None
+    acknowledged: bool = Field(
+        default=False, description="a person at dispatch has acknowledged the incident"
+    )
+
+
+class EventAck(_Wire):
+    id: str
+    status: AckStatus
+    incident: IncidentRef | None = None
+
+
+class IngestReply(_Wire):
+    """Dispatch → gateway: one acknowledgement per event id of the batch."""
+
+    v: Literal[1] = CONTRACT_VERSION
+    acks: list[EventAck]
+
+
+class DriverHealth(_Wire):
+    name: str
+    state: Literal["starting", "running", "degraded", "failed", "stopped"]
+    detail: str = ""
+    restarts: int = 0
+
+
+class DeviceHealth(_Wire):
+    id: str
+    last_seen: UtcDatetime | None = None
+    battery: float | None = None
+    signal: float | None = None
+    online: bool = True
+
+
+class Heartbeat(_Wire):
+    """Gateway → dispatch at a fixed interval: the gateway's health in one message."""
+
+    v: Literal[1] = CONTRACT_VERSION
+    gateway_id: Identifier
+    sent_at: UtcDatetime = Field(description="the gateway's clock, so dispatch can see drift")
+    uptime_s: float = Field(ge=0)
+    version: str = Field(max_length=64)
+    interval_s: float = Field(gt=0, le=86_400, default=30.0)
+    buffer_depth: dict[Lane, int] = Field(default_factory=dict)
+    oldest_unsent_age_s: float | None = Field(default=None, ge=0)
+    evicted_total: int = Field(default=0, ge=0)
+    drivers: list[DriverHealth] = Field(default_factory=list, max_length=64)
+    devices: list[DeviceHealth] = Field(default_factory=list, max_length=512)
+
+
+class HeartbeatReply(_Wire):
+    v: Literal[1] = CONTRACT_VERSION
+    server_time: UtcDatetime
+    #: Incidents of this gateway's household that dispatch has acknowledged, by event id.
+    acknowledged_events: list[str] = Field(default_factory=list)
+
+
+def parse_message(model: type[M], data: bytes | str | dict[str, Any]) -> M:
+    """Validate a wire message, refusing an unknown contract version by name.
+
+    Raises :class:`UnsupportedVersion` or :class:`ContractError` (with pydantic's description
+    of every problem) instead of pydantic's own exception.
+    """
+    if isinstance(data, bytes | str):
+        try:
+            data = json.loads(data)
+        except ValueError as exc:
+            raise ContractError(f"not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ContractError(f"expected a JSON object, got {type(data).__name__}")
+    version = data.get("v", CONTRACT_VERSION)
+    if version != CONTRACT_VERSION:
+        raise UnsupportedVersion(version)
+    events = data.get("events")
+    if isinstance(events, list):
+        for event in events:
+            if isinstance(event, dict) and event.get("v", CONTRACT_VERSION) != CONTRACT_VERSION:
+                raise UnsupportedVersion(event.get("v"))
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ContractError(str(exc)) from exc
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)

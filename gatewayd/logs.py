@@ -1,0 +1,72 @@
+"""Logging: one structlog processor pipeline for our own loggers and the stdlib ones.
+
+JSON lines when stdout is not a terminal (journald keeps them), colours on a terminal. Context is
+bound (``gateway``, ``device``, ``event_id``) rather than formatted into messages.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import structlog
+
+__all__ = ["configure_logging", "redact_secrets"]
+
+_SECRET_KEYS = frozenset({"password", "secret", "token", "credential", "key", "code", "bind_key"})
+
+
+def redact_secrets(
+    _logger: Any, _method: str, event_dict: structlog.types.EventDict
+) -> structlog.types.EventDict:
+    """Never write a secret to the log, whatever a caller bound."""
+    for name in list(event_dict):
+        if name in _SECRET_KEYS or name.endswith(("_password", "_secret", "_token")):
+            event_dict[name] = "***"
+    return event_dict
+
+
+def configure_logging(*, level: str = "INFO", json: bool | None = None) -> None:
+    """Configure structlog and the stdlib root logger once for the whole process."""
+    if json is None:
+        json = not sys.stdout.isatty()
+    shared: list[structlog.types.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact_secrets,
+    ]
+    renderer: structlog.types.Processor
+    if json:
+        renderer = structlog.processors.JSONRenderer()
+        shared_tail: list[structlog.types.Processor] = [structlog.processors.dict_tracebacks]
+    else:
+        renderer = structlog.dev.ConsoleRenderer()
+        shared_tail = []
+    numeric = logging.getLevelName(level.upper())
+    if not isinstance(numeric, int):
+        numeric = logging.INFO
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        cache_logger_on_first_use=True,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            *shared_tail,
+            renderer,
+        ],
+    )
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(numeric)
+    # Third-party libraries are chatty at INFO; their warnings still come through.
+    for noisy in ("aiomqtt", "pymodbus", "bleak", "uvicorn.access", "httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))

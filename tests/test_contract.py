@@ -1,0 +1,142 @@
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gatewayd.contract import (
+    ContractError,
+    Event,
+    EventKind,
+    IngestBatch,
+    Lane,
+    Priority,
+    UnsupportedVersion,
+    new_event_id,
+    parse_message,
+)
+
+AT = datetime(2026, 11, 29, 8, 30, tzinfo=UTC)
+
+
+def test_contact_id_codes_of_the_kit() -> None:
+    assert str(EventKind.SOS.contact_id) == "1101"
+    assert str(EventKind.SMOKE.contact_id) == "1111"
+    assert str(EventKind.SMOKE_RESTORE.contact_id) == "3111"
+    assert str(EventKind.GAS.contact_id) == "1151"
+    assert str(EventKind.WATER_LEAK.contact_id) == "1154"
+    assert str(EventKind.DEVICE_OFFLINE.contact_id) == "1381"
+    assert str(EventKind.TAMPER.contact_id) == "1383"
+    assert str(EventKind.LOW_BATTERY.contact_id) == "1384"
+    assert EventKind.MOTION.contact_id is None
+
+
+def test_every_alarm_and_trouble_has_a_restore_or_is_one_shot() -> None:
+    for kind in EventKind:
+        if kind.is_restore:
+            assert kind.condition.restore is kind
+            assert kind.lane is kind.condition.lane
+    assert EventKind.SMOKE.is_alarm
+    assert not EventKind.SMOKE_RESTORE.is_alarm
+    assert EventKind.LOW_BATTERY.lane is Lane.TROUBLE
+    assert EventKind.SOS.priority is Priority.LIFE_SAFETY
+    assert EventKind.WATER_LEAK.priority is Priority.HIGH
+
+
+def test_event_roundtrip_and_utc_normalisation() -> None:
+    local = AT.astimezone(timezone(timedelta(hours=8)))
+    event = Event.create(
+        gateway_id="gw-1",
+        seq=7,
+        kind=EventKind.SMOKE,
+        at=local,
+        device_id="smoke-kitchen",
+        payload={"room": "kitchen"},
+    )
+    assert event.at.tzinfo is not None
+    assert event.at.utcoffset() == timedelta(0)
+    again = parse_message(Event, event.model_dump_json())
+    assert again == event
+
+
+def test_unknown_version_is_refused_by_name() -> None:
+    event = Event.create(gateway_id="gw-1", seq=1, kind=EventKind.SOS, at=AT)
+    data = json.loads(event.model_dump_json())
+    data["v"] = 2
+    with pytest.raises(UnsupportedVersion, match="version 2"):
+        parse_message(Event, data)
+    batch = {"v": 1, "gateway_id": "gw-1", "events": [data]}
+    with pytest.raises(UnsupportedVersion):
+        parse_message(IngestBatch, batch)
+
+
+def test_batch_refuses_foreign_gateway_events() -> None:
+    event = Event.create(gateway_id="gw-2", seq=1, kind=EventKind.SOS, at=AT)
+    with pytest.raises(ContractError, match="gw-2"):
+        parse_message(
+            IngestBatch, {"gateway_id": "gw-1", "events": [event.model_dump(mode="json")]}
+        )
+
+
+def test_oversized_payload_and_naive_time_are_refused() -> None:
+    with pytest.raises(ContractError, match="limit"):
+        parse_message(
+            Event,
+            {
+                "id": new_event_id(),
+                "gateway_id": "g",
+                "seq": 1,
+                "kind": "sos",
+                "priority": 1,
+                "at": AT.isoformat(),
+                "payload": {"x": "a" * 5000},
+            },
+        )
+    with pytest.raises(ContractError, match="timezone"):
+        parse_message(
+            Event,
+            {
+                "id": new_event_id(),
+                "gateway_id": "g",
+                "seq": 1,
+                "kind": "sos",
+                "priority": 1,
+                "at": "2026-11-29T08:30:00",
+            },
+        )
+
+
+@given(
+    st.lists(
+        st.datetimes(
+            min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
+        ),
+        min_size=2,
+        max_size=20,
+        unique=True,
+    )
+)
+def test_event_ids_sort_by_time(times: list[datetime]) -> None:
+    ids = {t: new_event_id(t) for t in times}
+    ordered = sorted(times)
+    # Same-millisecond ids have no defined order; compare at millisecond resolution.
+    for a, b in itertools.pairwise(ordered):
+        if int(a.timestamp() * 1000) < int(b.timestamp() * 1000):
+            assert ids[a] < ids[b]
+
+
+@given(
+    st.one_of(
+        st.binary(max_size=200),
+        st.text(max_size=200),
+        st.dictionaries(st.text(max_size=10), st.integers() | st.text(max_size=10)),
+    )
+)
+def test_parse_message_only_raises_contract_errors(data: bytes | str | dict[str, object]) -> None:
+    with contextlib.suppress(ContractError):
+        parse_message(Event, data)
