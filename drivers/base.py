@@ -98,8 +98,10 @@ class LocalCommand(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
+    #: Device id; for ``notify`` the name of the secondary channel.
     device: str
-    action: Literal["siren_on", "siren_off", "ack"]
+    #: ``notify`` goes to the configured secondary channel (a hook), not to a driver.
+    action: Literal["siren_on", "siren_off", "ack", "notify"]
     params: dict[str, Any] = Field(default_factory=dict)
 
 
