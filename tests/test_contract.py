@@ -140,3 +140,17 @@ def test_event_ids_sort_by_time(times: list[datetime]) -> None:
 def test_parse_message_only_raises_contract_errors(data: bytes | str | dict[str, object]) -> None:
     with contextlib.suppress(ContractError):
         parse_message(Event, data)
+
+
+def test_contract_doc_has_a_valid_example_of_every_kind() -> None:
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).parent.parent / "docs" / "contract.md").read_text()
+    blocks = re.findall(r"### `([a-z_]+)`\n\n```json\n(.*?)\n```", text, re.S)
+    documented = {}
+    for name, body in blocks:
+        event = parse_message(Event, body)
+        assert event.kind.value == name
+        documented[name] = event
+    assert set(documented) == {k.value for k in EventKind}
