@@ -111,6 +111,12 @@ class RecordConfig(_Section):
     path: Path | None = None
 
 
+class ActionsConfig(_Section):
+    #: A command run with the escalation as JSON on stdin: the secondary alarm channel
+    #: (an SMS modem script, a phone dialler). Empty: escalation is logged and sent to dispatch.
+    notify_command: list[str] = Field(default_factory=list)
+
+
 class DriverEntry(BaseModel):
     """A ``[[drivers]]`` table: ``id`` and ``type``; the rest are the driver's own options."""
 
@@ -131,6 +137,7 @@ class HomeConfig(_Section):
     buffer: BufferConfig = BufferConfig()
     status: StatusConfig = StatusConfig()
     record: RecordConfig = RecordConfig()
+    actions: ActionsConfig = ActionsConfig()
     drivers: list[DriverEntry] = Field(default_factory=list)
     devices: list[DeviceSpec] = Field(default_factory=list)
     #: The rule pack and its settings; validated by :mod:`rules`.
