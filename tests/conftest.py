@@ -5,4 +5,5 @@ from __future__ import annotations
 pytest_plugins = [
     "tests.fixtures.broker",
     "tests.fixtures.postgres",
+    "tests.fixtures.netfault",
 ]
