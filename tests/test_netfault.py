@@ -35,6 +35,11 @@ def _roundtrip(port: int, timeout: float = 1.0) -> bytes:
         return s.recv(1024)
 
 
+def _roundtrip_or_raise(port: int) -> None:
+    if _roundtrip(port) == b"":
+        raise ConnectionResetError("closed without an answer")
+
+
 def test_pass_refuse_blackhole_reset(echo_port: int) -> None:
     proxy = FaultProxy("127.0.0.1", echo_port)
     proxy.start()
@@ -48,9 +53,7 @@ def test_pass_refuse_blackhole_reset(echo_port: int) -> None:
             _roundtrip(proxy.port, timeout=0.3)
         proxy.set_mode("reset")
         with pytest.raises((ConnectionResetError, ConnectionAbortedError, BrokenPipeError)):
-            data = _roundtrip(proxy.port)
-            if data == b"":
-                raise ConnectionResetError("closed")
+            _roundtrip_or_raise(proxy.port)
         proxy.set_mode("pass")
         assert _roundtrip(proxy.port) == b"ping"
     finally:
