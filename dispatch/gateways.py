@@ -193,9 +193,9 @@ async def authenticate(
             gateway_id=signed.gateway_id,
             nonce=signed.nonce,
             expires_at=datetime.fromtimestamp(signed.timestamp + MAX_SKEW_S + 60, UTC),
-        )
+        ).returning(schema.gateway_nonces.c.nonce)
     )
-    if inserted.rowcount == 0:
+    if inserted.first() is None:
         raise Conflict(
             "replayed request",
             slug="replayed-nonce",
@@ -307,8 +307,9 @@ async def mark_offline(tx: Tx, settings: Settings, gateway_id: str) -> bool:
             g.c.offline_after < tx.now,
         )
         .values(online=False, status_changed_at=tx.now)
+        .returning(g.c.id)
     )
-    if result.rowcount != 1:
+    if result.first() is None:
         return False
     gateway = (await tx.conn.execute(select(g).where(g.c.id == gateway_id))).mappings().one()
     tx.change("gateway", "gateway.offline", gateway_id, {"online": False})
@@ -360,9 +361,12 @@ def gateway_model(row: RowMapping) -> GatewayOut:
 async def revoke(tx: Tx, gateway_id: str, *, actor: str) -> None:
     g = schema.gateways
     result = await tx.conn.execute(
-        update(g).where(g.c.id == gateway_id, g.c.revoked_at.is_(None)).values(revoked_at=tx.now)
+        update(g)
+        .where(g.c.id == gateway_id, g.c.revoked_at.is_(None))
+        .values(revoked_at=tx.now)
+        .returning(g.c.id)
     )
-    if result.rowcount != 1:
+    if result.first() is None:
         exists = (await tx.conn.execute(select(g.c.id).where(g.c.id == gateway_id))).first()
         if exists is None:
             raise NotFound("no such gateway", detail=f"gateway {gateway_id!r} is not enrolled")

@@ -98,8 +98,9 @@ class Supervisor:
                         last_action_at=tx.now,
                         requeue_count=i.c.requeue_count + 1,
                     )
+                    .returning(i.c.id)
                 )
-                if result.rowcount != 1:
+                if result.first() is None:
                     continue
                 detail = {
                     "reason": "no action after acknowledgement",
@@ -154,9 +155,9 @@ class Supervisor:
                     inserted = await tx.conn.execute(
                         gateways.insert_ignore(tx.dialect, esc).values(
                             incident_id=incident_id, reason=reason, at=tx.now
-                        )
+                        ).returning(esc.c.id)
                     )
-                    if inserted.rowcount != 1:
+                    if inserted.first() is None:
                         continue
                     await incidents.add_action(
                         tx, incident_id, _SYSTEM, "escalated", {"overdue": reason}

@@ -187,8 +187,9 @@ async def update_household(
         result = await tx.conn.execute(
             update(h).where(h.c.id == household_id)
             .values(updated_at=tx.now, **_household_values(body))
+            .returning(h.c.id)
         )
-        if result.rowcount != 1:
+        if result.first() is None:
             raise NotFound("no such household", detail=f"household {household_id!r} does not exist")
         tx.audit(operator.username, "household.updated", "household", household_id)
         tx.change("household", "household.updated", household_id, {"name": body.name})
