@@ -10,14 +10,16 @@ import pytest
 
 from gatewayd.contract import MAX_BATCH_EVENTS, EventKind, HeartbeatReply, IngestReply
 from tests.dispatch.wire import batch, event, heartbeat
+from tests.dispatch.conftest import unique
 from tests.fixtures.dispatch import DispatchServer
 
 
 def test_enroll_then_events_are_stored_once_with_their_incident(
-    any_dispatch_server: DispatchServer,
+    server: DispatchServer,
 ) -> None:
-    gw = any_dispatch_server.enroll("hh-1")
-    assert gw.household_id == "hh-1"
+    household = unique("hh-1")
+    gw = server.enroll(household)
+    assert gw.household_id == household
     sos = event(gw.gateway_id, EventKind.SOS)
     motion = event(gw.gateway_id, EventKind.MOTION, device="pir-1")
     first = gw.send_events(batch(gw.gateway_id, sos, motion))
@@ -37,16 +39,16 @@ def test_enroll_then_events_are_stored_once_with_their_incident(
     assert again_acks[sos.id].incident.id == acks[sos.id].incident.id
     assert again_acks[motion.id].status == "duplicate"
 
-    client = any_dispatch_server.operator_client()
-    queue = client.get("/api/v1/incidents").json()
+    client = server.operator_client()
+    queue = client.get("/api/v1/incidents", params={"household_id": household}).json()
     assert queue["total"] == 1
     assert queue["items"][0]["event_count"] == 1  # the resend did not count twice
 
 
 def test_heartbeat_updates_gateway_and_reports_acknowledged_alarms(
-    any_dispatch_server: DispatchServer,
+    server: DispatchServer,
 ) -> None:
-    gw = any_dispatch_server.enroll("hh-2")
+    gw = server.enroll(unique("hh-2"))
     sos = event(gw.gateway_id, EventKind.SOS)
     ack = IngestReply.model_validate_json(gw.send_events(batch(gw.gateway_id, sos)).content)
     incident_id = ack.acks[0].incident.id  # type: ignore[union-attr]
@@ -55,7 +57,7 @@ def test_heartbeat_updates_gateway_and_reports_acknowledged_alarms(
     assert reply.status_code == 200, reply.text
     assert HeartbeatReply.model_validate_json(reply.content).acknowledged_events == []
 
-    client = any_dispatch_server.operator_client()
+    client = server.operator_client()
     assert client.post(f"/api/v1/incidents/{incident_id}/acknowledge").status_code == 200
     beat = HeartbeatReply.model_validate_json(gw.heartbeat(heartbeat(gw.gateway_id)).content)
     assert beat.acknowledged_events == [sos.id]
@@ -71,9 +73,9 @@ def test_heartbeat_updates_gateway_and_reports_acknowledged_alarms(
     assert info["last_heartbeat_at"] is not None
 
 
-def test_a_gateway_cannot_write_as_another(any_dispatch_server: DispatchServer) -> None:
-    mine = any_dispatch_server.enroll("hh-a")
-    other = any_dispatch_server.enroll("hh-b")
+def test_a_gateway_cannot_write_as_another(server: DispatchServer) -> None:
+    mine = server.enroll(unique("hh-a"))
+    other = server.enroll(unique("hh-b"))
     forged = batch(other.gateway_id, event(other.gateway_id, EventKind.SOS))
     reply = mine.send_events(forged)
     assert reply.status_code == 403
@@ -86,37 +88,38 @@ def test_a_gateway_cannot_write_as_another(any_dispatch_server: DispatchServer) 
     assert mine.heartbeat(heartbeat(other.gateway_id)).status_code == 403
 
 
-def test_revoked_gateway_is_refused(any_dispatch_server: DispatchServer) -> None:
-    gw = any_dispatch_server.enroll("hh-r")
+def test_revoked_gateway_is_refused(server: DispatchServer) -> None:
+    household = unique("hh-r")
+    gw = server.enroll(household)
     assert gw.heartbeat(heartbeat(gw.gateway_id)).status_code == 200
-    result = any_dispatch_server.cli("gateway", "revoke", gw.gateway_id)
+    result = server.cli("gateway", "revoke", gw.gateway_id)
     assert result.returncode == 0, result.stderr
     reply = gw.send_events(batch(gw.gateway_id, event(gw.gateway_id, EventKind.SOS)))
     assert reply.status_code == 403
     assert reply.json()["title"] == "gateway revoked"
     assert "revoked" in reply.json()["detail"]
-    again = any_dispatch_server.cli("gateway", "revoke", gw.gateway_id)
+    again = server.cli("gateway", "revoke", gw.gateway_id)
     assert again.returncode == 6
     # A new code re-enrolls it with a fresh secret; the old secret stays dead.
-    renewed = any_dispatch_server.enroll("hh-r", gw.gateway_id)
+    renewed = server.enroll(household, gw.gateway_id)
     assert renewed.secret != gw.secret
     assert renewed.heartbeat(heartbeat(gw.gateway_id)).status_code == 200
     assert gw.heartbeat(heartbeat(gw.gateway_id)).status_code == 401
 
 
-def test_replayed_request_is_refused(any_dispatch_server: DispatchServer) -> None:
-    gw = any_dispatch_server.enroll("hh-replay")
+def test_replayed_request_is_refused(server: DispatchServer) -> None:
+    gw = server.enroll(unique("hh-replay"))
     body = batch(gw.gateway_id, event(gw.gateway_id, EventKind.SOS)).model_dump_json().encode()
     headers = gw.signed_headers("/api/v1/gateway/events", body)
-    url = any_dispatch_server.url + "/api/v1/gateway/events"
+    url = server.url + "/api/v1/gateway/events"
     assert httpx.post(url, content=body, headers=headers).status_code == 200
     replay = httpx.post(url, content=body, headers=headers)
     assert replay.status_code == 409
     assert replay.json()["title"] == "replayed request"
 
 
-def test_stale_timestamp_names_the_clock_skew(any_dispatch_server: DispatchServer) -> None:
-    gw = any_dispatch_server.enroll("hh-skew")
+def test_stale_timestamp_names_the_clock_skew(server: DispatchServer) -> None:
+    gw = server.enroll(unique("hh-skew"))
     reply = gw.heartbeat(heartbeat(gw.gateway_id), now=time.time() - 3600)
     assert reply.status_code == 401
     problem = reply.json()
@@ -125,44 +128,44 @@ def test_stale_timestamp_names_the_clock_skew(any_dispatch_server: DispatchServe
     assert "-3600" in problem["detail"] or "-3599" in problem["detail"]
 
 
-def test_unsigned_and_unknown_gateways_are_refused(any_dispatch_server: DispatchServer) -> None:
-    url = any_dispatch_server.url + "/api/v1/gateway/heartbeat"
+def test_unsigned_and_unknown_gateways_are_refused(server: DispatchServer) -> None:
+    url = server.url + "/api/v1/gateway/heartbeat"
     reply = httpx.post(url, json={"gateway_id": "x"})
     assert reply.status_code == 401
     assert "X-Gateway-Id" in reply.json()["detail"]
     from tests.fixtures.dispatch import EnrolledGateway
 
-    ghost = EnrolledGateway(any_dispatch_server.url, "ghost", "hh", "c2VjcmV0c2VjcmV0c2VjcmV0")
+    ghost = EnrolledGateway(server.url, "ghost", "hh", "c2VjcmV0c2VjcmV0c2VjcmV0")
     reply = ghost.heartbeat(heartbeat("ghost"))
     assert reply.status_code == 401
     assert reply.json()["title"] == "unknown gateway"
 
 
-def test_enrollment_codes_are_one_time_and_expire(any_dispatch_server: DispatchServer) -> None:
-    server = any_dispatch_server
+def test_enrollment_codes_are_one_time_and_expire(server: DispatchServer) -> None:
+    server = server
     enroll = server.url + "/api/v1/gateway/enroll"
-    code = server.enroll_code("hh-e")
-    assert httpx.post(enroll, json={"code": code, "gateway_id": "gw-e1"}).status_code == 200
-    used = httpx.post(enroll, json={"code": code, "gateway_id": "gw-e2"})
+    code = server.enroll_code(unique("hh-e"))
+    first = unique("gw")
+    assert httpx.post(enroll, json={"code": code, "gateway_id": first}).status_code == 200
+    used = httpx.post(enroll, json={"code": code, "gateway_id": unique("gw")})
     assert used.status_code == 401
     assert used.json()["title"] == "enrollment code already used"
-    bogus = httpx.post(enroll, json={"code": "AAAA-BBBB-CCCC", "gateway_id": "gw-e3"})
+    bogus = httpx.post(enroll, json={"code": "AAAA-BBBB-CCCC", "gateway_id": unique("gw")})
     assert bogus.status_code == 401
     # Another household's code cannot take over an enrolled gateway id.
-    foreign = server.enroll_code("hh-other")
-    taken = httpx.post(enroll, json={"code": foreign, "gateway_id": "gw-e1"})
+    foreign = server.enroll_code(unique("hh-other"))
+    taken = httpx.post(enroll, json={"code": foreign, "gateway_id": first})
     assert taken.status_code == 409
     assert taken.json()["title"] == "gateway enrolled to another household"
 
 
-def test_expired_enrollment_code_is_refused(any_dispatch_server: DispatchServer) -> None:
-    server = any_dispatch_server
-    server.ensure_household("hh-x")
-    # The shortest TTL the CLI allows is 60 s: age the code in the database instead of waiting.
-    code = server.enroll_code("hh-x", ttl=60)
+def test_expired_enrollment_code_is_refused(server: DispatchServer) -> None:
+    server = server
+    # The shortest TTL allowed is 60 s: age the code in the database instead of waiting.
+    code = server.enroll_code(unique("hh-x"), ttl=60)
     _expire_codes(server.db_url)
     reply = httpx.post(
-        server.url + "/api/v1/gateway/enroll", json={"code": code, "gateway_id": "gw-late"}
+        server.url + "/api/v1/gateway/enroll", json={"code": code, "gateway_id": unique("gw")}
     )
     assert reply.status_code == 401
     assert reply.json()["title"] == "enrollment code expired"
@@ -181,8 +184,8 @@ def _expire_codes(db_url: str) -> None:
     engine.dispose()
 
 
-def test_bad_bodies_are_4xx_problems(any_dispatch_server: DispatchServer) -> None:
-    gw = any_dispatch_server.enroll("hh-bad")
+def test_bad_bodies_are_4xx_problems(server: DispatchServer) -> None:
+    gw = server.enroll(unique("hh-bad"))
     too_many = [event(gw.gateway_id, EventKind.MOTION) for _ in range(MAX_BATCH_EVENTS + 1)]
     body = json.dumps(
         {"v": 1, "gateway_id": gw.gateway_id, "events": [e.model_dump(mode="json") for e in too_many]}
@@ -205,13 +208,13 @@ def test_bad_bodies_are_4xx_problems(any_dispatch_server: DispatchServer) -> Non
 
 
 @pytest.mark.parametrize("kind", [EventKind.TEST, EventKind.SOS])
-def test_test_events_are_stored_and_open_nothing(
-    dispatch_server: DispatchServer, kind: EventKind
-) -> None:
-    gw = dispatch_server.enroll("hh-t")
+def test_test_events_are_stored_and_open_nothing(server: DispatchServer, kind: EventKind) -> None:
+    household = unique("hh-t")
+    gw = server.enroll(household)
     ev = event(gw.gateway_id, kind, test=True)
     reply = IngestReply.model_validate_json(gw.send_events(batch(gw.gateway_id, ev)).content)
     assert reply.acks[0].status == "stored"
     assert reply.acks[0].incident is None
-    client = dispatch_server.operator_client()
-    assert client.get("/api/v1/incidents", params={"state": "all"}).json()["total"] == 0
+    client = server.operator_client()
+    listed = client.get("/api/v1/incidents", params={"state": "all", "household_id": household})
+    assert listed.json()["total"] == 0
