@@ -19,11 +19,19 @@ from tests.fixtures.dispatch import DispatchServer
 from tests.fixtures.postgres import PG_ADMIN_URL
 
 
-@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
 def server(request: pytest.FixtureRequest) -> Iterator[DispatchServer]:
+    """A dispatchd with default settings, shared by the tests of a module."""
+    yield from module_server(request.param)
+
+
+def module_server(backend: str, args: tuple[str, ...] = ()) -> Iterator[DispatchServer]:
     workdir = Path(tempfile.mkdtemp(prefix="dispatchd-mod-"))
     dbname = None
-    if request.param == "postgres":
+    if backend == "postgres":
         if not port_open("127.0.0.1", 5432):
             pytest.fail("PostgreSQL is not answering on 127.0.0.1:5432")
         import psycopg
@@ -34,7 +42,7 @@ def server(request: pytest.FixtureRequest) -> Iterator[DispatchServer]:
         db_url = f"postgresql://postgres@127.0.0.1:5432/{dbname}"
     else:
         db_url = f"sqlite:///{workdir / 'dispatch.db'}"
-    instance = DispatchServer(db_url=db_url, workdir=workdir)
+    instance = DispatchServer(db_url=db_url, workdir=workdir, args=args)
     instance.start()
     try:
         yield instance
