@@ -22,7 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from dispatch import schema
 from dispatch.errors import Conflict, NotFound, Unauthorized
 from dispatch.models import LoginReply, Operator, OperatorPatch, Role
-from dispatch.tx import Tx
+from dispatch.db import Database
+from dispatch.tx import Tx, transaction
 
 __all__ = [
     "create_operator",
@@ -129,22 +130,27 @@ async def update_operator(tx: Tx, username: str, patch: OperatorPatch, *, actor:
     return operator_model(row)
 
 
-async def login(tx: Tx, *, username: str, password: str, ttl_s: float) -> LoginReply:
+async def login(db: Database, *, username: str, password: str, ttl_s: float) -> LoginReply:
+    """Check the password and open a session; a refusal is audited too (in its own commit)."""
     o = schema.operators
-    row = (await tx.conn.execute(select(o).where(o.c.username == username))).mappings().first()
+    async with db.read() as conn:
+        row = (await conn.execute(select(o).where(o.c.username == username))).mappings().first()
     ok = await _verify(row["password_hash"] if row else _DUMMY_HASH, password)
     if row is None or not ok or row["disabled"]:
-        tx.audit(username, "auth.login_failed", "operator", username)
+        async with transaction(db, durable=False) as tx:
+            tx.audit(username, "auth.login_failed", "operator", username)
         log.info("login refused", operator=username)
         raise Unauthorized("login failed", detail="unknown user, wrong password or disabled account")
     token = secrets.token_urlsafe(32)
-    expires = tx.now + timedelta(seconds=ttl_s)
-    await tx.conn.execute(
-        insert(schema.sessions).values(
-            token_hash=token_hash(token), operator_id=row["id"], created_at=tx.now, expires_at=expires
+    async with transaction(db) as tx:
+        expires = tx.now + timedelta(seconds=ttl_s)
+        await tx.conn.execute(
+            insert(schema.sessions).values(
+                token_hash=token_hash(token), operator_id=row["id"], created_at=tx.now,
+                expires_at=expires,
+            )
         )
-    )
-    tx.audit(username, "auth.login", "operator", username)
+        tx.audit(username, "auth.login", "operator", username)
     return LoginReply(operator=operator_model(row), expires_at=expires, token=token)
 
 

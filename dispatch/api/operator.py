@@ -68,11 +68,10 @@ Offset = Annotated[int, Query(ge=0, le=1_000_000)]
 @router.post("/auth/login", response_model=LoginReply, tags=["auth"])
 async def login(body: LoginRequest, services: ServicesDep, response: Response) -> LoginReply:
     """Start a session: sets the session cookie (HttpOnly, SameSite=Strict) and returns its token."""
-    async with transaction(services.db) as tx:
-        reply = await operators.login(
-            tx, username=body.username, password=body.password,
-            ttl_s=services.settings.session_ttl_s,
-        )
+    reply = await operators.login(
+        services.db, username=body.username, password=body.password,
+        ttl_s=services.settings.session_ttl_s,
+    )
     response.set_cookie(
         SESSION_COOKIE,
         reply.token,
