@@ -11,7 +11,6 @@ import getpass
 import logging
 import sys
 from collections.abc import Awaitable, Callable
-
 from typing import Any, TypeVar
 
 import click
@@ -90,15 +89,30 @@ def cli() -> None:
 @db_option
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
-@click.option("--incident-window", type=click.FloatRange(min=1), default=1800, show_default=True,
-              help="Seconds within which an alarm joins the open incident of its kind.")
-@click.option("--ack-timeout", type=click.FloatRange(min=1), default=300, show_default=True,
-              help="Seconds an acknowledged incident may sit without action before requeue.")
+@click.option(
+    "--incident-window",
+    type=click.FloatRange(min=1),
+    default=1800,
+    show_default=True,
+    help="Seconds within which an alarm joins the open incident of its kind.",
+)
+@click.option(
+    "--ack-timeout",
+    type=click.FloatRange(min=1),
+    default=300,
+    show_default=True,
+    help="Seconds an acknowledged incident may sit without action before requeue.",
+)
 @click.option("--sla-ack", type=click.FloatRange(min=1), default=60, show_default=True)
 @click.option("--sla-callback", type=click.FloatRange(min=1), default=300, show_default=True)
 @click.option("--sla-on-scene", type=click.FloatRange(min=1), default=1080, show_default=True)
-@click.option("--heartbeat-misses", type=click.FloatRange(min=1), default=3, show_default=True,
-              help="Heartbeat intervals a gateway may miss before it is offline.")
+@click.option(
+    "--heartbeat-misses",
+    type=click.FloatRange(min=1),
+    default=3,
+    show_default=True,
+    help="Heartbeat intervals a gateway may miss before it is offline.",
+)
 @click.option("--supervise-every", type=click.FloatRange(min=0.05), default=1.0, show_default=True)
 @click.option("--session-ttl", type=click.FloatRange(min=60), default=43200, show_default=True)
 @click.option("--log-level", default="INFO", show_default=True)
@@ -196,8 +210,13 @@ def migrate_cmd(db_url: str) -> None:
 @cli.command("enroll-code")
 @db_option
 @click.option("--household", "household_id", required=True, help="The household's id.")
-@click.option("--ttl", type=click.IntRange(60, 7 * 86400), default=3600, show_default=True,
-              help="Seconds the code stays valid.")
+@click.option(
+    "--ttl",
+    type=click.IntRange(60, 7 * 86400),
+    default=3600,
+    show_default=True,
+    help="Seconds the code stays valid.",
+)
 def enroll_code(db_url: str, household_id: str, ttl: int) -> None:
     """Print a one-time code that enrolls one gateway to a household."""
     from dispatch.gateways import make_enroll_code
@@ -221,8 +240,12 @@ def operator() -> None:
 @operator.command("add")
 @db_option
 @click.argument("username")
-@click.option("--role", type=click.Choice(["operator", "supervisor", "admin"]), default="operator",
-              show_default=True)
+@click.option(
+    "--role",
+    type=click.Choice(["operator", "supervisor", "admin"]),
+    default="operator",
+    show_default=True,
+)
 @click.option("--name", "display_name", default="", help="Display name.")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 def operator_add(
@@ -253,8 +276,12 @@ def operator_add(
         hashed = await hash_password(spec.password)
         async with transaction(db) as tx:
             await create_operator(
-                tx, username=spec.username, password_hash=hashed, role=spec.role,
-                display_name=spec.display_name, actor="cli",
+                tx,
+                username=spec.username,
+                password_hash=hashed,
+                role=spec.role,
+                display_name=spec.display_name,
+                actor="cli",
             )
 
     _run(db_url, action)
@@ -376,7 +403,8 @@ def household_add(
                 raise Conflict("household exists", detail=f"household {household_id!r} exists")
             await tx.conn.execute(
                 insert(h).values(
-                    created_at=tx.now, updated_at=tx.now,
+                    created_at=tx.now,
+                    updated_at=tx.now,
                     **spec.model_dump(mode="json"),
                 )
             )
@@ -406,4 +434,3 @@ def main() -> None:
 
 
 __all__ = ["cli", "main"]
-

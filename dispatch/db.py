@@ -57,9 +57,7 @@ class Database:
         kwargs: dict[str, Any] = {}
         if self.dialect == "sqlite":
             assert self.url.database is not None
-            Path(self.url.database).expanduser().resolve().parent.mkdir(
-                parents=True, exist_ok=True
-            )
+            Path(self.url.database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
             kwargs["connect_args"] = {"timeout": 30}
         else:
             kwargs["pool_size"] = pool_size
@@ -103,11 +101,10 @@ class Database:
         ``durable=False`` lets SQLite skip the fsync at commit (heartbeats, housekeeping).
         """
         if self._write_lock is not None:
-            async with self._write_lock:
-                async with self.engine.connect() as conn:
-                    conn = await conn.execution_options(sqlite_begin="IMMEDIATE", durable=durable)
-                    async with conn.begin():
-                        yield conn
+            async with self._write_lock, self.engine.connect() as conn:
+                conn = await conn.execution_options(sqlite_begin="IMMEDIATE", durable=durable)
+                async with conn.begin():
+                    yield conn
         else:
             async with self.engine.begin() as conn:
                 yield conn

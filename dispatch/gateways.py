@@ -73,7 +73,9 @@ async def make_enroll_code(tx: Tx, *, household_id: str, ttl_s: float, actor: st
     expires = tx.now + timedelta(seconds=ttl_s)
     await tx.conn.execute(
         insert(schema.enroll_codes).values(
-            code_hash=hash_code(code), household_id=household_id, created_at=tx.now,
+            code_hash=hash_code(code),
+            household_id=household_id,
+            created_at=tx.now,
             expires_at=expires,
         )
     )
@@ -140,7 +142,9 @@ async def enroll(
         )
         action = "gateway.enrolled"
     await tx.conn.execute(
-        update(c).where(c.c.code_hash == row["code_hash"]).values(used_at=tx.now, used_by=gateway_id)
+        update(c)
+        .where(c.c.code_hash == row["code_hash"])
+        .values(used_at=tx.now, used_by=gateway_id)
     )
     tx.audit(f"gateway:{gateway_id}", action, "gateway", gateway_id, {"household": household_id})
     tx.change("gateway", action, gateway_id, {"household_id": household_id})
@@ -189,11 +193,13 @@ async def authenticate(
     except SignatureError as exc:
         raise Unauthorized("bad signature", detail=str(exc)) from exc
     inserted = await tx.conn.execute(
-        insert_ignore(tx.dialect, schema.gateway_nonces).values(
+        insert_ignore(tx.dialect, schema.gateway_nonces)
+        .values(
             gateway_id=signed.gateway_id,
             nonce=signed.nonce,
             expires_at=datetime.fromtimestamp(signed.timestamp + MAX_SKEW_S + 60, UTC),
-        ).returning(schema.gateway_nonces.c.nonce)
+        )
+        .returning(schema.gateway_nonces.c.nonce)
     )
     if inserted.first() is None:
         raise Conflict(
@@ -314,7 +320,9 @@ async def mark_offline(tx: Tx, settings: Settings, gateway_id: str) -> bool:
     gateway = (await tx.conn.execute(select(g).where(g.c.id == gateway_id))).mappings().one()
     tx.change("gateway", "gateway.offline", gateway_id, {"online": False})
     tx.audit("system", "gateway.offline", "gateway", gateway_id)
-    log.warning("gateway lost", gateway=gateway_id, last_heartbeat=str(gateway["last_heartbeat_at"]))
+    log.warning(
+        "gateway lost", gateway=gateway_id, last_heartbeat=str(gateway["last_heartbeat_at"])
+    )
     key = f"gateway_offline:{gateway_id}"
     i = schema.incidents
     if (await tx.conn.execute(select(i.c.id).where(i.c.open_key == key))).first() is not None:

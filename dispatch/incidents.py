@@ -24,6 +24,7 @@ from dispatch.models import (
     Incident,
     IncidentDetail,
     IncidentState,
+    OverdueStep,
     TimelineEntry,
 )
 from dispatch.settings import Settings
@@ -77,9 +78,9 @@ def incident_select() -> Select[Any]:
     )
 
 
-def overdue(row: RowMapping, now: datetime) -> list[str]:
+def overdue(row: RowMapping, now: datetime) -> list[OverdueStep]:
     state = row["state"]
-    late: list[str] = []
+    late: list[OverdueStep] = []
     if state == IncidentState.RESOLVED:
         return late
     if (
@@ -134,7 +135,7 @@ def to_model(row: RowMapping, now: datetime) -> Incident:
             callback=row["callback_deadline"],
             on_scene=row["on_scene_deadline"],
         ),
-        overdue=overdue(row, now),  # type: ignore[arg-type]
+        overdue=overdue(row, now),
         summary=row["summary"] or {},
     )
 
@@ -157,7 +158,8 @@ async def load_incident(
     row = (await conn.execute(query)).mappings().first()
     if row is None:
         raise NotFound("no such incident", detail=f"incident {incident_id!r} does not exist")
-    return row
+    result: RowMapping = row
+    return result
 
 
 def household_model(row: RowMapping) -> Household:
@@ -203,7 +205,11 @@ async def load_incident_detail(
     a = schema.incident_actions
     timeline.extend(
         TimelineEntry(
-            at=act["at"], type="action", name=act["action"], actor=act["actor"], detail=act["detail"]
+            at=act["at"],
+            type="action",
+            name=act["action"],
+            actor=act["actor"],
+            detail=act["detail"],
         )
         for act in (
             await conn.execute(select(a).where(a.c.incident_id == incident_id).order_by(a.c.id))
@@ -416,7 +422,11 @@ async def perform(
             "escalation",
             "incident.takeover",
             incident_id,
-            {"incident": incident.model_dump(mode="json"), "from": took_over_from, "by": actor.name},
+            {
+                "incident": incident.model_dump(mode="json"),
+                "from": took_over_from,
+                "by": actor.name,
+            },
             audience="supervisor",
         )
     return ActionOutcome(incident, took_over_from)

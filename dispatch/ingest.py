@@ -57,7 +57,8 @@ class _Router:
     async def load(self) -> None:
         i = schema.incidents
         rows = await self.tx.conn.execute(
-            select(i).where(i.c.household_id == self.household_id, incidents.open_filter())
+            select(i)
+            .where(i.c.household_id == self.household_id, incidents.open_filter())
             .order_by(i.c.opened_at.desc())
         )
         self.open_rows = [dict(r) for r in rows.mappings()]

@@ -36,13 +36,14 @@ __all__ = [
     "OperatorPatch",
     "Outcome",
     "Page",
-    "ResolveRequest",
     "Resident",
+    "ResolveRequest",
     "Role",
     "TimelineEntry",
 ]
 
 T = TypeVar("T")
+OverdueStep = Literal["acknowledge", "callback", "on_scene"]
 Short = Annotated[str, Field(max_length=200)]
 Long = Annotated[str, Field(max_length=4000)]
 Phone = Annotated[str, Field(min_length=3, max_length=32, pattern=r"^\+?[0-9 ()\-]{3,32}$")]
@@ -248,7 +249,7 @@ class Incident(BaseModel):
     event_count: int
     requeue_count: int
     deadlines: Deadlines
-    overdue: list[Literal["acknowledge", "callback", "on_scene"]]
+    overdue: list[OverdueStep]
     summary: dict[str, Any]
 
 
@@ -328,6 +329,6 @@ class Change(BaseModel):
     data: dict[str, Any]
 
 
-class Page(BaseModel, Generic[T]):  # noqa: UP046 (Python 3.11 has no PEP 695 syntax)
+class Page(BaseModel, Generic[T]):
     items: list[T]
     total: int

@@ -20,9 +20,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dispatch import schema
+from dispatch.db import Database
 from dispatch.errors import Conflict, NotFound, Unauthorized
 from dispatch.models import LoginReply, Operator, OperatorPatch, Role
-from dispatch.db import Database
 from dispatch.tx import Tx, transaction
 
 __all__ = [
@@ -118,7 +118,9 @@ async def update_operator(tx: Tx, username: str, patch: OperatorPatch, *, actor:
         await tx.conn.execute(update(o).where(o.c.id == row["id"]).values(values))
     if patch.disabled:
         # A disabled account loses its sessions at once.
-        await tx.conn.execute(delete(schema.sessions).where(schema.sessions.c.operator_id == row["id"]))
+        await tx.conn.execute(
+            delete(schema.sessions).where(schema.sessions.c.operator_id == row["id"])
+        )
     changed = sorted(k if k != "password_hash" else "password" for k in values)
     detail: dict[str, object] = {"changed": changed}
     if patch.role is not None:
@@ -140,13 +142,17 @@ async def login(db: Database, *, username: str, password: str, ttl_s: float) -> 
         async with transaction(db, durable=False) as tx:
             tx.audit(username, "auth.login_failed", "operator", username)
         log.info("login refused", operator=username)
-        raise Unauthorized("login failed", detail="unknown user, wrong password or disabled account")
+        raise Unauthorized(
+            "login failed", detail="unknown user, wrong password or disabled account"
+        )
     token = secrets.token_urlsafe(32)
     async with transaction(db) as tx:
         expires = tx.now + timedelta(seconds=ttl_s)
         await tx.conn.execute(
             insert(schema.sessions).values(
-                token_hash=token_hash(token), operator_id=row["id"], created_at=tx.now,
+                token_hash=token_hash(token),
+                operator_id=row["id"],
+                created_at=tx.now,
                 expires_at=expires,
             )
         )

@@ -55,11 +55,16 @@ class ResponseTimesReport(BaseModel):
 def _timing(values: list[float], target: float) -> Timing:
     if not values:
         return Timing(
-            target_s=target, count=0, mean_s=None, median_s=None, p90_s=None, max_s=None,
+            target_s=target,
+            count=0,
+            mean_s=None,
+            median_s=None,
+            p90_s=None,
+            max_s=None,
             within_target=None,
         )
     ordered = sorted(values)
-    p90 = ordered[min(len(ordered) - 1, int(round(0.9 * (len(ordered) - 1))))]
+    p90 = ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]
     return Timing(
         target_s=target,
         count=len(values),
@@ -133,7 +138,9 @@ async def response_times(
         groups.setdefault(key, []).append(r)
     offline_now = (
         await conn.execute(
-            select(func.count()).select_from(g).where(g.c.online.is_(False), g.c.revoked_at.is_(None))
+            select(func.count())
+            .select_from(g)
+            .where(g.c.online.is_(False), g.c.revoked_at.is_(None))
         )
     ).scalar_one()
     return ResponseTimesReport(

@@ -9,6 +9,7 @@ with ``Last-Event-ID: N`` gets every change after N, each once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Callable
 
@@ -38,12 +39,12 @@ async def read_changes(
     c = schema.changes
     async with db.read() as conn:
         rows = (
-            await conn.execute(select(c).where(c.c.id > after).order_by(c.c.id).limit(limit))
-        ).mappings().all()
+            (await conn.execute(select(c).where(c.c.id > after).order_by(c.c.id).limit(limit)))
+            .mappings()
+            .all()
+        )
     last = rows[-1]["id"] if rows else after
-    return [
-        Change.model_validate(dict(r)) for r in rows if r["audience"] in audiences
-    ], int(last)
+    return [Change.model_validate(dict(r)) for r in rows if r["audience"] in audiences], int(last)
 
 
 async def sse_stream(
@@ -93,8 +94,6 @@ async def listen_postgres(conninfo: str, feed: ChangeFeed, stopping: asyncio.Eve
                         return
         except (psycopg.Error, OSError) as exc:
             log.warning("change listener lost its connection", error=str(exc), retry_s=delay)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), delay)
-            except TimeoutError:
-                pass
             delay = min(delay * 2, 10.0)

@@ -60,12 +60,16 @@ class Supervisor:
         async with self.db.read() as conn:
             now = await self._now()
             lost = (
-                await conn.execute(
-                    select(g.c.id).where(
-                        g.c.online.is_(True), g.c.revoked_at.is_(None), g.c.offline_after < now
+                (
+                    await conn.execute(
+                        select(g.c.id).where(
+                            g.c.online.is_(True), g.c.revoked_at.is_(None), g.c.offline_after < now
+                        )
                     )
                 )
-            ).scalars().all()
+                .scalars()
+                .all()
+            )
         for gateway_id in lost:
             async with transaction(self.db, feed=self.feed) as tx:
                 await gateways.mark_offline(tx, self.settings, gateway_id)
@@ -153,9 +157,9 @@ class Supervisor:
             for incident_id in due:
                 async with transaction(self.db, feed=self.feed) as tx:
                     inserted = await tx.conn.execute(
-                        gateways.insert_ignore(tx.dialect, esc).values(
-                            incident_id=incident_id, reason=reason, at=tx.now
-                        ).returning(esc.c.id)
+                        gateways.insert_ignore(tx.dialect, esc)
+                        .values(incident_id=incident_id, reason=reason, at=tx.now)
+                        .returning(esc.c.id)
                     )
                     if inserted.first() is None:
                         continue

@@ -9,6 +9,7 @@ misses a smaller id committed later) and the lock is held for as short a time as
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -37,12 +38,11 @@ class ChangeFeed:
         self._event.set()
         self._event = asyncio.Event()
 
-    async def wait(self, timeout: float) -> None:
+    async def wait(self, seconds: float) -> None:
+        """Until the next wake, or ``seconds`` at most."""
         event = self._event
-        try:
-            await asyncio.wait_for(event.wait(), timeout)
-        except TimeoutError:
-            pass
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), seconds)
 
 
 @dataclass

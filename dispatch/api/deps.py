@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
@@ -76,7 +76,7 @@ async def current_operator(request: Request, services: ServicesDep) -> Operator:
 CurrentOperator = Annotated[Operator, Depends(current_operator)]
 
 
-def require_role(role: Role) -> object:
+def require_role(role: Role) -> Any:
     async def check(operator: CurrentOperator) -> Operator:
         if operator.role.rank < role.rank:
             raise Forbidden(

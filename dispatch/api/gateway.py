@@ -71,8 +71,10 @@ def _parse(model: type[M], body: bytes) -> M | BadRequest:
 @router.post(
     "/enroll",
     response_model=EnrollReply,
-    responses={401: {"description": "unknown, used or expired code"}, 409: {"description":
-               "the gateway id is enrolled to another household"}},
+    responses={
+        401: {"description": "unknown, used or expired code"},
+        409: {"description": "the gateway id is enrolled to another household"},
+    },
 )
 async def enroll(body: EnrollRequest, services: ServicesDep) -> EnrollReply:
     """Exchange a one-time enrollment code for the gateway's signing secret (unsigned).

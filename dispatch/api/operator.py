@@ -37,7 +37,6 @@ from dispatch.models import (
     HouseholdIn,
     Incident,
     IncidentDetail,
-    IncidentState,
     LoginReply,
     LoginRequest,
     NoteRequest,
@@ -51,7 +50,7 @@ from dispatch.models import (
 )
 from dispatch.reports import ResponseTimesReport, response_times
 from dispatch.tx import transaction
-from gatewayd.contract import Identifier, new_event_id
+from gatewayd.contract import new_event_id
 
 __all__ = ["router"]
 
@@ -67,9 +66,11 @@ Offset = Annotated[int, Query(ge=0, le=1_000_000)]
 
 @router.post("/auth/login", response_model=LoginReply, tags=["auth"])
 async def login(body: LoginRequest, services: ServicesDep, response: Response) -> LoginReply:
-    """Start a session: sets the session cookie (HttpOnly, SameSite=Strict) and returns its token."""
+    """Start a session: sets the session cookie (HttpOnly, SameSite=Strict), returns its token."""
     reply = await operators.login(
-        services.db, username=body.username, password=body.password,
+        services.db,
+        username=body.username,
+        password=body.password,
         ttl_s=services.settings.session_ttl_s,
     )
     response.set_cookie(
@@ -142,7 +143,10 @@ async def list_households(
 
 
 @router.post(
-    "/households", response_model=Household, status_code=201, tags=["households"],
+    "/households",
+    response_model=Household,
+    status_code=201,
+    tags=["households"],
     dependencies=[Supervisor],
 )
 async def create_household(
@@ -158,8 +162,9 @@ async def create_household(
                 id=household_id, created_at=tx.now, updated_at=tx.now, **_household_values(body)
             )
         )
-        tx.audit(operator.username, "household.created", "household", household_id,
-                 {"name": body.name})
+        tx.audit(
+            operator.username, "household.created", "household", household_id, {"name": body.name}
+        )
         tx.change("household", "household.created", household_id, {"name": body.name})
         return await _household(tx.conn, household_id)
 
@@ -173,7 +178,9 @@ async def get_household(
 
 
 @router.put(
-    "/households/{household_id}", response_model=Household, tags=["households"],
+    "/households/{household_id}",
+    response_model=Household,
+    tags=["households"],
     dependencies=[Supervisor],
 )
 async def update_household(
@@ -184,7 +191,8 @@ async def update_household(
     async with transaction(services.db, feed=services.feed) as tx:
         h = schema.households
         result = await tx.conn.execute(
-            update(h).where(h.c.id == household_id)
+            update(h)
+            .where(h.c.id == household_id)
             .values(updated_at=tx.now, **_household_values(body))
             .returning(h.c.id)
         )
@@ -202,8 +210,11 @@ class EnrollCode(BaseModel):
 
 
 @router.post(
-    "/households/{household_id}/enroll-codes", response_model=EnrollCode, status_code=201,
-    tags=["households"], dependencies=[Supervisor],
+    "/households/{household_id}/enroll-codes",
+    response_model=EnrollCode,
+    status_code=201,
+    tags=["households"],
+    dependencies=[Supervisor],
 )
 async def create_enroll_code(
     household_id: str,
@@ -247,7 +258,9 @@ async def list_gateways(
 
 
 @router.get("/gateways/{gateway_id}", response_model=GatewayOut, tags=["gateways"])
-async def get_gateway(gateway_id: str, operator: CurrentOperator, services: ServicesDep) -> GatewayOut:
+async def get_gateway(
+    gateway_id: str, operator: CurrentOperator, services: ServicesDep
+) -> GatewayOut:
     g = schema.gateways
     async with services.db.read() as conn:
         row = (await conn.execute(select(g).where(g.c.id == gateway_id))).mappings().first()
@@ -257,7 +270,9 @@ async def get_gateway(gateway_id: str, operator: CurrentOperator, services: Serv
 
 
 @router.post(
-    "/gateways/{gateway_id}/revoke", response_model=GatewayOut, tags=["gateways"],
+    "/gateways/{gateway_id}/revoke",
+    response_model=GatewayOut,
+    tags=["gateways"],
     dependencies=[Admin],
 )
 async def revoke_gateway(
@@ -273,7 +288,13 @@ async def revoke_gateway(
 # -- incidents ----------------------------------------------------------------------------------
 
 StateFilter = Literal[
-    "open", "all", "new", "acknowledged", "callback_made", "responder_dispatched", "on_scene",
+    "open",
+    "all",
+    "new",
+    "acknowledged",
+    "callback_made",
+    "responder_dispatched",
+    "on_scene",
     "resolved",
 ]
 
@@ -310,7 +331,10 @@ async def list_incidents(
             order = [i.c.resolved_at.desc(), i.c.id]
         rows = (
             await conn.execute(
-                incidents.incident_select().where(*where).order_by(*order).limit(limit)
+                incidents.incident_select()
+                .where(*where)
+                .order_by(*order)
+                .limit(limit)
                 .offset(offset)
             )
         ).mappings()
@@ -345,10 +369,16 @@ _ACTION_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.post("/incidents/{incident_id}/acknowledge", response_model=ActionResult,
-             tags=["incidents"], responses=_ACTION_ERRORS)
+@router.post(
+    "/incidents/{incident_id}/acknowledge",
+    response_model=ActionResult,
+    tags=["incidents"],
+    responses=_ACTION_ERRORS,
+)
 async def acknowledge(
-    incident_id: str, operator: CurrentOperator, services: ServicesDep,
+    incident_id: str,
+    operator: CurrentOperator,
+    services: ServicesDep,
     body: AcknowledgeRequest | None = None,
 ) -> ActionResult:
     """Claim the incident. Claiming one another operator holds takes it over (flagged)."""
@@ -356,8 +386,12 @@ async def acknowledge(
     return await _act(services, operator, incident_id, "acknowledge", detail)
 
 
-@router.post("/incidents/{incident_id}/callback", response_model=ActionResult,
-             tags=["incidents"], responses=_ACTION_ERRORS)
+@router.post(
+    "/incidents/{incident_id}/callback",
+    response_model=ActionResult,
+    tags=["incidents"],
+    responses=_ACTION_ERRORS,
+)
 async def callback(
     incident_id: str, body: CallbackRequest, operator: CurrentOperator, services: ServicesDep
 ) -> ActionResult:
@@ -365,49 +399,74 @@ async def callback(
     return await _act(services, operator, incident_id, "callback", body.model_dump(mode="json"))
 
 
-@router.post("/incidents/{incident_id}/dispatch", response_model=ActionResult,
-             tags=["incidents"], responses=_ACTION_ERRORS)
+@router.post(
+    "/incidents/{incident_id}/dispatch",
+    response_model=ActionResult,
+    tags=["incidents"],
+    responses=_ACTION_ERRORS,
+)
 async def dispatch_responder(
     incident_id: str, body: DispatchRequest, operator: CurrentOperator, services: ServicesDep
 ) -> ActionResult:
     return await _act(services, operator, incident_id, "dispatch", body.model_dump(mode="json"))
 
 
-@router.post("/incidents/{incident_id}/on-scene", response_model=ActionResult,
-             tags=["incidents"], responses=_ACTION_ERRORS)
+@router.post(
+    "/incidents/{incident_id}/on-scene",
+    response_model=ActionResult,
+    tags=["incidents"],
+    responses=_ACTION_ERRORS,
+)
 async def on_scene(
-    incident_id: str, operator: CurrentOperator, services: ServicesDep,
+    incident_id: str,
+    operator: CurrentOperator,
+    services: ServicesDep,
     body: OnSceneRequest | None = None,
 ) -> ActionResult:
     detail = {"note": body.note} if body and body.note else {}
     return await _act(services, operator, incident_id, "on_scene", detail)
 
 
-@router.post("/incidents/{incident_id}/resolve", response_model=ActionResult,
-             tags=["incidents"], responses=_ACTION_ERRORS)
+@router.post(
+    "/incidents/{incident_id}/resolve",
+    response_model=ActionResult,
+    tags=["incidents"],
+    responses=_ACTION_ERRORS,
+)
 async def resolve(
     incident_id: str, body: ResolveRequest, operator: CurrentOperator, services: ServicesDep
 ) -> ActionResult:
     return await _act(services, operator, incident_id, "resolve", body.model_dump(mode="json"))
 
 
-@router.post("/incidents/{incident_id}/release", response_model=ActionResult,
-             tags=["incidents"], responses=_ACTION_ERRORS)
-async def release(incident_id: str, operator: CurrentOperator, services: ServicesDep) -> ActionResult:
+@router.post(
+    "/incidents/{incident_id}/release",
+    response_model=ActionResult,
+    tags=["incidents"],
+    responses=_ACTION_ERRORS,
+)
+async def release(
+    incident_id: str, operator: CurrentOperator, services: ServicesDep
+) -> ActionResult:
     """Give the incident back to the queue."""
     return await _act(services, operator, incident_id, "release", {})
 
 
-@router.post("/incidents/{incident_id}/notes", response_model=ActionResult,
-             tags=["incidents"], responses={404: {"description": "no such incident"}})
+@router.post(
+    "/incidents/{incident_id}/notes",
+    response_model=ActionResult,
+    tags=["incidents"],
+    responses={404: {"description": "no such incident"}},
+)
 async def add_note(
     incident_id: str, body: NoteRequest, operator: CurrentOperator, services: ServicesDep
 ) -> ActionResult:
     return await _act(services, operator, incident_id, "note", {"text": body.text})
 
 
-@router.get("/escalations", response_model=list[Change], tags=["incidents"],
-            dependencies=[Supervisor])
+@router.get(
+    "/escalations", response_model=list[Change], tags=["incidents"], dependencies=[Supervisor]
+)
 async def escalations(
     operator: CurrentOperator, services: ServicesDep, limit: Limit = 100
 ) -> list[Change]:
@@ -433,21 +492,27 @@ async def list_operators(operator: CurrentOperator, services: ServicesDep) -> li
         return [operators.operator_model(r) for r in rows]
 
 
-@router.post("/operators", response_model=Operator, status_code=201, tags=["operators"],
-             dependencies=[Admin])
+@router.post(
+    "/operators", response_model=Operator, status_code=201, tags=["operators"], dependencies=[Admin]
+)
 async def create_operator(
     body: OperatorIn, operator: CurrentOperator, services: ServicesDep
 ) -> Operator:
     hashed = await operators.hash_password(body.password)
     async with transaction(services.db) as tx:
         return await operators.create_operator(
-            tx, username=body.username, password_hash=hashed, role=body.role,
-            display_name=body.display_name, actor=operator.username,
+            tx,
+            username=body.username,
+            password_hash=hashed,
+            role=body.role,
+            display_name=body.display_name,
+            actor=operator.username,
         )
 
 
-@router.patch("/operators/{username}", response_model=Operator, tags=["operators"],
-              dependencies=[Admin])
+@router.patch(
+    "/operators/{username}", response_model=Operator, tags=["operators"], dependencies=[Admin]
+)
 async def patch_operator(
     username: str, body: OperatorPatch, operator: CurrentOperator, services: ServicesDep
 ) -> Operator:
@@ -489,8 +554,12 @@ async def audit(
         )
 
 
-@router.get("/reports/response-times", response_model=ResponseTimesReport, tags=["reports"],
-            dependencies=[Supervisor])
+@router.get(
+    "/reports/response-times",
+    response_model=ResponseTimesReport,
+    tags=["reports"],
+    dependencies=[Supervisor],
+)
 async def report_response_times(
     operator: CurrentOperator,
     services: ServicesDep,
@@ -559,5 +628,3 @@ async def live_stream(
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
-
-

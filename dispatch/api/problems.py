@@ -65,7 +65,11 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [
-            {"loc": _location(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": e.get("type")}
+            {
+                "loc": _location(e.get("loc", ())),
+                "msg": str(e.get("msg", "")),
+                "type": e.get("type"),
+            }
             for e in exc.errors()
         ][:50]
         detail = "; ".join(f"{e['loc']}: {e['msg']}" for e in errors[:5])
@@ -85,7 +89,9 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _storage(_request: Request, exc: StorageError) -> JSONResponse:
         log.error("storage error", error=str(exc))
         return problem_response(
-            503, "storage unavailable", detail="the database did not answer; retry",
+            503,
+            "storage unavailable",
+            detail="the database did not answer; retry",
             headers={"Retry-After": "5"},
         )
 
@@ -121,11 +127,15 @@ class BodyLimitMiddleware:
                 except ValueError:
                     declared = -1
                 if declared < 0:
-                    await self._refuse(send, 400, "bad Content-Length", "not a non-negative integer")
+                    await self._refuse(
+                        send, 400, "bad Content-Length", "not a non-negative integer"
+                    )
                     return
                 if declared > limit:
                     await self._refuse(
-                        send, 413, "request body too large",
+                        send,
+                        413,
+                        "request body too large",
                         f"{declared} bytes; the limit here is {limit} bytes",
                     )
                     return
@@ -161,8 +171,12 @@ class BodyLimitMiddleware:
     @staticmethod
     async def _refuse(send: Send, status: int, title: str, detail: str) -> None:
         body = json.dumps(
-            {"type": PROBLEM_TYPE_BASE + "body-size", "title": title, "status": status,
-             "detail": detail}
+            {
+                "type": PROBLEM_TYPE_BASE + "body-size",
+                "title": title,
+                "status": status,
+                "detail": detail,
+            }
         ).encode()
         await send(
             {

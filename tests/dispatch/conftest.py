@@ -18,7 +18,6 @@ from tests.fixtures.broker import port_open
 from tests.fixtures.dispatch import DispatchServer
 from tests.fixtures.postgres import PG_ADMIN_URL
 
-
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 

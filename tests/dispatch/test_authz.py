@@ -72,9 +72,7 @@ def roles(server: DispatchServer) -> dict[str, httpx.Client]:
         ("GET", "/api/v1/escalations", "supervisor"),
     ],
 )
-def test_role_limits(
-    roles: dict[str, httpx.Client], method: str, path: str, minimum: str
-) -> None:
+def test_role_limits(roles: dict[str, httpx.Client], method: str, path: str, minimum: str) -> None:
     ranks = ["operator", "supervisor", "admin"]
     for role in ranks[: ranks.index(minimum)]:
         reply = roles[role].request(method, path, json={})
@@ -88,17 +86,24 @@ def test_operators_are_managed_by_admins_and_audited(server: DispatchServer) -> 
     admin = server.operator_client()
     name = unique("new")
     created = admin.post(
-        "/api/v1/operators", json={"username": name, "password": "long-enough-1", "role": "supervisor"}
+        "/api/v1/operators",
+        json={"username": name, "password": "long-enough-1", "role": "supervisor"},
     )
     assert created.status_code == 201, created.text
     assert created.json()["role"] == "supervisor"
     assert "password" not in created.text
-    assert admin.post(
-        "/api/v1/operators", json={"username": name, "password": "long-enough-1"}
-    ).status_code == 409
-    assert admin.post(
-        "/api/v1/operators", json={"username": unique("x"), "password": "short"}
-    ).status_code == 422
+    assert (
+        admin.post(
+            "/api/v1/operators", json={"username": name, "password": "long-enough-1"}
+        ).status_code
+        == 409
+    )
+    assert (
+        admin.post(
+            "/api/v1/operators", json={"username": unique("x"), "password": "short"}
+        ).status_code
+        == 422
+    )
     session = server.login(name, "long-enough-1")
     assert session.get("/api/v1/auth/me").json()["username"] == name
     disabled = admin.patch(f"/api/v1/operators/{name}", json={"disabled": True})
@@ -107,7 +112,11 @@ def test_operators_are_managed_by_admins_and_audited(server: DispatchServer) -> 
     with pytest.raises(httpx.HTTPStatusError):
         server.login(name, "long-enough-1")
     audit = admin.get("/api/v1/audit", params={"entity_id": name}).json()["items"]
-    assert [e["action"] for e in audit][:3] == ["auth.login_failed", "operator.updated", "auth.login"]
+    assert [e["action"] for e in audit][:3] == [
+        "auth.login_failed",
+        "operator.updated",
+        "auth.login",
+    ]
 
 
 def test_login_logout_and_expiry(server: DispatchServer) -> None:

@@ -9,9 +9,20 @@ import pytest
 from tests.fixtures.procs import run_module
 
 COMMANDS = [
-    (), ("serve",), ("migrate",), ("enroll-code",), ("operator",), ("operator", "add"),
-    ("operator", "list"), ("operator", "disable"), ("gateway",), ("gateway", "list"),
-    ("gateway", "revoke"), ("household",), ("household", "add"), ("household", "list"),
+    (),
+    ("serve",),
+    ("migrate",),
+    ("enroll-code",),
+    ("operator",),
+    ("operator", "add"),
+    ("operator", "list"),
+    ("operator", "disable"),
+    ("gateway",),
+    ("gateway", "list"),
+    ("gateway", "revoke"),
+    ("household",),
+    ("household", "add"),
+    ("household", "list"),
 ]
 
 
@@ -20,7 +31,7 @@ def test_every_command_has_help(command: tuple[str, ...]) -> None:
     result = run_module("dispatch", *command, "--help")
     assert result.returncode == 0, result.stderr
     assert "Usage:" in result.stdout
-    if command and command[0] not in ("operator", "gateway", "household") or len(command) > 1:
+    if (command and command[0] not in ("operator", "gateway", "household")) or len(command) > 1:
         assert "--db" in result.stdout
 
 
@@ -35,7 +46,10 @@ def test_administration_round_trip(tmp_path: Path) -> None:
     assert "applied 1" in first.stdout
     assert "up to date" in run("migrate").stdout
 
-    assert run("household", "add", "hh-7", "--name", "Herr Braun", "--community", "Süd").returncode == 0
+    assert (
+        run("household", "add", "hh-7", "--name", "Herr Braun", "--community", "Süd").returncode
+        == 0
+    )
     listed = run("household", "list").stdout
     assert "hh-7\tHerr Braun\tSüd" in listed
     duplicate = run("household", "add", "hh-7", "--name", "again")
@@ -49,8 +63,15 @@ def test_administration_round_trip(tmp_path: Path) -> None:
     assert missing.returncode == 5
     assert "nobody" in missing.stderr
 
-    added = run("operator", "add", "maria", "--role", "supervisor", "--password-stdin",
-                stdin="correct horse battery\n")
+    added = run(
+        "operator",
+        "add",
+        "maria",
+        "--role",
+        "supervisor",
+        "--password-stdin",
+        stdin="correct horse battery\n",
+    )
     assert added.returncode == 0, added.stderr
     weak = run("operator", "add", "weak", "--password-stdin", stdin="short\n")
     assert weak.returncode == 1
@@ -71,10 +92,14 @@ def test_bad_database_urls_are_named(tmp_path: Path) -> None:
     result = run_module("dispatch", "migrate", "--db", "sqlite://")
     assert result.returncode == 3
     assert "file path" in result.stderr
-    result = run_module("dispatch", "household", "list", "--db", "postgresql://nobody@127.0.0.1:1/x")
+    result = run_module(
+        "dispatch", "household", "list", "--db", "postgresql://nobody@127.0.0.1:1/x"
+    )
     assert result.returncode == 4
     assert "does not answer" in result.stderr
-    result = run_module("dispatch", "serve", "--db", "postgresql://nobody@127.0.0.1:1/x", "--port", "0")
+    result = run_module(
+        "dispatch", "serve", "--db", "postgresql://nobody@127.0.0.1:1/x", "--port", "0"
+    )
     assert result.returncode == 4
     assert "does not answer" in result.stderr
     bad_port = run_module("dispatch", "serve", "--port", "99999")

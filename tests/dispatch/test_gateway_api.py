@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from gatewayd.contract import MAX_BATCH_EVENTS, EventKind, HeartbeatReply, IngestReply
-from tests.dispatch.wire import batch, event, heartbeat
 from tests.dispatch.conftest import unique
+from tests.dispatch.wire import batch, event, heartbeat
 from tests.fixtures.dispatch import DispatchServer
 
 
@@ -32,7 +32,9 @@ def test_enroll_then_events_are_stored_once_with_their_incident(
     assert acks[sos.id].incident.acknowledged is False
     assert acks[motion.id].incident is None  # telemetry opens nothing
 
-    again = IngestReply.model_validate_json(gw.send_events(batch(gw.gateway_id, sos, motion)).content)
+    again = IngestReply.model_validate_json(
+        gw.send_events(batch(gw.gateway_id, sos, motion)).content
+    )
     again_acks = {a.id: a for a in again.acks}
     assert again_acks[sos.id].status == "duplicate"
     assert again_acks[sos.id].incident is not None
@@ -178,7 +180,9 @@ def _expire_codes(db_url: str) -> None:
     engine = sa.create_engine(url)
     with engine.begin() as conn:
         if conn.dialect.name == "sqlite":
-            conn.execute(sa.text("UPDATE enroll_codes SET expires_at = '2000-01-01 00:00:00.000000'"))
+            conn.execute(
+                sa.text("UPDATE enroll_codes SET expires_at = '2000-01-01 00:00:00.000000'")
+            )
         else:
             conn.execute(sa.text("UPDATE enroll_codes SET expires_at = now() - interval '1 hour'"))
     engine.dispose()
@@ -188,7 +192,11 @@ def test_bad_bodies_are_4xx_problems(server: DispatchServer) -> None:
     gw = server.enroll(unique("hh-bad"))
     too_many = [event(gw.gateway_id, EventKind.MOTION) for _ in range(MAX_BATCH_EVENTS + 1)]
     body = json.dumps(
-        {"v": 1, "gateway_id": gw.gateway_id, "events": [e.model_dump(mode="json") for e in too_many]}
+        {
+            "v": 1,
+            "gateway_id": gw.gateway_id,
+            "events": [e.model_dump(mode="json") for e in too_many],
+        }
     ).encode()
     reply = gw.send_events(body)
     assert reply.status_code == 422

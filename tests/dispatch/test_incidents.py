@@ -13,7 +13,9 @@ from tests.fixtures.dispatch import DispatchServer, EnrolledGateway
 
 
 def send(gw: EnrolledGateway, *kinds: EventKind, device: str = "dev-1") -> list[str | None]:
-    reply = gw.send_events(batch(gw.gateway_id, *(event(gw.gateway_id, k, device=device) for k in kinds)))
+    reply = gw.send_events(
+        batch(gw.gateway_id, *(event(gw.gateway_id, k, device=device) for k in kinds))
+    )
     assert reply.status_code == 200, reply.text
     acks = IngestReply.model_validate_json(reply.content).acks
     return [a.incident.id if a.incident else None for a in acks]
@@ -152,9 +154,11 @@ def test_full_lifecycle_records_who_and_when(server: DispatchServer) -> None:
     assert client.post(f"{base}/resolve", json={"outcome": "test"}).status_code == 409
     assert client.post(f"{base}/notes", json={"text": "family informed"}).status_code == 200
 
-    audit = server.operator_client().get(
-        "/api/v1/audit", params={"entity_id": incident_id, "limit": 50}
-    ).json()
+    audit = (
+        server.operator_client()
+        .get("/api/v1/audit", params={"entity_id": incident_id, "limit": 50})
+        .json()
+    )
     assert {"incident.acknowledged", "incident.resolved", "incident.note"} <= {
         e["action"] for e in audit["items"]
     }

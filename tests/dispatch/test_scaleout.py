@@ -84,7 +84,8 @@ def test_concurrent_supervisors_open_one_offline_incident(
 
     def offline() -> list[Any]:
         items = client.get(
-            "/api/v1/incidents", params={"category": "gateway_offline", "state": "all", "limit": 100}
+            "/api/v1/incidents",
+            params={"category": "gateway_offline", "state": "all", "limit": 100},
         ).json()["items"]
         return [i for i in items if i["household_id"] in households]
 

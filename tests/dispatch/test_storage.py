@@ -40,8 +40,10 @@ async def test_a_newer_schema_is_refused(db_url: str) -> None:
         await migrate(db)
         async with db.write() as conn:
             await conn.execute(
-                sa.text("INSERT INTO schema_version (version, name, applied_at) "
-                        "VALUES (999, 'future', CURRENT_TIMESTAMP)")
+                sa.text(
+                    "INSERT INTO schema_version (version, name, applied_at) "
+                    "VALUES (999, 'future', CURRENT_TIMESTAMP)"
+                )
             )
         with pytest.raises(MigrationError, match="newer than this program"):
             await migrate(db)

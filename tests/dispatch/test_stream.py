@@ -25,7 +25,8 @@ def test_new_incident_appears_and_reconnect_resumes_without_gaps_or_repeats(
 
     def opened(kind: str):  # type: ignore[no-untyped-def]
         return lambda events: any(
-            e["_event"] == "incident.opened" and e["data"]["household_id"] == household
+            e["_event"] == "incident.opened"
+            and e["data"]["household_id"] == household
             and e["data"]["kind"] == kind
             for e in events
         )
@@ -43,7 +44,11 @@ def test_new_incident_appears_and_reconnect_resumes_without_gaps_or_repeats(
 
     # While disconnected: two more incidents and an operator action.
     reply = gw.send_events(
-        batch(gw.gateway_id, event(gw.gateway_id, EventKind.SMOKE), event(gw.gateway_id, EventKind.GAS))
+        batch(
+            gw.gateway_id,
+            event(gw.gateway_id, EventKind.SMOKE),
+            event(gw.gateway_id, EventKind.GAS),
+        )
     )
     sos_id = next(e["entity_id"] for e in live if e["_event"] == "incident.opened")
     assert client.post(f"/api/v1/incidents/{sos_id}/acknowledge").status_code == 200
@@ -52,14 +57,19 @@ def test_new_incident_appears_and_reconnect_resumes_without_gaps_or_repeats(
     resumed = sse_events(
         client,
         last_event_id=seen_to,
-        until=lambda events: opened("gas")(events)
-        and any(e["_event"] == "incident.updated" and e["entity_id"] == sos_id for e in events),
+        until=lambda events: (
+            opened("gas")(events)
+            and any(e["_event"] == "incident.updated" and e["entity_id"] == sos_id for e in events)
+        ),
     )
     ids = [e["_id"] for e in resumed]
     assert ids == sorted(set(ids)), "ids must increase and never repeat"
     assert min(ids) > seen_to
-    kinds = [e["data"]["kind"] for e in resumed if e["_event"] == "incident.opened"
-             and e["data"]["household_id"] == household]
+    kinds = [
+        e["data"]["kind"]
+        for e in resumed
+        if e["_event"] == "incident.opened" and e["data"]["household_id"] == household
+    ]
     assert kinds == ["smoke", "gas"]
 
 

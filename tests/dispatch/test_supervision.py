@@ -15,12 +15,18 @@ from tests.dispatch.wire import batch, event, heartbeat, sse_events
 from tests.fixtures.dispatch import DispatchServer
 
 FAST = (
-    "--heartbeat-misses", "2",
-    "--supervise-every", "0.1",
-    "--ack-timeout", "1.5",
-    "--sla-ack", "1",
-    "--sla-callback", "60",
-    "--sla-on-scene", "1",
+    "--heartbeat-misses",
+    "2",
+    "--supervise-every",
+    "0.1",
+    "--ack-timeout",
+    "1.5",
+    "--sla-ack",
+    "1",
+    "--sla-callback",
+    "60",
+    "--sla-on-scene",
+    "1",
 )
 
 
@@ -55,7 +61,7 @@ def test_lost_gateway_opens_one_incident_per_outage(fast_server: DispatchServer)
     assert gw.heartbeat(heartbeat(gw.gateway_id, interval_s=0.3)).status_code == 200
     started = time.monotonic()
     [incident] = wait_for(lambda: offline_incidents(client, household, "open"))
-    assert time.monotonic() - started < 3  # 2 × 0.3 s plus a supervision pass or two
+    assert time.monotonic() - started < 3  # 2 x 0.3 s plus a supervision pass or two
     assert incident["kind"] == "gateway_offline"
     assert client.get(f"/api/v1/gateways/{gw.gateway_id}").json()["online"] is False
     time.sleep(0.5)
@@ -96,7 +102,8 @@ def test_stale_claim_returns_to_queue_and_alerts_supervisors(fast_server: Dispat
 
     def requeued(events: list[dict[str, Any]]) -> bool:
         return any(
-            e["_event"] == "incident.escalated" and e["data"].get("reason") == "ack_timeout"
+            e["_event"] == "incident.escalated"
+            and e["data"].get("reason") == "ack_timeout"
             and e["entity_id"] == incident_id
             for e in events
         )
@@ -110,9 +117,11 @@ def test_stale_claim_returns_to_queue_and_alerts_supervisors(fast_server: Dispat
     assert detail["acknowledged_by"] == name  # the acknowledgement itself is history
     # A plain operator's stream carries the incident update but not the escalation.
     plain = sse_events(
-        operator, last_event_id=position,
-        until=lambda ev: any(e["_event"] == "incident.updated" and e["data"]["state"] == "new"
-                             for e in ev),
+        operator,
+        last_event_id=position,
+        until=lambda ev: any(
+            e["_event"] == "incident.updated" and e["data"]["state"] == "new" for e in ev
+        ),
     )
     assert not any(e["_event"] == "incident.escalated" for e in plain)
     assert operator.get("/api/v1/escalations").status_code == 403
@@ -132,7 +141,8 @@ def test_overdue_service_levels_are_flagged_and_escalated_once(fast_server: Disp
 
     def escalated(reason: str) -> list[Any]:
         return [
-            e for e in client.get("/api/v1/escalations").json()
+            e
+            for e in client.get("/api/v1/escalations").json()
             if e["entity_id"] == incident_id and e["data"]["reason"] == reason
         ]
 
