@@ -19,7 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import RowMapping
 
 from dispatch import incidents, schema
-from dispatch.errors import Conflict, Forbidden, NotFound, Unauthorized
+from dispatch.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 from dispatch.models import EnrollReply, GatewayOut, IncidentState
 from dispatch.settings import Settings
 from dispatch.tx import Tx
@@ -226,6 +226,8 @@ async def record_heartbeat(
 ) -> list[str]:
     """Store the gateway's health; bring it back online; return recently acknowledged alarms."""
     require_same_gateway(gateway, heartbeat.gateway_id)
+    if "\x00" in heartbeat.version:
+        raise BadRequest("invalid Heartbeat", detail="version: must not contain NUL", status=422)
     g = schema.gateways
     now = tx.now
     await tx.conn.execute(

@@ -23,6 +23,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.engine import RowMapping
 
 from dispatch import incidents, schema
+from dispatch.errors import BadRequest
 from dispatch.incidents import Actor
 from dispatch.models import IncidentState
 from dispatch.settings import Settings
@@ -40,6 +41,8 @@ from gatewayd.contract import (
 )
 
 __all__ = ["ingest_batch"]
+
+_MAX_SEQ = 2**63 - 1
 
 
 class _Router:
@@ -202,6 +205,13 @@ async def ingest_batch(
     tx: Tx, settings: Settings, gateway: RowMapping, batch: IngestBatch
 ) -> IngestReply:
     household_id = gateway["household_id"]
+    too_big = [ev.id for ev in batch.events if ev.seq > _MAX_SEQ]
+    if too_big:
+        raise BadRequest(
+            "invalid IngestBatch",
+            detail=f"seq of event {too_big[0]} exceeds {_MAX_SEQ} (a 64-bit signed integer)",
+            status=422,
+        )
     if tx.is_pg:
         # Serialise ingest per household across processes (dedupe and incident routing).
         h = schema.households

@@ -6,7 +6,7 @@ import enum
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from gatewayd.contract import Identifier
 
@@ -43,11 +43,21 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL text cannot hold NUL; refuse it at the edge rather than fail in the database.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+Str = Annotated[str, AfterValidator(_no_nul)]
 OverdueStep = Literal["acknowledge", "callback", "on_scene"]
-Short = Annotated[str, Field(max_length=200)]
-Long = Annotated[str, Field(max_length=4000)]
-Phone = Annotated[str, Field(min_length=3, max_length=32, pattern=r"^\+?[0-9 ()\-]{3,32}$")]
-Username = Annotated[str, Field(min_length=2, max_length=64, pattern=r"^[A-Za-z0-9_.@\-]+$")]
+Short = Annotated[Str, Field(max_length=200)]
+Long = Annotated[Str, Field(max_length=4000)]
+Phone = Annotated[Str, Field(min_length=3, max_length=32, pattern=r"^\+?[0-9 ()\-]{3,32}$")]
+Username = Annotated[Str, Field(min_length=2, max_length=64, pattern=r"^[A-Za-z0-9_.@\-]+$")]
 
 
 class _In(BaseModel):
@@ -95,8 +105,8 @@ class CallbackOutcome(enum.StrEnum):
 
 
 class LoginRequest(_In):
-    username: Annotated[str, Field(min_length=1, max_length=64)]
-    password: Annotated[str, Field(min_length=1, max_length=256)]
+    username: Annotated[Str, Field(min_length=1, max_length=64)]
+    password: Annotated[Str, Field(min_length=1, max_length=256)]
 
 
 class Operator(BaseModel):
@@ -118,21 +128,21 @@ class OperatorIn(_In):
     username: Username
     display_name: Short = ""
     role: Role = Role.OPERATOR
-    password: Annotated[str, Field(min_length=8, max_length=256)]
+    password: Annotated[Str, Field(min_length=8, max_length=256)]
 
 
 class OperatorPatch(_In):
     display_name: Short | None = None
     role: Role | None = None
     disabled: bool | None = None
-    password: Annotated[str, Field(min_length=8, max_length=256)] | None = None
+    password: Annotated[Str, Field(min_length=8, max_length=256)] | None = None
 
 
 # -- households ---------------------------------------------------------------------------------
 
 
 class Resident(_In):
-    name: Annotated[str, Field(min_length=1, max_length=200)]
+    name: Annotated[Str, Field(min_length=1, max_length=200)]
     birth_year: Annotated[int, Field(ge=1890, le=2100)] | None = None
     phones: list[Phone] = Field(default_factory=list, max_length=8)
     medical_notes: Long = ""
@@ -140,7 +150,7 @@ class Resident(_In):
 
 
 class Contact(_In):
-    name: Annotated[str, Field(min_length=1, max_length=200)]
+    name: Annotated[Str, Field(min_length=1, max_length=200)]
     relation: Short = ""
     phones: list[Phone] = Field(default_factory=list, max_length=8)
     has_key: bool = False
@@ -156,11 +166,11 @@ class Device(_In):
 
 class HouseholdIn(_In):
     id: Identifier | None = Field(default=None, description="chosen id; generated when absent")
-    name: Annotated[str, Field(min_length=1, max_length=200)]
-    address: Annotated[str, Field(max_length=500)] = ""
+    name: Annotated[Str, Field(min_length=1, max_length=200)]
+    address: Annotated[Str, Field(max_length=500)] = ""
     community: Short = Field(default="", description="community or street, for reports")
-    phone: Annotated[str, Field(max_length=32)] = ""
-    key_safe: Annotated[str, Field(max_length=500)] = ""
+    phone: Annotated[Str, Field(max_length=32)] = ""
+    key_safe: Annotated[Str, Field(max_length=500)] = ""
     access_notes: Long = ""
     notes: Long = ""
     residents: list[Resident] = Field(default_factory=list, max_length=16)
@@ -188,9 +198,9 @@ class Household(BaseModel):
 
 
 class EnrollRequest(_In):
-    code: Annotated[str, Field(min_length=1, max_length=64)]
+    code: Annotated[Str, Field(min_length=1, max_length=64)]
     gateway_id: Identifier
-    version: Annotated[str, Field(max_length=64)] = ""
+    version: Annotated[Str, Field(max_length=64)] = ""
 
 
 class EnrollReply(BaseModel):
@@ -283,12 +293,12 @@ class AcknowledgeRequest(_In):
 
 class CallbackRequest(_In):
     outcome: CallbackOutcome
-    number: Annotated[str, Field(max_length=32)] = ""
+    number: Annotated[Str, Field(max_length=32)] = ""
     note: Long = ""
 
 
 class DispatchRequest(_In):
-    responder: Annotated[str, Field(min_length=1, max_length=200)]
+    responder: Annotated[Str, Field(min_length=1, max_length=200)]
     note: Long = ""
 
 
@@ -302,7 +312,7 @@ class ResolveRequest(_In):
 
 
 class NoteRequest(_In):
-    text: Annotated[str, Field(min_length=1, max_length=4000)]
+    text: Annotated[Str, Field(min_length=1, max_length=4000)]
 
 
 # -- audit, stream, pages -----------------------------------------------------------------------

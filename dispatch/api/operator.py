@@ -595,7 +595,9 @@ async def live_stream(
     operator: CurrentOperator,
     services: ServicesDep,
     last_event_id: Annotated[str | None, Header(max_length=20)] = None,
-    after: Annotated[int | None, Query(ge=0, description="resume after this change id")] = None,
+    after: Annotated[
+        int | None, Query(ge=0, le=2**62, description="resume after this change id")
+    ] = None,
 ) -> StreamingResponse:
     """Incident and gateway changes as server-sent events (id = change id).
 
@@ -608,7 +610,7 @@ async def live_stream(
             position = int(last_event_id)
         except ValueError as exc:
             raise BadRequest("bad Last-Event-ID", detail="must be a change id") from exc
-        if position < 0:
+        if not 0 <= position <= 2**62:
             raise BadRequest("bad Last-Event-ID", detail="must be a change id")
     if position is None:
         position = await stream.latest_change_id(services.db)

@@ -7,12 +7,14 @@ unexpected exceptions all answer ``application/problem+json`` with type, title, 
 from __future__ import annotations
 
 import json
+import traceback
 from typing import Any
 
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -95,9 +97,24 @@ def install_problem_handlers(app: FastAPI) -> None:
             headers={"Retry-After": "5"},
         )
 
+    @app.exception_handler(DataError)
+    async def _data(_request: Request, exc: DataError) -> JSONResponse:
+        # A value the models let through but the database cannot store (the last line of
+        # defence; the models refuse what we know of).
+        log.warning("database refused a value", error=str(exc.orig)[:200])
+        return problem_response(
+            422, "value cannot be stored", detail=str(exc.orig)[:200], slug="validation"
+        )
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error", path=request.url.path)
+        # No locals in this log line: they would carry cookies and request bodies.
+        log.error(
+            "unhandled error",
+            path=request.url.path,
+            error=repr(exc)[:500],
+            traceback="".join(traceback.format_exception(exc))[-4000:],
+        )
         return problem_response(500, "internal error", detail="the error was logged")
 
 
@@ -118,6 +135,12 @@ class BodyLimitMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        # PostgreSQL text cannot hold NUL: refuse it in the URL before any handler sees it.
+        if "\x00" in scope["path"] or b"%00" in scope.get("query_string", b"").lower():
+            await self._refuse(
+                send, 400, "NUL character in URL", "paths and queries cannot hold NUL"
+            )
             return
         limit = self._limit(scope["path"])
         for name, value in scope.get("headers", []):

@@ -6,6 +6,7 @@ or specially configured server use the function-scoped fixtures of tests.fixture
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import uuid
@@ -47,7 +48,8 @@ def module_server(backend: str, args: tuple[str, ...] = ()) -> Iterator[Dispatch
         yield instance
     finally:
         instance.close()
-        shutil.rmtree(workdir, ignore_errors=True)
+        if not os.environ.get("KEEP_DISPATCH_LOGS"):
+            shutil.rmtree(workdir, ignore_errors=True)
         if dbname is not None:
             import psycopg
 

@@ -209,6 +209,18 @@ def test_bad_bodies_are_4xx_problems(server: DispatchServer) -> None:
     assert gw.send_events(b"not json").status_code == 422
     assert gw.send_events(b"[1, 2]").status_code == 422
 
+    # Values the contract allows but a database column cannot hold are refused by name.
+    big_seq = event(gw.gateway_id, EventKind.SOS).model_copy(update={"seq": 2**64})
+    reply = gw.send_events(batch(gw.gateway_id, big_seq))
+    assert reply.status_code == 422
+    assert "seq" in reply.json()["detail"]
+    reply = gw.heartbeat(heartbeat(gw.gateway_id).model_copy(update={"version": "1\x00"}))
+    assert reply.status_code == 422
+    assert "NUL" in reply.json()["detail"]
+    client = server.operator_client()
+    assert client.get("/api/v1/incidents/a%00b").status_code == 400
+    assert client.post("/api/v1/households", json={"name": "a\x00b"}).status_code == 422
+
     huge = b"{" + b" " * (3 * 1024 * 1024) + b"}"
     reply = gw.send_events(huge)
     assert reply.status_code == 413
