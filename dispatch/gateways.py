@@ -27,6 +27,7 @@ from gatewayd.auth import (
     HEADER_TIMESTAMP,
     MAX_SKEW_S,
     SignatureError,
+    SignedHeaders,
     new_secret,
     parse_headers,
     verify_request,
@@ -39,7 +40,6 @@ __all__ = [
     "gateway_model",
     "hash_code",
     "make_enroll_code",
-    "record_heartbeat",
 ]
 
 log = structlog.get_logger(__name__)
@@ -152,20 +152,23 @@ async def enroll(
     return EnrollReply(gateway_id=gateway_id, household_id=household_id, secret=secret)
 
 
-async def authenticate(
-    tx: Tx, *, headers: Mapping[str, str], method: str, path: str, body: bytes
-) -> RowMapping:
-    """Verify a gateway's signed request and burn its nonce; return the gateway's row."""
+def read_signature(headers: Mapping[str, str]) -> SignedHeaders:
     try:
-        signed = parse_headers(headers)
+        return parse_headers(headers)
     except SignatureError as exc:
         raise Unauthorized("request not signed", detail=str(exc)) from exc
-    g = schema.gateways
-    gateway = (
-        (await tx.conn.execute(select(g).where(g.c.id == signed.gateway_id).with_for_update()))
-        .mappings()
-        .first()
-    )
+
+
+def check_signature(
+    gateway: RowMapping | None,
+    signed: SignedHeaders,
+    *,
+    now: datetime,
+    method: str,
+    path: str,
+    body: bytes,
+) -> RowMapping:
+    """Everything about a signed request but its nonce: known, not revoked, fresh, authentic."""
     if gateway is None:
         raise Unauthorized(
             "unknown gateway", detail=f"gateway {signed.gateway_id!r} is not enrolled here"
@@ -177,37 +180,60 @@ async def authenticate(
             detail=f"gateway {signed.gateway_id!r} was revoked at "
             f"{gateway['revoked_at'].isoformat()}; re-enroll it with a new code",
         )
-    now = tx.now.timestamp()
-    if abs(now - signed.timestamp) > MAX_SKEW_S:
+    clock = now.timestamp()
+    if abs(clock - signed.timestamp) > MAX_SKEW_S:
         raise Unauthorized(
             "stale request timestamp",
             slug="clock-skew",
-            detail=f"{HEADER_TIMESTAMP} is {int(signed.timestamp - now)} s from the server clock; "
-            f"at most {MAX_SKEW_S} s of clock skew is accepted (check the gateway's clock)",
-            extra={"server_time": tx.now.isoformat()},
+            detail=f"{HEADER_TIMESTAMP} is {int(signed.timestamp - clock)} s from the server "
+            f"clock; at most {MAX_SKEW_S} s of clock skew is accepted (check the gateway's clock)",
+            extra={"server_time": now.isoformat()},
         )
     try:
         verify_request(
-            signed, secret=gateway["secret"], method=method, path=path, body=body, now=now
+            signed, secret=gateway["secret"], method=method, path=path, body=body, now=clock
         )
     except SignatureError as exc:
         raise Unauthorized("bad signature", detail=str(exc)) from exc
+    return gateway
+
+
+def nonce_row(signed: SignedHeaders) -> dict[str, Any]:
+    return {
+        "gateway_id": signed.gateway_id,
+        "nonce": signed.nonce,
+        # After this the timestamp check refuses the request anyway.
+        "expires_at": datetime.fromtimestamp(signed.timestamp + MAX_SKEW_S + 60, UTC),
+    }
+
+
+def replayed(signed: SignedHeaders) -> Conflict:
+    return Conflict(
+        "replayed request",
+        slug="replayed-nonce",
+        detail=f"nonce {signed.nonce!r} was already used by gateway {signed.gateway_id!r}; "
+        "every request needs a fresh nonce",
+    )
+
+
+async def authenticate(
+    tx: Tx, *, headers: Mapping[str, str], method: str, path: str, body: bytes
+) -> RowMapping:
+    """Verify a gateway's signed request and burn its nonce; return the gateway's row."""
+    signed = read_signature(headers)
+    g = schema.gateways
+    row = (
+        (await tx.conn.execute(select(g).where(g.c.id == signed.gateway_id).with_for_update()))
+        .mappings()
+        .first()
+    )
+    gateway = check_signature(row, signed, now=tx.now, method=method, path=path, body=body)
+    n = schema.gateway_nonces
     inserted = await tx.conn.execute(
-        insert_ignore(tx.dialect, schema.gateway_nonces)
-        .values(
-            gateway_id=signed.gateway_id,
-            nonce=signed.nonce,
-            expires_at=datetime.fromtimestamp(signed.timestamp + MAX_SKEW_S + 60, UTC),
-        )
-        .returning(schema.gateway_nonces.c.nonce)
+        insert_ignore(tx.dialect, n).values(nonce_row(signed)).returning(n.c.nonce)
     )
     if inserted.first() is None:
-        raise Conflict(
-            "replayed request",
-            slug="replayed-nonce",
-            detail=f"nonce {signed.nonce!r} was already used by gateway {signed.gateway_id!r}; "
-            "every request needs a fresh nonce",
-        )
+        raise replayed(signed)
     return gateway
 
 
@@ -221,58 +247,57 @@ def require_same_gateway(gateway: RowMapping, claimed: str) -> None:
         )
 
 
-async def record_heartbeat(
-    tx: Tx, settings: Settings, gateway: RowMapping, heartbeat: Heartbeat
-) -> list[str]:
-    """Store the gateway's health; bring it back online; return recently acknowledged alarms."""
+def heartbeat_problem(gateway: RowMapping, heartbeat: Heartbeat) -> None:
+    """Refuse a heartbeat for another gateway, or one the database cannot store."""
     require_same_gateway(gateway, heartbeat.gateway_id)
     if "\x00" in heartbeat.version:
         raise BadRequest("invalid Heartbeat", detail="version: must not contain NUL", status=422)
-    g = schema.gateways
-    now = tx.now
-    await tx.conn.execute(
-        update(g)
-        .where(g.c.id == gateway["id"])
-        .values(
-            last_heartbeat_at=now,
-            interval_s=heartbeat.interval_s,
-            offline_after=now + timedelta(seconds=heartbeat.interval_s * settings.heartbeat_misses),
-            online=True,
-            status_changed_at=now if not gateway["online"] else gateway["status_changed_at"],
-            version=heartbeat.version,
-            uptime_s=heartbeat.uptime_s,
-            clock_offset_s=(heartbeat.sent_at - now).total_seconds(),
-            buffer_depth={str(k): v for k, v in heartbeat.buffer_depth.items()},
-            oldest_unsent_age_s=heartbeat.oldest_unsent_age_s,
-            evicted_total=heartbeat.evicted_total,
-            health={
-                "drivers": [d.model_dump(mode="json") for d in heartbeat.drivers],
-                "devices_offline": [d.id for d in heartbeat.devices if not d.online],
-            },
-        )
-    )
-    if not gateway["online"]:
-        await gateway_back_online(tx, gateway)
-    return await acknowledged_alarms(tx, settings, gateway)
 
 
-async def acknowledged_alarms(tx: Tx, settings: Settings, gateway: RowMapping) -> list[str]:
+def heartbeat_values(
+    settings: Settings, now: datetime, gateway: RowMapping, heartbeat: Heartbeat
+) -> dict[str, Any]:
+    """The gateway row's new health columns (and back online)."""
+    return {
+        "last_heartbeat_at": now,
+        "interval_s": heartbeat.interval_s,
+        "offline_after": now + timedelta(seconds=heartbeat.interval_s * settings.heartbeat_misses),
+        "online": True,
+        "status_changed_at": now if not gateway["online"] else gateway["status_changed_at"],
+        "version": heartbeat.version,
+        "uptime_s": heartbeat.uptime_s,
+        "clock_offset_s": (heartbeat.sent_at - now).total_seconds(),
+        "buffer_depth": {str(k): v for k, v in heartbeat.buffer_depth.items()},
+        "oldest_unsent_age_s": heartbeat.oldest_unsent_age_s,
+        "evicted_total": heartbeat.evicted_total,
+        "health": {
+            "drivers": [d.model_dump(mode="json") for d in heartbeat.drivers],
+            "devices_offline": [d.id for d in heartbeat.devices if not d.online],
+        },
+    }
+
+
+async def acknowledged_alarms(
+    tx: Tx, settings: Settings, gateway_ids: list[str]
+) -> dict[str, list[str]]:
+    """Per gateway, its alarm events whose incident a person acknowledged recently."""
     i, e = schema.incidents, schema.events
     cutoff = tx.now - timedelta(seconds=settings.ack_report_window_s)
     rows = await tx.conn.execute(
-        select(e.c.id)
+        select(e.c.gateway_id, e.c.id)
         .select_from(i.join(e, e.c.incident_id == i.c.id))
         .where(
-            i.c.household_id == gateway["household_id"],
             i.c.category == "alarm",
-            i.c.acknowledged_at.is_not(None),
             i.c.acknowledged_at >= cutoff,
-            e.c.gateway_id == gateway["id"],
+            e.c.gateway_id.in_(gateway_ids),
         )
         .order_by(e.c.id.desc())
-        .limit(500)
     )
-    return [r[0] for r in rows]
+    found: dict[str, list[str]] = {gid: [] for gid in gateway_ids}
+    for gateway_id, event_id in rows:
+        if len(found[gateway_id]) < 500:
+            found[gateway_id].append(event_id)
+    return found
 
 
 async def gateway_back_online(tx: Tx, gateway: RowMapping) -> None:

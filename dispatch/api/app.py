@@ -18,6 +18,7 @@ from dispatch.api.deps import Services
 from dispatch.api.problems import BodyLimitMiddleware, install_problem_handlers
 from dispatch.db import Database
 from dispatch.errors import StorageError
+from dispatch.heartbeats import HeartbeatBatcher
 from dispatch.settings import Settings
 from dispatch.supervision import Supervisor
 
@@ -39,7 +40,8 @@ def create_app(db: Database, settings: Settings, *, supervise: bool = True) -> F
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         services.stopping.clear()
-        tasks: list[asyncio.Task[None]] = []
+        services.heartbeats = HeartbeatBatcher(db, settings, services.feed)
+        tasks: list[asyncio.Task[None]] = [asyncio.create_task(services.heartbeats.run())]
         if supervise:
             tasks.append(asyncio.create_task(Supervisor(db, settings, services.feed).run()))
         if not db.is_sqlite:

@@ -11,6 +11,7 @@ from fastapi import Depends, Request
 
 from dispatch.db import Database
 from dispatch.errors import Forbidden, Unauthorized
+from dispatch.heartbeats import HeartbeatBatcher
 from dispatch.incidents import Actor
 from dispatch.models import Operator, Role
 from dispatch.operators import session_operator
@@ -36,9 +37,10 @@ class Services:
     settings: Settings
     feed: ChangeFeed = field(default_factory=ChangeFeed)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    heartbeats: HeartbeatBatcher | None = None
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 

@@ -119,13 +119,9 @@ async def events(request: Request, services: ServicesDep) -> Response:
 async def heartbeat(request: Request, services: ServicesDep) -> Response:
     """Record the gateway's health; answer with the alarms dispatch has acknowledged."""
     body = await request.body()
-    parsed = _parse(Heartbeat, body)
-    async with transaction(services.db, feed=services.feed, durable=False) as tx:
-        gateway = await gateways.authenticate(
-            tx, headers=request.headers, method=request.method, path=request.url.path, body=body
-        )
-        if isinstance(parsed, BadRequest):
-            raise parsed
-        acked = await gateways.record_heartbeat(tx, services.settings, gateway, parsed)
+    assert services.heartbeats is not None, "the application's lifespan did not run"
+    acked = await services.heartbeats.submit(
+        headers=request.headers, path=request.url.path, body=body, parsed=_parse(Heartbeat, body)
+    )
     reply = HeartbeatReply(server_time=datetime.now(UTC), acknowledged_events=acked)
     return Response(reply.model_dump_json(), media_type="application/json")

@@ -238,3 +238,39 @@ def test_test_events_are_stored_and_open_nothing(server: DispatchServer, kind: E
     client = server.operator_client()
     listed = client.get("/api/v1/incidents", params={"state": "all", "household_id": household})
     assert listed.json()["total"] == 0
+
+
+def test_concurrent_heartbeats_each_get_their_own_answer(server: DispatchServer) -> None:
+    """Heartbeats are stored in group commits; one bad request must not affect its batch-mates."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.fixtures.dispatch import EnrolledGateway
+
+    gateways = [server.enroll(unique("hh")) for _ in range(4)]
+    path = "/api/v1/gateway/heartbeat"
+    requests: list[tuple[str, bytes, dict[str, str]]] = []
+    expected: list[int] = []
+    for gw in gateways:
+        for _ in range(5):
+            body = heartbeat(gw.gateway_id).model_dump_json().encode()
+            requests.append((gw.gateway_id, body, gw.signed_headers(path, body)))
+            expected.append(200)
+    # The same signed request twice: exactly one of the two is stored.
+    body = heartbeat(gateways[0].gateway_id).model_dump_json().encode()
+    twice = gateways[0].signed_headers(path, body)
+    requests += [(gateways[0].gateway_id, body, twice)] * 2
+    forged = EnrolledGateway(server.url, gateways[1].gateway_id, "", "d3Jvbmctc2VjcmV0LXdyb25n")
+    body = heartbeat(forged.gateway_id).model_dump_json().encode()
+    requests.append((forged.gateway_id, body, forged.signed_headers(path, body)))
+
+    def send(request: tuple[str, bytes, dict[str, str]]) -> int:
+        return httpx.post(server.url + path, content=request[1], headers=request[2]).status_code
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        statuses = list(pool.map(send, requests))
+    assert statuses[: len(expected)] == expected
+    assert sorted(statuses[len(expected) : len(expected) + 2]) == [200, 409]
+    assert statuses[-1] == 401
+    client = server.operator_client()
+    for gw in gateways:
+        assert client.get(f"/api/v1/gateways/{gw.gateway_id}").json()["version"] == "1.2.3"
