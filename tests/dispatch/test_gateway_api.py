@@ -274,3 +274,17 @@ def test_concurrent_heartbeats_each_get_their_own_answer(server: DispatchServer)
     client = server.operator_client()
     for gw in gateways:
         assert client.get(f"/api/v1/gateways/{gw.gateway_id}").json()["version"] == "1.2.3"
+
+
+def test_accepted_events_survive_a_crash(dispatch_server: DispatchServer) -> None:
+    """What dispatch acknowledged is on disk: after SIGKILL a resend is a duplicate, same incident."""
+    gw = dispatch_server.enroll(unique("hh"))
+    sos = event(gw.gateway_id, EventKind.SOS)
+    first = IngestReply.model_validate_json(gw.send_events(batch(gw.gateway_id, sos)).content)
+    dispatch_server.kill()
+    dispatch_server.start()
+    again = IngestReply.model_validate_json(gw.send_events(batch(gw.gateway_id, sos)).content)
+    assert again.acks[0].status == "duplicate"
+    assert again.acks[0].incident is not None
+    assert first.acks[0].incident is not None
+    assert again.acks[0].incident.id == first.acks[0].incident.id
