@@ -277,7 +277,7 @@ def test_concurrent_heartbeats_each_get_their_own_answer(server: DispatchServer)
 
 
 def test_accepted_events_survive_a_crash(dispatch_server: DispatchServer) -> None:
-    """What dispatch acknowledged is on disk: after SIGKILL a resend is a duplicate, same incident."""
+    """What dispatch acknowledged is on disk: after SIGKILL a resend is a duplicate."""
     gw = dispatch_server.enroll(unique("hh"))
     sos = event(gw.gateway_id, EventKind.SOS)
     first = IngestReply.model_validate_json(gw.send_events(batch(gw.gateway_id, sos)).content)
