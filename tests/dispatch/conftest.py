@@ -1,4 +1,4 @@
-"""Module-scoped servers for this area's tests: one dispatchd per module and backend.
+"""Shared servers for this area's tests: one dispatchd per backend for the package.
 
 Tests sharing a server keep apart by unique household and gateway ids; tests that need a pristine
 or specially configured server use the function-scoped fixtures of tests.fixtures.dispatch.
@@ -22,9 +22,9 @@ from tests.fixtures.postgres import PG_ADMIN_URL
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
+@pytest.fixture(scope="package", params=BACKENDS)
 def server(request: pytest.FixtureRequest) -> Iterator[DispatchServer]:
-    """A dispatchd with default settings, shared by the tests of a module."""
+    """A dispatchd with default settings, shared by this package's tests (one per backend)."""
     yield from module_server(request.param)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 import httpx
@@ -139,9 +140,13 @@ def test_login_logout_and_expiry(server: DispatchServer) -> None:
 
     # A session past its expiry is refused by every process (the check is in the database).
     other = server.operator_client()
+    token = other.cookies["dispatch_session"]
     engine = sa.create_engine(server.db_url.replace("postgresql://", "postgresql+psycopg://"))
     with engine.begin() as conn:
-        conn.execute(sa.text("UPDATE sessions SET expires_at = :t"), {"t": "2000-01-01 00:00:00"})
+        conn.execute(
+            sa.text("UPDATE sessions SET expires_at = :t WHERE token_hash = :h"),
+            {"t": "2000-01-01 00:00:00", "h": hashlib.sha256(token.encode()).hexdigest()},
+        )
     engine.dispose()
     expired = other.get("/api/v1/auth/me")
     assert expired.status_code == 401

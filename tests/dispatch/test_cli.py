@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from dispatch.cli import cli
 from tests.fixtures.procs import run_module
 
 COMMANDS = [
@@ -28,11 +30,17 @@ COMMANDS = [
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "dispatchd")
 def test_every_command_has_help(command: tuple[str, ...]) -> None:
-    result = run_module("dispatch", *command, "--help")
+    result = CliRunner().invoke(cli, [*command, "--help"], prog_name="dispatchd")
+    assert result.exit_code == 0, result.output
+    assert "Usage: dispatchd" in result.output
+    is_group = command in ((), ("operator",), ("gateway",), ("household",))
+    assert ("--db" in result.output) is not is_group
+
+
+def test_python_dash_m_runs_the_cli() -> None:
+    result = run_module("dispatch", "--version")
     assert result.returncode == 0, result.stderr
-    assert "Usage:" in result.stdout
-    if (command and command[0] not in ("operator", "gateway", "household")) or len(command) > 1:
-        assert "--db" in result.stdout
+    assert "dispatchd" in result.stdout
 
 
 def test_administration_round_trip(tmp_path: Path) -> None:
