@@ -111,7 +111,10 @@ class HeartbeatBatcher:
             rows = {
                 r["id"]: r
                 for r in (
-                    await tx.conn.execute(select(g).where(g.c.id.in_(ids)).with_for_update())
+                    # Locked in id order, so two processes' batches cannot deadlock.
+                    await tx.conn.execute(
+                        select(g).where(g.c.id.in_(ids)).order_by(g.c.id).with_for_update()
+                    )
                 ).mappings()
             }
             valid: list[tuple[int, _Pending, Any, Heartbeat]] = []

@@ -6,6 +6,7 @@ or specially configured server use the function-scoped fixtures of tests.fixture
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -13,6 +14,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.fixtures.broker import port_open
@@ -28,34 +30,57 @@ def server(request: pytest.FixtureRequest) -> Iterator[DispatchServer]:
     yield from module_server(request.param)
 
 
-def module_server(backend: str, args: tuple[str, ...] = ()) -> Iterator[DispatchServer]:
-    workdir = Path(tempfile.mkdtemp(prefix="dispatchd-mod-"))
-    dbname = None
-    if backend == "postgres":
-        if not port_open("127.0.0.1", 5432):
-            pytest.fail("PostgreSQL is not answering on 127.0.0.1:5432")
-        import psycopg
+@contextlib.contextmanager
+def database(backend: str, workdir: Path) -> Iterator[str]:
+    """A database URL for a shared server: a fresh PostgreSQL database or an SQLite file."""
+    if backend != "postgres":
+        yield f"sqlite:///{workdir / 'dispatch.db'}"
+        return
+    if not port_open("127.0.0.1", 5432):
+        pytest.fail("PostgreSQL is not answering on 127.0.0.1:5432")
+    import psycopg
 
-        dbname = f"t_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{dbname}"')
-        db_url = f"postgresql://postgres@127.0.0.1:5432/{dbname}"
-    else:
-        db_url = f"sqlite:///{workdir / 'dispatch.db'}"
-    instance = DispatchServer(db_url=db_url, workdir=workdir, args=args)
-    instance.start()
+    dbname = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{dbname}"')
     try:
-        yield instance
+        yield f"postgresql://postgres@127.0.0.1:5432/{dbname}"
     finally:
-        instance.close()
-        if not os.environ.get("KEEP_DISPATCH_LOGS"):
-            shutil.rmtree(workdir, ignore_errors=True)
-        if dbname is not None:
-            import psycopg
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
 
-            with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+
+def module_server(backend: str, args: tuple[str, ...] = ()) -> Iterator[DispatchServer]:
+    yield from shared_servers(backend, args, count=1)  # type: ignore[misc]
+
+
+def shared_servers(
+    backend: str, args: tuple[str, ...] = (), *, count: int
+) -> Iterator[DispatchServer | list[DispatchServer]]:
+    """``count`` dispatchd processes on one database (one server itself when count is 1)."""
+    workdir = Path(tempfile.mkdtemp(prefix="dispatchd-mod-"))
+    with database(backend, workdir) as db_url:
+        servers = [DispatchServer(db_url=db_url, workdir=workdir, args=args) for _ in range(count)]
+        try:
+            for instance in servers:
+                instance.start()
+            yield servers[0] if count == 1 else servers
+        finally:
+            for instance in servers:
+                instance.close()
+            if not os.environ.get("KEEP_DISPATCH_LOGS"):
+                shutil.rmtree(workdir, ignore_errors=True)
 
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def new_operator(server: DispatchServer, role: str = "operator") -> tuple[str, httpx.Client]:
+    """A fresh operator made by the admin through the API, and its session."""
+    name = unique(role)
+    reply = server.operator_client().post(
+        "/api/v1/operators", json={"username": name, "password": "password-" + name, "role": role}
+    )
+    assert reply.status_code == 201, reply.text
+    return name, server.login(name, "password-" + name)

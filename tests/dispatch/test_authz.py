@@ -9,7 +9,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from tests.dispatch.conftest import unique
+from tests.dispatch.conftest import new_operator, unique
 from tests.fixtures.dispatch import DispatchServer
 
 PUBLIC = {"/healthz", "/api/v1/auth/login"}
@@ -52,9 +52,7 @@ def roles(server: DispatchServer) -> dict[str, httpx.Client]:
     """One session per role, made once per server."""
     clients = {}
     for role in ("operator", "supervisor", "admin"):
-        name = unique(role)
-        server.add_operator(name, "password-" + name, role=role)
-        clients[role] = server.login(name, "password-" + name)
+        clients[role] = new_operator(server, role)[1]
     return clients
 
 

@@ -237,7 +237,7 @@ def test_gateway_api_never_fails_on_signed_junk(
 def test_enroll_never_fails(server: DispatchServer, world: dict[str, Any]) -> None:
     components = world["spec"]["components"]["schemas"]
 
-    @FUZZ
+    @settings(FUZZ, max_examples=60)
     @given(body=from_schema(components["EnrollRequest"], components) | JSON)
     def run(body: Any) -> None:
         reply = httpx.post(server.url + "/api/v1/gateway/enroll", json=body)

@@ -288,3 +288,16 @@ def test_accepted_events_survive_a_crash(dispatch_server: DispatchServer) -> Non
     assert again.acks[0].incident is not None
     assert first.acks[0].incident is not None
     assert again.acks[0].incident.id == first.acks[0].incident.id
+
+
+@pytest.mark.postgres
+def test_sessions_and_credentials_survive_a_restart(dispatch_server_pg: DispatchServer) -> None:
+    """Nothing that must be shared lives in one process's memory."""
+    gw = dispatch_server_pg.enroll(unique("hh"))
+    client = dispatch_server_pg.operator_client()
+    dispatch_server_pg.restart()
+    assert client.get("/api/v1/auth/me").status_code == 200
+    assert gw.heartbeat(heartbeat(gw.gateway_id)).status_code == 200
+    listed = dispatch_server_pg.cli("gateway", "list")
+    assert listed.returncode == 0
+    assert gw.gateway_id in listed.stdout

@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 
 from gatewayd.contract import EventKind, IngestReply
-from tests.dispatch.conftest import unique
+from tests.dispatch.conftest import new_operator, unique
 from tests.dispatch.wire import batch, event
 from tests.fixtures.dispatch import DispatchServer, EnrolledGateway
 
@@ -27,10 +27,7 @@ def incidents_of(client: httpx.Client, household: str, state: str = "open") -> l
     return list(reply.json()["items"])
 
 
-def operator(server: DispatchServer, role: str = "operator") -> tuple[str, httpx.Client]:
-    name = unique(role)
-    server.add_operator(name, "password-" + name, role=role)
-    return name, server.login(name, "password-" + name)
+operator = new_operator
 
 
 def test_alarms_of_one_kind_join_one_incident_and_restores_attach(server: DispatchServer) -> None:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from gatewayd.contract import EventKind, IngestReply
-from tests.dispatch.conftest import unique
+from tests.dispatch.conftest import shared_servers, unique
 from tests.dispatch.wire import batch, event, heartbeat, sse_events
 from tests.fixtures.dispatch import DispatchServer, EnrolledGateway
 
@@ -19,13 +19,12 @@ pytestmark = pytest.mark.postgres
 FAST = ("--heartbeat-misses", "2", "--supervise-every", "0.05")
 
 
-@pytest.fixture
-def pair(
-    dispatch_factory: Callable[..., DispatchServer], postgres_url: str
-) -> tuple[DispatchServer, DispatchServer]:
-    first = dispatch_factory(db_url=postgres_url, args=FAST)
-    second = dispatch_factory(db_url=postgres_url, args=FAST)
-    return first, second
+@pytest.fixture(scope="module")
+def pair() -> Iterator[tuple[DispatchServer, DispatchServer]]:
+    """Two dispatchd processes on one PostgreSQL database."""
+    for servers in shared_servers("postgres", FAST, count=2):
+        assert isinstance(servers, list)
+        yield servers[0], servers[1]
 
 
 def test_event_ingested_by_one_appears_on_the_others_stream(
