@@ -165,6 +165,9 @@ incidents = Table(
     Column("summary", JSON, nullable=False),
     Index("ix_incidents_queue", "state", "priority", "opened_at"),
     Index("ix_incidents_household", "household_id", "state"),
+    # Heartbeat replies (recently acknowledged alarms) and reports (a period of incidents).
+    Index("ix_incidents_acknowledged", "acknowledged_at"),
+    Index("ix_incidents_opened", "opened_at"),
 )
 
 events = Table(
@@ -257,4 +260,5 @@ changes = Table(
     # all | supervisor
     Column("audience", String(32), nullable=False),
     Column("data", JSON, nullable=False),
+    Index("ix_changes_at", "at"),
 )

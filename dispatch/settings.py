@@ -32,6 +32,8 @@ class Settings:
     #: On SQLite (no NOTIFY) the stream polls the changes table this often.
     stream_poll_s: float = 0.25
     stream_keepalive_s: float = 15.0
+    #: How long the live stream can be resumed from (older changes are purged).
+    change_retention_s: float = 7 * 86400
 
     def __post_init__(self) -> None:
         for name in (
@@ -46,6 +48,7 @@ class Settings:
             "ack_report_window_s",
             "stream_poll_s",
             "stream_keepalive_s",
+            "change_retention_s",
         ):
             value = getattr(self, name)
             if not value > 0:

@@ -183,6 +183,10 @@ class Supervisor:
                 delete(schema.gateway_nonces).where(schema.gateway_nonces.c.expires_at < now)
             )
             await tx.conn.execute(delete(schema.sessions).where(schema.sessions.c.expires_at < now))
+            retention = timedelta(seconds=self.settings.change_retention_s)
+            await tx.conn.execute(
+                delete(schema.changes).where(schema.changes.c.at < now - retention)
+            )
             await tx.conn.execute(
                 delete(schema.enroll_codes).where(
                     schema.enroll_codes.c.expires_at < now - timedelta(days=30)
