@@ -41,7 +41,7 @@ JSON = st.recursive(
     max_leaves=12,
 )
 FUZZ = settings(
-    max_examples=120,
+    max_examples=80,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -162,7 +162,7 @@ def test_operator_api_never_fails_and_keeps_its_schema(
     components = world["spec"]["components"]["schemas"]
     operations = [op for op in world["operations"] if not op[1].startswith("/api/v1/gateway/")]
 
-    @settings(FUZZ, max_examples=300)
+    @settings(FUZZ, max_examples=200)
     @given(data=st.data())
     def run(data: st.DataObject) -> None:
         method, template, op = data.draw(st.sampled_from(operations))
@@ -237,7 +237,7 @@ def test_gateway_api_never_fails_on_signed_junk(
 def test_enroll_never_fails(server: DispatchServer, world: dict[str, Any]) -> None:
     components = world["spec"]["components"]["schemas"]
 
-    @settings(FUZZ, max_examples=60)
+    @settings(FUZZ, max_examples=40)
     @given(body=from_schema(components["EnrollRequest"], components) | JSON)
     def run(body: Any) -> None:
         reply = httpx.post(server.url + "/api/v1/gateway/enroll", json=body)
