@@ -39,6 +39,7 @@ __all__ = [
     "Resident",
     "ResolveRequest",
     "Role",
+    "StoredEvent",
     "TimelineEntry",
 ]
 
@@ -313,6 +314,23 @@ class ResolveRequest(_In):
 
 class NoteRequest(_In):
     text: Annotated[Str, Field(min_length=1, max_length=4000)]
+
+
+class StoredEvent(BaseModel):
+    """An event as dispatch stored it (test events and telemetry included)."""
+
+    id: str
+    gateway_id: str
+    household_id: str
+    seq: int
+    kind: str
+    priority: int
+    device_id: str | None
+    at: datetime = Field(description="the gateway's clock")
+    received_at: datetime
+    test: bool
+    payload: dict[str, Any]
+    incident_id: str | None
 
 
 # -- audit, stream, pages -----------------------------------------------------------------------

@@ -187,6 +187,7 @@ events = Table(
     Column("incident_id", String(32), nullable=True),
     Index("ix_events_incident", "incident_id"),
     Index("ix_events_gateway_received", "gateway_id", "received_at"),
+    Index("ix_events_household_received", "household_id", "received_at"),
 )
 
 incident_actions = Table(

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import and_, func, insert, or_, select, update
 
 from dispatch import gateways, incidents, operators, schema, stream
 from dispatch.api.deps import (
@@ -47,6 +47,7 @@ from dispatch.models import (
     Page,
     ResolveRequest,
     Role,
+    StoredEvent,
 )
 from dispatch.reports import ResponseTimesReport, response_times
 from dispatch.tx import transaction
@@ -462,6 +463,48 @@ async def add_note(
     incident_id: str, body: NoteRequest, operator: CurrentOperator, services: ServicesDep
 ) -> ActionResult:
     return await _act(services, operator, incident_id, "note", {"text": body.text})
+
+
+@router.get("/events", response_model=Page[StoredEvent], tags=["incidents"])
+async def list_events(
+    operator: CurrentOperator,
+    services: ServicesDep,
+    household_id: Annotated[str | None, Query(max_length=128)] = None,
+    gateway_id: Annotated[str | None, Query(max_length=128)] = None,
+    kind: Annotated[str | None, Query(max_length=64)] = None,
+    test: Annotated[
+        bool | None, Query(description="only test events (flag or test kind), or only others")
+    ] = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> Page[StoredEvent]:
+    """Stored events, newest first: telemetry and installers' test events too."""
+    e = schema.events
+    where: list[Any] = []
+    if household_id is not None:
+        where.append(e.c.household_id == household_id)
+    if gateway_id is not None:
+        where.append(e.c.gateway_id == gateway_id)
+    if kind is not None:
+        where.append(e.c.kind == kind)
+    if test is True:
+        where.append(or_(e.c.test.is_(True), e.c.kind == "test"))
+    elif test is False:
+        where.append(and_(e.c.test.is_(False), e.c.kind != "test"))
+    async with services.db.read() as conn:
+        total = (await conn.execute(select(func.count()).select_from(e).where(*where))).scalar_one()
+        rows = (
+            await conn.execute(
+                select(e)
+                .where(*where)
+                .order_by(e.c.received_at.desc(), e.c.id.desc())
+                .limit(limit)
+                .offset(offset)
+            )
+        ).mappings()
+        return Page[StoredEvent](
+            items=[StoredEvent.model_validate(dict(r)) for r in rows], total=int(total)
+        )
 
 
 @router.get(

@@ -238,6 +238,12 @@ def test_test_events_are_stored_and_open_nothing(server: DispatchServer, kind: E
     client = server.operator_client()
     listed = client.get("/api/v1/incidents", params={"state": "all", "household_id": household})
     assert listed.json()["total"] == 0
+    # Shown, though: the installer's walk test is visible to the centre.
+    shown = client.get("/api/v1/events", params={"household_id": household, "test": True}).json()
+    assert [e["id"] for e in shown["items"]] == [ev.id]
+    assert shown["items"][0]["incident_id"] is None
+    others = client.get("/api/v1/events", params={"household_id": household, "test": False})
+    assert others.json()["total"] == 0
 
 
 def test_concurrent_heartbeats_each_get_their_own_answer(server: DispatchServer) -> None:
