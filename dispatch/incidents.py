@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, func, insert, select, update
+from sqlalchemy import Select, insert, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -439,8 +439,3 @@ def queue_order() -> list[Any]:
 
 def open_filter() -> Any:
     return schema.incidents.c.state.in_(OPEN_STATES)
-
-
-async def count(conn: AsyncConnection, *where: Any) -> int:
-    q = select(func.count()).select_from(schema.incidents).where(and_(True, *where))
-    return int((await conn.execute(q)).scalar_one())

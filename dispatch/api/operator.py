@@ -19,6 +19,7 @@ from dispatch import gateways, incidents, operators, schema, stream
 from dispatch.api.deps import (
     SESSION_COOKIE,
     CurrentOperator,
+    Services,
     ServicesDep,
     actor_of,
     require_role,
@@ -352,7 +353,7 @@ async def get_incident(
 
 
 async def _act(
-    services: Any, operator: Operator, incident_id: str, action: str, detail: dict[str, Any]
+    services: Services, operator: Operator, incident_id: str, action: str, detail: dict[str, Any]
 ) -> ActionResult:
     async with transaction(services.db, feed=services.feed) as tx:
         outcome = await incidents.perform(tx, incident_id, actor_of(operator), action, detail)
