@@ -72,6 +72,8 @@ WATCH_QUEUE_LIMIT: Final = 1000
 MAX_CLIENTS: Final = 32
 #: A request connection that sends nothing for this long is closed.
 IDLE_TIMEOUT_S: Final = 60.0
+#: How long a closing connection may take to deliver what is still buffered.
+CLOSE_TIMEOUT_S: Final = 2.0
 #: Longest path a Unix socket can be bound to (sun_path is 108 bytes including the NUL).
 MAX_SOCKET_PATH: Final = 107
 _OPS: Final = ("mode", "status", "watch")
@@ -289,14 +291,14 @@ class ControlServer:
         except (ConnectionError, BrokenPipeError):
             pass  # the client went away; nothing of the daemon's is lost
         except asyncio.CancelledError:
-            raise
+            # Only aclose() cancels a connection's task. Ending quietly keeps asyncio's stream
+            # callback (Python 3.11) from logging the cancellation as an error.
+            return
         except Exception:
             log.exception("control_client_failed")
         finally:
             self._clients.discard(task)
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
+            await _close(writer)
 
     async def _conversation(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -408,6 +410,18 @@ class ControlServer:
     async def _send(self, writer: asyncio.StreamWriter, message: dict[str, Any]) -> None:
         writer.write(_encode(message))
         await writer.drain()
+
+
+async def _close(writer: asyncio.StreamWriter) -> None:
+    """Close gracefully if the peer takes what is still buffered, else abort."""
+    writer.close()
+    try:
+        await asyncio.wait_for(writer.wait_closed(), CLOSE_TIMEOUT_S)
+    except TimeoutError:
+        # A peer that never reads would hold the connection (and its buffer) forever.
+        writer.transport.abort()
+    except Exception:
+        pass  # the peer is gone already
 
 
 def _parse_request(line: bytes) -> tuple[dict[str, Any] | None, str]:
