@@ -522,28 +522,45 @@ class ControlClient:
         response = await self.request({"op": "mode", "mode": mode})
         return str(response.get("mode", mode))
 
-    async def watch(self) -> AsyncIterator[dict[str, Any]]:
-        """Each event the gateway buffers from now on, until the caller stops iterating.
+    @contextlib.asynccontextmanager
+    async def subscribe(self) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
+        """Start watching; on entry the daemon has confirmed, so no later event is missed::
 
-        Raises :class:`ControlError` if the daemon drops this watcher or stops.
+            async with client.subscribe() as events:
+                await client.set_mode("test")
+                async for event in events: ...
+
+        The iterator raises :class:`ControlError` if the daemon drops this watcher or stops.
         """
         reader, writer = await self._connect()
         try:
             writer.write(_encode({"op": "watch"}))
             await writer.drain()
-            first = await asyncio.wait_for(self._read(reader), self.timeout)
+            try:
+                first = await asyncio.wait_for(self._read(reader), self.timeout)
+            except TimeoutError as exc:
+                raise ControlError(f"gatewayd did not answer within {self.timeout:g} s") from exc
             if not first.get("ok"):
                 raise ControlRequestError(str(first.get("error") or "watch refused"))
-            while True:
-                message = await self._read(reader)
-                event = message.get("event")
-                if isinstance(event, dict):
-                    yield event
-                elif message.get("ok") is False:
-                    raise ControlRequestError(str(message.get("error") or "watch ended"))
-        except TimeoutError as exc:
-            raise ControlError(f"gatewayd did not answer within {self.timeout:g} s") from exc
+            yield self._events(reader)
+        except ConnectionError as exc:
+            raise ControlUnavailable(f"control connection lost: {exc}") from exc
         finally:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+
+    async def _events(self, reader: asyncio.StreamReader) -> AsyncIterator[dict[str, Any]]:
+        while True:
+            message = await self._read(reader)
+            event = message.get("event")
+            if isinstance(event, dict):
+                yield event
+            elif message.get("ok") is False:
+                raise ControlRequestError(str(message.get("error") or "watch ended"))
+
+    async def watch(self) -> AsyncIterator[dict[str, Any]]:
+        """Each event the gateway buffers from the first read on, until the caller stops."""
+        async with self.subscribe() as events:
+            async for event in events:
+                yield event
