@@ -38,7 +38,7 @@ from gatewayd.cli import EXIT_CONFIG, EXIT_USAGE
 from gatewayd.commands.daemon_options import DEFAULT_CONFIG, fail
 from gatewayd.config import DEFAULT_STATE_DIR, ConfigError, parse_config
 
-__all__ = ["HomeAnswers", "InitError", "init", "render_config", "validators"]
+__all__ = ["ConfigExists", "HomeAnswers", "InitError", "init", "render_config", "validators"]
 
 #: Where systemd's RuntimeDirectory=gatewayd puts the control socket.
 DEFAULT_SOCKET = Path("/run/gatewayd/control.sock")
@@ -50,6 +50,10 @@ _RULE_PACK = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 class InitError(ValueError):
     """A value given to `gatewayd init` is not acceptable."""
+
+
+class ConfigExists(Exception):
+    """The config file exists and replacing it was not asked for."""
 
 
 def check_gateway_id(value: str) -> str:
@@ -286,10 +290,10 @@ def render_config(answers: HomeAnswers, *, now: datetime | None = None) -> str:
 def write_atomically(path: Path, text: str, *, force: bool) -> Path | None:
     """Write ``text`` to ``path`` (mode 0640); returns the backup of a replaced file, if any.
 
-    Raises FileExistsError without ``force``, OSError when the file cannot be written.
+    Raises :class:`ConfigExists` without ``force``, OSError when the file cannot be written.
     """
     if path.exists() and not force:
-        raise FileExistsError(path)
+        raise ConfigExists(path)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
@@ -419,7 +423,7 @@ def init(
         fail("\n".join(exc.problems), EXIT_USAGE)
     try:
         backup = write_atomically(config_path, text, force=force)
-    except FileExistsError:
+    except ConfigExists:  # appeared while we were asking
         fail(f"{config_path} exists; use --force to replace it", EXIT_CONFIG)
     except OSError as exc:
         fail(f"cannot write {config_path}: {exc.strerror or exc}", EXIT_CONFIG)

@@ -18,3 +18,12 @@ def sock_dir() -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _quiet_logs() -> Iterator[None]:
+    """Keep the server's log lines out of the command output CliRunner captures."""
+    import structlog
+
+    with structlog.testing.capture_logs():
+        yield
