@@ -24,6 +24,7 @@ import signal
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,7 @@ from gatewayd.commands.daemon_options import (
     socket_option,
     unreachable,
 )
+from gatewayd.commands.status import format_age
 from gatewayd.control import ControlClient, ControlError, ControlUnavailable
 
 __all__ = ["DeviceResult", "WalkTest", "walk_test"]
@@ -279,7 +281,10 @@ class WalkTest:
 
     def _table(self, *, live: bool) -> Table:
         table = Table(title=None if live else "Walk test", title_justify="left")
-        for column in ("device", "role", "room", "result", "after", "signal", "battery"):
+        columns = ["device", "role", "room", "result", "after", "signal", "battery"]
+        if not live:
+            columns.append("last heard")
+        for column in columns:
             table.add_column(
                 column, justify="right" if column in ("after", "signal", "battery") else "left"
             )
@@ -291,7 +296,7 @@ class WalkTest:
                 state = result.spinner
             else:
                 state = Text("✘ no signal", "bold red")
-            table.add_row(
+            cells: list[RenderableType] = [
                 spec.id,
                 spec.role,
                 spec.room or "—",
@@ -299,7 +304,10 @@ class WalkTest:
                 "—" if result.passed_after_s is None else f"{result.passed_after_s:.0f} s",
                 _fmt(result.signal),
                 _fmt(result.battery, " %"),
-            )
+            ]
+            if not live:
+                cells.append(format_age(result.last_seen, datetime.now(UTC)))
+            table.add_row(*cells)
         return table
 
     def report(self) -> None:
