@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
@@ -109,6 +110,8 @@ class FakeDaemon:
         self.on_mode: Callable[[str], None] | None = None
         self.status_error: Exception | None = None
         self.seq = 0
+        #: Set at the first event published.
+        self.published = asyncio.Event()
 
     def status(self) -> dict[str, Any]:
         if self.status_error is not None:
@@ -150,4 +153,5 @@ class FakeDaemon:
         if reading is not None:
             event["reading"] = reading
         self.hub.publish(event)
+        self.published.set()
         return event

@@ -180,8 +180,7 @@ async def test_losing_the_daemon_ends_the_test_and_still_restores(home: Home) ->
     home.on_test_mode([(0.1, {"kind": EventKind.TEST, "device_id": "sos_button", "test": True})])
 
     async def stop_watchers() -> None:
-        while home.daemon.mode != "test" or not home.daemon.seq:
-            await asyncio.sleep(0.01)
+        await home.daemon.published.wait()  # in test mode, and a device has signalled
         home.daemon.hub.close()
 
     stopper = asyncio.create_task(stop_watchers())
@@ -220,8 +219,7 @@ async def test_ctrl_c_ends_the_test_and_restores_the_mode(home: Home) -> None:
     )  # fmt: skip
     try:
         async with asyncio.timeout(20):
-            while home.daemon.seq == 0:  # in test mode and the first device has signalled
-                await asyncio.sleep(0.02)
+            await home.daemon.published.wait()  # in test mode, and a device has signalled
             await asyncio.sleep(0.3)
             proc.send_signal(signal.SIGINT)
             stdout, stderr = await proc.communicate()
