@@ -68,6 +68,8 @@ def notify(**fields: object) -> bool:
     message = "\n".join(f"{key}={_one_line(value)}" for key, value in fields.items())
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            # Never stall the event loop on a busy systemd: a full socket is a logged failure.
+            sock.setblocking(False)
             sock.connect(address)
             sock.sendall(message.encode("utf-8", "replace"))
     except OSError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import random
 import socket
 import stat
 from collections.abc import AsyncIterator
@@ -367,3 +368,23 @@ async def test_socket_not_a_socket_for_client(sock_dir: Path) -> None:
     with pytest.raises(ControlUnavailable):
         await ControlClient(path).status()
     assert path.read_text() == ""
+
+
+async def test_random_garbage_never_hurts_the_server(server: ControlServer) -> None:
+    rng = random.Random(20261129)
+    for _ in range(10):
+        reader, writer = await raw(server.path)
+        lines = [rng.randbytes(rng.randint(0, 400)).replace(b"\n", b" ") + b"\n" for _ in range(20)]
+        writer.write(b"".join(lines))
+        await writer.drain()
+        answers = []
+        for _ in lines:
+            line = await asyncio.wait_for(reader.readline(), 5)
+            if not line:
+                break
+            answers.append(json.loads(line))
+        writer.close()
+        # Blank lines are skipped; every other line got an answer and none was taken as valid.
+        assert all(a["ok"] is False and a["error"] for a in answers)
+        assert len(answers) == sum(1 for line in lines if line.strip())
+    assert (await ControlClient(server.path).status())["gateway_id"] == "gw-0042"
