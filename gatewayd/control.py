@@ -27,7 +27,8 @@ Exceptions::
 
     ControlError
      ├── ControlUnavailable   the daemon is not running (no socket, nobody listening, no access)
-     └── ControlRequestError  the daemon refused a request (bad mode, ...)
+     ├── ControlRequestError  the daemon refused a request (bad mode, ...)
+     └── WatcherDropped       (daemon side) a watcher fell too far behind
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ __all__ = [
     "ControlUnavailable",
     "DaemonControl",
     "WatchHub",
+    "WatcherDropped",
 ]
 
 log = structlog.get_logger(__name__)
@@ -89,6 +91,10 @@ class ControlUnavailable(ControlError):
 
 class ControlRequestError(ControlError):
     """The daemon answered a request with an error."""
+
+
+class WatcherDropped(ControlError):
+    """A watcher fell too far behind and was dropped."""
 
 
 class DaemonControl(Protocol):
@@ -132,9 +138,9 @@ class WatchHub:
             try:
                 queue.put_nowait(item)
             except asyncio.QueueFull:
-                # Too slow: end its stream (the None below) instead of growing without bound.
+                # Too slow: end its stream with WatcherDropped instead of growing without bound.
                 self._queues.discard(queue)
-                _drain_and_end(queue)
+                _drain_and_end(queue, _DROPPED)
                 log.warning("control_watcher_dropped", reason="queue full", limit=self._queue_limit)
 
     def close(self) -> None:
@@ -148,7 +154,7 @@ class WatchHub:
         so nothing between subscribing and reading is missed)."""
         queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(self._queue_limit)
         self._queues.add(queue)
-        return _Subscription(self._queues, queue)
+        return _Subscription(self._queues, queue, self._queue_limit)
 
 
 class _Subscription:
@@ -158,9 +164,11 @@ class _Subscription:
         self,
         queues: set[asyncio.Queue[dict[str, Any] | None]],
         queue: asyncio.Queue[dict[str, Any] | None],
+        limit: int,
     ) -> None:
         self._queues = queues
         self._queue = queue
+        self._limit = limit
 
     def __aiter__(self) -> _Subscription:
         return self
@@ -170,24 +178,28 @@ class _Subscription:
         if item is None:
             self._queues.discard(self._queue)
             raise StopAsyncIteration
+        if item is _DROPPED:
+            raise WatcherDropped(f"more than {self._limit} events unread")
         return item
 
     async def aclose(self) -> None:
         self._queues.discard(self._queue)
 
 
-def _drain_and_end(queue: asyncio.Queue[dict[str, Any] | None]) -> None:
+#: The last item of a dropped watcher's queue (an identity, never sent anywhere).
+_DROPPED: Final[dict[str, Any]] = {}
+
+
+def _drain_and_end(
+    queue: asyncio.Queue[dict[str, Any] | None], last: dict[str, Any] | None = None
+) -> None:
     while not queue.empty():
         queue.get_nowait()
-    queue.put_nowait(None)
+    queue.put_nowait(last)
 
 
 def _encode(message: dict[str, Any]) -> bytes:
     return json.dumps(message, separators=(",", ":"), default=str).encode() + b"\n"
-
-
-class _Dropped(Exception):
-    """A watcher fell too far behind."""
 
 
 class ControlServer:
@@ -369,7 +381,7 @@ class ControlServer:
                 try:
                     queue.put_nowait(item)
                 except asyncio.QueueFull:
-                    raise _Dropped(f"more than {self._watch_limit} events unread") from None
+                    raise WatcherDropped(f"more than {self._watch_limit} events unread") from None
 
         async def hangup() -> None:
             # The client sends nothing more; EOF (or any data, ignored) tells us it is gone.
@@ -394,7 +406,7 @@ class ControlServer:
                     await aclose()
         for task in done:
             exc = task.exception()
-            if isinstance(exc, _Dropped):
+            if isinstance(exc, WatcherDropped):
                 log.warning("control_watcher_dropped", reason=str(exc))
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(

@@ -78,18 +78,18 @@ def notify(**fields: object) -> bool:
     return True
 
 
-def ready(status_text: str | None = None) -> bool:
+def ready(status: str | None = None) -> bool:
     """Tell systemd the daemon is up (buffer open, drivers started)."""
-    if status_text is None:
+    if status is None:
         return notify(READY=1)
-    return notify(READY=1, STATUS=status_text[:MAX_STATUS_CHARS])
+    return notify(READY=1, STATUS=status[:MAX_STATUS_CHARS])
 
 
-def stopping(status_text: str | None = None) -> bool:
+def stopping(status: str | None = None) -> bool:
     """Tell systemd the daemon is shutting down on purpose (SIGTERM)."""
-    if status_text is None:
+    if status is None:
         return notify(STOPPING=1)
-    return notify(STOPPING=1, STATUS=status_text[:MAX_STATUS_CHARS])
+    return notify(STOPPING=1, STATUS=status[:MAX_STATUS_CHARS])
 
 
 def reloading() -> bool:

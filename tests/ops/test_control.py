@@ -21,6 +21,8 @@ from gatewayd.control import (
     ControlRequestError,
     ControlServer,
     ControlUnavailable,
+    WatcherDropped,
+    WatchHub,
 )
 from tests.ops.fakes import FakeDaemon
 
@@ -388,3 +390,47 @@ async def test_random_garbage_never_hurts_the_server(server: ControlServer) -> N
         assert all(a["ok"] is False and a["error"] for a in answers)
         assert len(answers) == sum(1 for line in lines if line.strip())
     assert (await ControlClient(server.path).status())["gateway_id"] == "gw-0042"
+
+
+async def test_watch_hub_drops_only_the_slow_subscriber() -> None:
+    hub = WatchHub(queue_limit=3)
+    slow = hub.subscribe()
+    fast = hub.subscribe()
+    got: list[dict[str, Any]] = []
+    for n in range(5):
+        hub.publish({"n": n})
+        got.append(await anext(fast))
+    assert got == [{"n": n} for n in range(5)]
+    assert hub.watchers == 1
+    with pytest.raises(WatcherDropped, match="more than 3 events unread"):
+        await anext(slow)
+    await fast.aclose()  # type: ignore[attr-defined]
+    assert hub.watchers == 0
+
+
+async def test_watch_hub_close_ends_every_stream() -> None:
+    hub = WatchHub()
+    subscriptions = [hub.subscribe() for _ in range(3)]
+    hub.publish({"n": 1})
+    hub.close()
+    for subscription in subscriptions:
+        # What was not yet read is not delivered after close: the daemon is stopping.
+        assert [item async for item in subscription] == []
+    assert hub.watchers == 0
+
+
+async def test_a_drop_inside_the_daemon_reaches_the_client(sock_dir: Path) -> None:
+    daemon = FakeDaemon()
+    daemon.hub = WatchHub(queue_limit=2)
+    server = ControlServer(sock_dir / "c.sock", daemon)
+    await server.start()
+    try:
+        async with ControlClient(server.path).subscribe() as events:
+            # Publishing without yielding: the server's pump cannot keep up with the hub.
+            for n in range(5):
+                daemon.publish(EventKind.MOTION, "hall_door", payload={"n": n})
+            with pytest.raises(ControlRequestError, match="dropped: more than 2 events unread"):
+                async for _ in events:
+                    pass
+    finally:
+        await server.aclose()
