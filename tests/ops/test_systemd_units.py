@@ -34,7 +34,7 @@ def settings(path: Path) -> dict[str, list[str]]:
     ("unit", "exec_start"),
     [
         ("gatewayd.service", "/usr/bin/gatewayd run --config /etc/gatewayd/home.toml"),
-        ("dispatchd.service", "/usr/bin/dispatchd serve --config /etc/dispatchd/dispatchd.toml"),
+        ("dispatchd.service", "/usr/bin/dispatchd serve --host 127.0.0.1 --port 8080"),
     ],
 )
 def test_unit_runs_unattended(unit: str, exec_start: str) -> None:
@@ -48,7 +48,6 @@ def test_unit_runs_unattended(unit: str, exec_start: str) -> None:
     assert one["Service.RestartSec"] == "2s"
     assert one["Unit.StartLimitIntervalSec"] == "0"  # never stop restarting
     assert one["Service.TimeoutStopSec"] == "15"
-    assert one["Service.ExecReload"] == "/bin/kill -HUP $MAINPID"
     for key in ("NoNewPrivileges", "ProtectHome", "PrivateTmp"):
         assert one[f"Service.{key}"] == "yes", key
     assert one["Service.ProtectSystem"] == "strict"
@@ -59,6 +58,7 @@ def test_unit_runs_unattended(unit: str, exec_start: str) -> None:
 def test_gateway_unit_reaches_its_devices_and_socket() -> None:
     s = settings(UNITS / "gatewayd.service")
     one = {key: values[-1] for key, values in s.items()}
+    assert one["Service.ExecReload"] == "/bin/kill -HUP $MAINPID"  # re-read the home config
     assert one["Service.User"] == "gatewayd"
     assert one["Service.SupplementaryGroups"] == "dialout"
     assert one["Service.StateDirectory"] == "gatewayd"
@@ -98,6 +98,10 @@ def test_systemd_analyze_verify(tmp_path: Path) -> None:
         stand_in.write_text("#!/bin/sh\nexit 0\n")
         stand_in.chmod(0o755)
         text = (UNITS / name).read_text().replace(f"/usr/bin/{binary} ", f"{stand_in} ")
+        # verify also wants an EnvironmentFile= to exist.
+        env_file = tmp_path / f"{binary}.env"
+        env_file.write_text("")
+        text = text.replace(f"/etc/{binary}/{binary}.env", str(env_file))
         unit = tmp_path / name
         unit.write_text(text)
         units.append(str(unit))

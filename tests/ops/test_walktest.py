@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -16,9 +15,8 @@ from gatewayd.cli import cli
 from gatewayd.commands.walktest import measurements
 from gatewayd.contract import EventKind
 from gatewayd.control import ControlServer
+from tests.fixtures.procs import project_env
 from tests.ops.fakes import FakeDaemon
-
-REPO = Path(__file__).resolve().parents[2]
 
 DEVICES = """
 [[drivers]]
@@ -212,7 +210,7 @@ def test_no_devices(sock_dir: Path) -> None:
 
 async def test_ctrl_c_ends_the_test_and_restores_the_mode(home: Home) -> None:
     home.on_test_mode([(0.05, {"kind": EventKind.TEST, "device_id": "sos_button", "test": True})])
-    env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200"}
+    env = project_env(COLUMNS="200")
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "gatewayd", "test", "--config", str(home.config),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
