@@ -327,7 +327,9 @@ def _ask(console: Console, key: str, question: Question) -> str:
             if default is None:
                 answer = Prompt.ask(question.prompt, console=console)
             else:
-                answer = Prompt.ask(question.prompt, console=console, default=default)
+                answer = Prompt.ask(
+                    question.prompt, console=console, default=default, show_default=bool(default)
+                )
         except EOFError:
             fail(
                 f"no answer for {question.flag} (input ended); give it as a flag, "
