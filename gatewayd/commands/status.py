@@ -31,7 +31,7 @@ from gatewayd.commands.daemon_options import (
 )
 from gatewayd.control import ControlClient, ControlError
 
-__all__ = ["format_age", "metrics_text", "render_status", "status"]
+__all__ = ["format_age", "metrics_text", "one_line_summary", "render_status", "status"]
 
 LANES = ("alarm", "trouble", "telemetry")
 _STATE_STYLE = {
@@ -219,6 +219,30 @@ def _troubles(status: dict[str, Any], now: datetime) -> RenderableType:
             _dash(trouble.get("detail")),
         )
     return table
+
+
+def one_line_summary(status: dict[str, Any]) -> str:
+    """A status snapshot in one line, for systemd's ``STATUS=`` (`systemctl status gatewayd`).
+
+    ``mode normal, drivers 1/2 up, devices 2/3 online, unsent 1 alarm 255 total, dispatch down``
+    """
+    drivers = _list(status, "drivers")
+    devices = _list(status, "devices")
+    depth = _dict(_dict(status, "buffer"), "depth")
+    unsent = sum(int(n) for n in (_number(v) for v in depth.values()) if n is not None)
+    alarms = _number(depth.get("alarm")) or 0
+    reachable = _dict(status, "forwarder").get("reachable")
+    troubles = len(_list(status, "troubles"))
+    parts = [
+        f"mode {status.get('mode') or '?'}",
+        f"drivers {sum(d.get('state') == 'running' for d in drivers)}/{len(drivers)} up",
+        f"devices {sum(bool(d.get('online')) for d in devices)}/{len(devices)} online",
+        f"unsent {alarms:.0f} alarm {unsent} total",
+        "dispatch reachable" if reachable else "dispatch down",
+    ]
+    if troubles:
+        parts.append(f"{troubles} trouble{'s' if troubles != 1 else ''}")
+    return ", ".join(parts)
 
 
 class _StatusCollector(Collector):

@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 
 from gatewayd.cli import cli
-from gatewayd.commands.status import format_age, metrics_text, render_status
+from gatewayd.commands.status import format_age, metrics_text, one_line_summary, render_status
 from gatewayd.control import ControlServer
 from tests.ops.fakes import FakeDaemon, realistic_status
 
@@ -227,3 +227,13 @@ async def test_mode_command_refusals(served: tuple[FakeDaemon, Path], sock_dir: 
     assert "gatewayd refused mode away: an alarm is active" in result.stderr
     result = await invoke("mode", "normal", "--socket", str(sock_dir / "gone.sock"))
     assert result.exit_code == 4
+
+
+def test_one_line_summary_for_systemd() -> None:
+    assert one_line_summary(realistic_status()) == (
+        "mode normal, drivers 1/2 up, devices 2/3 online, unsent 1 alarm 255 total, "
+        "dispatch down, 2 troubles"
+    )
+    assert one_line_summary({}) == (
+        "mode ?, drivers 0/0 up, devices 0/0 online, unsent 0 alarm 0 total, dispatch down"
+    )
