@@ -21,6 +21,8 @@ COMMANDS: dict[str, str] = {
     "init": "gatewayd.commands.init:init",
     "test": "gatewayd.commands.walktest:walk_test",
     "mode": "gatewayd.commands.mode:mode",
+    "record": "gatewayd.commands.record:record",
+    "replay": "gatewayd.commands.replay:replay",
 }
 
 #: Exit codes scripts can rely on.
