@@ -193,8 +193,7 @@ class Recorder:
             for frame in batch:
                 writer.write_raw(encode_frame(frame))
                 done += 1
-                if done % 1024 == 0:
-                    # A long batch: look at the real size now and then, not only at the end.
+                if writer.estimated_size >= self.max_bytes:
                     writer.flush()
                     if writer.size >= self.max_bytes:
                         writer = self._rotate()

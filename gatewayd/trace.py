@@ -392,7 +392,6 @@ class TraceReader:
                     self._problem(path, number, reason)
                     continue
                 if isinstance(item, TraceHeader):
-                    self.stats.headers += 1
                     if item.version != VERSION:
                         supported = False
                         self._problem(
@@ -403,6 +402,7 @@ class TraceReader:
                         )
                         continue
                     supported = True
+                    self.stats.headers += 1
                     yield dataclasses.replace(item, line=number)
                     continue
                 if not supported:
@@ -439,6 +439,7 @@ class TraceWriter:
         self._stream = stream
         self._size = size
         self._written = 0
+        self._unflushed = 0
         self.closed = False
 
     @classmethod
@@ -496,6 +497,13 @@ class TraceWriter:
         except (OSError, ValueError) as exc:
             raise TraceError(f"{self.path}: cannot write the trace: {exc}") from exc
         self._written += len(data)
+        self._unflushed += len(data)
+
+    @property
+    def estimated_size(self) -> int:
+        """The size on disk once what was written is flushed (a guess of 4:1 for gzip)."""
+        pending = self._unflushed // 4 if self._stream is not self._raw else self._unflushed
+        return self.size + pending
 
     def flush(self, *, fsync: bool = False) -> None:
         """Push what was written to the file (a gzip sync point: readable after a crash)."""
@@ -505,6 +513,7 @@ class TraceWriter:
                 self._raw.flush()
             if fsync:
                 os.fsync(self._raw.fileno())
+            self._unflushed = 0
         except (OSError, ValueError) as exc:
             raise TraceError(f"{self.path}: cannot write the trace: {exc}") from exc
 
