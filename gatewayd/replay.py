@@ -197,20 +197,27 @@ ProgressHook = Callable[["Replay"], None]
 class RealTimePacer:
     """Waits so that virtual time runs ``speed`` times as fast as real time."""
 
-    def __init__(self, speed: float, *, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        speed: float,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if not speed > 0:
             raise ValueError(f"speed must be positive, got {speed}")
         self.speed = speed
         self._sleep = sleep
+        self._clock = clock
         self._origin: tuple[datetime, float] | None = None
 
     def __call__(self, virtual: datetime) -> None:
         if self._origin is None:
-            self._origin = (virtual, time.monotonic())
+            self._origin = (virtual, self._clock())
             return
         start_virtual, start_real = self._origin
         due = start_real + (virtual - start_virtual).total_seconds() / self.speed
-        delay = due - time.monotonic()
+        delay = due - self._clock()
         if delay > 0:
             self._sleep(delay)
 
