@@ -17,6 +17,7 @@ from gatewayd import __version__
 COMMANDS: dict[str, str] = {
     "run": "gatewayd.commands.run:run",
     "demo": "gatewayd.demo:demo",
+    "enroll": "gatewayd.commands.enroll:enroll",
 }
 
 #: Exit codes scripts can rely on.

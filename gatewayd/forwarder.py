@@ -63,10 +63,10 @@ class ForwarderStatus:
     rejected: str | None = None
 
 
-async def _wait_any(events: Iterable[asyncio.Event], timeout: float | None) -> None:
+async def _wait_any(events: Iterable[asyncio.Event], limit_s: float | None) -> None:
     waiters = [asyncio.ensure_future(e.wait()) for e in events]
     try:
-        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(waiters, timeout=limit_s, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for waiter in waiters:
             waiter.cancel()
@@ -126,12 +126,12 @@ class Forwarder:
             await self._maybe_release_quarantined()
             batch = await self.buffer.pending(max_events=self.max_events, max_bytes=self.max_bytes)
             if not batch:
-                await _wait_any((self.buffer.new_events, self._wake), timeout=60.0)
+                await _wait_any((self.buffer.new_events, self._wake), limit_s=60.0)
                 continue
             delay = await self._deliver(batch)
             if delay is not None:
                 self.last_delay = delay
-                await _wait_any((self.buffer.alarm_appended, self._wake), timeout=delay)
+                await _wait_any((self.buffer.alarm_appended, self._wake), limit_s=delay)
 
     async def _deliver(self, batch: list[Event]) -> float | None:
         """Send a batch; returns how long to back off, or None to go on at once."""
