@@ -461,16 +461,15 @@ class EventBuffer:
                         self._insert([report], now)
                         self._set_meta("next_seq", seq)
                         rows.append(report)
-                        if not durable:
-                            # A trouble is in the transaction now: make it durable too.
-                            self._conn.execute("PRAGMA synchronous=FULL")
-                            self._synchronous = "FULL"
             except sqlite3.Error as exc:
                 error = BufferStorageError(f"appending to buffer {self.path} failed: {exc}")
                 log.error("buffer_append_failed", path=str(self.path), error=str(exc))
                 return [r if isinstance(r, EventBufferError) else error for r in results]
             self.commits += 1
             self._next_seq = seq
+            if evicted and not durable:
+                # The eviction report is a trouble: make it as durable as one.
+                self._fsync_wal()
             self._used = self.used_bytes()
             for p in rows:
                 lane = p.event.lane
@@ -490,6 +489,16 @@ class EventBuffer:
                     evicted_total={k.value: v for k, v in self._evicted.items()},
                 )
             return results
+
+    def _fsync_wal(self) -> None:
+        try:
+            fd = os.open(f"{self.path}-wal", os.O_RDONLY)
+        except OSError:
+            return
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def _prepare(self, draft: EventDraft, seq: int) -> _Prepared:
         """Make an event of a draft. Never refuses an alarm for its payload or device name."""
