@@ -131,9 +131,11 @@ def test_active_conditions_follow_the_latest_event(tmp_path: Path) -> None:
 
 def test_second_process_cannot_open_the_same_buffer(tmp_path: Path) -> None:
     path = tmp_path / "b.db"
-    with EventBuffer.open(path, gateway_id="gw-1"):
-        with pytest.raises(BufferLocked, match="in use by another process"):
-            EventBuffer.open(path, gateway_id="gw-1")
+    with (
+        EventBuffer.open(path, gateway_id="gw-1"),
+        pytest.raises(BufferLocked, match="in use by another process"),
+    ):
+        EventBuffer.open(path, gateway_id="gw-1")
     EventBuffer.open(path, gateway_id="gw-1").close()
 
 
@@ -155,7 +157,8 @@ def test_schema_version_and_newer_file_refused(tmp_path: Path) -> None:
     with pytest.raises(BufferSchemaTooNew, match="newer gatewayd"):
         EventBuffer.open(path, gateway_id="gw-1")
     # Refused, not quarantined: the file is still where it was.
-    assert path.exists() and not list(tmp_path.glob("*.corrupt-*"))
+    assert path.exists()
+    assert not list(tmp_path.glob("*.corrupt-*"))
 
 
 def test_corrupt_file_is_quarantined_and_reported(tmp_path: Path) -> None:
