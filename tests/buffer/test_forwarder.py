@@ -273,6 +273,9 @@ async def test_revoked_credential_raises_a_trouble_and_keeps_everything(
         # One trouble, not one per attempt.
         assert abuf.stats(alarm().at).depth[Lane.TROUBLE] == 1
         dispatch.fault = None
+        await until(
+            lambda: any(e.kind is EventKind.DRIVER_FAULT_RESTORE for e in dispatch.stored.values())
+        )
         await until(lambda: depth(abuf) == 0)
     kinds = [e.kind for e in dispatch.stored.values()]
     assert sos.id in dispatch.stored
