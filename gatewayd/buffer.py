@@ -25,7 +25,6 @@ asyncio group-commit front on it.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import re
@@ -41,6 +40,21 @@ import structlog
 from pydantic import ValidationError
 from sqlite_utils import Database
 
+from gatewayd.bufferfile import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    BufferLocked,
+    BufferSchemaTooNew,
+    BufferStorageError,
+    EventBufferError,
+    check_integrity,
+    connect,
+    glob_escape,
+    is_corruption,
+    migrate,
+    quarantine_file,
+    take_lock,
+)
 from gatewayd.contract import (
     MAX_BATCH_EVENTS,
     MAX_PAYLOAD_BYTES,
@@ -76,81 +90,8 @@ _LANE_CODE: Final = {Lane.ALARM: 0, Lane.TROUBLE: 1, Lane.TELEMETRY: 2}
 _CODE_LANE: Final = {v: k for k, v in _LANE_CODE.items()}
 _IDENTIFIER_BAD = re.compile(r"[^A-Za-z0-9_.:@\-]")
 
-# Forward-only migrations: MIGRATIONS[n] brings a file from user_version n to n + 1. Never edit
-# a released entry; append a new one.
-MIGRATIONS: Final[tuple[str, ...]] = (
-    """
-    CREATE TABLE events (
-        seq INTEGER PRIMARY KEY,
-        id TEXT NOT NULL UNIQUE,
-        lane INTEGER NOT NULL,
-        kind TEXT NOT NULL,
-        priority INTEGER NOT NULL,
-        device_id TEXT,
-        at TEXT NOT NULL,
-        test INTEGER NOT NULL DEFAULT 0,
-        payload TEXT NOT NULL DEFAULT '{}',
-        size INTEGER NOT NULL,
-        appended_at TEXT NOT NULL
-    );
-    CREATE INDEX events_lane_seq ON events (lane, seq);
-    CREATE TABLE conditions (
-        condition TEXT PRIMARY KEY,
-        kind TEXT NOT NULL,
-        device_id TEXT,
-        test INTEGER NOT NULL DEFAULT 0,
-        open INTEGER NOT NULL,
-        seq INTEGER NOT NULL,
-        at TEXT NOT NULL
-    );
-    CREATE TABLE quarantine (
-        seq INTEGER PRIMARY KEY,
-        id TEXT NOT NULL UNIQUE,
-        lane INTEGER NOT NULL,
-        kind TEXT NOT NULL,
-        priority INTEGER NOT NULL,
-        device_id TEXT,
-        at TEXT NOT NULL,
-        test INTEGER NOT NULL DEFAULT 0,
-        payload TEXT NOT NULL DEFAULT '{}',
-        size INTEGER NOT NULL,
-        appended_at TEXT NOT NULL,
-        reason TEXT NOT NULL,
-        quarantined_at TEXT NOT NULL
-    );
-    CREATE TABLE evictions (
-        id INTEGER PRIMARY KEY,
-        at TEXT NOT NULL,
-        telemetry INTEGER NOT NULL,
-        trouble INTEGER NOT NULL,
-        used_bytes INTEGER NOT NULL,
-        budget_bytes INTEGER NOT NULL
-    );
-    CREATE TABLE meta (
-        key TEXT PRIMARY KEY,
-        value TEXT NOT NULL
-    );
-    """,
-)
-SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 _EVENT_COLUMNS: Final = "seq, id, lane, kind, priority, device_id, at, test, payload, size"
-
-
-class EventBufferError(Exception):
-    """The buffer cannot do what was asked."""
-
-
-class BufferLocked(EventBufferError):
-    """Another process has this buffer open."""
-
-
-class BufferSchemaTooNew(EventBufferError):
-    """The file's schema is newer than this program understands."""
-
-
-class BufferStorageError(EventBufferError):
-    """SQLite could not write: nothing of the failed call was appended or acknowledged."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,14 +144,6 @@ class _Prepared:
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code is not None:
-        return (code & 0xFF) in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
-    text = str(exc)
-    return "malformed" in text or "not a database" in text
 
 
 class EventBuffer:
@@ -275,21 +208,21 @@ class EventBuffer:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise EventBufferError(f"buffer folder {path.parent} is not usable: {exc}") from exc
-        lock_fd = _take_lock(path) if lock else None
+        lock_fd = take_lock(path) if lock else None
         try:
             corrupt_reason: str | None = None
             try:
-                conn = _connect(path)
-                _check_integrity(conn)
+                conn = connect(path)
+                check_integrity(conn)
             except sqlite3.DatabaseError as exc:
-                if not _is_corruption(exc):
+                if not is_corruption(exc):
                     raise EventBufferError(f"cannot open buffer {path}: {exc}") from exc
                 corrupt_reason = str(exc)
             quarantined: Path | None = None
             if corrupt_reason is not None:
                 with contextlib.suppress(Exception):
                     conn.close()
-                quarantined = _quarantine_file(path, clock())
+                quarantined = quarantine_file(path, clock())
                 log.error(
                     "buffer_corrupt_quarantined",
                     path=str(path),
@@ -299,10 +232,10 @@ class EventBuffer:
                     "not forwarded",
                 )
                 try:
-                    conn = _connect(path)
+                    conn = connect(path)
                 except sqlite3.DatabaseError as exc:
                     raise EventBufferError(f"cannot create a fresh buffer {path}: {exc}") from exc
-            _migrate(conn, path)
+            migrate(conn, path)
             files = tuple(sorted(path.parent.glob(f"{glob_escape(path.name)}.corrupt-*")))
             files = tuple(f for f in files if not f.name.endswith(("-wal", "-shm")))
             buffer = cls(
@@ -884,83 +817,3 @@ class EventBuffer:
 def _needs_roundtrip(payload: dict[str, Any]) -> bool:
     """True if the payload holds values JSON would change (so the stored event equals the sent)."""
     return any(not isinstance(v, str | int | float | bool | type(None)) for v in payload.values())
-
-
-def glob_escape(name: str) -> str:
-    return re.sub(r"([*?\[])", r"[\1]", name)
-
-
-def _take_lock(path: Path) -> int:
-    lock_path = path.with_name(path.name + ".lock")
-    try:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-    except OSError as exc:
-        raise EventBufferError(f"cannot create lock file {lock_path}: {exc}") from exc
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        os.close(fd)
-        raise BufferLocked(
-            f"buffer {path} is in use by another process (lock {lock_path} is held)"
-        ) from exc
-    return fd
-
-
-def _connect(path: Path) -> sqlite3.Connection:
-    fresh = not path.exists() or path.stat().st_size == 0
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
-    try:
-        if fresh:
-            # Must precede the first table: lets acknowledged space go back to the disk.
-            conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
-        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            raise sqlite3.OperationalError(f"could not switch {path} to WAL (got {mode})")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA foreign_keys=ON")
-        # Keep the WAL small after checkpoints; it counts against the disk too.
-        conn.execute("PRAGMA journal_size_limit=8388608")
-    except BaseException:
-        conn.close()
-        raise
-    return conn
-
-
-def _check_integrity(conn: sqlite3.Connection) -> None:
-    rows = conn.execute("PRAGMA quick_check").fetchall()
-    if rows != [("ok",)]:
-        problems = "; ".join(str(r[0]) for r in rows[:5])
-        err = sqlite3.DatabaseError(f"database disk image is malformed: {problems}")
-        err.sqlite_errorcode = sqlite3.SQLITE_CORRUPT
-        raise err
-
-
-def _migrate(conn: sqlite3.Connection, path: Path) -> None:
-    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-    if version > SCHEMA_VERSION:
-        conn.close()
-        raise BufferSchemaTooNew(
-            f"buffer {path} has schema version {version}; this gatewayd knows up to "
-            f"{SCHEMA_VERSION}. Run the newer gatewayd, or move the file aside."
-        )
-    for target in range(version + 1, SCHEMA_VERSION + 1):
-        # One script, one transaction: a migration is applied whole or not at all.
-        conn.executescript(
-            f"BEGIN IMMEDIATE;\n{MIGRATIONS[target - 1]}\nPRAGMA user_version = {target};\nCOMMIT;"
-        )
-        log.info("buffer_migrated", path=str(path), schema_version=target)
-
-
-def _quarantine_file(path: Path, now: datetime) -> Path:
-    stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
-    target = path.with_name(f"{path.name}.corrupt-{stamp}")
-    for suffix in ("", "-wal", "-shm"):
-        source = Path(f"{path}{suffix}")
-        if source.exists():
-            os.replace(source, Path(f"{target}{suffix}"))
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-    return target

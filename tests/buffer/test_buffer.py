@@ -305,3 +305,20 @@ def test_eviction_counts_survive_restart(tmp_path: Path) -> None:
     assert evicted[Lane.TELEMETRY] > 0
     with EventBuffer.open(path, gateway_id="gw-1", disk_budget_bytes=BUDGET) as buf:
         assert buf.stats(T0 + timedelta(seconds=1)).evicted == evicted
+
+
+def test_a_new_migration_brings_an_old_file_forward(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gatewayd import bufferfile
+
+    path = tmp_path / "b.db"
+    with EventBuffer.open(path, gateway_id="gw-1") as buffer:
+        [event] = buffer.append([alarm()])
+    step = "ALTER TABLE events ADD COLUMN note TEXT NOT NULL DEFAULT 'migrated';"
+    monkeypatch.setattr(bufferfile, "MIGRATIONS", (*bufferfile.MIGRATIONS, step))
+    monkeypatch.setattr(bufferfile, "SCHEMA_VERSION", len(bufferfile.MIGRATIONS))
+    with EventBuffer.open(path, gateway_id="gw-1") as buffer:
+        assert buffer.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION + 1
+        assert [e.id for e in buffer.pending()] == [event.id]
+        assert [r["note"] for r in buffer.db.query("select note from events")] == ["migrated"]
