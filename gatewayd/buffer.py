@@ -546,9 +546,6 @@ class EventBuffer:
                 if used <= target:
                     break
                 need = used - target
-                total = conn.execute("SELECT COALESCE(SUM(size), 0) FROM events").fetchone()[0]
-                # Disk cost per byte of event, from what the file holds now (indexes, pages).
-                ratio = max(1.0, used / total) if total else 1.0
                 rows = conn.execute(
                     "SELECT seq, size FROM events WHERE lane = ? AND kind != ? "
                     "ORDER BY seq LIMIT 2000",
@@ -556,6 +553,9 @@ class EventBuffer:
                 ).fetchall()
                 if not rows:
                     break
+                total = conn.execute("SELECT COALESCE(SUM(size), 0) FROM events").fetchone()[0]
+                # Disk cost per byte of event, from what the file holds now (indexes, pages).
+                ratio = max(1.0, used / total) if total else 1.0
                 freed, last_seq = 0.0, rows[0][0]
                 for seq, size in rows:
                     last_seq = seq
