@@ -185,6 +185,11 @@ def migrate(conn: sqlite3.Connection, path: Path) -> None:
 def quarantine_file(path: Path, now: datetime) -> Path:
     stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
     target = path.with_name(f"{path.name}.corrupt-{stamp}")
+    n = 1
+    while target.exists():
+        # Never overwrite an earlier quarantined file.
+        target = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
+        n += 1
     for suffix in ("", "-wal", "-shm"):
         source = Path(f"{path}{suffix}")
         if source.exists():

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 import structlog
 
 from gatewayd.aiobuffer import AsyncEventBuffer
-from gatewayd.buffer import EventDraft
+from gatewayd.buffer import EventBufferError, EventDraft
 from gatewayd.contract import Event, EventAck, EventKind, Heartbeat, HeartbeatReply, IngestBatch
 from gatewayd.dispatch_client import (
     DispatchAuthRejected,
@@ -108,6 +108,7 @@ class Forwarder:
         self._next_release = time.monotonic() + quarantine_retry_s
         #: Requests sent (batches, including halves of a split), for tests and metrics.
         self.requests = 0
+        self._id_mismatch_logged = False
         self.last_delay: float | None = None
 
     def wake(self) -> None:
@@ -123,12 +124,21 @@ class Forwarder:
             self.buffer.new_events.clear()
             self.buffer.alarm_appended.clear()
             self._wake.clear()
-            await self._maybe_release_quarantined()
-            batch = await self.buffer.pending(max_events=self.max_events, max_bytes=self.max_bytes)
-            if not batch:
-                await _wait_any((self.buffer.new_events, self._wake), limit_s=60.0)
-                continue
-            delay = await self._deliver(batch)
+            try:
+                await self._maybe_release_quarantined()
+                batch = await self.buffer.pending(
+                    max_events=self.max_events, max_bytes=self.max_bytes
+                )
+                if not batch:
+                    await _wait_any((self.buffer.new_events, self._wake), limit_s=60.0)
+                    continue
+                delay = await self._deliver(batch)
+            except EventBufferError as exc:
+                # The buffer is the source of truth: if it cannot be read or updated, wait and
+                # retry (an unacknowledged event is only sent again, never lost).
+                log.error("forwarder_buffer_error", error=str(exc))
+                self.status.last_error = f"buffer: {exc}"
+                delay = self.backoff_max
             if delay is not None:
                 self.last_delay = delay
                 await _wait_any((self.buffer.alarm_appended, self._wake), limit_s=delay)
@@ -187,6 +197,14 @@ class Forwarder:
         gateway_id = self.client.credential.gateway_id
         if events[0].gateway_id != gateway_id:
             # The credential is who dispatch knows; the buffer's id may be a stale config value.
+            if not self._id_mismatch_logged:
+                log.warning(
+                    "gateway_id_differs_from_credential",
+                    buffer=events[0].gateway_id,
+                    credential=gateway_id,
+                    action="events are sent under the credential's id",
+                )
+                self._id_mismatch_logged = True
             events = [e.model_copy(update={"gateway_id": gateway_id}) for e in events]
         self.requests += 1
         try:

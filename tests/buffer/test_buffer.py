@@ -322,3 +322,14 @@ def test_a_new_migration_brings_an_old_file_forward(
         assert buffer.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION + 1
         assert [e.id for e in buffer.pending()] == [event.id]
         assert [r["note"] for r in buffer.db.query("select note from events")] == ["migrated"]
+
+
+def test_a_second_corruption_never_overwrites_the_first(tmp_path: Path) -> None:
+    path = tmp_path / "buffer.db"
+    for garbage in (b"first" * 400, b"second" * 400):
+        path.write_bytes(garbage)
+        for suffix in ("-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        EventBuffer.open(path, gateway_id="gw-1", clock=lambda: T0).close()
+    moved = sorted(tmp_path.glob("buffer.db.corrupt-*[!lm]"))
+    assert sorted(p.read_bytes()[:5] for p in moved) == [b"first", b"secon"]
