@@ -107,12 +107,11 @@ class EventDraft:
 
 
 class ActiveConditionRow(NamedTuple):
-    """An alarm or trouble condition whose latest event was not a restore."""
+    """An alarm or trouble condition whose latest event was not a restore (nor a walk test)."""
 
     condition: str
     kind: EventKind
     device_id: str | None
-    test: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -781,14 +780,18 @@ class EventBuffer:
         )
 
     def active_conditions(self) -> list[ActiveConditionRow]:
-        """Open alarm and trouble conditions (latest event not a restore), oldest first."""
+        """Open alarm and trouble conditions, oldest first.
+
+        A condition is open when its latest event (by ``payload["condition"]``) is not a restore;
+        one whose latest event was a walk test (``test``) opens no incident and is left out.
+        """
         with self._lock:
             self._check_open()
             rows = self._conn.execute(
-                "SELECT condition, kind, device_id, test FROM conditions WHERE open = 1 "
+                "SELECT condition, kind, device_id FROM conditions WHERE open = 1 AND test = 0 "
                 "ORDER BY seq"
             ).fetchall()
-        return [ActiveConditionRow(c, EventKind(k), d, bool(t)) for c, k, d, t in rows]
+        return [ActiveConditionRow(c, EventKind(k), d) for c, k, d in rows]
 
     @property
     def next_seq(self) -> int:

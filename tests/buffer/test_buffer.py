@@ -333,3 +333,10 @@ def test_a_second_corruption_never_overwrites_the_first(tmp_path: Path) -> None:
         EventBuffer.open(path, gateway_id="gw-1", clock=lambda: T0).close()
     moved = sorted(tmp_path.glob("buffer.db.corrupt-*[!lm]"))
     assert sorted(p.read_bytes()[:5] for p in moved) == [b"first", b"secon"]
+
+
+def test_walk_test_events_open_no_condition(buf: EventBuffer) -> None:
+    test_alarm = alarm("t")
+    object.__setattr__(test_alarm, "test", True)
+    buf.append([test_alarm, alarm("real")])
+    assert [tuple(r) for r in buf.active_conditions()] == [("sos:real", EventKind.SOS, "real")]
