@@ -604,28 +604,35 @@ class EventBuffer:
         with self._lock:
             self._check_open()
             events: list[Event] = []
-            total = 0
             bad: list[tuple[int, str]] = []
-            for lane in Lane:
-                if len(events) >= limit or self._depth[lane] == 0:
-                    continue
-                cursor = self._conn.execute(
-                    f"SELECT {_EVENT_COLUMNS} FROM events WHERE lane = ? ORDER BY seq LIMIT ?",
-                    (_LANE_CODE[lane], limit - len(events)),
-                )
-                for row in cursor:
-                    size = row[9]
-                    if events and total + size > max_bytes:
-                        return events
-                    try:
-                        events.append(self._event_of(row))
-                    except (ValidationError, ValueError) as exc:
-                        bad.append((row[0], f"unreadable row: {exc}"[:500]))
-                        continue
-                    total += size
+            self._collect_pending(events, bad, limit, max_bytes)
             if bad:
+                # A row that no longer reads as an event (edited by hand, or a bug) is set
+                # aside where it can be inspected, so it cannot block its lane.
                 self._quarantine_rows(bad)
             return events
+
+    def _collect_pending(
+        self, events: list[Event], bad: list[tuple[int, str]], limit: int, max_bytes: int
+    ) -> None:
+        total = 0
+        for lane in Lane:
+            if len(events) >= limit or self._depth[lane] == 0:
+                continue
+            cursor = self._conn.execute(
+                f"SELECT {_EVENT_COLUMNS} FROM events WHERE lane = ? ORDER BY seq LIMIT ?",
+                (_LANE_CODE[lane], limit - len(events)),
+            )
+            for row in cursor:
+                size = row[9]
+                if events and total + size > max_bytes:
+                    return
+                try:
+                    events.append(self._event_of(row))
+                except (ValidationError, ValueError) as exc:
+                    bad.append((row[0], f"unreadable row: {exc}"[:500]))
+                    continue
+                total += size
 
     def _event_of(self, row: tuple[Any, ...]) -> Event:
         seq, event_id, _lane, kind, priority, device_id, at, test, payload, _size = row

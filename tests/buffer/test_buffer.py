@@ -340,3 +340,13 @@ def test_walk_test_events_open_no_condition(buf: EventBuffer) -> None:
     object.__setattr__(test_alarm, "test", True)
     buf.append([test_alarm, alarm("real")])
     assert [tuple(r) for r in buf.active_conditions()] == [("sos:real", EventKind.SOS, "real")]
+
+
+def test_an_unreadable_row_is_set_aside_not_blocking(buf: EventBuffer) -> None:
+    events = buf.append([alarm("a"), alarm("b")])
+    buf.db.execute("UPDATE events SET kind = 'no-such-kind' WHERE id = ?", [events[0].id])
+    assert [e.id for e in buf.pending()] == [events[1].id]
+    assert buf.stats(T0).quarantined_events == 1
+    [row] = buf.db.query("select id, reason from quarantine")
+    assert row["id"] == events[0].id
+    assert "unreadable" in row["reason"]
