@@ -252,7 +252,7 @@ def replay(
     sink, close_sink = _open_out(out, expect)
     lines: list[str] = []
 
-    def on_decided(decided: DecidedLike) -> None:
+    def write_line(decided: DecidedLike) -> None:
         line = canonical_line(canonical_decision(decided))
         lines.append(line)
         if sink is not None:
@@ -260,6 +260,7 @@ def replay(
             if speed is not None:
                 sink.flush()
 
+    on_decided: Callable[[DecidedLike], None] = write_line
     forwarder = None
     if forward is not None:
         from gatewayd.replay_forward import ForwardError, ReplayForwarder
