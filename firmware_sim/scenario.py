@@ -20,11 +20,13 @@ on it (or an ISO date-time), :meth:`Scenario.after` moves on; each action happen
 Rendering is deterministic: all randomness comes from ``seed``, so the same scenario renders to
 the same bytes.
 
-Devices behave as the real ones do under Zigbee2MQTT: every message carries the device's whole
-merged state (sorted keys, as Zigbee2MQTT publishes it), battery devices check in about hourly, an
-Aqara motion sensor reports ``occupancy: false`` 90 s after the last motion, an SOS button's
-``action`` is not part of the kept state, and a device that stops talking is marked
-``offline`` on its ``availability`` topic after Zigbee2MQTT's timeout.
+Devices behave as the real ones do under Zigbee2MQTT 2.x: every message carries the device's
+whole merged state (compact JSON, keys in the order first seen, as Zigbee2MQTT publishes it),
+devices check in about hourly, Zigbee2MQTT publishes an Aqara motion sensor's
+``occupancy: false`` 90 s after its last detection, an SOS button's ``action`` is not part of
+the kept state, and a device that stops talking is marked ``offline`` on its ``availability``
+topic after Zigbee2MQTT's timeout. The models' states are those of :mod:`firmware_sim`'s
+Zigbee2MQTT emulator.
 """
 
 from __future__ import annotations
@@ -111,13 +113,13 @@ MODELS: dict[str, DeviceModel] = {
             "HS1SA",
             "Heiman",
             "Smoke detector",
-            {"smoke": False, "battery_low": False, "tamper": False, "battery": 100},
+            {"smoke": False, "battery_low": False, "battery": 100, "test": False},
             reports_battery_low=True,
         ),
         DeviceModel(
             "HS1CG",
             "Heiman",
-            "Gas sensor",
+            "Smart combustible gas sensor",
             {"gas": False, "battery_low": False, "tamper": False},
             battery_powered=False,
         ),
@@ -126,32 +128,28 @@ MODELS: dict[str, DeviceModel] = {
             "Aqara",
             "Water leak sensor",
             {
-                "water_leak": False,
                 "battery": 100,
-                "voltage": 3055,
+                "water_leak": False,
+                "battery_low": False,
+                "voltage": 3025,
                 "device_temperature": 21,
-                "power_outage_count": 4,
+                "power_outage_count": 3,
             },
             reports_voltage=True,
+            reports_battery_low=True,
         ),
-        DeviceModel(
-            "HS1EB",
-            "Heiman",
-            "Smart emergency button",
-            {"battery": 100},
-        ),
+        DeviceModel("HS1EB/HS1EB-E", "Heiman", "Smart emergency button", {"battery": 100}),
         DeviceModel(
             "RTCGQ11LM",
             "Aqara",
             "Motion sensor",
+            # No occupancy until the first detection: the sensor only ever reports true.
             {
-                "occupancy": False,
-                "illuminance": 38,
-                "illuminance_lux": 38,
                 "battery": 100,
-                "voltage": 3035,
                 "device_temperature": 22,
-                "power_outage_count": 7,
+                "voltage": 3005,
+                "illuminance": 120,
+                "power_outage_count": 1,
             },
             reports_voltage=True,
         ),
@@ -160,10 +158,10 @@ MODELS: dict[str, DeviceModel] = {
             "Aqara",
             "Door and window sensor",
             {
-                "contact": True,
                 "battery": 100,
-                "voltage": 3045,
-                "device_temperature": 20,
+                "contact": True,
+                "device_temperature": 21,
+                "voltage": 3015,
                 "power_outage_count": 2,
             },
             reports_voltage=True,
@@ -202,7 +200,7 @@ class KitDevice:
 def default_kit() -> list[KitDevice]:
     """A kit for one person living alone: the elderly-care package, all Zigbee."""
     return [
-        KitDevice("sos-button", "HS1EB", "sos_button", "bedroom", "SOS button by the bed"),
+        KitDevice("sos-button", "HS1EB/HS1EB-E", "sos_button", "bedroom", "SOS button by the bed"),
         KitDevice("smoke-kitchen", "HS1SA", "smoke", "kitchen", "Smoke detector, kitchen"),
         KitDevice("gas-kitchen", "HS1CG", "gas", "kitchen", "Gas detector, kitchen"),
         KitDevice("leak-bathroom", "SJCGQ11LM", "water_leak", "bathroom", "Leak sensor, bathroom"),
@@ -730,6 +728,7 @@ class _Renderer:
         message = dict(state)
         message["linkquality"] = max(0, min(255, base + self.rng.randint(-12, 12)))
         message.update(once)
-        payload = json.dumps(message, sort_keys=True, separators=(",", ":")).encode("utf-8")
+        # Zigbee2MQTT publishes JSON.stringify of its state: insertion order, no spaces.
+        payload = json.dumps(message, separators=(",", ":")).encode("utf-8")
         self._frame(at, f"{self.s.base_topic}/{device.topic_name}", payload)
         self.last_heard[device.id] = at
