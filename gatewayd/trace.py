@@ -57,6 +57,7 @@ __all__ = [
     "encode_frame",
     "encode_header",
     "iso_utc",
+    "iter_lines",
     "read_frames",
 ]
 
@@ -259,7 +260,7 @@ def _is_gzip(path: Path) -> bool:
     return path.suffix == ".gz"
 
 
-def _raw_lines(
+def iter_lines(
     stream: IO[bytes], *, gzipped: bool, on_damage: Callable[[str], None]
 ) -> Iterator[tuple[bytes, bool]]:
     """Yield ``(line, complete)``; a last line without its newline comes with ``complete=False``.
@@ -364,7 +365,7 @@ class TraceReader:
         base = self.bytes_read
         with stream:
             damage: list[str] = []
-            for raw, complete in _raw_lines(
+            for raw, complete in iter_lines(
                 stream, gzipped=_is_gzip(path), on_damage=damage.append
             ):
                 number += 1
@@ -552,7 +553,7 @@ def _repair_gzip(path: Path) -> None:
     with path.open("rb") as f:
         lines = [
             line
-            for line, complete in _raw_lines(f, gzipped=True, on_damage=damage.append)
+            for line, complete in iter_lines(f, gzipped=True, on_damage=damage.append)
             if complete
         ]
     if not damage:
