@@ -1,0 +1,143 @@
+"""The seam to the radio: a scanner and a GATT client, each a tiny protocol.
+
+Everything else of the driver (filtering, framing, supervision, reconnecting) is ours and runs
+in tests; only these two are bleak, or firmware_sim's loopback stand-ins that hand over bleak's
+own ``BLEDevice`` / ``AdvertisementData`` / ``BleakGATTCharacteristic`` objects.
+
+- :class:`ScannerBackend`: ``start(callback)`` / ``stop()``; the callback receives
+  ``(BLEDevice, AdvertisementData)`` exactly as bleak's ``detection_callback`` does.
+- :class:`ClientBackend`: one GATT connection: ``connect()``, ``start_notify(char, callback)``,
+  ``disconnect()``, ``is_connected``; made by a :data:`ClientFactory` with the address and a
+  callback for an unexpected disconnection (bleak's ``disconnected_callback``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal, Protocol
+
+from bleak import BleakClient, BleakScanner
+from bleak.args.bluez import BlueZScannerArgs, OrPattern
+from bleak.assigned_numbers import AdvertisementDataType
+from bleak.backends.characteristic import BleakGATTCharacteristic
+from bleak.backends.device import BLEDevice
+from bleak.backends.scanner import AdvertisementData
+from bleak.exc import BleakError
+
+from drivers.base import TransportError
+
+__all__ = [
+    "AdvertisementCallback",
+    "BleakClientBackend",
+    "BleakScannerBackend",
+    "ClientBackend",
+    "ClientFactory",
+    "NotifyCallback",
+    "ScannerBackend",
+    "bleak_client_factory",
+]
+
+AdvertisementCallback = Callable[[BLEDevice, AdvertisementData], None]
+NotifyCallback = Callable[[BleakGATTCharacteristic, bytearray], None]
+
+#: BlueZ's passive scanning needs a pattern; BTHome's is its 16-bit service data UUID 0xFCD2
+#: (little-endian on the air).
+BTHOME_OR_PATTERN = OrPattern(0, AdvertisementDataType.SERVICE_DATA_UUID16, b"\xd2\xfc")
+
+
+class ScannerBackend(Protocol):
+    async def start(self, callback: AdvertisementCallback) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class ClientBackend(Protocol):
+    @property
+    def is_connected(self) -> bool: ...
+
+    async def connect(self) -> None: ...
+
+    async def start_notify(self, characteristic: str, callback: NotifyCallback) -> None: ...
+
+    async def disconnect(self) -> None: ...
+
+
+#: ``factory(address, on_disconnect)`` → a client for one device (not yet connected).
+ClientFactory = Callable[[str, Callable[[], None]], ClientBackend]
+
+
+class BleakScannerBackend:
+    """bleak's :class:`BleakScanner`, started and stopped; failures become TransportError."""
+
+    def __init__(
+        self,
+        *,
+        scanning_mode: Literal["active", "passive"] = "active",
+        adapter: str | None = None,
+    ) -> None:
+        self._mode = scanning_mode
+        self._adapter = adapter
+        self._scanner: BleakScanner | None = None
+
+    async def start(self, callback: AdvertisementCallback) -> None:
+        bluez: BlueZScannerArgs = {}
+        if self._adapter:
+            bluez["adapter"] = self._adapter
+        if self._mode == "passive":
+            bluez["or_patterns"] = [BTHOME_OR_PATTERN]
+
+        # bleak checks the callback's arity; a lambda keeps it at exactly two parameters.
+        def detection(device: BLEDevice, adv: AdvertisementData) -> None:
+            callback(device, adv)
+
+        try:
+            self._scanner = BleakScanner(detection, scanning_mode=self._mode, bluez=bluez)
+            await self._scanner.start()
+        except (BleakError, OSError) as exc:
+            self._scanner = None
+            raise TransportError(f"BLE scanner did not start: {exc}") from exc
+
+    async def stop(self) -> None:
+        scanner, self._scanner = self._scanner, None
+        if scanner is not None:
+            try:
+                await scanner.stop()
+            except (BleakError, OSError) as exc:
+                raise TransportError(f"BLE scanner did not stop cleanly: {exc}") from exc
+
+
+class BleakClientBackend:
+    """bleak's :class:`BleakClient` for one device."""
+
+    def __init__(
+        self,
+        address: str,
+        on_disconnect: Callable[[], None],
+        *,
+        adapter: str | None = None,
+        timeout: float = 20.0,
+    ) -> None:
+        kwargs: dict[str, Any] = {"timeout": timeout}
+        if adapter:
+            kwargs["bluez"] = {"adapter": adapter}
+        self._client = BleakClient(address, lambda _client: on_disconnect(), **kwargs)
+
+    @property
+    def is_connected(self) -> bool:
+        return bool(self._client.is_connected)
+
+    async def connect(self) -> None:
+        await self._client.connect()
+
+    async def start_notify(self, characteristic: str, callback: NotifyCallback) -> None:
+        await self._client.start_notify(characteristic, callback)
+
+    async def disconnect(self) -> None:
+        await self._client.disconnect()
+
+
+def bleak_client_factory(*, adapter: str | None = None, timeout: float = 20.0) -> ClientFactory:
+    def factory(address: str, on_disconnect: Callable[[], None]) -> ClientBackend:
+        return BleakClientBackend(address, on_disconnect, adapter=adapter, timeout=timeout)
+
+    return factory
