@@ -142,8 +142,8 @@ class BleDeviceOptions(BaseModel):
     bind_key: str | None = Field(default=None, pattern=r"^[0-9A-Fa-f]{32}$")
     #: Reached over a GATT connection (a wristband's button) instead of advertisements.
     gatt: bool = False
-    service: str = "ffe0"
-    characteristic: str = "ffe1"
+    service: str = Field(default="ffe0", validate_default=True)
+    characteristic: str = Field(default="ffe1", validate_default=True)
     #: Notification values (hex) that are a press; None: every non-empty notification is.
     press_values: list[str] | None = None
     #: Overrides the driver's ``advert_offline_after_s`` / ``gatt_offline_after_s``.

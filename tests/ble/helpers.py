@@ -1,0 +1,61 @@
+"""Building frames and parsers for the BLE tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bleak.backends.device import BLEDevice
+from bleak.backends.scanner import AdvertisementData
+
+from drivers.base import DeviceSpec
+from drivers.ble import BleDriver, BleParser
+from drivers.ble.frames import encode_advertisement
+from gatewayd.contract import RawFrame, Reading
+
+T0 = datetime(2026, 11, 29, 3, 0, tzinfo=UTC)
+
+
+def spec(device_id: str, address: str, role: str, **options: Any) -> DeviceSpec:
+    return DeviceSpec(id=device_id, driver="ble", address=address, role=role, options=options)
+
+
+def make_parser(*devices: DeviceSpec, **options: Any) -> BleParser:
+    return BleDriver("ble", options, list(devices)).create_parser()
+
+
+def adv_frame(adv: tuple[BLEDevice, AdvertisementData], *, at: float = 0.0) -> RawFrame:
+    """The frame the transport makes of one advertisement, ``at`` seconds after T0."""
+    device, data = adv
+    return RawFrame(
+        driver="ble",
+        source=device.address.upper(),
+        payload=encode_advertisement(
+            address=device.address,
+            rssi=data.rssi,
+            name=data.local_name,
+            service_data=data.service_data,
+            manufacturer_data=data.manufacturer_data,
+            service_uuids=data.service_uuids,
+            tx_power=data.tx_power,
+        ),
+        wall_time=T0 + timedelta(seconds=at),
+        mono_time=1000.0 + at,
+    )
+
+
+def raw_frame(payload: bytes, *, at: float = 0.0, kind: str = "data") -> RawFrame:
+    return RawFrame(
+        driver="ble",
+        source="test",
+        payload=payload,
+        kind=kind,  # type: ignore[arg-type]
+        wall_time=T0 + timedelta(seconds=at),
+        mono_time=1000.0 + at,
+    )
+
+
+def props(readings: Iterable[Reading]) -> list[tuple[str, str, Any]]:
+    """(device, property, value) of each reading, signal left out (it has its own tests)."""
+    return [(r.device, r.property, r.value) for r in readings if r.property != "signal"]
