@@ -21,10 +21,14 @@ at the driver's seam (:mod:`drivers.ble.transport`).
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
+import random
 import socket
-from collections.abc import Iterable
+import sys
+import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import structlog
@@ -411,3 +415,113 @@ class UdpScannerBackend:
         transport, self._transport = self._transport, None
         if transport is not None:
             transport.close()
+
+
+# -- command line: a device in another process ---------------------------------------------
+
+#: Events ``python -m firmware_sim.ble advertise`` knows, and what each sends.
+EVENTS: dict[str, Callable[[BthomeDevice], tuple[BLEDevice, AdvertisementData]]] = {
+    "press": lambda d: d.press("press"),
+    "double_press": lambda d: d.press("double_press"),
+    "long_press": lambda d: d.press("long_press"),
+    "smoke": lambda d: d.smoke(True),
+    "smoke_clear": lambda d: d.smoke(False),
+    "gas": lambda d: d.gas(True),
+    "gas_clear": lambda d: d.gas(False),
+    "co": lambda d: d.carbon_monoxide(True),
+    "co_clear": lambda d: d.carbon_monoxide(False),
+    "leak": lambda d: d.moisture(True),
+    "dry": lambda d: d.moisture(False),
+    "motion": lambda d: d.motion(True),
+    "still": lambda d: d.motion(False),
+    "tamper": lambda d: d.tamper(True),
+    "tamper_clear": lambda d: d.tamper(False),
+    "door_open": lambda d: d.door(True),
+    "door_closed": lambda d: d.door(False),
+    "battery_low": lambda d: d.battery_low(True),
+    "battery_ok": lambda d: d.battery_low(False),
+}
+
+
+def _event(device: BthomeDevice, name: str) -> tuple[BLEDevice, AdvertisementData]:
+    if name.startswith("battery="):
+        return device.battery(int(name.partition("=")[2]))
+    return EVENTS[name](device)
+
+
+def _advertise_main(args: argparse.Namespace) -> int:
+    device = BthomeDevice(
+        args.address,
+        bind_key=args.bind_key,
+        rssi=args.rssi,
+        # Fresh ids per run, so two runs in a row are two packets, and a counter that only
+        # grows with time, as a device's does.
+        packet_id=random.randrange(256),
+        counter=int(time.time()) % 2**32,
+    )
+    with BleBroadcaster(args.port, args.host) as broadcaster:
+        for name in args.events:
+            broadcaster.send(_event(device, name), repeats=args.repeats)
+            time.sleep(args.gap)
+    return 0
+
+
+async def _wristband_main(args: argparse.Namespace) -> int:
+    band = SimWristband(args.address)
+    loop = asyncio.get_running_loop()
+    async with WristbandServer(args.port, band, host=args.host):
+        print("ready", flush=True)
+        while True:
+            line = await loop.run_in_executor(None, sys.stdin.readline)
+            command, _, arg = line.strip().partition(" ")
+            if not line or command == "quit":
+                return 0
+            if command == "press":
+                ok = band.press(bytes.fromhex(arg) if arg else None)
+                print("pressed" if ok else "not-connected", flush=True)
+            elif command == "drop":
+                band.drop()
+                print("dropped", flush=True)
+            elif command == "out":
+                band.out_of_range()
+                print("out", flush=True)
+            elif command == "back":
+                band.back_in_range()
+                print("back", flush=True)
+            elif command == "status":
+                print("connected" if band.subscribed else "disconnected", flush=True)
+            else:
+                print(f"unknown command {command!r}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m firmware_sim.ble", description="Simulated BLE devices over loopback UDP."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    adv = sub.add_parser("advertise", help="send BTHome v2 advertisements to a gateway")
+    adv.add_argument("--port", type=int, required=True)
+    adv.add_argument("--host", default="127.0.0.1")
+    adv.add_argument("--address", required=True, help="the device's MAC")
+    adv.add_argument("--bind-key", default=None, help="32 hex digits: send encrypted")
+    adv.add_argument("--rssi", type=int, default=-60)
+    adv.add_argument("--repeats", type=int, default=3, help="copies of each advertisement")
+    adv.add_argument("--gap", type=float, default=0.05, help="seconds between events")
+    adv.add_argument("events", nargs="+", metavar="EVENT", help=f"{', '.join(EVENTS)}, battery=NN")
+    band = sub.add_parser(
+        "wristband", help="serve a GATT wristband; commands on stdin: press, drop, out, back"
+    )
+    band.add_argument("--port", type=int, required=True)
+    band.add_argument("--host", default="127.0.0.1")
+    band.add_argument("--address", required=True)
+    args = parser.parse_args(argv)
+    if args.command == "advertise":
+        unknown = [e for e in args.events if e not in EVENTS and not e.startswith("battery=")]
+        if unknown:
+            parser.error(f"unknown event(s): {', '.join(unknown)}; known: {', '.join(EVENTS)}")
+        return _advertise_main(args)
+    return asyncio.run(_wristband_main(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

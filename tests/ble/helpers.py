@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import asyncio
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -59,3 +60,10 @@ def raw_frame(payload: bytes, *, at: float = 0.0, kind: str = "data") -> RawFram
 def props(readings: Iterable[Reading]) -> list[tuple[str, str, Any]]:
     """(device, property, value) of each reading, signal left out (it has its own tests)."""
     return [(r.device, r.property, r.value) for r in readings if r.property != "signal"]
+
+
+async def eventually(condition: Callable[[], object], within: float = 5.0) -> None:
+    """Wait until ``condition()`` holds; the state lives in other objects, so poll it."""
+    async with asyncio.timeout(within):
+        while not condition():  # noqa: ASYNC110 - there is no event to wait on
+            await asyncio.sleep(0.01)
