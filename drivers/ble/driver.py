@@ -140,10 +140,12 @@ class BleDriver(Driver):
                 scanner = self._make_scanner()
                 try:
                     await scanner.start(on_advertisement)
-                except TransportError as exc:
+                except Exception as exc:  # no adapter, no BlueZ, port taken: link down
                     scanner = None
-                    await emit(self.link_frame(False, str(exc)))
-                    raise
+                    await emit(self.link_frame(False, str(exc) or type(exc).__name__))
+                    if isinstance(exc, TransportError):
+                        raise
+                    raise TransportError(f"BLE scanner did not start: {exc!r}") from exc
             await emit(self.link_frame(True))
             log.info(
                 "ble_driver_started",

@@ -20,8 +20,9 @@ from bleak import BleakClient, BleakScanner
 from bleak.args.bluez import BlueZScannerArgs, OrPattern
 from bleak.assigned_numbers import AdvertisementDataType
 from bleak.backends.characteristic import BleakGATTCharacteristic
+from bleak.backends.client import BaseBleakClient
 from bleak.backends.device import BLEDevice
-from bleak.backends.scanner import AdvertisementData
+from bleak.backends.scanner import AdvertisementData, BaseBleakScanner
 from bleak.exc import BleakError
 
 from drivers.base import TransportError
@@ -74,9 +75,12 @@ class BleakScannerBackend:
         *,
         scanning_mode: Literal["active", "passive"] = "active",
         adapter: str | None = None,
+        backend: type[BaseBleakScanner] | None = None,
     ) -> None:
         self._mode = scanning_mode
         self._adapter = adapter
+        #: bleak's own override of its platform backend (None: the platform's).
+        self._backend = backend
         self._scanner: BleakScanner | None = None
 
     async def start(self, callback: AdvertisementCallback) -> None:
@@ -86,12 +90,14 @@ class BleakScannerBackend:
         if self._mode == "passive":
             bluez["or_patterns"] = [BTHOME_OR_PATTERN]
 
-        # bleak checks the callback's arity; a lambda keeps it at exactly two parameters.
+        # bleak checks the callback's arity: exactly two parameters.
         def detection(device: BLEDevice, adv: AdvertisementData) -> None:
             callback(device, adv)
 
         try:
-            self._scanner = BleakScanner(detection, scanning_mode=self._mode, bluez=bluez)
+            self._scanner = BleakScanner(
+                detection, scanning_mode=self._mode, bluez=bluez, backend=self._backend
+            )
             await self._scanner.start()
         except (BleakError, OSError) as exc:
             self._scanner = None
@@ -116,8 +122,9 @@ class BleakClientBackend:
         *,
         adapter: str | None = None,
         timeout: float = 20.0,
+        backend: type[BaseBleakClient] | None = None,
     ) -> None:
-        kwargs: dict[str, Any] = {"timeout": timeout}
+        kwargs: dict[str, Any] = {"timeout": timeout, "backend": backend}
         if adapter:
             kwargs["bluez"] = {"adapter": adapter}
         self._client = BleakClient(address, lambda _client: on_disconnect(), **kwargs)
@@ -136,8 +143,15 @@ class BleakClientBackend:
         await self._client.disconnect()
 
 
-def bleak_client_factory(*, adapter: str | None = None, timeout: float = 20.0) -> ClientFactory:
+def bleak_client_factory(
+    *,
+    adapter: str | None = None,
+    timeout: float = 20.0,
+    backend: type[BaseBleakClient] | None = None,
+) -> ClientFactory:
     def factory(address: str, on_disconnect: Callable[[], None]) -> ClientBackend:
-        return BleakClientBackend(address, on_disconnect, adapter=adapter, timeout=timeout)
+        return BleakClientBackend(
+            address, on_disconnect, adapter=adapter, timeout=timeout, backend=backend
+        )
 
     return factory

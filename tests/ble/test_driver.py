@@ -107,6 +107,16 @@ async def test_scanner_that_cannot_start_reports_link_down_and_raises() -> None:
     ]
 
 
+async def test_any_scanner_start_failure_becomes_a_transport_error() -> None:
+    scanner = SimScanner(fail_start=PermissionError("Operation not permitted"))
+    driver = BleDriver("ble", {}, [spec("pendant", PENDANT, "pendant")], scanner=scanner)
+    pipe = Pipeline(driver)
+    with pytest.raises(TransportError, match="Operation not permitted") as info:
+        await driver.run(pipe)
+    assert isinstance(info.value.__cause__, PermissionError)
+    assert [(r.property, r.value) for r in pipe.readings] == [("link", False)]
+
+
 async def test_wristband_press_link_loss_reconnect_and_unreachable() -> None:
     band = SimWristband(BAND)
     driver = BleDriver(

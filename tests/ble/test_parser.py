@@ -279,3 +279,19 @@ def test_malformed_frames_are_counted_by_reason(payload: bytes, reason: str) -> 
         "rejected": 1,
         "rejected_by_reason": {reason: 1},
     }
+
+
+def test_an_unexpected_failure_inside_is_counted_not_raised(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import drivers.ble.parser as parser_module
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(parser_module, "decode_bthome", broken)
+    parser = make_parser(spec("hall", PENDANT, "door"))
+    with capture_logs() as logs:
+        assert parser.parse(adv_frame(BthomeDevice(PENDANT).door(True))) == []
+    assert parser.stats.rejected_by_reason == {"internal_error_RuntimeError": 1}
+    assert logs[0]["error"] == "RuntimeError('bug')"
