@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -67,3 +68,39 @@ async def eventually(condition: Callable[[], object], within: float = 5.0) -> No
     async with asyncio.timeout(within):
         while not condition():  # noqa: ASYNC110 - there is no event to wait on
             await asyncio.sleep(0.01)
+
+
+class Pipeline:
+    """Stands in for the daemon: parses every emitted frame with the driver's own parser."""
+
+    def __init__(self, driver: BleDriver) -> None:
+        self.parser = driver.create_parser()
+        self.frames: list[RawFrame] = []
+        self.readings: list[Reading] = []
+
+    async def __call__(self, frame: RawFrame) -> None:
+        self.frames.append(frame)
+        self.readings.extend(self.parser.parse(frame))
+
+    def seen(self, device: str, prop: str, value: Any = ...) -> list[Reading]:
+        return [
+            r
+            for r in self.readings
+            if r.device == device and r.property == prop and (value is ... or r.value == value)
+        ]
+
+    async def wait(self, condition: Callable[[], object], within: float = 5.0) -> None:
+        await eventually(condition, within)
+
+
+@contextlib.asynccontextmanager
+async def running(driver: BleDriver) -> AsyncIterator[Pipeline]:
+    pipeline = Pipeline(driver)
+    task = asyncio.create_task(driver.run(pipeline))
+    try:
+        await pipeline.wait(lambda: any(f.kind == "link" for f in pipeline.frames) or task.done())
+        yield pipeline
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

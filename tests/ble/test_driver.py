@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -12,8 +11,8 @@ import pytest
 from drivers.base import DeviceSpec, DriverConfigError, TransportError
 from drivers.ble import BleDriver
 from firmware_sim.ble import BthomeDevice, SimScanner, SimWristband, sim_client_factory
-from gatewayd.contract import RawFrame, Reading
-from tests.ble.helpers import eventually, spec
+from gatewayd.contract import RawFrame
+from tests.ble.helpers import Pipeline, eventually, running, spec
 
 KEY = "231d39c1d7cc1ab1aee224cd096db932"
 PENDANT = "A4:C1:38:8D:18:B2"
@@ -25,42 +24,6 @@ FAST_GATT = {
     "reconnect_max_s": 0.1,
     "connect_timeout_s": 1.0,
 }
-
-
-class Pipeline:
-    """Stands in for the daemon: parses every emitted frame with the driver's own parser."""
-
-    def __init__(self, driver: BleDriver) -> None:
-        self.parser = driver.create_parser()
-        self.frames: list[RawFrame] = []
-        self.readings: list[Reading] = []
-
-    async def __call__(self, frame: RawFrame) -> None:
-        self.frames.append(frame)
-        self.readings.extend(self.parser.parse(frame))
-
-    def seen(self, device: str, prop: str, value: Any = ...) -> list[Reading]:
-        return [
-            r
-            for r in self.readings
-            if r.device == device and r.property == prop and (value is ... or r.value == value)
-        ]
-
-    async def wait(self, condition: Callable[[], object], within: float = 5.0) -> None:
-        await eventually(condition, within)
-
-
-@contextlib.asynccontextmanager
-async def running(driver: BleDriver) -> AsyncIterator[Pipeline]:
-    pipeline = Pipeline(driver)
-    task = asyncio.create_task(driver.run(pipeline))
-    try:
-        await pipeline.wait(lambda: any(f.kind == "link" for f in pipeline.frames) or task.done())
-        yield pipeline
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 async def test_alarms_restores_and_troubles_from_advertisements() -> None:

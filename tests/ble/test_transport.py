@@ -21,8 +21,7 @@ from drivers.base import TransportError
 from drivers.ble import BleDriver
 from drivers.ble.transport import BTHOME_OR_PATTERN, BleakScannerBackend, bleak_client_factory
 from firmware_sim.ble import BthomeDevice
-from tests.ble.helpers import eventually, spec
-from tests.ble.test_driver import Pipeline, running
+from tests.ble.helpers import Pipeline, eventually, running, spec
 
 BAND = "FF:FF:10:2A:4B:01"
 PENDANT = "A4:C1:38:8D:18:B2"

@@ -11,8 +11,8 @@ import pytest
 from drivers.base import TransportError
 from drivers.ble import BleDriver
 from firmware_sim.ble import BleBroadcaster, BthomeDevice, UdpScannerBackend
-from tests.ble.helpers import spec
-from tests.ble.test_driver import KEY, PENDANT, SMOKE, running
+from tests.ble.helpers import running, spec
+from tests.ble.test_driver import KEY, PENDANT, SMOKE
 from tests.fixtures.procs import REPO_ROOT, module_cmd, project_env
 
 BAND = "FF:FF:10:2A:4B:01"
