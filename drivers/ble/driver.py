@@ -191,8 +191,8 @@ class BleDriver(Driver):
             if scanner is not None:
                 try:
                     await scanner.stop()
-                except TransportError as exc:
-                    log.warning("ble_scanner_stop_failed", driver=self.id, error=str(exc))
+                except Exception as exc:  # stopping must not hide why we are stopping
+                    log.warning("ble_scanner_stop_failed", driver=self.id, error=repr(exc))
 
     # -- status --------------------------------------------------------------------------
 

@@ -135,6 +135,19 @@ async def test_wristband_never_reached_is_reported_unavailable() -> None:
         assert 2 <= band.connect_attempts < 30
 
 
+async def test_a_broken_client_factory_fails_the_driver_loudly() -> None:
+    def factory(address: str, on_disconnect: object) -> Any:
+        raise RuntimeError("no BLE backend on this platform")
+
+    driver = BleDriver(
+        "ble", FAST_GATT, [spec("band", BAND, "wristband", gatt=True)], client_factory=factory
+    )
+    pipe = Pipeline(driver)
+    with pytest.raises(TransportError, match="no BLE backend") as info:
+        await asyncio.wait_for(driver.run(pipe), 5)
+    assert isinstance(info.value.__cause__, RuntimeError)
+
+
 async def test_silent_advertiser_goes_offline_and_comes_back() -> None:
     scanner = SimScanner()
     driver = BleDriver(
