@@ -490,6 +490,8 @@ async def _wristband_main(args: argparse.Namespace) -> int:
                 print("back", flush=True)
             elif command == "status":
                 print("connected" if band.subscribed else "disconnected", flush=True)
+            elif command == "writes":
+                print(" ".join(f"{c}={d.hex()}" for c, d in band.writes) or "none", flush=True)
             else:
                 print(f"unknown command {command!r}", flush=True)
 
@@ -509,7 +511,8 @@ def main(argv: list[str] | None = None) -> int:
     adv.add_argument("--gap", type=float, default=0.05, help="seconds between events")
     adv.add_argument("events", nargs="+", metavar="EVENT", help=f"{', '.join(EVENTS)}, battery=NN")
     band = sub.add_parser(
-        "wristband", help="serve a GATT wristband; commands on stdin: press, drop, out, back"
+        "wristband",
+        help="serve a GATT wristband; stdin: press [HEX], drop, out, back, status, writes, quit",
     )
     band.add_argument("--port", type=int, required=True)
     band.add_argument("--host", default="127.0.0.1")

@@ -66,6 +66,8 @@ class SimWristband:
         self.in_range = in_range
         self.connects = 0
         self.connect_attempts = 0
+        #: (characteristic, data) of every write the gateway made (acknowledgements).
+        self.writes: list[tuple[str, bytes]] = []
         self._client: _SimClient | None = None
 
     @property
@@ -132,6 +134,11 @@ class _SimClient:
             raise BleakError(f"Characteristic {characteristic} was not found!")
         self.notify_callback = callback
 
+    async def write(self, characteristic: str, data: bytes) -> None:
+        if not self._connected:
+            raise BleakError("Not connected")
+        self._band.writes.append((characteristic.lower(), bytes(data)))
+
     async def disconnect(self) -> None:
         self._connected = False
         self.notify_callback = None
@@ -169,6 +176,9 @@ class _AbsentClient:
     async def start_notify(self, characteristic: str, callback: NotifyCallback) -> None:
         raise BleakError("Not connected")
 
+    async def write(self, characteristic: str, data: bytes) -> None:
+        raise BleakError("Not connected")
+
     async def disconnect(self) -> None:
         return None
 
@@ -176,9 +186,9 @@ class _AbsentClient:
 # -- another process: loopback UDP ---------------------------------------------------------
 #
 # Datagrams are JSON objects with an "op" and a "session" (one per client connection):
-#   client → server: connect {address}, subscribe {char}, disconnect, ping
-#   server → client: connected, subscribed, error {error, not_found}, notify {char, data},
-#                    disconnected, pong
+#   client → server: connect {address}, subscribe {char}, write {char, data}, disconnect, ping
+#   server → client: connected, subscribed, written, error {error, not_found},
+#                    notify {char, data}, disconnected, pong
 # The client pings every PING_S; a link that answers nothing for LINK_TIMEOUT_S is lost, as a
 # BLE supervision timeout would be (so killing the simulator process looks like range loss).
 
@@ -295,6 +305,15 @@ class WristbandServer:
                 return
             remote.notify_callback = remote.notify
             self.send(peer, {**reply, "op": "subscribed"})
+        elif op == "write":
+            assert remote.band is not None
+            try:
+                data = bytes.fromhex(str(msg.get("data", "")))
+            except ValueError:
+                self.send(peer, {**reply, "op": "error", "error": "bad data"})
+                return
+            remote.band.writes.append((str(msg.get("char", "")).lower(), data))
+            self.send(peer, {**reply, "op": "written"})
         elif op == "ping":
             self.send(peer, {**reply, "op": "pong"})
         elif op == "disconnect":
@@ -363,6 +382,13 @@ class _UdpClient:
             raise BleakError(str(reply.get("error", reply["op"])))
         self._char = _characteristic(BUTTON_SERVICE, characteristic.lower())
         self._notify = callback
+
+    async def write(self, characteristic: str, data: bytes) -> None:
+        if not self._connected:
+            raise BleakError("Not connected")
+        reply = await self._request({"op": "write", "char": characteristic, "data": data.hex()})
+        if reply["op"] != "written":
+            raise BleakError(str(reply.get("error", reply["op"])))
 
     async def disconnect(self) -> None:
         if self._connected and self._transport is not None:

@@ -21,7 +21,8 @@ Example home config::
     driver = "ble"
     address = "FF:FF:10:2A:4B:01"
     role = "wristband"
-    options = { gatt = true, service = "ffe0", characteristic = "ffe1", press_values = ["01"] }
+    options = { gatt = true, service = "ffe0", characteristic = "ffe1", press_values = ["01"],
+                ack_characteristic = "2a06", ack_value = "02" }   # acknowledge: alert, high
 """
 
 from __future__ import annotations
@@ -148,11 +149,20 @@ class BleDeviceOptions(BaseModel):
     press_values: list[str] | None = None
     #: Overrides the driver's ``advert_offline_after_s`` / ``gatt_offline_after_s``.
     offline_after_s: float | None = Field(default=None, gt=0, le=7 * 86_400)
+    #: Characteristic written when dispatch acknowledges an SOS (the band beeps or vibrates),
+    #: e.g. the Immediate Alert level 0x2A06; None: the device cannot be acknowledged.
+    ack_characteristic: str | None = None
+    ack_value: str = Field(default="01", pattern=r"^([0-9A-Fa-f]{2}){1,20}$")
 
     @field_validator("service", "characteristic")
     @classmethod
     def _uuid(cls, value: str) -> str:
         return full_uuid(value)
+
+    @field_validator("ack_characteristic")
+    @classmethod
+    def _ack_uuid(cls, value: str | None) -> str | None:
+        return None if value is None else full_uuid(value)
 
     @field_validator("press_values")
     @classmethod
@@ -183,6 +193,8 @@ class DeviceConfig:
     characteristic: str
     press_values: frozenset[bytes] | None
     offline_after_s: float | None
+    ack_characteristic: str | None = None
+    ack_value: bytes = b"\x01"
 
     @property
     def is_sos(self) -> bool:
@@ -214,6 +226,8 @@ def resolve_devices(
             )
         if dev.gatt and dev.bind_key:
             raise DriverConfigError(f"{where}: bind_key is for BTHome advertisements, not gatt")
+        if dev.ack_characteristic and not dev.gatt:
+            raise DriverConfigError(f"{where}: ack_characteristic needs gatt = true")
         offline = dev.offline_after_s
         if offline is None:
             offline = options.gatt_offline_after_s if dev.gatt else options.advert_offline_after_s
@@ -231,5 +245,7 @@ def resolve_devices(
                 else None
             ),
             offline_after_s=offline,
+            ack_characteristic=dev.ack_characteristic,
+            ack_value=bytes.fromhex(dev.ack_value),
         )
     return out

@@ -23,7 +23,14 @@ import structlog
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 
-from drivers.base import DeviceSpec, Driver, FrameSink, TransportError, data_frame
+from drivers.base import (
+    DeviceSpec,
+    Driver,
+    FrameSink,
+    LocalCommand,
+    TransportError,
+    data_frame,
+)
 from drivers.ble.config import BleOptions, DeviceConfig, parse_endpoint, resolve_devices
 from drivers.ble.frames import encode_advertisement, encode_presence, normalize_address
 from drivers.ble.gatt import GattLink
@@ -193,6 +200,20 @@ class BleDriver(Driver):
                     await scanner.stop()
                 except Exception as exc:  # stopping must not hide why we are stopping
                     log.warning("ble_scanner_stop_failed", driver=self.id, error=repr(exc))
+
+    async def send(self, command: LocalCommand) -> bool:
+        """``ack``: tell a GATT wristband or pendant that help is coming (if it can be told)."""
+        if command.action != "ack":
+            return False
+        config = next((c for c in self.configs.values() if c.id == command.device), None)
+        if config is None or config.ack_characteristic is None:
+            return False
+        link = self.links.get(config.address)
+        if link is None:
+            return False
+        done = await link.write(config.ack_characteristic, config.ack_value)
+        log.info("ble_ack_sent" if done else "ble_ack_not_sent", device=config.id)
+        return done
 
     # -- status --------------------------------------------------------------------------
 

@@ -64,6 +64,7 @@ class GattLink:
         self.last_seen: datetime | None = None
         self.unreachable = False
         self._down_since: float | None = None
+        self._client: ClientBackend | None = None
 
     async def run(self) -> None:
         """Connect and reconnect forever; returns only when cancelled."""
@@ -95,17 +96,32 @@ class GattLink:
                     delay = min(delay * 2, self._max_s)
                     continue
                 delay = self._initial_s
+                self._client = client
                 self._up()
                 await lost.wait()
+                self._client = None
                 self._down("disconnected", "connection lost")
                 await _quietly_disconnect(client)
         finally:
             watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watch
+            self._client = None
             if client is not None:
                 await _quietly_disconnect(client)
             self.connected = False
+
+    async def write(self, characteristic: str, data: bytes) -> bool:
+        """Write to the device if it is connected now; False when it is not, or it failed."""
+        client = self._client
+        if client is None or not self.connected:
+            return False
+        try:
+            await asyncio.wait_for(client.write(characteristic, data), self._connect_timeout_s)
+        except Exception as exc:  # a write is best effort; the link loop handles the link
+            log.warning("ble_gatt_write_failed", device=self.device.id, error=repr(exc)[:300])
+            return False
+        return True
 
     def _on_notify(self, characteristic: BleakGATTCharacteristic, data: bytearray) -> None:
         self.last_seen = datetime.now(UTC)

@@ -7,8 +7,9 @@ own ``BLEDevice`` / ``AdvertisementData`` / ``BleakGATTCharacteristic`` objects.
 - :class:`ScannerBackend`: ``start(callback)`` / ``stop()``; the callback receives
   ``(BLEDevice, AdvertisementData)`` exactly as bleak's ``detection_callback`` does.
 - :class:`ClientBackend`: one GATT connection: ``connect()``, ``start_notify(char, callback)``,
-  ``disconnect()``, ``is_connected``; made by a :data:`ClientFactory` with the address and a
-  callback for an unexpected disconnection (bleak's ``disconnected_callback``).
+  ``write(char, data)``, ``disconnect()``, ``is_connected``; made by a :data:`ClientFactory`
+  with the address and a callback for an unexpected disconnection (bleak's
+  ``disconnected_callback``).
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ class ClientBackend(Protocol):
     async def connect(self) -> None: ...
 
     async def start_notify(self, characteristic: str, callback: NotifyCallback) -> None: ...
+
+    async def write(self, characteristic: str, data: bytes) -> None: ...
 
     async def disconnect(self) -> None: ...
 
@@ -138,6 +141,9 @@ class BleakClientBackend:
 
     async def start_notify(self, characteristic: str, callback: NotifyCallback) -> None:
         await self._client.start_notify(characteristic, callback)
+
+    async def write(self, characteristic: str, data: bytes) -> None:
+        await self._client.write_gatt_char(characteristic, data, response=True)
 
     async def disconnect(self) -> None:
         await self._client.disconnect()

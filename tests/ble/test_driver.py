@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from drivers.base import DeviceSpec, DriverConfigError, TransportError
+from drivers.base import DeviceSpec, DriverConfigError, LocalCommand, TransportError
 from drivers.ble import BleDriver
 from firmware_sim.ble import BthomeDevice, SimScanner, SimWristband, sim_client_factory
 from gatewayd.contract import RawFrame
@@ -121,6 +121,31 @@ async def test_wristband_press_link_loss_reconnect_and_unreachable() -> None:
     assert not band.connected  # cancelling disconnects
 
 
+async def test_ack_reaches_a_connected_wristband_only() -> None:
+    band, plain = SimWristband(BAND), SimWristband("FF:FF:10:2A:4B:02")
+    driver = BleDriver(
+        "ble",
+        FAST_GATT,
+        [
+            spec("band", BAND, "wristband", gatt=True, ack_characteristic="2a06", ack_value="02"),
+            spec("plain", plain.address, "pendant", gatt=True),
+        ],
+        client_factory=sim_client_factory(band, plain),
+    )
+    async with running(driver):
+        await eventually(lambda: band.subscribed and plain.subscribed)
+        assert await driver.send(LocalCommand(device="band", action="ack"))
+        assert band.writes == [("00002a06-0000-1000-8000-00805f9b34fb", b"\x02")]
+        assert not await driver.send(LocalCommand(device="band", action="siren_on"))
+        assert not await driver.send(LocalCommand(device="plain", action="ack"))  # cannot
+        assert not await driver.send(LocalCommand(device="nobody", action="ack"))
+        band.out_of_range()
+        await eventually(lambda: not driver.links[BAND].connected)
+        assert not await driver.send(LocalCommand(device="band", action="ack"))
+    assert len(band.writes) == 1
+    assert plain.writes == []
+
+
 async def test_wristband_never_reached_is_reported_unavailable() -> None:
     band = SimWristband(BAND, in_range=False)
     driver = BleDriver(
@@ -217,6 +242,7 @@ async def test_a_stalled_pipeline_drops_and_counts_instead_of_growing() -> None:
         (spec("d", PENDANT, "door", colour="red"), {}, "colour"),
         (spec("d", PENDANT, "band", gatt=True, service="zz"), {}, "not a 16-bit or 128-bit"),
         (spec("d", PENDANT, "band", gatt=True, press_values=["0x1"]), {}, "not hex bytes"),
+        (spec("d", PENDANT, "door", ack_characteristic="2a06"), {}, "needs gatt = true"),
         (spec("d", PENDANT, "door"), {"scanner": "udp://10.0.0.5:4000"}, "loopback only"),
         (spec("d", PENDANT, "door"), {"scanner": "tcp://127.0.0.1:1"}, "must be 'bleak'"),
         (spec("d", PENDANT, "door"), {"scanning_mode": "sometimes"}, "scanning_mode"),

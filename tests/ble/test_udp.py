@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from drivers.base import TransportError
+from drivers.base import LocalCommand, TransportError
 from drivers.ble import BleDriver
 from firmware_sim.ble import BleBroadcaster, BthomeDevice, UdpScannerBackend
 from tests.ble.helpers import running, spec
@@ -111,12 +111,14 @@ async def test_wristband_in_another_process_press_loss_and_return() -> None:
                 "reconnect_max_s": 0.2,
                 "connect_timeout_s": 2.0,
             },
-            [spec("band", BAND, "wristband", gatt=True)],
+            [spec("band", BAND, "wristband", gatt=True, ack_characteristic="2a06")],
         )
         async with running(driver) as pipe:
             await pipe.wait(lambda: pipe.seen("band", "available", True), within=10)
             assert await command("press") == "pressed"
             await pipe.wait(lambda: pipe.seen("band", "sos", True))
+            assert await driver.send(LocalCommand(device="band", action="ack"))
+            assert await command("writes") == "00002a06-0000-1000-8000-00805f9b34fb=01"
 
             assert await command("drop") == "dropped"
             await pipe.wait(lambda: driver.links[BAND].connects == 2, within=10)
