@@ -21,7 +21,7 @@ from typing import Any
 
 from bleak.backends.characteristic import BleakGATTCharacteristic
 from bleak.backends.service import BleakGATTService
-from bleak.exc import BleakDeviceNotFoundError, BleakError
+from bleak.exc import BleakCharacteristicNotFoundError, BleakDeviceNotFoundError, BleakError
 
 from drivers.ble.transport import ClientBackend, ClientFactory, NotifyCallback
 
@@ -112,9 +112,13 @@ class SimWristband:
 
 
 class _SimClient:
-    def __init__(self, band: SimWristband, on_disconnect: Callable[[], None]) -> None:
+    def __init__(
+        self, band: SimWristband, on_disconnect: Callable[[], None], *, service: str
+    ) -> None:
         self._band = band
         self._on_disconnect = on_disconnect
+        #: Only this service is resolved, as bleak's ``services=`` does.
+        self._service = service.lower()
         self._connected = False
         self.notify_callback: NotifyCallback | None = None
 
@@ -130,8 +134,9 @@ class _SimClient:
     async def start_notify(self, characteristic: str, callback: NotifyCallback) -> None:
         if not self._connected:
             raise BleakError("Not connected")
-        if characteristic.lower() != self._band.char.uuid:
-            raise BleakError(f"Characteristic {characteristic} was not found!")
+        char = self._band.char
+        if characteristic.lower() != char.uuid or self._service != char.service_uuid:
+            raise BleakCharacteristicNotFoundError(characteristic)
         self.notify_callback = callback
 
     async def write(self, characteristic: str, data: bytes) -> None:
@@ -153,11 +158,11 @@ def sim_client_factory(*bands: SimWristband) -> ClientFactory:
     """A ClientFactory reaching these wristbands (any other address is not found)."""
     by_address = {b.address: b for b in bands}
 
-    def factory(address: str, on_disconnect: Callable[[], None]) -> ClientBackend:
+    def factory(address: str, on_disconnect: Callable[[], None], *, service: str) -> ClientBackend:
         band = by_address.get(address.upper())
         if band is None:
             return _AbsentClient(address)
-        return _SimClient(band, on_disconnect)
+        return _SimClient(band, on_disconnect, service=service)
 
     return factory
 
@@ -300,7 +305,11 @@ class WristbandServer:
             self.send(peer, {**reply, "op": "disconnected"})
         elif op == "subscribe":
             assert remote.band is not None
-            if str(msg.get("char", "")).lower() != remote.band.char.uuid:
+            char = remote.band.char
+            if (
+                str(msg.get("char", "")).lower() != char.uuid
+                or str(msg.get("service", "")).lower() != char.service_uuid
+            ):
                 self.send(peer, {**reply, "op": "error", "error": "characteristic not found"})
                 return
             remote.notify_callback = remote.notify
@@ -341,9 +350,16 @@ class _UdpClientProtocol(asyncio.DatagramProtocol):
 
 class _UdpClient:
     def __init__(
-        self, host: str, port: int, address: str, on_disconnect: Callable[[], None]
+        self,
+        host: str,
+        port: int,
+        address: str,
+        on_disconnect: Callable[[], None],
+        *,
+        service: str,
     ) -> None:
         self._server = (host, port)
+        self._service = service
         self._address = address
         self._on_disconnect = on_disconnect
         self.session = uuid.uuid4().hex
@@ -377,10 +393,12 @@ class _UdpClient:
     async def start_notify(self, characteristic: str, callback: NotifyCallback) -> None:
         if not self._connected:
             raise BleakError("Not connected")
-        reply = await self._request({"op": "subscribe", "char": characteristic})
+        reply = await self._request(
+            {"op": "subscribe", "char": characteristic, "service": self._service}
+        )
         if reply["op"] != "subscribed":
             raise BleakError(str(reply.get("error", reply["op"])))
-        self._char = _characteristic(BUTTON_SERVICE, characteristic.lower())
+        self._char = _characteristic(self._service, characteristic.lower())
         self._notify = callback
 
     async def write(self, characteristic: str, data: bytes) -> None:
@@ -454,7 +472,7 @@ class _UdpClient:
 def udp_client_factory(host: str, port: int) -> ClientFactory:
     """A ClientFactory reaching the wristbands of a :class:`WristbandServer` on loopback."""
 
-    def factory(address: str, on_disconnect: Callable[[], None]) -> ClientBackend:
-        return _UdpClient(host, port, address.upper(), on_disconnect)
+    def factory(address: str, on_disconnect: Callable[[], None], *, service: str) -> ClientBackend:
+        return _UdpClient(host, port, address.upper(), on_disconnect, service=service)
 
     return factory

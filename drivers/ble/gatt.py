@@ -75,7 +75,9 @@ class GattLink:
         try:
             while True:
                 lost = asyncio.Event()
-                client = self._factory(self.device.address, _setter(lost))
+                client = self._factory(
+                    self.device.address, _setter(lost), service=self.device.service
+                )
                 try:
                     await asyncio.wait_for(client.connect(), self._connect_timeout_s)
                     await asyncio.wait_for(

@@ -7,9 +7,9 @@ own ``BLEDevice`` / ``AdvertisementData`` / ``BleakGATTCharacteristic`` objects.
 - :class:`ScannerBackend`: ``start(callback)`` / ``stop()``; the callback receives
   ``(BLEDevice, AdvertisementData)`` exactly as bleak's ``detection_callback`` does.
 - :class:`ClientBackend`: one GATT connection: ``connect()``, ``start_notify(char, callback)``,
-  ``write(char, data)``, ``disconnect()``, ``is_connected``; made by a :data:`ClientFactory`
-  with the address and a callback for an unexpected disconnection (bleak's
-  ``disconnected_callback``).
+  ``write(char, data)``, ``disconnect()``, ``is_connected``; made by a :class:`ClientFactory`
+  with the address, a callback for an unexpected disconnection (bleak's
+  ``disconnected_callback``) and the service the device's button is in.
 """
 
 from __future__ import annotations
@@ -66,8 +66,12 @@ class ClientBackend(Protocol):
     async def disconnect(self) -> None: ...
 
 
-#: ``factory(address, on_disconnect)`` → a client for one device (not yet connected).
-ClientFactory = Callable[[str, Callable[[], None]], ClientBackend]
+class ClientFactory(Protocol):
+    """Makes a client for one device (not yet connected); ``service`` is the one it needs."""
+
+    def __call__(
+        self, address: str, on_disconnect: Callable[[], None], *, service: str
+    ) -> ClientBackend: ...
 
 
 class BleakScannerBackend:
@@ -123,11 +127,15 @@ class BleakClientBackend:
         address: str,
         on_disconnect: Callable[[], None],
         *,
+        service: str | None = None,
         adapter: str | None = None,
         timeout: float = 20.0,
         backend: type[BaseBleakClient] | None = None,
     ) -> None:
         kwargs: dict[str, Any] = {"timeout": timeout, "backend": backend}
+        if service is not None:
+            # Resolve only the button's service: a faster connection on most stacks.
+            kwargs["services"] = [service]
         if adapter:
             kwargs["bluez"] = {"adapter": adapter}
         self._client = BleakClient(address, lambda _client: on_disconnect(), **kwargs)
@@ -155,9 +163,14 @@ def bleak_client_factory(
     timeout: float = 20.0,
     backend: type[BaseBleakClient] | None = None,
 ) -> ClientFactory:
-    def factory(address: str, on_disconnect: Callable[[], None]) -> ClientBackend:
+    def factory(address: str, on_disconnect: Callable[[], None], *, service: str) -> ClientBackend:
         return BleakClientBackend(
-            address, on_disconnect, adapter=adapter, timeout=timeout, backend=backend
+            address,
+            on_disconnect,
+            service=service,
+            adapter=adapter,
+            timeout=timeout,
+            backend=backend,
         )
 
     return factory

@@ -160,8 +160,23 @@ async def test_wristband_never_reached_is_reported_unavailable() -> None:
         assert 2 <= band.connect_attempts < 30
 
 
+async def test_wristband_with_the_wrong_service_configured_is_never_up() -> None:
+    band = SimWristband(BAND)
+    driver = BleDriver(
+        "ble",
+        FAST_GATT,
+        [spec("band", BAND, "wristband", gatt=True, service="ffe5")],
+        client_factory=sim_client_factory(band),
+    )
+    async with running(driver) as pipe:
+        await pipe.wait(lambda: pipe.seen("band", "available", False))
+    assert not pipe.seen("band", "available", True)
+    assert band.connects >= 1  # it connected, but the characteristic is not where configured
+    assert "BleakCharacteristicNotFoundError" in driver.links[BAND].last_error
+
+
 async def test_a_broken_client_factory_fails_the_driver_loudly() -> None:
-    def factory(address: str, on_disconnect: object) -> Any:
+    def factory(address: str, on_disconnect: object, *, service: str) -> Any:
         raise RuntimeError("no BLE backend on this platform")
 
     driver = BleDriver(
