@@ -16,7 +16,15 @@ at the driver's seam (:mod:`drivers.ble.transport`).
 - :class:`SimWristband` and :func:`sim_client_factory`: a GATT button (service 0xFFE0,
   characteristic 0xFFE1) that can be pressed, go out of range and come back.
 - :class:`WristbandServer` / :func:`udp_client_factory`: that wristband in another process
-  (driver option ``client = "udp://127.0.0.1:PORT"``).
+  (driver option ``client = "udp://127.0.0.1:PORT"``); both live in :mod:`firmware_sim.ble_gatt`.
+
+From a shell (the demo, a walk test)::
+
+    python -m firmware_sim.ble advertise --port 47001 --address A4:C1:38:8D:18:B2 press
+    python -m firmware_sim.ble advertise --port 47001 --address 54:48:E6:8F:80:A5 \
+        --bind-key 231d39c1d7cc1ab1aee224cd096db932 smoke tamper battery=4 smoke_clear
+    python -m firmware_sim.ble wristband --port 47002 --address FF:FF:10:2A:4B:01
+        (then type: press, drop, out, back, status, writes, quit)
 """
 
 from __future__ import annotations
