@@ -185,23 +185,31 @@ def _time(record: dict[str, Any], name: str) -> datetime:
 
 
 def _frame_of(record: dict[str, Any]) -> RawFrame:
-    driver = _field(record, "driver", str)
-    if not driver or len(driver) > 128:
-        raise _BadLine("field 'driver' is empty or too long")
-    source = _field(record, "source", str)
-    if len(source) > 512:
-        raise _BadLine("field 'source' is longer than 512 characters")
+    driver = record.get("driver")
+    if type(driver) is not str or not 0 < len(driver) <= 128:
+        raise _BadLine("field 'driver' is missing, not a string, empty or too long")
+    source = record.get("source")
+    if type(source) is not str or len(source) > 512:
+        raise _BadLine("field 'source' is missing, not a string or longer than 512 characters")
     kind = record.get("kind", "data")
-    if kind not in ("data", "link"):
+    if kind != "data" and kind != "link":
         raise _BadLine(f"field 'kind' must be 'data' or 'link', not {str(kind)[:20]!r}")
     retained = record.get("retained", False)
-    if not isinstance(retained, bool):
+    if type(retained) is not bool:
         raise _BadLine("field 'retained' is not a boolean")
-    mono = _field(record, "mono", (int, float))
-    if not math.isfinite(mono):
-        raise _BadLine("field 'mono' is not a finite number")
-    if "text" in record:
-        payload = _field(record, "text", str).encode("utf-8", "surrogatepass")
+    mono = record.get("mono")
+    try:
+        if type(mono) is int:
+            mono = float(mono)
+        if type(mono) is not float or not math.isfinite(mono):
+            raise _BadLine("field 'mono' is missing or not a finite number")
+    except OverflowError as exc:
+        raise _BadLine("field 'mono' is out of range") from exc
+    text = record.get("text")
+    if type(text) is str:
+        payload = text.encode("utf-8", "surrogatepass")
+    elif "text" in record:
+        raise _BadLine("field 'text' is not a string")
     elif "b64" in record:
         try:
             payload = base64.b64decode(_field(record, "b64", str), validate=True)
@@ -212,15 +220,57 @@ def _frame_of(record: dict[str, Any]) -> RawFrame:
     if len(payload) > 1_048_576:
         raise _BadLine("payload is larger than 1 MiB")
     # Every field was checked above, so skip pydantic's second validation (replay speed).
-    return RawFrame.model_construct(
-        driver=driver,
-        source=source,
-        payload=payload,
-        kind=kind,
-        retained=retained,
-        wall_time=_time(record, "wall"),
-        mono_time=float(mono),
+    return _construct(
+        {
+            "driver": driver,
+            "source": source,
+            "payload": payload,
+            "kind": kind,
+            "retained": retained,
+            "wall_time": _time(record, "wall"),
+            "mono_time": mono,
+        }
     )
+
+
+_FRAME_FIELDS = frozenset(RawFrame.model_fields)
+_new_frame = RawFrame.__new__
+_set = object.__setattr__
+
+
+def _construct_fast(fields: dict[str, Any]) -> RawFrame:
+    """What ``RawFrame.model_construct`` does for a complete set of fields, in a fifth of the
+    time (a replay builds tens of thousands of frames a second)."""
+    frame = _new_frame(RawFrame)
+    _set(frame, "__dict__", fields)
+    _set(frame, "__pydantic_fields_set__", set(_FRAME_FIELDS))
+    _set(frame, "__pydantic_extra__", None)
+    _set(frame, "__pydantic_private__", None)
+    return frame
+
+
+def _construct_checked() -> Callable[[dict[str, Any]], RawFrame]:
+    """The fast constructor if it builds what pydantic builds (checked once, at import)."""
+    sample = {
+        "driver": "d",
+        "source": "s",
+        "payload": b"p",
+        "kind": "link",
+        "retained": True,
+        "wall_time": datetime(2026, 1, 1, tzinfo=UTC),
+        "mono_time": 1.5,
+    }
+    try:
+        fast = _construct_fast(dict(sample))
+        real = RawFrame(**sample)
+        if fast == real and fast.model_dump() == real.model_dump() and hash(fast) == hash(real):
+            return _construct_fast
+    except Exception:  # a pydantic whose internals moved: fall back to its public API
+        pass
+    return lambda fields: RawFrame.model_construct(**fields)
+
+
+_construct = _construct_checked()
 
 
 def decode_line(line: bytes | str) -> TraceHeader | RawFrame:
