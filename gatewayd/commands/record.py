@@ -26,8 +26,8 @@ from rich.console import Console
 from drivers.base import Driver
 from gatewayd.cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_USAGE
 from gatewayd.commands.daemon_options import config_option, fail, load_home_config
+from gatewayd.commands.replay import logs_to_stderr
 from gatewayd.contract import RawFrame
-from gatewayd.logs import configure_logging
 from gatewayd.recorder import DEFAULT_KEEP, DEFAULT_MAX_BYTES, Recorder
 from gatewayd.trace import TraceError
 
@@ -134,7 +134,7 @@ def record(
     log_level: str,
 ) -> None:
     """Record every raw frame of the home's drivers into a trace until Ctrl-C or --duration."""
-    configure_logging(level=log_level, json=not sys.stderr.isatty())
+    logs_to_stderr(log_level)
     err = Console(stderr=True, soft_wrap=True, highlight=False)
     if duration is not None and not duration > 0:
         fail(f"--duration must be positive, got {duration}", EXIT_USAGE)

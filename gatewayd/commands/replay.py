@@ -11,6 +11,7 @@ replay failed, 2 bad flags, 3 the config or rules have problems.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -19,12 +20,12 @@ from pathlib import Path
 from typing import IO, Any
 
 import click
-import structlog
 from rich.console import Console
 from rich.markup import escape
 
 from gatewayd.cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_USAGE
 from gatewayd.commands.daemon_options import fail, load_home_config
+from gatewayd.logs import configure_logging
 from gatewayd.replay import (
     Comparison,
     DecidedLike,
@@ -41,11 +42,17 @@ from gatewayd.replay import (
 )
 from gatewayd.trace import TraceError, TraceProblem, TraceReader, iso_utc
 
-log = structlog.get_logger(__name__)
-
 #: Problems printed one by one; past this only counted.
 MAX_PROBLEMS_SHOWN = 20
 PROGRESS_LOG_INTERVAL_S = 5.0
+
+
+def logs_to_stderr(level: str) -> None:
+    """The project's log format, on stderr: stdout may be carrying the decisions."""
+    configure_logging(level=level, json=not sys.stderr.isatty())
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.setStream(sys.stderr)
 
 
 def _parse_until(value: str | None) -> datetime | None:
@@ -111,13 +118,13 @@ class _Progress:
         if now - self._last_log >= PROGRESS_LOG_INTERVAL_S:
             self._last_log = now
             total = self.reader.total_bytes
-            log.info(
-                "replay_progress",
-                frames=replay.summary.frames,
-                decisions=replay.summary.decisions,
-                virtual_time=virtual,
-                percent=round(100 * self.reader.bytes_read / total, 1) if total else None,
-                frames_per_s=round(replay.summary.frames / max(now - self._started, 1e-9)),
+            percent = f"{100 * self.reader.bytes_read / total:.0f}%" if total else "?"
+            rate = replay.summary.frames / max(now - self._started, 1e-9)
+            self.console.print(
+                f"replay: {percent} read, {replay.summary.frames} frames, "
+                f"{replay.summary.decisions} decisions, virtual time {virtual}, "
+                f"{rate:,.0f} frames/s",
+                markup=False,
             )
 
     def __exit__(self, *exc: object) -> None:
@@ -206,9 +213,11 @@ def replay(
     credential: Path | None,
     summary_format: str,
     progress: bool,
+    log_level: str,
 ) -> None:
     """Replay TRACE files (in order) through the home's parsers and rules; print decisions."""
     err = Console(stderr=True, soft_wrap=True, highlight=False)
+    logs_to_stderr(log_level)
     if speed is not None and fast:
         fail("--speed and --fast exclude each other", EXIT_USAGE)
     if speed is not None and not speed > 0:
