@@ -10,10 +10,11 @@ debugging aid, and losing some of it must never cost the alarm path anything.
 
 Usage::
 
-    recorder = Recorder.open("/var/lib/gatewayd/trace.jsonl.gz", gateway_id="gw-1")
-    gateway = Gateway(config, frame_tap=recorder.tap)
+    recorder = Recorder.from_config(config)       # None unless [record] enabled = true
+    gateway = Gateway(config, frame_tap=recorder.tap if recorder else None)
     ...
-    recorder.close()
+    if recorder:
+        recorder.close()
 """
 
 from __future__ import annotations
@@ -25,11 +26,15 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
 from gatewayd.contract import RawFrame
 from gatewayd.trace import TraceError, TraceWriter, encode_frame
+
+if TYPE_CHECKING:
+    from gatewayd.config import HomeConfig
 
 __all__ = ["Recorder", "RecorderStats", "rotated_path"]
 
@@ -132,6 +137,22 @@ class Recorder:
         recorder._thread.start()
         log.info("recording", path=str(recorder.path), max_bytes=max_bytes, keep=keep)
         return recorder
+
+    @classmethod
+    def from_config(cls, config: HomeConfig) -> Recorder | None:
+        """The recorder the ``[record]`` section asks for, or None when recording is off.
+
+        ``path`` defaults to ``<state_dir>/traces/trace.jsonl.gz``. A file that cannot be
+        opened is logged and recording stays off: the gateway runs without it.
+        """
+        if not config.record.enabled:
+            return None
+        path = config.record.path or config.gateway.state_dir / "traces" / "trace.jsonl.gz"
+        try:
+            return cls.open(path, gateway_id=config.gateway.id)
+        except TraceError as exc:
+            log.error("recording_unavailable", path=str(path), error=str(exc))
+            return None
 
     # -- the tap --------------------------------------------------------------------------
 

@@ -174,3 +174,27 @@ def test_bad_options_are_refused(tmp_path: Path) -> None:
         Recorder.open(tmp_path / "r.jsonl", max_bytes=10)
     with pytest.raises(ValueError, match="flush_interval"):
         Recorder.open(tmp_path / "r.jsonl", flush_interval=0)
+
+
+def test_from_config_follows_the_record_section(tmp_path: Path) -> None:
+    from gatewayd.config import parse_config
+
+    base = f'[gateway]\nid = "gw-1"\nstate_dir = "{tmp_path / "state"}"\n'
+    assert Recorder.from_config(parse_config(base)) is None
+    on = Recorder.from_config(parse_config(base + "[record]\nenabled = true\n"))
+    assert on is not None
+    on.tap(frame(1))
+    on.close()
+    assert read_frames(tmp_path / "state" / "traces" / "trace.jsonl.gz") == [frame(1)]
+    path = tmp_path / "elsewhere.jsonl"
+    chosen = Recorder.from_config(
+        parse_config(base + f'[record]\nenabled = true\npath = "{path}"\n')
+    )
+    assert chosen is not None
+    chosen.close()
+    assert len(list(TraceReader(path))) == 1  # the session's header
+    (tmp_path / "blocked").write_text("")
+    blocked = parse_config(
+        base + f'[record]\nenabled = true\npath = "{tmp_path}/blocked/t.jsonl"\n'
+    )
+    assert Recorder.from_config(blocked) is None  # logged; the gateway runs without recording
