@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import NoReturn
 
 import click
 import structlog
@@ -25,7 +26,8 @@ from rich.console import Console
 
 from drivers.base import Driver
 from gatewayd.cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_USAGE
-from gatewayd.commands.daemon_options import config_option, fail, load_home_config
+from gatewayd.commands.daemon_options import config_option, load_home_config
+from gatewayd.commands.daemon_options import fail as _fail_with
 from gatewayd.commands.replay import logs_to_stderr
 from gatewayd.contract import RawFrame
 from gatewayd.recorder import DEFAULT_KEEP, DEFAULT_MAX_BYTES, Recorder
@@ -34,6 +36,12 @@ from gatewayd.trace import TraceError
 __all__ = ["record", "record_drivers"]
 
 log = structlog.get_logger(__name__)
+
+
+def fail(message: str, code: int) -> NoReturn:
+    """Exit with ``message`` on stderr; paths like ``trace:100:`` are not taken for emoji."""
+    _fail_with(message, code, console=Console(stderr=True, soft_wrap=True, emoji=False))
+
 
 BACKOFF_MAX_S = 30.0
 
@@ -135,7 +143,7 @@ def record(
 ) -> None:
     """Record every raw frame of the home's drivers into a trace until Ctrl-C or --duration."""
     logs_to_stderr(log_level)
-    err = Console(stderr=True, soft_wrap=True, highlight=False)
+    err = Console(stderr=True, soft_wrap=True, highlight=False, emoji=False)
     if duration is not None and not duration > 0:
         fail(f"--duration must be positive, got {duration}", EXIT_USAGE)
     config = load_home_config(config_path)

@@ -17,14 +17,15 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
 import click
 from rich.console import Console
 from rich.markup import escape
 
 from gatewayd.cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_USAGE
-from gatewayd.commands.daemon_options import fail, load_home_config
+from gatewayd.commands.daemon_options import fail as _fail_with
+from gatewayd.commands.daemon_options import load_home_config
 from gatewayd.logs import configure_logging
 from gatewayd.replay import (
     Comparison,
@@ -41,6 +42,12 @@ from gatewayd.replay import (
     read_expected,
 )
 from gatewayd.trace import TraceError, TraceProblem, TraceReader, iso_utc
+
+
+def fail(message: str, code: int) -> NoReturn:
+    """Exit with ``message`` on stderr; paths like ``trace:100:`` are not taken for emoji."""
+    _fail_with(message, code, console=Console(stderr=True, soft_wrap=True, emoji=False))
+
 
 #: Problems printed one by one; past this only counted.
 MAX_PROBLEMS_SHOWN = 20
@@ -200,6 +207,7 @@ def _open_out(out: str | None, expect: Path | None) -> tuple[IO[str] | None, boo
     help="The summary printed to stderr at the end.",
 )
 @click.option("--progress/--no-progress", default=True, help="Progress on stderr while replaying.")
+@click.option("--log-level", default="WARNING", show_default=True, help="Logs go to stderr.")
 def replay(
     traces: tuple[Path, ...],
     config_path: Path,
@@ -216,7 +224,7 @@ def replay(
     log_level: str,
 ) -> None:
     """Replay TRACE files (in order) through the home's parsers and rules; print decisions."""
-    err = Console(stderr=True, soft_wrap=True, highlight=False)
+    err = Console(stderr=True, soft_wrap=True, highlight=False, emoji=False)
     logs_to_stderr(log_level)
     if speed is not None and fast:
         fail("--speed and --fast exclude each other", EXIT_USAGE)
