@@ -381,14 +381,25 @@ class TraceReader:
         self.paths = [Path(p) for p in paths]
         self.stats = TraceStats()
         self._on_problem = on_problem
-        #: bytes of the raw files consumed so far, for progress reports.
-        self.bytes_read = 0
+        self._done_bytes = 0
+        self._stream: IO[bytes] | None = None
         self.total_bytes = 0
         for path in self.paths:
             try:
                 self.total_bytes += path.stat().st_size
             except OSError as exc:
                 raise TraceError(f"{path}: cannot read the trace: {exc.strerror or exc}") from exc
+
+    @property
+    def bytes_read(self) -> int:
+        """Bytes of the files (as stored: compressed for gzip) consumed so far, for progress."""
+        stream = self._stream
+        if stream is None:
+            return self._done_bytes
+        try:
+            return self._done_bytes + stream.tell()
+        except (OSError, ValueError):
+            return self._done_bytes
 
     def _problem(self, path: Path, line: int, reason: str) -> None:
         problem = TraceProblem(str(path), line, reason)
@@ -412,7 +423,7 @@ class TraceReader:
             raise TraceError(f"{path}: cannot read the trace: {exc.strerror or exc}") from exc
         number = 0
         supported = True
-        base = self.bytes_read
+        self._stream = stream
         with stream:
             damage: list[str] = []
             for raw, complete in iter_lines(
@@ -420,8 +431,6 @@ class TraceReader:
             ):
                 number += 1
                 self.stats.lines += 1
-                if number % 4096 == 0:
-                    self.bytes_read = base + stream.tell()
                 if damage:
                     for reason in damage:
                         self._problem(path, number, reason)
@@ -463,7 +472,8 @@ class TraceReader:
                 yield item
             for reason in damage:
                 self._problem(path, number + 1, reason)
-            self.bytes_read = base + stream.tell()
+            self._done_bytes += stream.tell()
+            self._stream = None
 
 
 def read_frames(*paths: str | Path) -> list[RawFrame]:

@@ -339,3 +339,19 @@ def test_arbitrary_bytes_as_gzip_never_raise(tmp_path: Path, data: bytes) -> Non
     path = tmp_path / "t.jsonl.gz"
     path.write_bytes(gzip.compress(data)[: len(data) // 2 + 10] + data[:50])
     list(TraceReader(path))
+
+
+def test_progress_counts_bytes_read(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    with TraceWriter.open(path, gateway_id="gw") as w:
+        for i in range(2000):
+            w.write(frame(i))
+    reader = TraceReader(path)
+    assert reader.bytes_read == 0
+    seen = []
+    for i, _ in enumerate(reader.frames()):
+        if i % 500 == 0:
+            seen.append(reader.bytes_read)
+    assert seen == sorted(seen)
+    assert 0 < seen[1] < reader.total_bytes
+    assert reader.bytes_read == reader.total_bytes == path.stat().st_size
