@@ -97,13 +97,16 @@ class DeviceModel:
     description: str
     #: The merged state Zigbee2MQTT keeps (and publishes whole with each message).
     state: dict[str, Any]
-    #: Seconds between check-ins (battery/voltage reports, or the Aqara heartbeat).
-    checkin_s: float = 3600.0
+    #: Seconds between check-ins (battery/voltage reports, or the Aqara heartbeat); None: the
+    #: device only speaks when something happens (cheap 433 MHz detectors).
+    checkin_s: float | None = 3600.0
     battery_powered: bool = True
     #: Aqara devices report voltage too; battery % follows it.
     reports_voltage: bool = False
     #: battery_low is reported by the device itself (Heiman IAS zone status bit).
     reports_battery_low: bool = False
+    #: The RFLink protocol name of a 433 MHz device (read through an RFLink receiver).
+    rflink: str | None = None
 
 
 MODELS: dict[str, DeviceModel] = {
@@ -166,8 +169,26 @@ MODELS: dict[str, DeviceModel] = {
             },
             reports_voltage=True,
         ),
+        # 433 MHz devices through an RFLink receiver: they send only when something happens,
+        # every packet several times.
+        DeviceModel(
+            "SmokeAlert", "RFLink", "433 MHz smoke alarm", {}, checkin_s=None, rflink="SmokeAlert"
+        ),
+        DeviceModel("Pir", "RFLink", "433 MHz motion detector", {}, checkin_s=None, rflink="Pir"),
+        DeviceModel(
+            "EV1527",
+            "RFLink",
+            "433 MHz pendant or contact (EV1527 chip)",
+            {},
+            checkin_s=None,
+            rflink="EV1527",
+        ),
     )
 }
+
+#: How often a 433 MHz device repeats each packet, and how far apart.
+RF_REPEATS = 3
+RF_REPEAT_GAP = timedelta(milliseconds=150)
 
 #: Zigbee2MQTT marks a battery device offline after 25 h of silence, a mains one after 10 min.
 OFFLINE_AFTER_BATTERY = timedelta(hours=25)
@@ -187,10 +208,21 @@ class KitDevice:
     name: str = ""
     #: Zigbee2MQTT friendly name (the topic under the base topic); the id when empty.
     friendly_name: str = ""
+    #: The RF id of a 433 MHz device (RFLink's ``ID=``).
+    rf_id: str = ""
 
     @property
     def topic_name(self) -> str:
         return self.friendly_name or self.id
+
+    @property
+    def is_rf(self) -> bool:
+        return self.spec.rflink is not None
+
+    @property
+    def address(self) -> str:
+        """The device's address in the home config."""
+        return f"{self.spec.rflink}:{self.rf_id}" if self.is_rf else self.topic_name
 
     @property
     def spec(self) -> DeviceModel:
@@ -263,6 +295,8 @@ class Scenario:
         driver_id: str = "zigbee",
         base_topic: str = "zigbee2mqtt",
         broker_url: str = "mqtt://127.0.0.1:1883",
+        rflink_driver_id: str = "rf",
+        rflink_port: str = "/dev/ttyACM0",
         rules: dict[str, Any] | None = None,
     ) -> None:
         try:
@@ -278,6 +312,8 @@ class Scenario:
         for device in self.kit:
             if device.model not in MODELS:
                 raise ScenarioError(f"device {device.id}: unknown model {device.model!r}")
+            if device.is_rf and not device.rf_id:
+                raise ScenarioError(f"device {device.id}: a 433 MHz device needs its rf_id")
         self.end: datetime | None = self.start + timedelta(days=days) if days else None
         self.seed = seed
         self.gateway_id = gateway_id
@@ -285,6 +321,8 @@ class Scenario:
         self.driver_id = driver_id
         self.base_topic = base_topic.rstrip("/")
         self.broker_url = broker_url
+        self.rflink_driver_id = rflink_driver_id
+        self.rflink_port = rflink_port
         self.rules: dict[str, Any] = dict(rules) if rules is not None else {"pack": "elderly_care"}
         self.cursor = self.start
         self._day = self.start.astimezone(self.tz).date()
@@ -366,20 +404,21 @@ class Scenario:
 
     # -- devices ---------------------------------------------------------------------------
 
-    def device(self, ref: str, *, role: str | None = None) -> KitDevice:
+    def device(self, ref: str, *, role: str | tuple[str, ...] | None = None) -> KitDevice:
         """A device by id, by room (with a role), or by a short name (``front`` → door-front)."""
+        roles = (role,) if isinstance(role, str) else role
         by_id = {d.id: d for d in self.kit}
-        if ref in by_id and (role is None or by_id[ref].role == role):
+        if ref in by_id and (roles is None or by_id[ref].role in roles):
             return by_id[ref]
         candidates = [
             d
             for d in self.kit
-            if (role is None or d.role == role)
+            if (roles is None or d.role in roles)
             and (d.room == ref or d.id.endswith(f"-{ref}") or d.id.startswith(f"{ref}-"))
         ]
         if len(candidates) == 1:
             return candidates[0]
-        what = f"{role} device" if role else "device"
+        what = f"{'/'.join(roles)} device" if roles else "device"
         if not candidates:
             raise ScenarioError(f"no {what} {ref!r} in the kit; it has {', '.join(sorted(by_id))}")
         raise ScenarioError(f"{ref!r} names several {what}s: {', '.join(d.id for d in candidates)}")
@@ -431,7 +470,7 @@ class Scenario:
 
     def sos(self, ref: str = "sos-button", *, action: str = "single") -> Scenario:
         """A press of the emergency button (``single``, ``double`` or ``hold``)."""
-        device = self.device(ref, role="sos_button")
+        device = self.device(ref, role=("sos_button", "pendant", "wristband"))
         self._add(self.cursor, device, once={"action": action})
         return self
 
@@ -452,8 +491,8 @@ class Scenario:
     ) -> Scenario:
         """The battery of ``ref`` runs down from ``from_`` % to ``to`` % over ``over``."""
         device = self.device(ref)
-        if not device.spec.battery_powered:
-            raise ScenarioError(f"{device.id} ({device.model}) is not battery powered")
+        if "battery" not in device.spec.state:
+            raise ScenarioError(f"{device.id} ({device.model}) reports no battery level")
         if not (0 <= to <= 100 and 0 <= from_ <= 100):
             raise ScenarioError("battery levels are percentages, 0 to 100")
         self._drains[device.id] = _Drain(
@@ -481,8 +520,25 @@ class Scenario:
 
     # -- the home config -------------------------------------------------------------------
 
+    def driver_of(self, device: KitDevice) -> str:
+        return self.rflink_driver_id if device.is_rf else self.driver_id
+
     def home_config(self) -> dict[str, Any]:
         """The home config (as TOML data) of this kit."""
+        drivers: list[dict[str, Any]] = []
+        if any(not d.is_rf for d in self.kit):
+            drivers.append(
+                {
+                    "id": self.driver_id,
+                    "type": "zigbee2mqtt",
+                    "url": self.broker_url,
+                    "base_topic": self.base_topic,
+                }
+            )
+        if any(d.is_rf for d in self.kit):
+            drivers.append(
+                {"id": self.rflink_driver_id, "type": "rflink", "port": self.rflink_port}
+            )
         return {
             "gateway": {
                 "id": self.gateway_id,
@@ -491,19 +547,12 @@ class Scenario:
                 "state_dir": "state",
             },
             "rules": self.rules,
-            "drivers": [
-                {
-                    "id": self.driver_id,
-                    "type": "zigbee2mqtt",
-                    "url": self.broker_url,
-                    "base_topic": self.base_topic,
-                }
-            ],
+            "drivers": drivers,
             "devices": [
                 {
                     "id": d.id,
-                    "driver": self.driver_id,
-                    "address": d.topic_name,
+                    "driver": self.driver_of(d),
+                    "address": d.address,
                     "role": d.role,
                     "room": d.room,
                     "model": d.model,
@@ -617,12 +666,15 @@ class _Renderer:
         self.link_base = {d.id: 60 + (i * 37) % 120 for i, d in enumerate(scenario.kit)}
         self.last_heard: dict[str, datetime] = {}
         self.frames: list[RawFrame] = []
+        self.rf_counter = 0
 
-    def _frame(self, at: datetime, source: str, payload: bytes, **kwargs: Any) -> None:
+    def _frame(
+        self, at: datetime, source: str, payload: bytes, *, driver: str | None = None, **kwargs: Any
+    ) -> None:
         mono = self.MONO_ORIGIN + (at - self.s.start).total_seconds()
         self.frames.append(
             RawFrame(
-                driver=self.s.driver_id,
+                driver=driver or self.s.driver_id,
                 source=source,
                 payload=payload,
                 wall_time=at,
@@ -641,6 +693,8 @@ class _Renderer:
         # Occupancy goes false OCCUPANCY_TIMEOUT after the last detection of a run.
         motions: dict[str, list[datetime]] = {}
         for c in sorted(changes):
+            if self.devices[c.device].is_rf:
+                continue  # a 433 MHz PIR only ever says ON
             if c.state.get("occupancy") is True and not (c.movement and self._still(c.at)):
                 motions.setdefault(c.device, []).append(c.at)
         for device_id, times in motions.items():
@@ -654,6 +708,8 @@ class _Renderer:
         for device in s.kit:
             rng = random.Random(f"{s.seed}:checkin:{device.id}")
             period = device.spec.checkin_s
+            if period is None:
+                continue
             at = s.start + timedelta(seconds=30 + rng.uniform(0, period))
             while at <= self.end:
                 seq += 1
@@ -665,11 +721,15 @@ class _Renderer:
         s = self.s
         topic = s.base_topic
         start = s.start
-        # The driver connects and gets the retained state: bridge online, every device online.
-        self._frame(start, "", b"up", kind="link")
-        self._frame(start, f"{topic}/bridge/state", b'{"state":"online"}', retained=True)
+        # The drivers connect; Zigbee2MQTT's retained state: bridge online, every device online.
+        if any(d.is_rf for d in s.kit):
+            self._frame(start, s.rflink_port, b"up", kind="link", driver=s.rflink_driver_id)
+        if any(not d.is_rf for d in s.kit):
+            self._frame(start, "", b"up", kind="link")
+            self._frame(start, f"{topic}/bridge/state", b'{"state":"online"}', retained=True)
         for device in s.kit:
-            self._availability(start, device, online=True)
+            if not device.is_rf:
+                self._availability(start, device, online=True)
             self.last_heard[device.id] = start
         offline_sent: set[str] = set()
         for change in self._changes():
@@ -683,6 +743,8 @@ class _Renderer:
             self.state[device.id].update(change.state)
             self._publish(change.at, device, change.once)
         self._offline_until(self.end, offline_sent)
+        # A 433 MHz packet's repeats reach into the next second: keep the trace in time order.
+        self.frames.sort(key=lambda f: f.wall_time)
         return Rendered(
             frames=self.frames,
             config=s.home_config(),
@@ -695,7 +757,7 @@ class _Renderer:
         """Zigbee2MQTT's availability check: a silent device is published offline."""
         due: list[tuple[datetime, str]] = []
         for device_id, dropped in self.s._dropped.items():
-            if device_id in sent:
+            if device_id in sent or self.devices[device_id].is_rf:
                 continue
             spec = self.devices[device_id].spec
             timeout = OFFLINE_AFTER_BATTERY if spec.battery_powered else OFFLINE_AFTER_MAINS
@@ -713,6 +775,9 @@ class _Renderer:
         )
 
     def _publish(self, at: datetime, device: KitDevice, once: dict[str, Any]) -> None:
+        if device.is_rf:
+            self._send_rf(at, device, once)
+            return
         state = self.state[device.id]
         spec = device.spec
         drain = self.s._drains.get(device.id)
@@ -731,4 +796,31 @@ class _Renderer:
         # Zigbee2MQTT publishes JSON.stringify of its state: insertion order, no spaces.
         payload = json.dumps(message, separators=(",", ":")).encode("utf-8")
         self._frame(at, f"{self.s.base_topic}/{device.topic_name}", payload)
+        self.last_heard[device.id] = at
+
+    def _send_rf(self, at: datetime, device: KitDevice, once: dict[str, Any]) -> None:
+        """RFLink lines for a 433 MHz device's change, each packet repeated as the radio does."""
+        state = self.state[device.id]
+        proto, rf = device.spec.rflink, device.rf_id
+        body: str | None = None
+        if proto == "SmokeAlert" and "smoke" in state:
+            body = f"SmokeAlert;ID={rf};SMOKEALERT={'ON' if state.pop('smoke') else 'OFF'};"
+        elif proto == "Pir" and state.pop("occupancy", None) is True:
+            body = f"Pir;ID={rf};PIR=ON;"
+        elif "contact" in state:
+            body = f"{proto};ID={rf};SWITCH=01;CMD={'OFF' if state.pop('contact') else 'ON'};"
+        elif "action" in once:
+            body = f"{proto};ID={rf};SWITCH=01;CMD=ON;"
+        state.clear()
+        if body is None:
+            return
+        for i in range(RF_REPEATS):
+            line = f"20;{self.rf_counter:02X};{body}"
+            self.rf_counter = (self.rf_counter + 1) % 256
+            self._frame(
+                at + RF_REPEAT_GAP * i,
+                self.s.rflink_port,
+                line.encode("ascii"),
+                driver=self.s.rflink_driver_id,
+            )
         self.last_heard[device.id] = at

@@ -19,9 +19,9 @@ import random
 from collections.abc import Callable
 from pathlib import Path
 
-from firmware_sim.scenario import Scenario, default_kit, resident_routine
+from firmware_sim.scenario import KitDevice, Scenario, default_kit, resident_routine
 
-__all__ = ["LIBRARY", "folder", "kitchen_gas", "sos_at_night", "week_alone"]
+__all__ = ["LIBRARY", "folder", "kitchen_gas", "rf_smoke_hall", "sos_at_night", "week_alone"]
 
 HERE = Path(__file__).parent
 
@@ -102,8 +102,34 @@ def kitchen_gas() -> Scenario:
     return home
 
 
+def rf_smoke_hall() -> Scenario:
+    """An evening with 433 MHz devices: an RFLink smoke alarm in the hall, a pendant press."""
+    kit = [
+        *default_kit(),
+        KitDevice(
+            "rf-smoke-hall", "SmokeAlert", "smoke", "hall", "Smoke alarm, hall", rf_id="0A1B2C"
+        ),
+        KitDevice("rf-pendant", "EV1527", "pendant", "bedroom", "Pendant", rf_id="5E3F1"),
+    ]
+    home = Scenario(
+        start="2026-03-14T17:00",
+        tz="Europe/Berlin",
+        kit=kit,
+        days=0.25,
+        seed=11,
+        gateway_id="gw-rf-smoke",
+        household="hh-rf-smoke",
+    )
+    home.at("17:20").motion("kitchen").after("10m").motion("living")
+    home.at("19:02").smoke("rf-smoke-hall", for_="4m")
+    home.at("19:03").motion("hall").after("30s").sos("rf-pendant")
+    home.at("19:40").motion("living")
+    return home
+
+
 LIBRARY: dict[str, Callable[[], Scenario]] = {
     "week_alone": week_alone,
     "sos_at_night": sos_at_night,
     "kitchen_gas": kitchen_gas,
+    "rf_smoke_hall": rf_smoke_hall,
 }

@@ -162,7 +162,7 @@ def test_scripts_name_their_mistakes() -> None:
         home.door_open("front", for_="soon")
     with pytest.raises(ScenarioError, match="before the scenario's start"):
         home.at("05:00")
-    with pytest.raises(ScenarioError, match="not battery powered"):
+    with pytest.raises(ScenarioError, match="reports no battery level"):
         home.battery_drain("gas-kitchen")
     with pytest.raises(ScenarioError, match="unknown time zone"):
         Scenario(start="2026-03-02T06:00", tz="Mars/Olympus")
@@ -202,3 +202,40 @@ def test_models_match_the_zigbee2mqtt_emulator() -> None:
     emulator = pytest.importorskip("firmware_sim.zigbee_models")
     for model, spec in MODELS.items():
         assert emulator.MODELS[model].initial_state == spec.state, model
+
+
+def test_433_mhz_devices_speak_rflink_lines() -> None:
+    kit = [
+        *default_kit(),
+        KitDevice("rf-smoke-hall", "SmokeAlert", "smoke", "hall", rf_id="0A1B2C"),
+        KitDevice("rf-pendant", "EV1527", "pendant", "bedroom", rf_id="5E3F1"),
+    ]
+    home = Scenario(start="2026-03-02T20:00", tz="UTC", kit=kit, days=0.5, seed=4)
+    home.at("21:00").smoke("rf-smoke-hall", for_="2m")
+    home.at("21:00").motion("hall")
+    home.at("23:30").sos("rf-pendant")
+    rendered = home.render()
+    rf = [f for f in rendered.frames if f.driver == "rf"]
+    assert rf[0].kind == "link"
+    assert rf[0].source == "/dev/ttyACM0"
+    lines = [f.payload.decode() for f in rf[1:]]
+    assert lines == [
+        "20;00;SmokeAlert;ID=0A1B2C;SMOKEALERT=ON;",
+        "20;01;SmokeAlert;ID=0A1B2C;SMOKEALERT=ON;",
+        "20;02;SmokeAlert;ID=0A1B2C;SMOKEALERT=ON;",
+        "20;03;SmokeAlert;ID=0A1B2C;SMOKEALERT=OFF;",
+        "20;04;SmokeAlert;ID=0A1B2C;SMOKEALERT=OFF;",
+        "20;05;SmokeAlert;ID=0A1B2C;SMOKEALERT=OFF;",
+        "20;06;EV1527;ID=5E3F1;SWITCH=01;CMD=ON;",
+        "20;07;EV1527;ID=5E3F1;SWITCH=01;CMD=ON;",
+        "20;08;EV1527;ID=5E3F1;SWITCH=01;CMD=ON;",
+    ]
+    assert rf[2].wall_time - rf[1].wall_time == timedelta(milliseconds=150)
+    walls = [f.wall_time for f in rendered.frames]
+    assert walls == sorted(walls)
+    config = parse_config(rendered.config_toml())
+    assert [(d.id, d.type) for d in config.drivers] == [("zigbee", "zigbee2mqtt"), ("rf", "rflink")]
+    smoke = config.device("rf-smoke-hall")
+    assert smoke is not None
+    assert (smoke.driver, smoke.address) == ("rf", "SmokeAlert:0A1B2C")
+    assert not [f for f in rendered.frames if f.source.endswith("/rf-smoke-hall/availability")]
