@@ -13,6 +13,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gatewayd.contract import RawFrame, Reading
 from gatewayd.replay import (
@@ -249,3 +251,22 @@ def test_expected_files_may_be_edited_by_hand() -> None:
     assert read_expected(lines) == ['{"at": "1", "kind": "smoke"}']
     with pytest.raises(ReplayError, match="<expected>:2"):
         read_expected(["{}", "nope"])
+
+
+@given(
+    offsets=st.lists(st.integers(min_value=0, max_value=4000), min_size=1, max_size=25),
+    window=st.integers(min_value=1, max_value=900),
+    until_after=st.one_of(st.none(), st.integers(min_value=0, max_value=2000)),
+)
+@settings(max_examples=60, deadline=None)
+def test_exact_deadlines_decide_as_a_one_second_clock_does(
+    offsets: list[int], window: int, until_after: int | None
+) -> None:
+    """With whole-second times, ticking only at deadlines equals ticking every second."""
+    frames = [motion(T0 + timedelta(seconds=s), f"m{s % 3}") for s in sorted(offsets)]
+    until = None if until_after is None else frames[-1].wall_time + timedelta(seconds=until_after)
+    exact = replay_lines(Decider(InactivityEngine(timedelta(seconds=window))), frames, until=until)
+    every_second = replay_lines(
+        Decider(InactivityEngine(timedelta(seconds=window), exact=False)), frames, until=until
+    )
+    assert exact == every_second
