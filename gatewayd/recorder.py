@@ -202,6 +202,8 @@ class Recorder:
         pending = self._pending
         while pending:
             batch.append(pending.popleft())
+        if not batch:
+            return  # an idle second writes nothing (a gzip sync point costs bytes)
         if self._writer is None:
             try:
                 self._writer = self._open_writer()

@@ -198,3 +198,14 @@ def test_from_config_follows_the_record_section(tmp_path: Path) -> None:
         base + f'[record]\nenabled = true\npath = "{tmp_path}/blocked/t.jsonl"\n'
     )
     assert Recorder.from_config(blocked) is None  # logged; the gateway runs without recording
+
+
+def test_an_idle_recorder_does_not_grow_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "rec.jsonl.gz"
+    recorder = Recorder.open(path, gateway_id="gw", flush_interval=0.02)
+    recorder.tap(frame(1))
+    recorder.flush()
+    size = path.stat().st_size
+    time.sleep(0.3)  # some fifteen idle flush rounds
+    assert path.stat().st_size == size
+    recorder.close()
