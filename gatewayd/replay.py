@@ -79,6 +79,11 @@ class DeciderLike(Protocol):
 
 def _plain(value: Any) -> Any:
     """JSON-ready and deterministic: enums by value, UTC ISO times, models as dicts."""
+    kind = type(value)
+    if kind is str or kind is int or kind is float or kind is bool or value is None:
+        return value  # the common case first: most payload values are plain
+    if kind is dict:
+        return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, enum.Enum):
         return _plain(value.value)
     if isinstance(value, datetime):
@@ -260,6 +265,9 @@ class Replay:
         self.now: datetime | None = None
         self._last_tick: datetime | None = None
         self._stuck_logged = False
+        self._cached_deadline: datetime | None = None
+        self._readings_seen: int | None = None
+        self._deadline_stale = True
 
     def run(self, frames: Iterable[RawFrame]) -> ReplaySummary:
         """Replay every frame (up to ``until``), then keep ticking up to ``until``."""
@@ -293,8 +301,24 @@ class Replay:
             summary.elapsed_s = time.perf_counter() - started
         return summary
 
+    def _deadline(self) -> datetime | None:
+        """The engine's next deadline, asked again only when its state may have changed.
+
+        The engine changes only when it is fed a reading or ticked; a frame that gave no
+        reading (a repeated state) leaves its deadline as it was. Asking can cost the engine a
+        walk over its timers, once per frame otherwise.
+        """
+        if self._next_deadline is None:
+            return None
+        readings = getattr(self.decider, "readings", None)
+        if self._deadline_stale or readings is None or readings != self._readings_seen:
+            self._cached_deadline = self._next_deadline()
+            self._readings_seen = readings
+            self._deadline_stale = False
+        return self._cached_deadline
+
     def _due(self) -> datetime | None:
-        due = self._next_deadline() if self._next_deadline is not None else None
+        due = self._deadline()
         grid = self._next_grid
         if grid is not None and (due is None or grid < due):
             return grid
@@ -324,6 +348,7 @@ class Replay:
             self._last_tick = due
             self.now = due
             self.summary.ticks += 1
+            self._deadline_stale = True
             self._emit(self.decider.tick(due))
 
     def _emit(self, decided: Sequence[DecidedLike]) -> None:
