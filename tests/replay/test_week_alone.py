@@ -80,13 +80,31 @@ def test_the_expected_decisions_tell_the_story(week_decisions: Path) -> None:
     ]
     assert still, "no alarm after the fall"
     assert still[0]["reading"] is None or still[0]["kind"] == "fall"
-    # Saturday 13:00: the front door sensor dropped off the network.
-    offline = [
-        e for e in events if e["kind"] == "device_offline" and e["device_id"] == "door-front"
+    # Saturday 13:00: the front door sensor dropped off the network, and stayed off.
+    door = [
+        e
+        for e in events
+        if e["device_id"] == "door-front" and str(e["kind"]).startswith("device_offline")
     ]
-    assert offline
-    assert str(offline[0]["at"]) > "2026-03-07T12:00:00Z"
-    # No false alarm on the ordinary days before the fall.
+    assert door
+    assert door[-1]["kind"] == "device_offline"
+    assert str(door[-1]["at"]) > "2026-03-07T12:00:00Z"
+
+
+def test_no_false_troubles_or_alarms(week_decisions: Path) -> None:
+    events = [d for d in decisions(week_decisions) if d["decision"] == "event"]
+    # Every other device checked in all week (about hourly): a device_offline for any of them,
+    # or for the door before it dropped, is a false trouble that would reach dispatch.
+    false_offline = [
+        (e["at"], e["device_id"])
+        for e in events
+        if e["kind"] == "device_offline"
+        and (e["device_id"] != "door-front" or str(e["at"]) < "2026-03-07T12:00:00Z")
+    ]
+    assert false_offline == []
+    # Inactivity only on the day of the fall.
+    assert {str(e["at"])[:10] for e in events if e["kind"] == "inactivity"} == {"2026-03-05"}
+    # No alarm at all on the ordinary days before the fall.
     early_alarms = [
         e
         for e in events
