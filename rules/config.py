@@ -36,7 +36,14 @@ from datetime import time
 from importlib import resources
 from typing import Any, Final
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from drivers.base import DeviceSpec
 from gatewayd.config import ROLES, describe_validation
@@ -115,6 +122,15 @@ class InactivityRules(_Strict):
         if value:
             parse_clock(value)
         return value
+
+    @model_validator(mode="after")
+    def _morning_order(self) -> InactivityRules:
+        morning = self.morning()
+        if morning is not None and morning[0] >= morning[1]:
+            raise ValueError(
+                f"night_end ({self.night_end}) must come before not_up_by ({self.not_up_by})"
+            )
+        return self
 
     def window(self) -> tuple[time, time | None]:
         """Active hours as (start, end); end None means midnight at the end of the day."""
