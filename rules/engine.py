@@ -347,6 +347,7 @@ class RuleEngine:
             "pending": {k: _iso(p.due) for k, p in sorted(self._pending.items())},
             "seeded_other": sorted(self._other_seeded),
             "last_activity": _iso(self._last_activity) if self._last_activity else None,
+            "inactivity_due": _iso(due) if (due := self._inactivity_watch()) else None,
             "next_deadline": _iso(deadline) if deadline else None,
             "counts": dict(self.counts),
         }
@@ -410,6 +411,16 @@ class RuleEngine:
             self._due_cache = (anchor, due)
         return self._due_cache[1]
 
+    def _inactivity_watch(self) -> datetime | None:
+        """When the inactivity alarm is due, if it is being watched for at all."""
+        if (
+            not self.rules.inactivity.enabled
+            or self._mode != "normal"
+            or INACTIVITY_KEY in self._active
+        ):
+            return None
+        return self._inactivity_due()
+
     def _earliest(self) -> tuple[datetime, int, str] | None:
         """The earliest timer as (due, rank, key); ties go by rank, then key."""
         best: tuple[datetime, int, str] | None = None
@@ -429,14 +440,9 @@ class RuleEngine:
                 consider((self._last_seen[dev] + timedelta(seconds=interval), 2, dev))
         for dev in self._flapping_devices():
             consider((self._flap_quiet_since(dev) + self._flap_window, 3, dev))
-        if (
-            self.rules.inactivity.enabled
-            and self._mode == "normal"
-            and INACTIVITY_KEY not in self._active
-        ):
-            due = self._inactivity_due()
-            if due is not None:
-                consider((due, 4, "after"))
+        due = self._inactivity_watch()
+        if due is not None:
+            consider((due, 4, "after"))
         if self.rules.inactivity.enabled and self._morning_next is not None:
             consider((self._morning_next, 5, "morning"))
         return best
