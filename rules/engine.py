@@ -32,7 +32,8 @@ What it decides (the elderly-care pack; settings in :mod:`rules.config`):
   ``notify`` to the secondary channel), again every ``escalate_every_s``.
 - **Walk test** (mode ``test``): every reading of a configured device gives one ``test`` event
   (``test=True``) naming what it would raise; no alarms and no local actions from readings
-  (driver link faults, supervision and escalation of alarms raised before go on).
+  (driver link faults, supervision and ``available``, and escalation of alarms raised before
+  go on).
 - **Inactivity** (``inactivity:-``): no activity (motion, a contact change, a button press) for
   ``inactivity.after_s`` counted inside the active hours only, or none between ``night_end``
   and ``not_up_by`` local time. Suspended in ``away`` and ``test`` modes (going away restores
@@ -221,8 +222,12 @@ class RuleEngine:
             self._unconfigured(out, reading, at)
             return out
         dev = spec.id
-        if not (prop == "available" and value is False):
-            # Any word from the device is a check-in.
+        if prop == "available" and value is False:
+            # Supervision, so in walk-test mode too.
+            payload = self._payload(spec, reading, reason="unavailable")
+            self._open(out, K.DEVICE_OFFLINE, dev, f"device_offline:{dev}", payload, at)
+        else:
+            # Any other word from the device is a check-in.
             self._last_seen[dev] = at
             if f"device_offline:{dev}" in self._active:
                 self._restore(out, f"device_offline:{dev}", at, self._payload(spec, reading))
@@ -255,9 +260,7 @@ class RuleEngine:
         elif prop == "battery":
             self._battery_reading(out, spec, reading, at)
         elif prop == "available":
-            if value is False:
-                payload = self._payload(spec, reading, reason="unavailable")
-                self._open(out, K.DEVICE_OFFLINE, dev, f"device_offline:{dev}", payload, at)
+            pass  # handled above, with supervision
         elif prop == "test":
             if value is True:
                 payload = self._payload(spec, reading, would_raise=None)

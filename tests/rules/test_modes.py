@@ -54,6 +54,16 @@ def test_supervision_continues_in_test_mode() -> None:
     assert [x.kind.value for x in out] == ["device_offline_restore", "test"]
 
 
+def test_unavailable_still_raised_in_test_mode() -> None:
+    e = engine()
+    e.set_mode("test", T0)
+    assert kinds(feed(e, "pir-1", "available", False, T0)) == ["device_offline", "test"]
+    assert kinds(feed(e, "pir-1", "available", True, T0 + s(1))) == [
+        "device_offline_restore",
+        "test",
+    ]
+
+
 def test_driver_link_faults_still_raised_in_test_mode() -> None:
     e = engine()
     e.set_mode("test", T0)
