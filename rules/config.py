@@ -200,14 +200,24 @@ class RuleSet(_Strict):
                 raise ValueError(f"{kind}: expected 0 to 3600 seconds, got {seconds!r}")
         return value
 
-    def check_devices(self, device_ids: Iterable[str], *, source: str = "<config>") -> None:
-        """Refuse per-device overrides for devices the home does not have."""
-        known = set(device_ids)
-        unknown = sorted(set(self.devices) - known)
-        if unknown:
-            raise RuleConfigError(
-                [f"{source}: rules.devices.{d}: no [[devices]] entry has this id" for d in unknown]
-            )
+    def check_devices(self, devices: Iterable[DeviceSpec], *, source: str = "<config>") -> None:
+        """Refuse overrides for devices the home does not have, and bad check-in options."""
+        devices = list(devices)
+        unknown = sorted(set(self.devices) - {d.id for d in devices})
+        problems = [
+            f"{source}: rules.devices.{d}: no [[devices]] entry has this id" for d in unknown
+        ]
+        for d in devices:
+            option = d.options.get("checkin_interval_s")
+            if option is not None and (
+                isinstance(option, bool) or not isinstance(option, int | float) or option < 0
+            ):
+                problems.append(
+                    f"{source}: devices.{d.id}.options.checkin_interval_s: "
+                    f"expected seconds >= 0 (got {option!r})"
+                )
+        if problems:
+            raise RuleConfigError(problems)
 
 
 class _Root(_Strict):
@@ -288,5 +298,5 @@ def load_rules(
             fixed.append(problem)
         raise RuleConfigError(fixed) from exc
     if devices is not None:
-        rules.check_devices((d.id for d in devices), source=source)
+        rules.check_devices(devices, source=source)
     return rules

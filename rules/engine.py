@@ -127,7 +127,7 @@ class RuleEngine:
             self._zone = ZoneInfo(timezone)
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise RuleConfigError([f"gateway.timezone: unknown time zone {timezone!r}"]) from exc
-        rules.check_devices(d.id for d in devices)
+        rules.check_devices(devices)
         self.rules = rules
         self._devices = {d.id: d for d in devices}
         self._by_address = {(d.driver, d.address): d for d in devices}
@@ -183,14 +183,7 @@ class RuleEngine:
         if override is not None and override.checkin_interval_s is not None:
             return override.checkin_interval_s
         option = spec.options.get("checkin_interval_s")
-        if option is not None:
-            if isinstance(option, bool) or not isinstance(option, int | float) or option < 0:
-                raise RuleConfigError(
-                    [
-                        f"devices.{spec.id}.options.checkin_interval_s: expected seconds >= 0, "
-                        f"got {option!r}"
-                    ]
-                )
+        if isinstance(option, int | float):  # checked by RuleSet.check_devices
             return float(option)
         sup = self.rules.supervision
         return float(sup.get(spec.role, sup.get("default_s", 10_800)))

@@ -109,7 +109,10 @@ def test_not_a_table() -> None:
         load_rules(["x"])  # type: ignore[arg-type]
 
 
-def test_bad_checkin_option_refused_by_engine() -> None:
+def test_bad_checkin_option_refused() -> None:
+    bad = [dev("pir", "motion", checkin_interval_s=-5)]
+    with pytest.raises(RuleConfigError, match=r"devices\.pir\.options\.checkin_interval_s"):
+        load_rules({}, devices=bad)
     with pytest.raises(RuleConfigError, match="checkin_interval_s"):
         RuleEngine(load_rules({}), [dev("pir", "motion", checkin_interval_s="often")])
 
