@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gatewayd.contract import Priority
-from tests.rules.helpers import HOME, T0, actions, dev, engine, events, feed, kinds, s
+from tests.rules.builders import HOME, T0, actions, dev, engine, events, feed, kinds, s
 
 
 def commands(decisions: list) -> list[tuple[str, str]]:  # type: ignore[type-arg]

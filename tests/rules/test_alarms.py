@@ -6,7 +6,7 @@ import pytest
 
 from gatewayd.contract import Priority
 from rules import ActiveCondition
-from tests.rules.helpers import T0, EventKind, alarm_kinds, engine, events, feed, kinds, s
+from tests.rules.builders import T0, EventKind, alarm_kinds, engine, events, feed, kinds, s
 
 
 @pytest.mark.parametrize(

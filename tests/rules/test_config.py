@@ -8,7 +8,7 @@ import pytest
 
 from gatewayd.config import parse_config
 from rules import RuleConfigError, RuleEngine, load_rules
-from tests.rules.helpers import HOME, dev
+from tests.rules.builders import HOME, dev
 
 HOME_TOML = """\
 [gateway]

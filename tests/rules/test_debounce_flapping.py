@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.rules.helpers import T0, engine, events, feed, kinds, s
+from tests.rules.builders import T0, engine, events, feed, kinds, s
 
 
 def test_delay_on_fires_at_onset_plus_delay() -> None:

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from rules import RuleEngine
-from tests.rules.helpers import EventKind, engine, events, feed, kinds, s
+from tests.rules.builders import EventKind, engine, events, feed, kinds, s
 
 H = 3600
 

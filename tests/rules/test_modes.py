@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.rules.helpers import T0, actions, engine, events, feed, kinds, s
+from tests.rules.builders import T0, actions, engine, events, feed, kinds, s
 
 
 def test_test_mode_gives_one_test_event_per_reading_and_no_alarms() -> None:

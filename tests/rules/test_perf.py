@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from tests.rules.helpers import T0, engine, rd
+from tests.rules.builders import T0, engine, rd
 
 N = 5000
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from gatewayd.contract import EventKind, Reading
 from rules import Decision, EmitEvent, RuleEngine, load_rules
 from rules.localtime import seconds_due
-from tests.rules.helpers import HOME, T0, engine, events
+from tests.rules.builders import HOME, T0, engine, events
 
 PROPERTIES = [
     "sos",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from rules import ActiveCondition
-from tests.rules.helpers import T0, EventKind, dev, engine, events, feed, kinds, s
+from tests.rules.builders import T0, EventKind, dev, engine, events, feed, kinds, s
 
 
 def test_tamper_and_restore() -> None:
