@@ -64,7 +64,10 @@ def parse_online(payload: bytes) -> bool:
     text = payload.strip()
     if text in (b"online", b"offline"):
         return text == b"online"
-    data = decode_json(payload)
+    try:
+        data = decode_json(payload)
+    except BridgeMessageError:
+        data = None
     if isinstance(data, str) and data in ("online", "offline"):
         return data == "online"
     if isinstance(data, dict) and data.get("state") in ("online", "offline"):

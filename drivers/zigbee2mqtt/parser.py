@@ -225,7 +225,7 @@ class Zigbee2MqttParser:
         log.info(
             "zigbee_bridge_event",
             driver=self.driver_id,
-            event=event.type,
+            kind=event.type,
             ieee=event.ieee_address,
             device=event.friendly_name,
             status=event.status or None,
