@@ -186,6 +186,13 @@ class Zigbee2MqttBridge:
         await self.close()
 
     async def close(self) -> None:
+        """Stop like Zigbee2MQTT does: ``bridge/state`` offline first, then disconnect."""
+        client = self._client
+        if client is not None and self._connected.is_set():
+            with contextlib.suppress(aiomqtt.MqttError):
+                await client.publish(
+                    f"{self.base}/bridge/state", self._online_payload(False), 1, True, timeout=2
+                )
         for device in self._devices.values():
             if device.occupancy_timer:
                 device.occupancy_timer.cancel()

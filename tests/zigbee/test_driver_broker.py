@@ -359,3 +359,48 @@ async def test_stale_retained_state_at_reconnect(mqtt_broker: Broker, base_topic
             await harness.settle(0.4)
         assert (gas.value, gas.retained) == (True, True)
         assert [t for t in triples(harness.take()) if t[1] != "link"] == [("gas", "gas", True)]
+
+
+async def test_a_press_while_the_gateway_restarts_is_kept_by_a_persistent_session(
+    mqtt_broker: Broker, base_topic: str
+) -> None:
+    client_id = f"gatewayd-{base_topic}"
+    async with Zigbee2MqttBridge(
+        host=mqtt_broker.host, port=mqtt_broker.port, base_topic=base_topic, devices=sim_devices()
+    ) as bridge:
+        async with running_driver(
+            mqtt_broker.url, base_topic, SPECS, client_id=client_id
+        ) as harness:
+            await harness.settle()
+        harness.take()
+        await bridge.press("bedside_button", "hold")  # nobody connected: the broker keeps it
+        async with running_driver(mqtt_broker.url, base_topic, harness=harness):
+            sos = await harness.wait_for(lambda r: r.property == "sos")
+            await harness.settle()
+    assert (sos.device, sos.value, sos.retained) == ("sos", True, False)
+    assert [t for t in triples(harness.take()) if t[1] in ("sos", "action")] == [
+        ("sos", "action", "hold"),
+        ("sos", "sos", True),
+    ]
+
+
+async def test_no_broker_at_start_is_a_link_trouble(base_topic: str) -> None:
+    from tests.fixtures.broker import free_port
+
+    driver_url = f"mqtt://127.0.0.1:{free_port()}"
+    from drivers.zigbee2mqtt import Zigbee2MqttDriver
+
+    harness = DriverHarness(Zigbee2MqttDriver("zigbee", {"url": driver_url}, SPECS))
+    task = asyncio.create_task(harness.driver.run(harness.emit))
+    try:
+        down = await harness.wait_for(lambda r: r.property == "link")
+        await asyncio.sleep(0.6)  # a few retries
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert (down.device, down.value) == ("zigbee", False)
+    assert [t for t in triples(harness.readings)] == [("zigbee", "link", False)]
+    status = harness.driver.status()
+    assert status["connected"] is False
+    assert "127.0.0.1" in status["broker"]
