@@ -65,7 +65,7 @@ from drivers.zigbee2mqtt.bridge import (
 )
 from gatewayd.contract import RawFrame, Reading
 
-__all__ = ["SOS_ROLES", "Zigbee2MqttParser"]
+__all__ = ["MAX_DEVICES", "SOS_ROLES", "Zigbee2MqttParser"]
 
 log = structlog.get_logger(__name__)
 
@@ -96,6 +96,8 @@ _NUMBERS: Final = {
 _MAX_NAME: Final = 128
 _MAX_ACTION: Final = 64
 _EVENTS_KEPT: Final = 64
+#: Remembered devices at most: a home has dozens; garbage topics must not grow memory forever.
+MAX_DEVICES: Final = 4096
 
 
 class Zigbee2MqttParser:
@@ -315,6 +317,8 @@ class Zigbee2MqttParser:
     ) -> list[Reading]:
         if not values:
             return []
+        if name not in self._state and len(self._state) >= MAX_DEVICES:
+            raise _Rejected("too many devices")
         known = self._state.setdefault(name, {})
         device = self._device_id(name)
         base_extra = {**self._extra(name), **(extra or {})}

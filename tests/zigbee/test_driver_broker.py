@@ -10,11 +10,12 @@ from typing import Any
 import pytest
 
 from drivers.base import LocalCommand
+from drivers.zigbee2mqtt import Zigbee2MqttDriver
 from firmware_sim.zigbee2mqtt import SimDevice, Zigbee2MqttBridge
 from firmware_sim.zigbee_models import IDENTIFY
 from gatewayd.contract import Reading
-from tests.fixtures.broker import Broker, SpawnedBroker
-from tests.fixtures.zigbee import DriverHarness, running_driver, spec
+from tests.fixtures.broker import Broker, SpawnedBroker, free_port
+from tests.fixtures.zigbee import DriverHarness, TlsBroker, running_driver, spec
 
 pytestmark = pytest.mark.broker
 
@@ -385,11 +386,7 @@ async def test_a_press_while_the_gateway_restarts_is_kept_by_a_persistent_sessio
 
 
 async def test_no_broker_at_start_is_a_link_trouble(base_topic: str) -> None:
-    from tests.fixtures.broker import free_port
-
     driver_url = f"mqtt://127.0.0.1:{free_port()}"
-    from drivers.zigbee2mqtt import Zigbee2MqttDriver
-
     harness = DriverHarness(Zigbee2MqttDriver("zigbee", {"url": driver_url}, SPECS))
     task = asyncio.create_task(harness.driver.run(harness.emit))
     try:
@@ -404,3 +401,28 @@ async def test_no_broker_at_start_is_a_link_trouble(base_topic: str) -> None:
     status = harness.driver.status()
     assert status["connected"] is False
     assert "127.0.0.1" in status["broker"]
+
+
+async def test_mqtts_with_a_private_ca_and_a_password(
+    tls_broker: TlsBroker, base_topic: str
+) -> None:
+    url = f"mqtts://127.0.0.1:{tls_broker.port}"
+    options = {
+        "username": tls_broker.username,
+        "password": tls_broker.password,
+        "ca_file": str(tls_broker.ca_file),
+    }
+    async with running_driver(url, base_topic, SPECS, **options) as harness:
+        assert harness.driver.status()["connected"] is True
+    wrong = Zigbee2MqttDriver("zigbee", {"url": url, **options, "password": "wrong"}, SPECS)
+    harness = DriverHarness(wrong)
+    task = asyncio.create_task(wrong.run(harness.emit))
+    try:
+        refused = await harness.wait_for(lambda r: r.property == "link")
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert refused.value is False
+    assert "authori" in str(refused.extra["reason"]).lower()
+    assert "wrong" not in str(wrong.status())

@@ -245,3 +245,15 @@ def test_a_bad_field_does_not_hide_the_good_ones() -> None:
     got = parser.parse(frame("s", {"smoke": True, "battery": "lots"}))
     assert values(got) == [("smoke", "smoke", True)]
     assert parser.stats.rejected_by_reason == {"battery is not a number in range": 1}
+
+
+def test_memory_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    import drivers.zigbee2mqtt.parser as parser_module
+
+    monkeypatch.setattr(parser_module, "MAX_DEVICES", 3)
+    parser = make()
+    for n in range(5):
+        parser.parse(frame(f"dev{n}", {"smoke": False}))
+    assert parser.stats.rejected_by_reason == {"too many devices": 2}
+    # Devices already known keep working.
+    assert values(parser.parse(frame("dev0", {"smoke": True}))) == [("dev0", "smoke", True)]
