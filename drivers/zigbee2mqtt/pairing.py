@@ -295,8 +295,9 @@ async def pair_device(
             if event.status == "failed":
                 raise InterviewFailed(event.ieee_address)
     finally:
-        # Never leave the network open: a stranger's device could join it.
+        # Never leave the network open: a stranger's device could join it. (After Ctrl-C the
+        # task's one cancellation has been delivered, so this await still runs.)
         try:
-            await asyncio.shield(session.permit_join(0))
+            await session.permit_join(0)
         except (BridgeError, aiomqtt.MqttError) as exc:
             log.error("zigbee_permit_join_not_closed", error=str(exc))
