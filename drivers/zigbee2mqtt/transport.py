@@ -14,7 +14,6 @@ flag in ``RawFrame.retained``; the parser decides what is news.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import random
 import time
@@ -194,15 +193,31 @@ class Zigbee2MqttDriver(Driver):
         inventory_topic = f"{self.base_topic}/bridge/devices"
         if self.opts.inventory_wait > 0:
             await client.subscribe(inventory_topic, qos=1)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.opts.inventory_wait):
-                    async for message in client.messages:
-                        await self._received(message, emit)
-                        if str(message.topic) == inventory_topic:
-                            break
+            await self._await_inventory(client, emit, inventory_topic)
         await client.subscribe(f"{self.base_topic}/#", qos=1)
         if self.opts.inventory_wait > 0:
             await client.unsubscribe(inventory_topic)
+
+    async def _await_inventory(
+        self, client: aiomqtt.Client, emit: FrameSink, inventory_topic: str
+    ) -> None:
+        """Pass on what arrives until the inventory did, or ``inventory_wait`` is over.
+
+        This polls rather than cancelling a pending receive at the deadline: aiomqtt drops a
+        message that arrives just as its receive is cancelled, and a persistent session may be
+        delivering a queued SOS press right now.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.opts.inventory_wait
+        messages = client.messages
+        while loop.time() < deadline:
+            if len(messages) == 0:
+                await asyncio.sleep(0.02)
+                continue
+            message = await anext(messages)
+            await self._received(message, emit)
+            if str(message.topic) == inventory_topic:
+                return
 
     async def _received(self, message: aiomqtt.Message, emit: FrameSink) -> None:
         topic = str(message.topic)
