@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "test": "gatewayd.commands.walktest:walk_test",
     "mode": "gatewayd.commands.mode:mode",
     "devices": "gatewayd.commands.devices:devices",
+    "enroll": "gatewayd.commands.enroll:enroll",
 }
 
 #: Exit codes scripts can rely on.
