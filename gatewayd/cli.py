@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "init": "gatewayd.commands.init:init",
     "test": "gatewayd.commands.walktest:walk_test",
     "mode": "gatewayd.commands.mode:mode",
+    "devices": "gatewayd.commands.devices:devices",
     "enroll": "gatewayd.commands.enroll:enroll",
     "record": "gatewayd.commands.record:record",
     "replay": "gatewayd.commands.replay:replay",
