@@ -154,7 +154,7 @@ def build_decider(
     from rules import RuleConfigError, RuleEngine, load_rules
 
     try:
-        rules = load_rules(config.rules, source=source, text=rules_text)
+        rules = load_rules(config.rules, source=source, text=rules_text, devices=config.devices)
     except RuleConfigError as exc:
         raise ReplayError(str(exc)) from exc
     try:
