@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from gatewayd.contract import RawFrame
-from gatewayd.trace import TraceError, TraceWriter, encode_frame
+from gatewayd.trace import TraceControl, TraceError, TraceWriter
 
 if TYPE_CHECKING:
     from gatewayd.config import HomeConfig
@@ -87,7 +87,7 @@ class Recorder:
         self.max_pending = max_pending
         self.fsync = fsync
         self.stats = RecorderStats()
-        self._pending: collections.deque[RawFrame] = collections.deque()
+        self._pending: collections.deque[RawFrame | TraceControl] = collections.deque()
         self._writer: TraceWriter | None = None
         self._lock = threading.Lock()  # serialises flushes (the thread, flush(), close())
         self._wake = threading.Event()
@@ -172,6 +172,20 @@ class Recorder:
 
     __call__ = tap
 
+    def note_ack(self, condition: str, at: datetime | None = None) -> None:
+        """Record that dispatch acknowledged ``condition`` (replay acknowledges it too)."""
+        self._note(TraceControl("ack", condition, at or datetime.now(UTC)))
+
+    def note_mode(self, mode: str, at: datetime | None = None) -> None:
+        """Record a mode change (normal, away, test), so replay changes mode at that time."""
+        self._note(TraceControl("mode", mode, at or datetime.now(UTC)))
+
+    def _note(self, control: TraceControl) -> None:
+        if not self.closed and len(self._pending) < self.max_pending:
+            self._pending.append(control)
+        else:
+            self.stats.dropped += 1
+
     # -- writing --------------------------------------------------------------------------
 
     def _open_writer(self) -> TraceWriter:
@@ -198,7 +212,7 @@ class Recorder:
                 log.exception("trace_flush_failed", path=str(self.path), error=str(exc))
 
     def _flush_locked(self) -> None:
-        batch: list[RawFrame] = []
+        batch: list[RawFrame | TraceControl] = []
         pending = self._pending
         while pending:
             batch.append(pending.popleft())
@@ -213,8 +227,8 @@ class Recorder:
         writer = self._writer
         done = 0
         try:
-            for frame in batch:
-                writer.write_raw(encode_frame(frame))
+            for item in batch:
+                writer.write(item)
                 done += 1
                 if writer.estimated_size >= self.max_bytes:
                     writer.flush()

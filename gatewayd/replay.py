@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import structlog
 
 from gatewayd.contract import RawFrame, Reading
-from gatewayd.trace import iso_utc
+from gatewayd.trace import TraceControl, iso_utc
 
 if TYPE_CHECKING:
     from gatewayd.config import HomeConfig
@@ -72,6 +72,8 @@ class DeciderLike(Protocol):
     def engine(self) -> Any: ...
     def frame(self, frame: RawFrame) -> Sequence[DecidedLike]: ...
     def tick(self, now: datetime) -> Sequence[DecidedLike]: ...
+    def acknowledge(self, condition: str, now: datetime) -> Sequence[DecidedLike]: ...
+    def set_mode(self, mode: str, now: datetime) -> Sequence[DecidedLike]: ...
 
 
 # -- canonical decisions ------------------------------------------------------------------
@@ -173,6 +175,8 @@ def build_decider(
 class ReplaySummary:
     frames: int = 0
     frames_after_until: int = 0
+    #: acknowledgements and mode changes replayed
+    controls: int = 0
     ticks: int = 0
     decisions: int = 0
     events: int = 0
@@ -269,12 +273,19 @@ class Replay:
         self._readings_seen: int | None = None
         self._deadline_stale = True
 
-    def run(self, frames: Iterable[RawFrame]) -> ReplaySummary:
-        """Replay every frame (up to ``until``), then keep ticking up to ``until``."""
+    def run(self, frames: Iterable[RawFrame | TraceControl]) -> ReplaySummary:
+        """Replay every frame (up to ``until``), then keep ticking up to ``until``.
+
+        Acknowledgements and mode changes recorded in the trace are given to the decider at
+        their time, as the live pipeline gave them.
+        """
         started = time.perf_counter()
         summary = self.summary
         try:
             for frame in frames:
+                if isinstance(frame, TraceControl):
+                    self._control(frame)
+                    continue
                 at = frame.wall_time
                 if self.until is not None and at > self.until:
                     summary.frames_after_until += 1
@@ -300,6 +311,22 @@ class Replay:
             summary.last_at = self.now
             summary.elapsed_s = time.perf_counter() - started
         return summary
+
+    def _control(self, control: TraceControl) -> None:
+        at = control.at
+        if self.until is not None and at > self.until:
+            return
+        self._advance(at)
+        if self._pace is not None:
+            self._pace(at)
+        if self.now is None or at > self.now:
+            self.now = at
+        self.summary.controls += 1
+        self._deadline_stale = True
+        if control.what == "ack":
+            self._emit(self.decider.acknowledge(control.value, at))
+        elif control.what == "mode":
+            self._emit(self.decider.set_mode(control.value, at))
 
     def _deadline(self) -> datetime | None:
         """The engine's next deadline, asked again only when its state may have changed.

@@ -47,13 +47,16 @@ from gatewayd.contract import RawFrame
 __all__ = [
     "FORMAT",
     "VERSION",
+    "TraceControl",
     "TraceError",
     "TraceHeader",
+    "TraceItem",
     "TraceProblem",
     "TraceReader",
     "TraceStats",
     "TraceWriter",
     "decode_line",
+    "encode_control",
     "encode_frame",
     "encode_header",
     "iso_utc",
@@ -84,6 +87,21 @@ class TraceHeader:
     mono: float | None = None
     version: int = VERSION
     line: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TraceControl:
+    """What reached the rules besides frames: dispatch acknowledged an alarm, the mode changed.
+
+    ``what`` is ``ack`` (``value`` the condition key) or ``mode`` (``value`` normal, away, test).
+    """
+
+    what: str
+    value: str
+    at: datetime
+
+
+TraceItem = TraceHeader | RawFrame | TraceControl
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +150,12 @@ def encode_header(gateway_id: str, started: datetime, mono: float | None = None)
     if mono is not None:
         record["mono"] = mono
     return _json_line(record)
+
+
+def encode_control(control: TraceControl) -> bytes:
+    """One trace line for an acknowledgement or a mode change."""
+    key = "condition" if control.what == "ack" else "mode"
+    return _json_line({"t": control.what, "wall": iso_utc(control.at), key: control.value})
 
 
 def encode_frame(frame: RawFrame) -> bytes:
@@ -273,7 +297,7 @@ def _construct_checked() -> Callable[[dict[str, Any]], RawFrame]:
 _construct = _construct_checked()
 
 
-def decode_line(line: bytes | str) -> TraceHeader | RawFrame:
+def decode_line(line: bytes | str) -> TraceItem:
     """Decode one trace line; raises ValueError naming what is wrong with it."""
     try:
         record = json.loads(line)
@@ -299,6 +323,12 @@ def decode_line(line: bytes | str) -> TraceHeader | RawFrame:
             else None,
             version=version,
         )
+    if tag == "ack" or tag == "mode":
+        key = "condition" if tag == "ack" else "mode"
+        value = record.get(key)
+        if type(value) is not str or not 0 < len(value) <= 256:
+            raise _BadLine(f"field {key!r} is missing or not a short string")
+        return TraceControl(tag, value, _time(record, "wall"))
     raise _BadLine(f"unknown record type {str(tag)[:20]!r}")
 
 
@@ -407,7 +437,7 @@ class TraceReader:
         if self._on_problem is not None:
             self._on_problem(problem)
 
-    def __iter__(self) -> Iterator[TraceHeader | RawFrame]:
+    def __iter__(self) -> Iterator[TraceItem]:
         for path in self.paths:
             yield from self._read(path)
 
@@ -416,7 +446,13 @@ class TraceReader:
             if isinstance(item, RawFrame):
                 yield item
 
-    def _read(self, path: Path) -> Iterator[TraceHeader | RawFrame]:
+    def inputs(self) -> Iterator[RawFrame | TraceControl]:
+        """Everything the rules were given, in order: frames, acknowledgements, mode changes."""
+        for item in self:
+            if not isinstance(item, TraceHeader):
+                yield item
+
+    def _read(self, path: Path) -> Iterator[TraceItem]:
         try:
             stream = path.open("rb")
         except OSError as exc:
@@ -468,7 +504,8 @@ class TraceReader:
                 if not supported:
                     self.stats.skipped += 1
                     continue
-                self.stats.frames += 1
+                if isinstance(item, RawFrame):
+                    self.stats.frames += 1
                 yield item
             for reason in damage:
                 self._problem(path, number + 1, reason)
@@ -549,8 +586,8 @@ class TraceWriter:
         """Uncompressed bytes written by this writer."""
         return self._written
 
-    def write(self, frame: RawFrame) -> None:
-        self.write_raw(encode_frame(frame))
+    def write(self, item: RawFrame | TraceControl) -> None:
+        self.write_raw(encode_frame(item) if isinstance(item, RawFrame) else encode_control(item))
 
     def write_raw(self, data: bytes) -> None:
         try:

@@ -303,7 +303,7 @@ def replay(
     )
     try:
         with tracker:
-            summary = engine.run(reader.frames())
+            summary = engine.run(reader.inputs())
     except TraceError as exc:
         fail(str(exc), EXIT_FAILURE)
     except KeyboardInterrupt:

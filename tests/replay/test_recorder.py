@@ -209,3 +209,21 @@ def test_an_idle_recorder_does_not_grow_the_file(tmp_path: Path) -> None:
     time.sleep(0.3)  # some fifteen idle flush rounds
     assert path.stat().st_size == size
     recorder.close()
+
+
+def test_acknowledgements_and_mode_changes_are_recorded_in_order(tmp_path: Path) -> None:
+    from gatewayd.trace import TraceControl
+
+    path = tmp_path / "rec.jsonl"
+    recorder = Recorder.open(path, gateway_id="gw")
+    recorder.tap(frame(1))
+    recorder.note_ack("smoke:smoke-kitchen", T0)
+    recorder.note_mode("away", T0 + timedelta(seconds=1))
+    recorder.tap(frame(2))
+    recorder.close()
+    assert list(TraceReader(path).inputs()) == [
+        frame(1),
+        TraceControl("ack", "smoke:smoke-kitchen", T0),
+        TraceControl("mode", "away", T0 + timedelta(seconds=1)),
+        frame(2),
+    ]

@@ -92,6 +92,7 @@ class Decider:
         self.engine = engine
         #: As the real decider counts them: the replay asks for a new deadline only after one.
         self.readings = 0
+        self.controls: list[tuple[str, str, datetime]] = []
 
     def frame(self, frame: RawFrame) -> list[Decided]:
         data = json.loads(frame.payload)
@@ -111,6 +112,14 @@ class Decider:
 
     def tick(self, now: datetime) -> list[Decided]:
         return [Decided(d, now) for d in self.engine.tick(now)]
+
+    def acknowledge(self, condition: str, now: datetime) -> list[Decided]:
+        self.controls.append(("ack", condition, now))
+        return [Decided(Event("acknowledged", None, condition), now)]
+
+    def set_mode(self, mode: str, now: datetime) -> list[Decided]:
+        self.controls.append(("mode", mode, now))
+        return []
 
 
 def motion(at: datetime, device: str | None = "motion-hall") -> RawFrame:
@@ -277,3 +286,23 @@ def test_exact_deadlines_decide_as_a_one_second_clock_does(
         Decider(InactivityEngine(timedelta(seconds=window), exact=False)), frames, until=until
     )
     assert exact == every_second
+
+
+def test_acknowledgements_and_mode_changes_are_replayed_at_their_time() -> None:
+    from gatewayd.trace import TraceControl
+
+    ack_at = T0 + timedelta(hours=3)
+    inputs = [
+        motion(T0),
+        TraceControl("mode", "away", T0 + timedelta(minutes=10)),
+        TraceControl("ack", "inactivity", ack_at),
+        motion(T0 + timedelta(hours=4)),
+    ]
+    decider = Decider(InactivityEngine(timedelta(hours=2)))
+    lines = replay_lines(decider, inputs)
+    assert decider.controls == [
+        ("mode", "away", T0 + timedelta(minutes=10)),
+        ("ack", "inactivity", ack_at),
+    ]
+    # The deadline before the acknowledgement is ticked first.
+    assert [k for k, _ in kinds_at(lines)] == ["motion", "inactivity", "acknowledged", "motion"]

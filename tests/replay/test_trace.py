@@ -16,6 +16,7 @@ from gatewayd.contract import RawFrame
 from gatewayd.trace import (
     FORMAT,
     VERSION,
+    TraceControl,
     TraceError,
     TraceHeader,
     TraceReader,
@@ -288,7 +289,7 @@ json_values = st.recursive(
     max_leaves=12,
 )
 frame_like = st.fixed_dictionaries(
-    {"t": st.sampled_from(["frame", "header", "x"])},
+    {"t": st.sampled_from(["frame", "header", "ack", "mode", "x"])},
     optional={
         "wall": st.text(max_size=30) | st.just("2026-03-02T05:00:00Z") | json_values,
         "started": st.just("2026-03-02T05:00:00+01:00") | json_values,
@@ -301,6 +302,8 @@ frame_like = st.fixed_dictionaries(
         "b64": st.text(max_size=30) | json_values,
         "format": st.just(FORMAT) | json_values,
         "v": st.integers() | json_values,
+        "condition": st.text(max_size=300) | json_values,
+        "mode": st.sampled_from(["away", ""]) | json_values,
     },
 )
 any_line = (
@@ -324,8 +327,9 @@ def test_arbitrary_lines_never_raise(
     reader = TraceReader(path)
     items = list(reader)
     for item in items:
-        assert isinstance(item, RawFrame | TraceHeader)
-    assert reader.stats.frames + reader.stats.headers == len(items) <= reader.stats.lines
+        assert isinstance(item, RawFrame | TraceHeader | TraceControl)
+    assert len(items) <= reader.stats.lines
+    assert reader.stats.frames == sum(isinstance(i, RawFrame) for i in items)
     for line in lines:
         with contextlib.suppress(ValueError):
             decode_line(line)
@@ -355,3 +359,25 @@ def test_progress_counts_bytes_read(tmp_path: Path) -> None:
     assert seen == sorted(seen)
     assert 0 < seen[1] < reader.total_bytes
     assert reader.bytes_read == reader.total_bytes == path.stat().st_size
+
+
+def test_acknowledgements_and_mode_changes_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl.gz"
+    items = [
+        frame(1),
+        TraceControl("ack", "smoke:smoke-kitchen", T0 + timedelta(seconds=2)),
+        TraceControl("mode", "away", T0 + timedelta(seconds=3)),
+        frame(4),
+    ]
+    with TraceWriter.open(path, gateway_id="gw") as w:
+        for item in items:
+            w.write(item)
+    reader = TraceReader(path)
+    assert list(reader.inputs()) == items
+    assert list(TraceReader(path).frames()) == [frame(1), frame(4)]
+    assert reader.stats.frames == 2
+    assert decode_line(b'{"t":"ack","wall":"2026-03-02T05:00:00Z","condition":"sos:x"}') == (
+        TraceControl("ack", "sos:x", T0)
+    )
+    with pytest.raises(ValueError, match="'mode'"):
+        decode_line(b'{"t":"mode","wall":"2026-03-02T05:00:00Z"}')
