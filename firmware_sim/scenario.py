@@ -42,7 +42,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from gatewayd.contract import RawFrame
-from gatewayd.trace import TraceWriter
+from gatewayd.trace import TraceControl, TraceWriter
 
 __all__ = [
     "MODELS",
@@ -332,6 +332,7 @@ class Scenario:
         self._dropped: dict[str, datetime] = {}
         self._still: list[tuple[datetime, datetime]] = []
         self._last_motion: dict[str, datetime] = {}
+        self._controls: list[TraceControl] = []
 
     # -- time ----------------------------------------------------------------------------
 
@@ -500,6 +501,19 @@ class Scenario:
         )
         return self
 
+    def acknowledge(self, condition: str) -> Scenario:
+        """Dispatch acknowledges the alarm ``condition`` (e.g. ``sos:sos-button``): an operator
+        has taken it, so the gateway stops escalating it."""
+        self._controls.append(TraceControl("ack", condition, self.cursor.replace(microsecond=0)))
+        return self
+
+    def set_mode(self, mode: str) -> Scenario:
+        """The gateway's mode changes (``normal``, ``away``, ``test``)."""
+        if mode not in ("normal", "away", "test"):
+            raise ScenarioError(f"unknown mode {mode!r}; expected normal, away or test")
+        self._controls.append(TraceControl("mode", mode, self.cursor.replace(microsecond=0)))
+        return self
+
     def device_drops(self, ref: str) -> Scenario:
         """``ref`` goes silent (flat battery, out of range) from the cursor on."""
         device = self.device(ref)
@@ -622,9 +636,19 @@ class Rendered:
 
     frames: list[RawFrame]
     config: dict[str, Any]
+    #: Acknowledgements by dispatch and mode changes, in time order.
+    controls: list[TraceControl]
     gateway_id: str
     start: datetime
     end: datetime
+
+    def items(self) -> list[RawFrame | TraceControl]:
+        """Frames and controls in time order (a control after the frames of its instant)."""
+        keyed: list[tuple[datetime, int, int, RawFrame | TraceControl]] = [
+            *((f.wall_time, 0, i, f) for i, f in enumerate(self.frames)),
+            *((c.at, 1, i, c) for i, c in enumerate(self.controls)),
+        ]
+        return [item for *_, item in sorted(keyed, key=lambda k: k[:3])]
 
     def config_toml(self) -> str:
         import tomlkit
@@ -638,8 +662,8 @@ class Rendered:
         with TraceWriter.open(
             target, gateway_id=self.gateway_id, started=self.start, mono=self.frames[0].mono_time
         ) as writer:
-            for frame in self.frames:
-                writer.write(frame)
+            for item in self.items():
+                writer.write(item)
         return target
 
     def write(self, folder: str | Path, *, trace_name: str = "trace.jsonl.gz") -> tuple[Path, Path]:
@@ -748,6 +772,7 @@ class _Renderer:
         return Rendered(
             frames=self.frames,
             config=s.home_config(),
+            controls=sorted((c for c in s._controls if c.at <= self.end), key=lambda c: c.at),
             gateway_id=s.gateway_id,
             start=start,
             end=self.end,

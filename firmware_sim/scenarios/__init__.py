@@ -40,7 +40,7 @@ def week_alone() -> Scenario:
 
     - Monday on: the kitchen smoke detector's battery runs down from 100 % to 10 % over 5 days;
     - Thursday 10:41: a fall in the bedroom, then no movement for the rest of the day;
-    - Friday 18:05: smoke in the kitchen for 3 minutes;
+    - Friday 18:05: smoke in the kitchen for 3 minutes (dispatch acknowledges after 90 s);
     - Saturday 13:00: the front door sensor drops off the network and is never heard again.
     """
     home = Scenario(
@@ -55,13 +55,18 @@ def week_alone() -> Scenario:
     home.every_day(resident_routine)
     home.day(0).at("06:00").battery_drain("smoke-kitchen", from_=100, to=10, over="5d")
     home.day(3).at("10:41").fall_then_still("bedroom", for_="13h")
-    home.day(4).at("18:05").smoke("kitchen", for_="3m")
+    home.day(4).at("18:05").smoke("kitchen", for_="3m").after("90s").acknowledge(
+        "smoke:smoke-kitchen"
+    )
     home.day(5).at("13:00").device_drops("door-front")
     return home
 
 
 def sos_at_night() -> Scenario:
-    """One night: asleep at 22:30, an SOS press at 02:14, pressed again (held) at 02:16."""
+    """One night: asleep at 22:30, an SOS press at 02:14, pressed again (held) at 02:16.
+
+    Dispatch acknowledges each alarm within a minute and a half, so escalation stops.
+    """
     home = Scenario(
         start="2026-03-10T20:00",
         tz="Europe/Berlin",
@@ -73,13 +78,15 @@ def sos_at_night() -> Scenario:
     )
     home.at("20:30").motion("living").after("1h").motion("living")
     home.at("22:05").motion("bathroom").after("20m").motion("bedroom")
-    home.day(1).at("02:14").sos("sos-button").after("2m").sos("sos-button", action="hold")
+    home.day(1).at("02:14").sos("sos-button").after("90s").acknowledge("sos:sos-button")
+    home.at("02:16").sos("sos-button", action="hold").after("70s").acknowledge("sos:sos-button")
     home.at("02:25").motion("bedroom")
     return home
 
 
 def kitchen_gas() -> Scenario:
-    """An afternoon: cooking, a gas leak for 6 minutes, later a leak under the bathroom sink."""
+    """An afternoon: cooking, a gas leak for 6 minutes (dispatch acknowledges it after 2), later
+    a leak under the bathroom sink."""
     home = Scenario(
         start="2026-03-12T14:00",
         tz="Europe/Berlin",
@@ -97,7 +104,7 @@ def kitchen_gas() -> Scenario:
             )
 
     afternoon(home, random.Random(5))
-    home.at("16:40").gas("kitchen", for_="6m")
+    home.at("16:40").gas("kitchen", for_="6m").after("2m").acknowledge("gas:gas-kitchen")
     home.at("17:30").leak("bathroom", for_="25m")
     return home
 

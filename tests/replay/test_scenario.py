@@ -241,3 +241,23 @@ def test_433_mhz_devices_speak_rflink_lines() -> None:
     assert smoke is not None
     assert (smoke.driver, smoke.address) == ("rf", "SmokeAlert:0A1B2C")
     assert not [f for f in rendered.frames if f.source.endswith("/rf-smoke-hall/availability")]
+
+
+def test_dispatch_acknowledgements_and_modes_go_into_the_trace(tmp_path: Path) -> None:
+    from gatewayd.trace import TraceControl
+
+    home = small_home()
+    home.at("09:00").sos("sos-button").after("90s").acknowledge("sos:sos-button")
+    home.at("12:00").set_mode("away")
+    rendered = home.render()
+    assert rendered.controls == [
+        TraceControl("ack", "sos:sos-button", datetime(2026, 3, 2, 8, 1, 30, tzinfo=UTC)),
+        TraceControl("mode", "away", datetime(2026, 3, 2, 11, 0, tzinfo=UTC)),
+    ]
+    trace = rendered.write_trace(tmp_path / "t.jsonl")
+    inputs = list(TraceReader(trace).inputs())
+    assert [i for i in inputs if isinstance(i, TraceControl)] == rendered.controls
+    times = [i.at if isinstance(i, TraceControl) else i.wall_time for i in inputs]
+    assert times == sorted(times)
+    with pytest.raises(ScenarioError, match="unknown mode"):
+        home.set_mode("holiday")
