@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.fixtures.postgres",
     "tests.fixtures.netfault",
     "tests.fixtures.zigbee",
+    "tests.fixtures.gateway",
 ]
