@@ -305,6 +305,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--port", type=int, default=None, help="TCP port (default: a free one)")
     args = parser.parse_args(argv)
+    # Stdout answers the commands; logs go to stderr.
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_main(args.port))
 

@@ -71,6 +71,7 @@ class RflinkSimulator:
         self._slave: int | None = None
         self._inbuf = b""
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._command_seen = asyncio.Event()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -134,6 +135,13 @@ class RflinkSimulator:
 
     def answer_pings(self) -> None:
         self.answering_pings = True
+
+    async def wait_for_command(self, line: str, *, within: float = 5.0) -> None:
+        """Until the host has sent ``line`` (a transmit command, say); TimeoutError after."""
+        async with asyncio.timeout(within):
+            while line not in self.received:
+                self._command_seen.clear()
+                await self._command_seen.wait()
 
     # -- what the radio hears ----------------------------------------------------------------
 
@@ -240,6 +248,7 @@ class RflinkSimulator:
         if not line:
             return
         self.received.append(line)
+        self._command_seen.set()
         upper = line.upper()
         if upper == "10;PING;":
             self.pings += 1
@@ -311,6 +320,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--link-dir", help="directory for the port symlink (default: a temp dir)")
     args = parser.parse_args(argv)
+    # Stdout answers the commands; logs go to stderr.
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_main(args.link_dir))
 

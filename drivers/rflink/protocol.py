@@ -85,11 +85,11 @@ def decode_line(payload: bytes) -> RflinkLine:
     parts = text.split(";")
     if parts[-1] == "":
         parts.pop()
+    if parts[0] != "20":
+        raise LineError("not_from_receiver")
     if len(parts) < 3:
         raise LineError("too_few_fields")
-    node, seq_text, name, *rest = parts
-    if node != "20":
-        raise LineError("not_from_receiver")
+    _, seq_text, name, *rest = parts
     if not _SEQ.match(seq_text):
         raise LineError("bad_counter")
     name = name.strip()
