@@ -47,6 +47,7 @@ __all__ = [
     "Profile",
     "ProfileError",
     "Registers",
+    "Table",
     "get_profile",
 ]
 
