@@ -89,9 +89,10 @@ class RflinkSimulator:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._plug()
-        if self.banner:
-            self.reboot()
+        if self._master is None:
+            self._plug()
+            if self.banner:
+                self.reboot()
 
     async def stop(self) -> None:
         self.unplug()
@@ -119,10 +120,14 @@ class RflinkSimulator:
             os.unlink(self.port)
         log.info("rflink_sim_unplugged", port=self.port)
 
-    async def replug(self) -> None:
+    def replug(self) -> None:
         """A receiver plugged back in: a new pty under the same :attr:`port`, then the banner."""
+        if self._loop is None:
+            raise RuntimeError("replug() needs a started simulator (await start() first)")
         self.unplug()
-        await self.start()
+        self._plug()
+        if self.banner:
+            self.reboot()
 
     def reboot(self) -> None:
         """The firmware restarts (as when the host toggles DTR): counter back to 00, banner."""
@@ -293,7 +298,7 @@ async def _run_command(sim: RflinkSimulator, words: list[str]) -> str:
         sim.unplug()
         return "unplugged"
     if cmd == "replug":
-        await sim.replug()
+        sim.replug()
         return f"plugged at {sim.port}"
     if cmd == "mute":
         sim.stop_answering_pings()

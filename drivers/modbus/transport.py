@@ -101,6 +101,8 @@ class ModbusPoller:
         self.failures: dict[str, int] = {}
 
     async def run(self, emit: FrameSink) -> None:
+        # A restarted transport may feed a fresh parser: the first poll of each device is news.
+        self._last.clear()
         if not self._endpoints:
             # Nothing to poll; stay alive like any driver until cancelled.
             await asyncio.Event().wait()

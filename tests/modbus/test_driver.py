@@ -72,6 +72,12 @@ async def test_gas_and_leak_alarms_and_restores(sim: ModbusSimulator) -> None:
         assert p.count(has("leak-bath", "water_leak", True)) == 1
         assert p.parser.stats.rejected == 0
         assert all(f.source in (sim.address(1), sim.address(2)) for f in p.frames)
+        # Unchanged polls are not sent on: far fewer frames than polls.
+        polls = sum(driver.poller.polls.values())
+        assert len(p.frames) < polls
+        # The recorded frames replay to the same readings through a fresh parser.
+        fresh = driver.create_parser()
+        assert [r for f in p.frames for r in fresh.parse(f)] == p.readings
 
 
 async def test_devices_offline_when_the_server_stops_and_back_on_the_same_port(
@@ -96,6 +102,8 @@ async def test_devices_offline_when_the_server_stops_and_back_on_the_same_port(
         await p.wait_for(has("leak-bath", "available", True), after=mark)
         # The alarm held across the outage: no second alarm reading.
         assert p.count(has("gas-kitchen", "gas", True)) == 1
+        fresh = driver.create_parser()
+        assert [r for f in p.frames for r in fresh.parse(f)] == p.readings
 
 
 async def test_exception_responses_make_the_device_offline(sim: ModbusSimulator) -> None:

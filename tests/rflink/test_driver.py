@@ -97,13 +97,16 @@ async def test_unplugged_receiver_is_link_down_and_recovers(sim: RflinkSimulator
         assert "port" in str(down.extra["reason"])
         await asyncio.sleep(0.4)  # a few failed reopen attempts
         mark = p.mark()
-        await sim.replug()
+        sim.replug()
         await p.wait_for(has("rf", "link", True), after=mark)
         await sim.smoke("123456")
         await p.wait_for(has("smoke-hall", "smoke", True), after=mark)
         assert driver.transport.opens == 2
         # One down and one up per outage, however many reopen attempts failed.
         assert [r.value for r in p.readings if r.property == "link"] == [True, False, True]
+        # The recorded frames, link frames included, replay to the same readings.
+        fresh = driver.create_parser()
+        assert [r for f in p.frames for r in fresh.parse(f)] == p.readings
 
 
 async def test_receiver_that_stops_answering_pings_is_link_down(sim: RflinkSimulator) -> None:
