@@ -85,6 +85,7 @@ class RflinkDriver(Driver):
     def __init__(self, driver_id: str, options: dict[str, Any], devices: Sequence[DeviceSpec]):
         super().__init__(driver_id, options, devices)
         self.rf_devices = [_rf_device(driver_id, spec) for spec in self.devices]
+        _check_unique(driver_id, self.rf_devices)
         opts = self.opts
         self.transport = RflinkTransport(
             driver_id,
@@ -153,3 +154,15 @@ def _rf_device(driver_id: str, spec: DeviceSpec) -> RflinkDevice:
         closed_switch=str(opts["closed_switch"]) if "closed_switch" in opts else None,
         options=dict(opts),
     )
+
+
+def _check_unique(driver_id: str, devices: list[RflinkDevice]) -> None:
+    seen: dict[tuple[str, str, str | None], str] = {}
+    for device in devices:
+        key = (device.protocol.lower(), device.rf_id.lower(), (device.switch or "").lower() or None)
+        if key in seen:
+            raise DriverConfigError(
+                f"driver {driver_id!r}: devices {seen[key]!r} and {device.id!r} have the same "
+                f"RFLink address"
+            )
+        seen[key] = device.id

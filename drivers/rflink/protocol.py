@@ -95,6 +95,9 @@ def decode_line(payload: bytes) -> RflinkLine:
     name = name.strip()
     if not name:
         raise LineError("empty_name")
+    if name.upper() == "DEBUG":
+        # Pulse dumps (10;RFDEBUG=ON;) have labels like "Pulses(uSec)": not packets, not errors.
+        return RflinkLine(seq=int(seq_text, 16), name=name, body=";".join(parts[2:]))
     fields: dict[str, str] = {}
     flags: list[str] = []
     for part in rest:

@@ -167,6 +167,14 @@ def test_registered_under_its_type_name() -> None:
             [DeviceSpec(id="s", driver="rf", address="SmokeAlert", role="smoke")],
             "'s'.*Protocol:ID",
         ),
+        (
+            {"port": "/dev/x"},
+            [
+                DeviceSpec(id="a", driver="rf", address="Pir:AA66", role="motion"),
+                DeviceSpec(id="b", driver="rf", address="pir:aa66", role="motion"),
+            ],
+            "'a' and 'b' have the same RFLink address",
+        ),
     ],
 )
 def test_bad_config_is_named(

@@ -116,6 +116,13 @@ def test_malformed_lines_are_refused_by_name(payload: bytes, reason: str) -> Non
     assert parser.stats.rejected_by_reason == {reason: 1}
 
 
+def test_debug_pulse_dumps_are_ignored() -> None:
+    parser = RflinkParser("rf")
+    dump = "20;0A;DEBUG;Pulses=92;Pulses(uSec)=1200,420,390,1230,1230,390;"
+    assert parser.parse(frame(dump)) == []
+    assert parser.stats.rejected == 0
+
+
 def test_pong_with_any_counter() -> None:
     assert is_pong(b"20;99;PONG;")
     assert is_pong(b"20;3A;PONG;\r\n")
