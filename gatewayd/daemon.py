@@ -126,7 +126,7 @@ class DriverRunner:
         )
         return DriverHealth(
             name=self.driver.id,
-            state=state,  # type: ignore[arg-type]
+            state=state,
             detail=self.detail,
             restarts=self.restarts,
         )

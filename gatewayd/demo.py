@@ -100,35 +100,36 @@ class DispatchProcess:
             raise click.ClickException(f"dispatchd {' '.join(args)}: {result.stderr.strip()}")
         return result.stdout.strip()
 
-    def _spawn(self) -> None:
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "dispatch",
-                "serve",
-                "--db",
-                self.db_url,
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=self._env(),
-        )
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "dispatch",
+                    "serve",
+                    "--db",
+                    self.db_url,
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self._env(),
+            )
+        return self.process
 
     async def start(self) -> None:
         await asyncio.to_thread(self.cli, "migrate")
-        self._spawn()
+        process = self._spawn()
         deadline = time.monotonic() + 30
         async with httpx.AsyncClient(timeout=1.0) as client:
             while time.monotonic() < deadline:
-                if self.process.poll() is not None:
+                if process.poll() is not None:
                     raise click.ClickException(
-                        f"dispatchd exited with {self.process.returncode}; see {self.log_path}"
+                        f"dispatchd exited with {process.returncode}; see {self.log_path}"
                     )
                 with contextlib.suppress(httpx.HTTPError):
                     if (await client.get(f"{self.url}/healthz")).status_code == 200:
@@ -302,10 +303,9 @@ class Demo:
                 shutil.rmtree(workdir, ignore_errors=True)
 
     async def _run(self, workdir: Path, dispatch: DispatchProcess) -> int:
+        from firmware_sim.ble import BleBroadcaster, BthomeDevice
         from firmware_sim.modbus import GAS, LEAK, ModbusSimulator
         from firmware_sim.rflink import RflinkSimulator
-
-        from firmware_sim.ble import BleBroadcaster, BthomeDevice
         from gatewayd.config import load_config
         from gatewayd.daemon import Gateway, credential_path
         from gatewayd.dispatch_client import DispatchClient

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from firmware_sim.rflink import RflinkSimulator
 
+from firmware_sim.rflink import RflinkSimulator
 from tests.fixtures.gateway import GatewayProcess, NotifyListener
 
 pytestmark = pytest.mark.slow
@@ -155,7 +155,7 @@ async def test_a_vanishing_serial_receiver_is_a_trouble_and_recovers(
         await until(lambda: gw.logged("gateway_ready"), 30, "gateway ready")
         sim.unplug()
         await until(lambda: "driver_fault" in gw.kinds(), 20, "driver_fault trouble")
-        await sim.replug()
+        sim.replug()
         await until(lambda: "driver_fault_restore" in gw.kinds(), 30, "driver_fault restore")
         await sim.smoke(SMOKE_ID, on=True)
         await until(lambda: "smoke" in gw.kinds("smoke-bedroom"), 15, "alarms flow again")
