@@ -8,4 +8,5 @@ pytest_plugins = [
     "tests.fixtures.netfault",
     "tests.fixtures.zigbee",
     "tests.fixtures.gateway",
+    "tests.fixtures.dispatch",
 ]
