@@ -7,4 +7,6 @@ pytest_plugins = [
     "tests.fixtures.postgres",
     "tests.fixtures.netfault",
     "tests.fixtures.zigbee",
+    "tests.fixtures.gateway",
+    "tests.fixtures.dispatch",
 ]
