@@ -110,7 +110,10 @@ def kitchen_gas() -> Scenario:
 
 
 def rf_smoke_hall() -> Scenario:
-    """An evening with 433 MHz devices: an RFLink smoke alarm in the hall, a pendant press."""
+    """An evening with 433 MHz devices: an RFLink smoke alarm in the hall, a pendant press.
+
+    Dispatch acknowledges both alarms within a minute and a half.
+    """
     kit = [
         *default_kit(),
         KitDevice(
@@ -128,8 +131,11 @@ def rf_smoke_hall() -> Scenario:
         household="hh-rf-smoke",
     )
     home.at("17:20").motion("kitchen").after("10m").motion("living")
-    home.at("19:02").smoke("rf-smoke-hall", for_="4m")
+    home.at("19:02").smoke("rf-smoke-hall", for_="4m").after("80s").acknowledge(
+        "smoke:rf-smoke-hall"
+    )
     home.at("19:03").motion("hall").after("30s").sos("rf-pendant")
+    home.after("50s").acknowledge("sos:rf-pendant")
     home.at("19:40").motion("living")
     return home
 

@@ -18,6 +18,13 @@ def render(name: str, *, expected: bool) -> None:
     if expected:
         # The expectation is what the real pipeline decides: replay through the command itself.
         target = out / "expected.jsonl"
+        # Leading comment lines (notes for reviewers) survive a re-render.
+        notes = []
+        if target.exists():
+            for line in target.read_text(encoding="utf-8").splitlines():
+                if not line.startswith("#"):
+                    break
+                notes.append(line)
         result = subprocess.run(
             [
                 sys.executable,
@@ -35,6 +42,8 @@ def render(name: str, *, expected: bool) -> None:
         )
         if result.returncode != 0:
             raise SystemExit(f"{name}: replay failed with exit status {result.returncode}")
+        if notes:
+            target.write_text("\n".join(notes) + "\n" + target.read_text(encoding="utf-8"))
         print(f"{name}: expected decisions -> {target} (review the diff before committing)")
 
 
