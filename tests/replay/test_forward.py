@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -10,10 +12,13 @@ from typing import Any
 import pytest
 
 from drivers.base import LocalCommand
+from firmware_sim.scenarios import folder
 from gatewayd.config import parse_config
 from gatewayd.contract import EventKind, Priority
+from gatewayd.dispatch_client import Credential
 from gatewayd.replay_forward import ForwardError, ReplayForwarder
 from tests.buffer.fake_dispatch import CREDENTIAL, FakeDispatch
+from tests.fixtures.procs import run_module
 
 pytest.importorskip("gatewayd.decider", reason="needs the pipeline's decider (draft_of)")
 
@@ -75,3 +80,48 @@ def test_replayed_events_are_delivered_signed_and_marked(tmp_path: Path) -> None
 def test_forwarding_needs_a_credential(tmp_path: Path) -> None:
     with pytest.raises(ForwardError, match="credential"):
         ReplayForwarder.start(config_for(tmp_path))
+
+
+def test_replay_forward_reaches_a_real_dispatch_server(
+    dispatch_server: Any, tmp_path: Path
+) -> None:
+    """`gatewayd replay --forward` puts a scenario's alarms in front of dispatch's operators."""
+    household = f"hh-replay-{uuid.uuid4().hex[:6]}"
+    gateway = dispatch_server.enroll(household)
+    credential = tmp_path / "credential.json"
+    Credential(
+        gateway_id=gateway.gateway_id,
+        household_id=gateway.household_id,
+        secret=gateway.secret,
+        dispatch_url=dispatch_server.url,
+    ).save(credential)
+    scenario = folder("kitchen_gas")
+    result = run_module(
+        "gatewayd",
+        "replay",
+        str(scenario / "trace.jsonl.gz"),
+        "--config",
+        str(scenario / "home.toml"),
+        "--forward",
+        "--credential",
+        str(credential),
+        "--out",
+        str(tmp_path / "decisions.jsonl"),
+        "--summary",
+        "json",
+        "--no-progress",
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stderr.strip().splitlines()[-1])
+    assert summary["forwarded"]["all_delivered"] is True
+    events = sum(
+        1
+        for line in (tmp_path / "decisions.jsonl").read_text().splitlines()
+        if '"decision": "event"' in line
+    )
+    assert summary["forwarded"]["events"] == events
+    client = dispatch_server.operator_client()
+    queue = client.get("/api/v1/incidents", params={"household_id": household}).json()
+    kinds = {item.get("kind") for item in queue["items"]}
+    assert {"gas", "water_leak"} <= kinds, queue
