@@ -306,3 +306,17 @@ def test_acknowledgements_and_mode_changes_are_replayed_at_their_time() -> None:
     ]
     # The deadline before the acknowledgement is ticked first.
     assert [k for k, _ in kinds_at(lines)] == ["motion", "inactivity", "acknowledged", "motion"]
+
+
+def test_a_clock_step_backwards_in_the_trace_does_not_confuse_the_replay() -> None:
+    """The wall clock of a gateway can step back (NTP, a flat RTC battery)."""
+    frames = [
+        motion(T0 + timedelta(hours=1)),
+        motion(T0),  # an hour back
+        motion(T0 + timedelta(hours=4)),
+    ]
+    replay = Replay(Decider(InactivityEngine(timedelta(hours=2))))
+    summary = replay.run(frames)
+    assert summary.frames == 3
+    assert summary.last_at == T0 + timedelta(hours=4)
+    assert summary.by_kind["inactivity"] == 1
