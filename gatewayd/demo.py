@@ -36,7 +36,7 @@ __all__ = ["demo"]
 OPERATOR = ("demo", "demo-operator")
 HOUSEHOLD = "hh-demo-0001"
 GATEWAY = "gw-demo-0001"
-console = Console(highlight=False)
+console = Console(highlight=False, soft_wrap=True)
 
 
 def _free_port(kind: int = socket.SOCK_STREAM) -> int:
@@ -261,7 +261,7 @@ driver = "modbus"
 address = "{modbus.address(1)}"
 role = "gas"
 room = "kitchen"
-options = {{ profile = "gas_detector" }}
+options = {{ profile = "combustible_gas" }}
 
 [[devices]]
 id = "leak-bathroom"
@@ -269,7 +269,7 @@ driver = "modbus"
 address = "{modbus.address(2)}"
 role = "water_leak"
 room = "bathroom"
-options = {{ profile = "leak_controller" }}
+options = {{ profile = "water_leak_controller" }}
 
 [[devices]]
 id = "wristband"
@@ -390,7 +390,17 @@ class Demo:
             credential.save(credential_path(config))
             gateway = Gateway(config, config_path=config_path)
             gateway_task = asyncio.create_task(gateway.run(), name="gateway")
-            await asyncio.wait_for(gateway.wait_ready(), 30)
+            ready = asyncio.create_task(gateway.wait_ready())
+            await asyncio.wait(
+                {ready, gateway_task}, timeout=30, return_when=asyncio.FIRST_COMPLETED
+            )
+            if not ready.done():
+                ready.cancel()
+                if gateway_task.done() and gateway_task.exception() is not None:
+                    raise click.ClickException(
+                        f"the gateway did not start: {gateway_task.exception()}"
+                    )
+                raise click.ClickException("the gateway did not become ready within 30 s")
             watcher = asyncio.create_task(self._watch(dispatch.url))
             steps = self._script(rflink, modbus, ble, wristband, bridge)
             self.expected = [e for s in steps for e in s.expect]
