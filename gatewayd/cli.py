@@ -17,6 +17,12 @@ from gatewayd import __version__
 COMMANDS: dict[str, str] = {
     "run": "gatewayd.commands.run:run",
     "demo": "gatewayd.demo:demo",
+    "status": "gatewayd.commands.status:status",
+    "init": "gatewayd.commands.init:init",
+    "test": "gatewayd.commands.walktest:walk_test",
+    "mode": "gatewayd.commands.mode:mode",
+    "devices": "gatewayd.commands.devices:devices",
+    "enroll": "gatewayd.commands.enroll:enroll",
 }
 
 #: Exit codes scripts can rely on.

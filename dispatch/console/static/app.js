@@ -17,7 +17,15 @@
     sound: localStorage.getItem("sound") !== "off",
     charts: {},
     refreshTimer: null,
+    gateways: {},
   };
+
+  function describeDetail(detail) {
+    if (!detail || typeof detail !== "object") return "";
+    return Object.entries(detail)
+      .filter(([k, v]) => v !== null && v !== "" && typeof v !== "object" && k !== "condition")
+      .map(([k, v]) => `${k}: ${v}`).join(", ");
+  }
 
   // ---------------------------------------------------------------- i18n and formatting
 
@@ -157,8 +165,10 @@
     };
     const onChange = () => scheduleRefresh(150);
     es.onmessage = onChange;
-    ["incident", "incident_changed", "gateway", "gateway_changed", "change"].forEach(
-      (name) => es.addEventListener(name, onChange));
+    // Named stream events: any change to incidents or gateways re-reads the queue.
+    ["incident.opened", "incident.updated", "incident.escalated", "incident.takeover",
+      "gateway.online", "gateway.offline", "gateway.enrolled", "gateway.reenrolled",
+      "gateway.revoked"].forEach((name) => es.addEventListener(name, onChange));
   }
 
   function stopStream() {
@@ -174,11 +184,10 @@
   async function refresh() {
     if (!state.me) return;
     try {
-      state.incidents = asList(await api("GET", "/api/v1/incidents?open=true"), "incidents");
+      state.incidents = asList(await api("GET", "/api/v1/incidents?state=open&limit=500"), "incidents");
       renderQueue();
+      await loadGateways();
       if (state.current) await loadIncident(state.current.id, false);
-      const view = currentView();
-      if (view === "gateways") await loadGateways();
     } catch (e) { /* the next stream message or reconnect retries */ }
   }
 
@@ -219,7 +228,8 @@
     const parts = [["acknowledge", "ack"], ["callback", "call"], ["on_scene", "arrive"]];
     return parts.filter(([key]) => d[key]).map(([key, label]) => {
       const left = (new Date(d[key]).getTime() - Date.now()) / 1000;
-      const done = (inc.met || {})[key];
+      const done = { acknowledge: inc.acknowledged_at, callback: inc.callback_at,
+        on_scene: inc.on_scene_at }[key];
       const cls = done ? "sla-done" : left < 0 ? "sla-over" : left < 30 ? "sla-warn" : "sla-ok";
       const txt = done ? "✓" : left < 0 ? `-${fmtAgeSeconds(-left)}` : fmtAgeSeconds(left);
       return `<span class="sla ${cls}" title="${esc(key)}">${esc(t(label))} ${txt}</span>`;
@@ -285,35 +295,42 @@
     $("#incident-title").textContent = `${kindLabel(inc.kind)} · ${hh.name || inc.household_id || ""}`;
     $("#incident-state").textContent = t(`state_${inc.state}`);
     $("#incident-state").className = `pill state-${inc.state}`;
-    const residents = asList(hh.residents, "residents");
-    const phones = [...(hh.phones || []), ...residents.flatMap((r) => r.phones || [])];
-    const contacts = hh.emergency_contacts || residents.flatMap((r) => r.emergency_contacts || []);
-    const device = inc.device || {};
-    const gw = inc.gateway || {};
+    const residents = hh.residents || [];
+    const phones = [
+      ...(hh.phone ? [{ number: hh.phone, label: "" }] : []),
+      ...residents.flatMap((r) => (r.phones || []).map((n) => ({ number: n, label: r.name }))),
+    ];
+    const contacts = (hh.emergency_contacts || []).flatMap((c) =>
+      (c.phones || []).map((n) => ({ name: c.name, relation: c.relation, phone: n, has_key: c.has_key })));
+    const timelineAll = inc.timeline || [];
+    const firstEvent = timelineAll.find((e) => e.type === "event" && e.device_id) || {};
+    const deviceInfo = (hh.devices || []).find((d) => d.id === firstEvent.device_id) || {};
+    const device = { id: firstEvent.device_id, room: firstEvent.room || deviceInfo.room };
+    const gw = state.gateways[inc.gateway_id] || {};
+    const age = (r) => (r.birth_year ? new Date().getFullYear() - r.birth_year : null);
     $("#household-card").innerHTML = `
       <h3>${esc(hh.name || "")}</h3>
       ${residents.map((r) => `<p><strong>${esc(t("resident"))}:</strong> ${esc(r.name)}
-        ${r.age ? `· ${esc(t("age"))} ${esc(r.age)}` : ""}</p>`).join("")}
+        ${age(r) ? `· ${esc(t("age"))} ${esc(age(r))}` : ""}</p>`).join("")}
       <p><strong>${esc(t("address"))}:</strong> ${esc(hh.address || "")} ${esc(hh.community || "")}</p>
       <p><strong>${esc(t("phones"))}:</strong> ${phones.map((p) =>
         `<a href="tel:${esc(p.number || p)}">${esc(p.label ? `${p.label} ` : "")}${esc(p.number || p)}</a>`).join(", ")}</p>
-      <p><strong>${esc(t("medical"))}:</strong> ${esc(hh.medical_notes || residents.map((r) => r.medical_notes || "").join(" "))}</p>
+      <p><strong>${esc(t("medical"))}:</strong> ${esc(residents.map((r) => r.medical_notes || "").join(" "))}</p>
       <p><strong>${esc(t("access"))}:</strong> ${esc(hh.access_notes || "")} ${esc(hh.key_safe || "")}</p>
       <p><strong>${esc(t("contacts"))}:</strong> ${contacts.map((c) =>
-        `${esc(c.name)} (${esc(c.relation || "")}) <a href="tel:${esc(c.phone)}">${esc(c.phone)}</a>`).join("; ")}</p>
+        `${esc(c.name)} (${esc(c.relation || "")}${c.has_key ? ", 🔑" : ""}) <a href="tel:${esc(c.phone)}">${esc(c.phone)}</a>`).join("; ")}</p>
       <p><strong>${esc(t("device"))}:</strong> ${esc(device.id || inc.device_id || "—")}
         ${device.room || inc.room ? `· ${esc(t("room"))} ${esc(device.room || inc.room)}` : ""}</p>
-      <p><strong>${esc(t("gateway"))}:</strong> ${esc(gw.id || inc.gateway_id || "—")}
+      <p><strong>${esc(t("gateway"))}:</strong> ${esc(inc.gateway_id || "—")}
         ${gw.online === undefined ? "" : `· <span class="${gw.online ? "ok" : "bad"}">${esc(t(gw.online ? "online" : "offline"))}</span>`}
         ${gw.last_heartbeat_at ? `· ${esc(fmtTime(gw.last_heartbeat_at))}` : ""}</p>`;
     $("#callback-phone").innerHTML = [...phones, ...contacts.map((c) => ({ number: c.phone, label: c.name }))]
       .map((p) => `<option value="${esc(p.number || p)}">${esc(p.label ? `${p.label} ` : "")}${esc(p.number || p)}</option>`).join("");
-    const timeline = asList(inc.timeline, "timeline");
-    $("#timeline").innerHTML = timeline.map((e) => `<li>
-        <time>${esc(fmtTime(e.at || e.time))}</time>
-        <span class="what">${esc(e.kind ? kindLabel(e.kind) : (e.action || e.type || ""))}</span>
-        <span class="who">${esc(e.operator || e.actor || "")}</span>
-        <span class="detail">${esc(e.detail || e.note || e.outcome || (e.device_id || ""))}</span>
+    $("#timeline").innerHTML = timelineAll.map((e) => `<li class="tl-${esc(e.type)}">
+        <time>${esc(fmtTime(e.at))}</time>
+        <span class="what">${esc(e.type === "event" ? kindLabel(e.name) : t(`act_${e.name}`) === `act_${e.name}` ? e.name : t(`act_${e.name}`))}</span>
+        <span class="who">${esc(e.actor || "")}</span>
+        <span class="detail">${esc([e.device_id, e.room, describeDetail(e.detail)].filter(Boolean).join(" · "))}</span>
       </li>`).join("");
     const open = inc.state !== "resolved";
     $("#act-ack").disabled = !open || inc.state !== "new" && inc.operator === state.me.username;
@@ -327,25 +344,26 @@
     $("#action-error").textContent = "";
     try {
       const result = await api("POST", `/api/v1/incidents/${encodeURIComponent(state.current.id)}/${path}`, body || {});
+      if (result && result.warning) $("#action-error").textContent = result.warning;
       await loadIncident(state.current.id, false);
       scheduleRefresh(0);
       return result;
     } catch (e) {
-      if (e.status === 409 && path === "acknowledge" && window.confirm(t("takeover_confirm"))) {
-        return act("acknowledge", { takeover: true });
-      }
       $("#action-error").textContent = e.message;
       return null;
     }
   }
 
   $("#act-ack").addEventListener("click", () => act("acknowledge"));
-  $("#act-dispatch").addEventListener("click", () => act("dispatch", {}));
+  $("#act-dispatch").addEventListener("click", () => {
+    const responder = $("#responder").value.trim() || t("responder_default");
+    act("dispatch", { responder });
+  });
   $("#act-onscene").addEventListener("click", () => act("on-scene"));
   $("#callback-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
     const f = new FormData(ev.target);
-    act("callback", { phone: f.get("phone"), outcome: f.get("outcome"), note: f.get("note") || "" });
+    act("callback", { number: f.get("phone") || "", outcome: f.get("outcome"), note: f.get("note") || "" });
   });
   $("#note-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
@@ -362,6 +380,7 @@
 
   async function loadGateways() {
     const list = asList(await api("GET", "/api/v1/gateways"), "gateways");
+    state.gateways = Object.fromEntries(list.map((g) => [g.id, g]));
     $("#gateways-body").innerHTML = list.map((g) => {
       const depth = g.buffer_depth || {};
       const backlog = typeof depth === "object" ? Object.values(depth).reduce((a, b) => a + Number(b || 0), 0) : depth;
@@ -389,7 +408,7 @@
     searchTimer = setTimeout(loadHouseholds, 250);
   });
 
-  const HOUSEHOLD_FIELDS = ["name", "address", "community", "medical_notes", "access_notes", "key_safe"];
+  const HOUSEHOLD_FIELDS = ["name", "address", "community", "phone", "access_notes", "key_safe", "notes"];
   async function editHousehold(id) {
     const h = await api("GET", `/api/v1/households/${encodeURIComponent(id)}`);
     const form = $("#household-form");
@@ -402,7 +421,10 @@
       const body = {};
       new FormData(form).forEach((v, k) => { body[k] = v; });
       try {
-        await api("PATCH", `/api/v1/households/${encodeURIComponent(id)}`, body);
+        const full = { ...h, ...body };
+        delete full.created_at;
+        delete full.updated_at;
+        await api("PUT", `/api/v1/households/${encodeURIComponent(id)}`, full);
         $("#hh-saved").textContent = t("saved");
         loadHouseholds();
       } catch (e) { $("#hh-saved").textContent = e.message; }

@@ -1,0 +1,1 @@
+"""The HTTP API (FastAPI): gateway endpoints, operator endpoints, the live stream."""

@@ -1,0 +1,107 @@
+"""The FastAPI application: routers, problem handlers, body limits, background tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import structlog
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
+
+from dispatch import __version__, stream
+from dispatch.api import gateway, operator
+from dispatch.api.deps import Services
+from dispatch.api.problems import BodyLimitMiddleware, install_problem_handlers
+from dispatch.db import Database
+from dispatch.errors import StorageError
+from dispatch.heartbeats import HeartbeatBatcher
+from dispatch.settings import Settings
+from dispatch.supervision import Supervisor
+
+__all__ = ["create_app"]
+
+log = structlog.get_logger(__name__)
+
+
+class Health(BaseModel):
+    status: str
+    version: str
+    database: str
+
+
+def create_app(db: Database, settings: Settings, *, supervise: bool = True) -> FastAPI:
+    """The application over an already migrated database."""
+    services = Services(db=db, settings=settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        services.stopping.clear()
+        services.heartbeats = HeartbeatBatcher(db, settings, services.feed)
+        tasks: list[asyncio.Task[None]] = [asyncio.create_task(services.heartbeats.run())]
+        if supervise:
+            tasks.append(asyncio.create_task(Supervisor(db, settings, services.feed).run()))
+        if not db.is_sqlite:
+            conninfo = db.url.set(drivername="postgresql").render_as_string(hide_password=False)
+            tasks.append(
+                asyncio.create_task(
+                    stream.listen_postgres(conninfo, services.feed, services.stopping)
+                )
+            )
+        try:
+            yield
+        finally:
+            services.stopping.set()
+            services.feed.wake()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await db.dispose()
+
+    app = FastAPI(
+        title="dispatchd",
+        version=__version__,
+        description="The dispatch centre: gateway ingest, incidents, operators, live stream.",
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    install_problem_handlers(app)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        default=settings.max_body_bytes,
+        limits={"/api/v1/gateway/events": settings.max_ingest_bytes},
+    )
+    app.include_router(gateway.router)
+    app.include_router(operator.router)
+
+    @app.get("/healthz", response_model=Health, tags=["health"])
+    async def healthz() -> Health:
+        """Readiness: the database answers."""
+        try:
+            await db.check()
+        except StorageError as exc:
+            from dispatch.errors import Problem
+
+            raise Problem("database unavailable", detail=str(exc), status=503) from exc
+        return Health(status="ok", version=__version__, database=db.dialect)
+
+    def custom_openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        doc = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        components = doc.setdefault("components", {}).setdefault("schemas", {})
+        for model in gateway.BODY_MODELS:
+            model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            for name, sub in model_schema.pop("$defs", {}).items():
+                components.setdefault(name, sub)
+            components[model.__name__] = model_schema
+        app.openapi_schema = doc
+        return doc
+
+    app.openapi = custom_openapi  # type: ignore[method-assign]
+    return app

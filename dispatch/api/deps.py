@@ -1,0 +1,94 @@
+"""Shared request dependencies: the services, the session's operator, role checks."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+
+from dispatch.db import Database
+from dispatch.errors import Forbidden, Unauthorized
+from dispatch.heartbeats import HeartbeatBatcher
+from dispatch.incidents import Actor
+from dispatch.models import Operator, Role
+from dispatch.operators import session_operator
+from dispatch.settings import Settings
+from dispatch.tx import ChangeFeed
+
+__all__ = [
+    "SESSION_COOKIE",
+    "CurrentOperator",
+    "Services",
+    "actor_of",
+    "get_services",
+    "require_role",
+    "session_token",
+]
+
+SESSION_COOKIE = "dispatch_session"
+
+
+@dataclass
+class Services:
+    db: Database
+    settings: Settings
+    feed: ChangeFeed = field(default_factory=ChangeFeed)
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    heartbeats: HeartbeatBatcher | None = None
+
+
+async def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def session_token(request: Request) -> str | None:
+    """The session token from the cookie, or from ``Authorization: Bearer`` (API clients)."""
+    auth = request.headers.get("authorization", "")
+    if auth[:7].lower() == "bearer " and auth[7:].strip():
+        return auth[7:].strip()
+    return request.cookies.get(SESSION_COOKIE) or None
+
+
+async def current_operator(request: Request, services: ServicesDep) -> Operator:
+    token = session_token(request)
+    if not token:
+        raise Unauthorized(
+            "login required",
+            detail="this endpoint needs an operator session (POST /api/v1/auth/login)",
+            headers={"WWW-Authenticate": 'Cookie realm="dispatch"'},
+        )
+    async with services.db.read() as conn:
+        operator = await session_operator(conn, token, datetime.now(UTC))
+    if operator is None:
+        raise Unauthorized(
+            "session expired or invalid",
+            detail="log in again",
+            headers={"WWW-Authenticate": 'Cookie realm="dispatch"'},
+        )
+    return operator
+
+
+CurrentOperator = Annotated[Operator, Depends(current_operator)]
+
+
+def require_role(role: Role) -> Any:
+    async def check(operator: CurrentOperator) -> Operator:
+        if operator.role.rank < role.rank:
+            raise Forbidden(
+                f"{role.value} role required",
+                detail=f"operator {operator.username!r} has role {operator.role.value}",
+            )
+        return operator
+
+    return Depends(check)
+
+
+def actor_of(operator: Operator) -> Actor:
+    return Actor(operator.id, operator.username, operator.role.value)

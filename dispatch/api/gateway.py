@@ -1,0 +1,127 @@
+"""Gateway endpoints: enroll (unsigned, with a one-time code), events and heartbeat (signed)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import structlog
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel
+
+from dispatch import gateways, ingest
+from dispatch.api.deps import ServicesDep
+from dispatch.errors import BadRequest
+from dispatch.models import EnrollReply, EnrollRequest
+from dispatch.tx import transaction
+from gatewayd.contract import (
+    ContractError,
+    Heartbeat,
+    HeartbeatReply,
+    IngestBatch,
+    IngestReply,
+    UnsupportedVersion,
+    parse_message,
+)
+
+__all__ = ["BODY_MODELS", "router"]
+
+log = structlog.get_logger(__name__)
+router = APIRouter(prefix="/api/v1/gateway", tags=["gateway"])
+M = TypeVar("M", bound=BaseModel)
+
+#: Models whose schemas the OpenAPI document must carry (bodies are parsed by hand, after the
+#: signature check, so FastAPI cannot discover them).
+BODY_MODELS: tuple[type[BaseModel], ...] = (IngestBatch, Heartbeat)
+
+_SIGNED = (
+    "Signed request: headers X-Gateway-Id, X-Gateway-Timestamp, X-Gateway-Nonce and "
+    "X-Gateway-Signature (HMAC-SHA256 over method, path, timestamp, nonce and the body's "
+    "SHA-256, with the secret from enrollment)."
+)
+_GATEWAY_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "unsigned, unknown gateway, bad signature or stale timestamp"},
+    403: {"description": "revoked gateway, or a body naming another gateway"},
+    409: {"description": "replayed nonce"},
+    413: {"description": "body too large"},
+    422: {"description": "body does not satisfy the contract"},
+}
+
+
+def _body_doc(model: type[BaseModel]) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}
+            },
+        }
+    }
+
+
+def _parse(model: type[M], body: bytes) -> M | BadRequest:
+    try:
+        return parse_message(model, body)
+    except UnsupportedVersion as exc:
+        return BadRequest("unsupported contract version", detail=str(exc), status=422)
+    except ContractError as exc:
+        return BadRequest(f"invalid {model.__name__}", detail=str(exc)[:2000], status=422)
+
+
+@router.post(
+    "/enroll",
+    response_model=EnrollReply,
+    responses={
+        401: {"description": "unknown, used or expired code"},
+        409: {"description": "the gateway id is enrolled to another household"},
+    },
+)
+async def enroll(body: EnrollRequest, services: ServicesDep) -> EnrollReply:
+    """Exchange a one-time enrollment code for the gateway's signing secret (unsigned).
+
+    Re-enrolling an existing gateway id of the same household with a new code rotates its secret.
+    """
+    async with transaction(services.db, feed=services.feed) as tx:
+        return await gateways.enroll(
+            tx, services.settings, code=body.code, gateway_id=body.gateway_id, version=body.version
+        )
+
+
+@router.post(
+    "/events",
+    response_model=IngestReply,
+    openapi_extra=_body_doc(IngestBatch),
+    responses=_GATEWAY_ERRORS,
+    description=_SIGNED,
+)
+async def events(request: Request, services: ServicesDep) -> Response:
+    """Store a batch of events (idempotent by event id) and report each one's incident."""
+    body = await request.body()
+    parsed = _parse(IngestBatch, body)
+    async with transaction(services.db, feed=services.feed) as tx:
+        gateway = await gateways.authenticate(
+            tx, headers=request.headers, method=request.method, path=request.url.path, body=body
+        )
+        if isinstance(parsed, BadRequest):
+            raise parsed
+        gateways.require_same_gateway(gateway, parsed.gateway_id)
+        reply = await ingest.ingest_batch(tx, services.settings, gateway, parsed)
+    return Response(reply.model_dump_json(), media_type="application/json")
+
+
+@router.post(
+    "/heartbeat",
+    response_model=HeartbeatReply,
+    openapi_extra=_body_doc(Heartbeat),
+    responses=_GATEWAY_ERRORS,
+    description=_SIGNED,
+)
+async def heartbeat(request: Request, services: ServicesDep) -> Response:
+    """Record the gateway's health; answer with the alarms dispatch has acknowledged."""
+    body = await request.body()
+    assert services.heartbeats is not None, "the application's lifespan did not run"
+    acked = await services.heartbeats.submit(
+        headers=request.headers, path=request.url.path, body=body, parsed=_parse(Heartbeat, body)
+    )
+    reply = HeartbeatReply(server_time=datetime.now(UTC), acknowledged_events=acked)
+    return Response(reply.model_dump_json(), media_type="application/json")

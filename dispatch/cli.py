@@ -1,0 +1,436 @@
+"""`dispatchd`: serve the dispatch API, migrate the schema, and administer from the shell.
+
+Exit codes: 0 done, 1 failure, 2 usage, 3 bad configuration (URL, option), 4 database
+unreachable or unmigratable, 5 not found, 6 conflict (exists already, already revoked).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import click
+import structlog
+from sqlalchemy import insert, select
+
+from dispatch import __version__
+
+EXIT_FAILURE = 1
+EXIT_CONFIG = 3
+EXIT_DATABASE = 4
+EXIT_NOT_FOUND = 5
+EXIT_CONFLICT = 6
+
+T = TypeVar("T")
+
+db_option = click.option(
+    "--db",
+    "db_url",
+    envvar="DISPATCHD_DB",
+    default="sqlite:///dispatch.db",
+    show_default=True,
+    metavar="URL",
+    help="sqlite:///path/dispatch.db or postgresql://user@host/db (env DISPATCHD_DB).",
+)
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"dispatchd: {message}", err=True)
+    sys.exit(code)
+
+
+def _run(db_url: str, action: Callable[[Any], Awaitable[T]]) -> T:
+    """Open and migrate the database, run ``action(db)``, map our errors to exit codes."""
+    from dispatch.db import Database
+    from dispatch.errors import ConfigError, Conflict, NotFound, Problem, StorageError
+    from dispatch.migrations import migrate
+
+    async def main() -> T:
+        db = Database(db_url)
+        try:
+            await db.check()
+            await migrate(db)
+            return await action(db)
+        finally:
+            await db.dispose()
+
+    try:
+        return asyncio.run(main())
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_CONFIG)
+    except StorageError as exc:
+        _fail(str(exc), EXIT_DATABASE)
+    except NotFound as exc:
+        _fail(str(exc), EXIT_NOT_FOUND)
+    except Conflict as exc:
+        _fail(str(exc), EXIT_CONFLICT)
+    except Problem as exc:
+        _fail(str(exc), EXIT_FAILURE)
+    raise AssertionError("unreachable")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="dispatchd")
+def cli() -> None:
+    """The dispatch centre's server: gateway ingest, incidents, operators, live stream."""
+    # Administrative commands print their results on stdout; only warnings go to stderr.
+    # (serve configures logging for the daemon itself.)
+    structlog.configure(
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+    )
+
+
+@cli.command()
+@db_option
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--incident-window",
+    type=click.FloatRange(min=1),
+    default=1800,
+    show_default=True,
+    help="Seconds within which an alarm joins the open incident of its kind.",
+)
+@click.option(
+    "--ack-timeout",
+    type=click.FloatRange(min=1),
+    default=300,
+    show_default=True,
+    help="Seconds an acknowledged incident may sit without action before requeue.",
+)
+@click.option("--sla-ack", type=click.FloatRange(min=1), default=60, show_default=True)
+@click.option("--sla-callback", type=click.FloatRange(min=1), default=300, show_default=True)
+@click.option("--sla-on-scene", type=click.FloatRange(min=1), default=1080, show_default=True)
+@click.option(
+    "--heartbeat-misses",
+    type=click.FloatRange(min=1),
+    default=3,
+    show_default=True,
+    help="Heartbeat intervals a gateway may miss before it is offline.",
+)
+@click.option("--supervise-every", type=click.FloatRange(min=0.05), default=1.0, show_default=True)
+@click.option("--session-ttl", type=click.FloatRange(min=60), default=43200, show_default=True)
+@click.option("--log-level", default="INFO", show_default=True)
+def serve(
+    db_url: str,
+    host: str,
+    port: int,
+    incident_window: float,
+    ack_timeout: float,
+    sla_ack: float,
+    sla_callback: float,
+    sla_on_scene: float,
+    heartbeat_misses: float,
+    supervise_every: float,
+    session_ttl: float,
+    log_level: str,
+) -> None:
+    """Migrate the database forward and serve the API."""
+    import uvicorn
+
+    from dispatch.api.app import create_app
+    from dispatch.db import Database
+    from dispatch.errors import ConfigError, StorageError
+    from dispatch.migrations import migrate
+    from dispatch.settings import Settings
+    from gatewayd.logs import configure_logging
+
+    configure_logging(level=log_level)
+    try:
+        settings = Settings(
+            incident_window_s=incident_window,
+            ack_timeout_s=ack_timeout,
+            sla_ack_s=sla_ack,
+            sla_callback_s=sla_callback,
+            sla_on_scene_s=sla_on_scene,
+            heartbeat_misses=heartbeat_misses,
+            supervise_every_s=supervise_every,
+            session_ttl_s=session_ttl,
+        )
+        db = Database(db_url)
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_CONFIG)
+
+    async def main() -> None:
+        try:
+            await db.check()
+            await migrate(db)
+        except StorageError as exc:
+            await db.dispose()
+            _fail(str(exc), EXIT_DATABASE)
+        app = create_app(db, settings)
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=3,
+            server_header=False,
+        )
+        await uvicorn.Server(config).serve()
+
+    asyncio.run(main())
+
+
+@cli.command("migrate")
+@db_option
+def migrate_cmd(db_url: str) -> None:
+    """Bring the database schema forward (serve does this too)."""
+    from dispatch.db import Database
+    from dispatch.errors import ConfigError, StorageError
+    from dispatch.migrations import MIGRATIONS, migrate
+
+    async def main() -> list[int]:
+        db = Database(db_url)
+        try:
+            await db.check()
+            return await migrate(db)
+        finally:
+            await db.dispose()
+
+    try:
+        applied = asyncio.run(main())
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_CONFIG)
+    except StorageError as exc:
+        _fail(str(exc), EXIT_DATABASE)
+    latest = MIGRATIONS[-1].version
+    if applied:
+        click.echo(f"applied {', '.join(map(str, applied))}; schema at version {latest}")
+    else:
+        click.echo(f"schema up to date (version {latest})")
+
+
+@cli.command("enroll-code")
+@db_option
+@click.option("--household", "household_id", required=True, help="The household's id.")
+@click.option(
+    "--ttl",
+    type=click.IntRange(60, 7 * 86400),
+    default=3600,
+    show_default=True,
+    help="Seconds the code stays valid.",
+)
+def enroll_code(db_url: str, household_id: str, ttl: int) -> None:
+    """Print a one-time code that enrolls one gateway to a household."""
+    from dispatch.gateways import make_enroll_code
+    from dispatch.tx import transaction
+
+    async def action(db: Any) -> str:
+        async with transaction(db) as tx:
+            return await make_enroll_code(tx, household_id=household_id, ttl_s=ttl, actor="cli")
+
+    click.echo(_run(db_url, action))
+
+
+# -- operators ----------------------------------------------------------------------------------
+
+
+@cli.group()
+def operator() -> None:
+    """Operator accounts."""
+
+
+@operator.command("add")
+@db_option
+@click.argument("username")
+@click.option(
+    "--role",
+    type=click.Choice(["operator", "supervisor", "admin"]),
+    default="operator",
+    show_default=True,
+)
+@click.option("--name", "display_name", default="", help="Display name.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+def operator_add(
+    db_url: str, username: str, role: str, display_name: str, password_stdin: bool
+) -> None:
+    """Create an operator account (prompts for the password unless --password-stdin)."""
+    from pydantic import ValidationError
+
+    from dispatch.models import OperatorIn, Role
+    from dispatch.operators import create_operator, hash_password
+    from dispatch.tx import transaction
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != password:
+            _fail("the passwords differ", EXIT_FAILURE)
+    try:
+        spec = OperatorIn(
+            username=username, role=Role(role), display_name=display_name, password=password
+        )
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        _fail(problems, EXIT_FAILURE)
+
+    async def action(db: Any) -> None:
+        hashed = await hash_password(spec.password)
+        async with transaction(db) as tx:
+            await create_operator(
+                tx,
+                username=spec.username,
+                password_hash=hashed,
+                role=spec.role,
+                display_name=spec.display_name,
+                actor="cli",
+            )
+
+    _run(db_url, action)
+    click.echo(f"operator {username} added ({role})")
+
+
+@operator.command("list")
+@db_option
+def operator_list(db_url: str) -> None:
+    """List operator accounts."""
+    from dispatch import schema
+
+    async def action(db: Any) -> list[Any]:
+        async with db.read() as conn:
+            o = schema.operators
+            return list((await conn.execute(select(o).order_by(o.c.username))).mappings())
+
+    for row in _run(db_url, action):
+        state = "disabled" if row["disabled"] else "active"
+        click.echo(f"{row['username']}\t{row['role']}\t{state}\t{row['display_name']}")
+
+
+@operator.command("disable")
+@db_option
+@click.argument("username")
+def operator_disable(db_url: str, username: str) -> None:
+    """Disable an operator account and end its sessions."""
+    from dispatch.models import OperatorPatch
+    from dispatch.operators import update_operator
+    from dispatch.tx import transaction
+
+    async def action(db: Any) -> None:
+        async with transaction(db) as tx:
+            await update_operator(tx, username, OperatorPatch(disabled=True), actor="cli")
+
+    _run(db_url, action)
+    click.echo(f"operator {username} disabled")
+
+
+# -- gateways -----------------------------------------------------------------------------------
+
+
+@cli.group()
+def gateway() -> None:
+    """Enrolled gateways."""
+
+
+@gateway.command("list")
+@db_option
+def gateway_list(db_url: str) -> None:
+    """List gateways: id, household, status, last heartbeat, version."""
+    from dispatch import schema
+
+    async def action(db: Any) -> list[Any]:
+        async with db.read() as conn:
+            g = schema.gateways
+            return list((await conn.execute(select(g).order_by(g.c.id))).mappings())
+
+    for row in _run(db_url, action):
+        status = "revoked" if row["revoked_at"] else ("online" if row["online"] else "offline")
+        last = row["last_heartbeat_at"].isoformat() if row["last_heartbeat_at"] else "-"
+        click.echo(f"{row['id']}\t{row['household_id']}\t{status}\t{last}\t{row['version']}")
+
+
+@gateway.command("revoke")
+@db_option
+@click.argument("gateway_id")
+def gateway_revoke(db_url: str, gateway_id: str) -> None:
+    """Revoke a gateway: its requests are refused from now on."""
+    from dispatch.gateways import revoke
+    from dispatch.tx import transaction
+
+    async def action(db: Any) -> None:
+        async with transaction(db) as tx:
+            await revoke(tx, gateway_id, actor="cli")
+
+    _run(db_url, action)
+    click.echo(f"gateway {gateway_id} revoked")
+
+
+# -- households ---------------------------------------------------------------------------------
+
+
+@cli.group()
+def household() -> None:
+    """Households."""
+
+
+@household.command("add")
+@db_option
+@click.argument("household_id")
+@click.option("--name", required=True)
+@click.option("--address", default="")
+@click.option("--community", default="", help="Community or street, for reports.")
+@click.option("--phone", default="")
+def household_add(
+    db_url: str, household_id: str, name: str, address: str, community: str, phone: str
+) -> None:
+    """Create a household (residents, contacts and devices are edited in the console/API)."""
+    from pydantic import ValidationError
+
+    from dispatch import schema
+    from dispatch.errors import Conflict
+    from dispatch.models import HouseholdIn
+    from dispatch.tx import transaction
+
+    try:
+        spec = HouseholdIn(
+            id=household_id, name=name, address=address, community=community, phone=phone
+        )
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        _fail(problems, EXIT_FAILURE)
+
+    async def action(db: Any) -> None:
+        async with transaction(db) as tx:
+            h = schema.households
+            if (await tx.conn.execute(select(h.c.id).where(h.c.id == household_id))).first():
+                raise Conflict("household exists", detail=f"household {household_id!r} exists")
+            await tx.conn.execute(
+                insert(h).values(
+                    created_at=tx.now,
+                    updated_at=tx.now,
+                    **spec.model_dump(mode="json"),
+                )
+            )
+            tx.audit("cli", "household.created", "household", household_id, {"name": name})
+
+    _run(db_url, action)
+    click.echo(f"household {household_id} added")
+
+
+@household.command("list")
+@db_option
+def household_list(db_url: str) -> None:
+    """List households: id, name, community, address."""
+    from dispatch import schema
+
+    async def action(db: Any) -> list[Any]:
+        async with db.read() as conn:
+            h = schema.households
+            return list((await conn.execute(select(h).order_by(h.c.id))).mappings())
+
+    for row in _run(db_url, action):
+        click.echo(f"{row['id']}\t{row['name']}\t{row['community']}\t{row['address']}")
+
+
+def main() -> None:
+    cli(prog_name="dispatchd")
+
+
+__all__ = ["cli", "main"]

@@ -1,0 +1,131 @@
+"""The database handle: one async SQLAlchemy engine for SQLite or PostgreSQL.
+
+``sqlite:///path`` and ``postgresql://user@host/db`` URLs are accepted as operators write them and
+mapped to the async drivers (aiosqlite, psycopg 3). Every write goes through :meth:`Database.write`:
+on SQLite it is serialised in-process and begins ``IMMEDIATE`` (so two writers never deadlock on a
+lock upgrade), with WAL and a busy timeout for other processes such as the CLI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from dispatch.errors import ConfigError, StorageError
+
+__all__ = ["DEFAULT_DB_URL", "Database", "normalise_url"]
+
+DEFAULT_DB_URL = "sqlite:///dispatch.db"
+
+
+def normalise_url(url: str) -> URL:
+    """Map an operator's URL to the async driver's; refuse anything else by name."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ConfigError(
+            f"not a database URL: {url!r} (use sqlite:///path/dispatch.db or "
+            "postgresql://user@host/db)"
+        ) from exc
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        if not parsed.database or parsed.database == ":memory:":
+            raise ConfigError(
+                "an SQLite database needs a file path (sqlite:///path/dispatch.db); an in-memory "
+                "database would lose every alarm on restart"
+            )
+        return parsed.set(drivername="sqlite+aiosqlite")
+    if backend in ("postgresql", "postgres"):
+        return parsed.set(drivername="postgresql+psycopg")
+    raise ConfigError(f"unsupported database {backend!r}: use sqlite:/// or postgresql://")
+
+
+class Database:
+    """The engine plus the write discipline both backends share."""
+
+    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+        self.url = normalise_url(url)
+        self.dialect = "sqlite" if self.url.get_backend_name() == "sqlite" else "postgresql"
+        kwargs: dict[str, Any] = {}
+        if self.dialect == "sqlite":
+            assert self.url.database is not None
+            Path(self.url.database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+            kwargs["connect_args"] = {"timeout": 30}
+        else:
+            kwargs["pool_size"] = pool_size
+            kwargs["max_overflow"] = pool_size
+            kwargs["pool_pre_ping"] = True
+        self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
+        self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
+        if self.dialect == "sqlite":
+            self._install_sqlite_hooks()
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    def _install_sqlite_hooks(self) -> None:
+        sync_engine = self.engine.sync_engine
+
+        @event.listens_for(sync_engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            # Take transaction control from the driver so BEGIN IMMEDIATE is ours to issue.
+            dbapi_conn.isolation_level = None
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        @event.listens_for(sync_engine, "begin")
+        def _on_begin(conn: Any) -> None:
+            options = conn.get_execution_options()
+            # FULL fsyncs the WAL at every commit: an acknowledged alarm survives a power loss.
+            # NORMAL (for heartbeats and housekeeping) survives a process crash, not a power loss.
+            sync = "FULL" if options.get("durable", True) else "NORMAL"
+            conn.exec_driver_sql(f"PRAGMA synchronous={sync}")
+            conn.exec_driver_sql(f"BEGIN {options.get('sqlite_begin', 'DEFERRED')}")
+
+    @asynccontextmanager
+    async def write(self, *, durable: bool = True) -> AsyncIterator[AsyncConnection]:
+        """A write transaction: committed on exit, rolled back on error.
+
+        ``durable=False`` lets SQLite skip the fsync at commit (heartbeats, housekeeping).
+        """
+        if self._write_lock is not None:
+            async with self._write_lock, self.engine.connect() as conn:
+                conn = await conn.execution_options(sqlite_begin="IMMEDIATE", durable=durable)
+                async with conn.begin():
+                    yield conn
+        else:
+            async with self.engine.begin() as conn:
+                yield conn
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A read-only transaction (rolled back on exit)."""
+        async with self.engine.connect() as conn:
+            yield conn
+
+    async def check(self) -> None:
+        """Fail with :class:`StorageError` unless the database answers."""
+        try:
+            async with self.read() as conn:
+                await conn.exec_driver_sql("SELECT 1")
+        except (SQLAlchemyError, OSError) as exc:
+            raise StorageError(f"database {self.safe_url} does not answer: {exc}") from exc
+
+    @property
+    def safe_url(self) -> str:
+        return self.url.render_as_string(hide_password=True)
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()

@@ -1,0 +1,410 @@
+"""Gateways: enrollment codes, enrollment, request authentication, heartbeats, supervision state.
+
+A gateway authenticates every request with :mod:`gatewayd.auth` (HMAC over method, path,
+timestamp, nonce and body hash). Seen nonces are kept in the database until their timestamp can no
+longer pass the freshness check, so a captured request cannot be replayed to any process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import RowMapping
+
+from dispatch import incidents, schema
+from dispatch.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
+from dispatch.models import EnrollReply, GatewayOut, IncidentState
+from dispatch.settings import Settings
+from dispatch.tx import Tx
+from gatewayd.auth import (
+    HEADER_TIMESTAMP,
+    MAX_SKEW_S,
+    SignatureError,
+    SignedHeaders,
+    new_secret,
+    parse_headers,
+    verify_request,
+)
+from gatewayd.contract import Heartbeat, Priority
+
+__all__ = [
+    "authenticate",
+    "enroll",
+    "gateway_model",
+    "hash_code",
+    "make_enroll_code",
+]
+
+log = structlog.get_logger(__name__)
+
+_CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I/L: read over the phone
+
+
+def hash_code(code: str) -> str:
+    normalised = code.strip().upper().replace("-", "").replace(" ", "")
+    return hashlib.sha256(normalised.encode()).hexdigest()
+
+
+def insert_ignore(dialect: str, table: Any) -> Any:
+    """``INSERT ... ON CONFLICT DO NOTHING`` for either backend."""
+    if dialect == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing()
+    return sqlite.insert(table).on_conflict_do_nothing()
+
+
+async def make_enroll_code(tx: Tx, *, household_id: str, ttl_s: float, actor: str) -> str:
+    """A one-time code (about 60 bits, grouped for reading aloud) that enrolls one gateway."""
+    exists = (
+        await tx.conn.execute(
+            select(schema.households.c.id).where(schema.households.c.id == household_id)
+        )
+    ).first()
+    if exists is None:
+        raise NotFound("no such household", detail=f"household {household_id!r} does not exist")
+    raw = "".join(secrets.choice(_CODE_ALPHABET) for _ in range(12))
+    code = "-".join(raw[i : i + 4] for i in range(0, 12, 4))
+    expires = tx.now + timedelta(seconds=ttl_s)
+    await tx.conn.execute(
+        insert(schema.enroll_codes).values(
+            code_hash=hash_code(code),
+            household_id=household_id,
+            created_at=tx.now,
+            expires_at=expires,
+        )
+    )
+    tx.audit(actor, "enroll_code.created", "household", household_id, {"expires_at": str(expires)})
+    return code
+
+
+async def enroll(
+    tx: Tx, settings: Settings, *, code: str, gateway_id: str, version: str
+) -> EnrollReply:
+    c = schema.enroll_codes
+    row = (
+        (await tx.conn.execute(select(c).where(c.c.code_hash == hash_code(code)).with_for_update()))
+        .mappings()
+        .first()
+    )
+    if row is None:
+        raise Unauthorized("unknown enrollment code", detail="no enrollment code matches")
+    if row["used_at"] is not None:
+        raise Unauthorized(
+            "enrollment code already used",
+            detail="a code enrolls one gateway once; make a new one with dispatchd enroll-code",
+        )
+    if row["expires_at"] <= tx.now:
+        raise Unauthorized(
+            "enrollment code expired",
+            detail=f"the code expired at {row['expires_at'].isoformat()}; make a new one",
+        )
+    household_id = row["household_id"]
+    g = schema.gateways
+    existing = (
+        (await tx.conn.execute(select(g).where(g.c.id == gateway_id).with_for_update()))
+        .mappings()
+        .first()
+    )
+    secret = new_secret()
+    offline_after = tx.now + timedelta(seconds=30 * settings.heartbeat_misses)
+    if existing is not None:
+        if existing["household_id"] != household_id:
+            raise Conflict(
+                "gateway enrolled to another household",
+                detail=f"gateway {gateway_id!r} belongs to another household; revoke and "
+                "remove it there first",
+            )
+        await tx.conn.execute(
+            update(g)
+            .where(g.c.id == gateway_id)
+            .values(secret=secret, version=version, revoked_at=None)
+        )
+        action = "gateway.reenrolled"
+    else:
+        await tx.conn.execute(
+            insert(g).values(
+                id=gateway_id,
+                household_id=household_id,
+                secret=secret,
+                version=version,
+                enrolled_at=tx.now,
+                online=True,
+                offline_after=offline_after,
+                status_changed_at=tx.now,
+                interval_s=30.0,
+            )
+        )
+        action = "gateway.enrolled"
+    await tx.conn.execute(
+        update(c)
+        .where(c.c.code_hash == row["code_hash"])
+        .values(used_at=tx.now, used_by=gateway_id)
+    )
+    tx.audit(f"gateway:{gateway_id}", action, "gateway", gateway_id, {"household": household_id})
+    tx.change("gateway", action, gateway_id, {"household_id": household_id})
+    log.info("gateway enrolled", gateway=gateway_id, household=household_id)
+    return EnrollReply(gateway_id=gateway_id, household_id=household_id, secret=secret)
+
+
+def read_signature(headers: Mapping[str, str]) -> SignedHeaders:
+    try:
+        return parse_headers(headers)
+    except SignatureError as exc:
+        raise Unauthorized("request not signed", detail=str(exc)) from exc
+
+
+def check_signature(
+    gateway: RowMapping | None,
+    signed: SignedHeaders,
+    *,
+    now: datetime,
+    method: str,
+    path: str,
+    body: bytes,
+) -> RowMapping:
+    """Everything about a signed request but its nonce: known, not revoked, fresh, authentic."""
+    if gateway is None:
+        raise Unauthorized(
+            "unknown gateway", detail=f"gateway {signed.gateway_id!r} is not enrolled here"
+        )
+    if gateway["revoked_at"] is not None:
+        raise Forbidden(
+            "gateway revoked",
+            slug="gateway-revoked",
+            detail=f"gateway {signed.gateway_id!r} was revoked at "
+            f"{gateway['revoked_at'].isoformat()}; re-enroll it with a new code",
+        )
+    clock = now.timestamp()
+    if abs(clock - signed.timestamp) > MAX_SKEW_S:
+        raise Unauthorized(
+            "stale request timestamp",
+            slug="clock-skew",
+            detail=f"{HEADER_TIMESTAMP} is {int(signed.timestamp - clock)} s from the server "
+            f"clock; at most {MAX_SKEW_S} s of clock skew is accepted (check the gateway's clock)",
+            extra={"server_time": now.isoformat()},
+        )
+    try:
+        verify_request(
+            signed, secret=gateway["secret"], method=method, path=path, body=body, now=clock
+        )
+    except SignatureError as exc:
+        raise Unauthorized("bad signature", detail=str(exc)) from exc
+    return gateway
+
+
+def nonce_row(signed: SignedHeaders) -> dict[str, Any]:
+    return {
+        "gateway_id": signed.gateway_id,
+        "nonce": signed.nonce,
+        # After this the timestamp check refuses the request anyway.
+        "expires_at": datetime.fromtimestamp(signed.timestamp + MAX_SKEW_S + 60, UTC),
+    }
+
+
+def replayed(signed: SignedHeaders) -> Conflict:
+    return Conflict(
+        "replayed request",
+        slug="replayed-nonce",
+        detail=f"nonce {signed.nonce!r} was already used by gateway {signed.gateway_id!r}; "
+        "every request needs a fresh nonce",
+    )
+
+
+async def authenticate(
+    tx: Tx, *, headers: Mapping[str, str], method: str, path: str, body: bytes
+) -> RowMapping:
+    """Verify a gateway's signed request and burn its nonce; return the gateway's row."""
+    signed = read_signature(headers)
+    g = schema.gateways
+    row = (
+        (await tx.conn.execute(select(g).where(g.c.id == signed.gateway_id).with_for_update()))
+        .mappings()
+        .first()
+    )
+    gateway = check_signature(row, signed, now=tx.now, method=method, path=path, body=body)
+    n = schema.gateway_nonces
+    inserted = await tx.conn.execute(
+        insert_ignore(tx.dialect, n).values(nonce_row(signed)).returning(n.c.nonce)
+    )
+    if inserted.first() is None:
+        raise replayed(signed)
+    return gateway
+
+
+def require_same_gateway(gateway: RowMapping, claimed: str) -> None:
+    if claimed != gateway["id"]:
+        raise Forbidden(
+            "gateway id mismatch",
+            slug="wrong-gateway",
+            detail=f"the request is signed by gateway {gateway['id']!r} but the body claims "
+            f"{claimed!r}; a gateway can only write its own data",
+        )
+
+
+def heartbeat_problem(gateway: RowMapping, heartbeat: Heartbeat) -> None:
+    """Refuse a heartbeat for another gateway, or one the database cannot store."""
+    require_same_gateway(gateway, heartbeat.gateway_id)
+    if "\x00" in heartbeat.version:
+        raise BadRequest("invalid Heartbeat", detail="version: must not contain NUL", status=422)
+
+
+def heartbeat_values(
+    settings: Settings, now: datetime, gateway: RowMapping, heartbeat: Heartbeat
+) -> dict[str, Any]:
+    """The gateway row's new health columns (and back online)."""
+    return {
+        "last_heartbeat_at": now,
+        "interval_s": heartbeat.interval_s,
+        "offline_after": now + timedelta(seconds=heartbeat.interval_s * settings.heartbeat_misses),
+        "online": True,
+        "status_changed_at": now if not gateway["online"] else gateway["status_changed_at"],
+        "version": heartbeat.version,
+        "uptime_s": heartbeat.uptime_s,
+        "clock_offset_s": (heartbeat.sent_at - now).total_seconds(),
+        "buffer_depth": {str(k): v for k, v in heartbeat.buffer_depth.items()},
+        "oldest_unsent_age_s": heartbeat.oldest_unsent_age_s,
+        "evicted_total": heartbeat.evicted_total,
+        "health": {
+            "drivers": [d.model_dump(mode="json") for d in heartbeat.drivers],
+            "devices_offline": [d.id for d in heartbeat.devices if not d.online],
+        },
+    }
+
+
+async def acknowledged_alarms(
+    tx: Tx, settings: Settings, gateway_ids: list[str]
+) -> dict[str, list[str]]:
+    """Per gateway, its alarm events whose incident a person acknowledged recently."""
+    i, e = schema.incidents, schema.events
+    cutoff = tx.now - timedelta(seconds=settings.ack_report_window_s)
+    rows = await tx.conn.execute(
+        select(e.c.gateway_id, e.c.id)
+        .select_from(i.join(e, e.c.incident_id == i.c.id))
+        .where(
+            i.c.category == "alarm",
+            i.c.acknowledged_at >= cutoff,
+            e.c.gateway_id.in_(gateway_ids),
+        )
+        .order_by(e.c.id.desc())
+    )
+    found: dict[str, list[str]] = {gid: [] for gid in gateway_ids}
+    for gateway_id, event_id in rows:
+        if len(found[gateway_id]) < 500:
+            found[gateway_id].append(event_id)
+    return found
+
+
+async def gateway_back_online(tx: Tx, gateway: RowMapping) -> None:
+    i = schema.incidents
+    key = f"gateway_offline:{gateway['id']}"
+    incident_id = (await tx.conn.execute(select(i.c.id).where(i.c.open_key == key))).scalar()
+    tx.change("gateway", "gateway.online", gateway["id"], {"online": True})
+    tx.audit("system", "gateway.online", "gateway", gateway["id"])
+    log.info("gateway back online", gateway=gateway["id"])
+    if incident_id is None:
+        return
+    await tx.conn.execute(
+        update(i)
+        .where(i.c.id == incident_id)
+        .values(
+            state=IncidentState.RESOLVED.value,
+            resolved_at=tx.now,
+            outcome="gateway_returned",
+            open_key=None,
+            last_action_at=tx.now,
+            last_event_at=tx.now,
+        )
+    )
+    await incidents.add_action(
+        tx, incident_id, incidents.Actor(None, "system"), "resolved", {"reason": "gateway returned"}
+    )
+    await incidents.publish(tx, incident_id, "incident.updated")
+
+
+async def mark_offline(tx: Tx, settings: Settings, gateway_id: str) -> bool:
+    """Mark one lost gateway offline and open its trouble incident; False if another process
+    (or a heartbeat) got there first."""
+    g = schema.gateways
+    result = await tx.conn.execute(
+        update(g)
+        .where(
+            g.c.id == gateway_id,
+            g.c.online.is_(True),
+            g.c.revoked_at.is_(None),
+            g.c.offline_after < tx.now,
+        )
+        .values(online=False, status_changed_at=tx.now)
+        .returning(g.c.id)
+    )
+    if result.first() is None:
+        return False
+    gateway = (await tx.conn.execute(select(g).where(g.c.id == gateway_id))).mappings().one()
+    tx.change("gateway", "gateway.offline", gateway_id, {"online": False})
+    tx.audit("system", "gateway.offline", "gateway", gateway_id)
+    log.warning(
+        "gateway lost", gateway=gateway_id, last_heartbeat=str(gateway["last_heartbeat_at"])
+    )
+    key = f"gateway_offline:{gateway_id}"
+    i = schema.incidents
+    if (await tx.conn.execute(select(i.c.id).where(i.c.open_key == key))).first() is not None:
+        return True
+    incident_id = await incidents.open_incident(
+        tx,
+        settings,
+        household_id=gateway["household_id"],
+        gateway_id=gateway_id,
+        kind="gateway_offline",
+        category="gateway_offline",
+        priority=int(Priority.TROUBLE),
+        open_key=key,
+        summary={
+            "last_heartbeat_at": gateway["last_heartbeat_at"].isoformat()
+            if gateway["last_heartbeat_at"]
+            else None,
+            "interval_s": gateway["interval_s"],
+        },
+    )
+    await incidents.publish(tx, incident_id, "incident.opened")
+    return True
+
+
+def gateway_model(row: RowMapping) -> GatewayOut:
+    depth = row["buffer_depth"] or {}
+    return GatewayOut(
+        id=row["id"],
+        household_id=row["household_id"],
+        online=bool(row["online"]),
+        revoked=row["revoked_at"] is not None,
+        version=row["version"],
+        enrolled_at=row["enrolled_at"],
+        last_heartbeat_at=row["last_heartbeat_at"],
+        status_changed_at=row["status_changed_at"],
+        interval_s=row["interval_s"],
+        buffer_depth={str(k): int(v) for k, v in depth.items()},
+        oldest_unsent_age_s=row["oldest_unsent_age_s"],
+        evicted_total=row["evicted_total"],
+        clock_offset_s=row["clock_offset_s"],
+    )
+
+
+async def revoke(tx: Tx, gateway_id: str, *, actor: str) -> None:
+    g = schema.gateways
+    result = await tx.conn.execute(
+        update(g)
+        .where(g.c.id == gateway_id, g.c.revoked_at.is_(None))
+        .values(revoked_at=tx.now)
+        .returning(g.c.id)
+    )
+    if result.first() is None:
+        exists = (await tx.conn.execute(select(g.c.id).where(g.c.id == gateway_id))).first()
+        if exists is None:
+            raise NotFound("no such gateway", detail=f"gateway {gateway_id!r} is not enrolled")
+        raise Conflict("gateway already revoked", detail=f"gateway {gateway_id!r} is revoked")
+    tx.audit(actor, "gateway.revoked", "gateway", gateway_id)
+    tx.change("gateway", "gateway.revoked", gateway_id, {"revoked": True})

@@ -1,0 +1,446 @@
+"""Incidents: reading them, opening them, and the operator's lifecycle actions.
+
+Lifecycle: new → acknowledged (an operator claims it) → callback_made → responder_dispatched →
+on_scene → resolved. One operator holds an incident at a time; claiming one that another holds
+takes it over (recorded, and flagged in the reply). Every action is an ``incident_actions`` row,
+an audit entry and a change on the live stream.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Select, and_, func, insert, select, update
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from dispatch import schema
+from dispatch.errors import Conflict, NotFound
+from dispatch.models import (
+    Deadlines,
+    Household,
+    Incident,
+    IncidentDetail,
+    IncidentState,
+    OverdueStep,
+    TimelineEntry,
+)
+from dispatch.settings import Settings
+from dispatch.tx import Tx
+from gatewayd.contract import IncidentRef
+from gatewayd.contract import new_event_id as new_ulid
+
+__all__ = [
+    "OPEN_STATES",
+    "Actor",
+    "incident_select",
+    "load_incident",
+    "load_incident_detail",
+    "open_incident",
+    "perform",
+    "to_model",
+    "to_ref",
+]
+
+OPEN_STATES = tuple(s.value for s in IncidentState if s is not IncidentState.RESOLVED)
+
+_op = schema.operators.alias("holder")
+_ack = schema.operators.alias("acker")
+_res = schema.operators.alias("resolver")
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who performs an action: an operator (id, username, role) or the system."""
+
+    id: int | None
+    name: str
+    role: str = "system"
+
+
+def incident_select() -> Select[Any]:
+    i = schema.incidents
+    h = schema.households
+    return select(
+        i,
+        _op.c.username.label("operator_name"),
+        _ack.c.username.label("acknowledged_by_name"),
+        _res.c.username.label("resolved_by_name"),
+        h.c.name.label("household_name"),
+        h.c.community.label("household_community"),
+    ).select_from(
+        i.join(h, h.c.id == i.c.household_id)
+        .outerjoin(_op, _op.c.id == i.c.operator_id)
+        .outerjoin(_ack, _ack.c.id == i.c.acknowledged_by)
+        .outerjoin(_res, _res.c.id == i.c.resolved_by)
+    )
+
+
+def overdue(row: RowMapping, now: datetime) -> list[OverdueStep]:
+    state = row["state"]
+    late: list[OverdueStep] = []
+    if state == IncidentState.RESOLVED:
+        return late
+    if (
+        row["ack_deadline"] is not None
+        and row["acknowledged_at"] is None
+        and now > row["ack_deadline"]
+    ):
+        late.append("acknowledge")
+    if (
+        row["callback_deadline"] is not None
+        and row["callback_at"] is None
+        and state in (IncidentState.NEW, IncidentState.ACKNOWLEDGED)
+        and now > row["callback_deadline"]
+    ):
+        late.append("callback")
+    if (
+        row["on_scene_deadline"] is not None
+        and state == IncidentState.RESPONDER_DISPATCHED
+        and now > row["on_scene_deadline"]
+    ):
+        late.append("on_scene")
+    return late
+
+
+def to_model(row: RowMapping, now: datetime) -> Incident:
+    return Incident(
+        id=row["id"],
+        household_id=row["household_id"],
+        household_name=row["household_name"],
+        community=row["household_community"],
+        gateway_id=row["gateway_id"],
+        kind=row["kind"],
+        category=row["category"],
+        priority=row["priority"],
+        state=row["state"],
+        operator=row["operator_name"],
+        opened_at=row["opened_at"],
+        last_event_at=row["last_event_at"],
+        last_action_at=row["last_action_at"],
+        acknowledged_at=row["acknowledged_at"],
+        acknowledged_by=row["acknowledged_by_name"],
+        callback_at=row["callback_at"],
+        dispatched_at=row["dispatched_at"],
+        on_scene_at=row["on_scene_at"],
+        resolved_at=row["resolved_at"],
+        resolved_by=row["resolved_by_name"],
+        outcome=row["outcome"],
+        event_count=row["event_count"],
+        requeue_count=row["requeue_count"],
+        deadlines=Deadlines(
+            acknowledge=row["ack_deadline"],
+            callback=row["callback_deadline"],
+            on_scene=row["on_scene_deadline"],
+        ),
+        overdue=overdue(row, now),
+        summary=row["summary"] or {},
+    )
+
+
+def to_ref(row: RowMapping) -> IncidentRef:
+    return IncidentRef(
+        id=row["id"],
+        state=row["state"],
+        operator=row["operator_name"],
+        acknowledged=row["acknowledged_at"] is not None,
+    )
+
+
+async def load_incident(
+    conn: AsyncConnection, incident_id: str, *, for_update: bool = False
+) -> RowMapping:
+    query = incident_select().where(schema.incidents.c.id == incident_id)
+    if for_update:
+        query = query.with_for_update(of=schema.incidents)
+    row = (await conn.execute(query)).mappings().first()
+    if row is None:
+        raise NotFound("no such incident", detail=f"incident {incident_id!r} does not exist")
+    result: RowMapping = row
+    return result
+
+
+def household_model(row: RowMapping) -> Household:
+    return Household.model_validate(dict(row))
+
+
+async def load_incident_detail(
+    conn: AsyncConnection, incident_id: str, now: datetime
+) -> IncidentDetail:
+    row = await load_incident(conn, incident_id)
+    base = to_model(row, now)
+    hh_row = (
+        (
+            await conn.execute(
+                select(schema.households).where(schema.households.c.id == row["household_id"])
+            )
+        )
+        .mappings()
+        .first()
+    )
+    household = household_model(hh_row) if hh_row is not None else None
+    rooms = {d.id: d.room for d in household.devices} if household else {}
+    e = schema.events
+    timeline: list[TimelineEntry] = [
+        TimelineEntry(
+            at=ev["received_at"],
+            type="event",
+            name=ev["kind"],
+            event_id=ev["id"],
+            device_id=ev["device_id"],
+            room=rooms.get(ev["device_id"]) if ev["device_id"] else None,
+            detail={"gateway_time": ev["at"].isoformat(), "payload": ev["payload"]},
+        )
+        for ev in (
+            await conn.execute(
+                select(e)
+                .where(e.c.incident_id == incident_id)
+                .order_by(e.c.received_at, e.c.seq)
+                .limit(2000)
+            )
+        ).mappings()
+    ]
+    a = schema.incident_actions
+    timeline.extend(
+        TimelineEntry(
+            at=act["at"],
+            type="action",
+            name=act["action"],
+            actor=act["actor"],
+            detail=act["detail"],
+        )
+        for act in (
+            await conn.execute(select(a).where(a.c.incident_id == incident_id).order_by(a.c.id))
+        ).mappings()
+    )
+    timeline.sort(key=lambda t: t.at)
+    return IncidentDetail(**base.model_dump(), household=household, timeline=timeline)
+
+
+async def open_incident(
+    tx: Tx,
+    settings: Settings,
+    *,
+    household_id: str,
+    gateway_id: str | None,
+    kind: str,
+    category: str,
+    priority: int,
+    open_key: str | None = None,
+    summary: dict[str, Any] | None = None,
+    event_count: int = 0,
+) -> str:
+    """Insert a new incident (state new); alarms get service-level deadlines.
+
+    A new alarm from a household whose other incident an operator holds goes to that operator.
+    """
+    now = tx.now
+    i = schema.incidents
+    holder = (
+        await tx.conn.execute(
+            select(i.c.operator_id)
+            .where(
+                i.c.household_id == household_id,
+                i.c.state.in_(OPEN_STATES),
+                i.c.operator_id.is_not(None),
+            )
+            .order_by(i.c.last_action_at.desc())
+            .limit(1)
+        )
+    ).scalar()
+    alarm = category == "alarm"
+    incident_id = new_ulid(now)
+    await tx.conn.execute(
+        insert(i).values(
+            id=incident_id,
+            household_id=household_id,
+            gateway_id=gateway_id,
+            kind=kind,
+            category=category,
+            priority=priority,
+            state=IncidentState.NEW.value,
+            open_key=open_key,
+            operator_id=holder,
+            opened_at=now,
+            last_event_at=now,
+            last_action_at=now,
+            ack_deadline=now + timedelta(seconds=settings.sla_ack_s) if alarm else None,
+            callback_deadline=now + timedelta(seconds=settings.sla_callback_s) if alarm else None,
+            on_scene_deadline=now + timedelta(seconds=settings.sla_on_scene_s) if alarm else None,
+            event_count=event_count,
+            summary=summary or {},
+        )
+    )
+    detail: dict[str, Any] = {"kind": kind, "category": category, "priority": priority}
+    if holder is not None:
+        detail["routed_to_operator_id"] = holder
+    await add_action(tx, incident_id, Actor(None, "system"), "opened", detail)
+    return incident_id
+
+
+async def add_action(
+    tx: Tx, incident_id: str, actor: Actor, action: str, detail: dict[str, Any]
+) -> None:
+    await tx.conn.execute(
+        insert(schema.incident_actions).values(
+            incident_id=incident_id, at=tx.now, actor=actor.name, action=action, detail=detail
+        )
+    )
+    tx.audit(actor.name, f"incident.{action}", "incident", incident_id, detail)
+
+
+async def publish(tx: Tx, incident_id: str, kind: str) -> Incident:
+    """Read the incident back and put it on the live stream."""
+    row = await load_incident(tx.conn, incident_id)
+    model = to_model(row, tx.now)
+    tx.change("incident", kind, incident_id, model.model_dump(mode="json"))
+    return model
+
+
+# -- operator actions ---------------------------------------------------------------------------
+
+_FORWARD = {
+    "callback": (
+        {
+            IncidentState.ACKNOWLEDGED,
+            IncidentState.CALLBACK_MADE,
+            IncidentState.RESPONDER_DISPATCHED,
+            IncidentState.ON_SCENE,
+        },
+        IncidentState.CALLBACK_MADE,
+    ),
+    "dispatch": (
+        {IncidentState.ACKNOWLEDGED, IncidentState.CALLBACK_MADE},
+        IncidentState.RESPONDER_DISPATCHED,
+    ),
+    "on_scene": ({IncidentState.RESPONDER_DISPATCHED}, IncidentState.ON_SCENE),
+    "resolve": (
+        {
+            IncidentState.ACKNOWLEDGED,
+            IncidentState.CALLBACK_MADE,
+            IncidentState.RESPONDER_DISPATCHED,
+            IncidentState.ON_SCENE,
+        },
+        IncidentState.RESOLVED,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class ActionOutcome:
+    incident: Incident
+    took_over_from: str | None = None
+
+
+async def perform(
+    tx: Tx, incident_id: str, actor: Actor, action: str, detail: dict[str, Any]
+) -> ActionOutcome:
+    """Apply one operator action to an incident, or raise :class:`Conflict` naming why not."""
+    assert actor.id is not None
+    row = await load_incident(tx.conn, incident_id, for_update=True)
+    state = IncidentState(row["state"])
+    i = schema.incidents
+    now = tx.now
+    values: dict[str, Any] = {"last_action_at": now}
+    took_over_from: str | None = None
+
+    if action == "note":
+        await add_action(tx, incident_id, actor, "note", detail)
+        await tx.conn.execute(update(i).where(i.c.id == incident_id).values(values))
+        return ActionOutcome(await publish(tx, incident_id, "incident.updated"))
+
+    if state is IncidentState.RESOLVED:
+        raise Conflict(
+            "incident is resolved",
+            detail=f"incident {incident_id} was resolved at {row['resolved_at']}; "
+            "add a note instead",
+            extra={"state": state.value},
+        )
+    holder_id, holder_name = row["operator_id"], row["operator_name"]
+
+    if action == "acknowledge":
+        if holder_id is not None and holder_id != actor.id:
+            took_over_from = holder_name
+        values.update(operator_id=actor.id, claimed_at=now)
+        if state is IncidentState.NEW:
+            values["state"] = IncidentState.ACKNOWLEDGED.value
+        if row["acknowledged_at"] is None:
+            values.update(acknowledged_at=now, acknowledged_by=actor.id)
+        if took_over_from is not None:
+            detail = {**detail, "took_over_from": took_over_from}
+        name = "takeover" if took_over_from else "acknowledged"
+    elif action == "release":
+        if holder_id != actor.id:
+            raise Conflict(
+                "incident not held by you",
+                detail=f"incident {incident_id} is held by {holder_name or 'nobody'}",
+            )
+        values.update(operator_id=None, claimed_at=None)
+        if state is IncidentState.ACKNOWLEDGED:
+            values["state"] = IncidentState.NEW.value
+        name = "released"
+    else:
+        allowed, target = _FORWARD[action]
+        if holder_id != actor.id:
+            raise Conflict(
+                "incident not held by you",
+                detail=f"incident {incident_id} is held by {holder_name or 'nobody'}; "
+                "acknowledge it to take it over",
+                extra={"operator": holder_name},
+            )
+        if state not in allowed:
+            raise Conflict(
+                f"cannot {action.replace('_', ' ')} an incident that is {state.value}",
+                detail=f"allowed from: {', '.join(sorted(s.value for s in allowed))}",
+                extra={"state": state.value},
+            )
+        if not (action == "callback" and state is not IncidentState.ACKNOWLEDGED):
+            values["state"] = target.value
+        if action == "callback" and row["callback_at"] is None:
+            values["callback_at"] = now
+        elif action == "dispatch":
+            values["dispatched_at"] = now
+        elif action == "on_scene":
+            values["on_scene_at"] = now
+        elif action == "resolve":
+            values.update(
+                resolved_at=now, resolved_by=actor.id, outcome=detail["outcome"], open_key=None
+            )
+        name = {
+            "callback": "callback_made",
+            "dispatch": "responder_dispatched",
+            "on_scene": "on_scene",
+            "resolve": "resolved",
+        }[action]
+    await tx.conn.execute(update(i).where(i.c.id == incident_id).values(values))
+    await add_action(tx, incident_id, actor, name, detail)
+    incident = await publish(tx, incident_id, "incident.updated")
+    if took_over_from is not None:
+        tx.change(
+            "escalation",
+            "incident.takeover",
+            incident_id,
+            {
+                "incident": incident.model_dump(mode="json"),
+                "from": took_over_from,
+                "by": actor.name,
+            },
+            audience="supervisor",
+        )
+    return ActionOutcome(incident, took_over_from)
+
+
+def queue_order() -> list[Any]:
+    i = schema.incidents
+    return [i.c.priority, i.c.opened_at, i.c.id]
+
+
+def open_filter() -> Any:
+    return schema.incidents.c.state.in_(OPEN_STATES)
+
+
+async def count(conn: AsyncConnection, *where: Any) -> int:
+    q = select(func.count()).select_from(schema.incidents).where(and_(True, *where))
+    return int((await conn.execute(q)).scalar_one())

@@ -1,0 +1,267 @@
+"""Event ingest: store a gateway's batch once, route alarms and troubles to incidents.
+
+Idempotent by event id: a resent event answers ``duplicate`` with the incident it belongs to. The
+household is locked for the batch (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite serialises
+writers), so two processes receiving the same retry cannot both store it or open two incidents.
+
+Routing, per event (the batch is ordered by lane, then sequence):
+
+- test events (``test`` kind or ``test`` flag) and telemetry: stored, no incident;
+- an alarm joins the household's open incident of the same kind opened within the incident
+  window, else opens a new one (no queue flooding from one home);
+- an alarm restore is attached to the household's latest open incident of its kind;
+- troubles (and their restores) are collected by one open trouble incident per household, which
+  closes itself once every trouble it collected is restored and nobody is working it.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.engine import RowMapping
+
+from dispatch import incidents, schema
+from dispatch.errors import BadRequest
+from dispatch.incidents import Actor
+from dispatch.models import IncidentState
+from dispatch.settings import Settings
+from dispatch.tx import Tx
+from gatewayd.contract import (
+    AckStatus,
+    Event,
+    EventAck,
+    EventKind,
+    IncidentRef,
+    IngestBatch,
+    IngestReply,
+    Lane,
+    Priority,
+)
+
+__all__ = ["ingest_batch"]
+
+_MAX_SEQ = 2**63 - 1
+
+
+class _Router:
+    """Routes one batch's events to incidents, touching each incident once at the end."""
+
+    def __init__(self, tx: Tx, settings: Settings, household_id: str, gateway_id: str) -> None:
+        self.tx = tx
+        self.settings = settings
+        self.household_id = household_id
+        self.gateway_id = gateway_id
+        self.open_rows: list[dict[str, Any]] = []
+        self.opened: set[str] = set()
+        self.touched: dict[str, dict[str, Any]] = {}
+
+    async def load(self) -> None:
+        i = schema.incidents
+        rows = await self.tx.conn.execute(
+            select(i)
+            .where(i.c.household_id == self.household_id, incidents.open_filter())
+            .order_by(i.c.opened_at.desc())
+        )
+        self.open_rows = [dict(r) for r in rows.mappings()]
+
+    def _find(self, category: str, kind: str | None, *, since: Any = None) -> dict[str, Any] | None:
+        for row in self.open_rows:
+            if row["category"] != category or (kind is not None and row["kind"] != kind):
+                continue
+            if since is not None and row["opened_at"] < since:
+                continue
+            return row
+        return None
+
+    async def _open(
+        self, *, kind: str, category: str, priority: int, open_key: str | None
+    ) -> dict[str, Any]:
+        incident_id = await incidents.open_incident(
+            self.tx,
+            self.settings,
+            household_id=self.household_id,
+            gateway_id=self.gateway_id,
+            kind=kind,
+            category=category,
+            priority=priority,
+            open_key=open_key,
+            summary={},
+        )
+        row = {
+            "id": incident_id,
+            "category": category,
+            "kind": kind,
+            "priority": priority,
+            "opened_at": self.tx.now,
+            "summary": {},
+            "state": IncidentState.NEW.value,
+            "operator_id": None,
+            "event_count": 0,
+        }
+        self.open_rows.insert(0, row)
+        self.opened.add(incident_id)
+        return row
+
+    def _touch(self, row: dict[str, Any], event: Event) -> str:
+        entry = self.touched.setdefault(
+            row["id"], {"row": row, "count": 0, "priority": row["priority"]}
+        )
+        entry["count"] += 1
+        if not event.kind.is_restore:
+            entry["priority"] = min(entry["priority"], int(event.kind.priority))
+        summary = row["summary"]
+        if event.device_id:
+            devices = summary.setdefault("devices", [])
+            if event.device_id not in devices and len(devices) < 50:
+                devices.append(event.device_id)
+        if row["category"] == "trouble":
+            troubles = summary.setdefault("troubles", {})
+            key = f"{event.kind.condition.value}:{event.device_id or '-'}"
+            troubles[key] = not event.kind.is_restore
+        elif event.kind.is_restore:
+            summary["restored"] = True
+        else:
+            summary["restored"] = False
+        return str(row["id"])
+
+    async def route(self, event: Event) -> str | None:
+        kind = event.kind
+        if event.test or kind is EventKind.TEST or kind.lane is Lane.TELEMETRY:
+            return None
+        if kind.lane is Lane.ALARM:
+            if kind.is_restore:
+                row = self._find("alarm", kind.condition.value)
+                return self._touch(row, event) if row is not None else None
+            since = self.tx.now - timedelta(seconds=self.settings.incident_window_s)
+            row = self._find("alarm", kind.value, since=since)
+            if row is None:
+                row = await self._open(
+                    kind=kind.value, category="alarm", priority=int(kind.priority), open_key=None
+                )
+            return self._touch(row, event)
+        # Trouble lane: one summary incident per household.
+        row = self._find("trouble", None)
+        if row is None:
+            if kind.is_restore:
+                return None
+            row = await self._open(
+                kind="device_trouble",
+                category="trouble",
+                priority=int(Priority.TROUBLE),
+                open_key=f"trouble:{self.household_id}",
+            )
+        return self._touch(row, event)
+
+    async def finish(self) -> None:
+        i = schema.incidents
+        for incident_id, entry in self.touched.items():
+            row = entry["row"]
+            values: dict[str, Any] = {
+                "last_event_at": self.tx.now,
+                "event_count": i.c.event_count + entry["count"],
+                "priority": entry["priority"],
+                "summary": row["summary"],
+            }
+            auto_close = (
+                row["category"] == "trouble"
+                and row["summary"].get("troubles")
+                and not any(row["summary"]["troubles"].values())
+                and row["state"] == IncidentState.NEW.value
+                and row["operator_id"] is None
+            )
+            if auto_close:
+                values.update(
+                    state=IncidentState.RESOLVED.value,
+                    resolved_at=self.tx.now,
+                    outcome="restored",
+                    open_key=None,
+                    last_action_at=self.tx.now,
+                )
+            await self.tx.conn.execute(update(i).where(i.c.id == incident_id).values(values))
+            if auto_close:
+                await incidents.add_action(
+                    self.tx,
+                    incident_id,
+                    Actor(None, "system"),
+                    "resolved",
+                    {"reason": "every trouble restored"},
+                )
+            kind = "incident.opened" if incident_id in self.opened else "incident.updated"
+            await incidents.publish(self.tx, incident_id, kind)
+
+
+async def _refs(tx: Tx, incident_ids: set[str]) -> dict[str, IncidentRef]:
+    if not incident_ids:
+        return {}
+    rows = await tx.conn.execute(
+        incidents.incident_select().where(schema.incidents.c.id.in_(incident_ids))
+    )
+    return {r["id"]: incidents.to_ref(r) for r in rows.mappings()}
+
+
+async def ingest_batch(
+    tx: Tx, settings: Settings, gateway: RowMapping, batch: IngestBatch
+) -> IngestReply:
+    household_id = gateway["household_id"]
+    too_big = [ev.id for ev in batch.events if ev.seq > _MAX_SEQ]
+    if too_big:
+        raise BadRequest(
+            "invalid IngestBatch",
+            detail=f"seq of event {too_big[0]} exceeds {_MAX_SEQ} (a 64-bit signed integer)",
+            status=422,
+        )
+    if tx.is_pg:
+        # Serialise ingest per household across processes (dedupe and incident routing).
+        h = schema.households
+        await tx.conn.execute(select(h.c.id).where(h.c.id == household_id).with_for_update())
+    e = schema.events
+    ids = [ev.id for ev in batch.events]
+    existing: dict[str, str | None] = {
+        r[0]: r[1]
+        for r in await tx.conn.execute(select(e.c.id, e.c.incident_id).where(e.c.id.in_(ids)))
+    }
+    router = _Router(tx, settings, household_id, gateway["id"])
+    needs_routing = any(
+        ev.id not in existing and not ev.test and ev.kind.lane is not Lane.TELEMETRY
+        for ev in batch.events
+    )
+    if needs_routing:
+        await router.load()
+    rows: list[dict[str, Any]] = []
+    statuses: list[tuple[str, AckStatus, str | None]] = []
+    for ev in batch.events:
+        if ev.id in existing:
+            statuses.append((ev.id, AckStatus.DUPLICATE, existing[ev.id]))
+            continue
+        incident_id = await router.route(ev) if needs_routing else None
+        existing[ev.id] = incident_id
+        rows.append(
+            {
+                "id": ev.id,
+                "gateway_id": ev.gateway_id,
+                "household_id": household_id,
+                "seq": ev.seq,
+                "kind": ev.kind.value,
+                "priority": int(ev.kind.priority),
+                "device_id": ev.device_id,
+                "at": ev.at,
+                "received_at": tx.now,
+                "test": ev.test,
+                "payload": ev.payload,
+                "incident_id": incident_id,
+            }
+        )
+        statuses.append((ev.id, AckStatus.STORED, incident_id))
+    if rows:
+        await tx.conn.execute(insert(e), rows)
+    if router.touched:
+        await router.finish()
+    refs = await _refs(tx, {i for _, _, i in statuses if i is not None})
+    return IngestReply(
+        acks=[
+            EventAck(id=eid, status=status, incident=refs.get(iid) if iid else None)
+            for eid, status, iid in statuses
+        ]
+    )

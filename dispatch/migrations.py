@@ -1,0 +1,118 @@
+"""Forward-only schema migrations, numbered, recorded in ``schema_version``.
+
+A short list of functions is enough for one service that owns its database; alembic would add a
+second configuration and an autogenerate step that nobody here needs. Migrations run in one
+transaction under a lock (PostgreSQL advisory lock, SQLite's write lock), so several processes
+starting at once migrate exactly once. Migration 1 is the first release's schema; later changes
+append a migration and never edit an earlier one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import structlog
+from sqlalchemy import insert, inspect, select, text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from dispatch import schema
+from dispatch.db import Database
+from dispatch.errors import MigrationError
+
+__all__ = ["MIGRATIONS", "Migration", "current_version", "migrate"]
+
+log = structlog.get_logger(__name__)
+
+#: An arbitrary constant naming this program's migration lock on PostgreSQL.
+_PG_MIGRATION_LOCK = 0x64697370
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    apply: Callable[[AsyncConnection, str], Awaitable[None]]
+
+
+async def _initial_schema(conn: AsyncConnection, dialect: str) -> None:
+    tables = [t for t in schema.metadata.sorted_tables if t.name != "schema_version"]
+    await conn.run_sync(lambda sync: schema.metadata.create_all(sync, tables=tables))
+    # The audit log is append-only: the database itself refuses updates and deletes.
+    if dialect == "postgresql":
+        await conn.execute(
+            text(
+                "CREATE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS $$ "
+                "BEGIN RAISE EXCEPTION 'audit_log is append-only'; END $$"
+            )
+        )
+        await conn.execute(
+            text(
+                "CREATE TRIGGER audit_log_no_change BEFORE UPDATE OR DELETE ON audit_log "
+                "FOR EACH ROW EXECUTE FUNCTION audit_log_append_only()"
+            )
+        )
+    else:
+        for op in ("UPDATE", "DELETE"):
+            await conn.execute(
+                text(
+                    f"CREATE TRIGGER audit_log_no_{op.lower()} BEFORE {op} ON audit_log "
+                    "BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END"
+                )
+            )
+
+
+MIGRATIONS: tuple[Migration, ...] = (Migration(1, "initial schema", _initial_schema),)
+
+
+async def _version_table_exists(conn: AsyncConnection) -> bool:
+    return await conn.run_sync(lambda sync: inspect(sync).has_table("schema_version"))
+
+
+async def current_version(db: Database) -> int:
+    """The schema version of the database (0 if it is empty)."""
+    async with db.read() as conn:
+        if not await _version_table_exists(conn):
+            return 0
+        rows = (await conn.execute(select(schema.schema_version.c.version))).scalars().all()
+        return max(rows, default=0)
+
+
+async def migrate(db: Database) -> list[int]:
+    """Apply every pending migration; return the versions applied (empty if up to date)."""
+    latest = MIGRATIONS[-1].version
+    try:
+        async with db.write() as conn:
+            if db.dialect == "postgresql":
+                await conn.execute(text(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})"))
+            if not await _version_table_exists(conn):
+                await conn.run_sync(
+                    lambda sync: schema.schema_version.create(sync, checkfirst=True)
+                )
+            done = set(
+                (await conn.execute(select(schema.schema_version.c.version))).scalars().all()
+            )
+            if done and max(done) > latest:
+                raise MigrationError(
+                    f"the database is at schema version {max(done)}, newer than this program's "
+                    f"{latest}: upgrade dispatchd"
+                )
+            applied: list[int] = []
+            for migration in MIGRATIONS:
+                if migration.version in done:
+                    continue
+                await migration.apply(conn, db.dialect)
+                await conn.execute(
+                    insert(schema.schema_version).values(
+                        version=migration.version,
+                        name=migration.name,
+                        applied_at=datetime.now(UTC),
+                    )
+                )
+                applied.append(migration.version)
+                log.info("migration applied", version=migration.version, name=migration.name)
+            return applied
+    except SQLAlchemyError as exc:
+        raise MigrationError(f"migrating {db.safe_url} failed: {exc}") from exc

@@ -1,0 +1,344 @@
+"""The operator API's request and response models (the gateway side uses gatewayd.contract)."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from gatewayd.contract import Identifier
+
+__all__ = [
+    "ActionResult",
+    "AuditEntry",
+    "CallbackOutcome",
+    "CallbackRequest",
+    "Change",
+    "Contact",
+    "Deadlines",
+    "Device",
+    "DispatchRequest",
+    "EnrollReply",
+    "EnrollRequest",
+    "GatewayOut",
+    "Household",
+    "HouseholdIn",
+    "Incident",
+    "IncidentDetail",
+    "IncidentState",
+    "LoginReply",
+    "LoginRequest",
+    "NoteRequest",
+    "Operator",
+    "OperatorIn",
+    "OperatorPatch",
+    "Outcome",
+    "Page",
+    "Resident",
+    "ResolveRequest",
+    "Role",
+    "TimelineEntry",
+]
+
+T = TypeVar("T")
+
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL text cannot hold NUL; refuse it at the edge rather than fail in the database.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+Str = Annotated[str, AfterValidator(_no_nul)]
+OverdueStep = Literal["acknowledge", "callback", "on_scene"]
+Short = Annotated[Str, Field(max_length=200)]
+Long = Annotated[Str, Field(max_length=4000)]
+Phone = Annotated[Str, Field(min_length=3, max_length=32, pattern=r"^\+?[0-9 ()\-]{3,32}$")]
+Username = Annotated[Str, Field(min_length=2, max_length=64, pattern=r"^[A-Za-z0-9_.@\-]+$")]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Role(enum.StrEnum):
+    OPERATOR = "operator"
+    SUPERVISOR = "supervisor"
+    ADMIN = "admin"
+
+    @property
+    def rank(self) -> int:
+        return {"operator": 0, "supervisor": 1, "admin": 2}[self.value]
+
+
+class IncidentState(enum.StrEnum):
+    NEW = "new"
+    ACKNOWLEDGED = "acknowledged"
+    CALLBACK_MADE = "callback_made"
+    RESPONDER_DISPATCHED = "responder_dispatched"
+    ON_SCENE = "on_scene"
+    RESOLVED = "resolved"
+
+
+class Outcome(enum.StrEnum):
+    REAL_EMERGENCY = "real_emergency"
+    FALSE_ALARM = "false_alarm"
+    TEST = "test"
+    NO_ANSWER = "no_answer"
+    TECHNICAL = "technical"
+    DUPLICATE = "duplicate"
+    OTHER = "other"
+
+
+class CallbackOutcome(enum.StrEnum):
+    REACHED = "reached"
+    NO_ANSWER = "no_answer"
+    BUSY = "busy"
+    WRONG_NUMBER = "wrong_number"
+    OTHER = "other"
+
+
+# -- operators and sessions ---------------------------------------------------------------------
+
+
+class LoginRequest(_In):
+    username: Annotated[Str, Field(min_length=1, max_length=64)]
+    password: Annotated[Str, Field(min_length=1, max_length=256)]
+
+
+class Operator(BaseModel):
+    id: int
+    username: str
+    display_name: str
+    role: Role
+    disabled: bool
+    created_at: datetime
+
+
+class LoginReply(BaseModel):
+    operator: Operator
+    expires_at: datetime
+    token: str = Field(description="the session token (also set as the session cookie)")
+
+
+class OperatorIn(_In):
+    username: Username
+    display_name: Short = ""
+    role: Role = Role.OPERATOR
+    password: Annotated[Str, Field(min_length=8, max_length=256)]
+
+
+class OperatorPatch(_In):
+    display_name: Short | None = None
+    role: Role | None = None
+    disabled: bool | None = None
+    password: Annotated[Str, Field(min_length=8, max_length=256)] | None = None
+
+
+# -- households ---------------------------------------------------------------------------------
+
+
+class Resident(_In):
+    name: Annotated[Str, Field(min_length=1, max_length=200)]
+    birth_year: Annotated[int, Field(ge=1890, le=2100)] | None = None
+    phones: list[Phone] = Field(default_factory=list, max_length=8)
+    medical_notes: Long = ""
+    language: Short = ""
+
+
+class Contact(_In):
+    name: Annotated[Str, Field(min_length=1, max_length=200)]
+    relation: Short = ""
+    phones: list[Phone] = Field(default_factory=list, max_length=8)
+    has_key: bool = False
+    priority: Annotated[int, Field(ge=1, le=99)] = 1
+
+
+class Device(_In):
+    id: Identifier
+    room: Short = ""
+    kind: Short = ""
+    label: Short = ""
+
+
+class HouseholdIn(_In):
+    id: Identifier | None = Field(default=None, description="chosen id; generated when absent")
+    name: Annotated[Str, Field(min_length=1, max_length=200)]
+    address: Annotated[Str, Field(max_length=500)] = ""
+    community: Short = Field(default="", description="community or street, for reports")
+    phone: Annotated[Str, Field(max_length=32)] = ""
+    key_safe: Annotated[Str, Field(max_length=500)] = ""
+    access_notes: Long = ""
+    notes: Long = ""
+    residents: list[Resident] = Field(default_factory=list, max_length=16)
+    emergency_contacts: list[Contact] = Field(default_factory=list, max_length=16)
+    devices: list[Device] = Field(default_factory=list, max_length=256)
+
+
+class Household(BaseModel):
+    id: str
+    name: str
+    address: str
+    community: str
+    phone: str
+    key_safe: str
+    access_notes: str
+    notes: str
+    residents: list[Resident]
+    emergency_contacts: list[Contact]
+    devices: list[Device]
+    created_at: datetime
+    updated_at: datetime
+
+
+# -- gateways -----------------------------------------------------------------------------------
+
+
+class EnrollRequest(_In):
+    code: Annotated[Str, Field(min_length=1, max_length=64)]
+    gateway_id: Identifier
+    version: Annotated[Str, Field(max_length=64)] = ""
+
+
+class EnrollReply(BaseModel):
+    gateway_id: str
+    household_id: str
+    secret: str
+
+
+class GatewayOut(BaseModel):
+    id: str
+    household_id: str
+    online: bool
+    revoked: bool
+    version: str
+    enrolled_at: datetime
+    last_heartbeat_at: datetime | None
+    status_changed_at: datetime
+    interval_s: float
+    buffer_depth: dict[str, int]
+    oldest_unsent_age_s: float | None
+    evicted_total: int
+    clock_offset_s: float | None = Field(description="gateway clock minus server clock, seconds")
+
+
+# -- incidents ----------------------------------------------------------------------------------
+
+
+class Deadlines(BaseModel):
+    acknowledge: datetime | None
+    callback: datetime | None
+    on_scene: datetime | None
+
+
+class Incident(BaseModel):
+    id: str
+    household_id: str
+    household_name: str | None = None
+    community: str | None = None
+    gateway_id: str | None
+    kind: str
+    category: Literal["alarm", "trouble", "gateway_offline"]
+    priority: int
+    state: IncidentState
+    operator: str | None
+    opened_at: datetime
+    last_event_at: datetime
+    last_action_at: datetime
+    acknowledged_at: datetime | None
+    acknowledged_by: str | None
+    callback_at: datetime | None
+    dispatched_at: datetime | None
+    on_scene_at: datetime | None
+    resolved_at: datetime | None
+    resolved_by: str | None
+    outcome: str | None
+    event_count: int
+    requeue_count: int
+    deadlines: Deadlines
+    overdue: list[OverdueStep]
+    summary: dict[str, Any]
+
+
+class TimelineEntry(BaseModel):
+    at: datetime
+    type: Literal["event", "action"]
+    name: str = Field(description="the event kind or the action")
+    actor: str | None = None
+    event_id: str | None = None
+    device_id: str | None = None
+    room: str | None = None
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class IncidentDetail(Incident):
+    household: Household | None
+    timeline: list[TimelineEntry]
+
+
+class ActionResult(BaseModel):
+    incident: Incident
+    took_over_from: str | None = Field(
+        default=None, description="set when the claim took the incident from another operator"
+    )
+    warning: str | None = None
+
+
+class AcknowledgeRequest(_In):
+    note: Long = ""
+
+
+class CallbackRequest(_In):
+    outcome: CallbackOutcome
+    number: Annotated[Str, Field(max_length=32)] = ""
+    note: Long = ""
+
+
+class DispatchRequest(_In):
+    responder: Annotated[Str, Field(min_length=1, max_length=200)]
+    note: Long = ""
+
+
+class OnSceneRequest(_In):
+    note: Long = ""
+
+
+class ResolveRequest(_In):
+    outcome: Outcome
+    note: Long = ""
+
+
+class NoteRequest(_In):
+    text: Annotated[Str, Field(min_length=1, max_length=4000)]
+
+
+# -- audit, stream, pages -----------------------------------------------------------------------
+
+
+class AuditEntry(BaseModel):
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    entity_type: str
+    entity_id: str
+    detail: dict[str, Any]
+
+
+class Change(BaseModel):
+    """One item of the live stream (its SSE id is ``id``)."""
+
+    id: int
+    at: datetime
+    topic: str
+    kind: str
+    entity_id: str
+    data: dict[str, Any]
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    total: int

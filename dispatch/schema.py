@@ -1,0 +1,260 @@
+"""The database tables (SQLAlchemy Core), the same for SQLite and PostgreSQL.
+
+Times are stored in UTC and always come back timezone-aware (:class:`UtcDateTime`). Households keep
+their residents, emergency contacts and devices as JSON lists: they are read and written whole by
+the console, never queried piecemeal.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+
+__all__ = ["UtcDateTime", "metadata"]
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on both engines (SQLite keeps naive UTC text)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use an aware UTC datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# A 64-bit id that is SQLite's rowid alias there (so it autoincrements).
+BigId = BigInteger().with_variant(Integer, "sqlite")
+
+metadata = MetaData()
+
+schema_version = Table(
+    "schema_version",
+    metadata,
+    Column("version", Integer, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("applied_at", UtcDateTime, nullable=False),
+)
+
+households = Table(
+    "households",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("address", String(500), nullable=False, server_default=""),
+    Column("community", String(200), nullable=False, server_default=""),
+    Column("phone", String(64), nullable=False, server_default=""),
+    Column("key_safe", String(500), nullable=False, server_default=""),
+    Column("access_notes", Text, nullable=False, server_default=""),
+    Column("notes", Text, nullable=False, server_default=""),
+    Column("residents", JSON, nullable=False),
+    Column("emergency_contacts", JSON, nullable=False),
+    Column("devices", JSON, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+gateways = Table(
+    "gateways",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    Column("household_id", String(128), ForeignKey("households.id"), nullable=False),
+    Column("secret", String(128), nullable=False),
+    Column("version", String(64), nullable=False, server_default=""),
+    Column("enrolled_at", UtcDateTime, nullable=False),
+    Column("revoked_at", UtcDateTime, nullable=True),
+    Column("last_heartbeat_at", UtcDateTime, nullable=True),
+    Column("interval_s", Float, nullable=False, server_default="30"),
+    Column("online", Boolean, nullable=False, server_default="1"),
+    # When the gateway counts as lost unless another heartbeat arrives (heartbeat time plus its
+    # interval times the allowed misses): one indexed comparison finds every lost gateway.
+    Column("offline_after", UtcDateTime, nullable=False),
+    Column("status_changed_at", UtcDateTime, nullable=False),
+    Column("clock_offset_s", Float, nullable=True),
+    Column("uptime_s", Float, nullable=True),
+    Column("buffer_depth", JSON, nullable=True),
+    Column("oldest_unsent_age_s", Float, nullable=True),
+    Column("evicted_total", Integer, nullable=False, server_default="0"),
+    Column("health", JSON, nullable=True),
+    Index("ix_gateways_household", "household_id"),
+    Index("ix_gateways_offline_after", "online", "offline_after"),
+)
+
+enroll_codes = Table(
+    "enroll_codes",
+    metadata,
+    Column("code_hash", String(64), primary_key=True),
+    Column("household_id", String(128), ForeignKey("households.id"), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("used_at", UtcDateTime, nullable=True),
+    Column("used_by", String(128), nullable=True),
+)
+
+gateway_nonces = Table(
+    "gateway_nonces",
+    metadata,
+    Column("gateway_id", String(128), primary_key=True),
+    Column("nonce", String(128), primary_key=True),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Index("ix_gateway_nonces_expires", "expires_at"),
+)
+
+incidents = Table(
+    "incidents",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("household_id", String(128), ForeignKey("households.id"), nullable=False),
+    Column("gateway_id", String(128), nullable=True),
+    Column("kind", String(64), nullable=False),
+    # alarm | trouble | gateway_offline
+    Column("category", String(32), nullable=False),
+    Column("priority", Integer, nullable=False),
+    Column("state", String(32), nullable=False),
+    # Set while open for incidents of which there may be only one (per outage, per household):
+    # a unique index makes that a database guarantee across processes. NULL once resolved.
+    Column("open_key", String(300), nullable=True, unique=True),
+    Column("operator_id", Integer, ForeignKey("operators.id"), nullable=True),
+    Column("opened_at", UtcDateTime, nullable=False),
+    Column("last_event_at", UtcDateTime, nullable=False),
+    Column("last_action_at", UtcDateTime, nullable=False),
+    Column("claimed_at", UtcDateTime, nullable=True),
+    Column("acknowledged_at", UtcDateTime, nullable=True),
+    Column("acknowledged_by", Integer, nullable=True),
+    Column("callback_at", UtcDateTime, nullable=True),
+    Column("dispatched_at", UtcDateTime, nullable=True),
+    Column("on_scene_at", UtcDateTime, nullable=True),
+    Column("resolved_at", UtcDateTime, nullable=True),
+    Column("resolved_by", Integer, nullable=True),
+    Column("outcome", String(64), nullable=True),
+    Column("ack_deadline", UtcDateTime, nullable=True),
+    Column("callback_deadline", UtcDateTime, nullable=True),
+    Column("on_scene_deadline", UtcDateTime, nullable=True),
+    Column("event_count", Integer, nullable=False, server_default="0"),
+    Column("requeue_count", Integer, nullable=False, server_default="0"),
+    Column("summary", JSON, nullable=False),
+    Index("ix_incidents_queue", "state", "priority", "opened_at"),
+    Index("ix_incidents_household", "household_id", "state"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", String(26), primary_key=True),
+    Column("gateway_id", String(128), nullable=False),
+    Column("household_id", String(128), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("kind", String(64), nullable=False),
+    Column("priority", Integer, nullable=False),
+    Column("device_id", String(128), nullable=True),
+    Column("at", UtcDateTime, nullable=False),
+    Column("received_at", UtcDateTime, nullable=False),
+    Column("test", Boolean, nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("incident_id", String(32), nullable=True),
+    Index("ix_events_incident", "incident_id"),
+    Index("ix_events_gateway_received", "gateway_id", "received_at"),
+)
+
+incident_actions = Table(
+    "incident_actions",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("incident_id", String(32), ForeignKey("incidents.id"), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("detail", JSON, nullable=False),
+    Index("ix_incident_actions_incident", "incident_id", "id"),
+)
+
+# A service-level escalation happens once per incident and reason, whichever process sees it.
+escalations = Table(
+    "escalations",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("incident_id", String(32), ForeignKey("incidents.id"), nullable=False),
+    Column("reason", String(64), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    UniqueConstraint("incident_id", "reason", name="uq_escalations_incident_reason"),
+)
+
+operators = Table(
+    "operators",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("username", String(64), nullable=False, unique=True),
+    Column("display_name", String(200), nullable=False, server_default=""),
+    Column("role", String(32), nullable=False),
+    Column("password_hash", String(256), nullable=False),
+    Column("disabled", Boolean, nullable=False, server_default="0"),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("operator_id", Integer, ForeignKey("operators.id"), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Index("ix_sessions_expires", "expires_at"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("at", UtcDateTime, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("entity_type", String(64), nullable=False),
+    Column("entity_id", String(200), nullable=False),
+    Column("detail", JSON, nullable=False),
+)
+
+# The live stream's source: one row per change, read in id order. On PostgreSQL the writer holds
+# an advisory lock from the insert to the commit, so ids become visible in order and a reader
+# that resumes after id N can never miss a smaller id committed later.
+changes = Table(
+    "changes",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("at", UtcDateTime, nullable=False),
+    Column("topic", String(32), nullable=False),
+    Column("kind", String(64), nullable=False),
+    Column("entity_id", String(200), nullable=False),
+    # all | supervisor
+    Column("audience", String(32), nullable=False),
+    Column("data", JSON, nullable=False),
+)

@@ -1,0 +1,99 @@
+"""The live stream: changes read from the ``changes`` table in id order, as server-sent events.
+
+Every process serves the same stream because it reads the shared table. A process learns of new
+rows from PostgreSQL ``LISTEN`` (or, on SQLite, by polling); it also polls on PostgreSQL at a slower
+pace, so a lost listener connection delays the stream but never loses a change. A client resuming
+with ``Last-Event-ID: N`` gets every change after N, each once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Callable
+
+import psycopg
+import structlog
+from sqlalchemy import func, select
+
+from dispatch import schema
+from dispatch.db import Database
+from dispatch.models import Change
+from dispatch.tx import NOTIFY_CHANNEL, ChangeFeed
+
+__all__ = ["latest_change_id", "listen_postgres", "read_changes", "sse_stream"]
+
+log = structlog.get_logger(__name__)
+
+
+async def latest_change_id(db: Database) -> int:
+    async with db.read() as conn:
+        return int((await conn.execute(select(func.max(schema.changes.c.id)))).scalar() or 0)
+
+
+async def read_changes(
+    db: Database, *, after: int, audiences: tuple[str, ...], limit: int = 500
+) -> tuple[list[Change], int]:
+    """Changes after ``after`` visible to ``audiences``; and the last id scanned."""
+    c = schema.changes
+    async with db.read() as conn:
+        rows = (
+            (await conn.execute(select(c).where(c.c.id > after).order_by(c.c.id).limit(limit)))
+            .mappings()
+            .all()
+        )
+    last = rows[-1]["id"] if rows else after
+    return [Change.model_validate(dict(r)) for r in rows if r["audience"] in audiences], int(last)
+
+
+async def sse_stream(
+    db: Database,
+    feed: ChangeFeed,
+    *,
+    after: int,
+    audiences: tuple[str, ...],
+    poll_s: float,
+    keepalive_s: float,
+    is_disconnected: Callable[[], object],
+    stopping: asyncio.Event,
+) -> AsyncIterator[str]:
+    yield f"retry: 2000\n: resuming after {after}\n\n"
+    idle = 0.0
+    while not stopping.is_set():
+        changes, after = await read_changes(db, after=after, audiences=audiences)
+        for change in changes:
+            data = json.dumps(change.model_dump(mode="json"), separators=(",", ":"))
+            yield f"id: {change.id}\nevent: {change.kind}\ndata: {data}\n\n"
+        if changes:
+            idle = 0.0
+            continue
+        if await is_disconnected():  # type: ignore[misc]
+            return
+        await feed.wait(poll_s)
+        idle += poll_s
+        if idle >= keepalive_s:
+            idle = 0.0
+            # Also carries the position, so a proxy's idle timeout never cuts a quiet stream.
+            yield f": keepalive {after}\n\n"
+
+
+async def listen_postgres(conninfo: str, feed: ChangeFeed, stopping: asyncio.Event) -> None:
+    """Wake the feed on every NOTIFY; reconnect with back-off when the connection drops."""
+    delay = 0.5
+    while not stopping.is_set():
+        try:
+            async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+                await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                log.info("listening for changes", channel=NOTIFY_CHANNEL)
+                delay = 0.5
+                feed.wake()  # anything committed while we were away
+                async for _ in conn.notifies():
+                    feed.wake()
+                    if stopping.is_set():
+                        return
+        except (psycopg.Error, OSError) as exc:
+            log.warning("change listener lost its connection", error=str(exc), retry_s=delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), delay)
+            delay = min(delay * 2, 10.0)
