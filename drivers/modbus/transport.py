@@ -24,7 +24,7 @@ import structlog
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient, ModbusBaseClient
 from pymodbus.exceptions import ModbusException, ModbusIOException
 
-from drivers.base import FrameSink, data_frame
+from drivers.base import FrameSink, data_frame, link_frame
 
 from .address import ModbusAddress
 from .parser import ModbusDevice, failed_poll_payload, poll_payload
@@ -122,6 +122,9 @@ class ModbusPoller:
     async def run(self, emit: FrameSink) -> None:
         # A restarted transport may feed a fresh parser: the first poll of each device is news.
         self._last.clear()
+        # The poller itself is up (each device's reachability is its own ``available``); after
+        # a failure the daemon reported as link down, this restores it.
+        await emit(link_frame(self.driver_id, True))
         if not self._endpoints:
             # Nothing to poll; stay alive like any driver until cancelled.
             await asyncio.Event().wait()

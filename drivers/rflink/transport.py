@@ -72,7 +72,7 @@ def backoff_delay(
 
 
 class _PortLost(Exception):
-    """The session with the port ended; the message is the reason for the ``link`` frame."""
+    """The open port was lost; the message is the reason for the ``link`` frame."""
 
 
 class RflinkTransport:
@@ -110,6 +110,9 @@ class RflinkTransport:
 
     async def run(self, emit: FrameSink) -> None:
         self._emit = emit
+        # A restarted transport (after a failure the daemon reported as link down) states
+        # its link afresh: the first PONG is "up" again.
+        self._link = None
         failures = 0
         log_ = log.bind(driver=self.driver_id, port=self.settings.url)
         while True:
@@ -126,12 +129,12 @@ class RflinkTransport:
             log_.info("rflink_port_open")
             self._writer = writer
             try:
-                reason = await self._session(reader, writer)
+                reason = await self._serve(reader, writer)
             finally:
                 self._writer = None
                 with contextlib.suppress(Exception):
                     writer.close()
-            # A session that reached a live receiver resets the back-off.
+            # An open port that reached a live receiver resets the back-off.
             if self._link:
                 failures = 0
             await self._set_link(False, reason)
@@ -156,7 +159,7 @@ class RflinkTransport:
             return False
         return True
 
-    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> str:
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> str:
         self._heard.clear()
         reading = asyncio.create_task(self._read_lines(reader), name=f"{self.driver_id}-read")
         pinging = asyncio.create_task(self._ping(writer), name=f"{self.driver_id}-ping")
@@ -168,7 +171,7 @@ class RflinkTransport:
                     return str(exc)
                 if exc is not None:
                     raise exc
-            return "port session ended"
+            return "port closed"
         finally:
             for task in (reading, pinging):
                 task.cancel()
@@ -201,7 +204,7 @@ class RflinkTransport:
         # The receiver may be booting (opening the port resets an Arduino): give it a moment,
         # or less if it already speaks (the banner).
         # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation that
-        # races with the awaited event, and this task must end when the session does.
+        # races with the awaited event, and this task must end when the port is lost.
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.startup_delay):
                 await self._heard.wait()
