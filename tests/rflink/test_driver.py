@@ -243,3 +243,18 @@ async def test_a_restarted_transport_states_its_link_again(sim: RflinkSimulator)
     assert seen == [("link", True), ("motion", True)]
     async with running(driver) as p:
         await p.wait_for(has("rf", "link", True))
+
+
+async def test_line_noise_and_split_lines_on_the_wire(sim: RflinkSimulator) -> None:
+    async with running(make_driver(sim.port)) as p:
+        await p.wait_for(has("rf", "link", True))
+        await sim.raw("\x00\xfe\xff garbage without sense\r\n")
+        await sim.raw("Z" * 5000 + "\r\n")  # longer than the line limit: dropped, not fatal
+        await sim.raw("20;30;Pir;ID=aa")  # one packet arriving in two reads
+        await asyncio.sleep(0.05)
+        await sim.raw("66;PIR=ON;\r\n")
+        await p.wait_for(has("pir-hall", "motion", True))
+        await sim.smoke("123456")
+        await p.wait_for(has("smoke-hall", "smoke", True))
+        assert p.parser.stats.rejected >= 1
+        assert p.count(has("rf", "link", False)) == 0
