@@ -17,14 +17,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 import structlog
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient, ModbusBaseClient
 from pymodbus.exceptions import ModbusException, ModbusIOException
 
-from drivers.base import FrameSink, data_frame
+from drivers.base import FrameSink, data_frame, link_frame
 
 from .address import ModbusAddress
 from .parser import ModbusDevice, failed_poll_payload, poll_payload
@@ -48,6 +48,7 @@ EXCEPTION_NAMES = {
 }
 
 _READ_HOLDING, _READ_INPUT = 3, 4
+T = TypeVar("T")
 
 _READ_HOLDING, _READ_INPUT = 3, 4
 
@@ -74,6 +75,24 @@ def make_client(address: ModbusAddress, timeout: float, retries: int) -> ModbusB
 
 class _PollFailed(Exception):
     pass
+
+
+async def _bounded(call: Awaitable[T], seconds: float) -> T:
+    """Await a pymodbus call for at most ``seconds``, and stay cancellable whatever it does.
+
+    pymodbus awaits with ``asyncio.wait_for``, which on Python 3.11 can swallow a cancellation
+    that races with completion; the call runs in its own task behind a shield, so cancelling
+    the poller always cancels the poller, and the call is cancelled after it.
+    """
+    inner = asyncio.ensure_future(call)
+    # Whatever it ends with after we stop waiting is already reported (or moot): retrieve it.
+    inner.add_done_callback(lambda t: t.cancelled() or t.exception())
+    try:
+        async with asyncio.timeout(seconds):
+            return await asyncio.shield(inner)
+    finally:
+        if not inner.done():
+            inner.cancel()
 
 
 class ModbusPoller:
@@ -103,6 +122,9 @@ class ModbusPoller:
     async def run(self, emit: FrameSink) -> None:
         # A restarted transport may feed a fresh parser: the first poll of each device is news.
         self._last.clear()
+        # The poller itself is up (each device's reachability is its own ``available``); after
+        # a failure the daemon reported as link down, this restores it.
+        await emit(link_frame(self.driver_id, True))
         if not self._endpoints:
             # Nothing to poll; stay alive like any driver until cancelled.
             await asyncio.Event().wait()
@@ -154,7 +176,7 @@ class ModbusPoller:
     ) -> list[tuple[Block, list[int]]]:
         # A bound on the whole exchange: pymodbus's own timeout is per attempt.
         budget = self.timeout * (self.retries + 1) + 1.0
-        if not client.connected and not await asyncio.wait_for(client.connect(), budget):
+        if not client.connected and not await _bounded(client.connect(), budget):
             raise _PollFailed("cannot connect")
         results = []
         for block in device.profile.blocks:
@@ -164,7 +186,7 @@ class ModbusPoller:
                 else client.read_input_registers
             )
             try:
-                response = await asyncio.wait_for(
+                response = await _bounded(
                     read(block.address, count=block.count, device_id=device.address.unit), budget
                 )
             except (TimeoutError, ModbusIOException) as exc:

@@ -72,7 +72,7 @@ def backoff_delay(
 
 
 class _PortLost(Exception):
-    """The session with the port ended; the message is the reason for the ``link`` frame."""
+    """The open port was lost; the message is the reason for the ``link`` frame."""
 
 
 class RflinkTransport:
@@ -110,6 +110,9 @@ class RflinkTransport:
 
     async def run(self, emit: FrameSink) -> None:
         self._emit = emit
+        # A restarted transport (after a failure the daemon reported as link down) states
+        # its link afresh: the first PONG is "up" again.
+        self._link = None
         failures = 0
         log_ = log.bind(driver=self.driver_id, port=self.settings.url)
         while True:
@@ -117,9 +120,7 @@ class RflinkTransport:
                 reader, writer = await self._opener(self.settings)
             except (OSError, ValueError) as exc:  # SerialException is an OSError
                 await self._set_link(False, f"cannot open port: {exc}")
-                delay = backoff_delay(
-                    failures, minimum=self.reconnect_min, maximum=self.reconnect_max
-                )
+                delay = self._backoff(failures)
                 log_.warning("rflink_open_failed", error=str(exc), retry_in=round(delay, 2))
                 failures += 1
                 await asyncio.sleep(delay)
@@ -128,12 +129,12 @@ class RflinkTransport:
             log_.info("rflink_port_open")
             self._writer = writer
             try:
-                reason = await self._session(reader, writer)
+                reason = await self._serve(reader, writer)
             finally:
                 self._writer = None
                 with contextlib.suppress(Exception):
                     writer.close()
-            # A session that reached a live receiver resets the back-off.
+            # An open port that reached a live receiver resets the back-off.
             if self._link:
                 failures = 0
             await self._set_link(False, reason)
@@ -158,7 +159,7 @@ class RflinkTransport:
             return False
         return True
 
-    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> str:
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> str:
         self._heard.clear()
         reading = asyncio.create_task(self._read_lines(reader), name=f"{self.driver_id}-read")
         pinging = asyncio.create_task(self._ping(writer), name=f"{self.driver_id}-ping")
@@ -170,7 +171,7 @@ class RflinkTransport:
                     return str(exc)
                 if exc is not None:
                     raise exc
-            return "port session ended"
+            return "port closed"
         finally:
             for task in (reading, pinging):
                 task.cancel()
@@ -195,30 +196,34 @@ class RflinkTransport:
             self._heard.set()
             if is_pong(line):
                 self._pong.set()
+                await self._set_link(True)  # at once, not at the next PING
                 continue
             await self._emit(data_frame(self.driver_id, self.settings.url, line))
 
     async def _ping(self, writer: asyncio.StreamWriter) -> None:
         # The receiver may be booting (opening the port resets an Arduino): give it a moment,
         # or less if it already speaks (the banner).
+        # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation that
+        # races with the awaited event, and this task must end when the port is lost.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._heard.wait(), self.startup_delay)
+            async with asyncio.timeout(self.startup_delay):
+                await self._heard.wait()
         while True:
             started = time.monotonic()
             self._pong.clear()
             try:
                 writer.write(PING)
-                await writer.drain()
-            except (OSError, ConnectionError) as exc:
-                raise _PortLost(f"port failed: {exc}") from exc
-            try:
-                await asyncio.wait_for(self._pong.wait(), self.ping_timeout)
-            except TimeoutError:
+                # A port that takes no bytes (flow control stuck) must not stall supervision.
+                async with asyncio.timeout(self.ping_timeout):
+                    await writer.drain()
+                async with asyncio.timeout(self.ping_timeout):
+                    await self._pong.wait()
+            except TimeoutError:  # before OSError, of which it is a subclass
                 await self._set_link(
                     False, f"receiver did not answer PING within {self.ping_timeout:g}s"
                 )
-            else:
-                await self._set_link(True)
+            except (OSError, ConnectionError) as exc:
+                raise _PortLost(f"port failed: {exc}") from exc
             await asyncio.sleep(max(0.0, self.ping_interval - (time.monotonic() - started)))
 
     async def _set_link(self, up: bool, reason: str = "") -> None:

@@ -68,5 +68,7 @@ async def running(driver: Driver) -> AsyncIterator[Pipeline]:
             raise AssertionError("driver.run returned without being cancelled")
     finally:
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        # A transport that swallows its cancellation would hang the daemon's shutdown.
+        async with asyncio.timeout(5):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

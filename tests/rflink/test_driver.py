@@ -16,6 +16,7 @@ from drivers.registry import load_driver
 from drivers.rflink import RflinkDriver
 from drivers.rflink.transport import backoff_delay
 from firmware_sim.rflink import RflinkSimulator
+from gatewayd.contract import RawFrame
 from tests.fixtures.procs import module_cmd, project_env
 from tests.rflink.harness import has, running
 
@@ -219,3 +220,41 @@ def test_simulator_standalone() -> None:
         finally:
             if proc.poll() is None:
                 proc.kill()
+
+
+async def test_a_restarted_transport_states_its_link_again(sim: RflinkSimulator) -> None:
+    # The daemon restarts a failed run() and reports the failure as link down itself; the
+    # new run must say "up" again or the driver fault would never be restored.
+    driver = make_driver(sim.port)
+    parser = driver.create_parser()
+    seen: list[tuple[str, object]] = []
+
+    async def failing_emit(frame: RawFrame) -> None:
+        seen.extend((r.property, r.value) for r in parser.parse(frame))
+        if frame.kind == "data":
+            raise RuntimeError("pipeline refused the frame")
+
+    first = asyncio.create_task(driver.run(failing_emit))
+    await asyncio.sleep(0.2)
+    await sim.pir("aa66")
+    with pytest.raises(RuntimeError, match="pipeline refused"):
+        async with asyncio.timeout(5):
+            await first
+    assert seen == [("link", True), ("motion", True)]
+    async with running(driver) as p:
+        await p.wait_for(has("rf", "link", True))
+
+
+async def test_line_noise_and_split_lines_on_the_wire(sim: RflinkSimulator) -> None:
+    async with running(make_driver(sim.port)) as p:
+        await p.wait_for(has("rf", "link", True))
+        await sim.raw("\x00\xfe\xff garbage without sense\r\n")
+        await sim.raw("Z" * 5000 + "\r\n")  # longer than the line limit: dropped, not fatal
+        await sim.raw("20;30;Pir;ID=aa")  # one packet arriving in two reads
+        await asyncio.sleep(0.05)
+        await sim.raw("66;PIR=ON;\r\n")
+        await p.wait_for(has("pir-hall", "motion", True))
+        await sim.smoke("123456")
+        await p.wait_for(has("smoke-hall", "smoke", True))
+        assert p.parser.stats.rejected >= 1
+        assert p.count(has("rf", "link", False)) == 0
