@@ -88,7 +88,9 @@ async def _broker_roundtrip(host: str, port: int, n: int) -> list[float]:
     return samples
 
 
-def broker_roundtrip_ms(host: str = "127.0.0.1", port: int = 1883, n: int = 500) -> dict[str, float]:
+def broker_roundtrip_ms(
+    host: str = "127.0.0.1", port: int = 1883, n: int = 500
+) -> dict[str, float]:
     """The broker's own publish-to-subscribe round trip (QoS 1), measured with two bare clients."""
     samples = asyncio.run(_broker_roundtrip(host, port, n))
     return {"p50": percentile(samples, 50), "p99": percentile(samples, 99), "n": n}
@@ -128,19 +130,26 @@ class Report:
         for f in self.figures:
             limit = f"{f.limit:,.2f}" if f.limit is not None else "-"
             ratio = f"{f.ratio:,.2f}" if f.ratio is not None else "-"
-            print(f"{f.name:<{width}}  {f.value:>12,.2f}  {limit:>12}  {ratio:>8}  "
-                  f"{f.unit}{'; ' + f.limit_name if f.limit_name else ''}"
-                  f"{'; goal ' + f.goal if f.goal else ''}")
+            print(
+                f"{f.name:<{width}}  {f.value:>12,.2f}  {limit:>12}  {ratio:>8}  "
+                f"{f.unit}{'; ' + f.limit_name if f.limit_name else ''}"
+                f"{'; goal ' + f.goal if f.goal else ''}"
+            )
         for note in self.notes:
             print(f"  note: {note}")
         line = {
             "benchmark": self.benchmark,
             "machine": machine(),
             "figures": [
-                {"name": f.name, "value": round(f.value, 4), "unit": f.unit,
-                 "limit": None if f.limit is None else round(f.limit, 4),
-                 "limit_name": f.limit_name, "ratio": None if f.ratio is None else round(f.ratio, 4),
-                 "goal": f.goal}
+                {
+                    "name": f.name,
+                    "value": round(f.value, 4),
+                    "unit": f.unit,
+                    "limit": None if f.limit is None else round(f.limit, 4),
+                    "limit_name": f.limit_name,
+                    "ratio": None if f.ratio is None else round(f.ratio, 4),
+                    "goal": f.goal,
+                }
                 for f in self.figures
             ],
             "notes": self.notes,

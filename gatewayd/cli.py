@@ -17,6 +17,14 @@ from gatewayd import __version__
 COMMANDS: dict[str, str] = {
     "run": "gatewayd.commands.run:run",
     "demo": "gatewayd.demo:demo",
+    "status": "gatewayd.commands.status:status",
+    "init": "gatewayd.commands.init:init",
+    "test": "gatewayd.commands.walktest:walk_test",
+    "mode": "gatewayd.commands.mode:mode",
+    "devices": "gatewayd.commands.devices:devices",
+    "enroll": "gatewayd.commands.enroll:enroll",
+    "record": "gatewayd.commands.record:record",
+    "replay": "gatewayd.commands.replay:replay",
 }
 
 #: Exit codes scripts can rely on.

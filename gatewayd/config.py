@@ -69,6 +69,9 @@ class GatewaySection(_Section):
     household: str = Field(default="", max_length=128)
     state_dir: Path = DEFAULT_STATE_DIR
     timezone: str = "UTC"
+    #: The pipeline counts as wedged (and the systemd watchdog goes unfed) when a commit or a
+    #: round of the rules takes longer than this.
+    stall_after_s: float = Field(default=10.0, ge=0.5, le=600)
 
     @field_validator("timezone")
     @classmethod

@@ -6,5 +6,7 @@ pytest_plugins = [
     "tests.fixtures.broker",
     "tests.fixtures.postgres",
     "tests.fixtures.netfault",
+    "tests.fixtures.zigbee",
+    "tests.fixtures.gateway",
     "tests.fixtures.dispatch",
 ]

@@ -1,0 +1,303 @@
+"""Talking to a Zigbee2MQTT bridge as an installer: pairing, the inventory, remove and rename.
+
+:class:`BridgeSession` is a short-lived MQTT connection that sends ``BASE/bridge/request/...``
+and awaits the matching ``BASE/bridge/response/...`` (by ``transaction``), and follows
+``bridge/event`` and ``bridge/devices``. :func:`pair_device` opens the network for joining
+(Zigbee2MQTT 2.x: ``{"time": N}``), waits for a device to join and for its interview, and
+closes the network again (``{"time": 0}``) whatever happens.
+
+Exceptions::
+
+    DriverError
+     └── BridgeError                 the bridge could not do what was asked
+          ├── BridgeUnreachable       no broker, or it refused us
+          ├── BridgeRequestFailed     Zigbee2MQTT answered "status": "error" (its message kept)
+          ├── BridgeNoAnswer          no response within the time allowed (is the bridge up?)
+          ├── PairingTimeout          nothing joined and passed its interview in time
+          └── InterviewFailed         a device joined but its interview failed
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import aiomqtt
+import structlog
+
+from drivers.base import DriverError
+from drivers.zigbee2mqtt.bridge import (
+    BridgeDevice,
+    BridgeEvent,
+    BridgeMessageError,
+    decode_json,
+    parse_devices,
+    parse_event,
+)
+from drivers.zigbee2mqtt.options import BrokerAddress, make_client
+
+__all__ = [
+    "MAX_PERMIT_JOIN",
+    "BridgeError",
+    "BridgeNoAnswer",
+    "BridgeRequestFailed",
+    "BridgeSession",
+    "BridgeUnreachable",
+    "InterviewFailed",
+    "PairingTimeout",
+    "pair_device",
+]
+
+log = structlog.get_logger(__name__)
+
+#: Zigbee's permit-join duration is one byte; 255 would mean "forever", which we never ask.
+MAX_PERMIT_JOIN = 254
+
+
+class BridgeError(DriverError):
+    """The bridge could not do what was asked."""
+
+
+class BridgeUnreachable(BridgeError):
+    """No broker at the address, or it refused the connection."""
+
+
+class BridgeRequestFailed(BridgeError):
+    """Zigbee2MQTT answered a request with ``"status": "error"``."""
+
+    def __init__(self, request: str, error: str) -> None:
+        super().__init__(f"the bridge refused {request}: {error}")
+        self.request = request
+        self.error = error
+
+
+class BridgeNoAnswer(BridgeError):
+    """No response to a request in time: the bridge is probably not running."""
+
+
+class PairingTimeout(BridgeError):
+    """No device joined and passed its interview before joining closed."""
+
+
+class InterviewFailed(BridgeError):
+    """A device joined, but Zigbee2MQTT could not interview it."""
+
+    def __init__(self, ieee_address: str) -> None:
+        super().__init__(
+            f"device {ieee_address} joined but its interview failed; reset it and pair again "
+            f"(keep it awake by pressing its button during the interview)"
+        )
+        self.ieee_address = ieee_address
+
+
+@dataclass(frozen=True)
+class _Response:
+    status: str
+    data: Any
+    error: str
+    transaction: Any
+
+
+class BridgeSession:
+    """One MQTT connection to the bridge: ``async with BridgeSession(broker, base) as s: ...``."""
+
+    def __init__(
+        self,
+        broker: BrokerAddress,
+        base_topic: str = "zigbee2mqtt",
+        *,
+        answer_timeout: float = 10.0,
+    ) -> None:
+        self.broker = broker
+        self.base = base_topic.strip("/")
+        self.answer_timeout = answer_timeout
+        self.events: asyncio.Queue[BridgeEvent] = asyncio.Queue()
+        self.inventory: dict[str, BridgeDevice] | None = None
+        self._inventory_seen = asyncio.Event()
+        self._responses: dict[str, list[_Response]] = {}
+        self._response_arrived = asyncio.Condition()
+        self._client: aiomqtt.Client | None = None
+        self._reader: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> BridgeSession:
+        client = make_client(self.broker, timeout=self.answer_timeout)
+        try:
+            await client.__aenter__()
+        except aiomqtt.MqttError as exc:
+            raise BridgeUnreachable(f"cannot reach the broker at {self.broker.url}: {exc}") from exc
+        self._client = client
+        try:
+            for topic in ("bridge/response/#", "bridge/event", "bridge/devices"):
+                await client.subscribe(f"{self.base}/{topic}", qos=1)
+        except aiomqtt.MqttError as exc:
+            await self._close()
+            raise BridgeUnreachable(f"broker at {self.broker.url}: {exc}") from exc
+        self._reader = asyncio.create_task(self._read(client))
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._close()
+
+    async def _close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+                await self._reader
+        if self._client is not None:
+            with contextlib.suppress(aiomqtt.MqttError):
+                await self._client.__aexit__(None, None, None)
+        self._client = None
+
+    async def _read(self, client: aiomqtt.Client) -> None:
+        prefix = f"{self.base}/bridge/"
+        async for message in client.messages:
+            topic = str(message.topic)
+            payload = message.payload if isinstance(message.payload, bytes) else b""
+            what = topic.removeprefix(prefix)
+            try:
+                data = decode_json(payload) if payload else None
+            except BridgeMessageError:
+                continue
+            if what == "event":
+                with contextlib.suppress(BridgeMessageError):
+                    if not message.retain:
+                        await self.events.put(parse_event(data))
+            elif what == "devices":
+                with contextlib.suppress(BridgeMessageError):
+                    devices, _ = parse_devices(data)
+                    self.inventory = {d.ieee_address: d for d in devices}
+                    self._inventory_seen.set()
+            elif what.startswith("response/") and isinstance(data, dict):
+                response = _Response(
+                    status=str(data.get("status", "")),
+                    data=data.get("data"),
+                    error=str(data.get("error", "")),
+                    transaction=data.get("transaction"),
+                )
+                async with self._response_arrived:
+                    self._responses.setdefault(what.removeprefix("response/"), []).append(response)
+                    self._response_arrived.notify_all()
+
+    def _require_client(self) -> aiomqtt.Client:
+        if self._client is None:
+            raise BridgeUnreachable("not connected to the broker")
+        return self._client
+
+    async def request(self, what: str, payload: dict[str, Any]) -> Any:
+        """Send ``bridge/request/<what>`` and return the response's ``data``."""
+        client = self._require_client()
+        transaction = f"gatewayd-{secrets.token_hex(4)}"
+        try:
+            await client.publish(
+                f"{self.base}/bridge/request/{what}",
+                json.dumps({**payload, "transaction": transaction}),
+                qos=1,
+            )
+        except aiomqtt.MqttError as exc:
+            raise BridgeUnreachable(f"broker at {self.broker.url}: {exc}") from exc
+
+        def answered() -> _Response | None:
+            for response in self._responses.get(what, []):
+                if response.transaction in (transaction, None):
+                    return response
+            return None
+
+        try:
+            async with asyncio.timeout(self.answer_timeout), self._response_arrived:
+                await self._response_arrived.wait_for(lambda: answered() is not None)
+        except TimeoutError:
+            raise BridgeNoAnswer(
+                f"no answer to {what} from Zigbee2MQTT under {self.base!r} within "
+                f"{self.answer_timeout:g} s; is the bridge running?"
+            ) from None
+        response = answered()
+        assert response is not None
+        self._responses[what].remove(response)
+        if response.status != "ok":
+            raise BridgeRequestFailed(what, response.error or "no reason given")
+        return response.data
+
+    async def permit_join(self, seconds: int) -> None:
+        """Open the network for ``seconds`` (0 closes it)."""
+        if not 0 <= seconds <= MAX_PERMIT_JOIN:
+            raise ValueError(f"permit_join time must be 0-{MAX_PERMIT_JOIN} s, got {seconds}")
+        await self.request("permit_join", {"time": seconds})
+
+    async def remove_device(self, ident: str, *, force: bool = False) -> None:
+        await self.request("device/remove", {"id": ident, "force": force})
+
+    async def rename_device(self, old: str, new: str) -> None:
+        await self.request("device/rename", {"from": old, "to": new})
+
+    async def fetch_inventory(self, *, wait: float = 5.0) -> dict[str, BridgeDevice]:
+        """The retained ``bridge/devices`` inventory."""
+        try:
+            async with asyncio.timeout(wait):
+                await self._inventory_seen.wait()
+        except TimeoutError:
+            raise BridgeNoAnswer(
+                f"no device list under {self.base!r}/bridge/devices within {wait:g} s; "
+                f"is Zigbee2MQTT running with this base topic?"
+            ) from None
+        assert self.inventory is not None
+        return self.inventory
+
+
+async def pair_device(
+    session: BridgeSession,
+    *,
+    seconds: int = 120,
+    on_event: Callable[[BridgeEvent], None] | None = None,
+) -> BridgeEvent:
+    """Open joining, await a join and a successful interview, close joining; the interview.
+
+    The first device that joins is the one paired; a device announcing itself without a join
+    (already known to the bridge, re-paired) counts when its interview succeeds.
+    """
+    seconds = max(1, min(seconds, MAX_PERMIT_JOIN))
+    deadline = time.monotonic() + seconds
+    await session.permit_join(seconds)
+    joined: str | None = None
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise PairingTimeout(
+                    f"no device joined within {seconds} s"
+                    if joined is None
+                    else f"device {joined} joined but its interview did not finish in {seconds} s"
+                )
+            try:
+                async with asyncio.timeout(remaining):
+                    event = await session.events.get()
+            except TimeoutError:
+                continue
+            if on_event is not None:
+                on_event(event)
+            if event.type == "device_joined" and joined is None:
+                joined = event.ieee_address
+            if event.type != "device_interview" or joined not in (None, event.ieee_address):
+                continue
+            if event.status == "successful":
+                return event
+            if event.status == "failed":
+                raise InterviewFailed(event.ieee_address)
+    finally:
+        # Never leave the network open: a stranger's device could join it. (After Ctrl-C the
+        # task's one cancellation has been delivered, so this await still runs.)
+        try:
+            await session.permit_join(0)
+        except (BridgeError, aiomqtt.MqttError) as exc:
+            log.error("zigbee_permit_join_not_closed", error=str(exc))

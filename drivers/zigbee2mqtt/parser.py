@@ -1,0 +1,425 @@
+"""Zigbee2MQTT frames to readings: merged device state in, changes out.
+
+Zigbee2MQTT publishes ``BASE/<friendly_name>`` with the device's *merged last known state*
+(every property it ever reported, plus ``linkquality``), so a message says nothing about what
+changed. The parser remembers each device's state and emits a :class:`Reading` only for a
+property whose value changed; the first sight of a property counts as a change.
+
+The contract, property by property:
+
+- ``smoke``, ``gas``, ``carbon_monoxide``, ``water_leak``, ``tamper``, ``battery_low``, ``test``:
+  booleans, emitted on change.
+- ``occupancy`` and ``presence`` become ``motion``; ``contact`` becomes ``contact_open`` (its
+  negation: Zigbee2MQTT's ``contact: true`` means *closed*).
+- ``battery`` (percent) on any change; ``voltage`` (mV) once it moved ``voltage_delta`` from the
+  last emitted value; ``linkquality`` becomes ``signal`` (``extra.unit = "lqi"``) once it moved
+  ``signal_delta``.
+- ``action``: an event, not a state. Every live message with a non-empty ``action`` is a new
+  press, even when the value repeats (Reading ``action``); for SOS roles (``sos_button``,
+  ``pendant``, ``wristband``) a press (any action but ``off`` or a ``*release``) is also a
+  Reading ``sos = True``. An empty ``action`` is no event. ``sos: true`` as a state (some
+  pendants) is a press when it turns true.
+- ``null`` means unknown: neither alarm nor restore. Nothing is emitted and the remembered value
+  is kept, so a later real value is compared with the last *known* one.
+- ``BASE/<name>/availability`` (``online``/``offline`` or ``{"state": ...}``) becomes
+  ``available``, on change. A ``device_leave`` event of a known device is ``available = False``.
+- ``BASE/bridge/state`` and the transport's own link frames both feed ``link`` (device = the
+  driver id): it is True only while the broker link is up and the bridge is not offline.
+
+Retained messages (``RawFrame.retained``, MQTT's retain flag) are the broker's state sync at
+(re)connect. They go through the same change detection, so a state the parser already knows
+(a reconnect) emits nothing, and a retained message can never fake a transition. After a
+restart the parser knows nothing: the retained state is emitted with ``Reading.retained =
+True``, and the rule engine (seeded with the conditions already reported) decides whether it
+is news. A retained state already in alarm that was never reported therefore still produces
+its reading. A retained ``action`` is the last value of an old event, never a new press, and
+is ignored.
+
+``BASE/bridge/devices`` is the inventory: :attr:`Zigbee2MqttParser.inventory`, by IEEE
+address. Devices are matched to the home config by ``DeviceSpec.address``, which is a friendly
+name or an IEEE address (resolved through the inventory); ``Reading.device`` is the configured
+device id, or the native friendly name of a device the config does not know.
+
+The parser never raises: a frame it cannot use is counted with ``stats.reject(reason)`` (one
+count per problem found) and each reason is logged once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Sequence
+from typing import Any, Final
+
+import structlog
+
+from drivers.base import DeviceSpec, ParseStats
+from drivers.zigbee2mqtt.bridge import (
+    BridgeDevice,
+    BridgeEvent,
+    BridgeMessageError,
+    decode_json,
+    parse_devices,
+    parse_event,
+    parse_online,
+)
+from gatewayd.contract import RawFrame, Reading
+
+__all__ = ["MAX_DEVICES", "SOS_ROLES", "Zigbee2MqttParser"]
+
+log = structlog.get_logger(__name__)
+
+#: Roles whose button press is an SOS.
+SOS_ROLES: Final = frozenset({"sos_button", "pendant", "wristband"})
+#: Actions that are not a press (a zone status back to normal, a button let go).
+_NOT_A_PRESS: Final = frozenset({"off", "release", "stop"})
+
+#: Zigbee2MQTT boolean property -> our vocabulary.
+_BOOLEANS: Final = {
+    "smoke": "smoke",
+    "gas": "gas",
+    "carbon_monoxide": "carbon_monoxide",
+    "water_leak": "water_leak",
+    "tamper": "tamper",
+    "battery_low": "battery_low",
+    "test": "test",
+    "occupancy": "motion",
+    "presence": "motion",
+    "fall": "fall",
+}
+#: Zigbee2MQTT numeric property -> (our property, lowest, highest).
+_NUMBERS: Final = {
+    "battery": ("battery", 0.0, 100.0),
+    "voltage": ("voltage", 0.0, 100_000.0),
+    "linkquality": ("signal", 0.0, 255.0),
+}
+_MAX_NAME: Final = 128
+_MAX_ACTION: Final = 64
+_EVENTS_KEPT: Final = 64
+#: Remembered devices at most: a home has dozens; garbage topics must not grow memory forever.
+MAX_DEVICES: Final = 4096
+
+
+class Zigbee2MqttParser:
+    """Turns Zigbee2MQTT's merged device states into readings of what changed."""
+
+    def __init__(
+        self,
+        *,
+        driver_id: str,
+        base_topic: str = "zigbee2mqtt",
+        devices: Sequence[DeviceSpec] = (),
+        signal_delta: float = 10.0,
+        voltage_delta: float = 50.0,
+    ) -> None:
+        self.driver_id = driver_id
+        self.base_topic = base_topic.strip("/")
+        self.signal_delta = signal_delta
+        self.voltage_delta = voltage_delta
+        self.stats = ParseStats()
+        #: The bridge's inventory by IEEE address (lower case).
+        self.inventory: dict[str, BridgeDevice] = {}
+        #: The last bridge events (joins, interviews, leaves), newest last.
+        self.events: deque[BridgeEvent] = deque(maxlen=_EVENTS_KEPT)
+        self._specs_by_address = {d.address.lower(): d for d in devices}
+        self._names_to_ieee: dict[str, str] = {}
+        #: Remembered values by native name, in our vocabulary; numbers are the last emitted.
+        self._state: dict[str, dict[str, Any]] = {}
+        self._broker_up = False
+        self._bridge_online: bool | None = None
+        self._link: bool | None = None
+
+    # -- public --------------------------------------------------------------------------
+
+    def parse(self, frame: RawFrame) -> list[Reading]:
+        self.stats.frames += 1
+        try:
+            readings = self._parse(frame)
+        except _Rejected as exc:
+            self._reject(exc.reason, frame)
+            return []
+        except Exception as exc:  # the parser never raises: a bug here must not drop frames
+            self._reject("internal error", frame, error=repr(exc))
+            return []
+        self.stats.readings += len(readings)
+        return readings
+
+    def device_spec(self, native_name: str) -> DeviceSpec | None:
+        """The configured device behind a friendly name, directly or through its IEEE address."""
+        spec = self._specs_by_address.get(native_name.lower())
+        if spec is not None:
+            return spec
+        ieee = self._names_to_ieee.get(native_name)
+        return self._specs_by_address.get(ieee) if ieee else None
+
+    # -- dispatch ------------------------------------------------------------------------
+
+    def _parse(self, frame: RawFrame) -> list[Reading]:
+        if frame.kind == "link":
+            return self._link_frame(frame)
+        prefix = self.base_topic + "/"
+        if not frame.source.startswith(prefix):
+            raise _Rejected("topic outside the base topic")
+        rest = frame.source[len(prefix) :]
+        if rest.startswith("bridge/"):
+            return self._bridge(rest[len("bridge/") :], frame)
+        if rest.endswith("/availability"):
+            return self._availability(rest[: -len("/availability")], frame)
+        if _is_command_topic(rest):
+            return []  # our own /set and /get requests, echoed by the subscription
+        return self._device_state(rest, frame)
+
+    def _bridge(self, what: str, frame: RawFrame) -> list[Reading]:
+        if what == "state":
+            try:
+                self._bridge_online = parse_online(frame.payload)
+            except BridgeMessageError as exc:
+                raise _Rejected(f"bridge/state: {exc.reason}") from exc
+            return self._link_reading(frame, reason="bridge")
+        if what == "devices":
+            return self._inventory(frame)
+        if what == "event":
+            return self._event(frame)
+        # bridge/info, logging, groups, definitions, extensions, requests and responses.
+        return []
+
+    # -- link ----------------------------------------------------------------------------
+
+    def _link_frame(self, frame: RawFrame) -> list[Reading]:
+        if frame.payload == b"up":
+            self._broker_up = True
+        elif frame.payload.startswith(b"down"):
+            self._broker_up = False
+        else:
+            raise _Rejected("link frame neither up nor down")
+        reason = frame.payload.decode("utf-8", "replace").partition(":")[2]
+        return self._link_reading(frame, reason=reason or "broker")
+
+    def _link_reading(self, frame: RawFrame, *, reason: str) -> list[Reading]:
+        link = self._broker_up and self._bridge_online is not False
+        if self._link is not None and link == self._link:
+            return []
+        self._link = link
+        extra: dict[str, Any] = {"reason": reason[:200], "bridge_online": self._bridge_online}
+        return [self._reading(self.driver_id, "link", link, frame, extra)]
+
+    # -- inventory and events --------------------------------------------------------------
+
+    def _inventory(self, frame: RawFrame) -> list[Reading]:
+        try:
+            devices, problems = parse_devices(_json(frame))
+        except BridgeMessageError as exc:
+            raise _Rejected(f"bridge/devices: {exc.reason}") from exc
+        for problem in dict.fromkeys(problems):
+            self._reject(f"bridge/devices: {problem}", frame)
+        self.inventory = {d.ieee_address: d for d in devices}
+        self._names_to_ieee = {d.friendly_name: d.ieee_address for d in devices}
+        return []
+
+    def _event(self, frame: RawFrame) -> list[Reading]:
+        try:
+            event = parse_event(_json(frame))
+        except BridgeMessageError as exc:
+            raise _Rejected(f"bridge/event: {exc.reason}") from exc
+        if frame.retained:
+            return []  # events are never retained by Zigbee2MQTT; a retained one is stale
+        self.events.append(event)
+        log.info(
+            "zigbee_bridge_event",
+            driver=self.driver_id,
+            kind=event.type,
+            ieee=event.ieee_address,
+            device=event.friendly_name,
+            status=event.status or None,
+        )
+        if event.type == "device_leave":
+            name = event.friendly_name
+            spec = self.device_spec(name) or self._specs_by_address.get(event.ieee_address)
+            if spec is None:
+                return []
+            return self._changes(name, {"available": False}, frame, extra={"reason": "left"})
+        return []
+
+    # -- devices ---------------------------------------------------------------------------
+
+    def _availability(self, name: str, frame: RawFrame) -> list[Reading]:
+        _check_name(name)
+        if not frame.payload:
+            return []  # a retained availability cleared (device removed or renamed)
+        try:
+            online = parse_online(frame.payload)
+        except BridgeMessageError as exc:
+            raise _Rejected(f"availability: {exc.reason}") from exc
+        return self._changes(name, {"available": online}, frame)
+
+    def _device_state(self, name: str, frame: RawFrame) -> list[Reading]:
+        _check_name(name)
+        if not frame.payload:
+            # Zigbee2MQTT clears a removed or renamed device's retained state this way.
+            self._state.pop(name, None)
+            return []
+        data = _json(frame)
+        if not isinstance(data, dict):
+            raise _Rejected("device state is not a JSON object")
+        values: dict[str, Any] = {}
+        problems: list[str] = []
+        for key, value in data.items():
+            if value is None:
+                continue  # unknown: neither alarm nor restore, and nothing remembered
+            if key in _BOOLEANS:
+                if isinstance(value, bool):
+                    values[_BOOLEANS[key]] = value
+                else:
+                    problems.append(f"{key} is not a boolean")
+            elif key == "contact":
+                if isinstance(value, bool):
+                    values["contact_open"] = not value
+                else:
+                    problems.append("contact is not a boolean")
+            elif key in _NUMBERS:
+                ours, low, high = _NUMBERS[key]
+                number = _number(value)
+                if number is None or not low <= number <= high:
+                    problems.append(f"{key} is not a number in range")
+                else:
+                    values[ours] = number
+            elif key == "sos":
+                if isinstance(value, bool):
+                    values["sos_state"] = value
+                else:
+                    problems.append("sos is not a boolean")
+        for problem in problems:
+            self._reject(problem, frame)
+        readings = self._changes(name, values, frame)
+        action = data.get("action")
+        if action is not None and not isinstance(action, str):
+            self._reject("action is not text", frame)
+        elif action and not frame.retained:
+            readings.extend(self._press(name, action[:_MAX_ACTION], frame))
+        return readings
+
+    def _press(self, name: str, action: str, frame: RawFrame) -> list[Reading]:
+        device = self._device_id(name)
+        extra = self._extra(name)
+        readings = [self._reading(device, "action", action, frame, extra)]
+        spec = self.device_spec(name)
+        if spec is not None and spec.role in SOS_ROLES and _is_press(action):
+            readings.append(self._reading(device, "sos", True, frame, {**extra, "action": action}))
+        return readings
+
+    def _changes(
+        self,
+        name: str,
+        values: dict[str, Any],
+        frame: RawFrame,
+        *,
+        extra: dict[str, Any] | None = None,
+    ) -> list[Reading]:
+        if not values:
+            return []
+        if name not in self._state and len(self._state) >= MAX_DEVICES:
+            raise _Rejected("too many devices")
+        known = self._state.setdefault(name, {})
+        device = self._device_id(name)
+        base_extra = {**self._extra(name), **(extra or {})}
+        readings: list[Reading] = []
+        for prop, value in values.items():
+            before = known.get(prop)
+            if prop == "sos_state":
+                known[prop] = value
+                if value and before is not True:
+                    readings.append(self._reading(device, "sos", True, frame, base_extra))
+                continue
+            if not self._changed(prop, before, value):
+                continue
+            known[prop] = value
+            prop_extra = {**base_extra, "unit": "lqi"} if prop == "signal" else base_extra
+            readings.append(self._reading(device, prop, value, frame, prop_extra))
+        return readings
+
+    def _changed(self, prop: str, before: Any, value: Any) -> bool:
+        if before is None:
+            return True
+        if prop == "signal":
+            return bool(abs(value - before) >= self.signal_delta)
+        if prop == "voltage":
+            return bool(abs(value - before) >= self.voltage_delta)
+        return bool(before != value)
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _device_id(self, name: str) -> str:
+        spec = self.device_spec(name)
+        return spec.id if spec is not None else name
+
+    def _extra(self, name: str) -> dict[str, Any]:
+        extra: dict[str, Any] = {"native": name}
+        ieee = self._names_to_ieee.get(name)
+        if ieee:
+            extra["ieee"] = ieee
+        return extra
+
+    def _reading(
+        self, device: str, prop: str, value: Any, frame: RawFrame, extra: dict[str, Any]
+    ) -> Reading:
+        return Reading(
+            driver=self.driver_id,
+            device=device,
+            property=prop,
+            value=value,
+            at=frame.wall_time,
+            retained=frame.retained,
+            extra=extra,
+        )
+
+    def _reject(self, reason: str, frame: RawFrame, **context: Any) -> None:
+        if self.stats.reject(reason):
+            log.warning(
+                "zigbee_frame_rejected",
+                driver=self.driver_id,
+                reason=reason,
+                topic=frame.source[:200],
+                **context,
+            )
+
+
+class _Rejected(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _json(frame: RawFrame) -> Any:
+    try:
+        return decode_json(frame.payload)
+    except BridgeMessageError as exc:
+        raise _Rejected(exc.reason) from exc
+
+
+def _check_name(name: str) -> None:
+    if not name or len(name) > _MAX_NAME:
+        raise _Rejected("device name empty or too long")
+
+
+def _is_command_topic(rest: str) -> bool:
+    parts = rest.rsplit("/", 2)
+    return (len(parts) >= 2 and parts[-1] in ("set", "get")) or (
+        len(parts) == 3 and parts[-2] in ("set", "get")
+    )
+
+
+def _is_press(action: str) -> bool:
+    return action not in _NOT_A_PRESS and not action.endswith("release")
+
+
+def _number(value: Any) -> float | None:
+    # Some older converters send numbers as text ("80.00"); booleans are not numbers.
+    if isinstance(value, bool):
+        return None
+    if not isinstance(value, int | float | str) or (isinstance(value, str) and len(value) > 32):
+        return None
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):
+        return None
+    return number if math.isfinite(number) else None

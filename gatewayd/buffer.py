@@ -1,0 +1,829 @@
+"""The gateway's durable event buffer: one SQLite file in WAL mode, the single source of truth.
+
+An event exists for the rest of the gateway only once its transaction has committed:
+:meth:`EventBuffer.append` returns after ``COMMIT``, never before. A transaction that contains an
+alarm or a trouble runs with ``synchronous=FULL`` (the WAL is fsync'd before ``COMMIT`` returns,
+so it survives a power cut); a telemetry-only transaction runs with ``synchronous=NORMAL``
+(it survives the process being killed, and a power cut loses at most the telemetry committed
+since the last fsync of the WAL). Because an fsync covers the whole WAL file, everything
+committed before an alarm is as durable as the alarm. See ``docs/buffer.md``.
+
+Ordering: events are forwarded by lane (alarm, trouble, telemetry), then by ``seq``, a
+per-gateway sequence that never goes back, even after every event has been delivered.
+
+Errors::
+
+    EventBufferError
+    ├── BufferLocked        another process holds this buffer
+    ├── BufferSchemaTooNew  the file was written by a newer gatewayd; it is left alone
+    └── BufferStorageError  SQLite refused a write (disk full, I/O error): nothing was appended
+
+The module is synchronous and thread-safe (one lock); :mod:`gatewayd.aiobuffer` puts an
+asyncio group-commit front on it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final, NamedTuple
+
+import structlog
+from pydantic import ValidationError
+from sqlite_utils import Database
+
+from gatewayd.bufferfile import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    BufferLocked,
+    BufferSchemaTooNew,
+    BufferStorageError,
+    EventBufferError,
+    check_integrity,
+    connect,
+    glob_escape,
+    is_corruption,
+    migrate,
+    quarantine_file,
+    take_lock,
+)
+from gatewayd.contract import (
+    MAX_BATCH_EVENTS,
+    MAX_PAYLOAD_BYTES,
+    Event,
+    EventAck,
+    EventKind,
+    Lane,
+    Priority,
+    new_event_id,
+)
+
+__all__ = [
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "ActiveConditionRow",
+    "BufferLocked",
+    "BufferSchemaTooNew",
+    "BufferStats",
+    "BufferStorageError",
+    "EventBuffer",
+    "EventBufferError",
+    "EventDraft",
+]
+
+log = structlog.get_logger(__name__)
+
+#: Once the used size passes the budget, evict down to this fraction of it, so that eviction
+#: happens in rounds (each reported once) rather than on every append.
+EVICT_TO_FRACTION: Final = 0.9
+#: Bytes an event costs on the wire besides its payload, kind and device (ids, times, keys).
+_EVENT_OVERHEAD: Final = 200
+_LANE_CODE: Final = {Lane.ALARM: 0, Lane.TROUBLE: 1, Lane.TELEMETRY: 2}
+_CODE_LANE: Final = {v: k for k, v in _LANE_CODE.items()}
+_IDENTIFIER_BAD = re.compile(r"[^A-Za-z0-9_.:@\-]")
+
+
+_EVENT_COLUMNS: Final = "seq, id, lane, kind, priority, device_id, at, test, payload, size"
+
+
+@dataclass(frozen=True, slots=True)
+class EventDraft:
+    """An event as the pipeline decides it; the buffer gives it its id and sequence number."""
+
+    kind: EventKind
+    at: datetime
+    device_id: str | None = None
+    payload: dict[str, Any] = field(default_factory=dict)
+    test: bool = False
+    priority: Priority | None = None
+
+
+class ActiveConditionRow(NamedTuple):
+    """An alarm or trouble condition whose latest event was not a restore (nor a walk test)."""
+
+    condition: str
+    kind: EventKind
+    device_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class BufferStats:
+    depth: dict[Lane, int]
+    oldest_unsent_age_s: float | None
+    evicted: dict[Lane, int]
+    size_bytes: int
+    used_bytes: int
+    budget_bytes: int
+    quarantined_files: tuple[Path, ...] = ()
+    quarantined_events: int = 0
+
+    @property
+    def evicted_total(self) -> int:
+        return sum(self.evicted.values())
+
+    @property
+    def pending_total(self) -> int:
+        return sum(self.depth.values())
+
+
+@dataclass(slots=True)
+class _Prepared:
+    event: Event
+    payload_json: str
+    size: int
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class EventBuffer:
+    """The durable, ordered, bounded event store. Open with :meth:`open`."""
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        *,
+        path: Path,
+        gateway_id: str,
+        disk_budget_bytes: int,
+        lock_fd: int | None,
+        clock: Callable[[], datetime],
+        quarantined_files: tuple[Path, ...],
+    ) -> None:
+        self.path = path
+        self.gateway_id = gateway_id
+        self.disk_budget_bytes = disk_budget_bytes
+        self.db = Database(conn)
+        self._conn = conn
+        self._lock = threading.Lock()
+        self._lock_fd = lock_fd
+        self._clock = clock
+        self._closed = False
+        self._quarantined_files = quarantined_files
+        self._synchronous: str | None = None
+        #: Transactions committed by append (for tests and metrics).
+        self.commits = 0
+        self._depth = dict.fromkeys(Lane, 0)
+        self._oldest: dict[Lane, datetime | None] = dict.fromkeys(Lane)
+        self._evicted = dict.fromkeys(Lane, 0)
+        self._quarantined_events = 0
+        self._next_seq = 0
+        self._page_size = 4096
+        self._used = 0
+        self._load_state()
+
+    # -- opening --------------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        path: Path,
+        *,
+        gateway_id: str,
+        disk_budget_bytes: int = 256 * 2**20,
+        clock: Callable[[], datetime] = _utcnow,
+        lock: bool = True,
+    ) -> EventBuffer:
+        """Open (creating, migrating or, if corrupt, replacing) the buffer at ``path``.
+
+        A corrupt file is moved aside to ``<name>.corrupt-<UTC timestamp>`` with its WAL, a
+        fresh buffer is started, and a ``buffer_evicted`` trouble is appended to it so dispatch
+        hears of it. ``lock`` takes an exclusive lock on ``<name>.lock`` so that two daemons
+        never share one buffer.
+        """
+        path = Path(path)
+        if disk_budget_bytes < 64 * 1024:
+            raise ValueError(f"disk_budget_bytes must be at least 65536, got {disk_budget_bytes}")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise EventBufferError(f"buffer folder {path.parent} is not usable: {exc}") from exc
+        lock_fd = take_lock(path) if lock else None
+        try:
+            corrupt_reason: str | None = None
+            try:
+                conn = connect(path)
+                check_integrity(conn)
+            except sqlite3.DatabaseError as exc:
+                if not is_corruption(exc):
+                    raise EventBufferError(f"cannot open buffer {path}: {exc}") from exc
+                corrupt_reason = str(exc)
+            quarantined: Path | None = None
+            if corrupt_reason is not None:
+                with contextlib.suppress(Exception):
+                    conn.close()
+                quarantined = quarantine_file(path, clock())
+                log.error(
+                    "buffer_corrupt_quarantined",
+                    path=str(path),
+                    moved_to=str(quarantined),
+                    error=corrupt_reason,
+                    detail="a fresh buffer was started; events still in the old file were "
+                    "not forwarded",
+                )
+                try:
+                    conn = connect(path)
+                except sqlite3.DatabaseError as exc:
+                    raise EventBufferError(f"cannot create a fresh buffer {path}: {exc}") from exc
+            migrate(conn, path)
+            files = tuple(sorted(path.parent.glob(f"{glob_escape(path.name)}.corrupt-*")))
+            files = tuple(f for f in files if not f.name.endswith(("-wal", "-shm")))
+            buffer = cls(
+                conn,
+                path=path,
+                gateway_id=gateway_id,
+                disk_budget_bytes=disk_budget_bytes,
+                lock_fd=lock_fd,
+                clock=clock,
+                quarantined_files=files,
+            )
+        except BaseException:
+            if lock_fd is not None:
+                os.close(lock_fd)
+            raise
+        if quarantined is not None:
+            buffer.append(
+                [
+                    EventDraft(
+                        kind=EventKind.BUFFER_EVICTED,
+                        at=clock(),
+                        payload={
+                            "reason": "corrupt",
+                            "quarantined_file": quarantined.name,
+                            "error": corrupt_reason[:200] if corrupt_reason else "",
+                        },
+                    )
+                ]
+            )
+        return buffer
+
+    def _load_state(self) -> None:
+        conn = self._conn
+        self._page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
+        stored_gateway = self._meta("gateway_id")
+        if stored_gateway is not None and stored_gateway != self.gateway_id:
+            log.error(
+                "buffer_gateway_changed",
+                path=str(self.path),
+                was=stored_gateway,
+                now=self.gateway_id,
+                detail="events still pending are forwarded under the new gateway id",
+            )
+        with self._transaction("NORMAL"):
+            self._set_meta("gateway_id", self.gateway_id)
+        self._next_seq = int(self._meta("next_seq") or 0)
+        # Never go back: a seq may exist beyond the counter only if someone edited the file.
+        top = conn.execute("SELECT MAX(seq) FROM events").fetchone()[0]
+        if top is not None and top >= self._next_seq:
+            self._next_seq = top + 1
+        for code, count in conn.execute("SELECT lane, COUNT(*) FROM events GROUP BY lane"):
+            self._depth[_CODE_LANE[code]] = count
+        for lane in Lane:
+            self._evicted[lane] = int(self._meta(f"evicted_{lane.value}") or 0)
+        self._quarantined_events = conn.execute("SELECT COUNT(*) FROM quarantine").fetchone()[0]
+        self._refresh_oldest(Lane)
+        self._used = self.used_bytes()
+
+    # -- transactions ---------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _transaction(self, synchronous: str) -> Iterator[None]:
+        conn = self._conn
+        if self._synchronous != synchronous:
+            conn.execute(f"PRAGMA synchronous={synchronous}")
+            self._synchronous = synchronous
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
+
+    def _meta(self, key: str) -> str | None:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def _set_meta(self, key: str, value: object) -> None:
+        self._conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, str(value)),
+        )
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise EventBufferError(f"buffer {self.path} is closed")
+
+    # -- append ---------------------------------------------------------------------------
+
+    def append(self, drafts: Sequence[EventDraft]) -> list[Event]:
+        """Append events in one transaction; returns them (id and seq assigned) after commit."""
+        result = self.append_groups([drafts])[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def append_groups(
+        self, groups: Sequence[Sequence[EventDraft]]
+    ) -> list[list[Event] | EventBufferError]:
+        """Append several callers' drafts in ONE transaction (group commit).
+
+        A group whose drafts cannot be made into events gets its own error and the others are
+        still appended; if the transaction itself fails, every group gets the error and nothing
+        was appended.
+        """
+        with self._lock:
+            self._check_open()
+            now = self._clock()
+            results: list[list[Event] | EventBufferError] = []
+            rows: list[_Prepared] = []
+            seq = self._next_seq
+            for drafts in groups:
+                try:
+                    prepared = [self._prepare(d, seq + i) for i, d in enumerate(drafts)]
+                except EventBufferError as exc:
+                    results.append(exc)
+                    continue
+                seq += len(prepared)
+                rows.extend(prepared)
+                results.append([p.event for p in prepared])
+            if not rows:
+                return results
+            durable = any(p.event.lane is not Lane.TELEMETRY for p in rows)
+            try:
+                with self._transaction("FULL" if durable else "NORMAL"):
+                    self._insert(rows, now)
+                    self._set_meta("next_seq", seq)
+                    evicted = self._evict_over_budget(now)
+                    if evicted:
+                        # The report goes in the same transaction as the eviction it reports.
+                        report = self._prepare(
+                            EventDraft(
+                                kind=EventKind.BUFFER_EVICTED,
+                                at=now,
+                                payload={
+                                    "reason": "disk_budget",
+                                    "evicted": {k.value: v for k, v in evicted.items()},
+                                    "evicted_total": {
+                                        k.value: self._evicted[k] + evicted.get(k, 0)
+                                        for k in (Lane.TELEMETRY, Lane.TROUBLE)
+                                    },
+                                    "budget_bytes": self.disk_budget_bytes,
+                                },
+                            ),
+                            seq,
+                        )
+                        seq += 1
+                        self._insert([report], now)
+                        self._set_meta("next_seq", seq)
+                        rows.append(report)
+            except sqlite3.Error as exc:
+                error = BufferStorageError(f"appending to buffer {self.path} failed: {exc}")
+                log.error("buffer_append_failed", path=str(self.path), error=str(exc))
+                return [r if isinstance(r, EventBufferError) else error for r in results]
+            self.commits += 1
+            self._next_seq = seq
+            if evicted and not durable:
+                # The eviction report is a trouble: make it as durable as one.
+                self._fsync_wal()
+            self._used = self.used_bytes()
+            for p in rows:
+                lane = p.event.lane
+                self._depth[lane] += 1
+                if self._oldest[lane] is None:
+                    self._oldest[lane] = p.event.at
+            if evicted:
+                for lane, count in evicted.items():
+                    self._evicted[lane] += count
+                    self._depth[lane] -= count
+                self._refresh_oldest(evicted)
+                log.error(
+                    "buffer_evicted",
+                    path=str(self.path),
+                    evicted={k.value: v for k, v in evicted.items()},
+                    budget_bytes=self.disk_budget_bytes,
+                    evicted_total={k.value: v for k, v in self._evicted.items()},
+                )
+            return results
+
+    def _fsync_wal(self) -> None:
+        try:
+            fd = os.open(f"{self.path}-wal", os.O_RDONLY)
+        except OSError:
+            return
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _prepare(self, draft: EventDraft, seq: int) -> _Prepared:
+        """Make an event of a draft. Never refuses an alarm for its payload or device name."""
+        if not isinstance(draft.kind, EventKind):
+            raise EventBufferError(f"not an event kind: {draft.kind!r}")
+        if not isinstance(draft.at, datetime):
+            raise EventBufferError(f"event time must be a datetime, got {draft.at!r}")
+        at = draft.at if draft.at.tzinfo is not None else draft.at.replace(tzinfo=UTC)
+        payload = draft.payload
+        try:
+            payload_json = json.dumps(payload, separators=(",", ":"), default=str)
+            if len(payload_json) > MAX_PAYLOAD_BYTES:
+                raise ValueError(f"payload is {len(payload_json)} bytes")
+            payload = json.loads(payload_json) if _needs_roundtrip(payload) else payload
+        except (TypeError, ValueError) as exc:
+            # Keep the event, shrink the payload: an alarm must not be refused for its details.
+            log.error("event_payload_truncated", kind=draft.kind.value, error=str(exc)[:200])
+            condition = payload.get("condition") if isinstance(payload, dict) else None
+            payload = {"truncated": True, "error": str(exc)[:200]}
+            if isinstance(condition, str):
+                payload["condition"] = condition[:256]
+            payload_json = json.dumps(payload, separators=(",", ":"))
+        device_id = draft.device_id
+        if device_id is not None and (
+            not device_id or len(device_id) > 128 or _IDENTIFIER_BAD.search(device_id)
+        ):
+            fixed = _IDENTIFIER_BAD.sub("_", device_id)[:128] or "_"
+            log.warning("event_device_id_sanitised", device=device_id, used=fixed)
+            device_id = fixed
+        try:
+            event = Event(
+                id=new_event_id(at),
+                gateway_id=self.gateway_id,
+                seq=seq,
+                kind=draft.kind,
+                priority=draft.priority if draft.priority is not None else draft.kind.priority,
+                device_id=device_id,
+                at=at,
+                test=draft.test,
+                payload=payload,
+            )
+        except ValidationError as exc:
+            raise EventBufferError(f"cannot make an event of {draft!r}: {exc}") from exc
+        size = _EVENT_OVERHEAD + len(event.kind.value) + len(device_id or "") + len(payload_json)
+        return _Prepared(event, payload_json, size)
+
+    def _insert(self, rows: Sequence[_Prepared], now: datetime) -> None:
+        conn = self._conn
+        appended_at = now.isoformat()
+        conn.executemany(
+            "INSERT INTO events (seq, id, lane, kind, priority, device_id, at, test, payload, "
+            "size, appended_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    p.event.seq,
+                    p.event.id,
+                    _LANE_CODE[p.event.lane],
+                    p.event.kind.value,
+                    int(p.event.priority),
+                    p.event.device_id,
+                    p.event.at.isoformat(),
+                    int(p.event.test),
+                    p.payload_json,
+                    p.size,
+                    appended_at,
+                )
+                for p in rows
+            ],
+        )
+        conditions = [
+            (
+                cond,
+                p.event.kind.condition.value,
+                p.event.device_id,
+                int(p.event.test),
+                0 if p.event.kind.is_restore else 1,
+                p.event.seq,
+                p.event.at.isoformat(),
+            )
+            for p in rows
+            if p.event.lane is not Lane.TELEMETRY
+            and isinstance(cond := p.event.payload.get("condition"), str)
+        ]
+        if conditions:
+            conn.executemany(
+                "INSERT INTO conditions (condition, kind, device_id, test, open, seq, at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (condition) DO UPDATE SET "
+                "kind = excluded.kind, device_id = excluded.device_id, test = excluded.test, "
+                "open = excluded.open, seq = excluded.seq, at = excluded.at "
+                "WHERE excluded.seq > conditions.seq",
+                conditions,
+            )
+
+    # -- disk budget ----------------------------------------------------------------------
+
+    def used_bytes(self) -> int:
+        """Bytes of the database file in use (free pages excluded), as SQLite sees it now."""
+        page_count = self._conn.execute("PRAGMA page_count").fetchone()[0]
+        free = self._conn.execute("PRAGMA freelist_count").fetchone()[0]
+        return int((page_count - free) * self._page_size)
+
+    def _evict_over_budget(self, now: datetime) -> dict[Lane, int]:
+        """Inside the append transaction: drop the oldest telemetry, then troubles, never alarms."""
+        used = self.used_bytes()
+        if used <= self.disk_budget_bytes:
+            return {}
+        target = int(self.disk_budget_bytes * EVICT_TO_FRACTION)
+        conn = self._conn
+        evicted: dict[Lane, int] = {}
+        for lane in (Lane.TELEMETRY, Lane.TROUBLE):
+            for _ in range(64):
+                if used <= target:
+                    break
+                need = used - target
+                rows = conn.execute(
+                    "SELECT seq, size FROM events WHERE lane = ? AND kind != ? "
+                    "ORDER BY seq LIMIT 2000",
+                    (_LANE_CODE[lane], EventKind.BUFFER_EVICTED.value),
+                ).fetchall()
+                if not rows:
+                    break
+                total = conn.execute("SELECT COALESCE(SUM(size), 0) FROM events").fetchone()[0]
+                # Disk cost per byte of event, from what the file holds now (indexes, pages).
+                ratio = max(1.0, used / total) if total else 1.0
+                freed, last_seq = 0.0, rows[0][0]
+                for seq, size in rows:
+                    last_seq = seq
+                    freed += size * ratio
+                    if freed >= need:
+                        break
+                deleted = conn.execute(
+                    "DELETE FROM events WHERE lane = ? AND kind != ? AND seq <= ?",
+                    (_LANE_CODE[lane], EventKind.BUFFER_EVICTED.value, last_seq),
+                ).rowcount
+                evicted[lane] = evicted.get(lane, 0) + deleted
+                used = self.used_bytes()
+        if used > self.disk_budget_bytes:
+            log.error(
+                "buffer_over_budget",
+                path=str(self.path),
+                used_bytes=used,
+                budget_bytes=self.disk_budget_bytes,
+                detail="only alarms and eviction reports are left; alarms are never evicted",
+            )
+        evicted = {k: v for k, v in evicted.items() if v}
+        if evicted:
+            conn.execute(
+                "INSERT INTO evictions (at, telemetry, trouble, used_bytes, budget_bytes) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (
+                    now.isoformat(),
+                    evicted.get(Lane.TELEMETRY, 0),
+                    evicted.get(Lane.TROUBLE, 0),
+                    used,
+                    self.disk_budget_bytes,
+                ),
+            )
+            for lane, count in evicted.items():
+                self._set_meta(f"evicted_{lane.value}", self._evicted[lane] + count)
+        return evicted
+
+    # -- reading and acknowledging --------------------------------------------------------
+
+    def pending(self, *, max_events: int = 500, max_bytes: int = 512 * 1024) -> list[Event]:
+        """Unacknowledged events in lane order (alarm, trouble, telemetry), then seq.
+
+        At most ``max_events`` (and never more than a batch may hold) and about ``max_bytes``
+        of JSON; the first event is always included, whatever its size.
+        """
+        limit = max(1, min(max_events, MAX_BATCH_EVENTS))
+        with self._lock:
+            self._check_open()
+            events: list[Event] = []
+            bad: list[tuple[int, str]] = []
+            self._collect_pending(events, bad, limit, max_bytes)
+            if bad:
+                # A row that no longer reads as an event (edited by hand, or a bug) is set
+                # aside where it can be inspected, so it cannot block its lane.
+                self._quarantine_rows(bad)
+            return events
+
+    def _collect_pending(
+        self, events: list[Event], bad: list[tuple[int, str]], limit: int, max_bytes: int
+    ) -> None:
+        total = 0
+        for lane in Lane:
+            if len(events) >= limit or self._depth[lane] == 0:
+                continue
+            cursor = self._conn.execute(
+                f"SELECT {_EVENT_COLUMNS} FROM events WHERE lane = ? ORDER BY seq LIMIT ?",
+                (_LANE_CODE[lane], limit - len(events)),
+            )
+            for row in cursor:
+                size = row[9]
+                if events and total + size > max_bytes:
+                    return
+                try:
+                    events.append(self._event_of(row))
+                except (ValidationError, ValueError) as exc:
+                    bad.append((row[0], f"unreadable row: {exc}"[:500]))
+                    continue
+                total += size
+
+    def _event_of(self, row: tuple[Any, ...]) -> Event:
+        seq, event_id, _lane, kind, priority, device_id, at, test, payload, _size = row
+        return Event(
+            id=event_id,
+            gateway_id=self.gateway_id,
+            seq=seq,
+            kind=EventKind(kind),
+            priority=Priority(priority),
+            device_id=device_id,
+            at=datetime.fromisoformat(at),
+            test=bool(test),
+            payload=json.loads(payload),
+        )
+
+    def acknowledge(self, acks: Sequence[EventAck] | Sequence[str]) -> int:
+        """Remove the acknowledged events (by id); returns how many were still pending."""
+        ids = [a if isinstance(a, str) else a.id for a in acks]
+        if not ids:
+            return 0
+        with self._lock:
+            self._check_open()
+            removed: dict[Lane, int] = {}
+            try:
+                with self._transaction("NORMAL"):
+                    for start in range(0, len(ids), 500):
+                        chunk = ids[start : start + 500]
+                        marks = ",".join("?" * len(chunk))
+                        for code, count in self._conn.execute(
+                            f"SELECT lane, COUNT(*) FROM events WHERE id IN ({marks}) "
+                            "GROUP BY lane",
+                            chunk,
+                        ).fetchall():
+                            lane = _CODE_LANE[code]
+                            removed[lane] = removed.get(lane, 0) + count
+                        self._conn.execute(f"DELETE FROM events WHERE id IN ({marks})", chunk)
+            except sqlite3.Error as exc:
+                raise BufferStorageError(
+                    f"acknowledging in buffer {self.path} failed: {exc}"
+                ) from exc
+            for lane, count in removed.items():
+                self._depth[lane] -= count
+            self._refresh_oldest(removed)
+            self._maybe_vacuum()
+            self._used = self.used_bytes()
+            return sum(removed.values())
+
+    def quarantine(self, event_ids: Sequence[str], *, reason: str) -> int:
+        """Set events aside (dispatch refuses them): kept in ``quarantine``, no longer sent."""
+        with self._lock:
+            self._check_open()
+            rows: list[tuple[int, str]] = []
+            for event_id in event_ids:
+                row = self._conn.execute(
+                    "SELECT seq FROM events WHERE id = ?", (event_id,)
+                ).fetchone()
+                if row is not None:
+                    rows.append((row[0], reason))
+            return self._quarantine_rows(rows)
+
+    def _quarantine_rows(self, rows: Sequence[tuple[int, str]]) -> int:
+        if not rows:
+            return 0
+        now = self._clock().isoformat()
+        moved: dict[Lane, int] = {}
+        try:
+            with self._transaction("FULL"):
+                for seq, reason in rows:
+                    lane_row = self._conn.execute(
+                        "SELECT lane FROM events WHERE seq = ?", (seq,)
+                    ).fetchone()
+                    if lane_row is None:
+                        continue
+                    self._conn.execute(
+                        "INSERT OR REPLACE INTO quarantine SELECT seq, id, lane, kind, priority, "
+                        "device_id, at, test, payload, size, appended_at, ?, ? "
+                        "FROM events WHERE seq = ?",
+                        (reason, now, seq),
+                    )
+                    self._conn.execute("DELETE FROM events WHERE seq = ?", (seq,))
+                    lane = _CODE_LANE[lane_row[0]]
+                    moved[lane] = moved.get(lane, 0) + 1
+        except sqlite3.Error as exc:
+            raise BufferStorageError(f"quarantining in buffer {self.path} failed: {exc}") from exc
+        for lane, count in moved.items():
+            self._depth[lane] -= count
+        self._quarantined_events += sum(moved.values())
+        self._refresh_oldest(moved)
+        log.error(
+            "events_quarantined",
+            path=str(self.path),
+            seqs=[s for s, _ in rows][:20],
+            reason=rows[0][1],
+            count=sum(moved.values()),
+        )
+        return sum(moved.values())
+
+    def release_quarantined(self) -> int:
+        """Put every quarantined event back in line (after dispatch was fixed)."""
+        with self._lock:
+            self._check_open()
+            with self._transaction("FULL"):
+                count = self._conn.execute(
+                    f"INSERT OR IGNORE INTO events ({_EVENT_COLUMNS}, appended_at) "
+                    f"SELECT {_EVENT_COLUMNS}, appended_at FROM quarantine"
+                ).rowcount
+                self._conn.execute("DELETE FROM quarantine")
+            self._quarantined_events = 0
+            self._refresh_counts()
+            return int(count)
+
+    def _refresh_counts(self) -> None:
+        self._depth = dict.fromkeys(Lane, 0)
+        for code, count in self._conn.execute("SELECT lane, COUNT(*) FROM events GROUP BY lane"):
+            self._depth[_CODE_LANE[code]] = count
+        self._refresh_oldest(Lane)
+
+    def _refresh_oldest(self, lanes: Any) -> None:
+        for lane in lanes:
+            row = self._conn.execute(
+                "SELECT at FROM events WHERE lane = ? ORDER BY seq LIMIT 1", (_LANE_CODE[lane],)
+            ).fetchone()
+            self._oldest[lane] = None if row is None else datetime.fromisoformat(row[0])
+
+    def _maybe_vacuum(self) -> None:
+        """Give freed pages back to the file system once a quarter of the file is free."""
+        pages = self._conn.execute("PRAGMA page_count").fetchone()[0]
+        free = self._conn.execute("PRAGMA freelist_count").fetchone()[0]
+        if pages > 256 and free * 4 > pages:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("PRAGMA incremental_vacuum")
+
+    # -- state for others -----------------------------------------------------------------
+
+    def stats(self, now: datetime) -> BufferStats:
+        """Depth per lane, oldest unsent age, evictions, sizes. Cheap: no table scan."""
+        oldest = [at for at in self._oldest.values() if at is not None]
+        age = max(0.0, (now - min(oldest)).total_seconds()) if oldest else None
+        size = 0
+        for suffix in ("", "-wal"):
+            with contextlib.suppress(OSError):
+                size += os.stat(f"{self.path}{suffix}").st_size
+        return BufferStats(
+            depth=dict(self._depth),
+            oldest_unsent_age_s=age,
+            evicted=dict(self._evicted),
+            size_bytes=size,
+            used_bytes=self._used,
+            budget_bytes=self.disk_budget_bytes,
+            quarantined_files=self._quarantined_files,
+            quarantined_events=self._quarantined_events,
+        )
+
+    def active_conditions(self) -> list[ActiveConditionRow]:
+        """Open alarm and trouble conditions, oldest first.
+
+        A condition is open when its latest event (by ``payload["condition"]``) is not a restore;
+        one whose latest event was a walk test (``test``) opens no incident and is left out.
+        """
+        with self._lock:
+            self._check_open()
+            rows = self._conn.execute(
+                "SELECT condition, kind, device_id FROM conditions WHERE open = 1 AND test = 0 "
+                "ORDER BY seq"
+            ).fetchall()
+        return [ActiveConditionRow(c, EventKind(k), d) for c, k, d in rows]
+
+    @property
+    def next_seq(self) -> int:
+        return self._next_seq
+
+    def close(self) -> None:
+        """Checkpoint and close. Safe to call twice."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._conn.close()
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
+
+    def __enter__(self) -> EventBuffer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _needs_roundtrip(payload: dict[str, Any]) -> bool:
+    """True if the payload holds values JSON would change (so the stored event equals the sent)."""
+    return any(not isinstance(v, str | int | float | bool | type(None)) for v in payload.values())

@@ -1,0 +1,202 @@
+"""The buffer's file: opening, locking, integrity, quarantine of a corrupt file, migrations.
+
+Schema changes are forward-only: ``MIGRATIONS[n]`` takes a file from ``PRAGMA user_version`` n to
+n + 1 in one transaction. A file newer than this program is refused, never touched.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Final
+
+import structlog
+
+__all__ = [
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "BufferLocked",
+    "BufferSchemaTooNew",
+    "BufferStorageError",
+    "EventBufferError",
+    "check_integrity",
+    "connect",
+    "glob_escape",
+    "is_corruption",
+    "migrate",
+    "quarantine_file",
+    "take_lock",
+]
+
+log = structlog.get_logger(__name__)
+
+# Forward-only migrations: MIGRATIONS[n] brings a file from user_version n to n + 1. Never edit
+# a released entry; append a new one.
+MIGRATIONS: Final[tuple[str, ...]] = (
+    """
+    CREATE TABLE events (
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        lane INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        priority INTEGER NOT NULL,
+        device_id TEXT,
+        at TEXT NOT NULL,
+        test INTEGER NOT NULL DEFAULT 0,
+        payload TEXT NOT NULL DEFAULT '{}',
+        size INTEGER NOT NULL,
+        appended_at TEXT NOT NULL
+    );
+    CREATE INDEX events_lane_seq ON events (lane, seq);
+    CREATE TABLE conditions (
+        condition TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        device_id TEXT,
+        test INTEGER NOT NULL DEFAULT 0,
+        open INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        at TEXT NOT NULL
+    );
+    CREATE TABLE quarantine (
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        lane INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        priority INTEGER NOT NULL,
+        device_id TEXT,
+        at TEXT NOT NULL,
+        test INTEGER NOT NULL DEFAULT 0,
+        payload TEXT NOT NULL DEFAULT '{}',
+        size INTEGER NOT NULL,
+        appended_at TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        quarantined_at TEXT NOT NULL
+    );
+    CREATE TABLE evictions (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        telemetry INTEGER NOT NULL,
+        trouble INTEGER NOT NULL,
+        used_bytes INTEGER NOT NULL,
+        budget_bytes INTEGER NOT NULL
+    );
+    CREATE TABLE meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    """,
+)
+SCHEMA_VERSION: Final = len(MIGRATIONS)
+
+
+class EventBufferError(Exception):
+    """The buffer cannot do what was asked."""
+
+
+class BufferLocked(EventBufferError):
+    """Another process has this buffer open."""
+
+
+class BufferSchemaTooNew(EventBufferError):
+    """The file's schema is newer than this program understands."""
+
+
+class BufferStorageError(EventBufferError):
+    """SQLite could not write: nothing of the failed call was appended or acknowledged."""
+
+
+def is_corruption(exc: sqlite3.DatabaseError) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return (code & 0xFF) in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+    text = str(exc)
+    return "malformed" in text or "not a database" in text
+
+
+def glob_escape(name: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", name)
+
+
+def take_lock(path: Path) -> int:
+    lock_path = path.with_name(path.name + ".lock")
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise EventBufferError(f"cannot create lock file {lock_path}: {exc}") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        raise BufferLocked(
+            f"buffer {path} is in use by another process (lock {lock_path} is held)"
+        ) from exc
+    return fd
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    fresh = not path.exists() or path.stat().st_size == 0
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
+    try:
+        if fresh:
+            # Must precede the first table: lets acknowledged space go back to the disk.
+            conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise sqlite3.OperationalError(f"could not switch {path} to WAL (got {mode})")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        # Keep the WAL small after checkpoints; it counts against the disk too.
+        conn.execute("PRAGMA journal_size_limit=8388608")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def check_integrity(conn: sqlite3.Connection) -> None:
+    rows = conn.execute("PRAGMA quick_check").fetchall()
+    if rows != [("ok",)]:
+        problems = "; ".join(str(r[0]) for r in rows[:5])
+        err = sqlite3.DatabaseError(f"database disk image is malformed: {problems}")
+        err.sqlite_errorcode = sqlite3.SQLITE_CORRUPT
+        raise err
+
+
+def migrate(conn: sqlite3.Connection, path: Path) -> None:
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version > SCHEMA_VERSION:
+        conn.close()
+        raise BufferSchemaTooNew(
+            f"buffer {path} has schema version {version}; this gatewayd knows up to "
+            f"{SCHEMA_VERSION}. Run the newer gatewayd, or move the file aside."
+        )
+    for target in range(version + 1, SCHEMA_VERSION + 1):
+        # One script, one transaction: a migration is applied whole or not at all.
+        conn.executescript(
+            f"BEGIN IMMEDIATE;\n{MIGRATIONS[target - 1]}\nPRAGMA user_version = {target};\nCOMMIT;"
+        )
+        log.info("buffer_migrated", path=str(path), schema_version=target)
+
+
+def quarantine_file(path: Path, now: datetime) -> Path:
+    stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    target = path.with_name(f"{path.name}.corrupt-{stamp}")
+    n = 1
+    while target.exists():
+        # Never overwrite an earlier quarantined file.
+        target = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
+        n += 1
+    for suffix in ("", "-wal", "-shm"):
+        source = Path(f"{path}{suffix}")
+        if source.exists():
+            os.replace(source, Path(f"{target}{suffix}"))
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return target

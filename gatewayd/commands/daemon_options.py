@@ -1,0 +1,76 @@
+"""What the commands that talk to a running daemon share: ``--config``/``--socket`` and how the
+control socket is found from them."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+from rich.console import Console
+
+from gatewayd.cli import EXIT_CONFIG, EXIT_UNREACHABLE
+from gatewayd.config import ConfigError, HomeConfig, load_config
+
+__all__ = [
+    "DEFAULT_CONFIG",
+    "config_option",
+    "fail",
+    "load_home_config",
+    "resolve_socket",
+    "socket_option",
+]
+
+DEFAULT_CONFIG = Path("/etc/gatewayd/home.toml")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def config_option(func: F) -> F:
+    return click.option(
+        "--config",
+        "config_path",
+        type=click.Path(path_type=Path, dir_okay=False),
+        default=DEFAULT_CONFIG,
+        show_default=True,
+        envvar="GATEWAYD_CONFIG",
+        help="The home config (also $GATEWAYD_CONFIG).",
+    )(func)
+
+
+def socket_option(func: F) -> F:
+    return click.option(
+        "--socket",
+        "socket_path",
+        type=click.Path(path_type=Path, dir_okay=False),
+        default=None,
+        help="The daemon's control socket (default: [status] socket of the config).",
+    )(func)
+
+
+def fail(message: str, code: int, *, console: Console | None = None) -> NoReturn:
+    """Print an error to stderr and exit with ``code``."""
+    console = console or Console(stderr=True, soft_wrap=True)
+    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    sys.exit(code)
+
+
+def load_home_config(config_path: Path) -> HomeConfig:
+    """Load the home config or exit 3 naming every problem."""
+    try:
+        return load_config(config_path)
+    except ConfigError as exc:
+        fail("\n".join(exc.problems), EXIT_CONFIG)
+
+
+def resolve_socket(config_path: Path, socket_path: Path | None) -> Path:
+    """``--socket`` if given, else the config's status socket (exit 3 if it cannot be read)."""
+    if socket_path is not None:
+        return socket_path
+    return load_home_config(config_path).status_socket
+
+
+def unreachable(message: str) -> NoReturn:
+    fail(message, EXIT_UNREACHABLE)

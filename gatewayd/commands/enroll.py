@@ -1,0 +1,145 @@
+"""`gatewayd enroll`: exchange a one-time code from dispatch for this gateway's credential.
+
+Exit codes: 0 enrolled; 2 the code was refused (unknown, used or expired) or a flag is wrong;
+3 a config or state-folder problem (nothing was sent, so the code is not used up);
+4 dispatch could not be reached or answered with an error (try again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import sys
+import tempfile
+from pathlib import Path
+from typing import NoReturn
+
+import click
+
+from gatewayd.cli import EXIT_CONFIG, EXIT_UNREACHABLE, EXIT_USAGE
+from gatewayd.config import DEFAULT_STATE_DIR, ConfigError, load_config
+from gatewayd.dispatch_client import (
+    CREDENTIAL_FILE,
+    DispatchClient,
+    DispatchError,
+    DispatchUnreachable,
+    EnrollmentRefused,
+)
+
+__all__ = ["enroll"]
+
+_GATEWAY_ID = re.compile(r"^[A-Za-z0-9_.:@\-]{1,128}$")
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    click.echo(f"gatewayd enroll: {message}", err=True)
+    sys.exit(code)
+
+
+def _check_writable(folder: Path) -> None:
+    """Fail before the code is spent if the credential could not be written."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".enroll-probe-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        _fail(f"state folder {folder} is not writable: {exc}", EXIT_CONFIG)
+
+
+@click.command()
+@click.option("--dispatch", "dispatch_url", metavar="URL", help="Dispatch base URL (https://...).")
+@click.option("--code", required=True, help="The one-time enrolment code from `dispatchd`.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The home config: gives the gateway id, state folder, dispatch URL and CA file.",
+)
+@click.option(
+    "--state-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help=f"Where the credential is kept (default: from the config, else {DEFAULT_STATE_DIR}).",
+)
+@click.option("--gateway-id", help="This gateway's id (default: from the config).")
+@click.option(
+    "--ca-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="CA certificate that signed dispatch's TLS certificate (a private CA).",
+)
+@click.option("--timeout", type=click.FloatRange(min=0.1, max=300), default=10.0, show_default=True)
+@click.option("--force", is_flag=True, help="Replace an existing credential.")
+def enroll(
+    dispatch_url: str | None,
+    code: str,
+    config_path: Path | None,
+    state_dir: Path | None,
+    gateway_id: str | None,
+    ca_file: Path | None,
+    timeout: float,
+    force: bool,
+) -> None:
+    """Enrol this gateway with dispatch and store its credential (mode 0600)."""
+    if config_path is not None:
+        try:
+            config = load_config(config_path)
+        except ConfigError as exc:
+            _fail("the config is not valid:\n  " + "\n  ".join(exc.problems), EXIT_CONFIG)
+        gateway_id = gateway_id or config.gateway.id
+        state_dir = state_dir or config.gateway.state_dir
+        dispatch_url = dispatch_url or config.dispatch.url or None
+        ca_file = ca_file or config.dispatch.ca_file
+    if not gateway_id:
+        _fail("no gateway id: pass --gateway-id or --config", EXIT_CONFIG)
+    if not _GATEWAY_ID.match(gateway_id):
+        _fail(
+            f"gateway id {gateway_id!r} may hold only letters, digits and _.:@- (1-128)",
+            EXIT_USAGE,
+        )
+    if not dispatch_url:
+        _fail("no dispatch URL: pass --dispatch or set [dispatch] url in the config", EXIT_CONFIG)
+    if not dispatch_url.startswith(("http://", "https://")):
+        _fail(f"dispatch URL must start with https:// or http://, got {dispatch_url!r}", EXIT_USAGE)
+    if ca_file is not None and not ca_file.is_file():
+        _fail(f"CA file {ca_file} does not exist", EXIT_CONFIG)
+    if not code.strip():
+        _fail("the enrolment code is empty", EXIT_USAGE)
+    folder = state_dir or DEFAULT_STATE_DIR
+    target = folder / CREDENTIAL_FILE
+    if target.exists() and not force:
+        _fail(
+            f"{target} already exists (this gateway is enrolled); pass --force to replace it",
+            EXIT_CONFIG,
+        )
+    _check_writable(folder)
+
+    try:
+        credential = asyncio.run(
+            DispatchClient.enroll(
+                dispatch_url,
+                code=code.strip(),
+                gateway_id=gateway_id,
+                ca_file=ca_file,
+                timeout=timeout,
+            )
+        )
+    except EnrollmentRefused as exc:
+        _fail(
+            f"dispatch refused the code: {exc.title}"
+            + (f" ({exc.detail})" if exc.detail else "")
+            + "; ask dispatch for a new code (`dispatchd enroll-code`)",
+            EXIT_USAGE,
+        )
+    except DispatchUnreachable as exc:
+        _fail(f"dispatch at {dispatch_url} is unreachable: {exc}", EXIT_UNREACHABLE)
+    except DispatchError as exc:
+        _fail(str(exc), EXIT_CONFIG)
+    try:
+        credential.save(target)
+    except OSError as exc:
+        _fail(f"cannot write {target}: {exc} (the code is used up; ask for a new one)", EXIT_CONFIG)
+    click.echo(
+        f"enrolled gateway {credential.gateway_id} (household {credential.household_id or '-'}) "
+        f"with {dispatch_url}; credential saved to {target}"
+    )

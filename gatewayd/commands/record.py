@@ -1,0 +1,181 @@
+"""`gatewayd record`: run the home's driver transports and write every raw frame to a trace.
+
+    gatewayd record --config home.toml --out trace.jsonl.gz --duration 3600
+
+Only the transports run: nothing is parsed, decided or forwarded, so recording can run beside
+(or instead of) the daemon. Ctrl-C, SIGTERM or ``--duration`` end it cleanly: everything received
+is written and the file closed. A transport that fails is restarted with back-off, and its
+failure is recorded as a ``link`` frame, as the daemon would see it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import signal
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import NoReturn
+
+import click
+import structlog
+from rich.console import Console
+
+from drivers.base import Driver
+from gatewayd.cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_USAGE
+from gatewayd.commands.daemon_options import config_option, load_home_config
+from gatewayd.commands.daemon_options import fail as _fail_with
+from gatewayd.commands.replay import logs_to_stderr
+from gatewayd.contract import RawFrame
+from gatewayd.recorder import DEFAULT_KEEP, DEFAULT_MAX_BYTES, Recorder
+from gatewayd.trace import TraceError
+
+__all__ = ["record", "record_drivers"]
+
+log = structlog.get_logger(__name__)
+
+
+def fail(message: str, code: int) -> NoReturn:
+    """Exit with ``message`` on stderr; paths like ``trace:100:`` are not taken for emoji."""
+    _fail_with(message, code, console=Console(stderr=True, soft_wrap=True, emoji=False))
+
+
+BACKOFF_MAX_S = 30.0
+
+
+async def _run_driver(driver: Driver, recorder: Recorder, *, backoff_initial: float) -> None:
+    """One transport, forever: restart it with back-off, record its failures as link frames."""
+
+    async def emit(frame: RawFrame) -> None:
+        recorder.tap(frame)
+
+    backoff = backoff_initial
+    bound = log.bind(driver=driver.id)
+    while True:
+        started = time.monotonic()
+        try:
+            await driver.run(emit)
+            detail = "transport returned; it should run until cancelled"
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            detail = f"{type(exc).__name__}: {exc}"[:300]
+        bound.warning("transport_failed", error=detail)
+        recorder.tap(driver.link_frame(False, detail))
+        if time.monotonic() - started > 60:
+            backoff = backoff_initial
+        await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
+        backoff = min(backoff * 2, BACKOFF_MAX_S)
+
+
+async def record_drivers(
+    drivers: Mapping[str, Driver],
+    recorder: Recorder,
+    *,
+    duration: float | None = None,
+    stop: asyncio.Event | None = None,
+    backoff_initial: float = 1.0,
+) -> None:
+    """Run every driver's transport into ``recorder`` until ``duration`` passes or ``stop`` is set.
+
+    The recorder is not closed here: the caller owns it.
+    """
+    stop = stop or asyncio.Event()
+    tasks = [
+        asyncio.create_task(
+            _run_driver(driver, recorder, backoff_initial=backoff_initial), name=f"record:{name}"
+        )
+        for name, driver in drivers.items()
+    ]
+    try:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), duration)
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
+async def _record_main(
+    drivers: Mapping[str, Driver], recorder: Recorder, duration: float | None
+) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    await record_drivers(drivers, recorder, duration=duration, stop=stop)
+
+
+@click.command()
+@config_option
+@click.option(
+    "--out",
+    "out_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="The trace file (.jsonl, or .jsonl.gz for gzip); appended to if it exists.",
+)
+@click.option("--duration", type=float, default=None, help="Stop after S seconds.")
+@click.option(
+    "--max-bytes",
+    type=int,
+    default=DEFAULT_MAX_BYTES,
+    show_default=True,
+    help="Rotate the file past this size.",
+)
+@click.option(
+    "--keep", type=int, default=DEFAULT_KEEP, show_default=True, help="Rotated files kept."
+)
+@click.option("--log-level", default="WARNING", show_default=True)
+def record(
+    config_path: Path,
+    out_path: Path,
+    duration: float | None,
+    max_bytes: int,
+    keep: int,
+    log_level: str,
+) -> None:
+    """Record every raw frame of the home's drivers into a trace until Ctrl-C or --duration."""
+    logs_to_stderr(log_level)
+    err = Console(stderr=True, soft_wrap=True, highlight=False, emoji=False)
+    if duration is not None and not duration > 0:
+        fail(f"--duration must be positive, got {duration}", EXIT_USAGE)
+    config = load_home_config(config_path)
+    from gatewayd.daemon import GatewayError, build_drivers
+
+    try:
+        drivers = build_drivers(config)
+    except GatewayError as exc:
+        fail(str(exc), EXIT_CONFIG)
+    if not drivers:
+        fail(f"{config_path}: no enabled [[drivers]]: nothing to record", EXIT_CONFIG)
+    try:
+        recorder = Recorder.open(
+            out_path, gateway_id=config.gateway.id, max_bytes=max_bytes, keep=keep
+        )
+    except (TraceError, ValueError) as exc:
+        fail(str(exc), EXIT_FAILURE)
+    err.print(
+        f"recording {', '.join(sorted(drivers))} into {out_path}"
+        + (f" for {duration:g} s" if duration else " until Ctrl-C")
+    )
+    try:
+        asyncio.run(_record_main(drivers, recorder, duration))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        recorder.close()
+    stats = recorder.stats
+    err.print(
+        f"recorded {stats.written} frames into {out_path}"
+        + (f" ({stats.dropped} dropped)" if stats.dropped else "")
+        + (f", {stats.rotations} rotations" if stats.rotations else "")
+    )
+    if stats.write_errors:
+        sys.exit(EXIT_FAILURE)

@@ -1,0 +1,55 @@
+"""`gatewayd run`: the daemon itself (what systemd starts)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import click
+
+from gatewayd.cli import EXIT_CONFIG
+from gatewayd.config import ConfigError, load_config
+from gatewayd.logs import configure_logging
+
+DEFAULT_CONFIG = Path("/etc/gatewayd/home.toml")
+
+
+@click.command()
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=DEFAULT_CONFIG,
+    show_default=True,
+    envvar="GATEWAYD_CONFIG",
+    help="The home's config file.",
+)
+@click.option("--log-level", default="INFO", show_default=True, help="DEBUG, INFO, WARNING, ERROR.")
+@click.option(
+    "--log-format",
+    type=click.Choice(["auto", "json", "console"]),
+    default="auto",
+    show_default=True,
+    help="auto: JSON lines unless stdout is a terminal.",
+)
+def run(config_path: Path, log_level: str, log_format: str) -> None:
+    """Run the gateway daemon until SIGTERM (SIGHUP reloads the config)."""
+    configure_logging(level=log_level, json=None if log_format == "auto" else log_format == "json")
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        click.echo(f"gatewayd: refusing to start, the config has problems:\n{exc}", err=True)
+        sys.exit(EXIT_CONFIG)
+    from gatewayd.daemon import Gateway, GatewayError, validate
+
+    try:
+        validate(config, config_path.read_text(encoding="utf-8"), str(config_path))
+    except GatewayError as exc:
+        click.echo(f"gatewayd: refusing to start: {exc}", err=True)
+        sys.exit(EXIT_CONFIG)
+    try:
+        asyncio.run(Gateway(config, config_path=config_path).run())
+    except GatewayError as exc:
+        click.echo(f"gatewayd: {exc}", err=True)
+        sys.exit(1)

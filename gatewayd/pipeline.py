@@ -1,0 +1,282 @@
+"""The gateway's one direction of data flow: frames → parsers → rules → durable buffer → actions.
+
+Drivers hand raw frames to :meth:`Pipeline.submit`, which only queues them (bounded, so a stalled
+disk pushes back on the drivers instead of growing memory). One worker takes whatever has arrived,
+parses it, feeds the rule engine, and appends every resulting event to the buffer in a single
+group commit. Only once that commit has returned do local actions run and watchers hear of the
+events: nothing happens to an event that is not yet on disk.
+
+The rule engine is pure and single-threaded; only the worker calls it. Acknowledgements from
+dispatch and mode changes travel through the same queue so that they are ordered with the frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import structlog
+
+from drivers.base import FrameParser, LocalCommand
+from gatewayd.aiobuffer import AsyncEventBuffer
+from gatewayd.buffer import EventDraft
+from gatewayd.contract import Event, EventKind, RawFrame, Reading
+from gatewayd.decider import Decided, Decider, draft_of
+from gatewayd.devicestate import DeviceStates
+from rules import LocalAction, RuleEngine
+
+__all__ = ["Pipeline", "PipelineStats"]
+
+log = structlog.get_logger(__name__)
+
+Mode = Literal["normal", "away", "test"]
+CommandSink = Callable[[LocalCommand], Awaitable[None]]
+FrameTap = Callable[[RawFrame], None]
+EventListener = Callable[[Event], None]
+
+
+@dataclass(frozen=True, slots=True)
+class _Ack:
+    condition: str
+
+
+@dataclass(frozen=True, slots=True)
+class _ModeChange:
+    mode: Mode
+    done: asyncio.Future[None]
+
+
+_Item = RawFrame | _Ack | _ModeChange
+
+
+@dataclass
+class PipelineStats:
+    frames: int = 0
+    events: int = 0
+    alarms: int = 0
+    last_progress_mono: float = field(default_factory=time.monotonic)
+    commit_started_mono: float | None = None
+
+
+class Pipeline:
+    """Runs frames through parsers and rules into the buffer, then carries out local actions."""
+
+    def __init__(
+        self,
+        *,
+        engine: RuleEngine,
+        buffer: AsyncEventBuffer,
+        parsers: dict[str, FrameParser],
+        send_command: CommandSink,
+        devices: DeviceStates,
+        tap: FrameTap | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        queue_size: int = 10_000,
+        max_batch: int = 2_000,
+        tick_interval: float = 1.0,
+        stall_after: float = 10.0,
+    ) -> None:
+        self.decider = Decider(engine, parsers, devices)
+        self.buffer = buffer
+        self._send_command = send_command
+        self._tap = tap
+        self._clock = clock
+        self._queue: asyncio.Queue[_Item] = asyncio.Queue(maxsize=queue_size)
+        self._max_batch = max_batch
+        self._tick_interval = tick_interval
+        self.stall_after = stall_after
+        self._listeners: list[EventListener] = []
+        self.mode: Mode = "normal"
+        self.stats = PipelineStats()
+        # event id -> condition, for end-to-end acknowledgements of alarms (bounded).
+        self._alarm_conditions: dict[str, str] = {}
+
+    # -- inputs ---------------------------------------------------------------------------
+
+    async def submit(self, frame: RawFrame) -> None:
+        """The drivers' ``emit``: queue a frame, waiting while the queue is full."""
+        await self._queue.put(frame)
+
+    def acknowledged(self, event_ids: Iterable[str]) -> None:
+        """Dispatch says a person has taken these alarms: stop escalating them."""
+        for event_id in event_ids:
+            condition = self._alarm_conditions.pop(event_id, None)
+            if condition is not None:
+                with contextlib.suppress(asyncio.QueueFull):
+                    self._queue.put_nowait(_Ack(condition))
+
+    async def set_mode(self, mode: str) -> None:
+        if mode not in ("normal", "away", "test"):
+            raise ValueError(f"unknown mode {mode!r}; expected normal, away or test")
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_ModeChange(mode, done))  # type: ignore[arg-type]
+        await done
+
+    def add_listener(self, listener: EventListener) -> Callable[[], None]:
+        """Call ``listener`` with every event once it is durable; returns a remover."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    # -- health ---------------------------------------------------------------------------
+
+    def healthy(self) -> bool:
+        """True while the worker is moving: it finished a round recently and no commit hangs."""
+        stall_after = self.stall_after
+        now = time.monotonic()
+        started = self.stats.commit_started_mono
+        if started is not None and now - started > stall_after:
+            return False
+        return now - self.stats.last_progress_mono <= stall_after + self._tick_interval
+
+    @property
+    def backlog(self) -> int:
+        return self._queue.qsize()
+
+    # -- the worker -----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Process queued items and tick the rules; runs until cancelled."""
+        loop = asyncio.get_running_loop()
+        next_tick = loop.time()
+        while True:
+            timeout = max(0.0, next_tick - loop.time())
+            items: list[_Item] = []
+            with contextlib.suppress(TimeoutError):
+                items.append(await asyncio.wait_for(self._queue.get(), timeout))
+            while items and len(items) < self._max_batch and not self._queue.empty():
+                items.append(self._queue.get_nowait())
+            tick = loop.time() >= next_tick
+            if tick:
+                next_tick = loop.time() + self._tick_interval
+            await self.process(items, tick=tick)
+
+    @property
+    def engine(self) -> RuleEngine:
+        return self.decider.engine
+
+    async def drain(self) -> None:
+        """Process everything queued now (used at shutdown, after the drivers stopped)."""
+        items: list[_Item] = []
+        while not self._queue.empty():
+            items.append(self._queue.get_nowait())
+        await self.process(items, tick=True)
+
+    async def process(self, items: Sequence[_Item], *, tick: bool = False) -> list[Event]:
+        """Decide on a group of items and make the outcome durable in one commit."""
+        decided: list[Decided] = []
+        mode_changes: list[_ModeChange] = []
+        decider = self.decider
+        for item in items:
+            if isinstance(item, RawFrame):
+                self.stats.frames += 1
+                if self._tap is not None:
+                    try:
+                        self._tap(item)
+                    except Exception:
+                        log.exception("frame_tap_failed", driver=item.driver)
+                decided.extend(decider.frame(item))
+            elif isinstance(item, _Ack):
+                decided.extend(decider.acknowledge(item.condition, self._clock()))
+            else:
+                decided.extend(decider.set_mode(item.mode, self._clock()))
+                self.mode = item.mode
+                mode_changes.append(item)
+        if tick:
+            decided.extend(decider.tick(self._clock()))
+        drafts: list[EventDraft] = []
+        readings_of: list[Reading | None] = []
+        actions: list[LocalAction] = []
+        for d in decided:
+            if isinstance(d.decision, LocalAction):
+                actions.append(d.decision)
+            else:
+                drafts.append(draft_of(d.decision, d.at))
+                readings_of.append(d.reading)
+        events: list[Event] = []
+        if drafts:
+            events = await self._commit(drafts)
+        self.stats.last_progress_mono = time.monotonic()
+        for change in mode_changes:
+            if not change.done.done():
+                change.done.set_result(None)
+        # Durable now: only from here on does anything else happen.
+        for event, reading in zip(events, readings_of, strict=True):
+            self._after_commit(event, reading)
+        for action in actions:
+            await self._run_action(action)
+        return events
+
+    async def _commit(self, drafts: list[EventDraft]) -> list[Event]:
+        """Append until it succeeds: decided events are never dropped for a storage hiccup.
+
+        While a commit hangs or keeps failing, :meth:`healthy` turns false, so the systemd
+        watchdog stops being fed and systemd restarts the daemon if it does not recover.
+        """
+        self.stats.commit_started_mono = time.monotonic()
+        delay = 0.05
+        try:
+            while True:
+                try:
+                    return await self.buffer.append(drafts)
+                except Exception as exc:
+                    log.error(
+                        "buffer_append_failed", error=repr(exc), events=len(drafts), retry_in=delay
+                    )
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+        finally:
+            self.stats.commit_started_mono = None
+
+    def _after_commit(self, event: Event, reading: Reading | None) -> None:
+        self.stats.events += 1
+        if event.kind.is_alarm and not event.test:
+            self.stats.alarms += 1
+            condition = event.payload.get("condition")
+            if isinstance(condition, str):
+                self._alarm_conditions[event.id] = condition
+                while len(self._alarm_conditions) > 10_000:
+                    self._alarm_conditions.pop(next(iter(self._alarm_conditions)))
+        if event.kind is not EventKind.HEARTBEAT:
+            emit = log.warning if event.kind.is_alarm else log.info
+            emit(
+                "event",
+                event_id=event.id,
+                kind=event.kind.value,
+                device=event.device_id,
+                seq=event.seq,
+                test=event.test,
+            )
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception:
+                log.exception("event_listener_failed")
+
+    async def _run_action(self, action: LocalAction) -> None:
+        try:
+            await self._send_command(action.command)
+        except Exception:
+            log.exception(
+                "local_action_failed",
+                device=action.command.device,
+                action=action.command.action,
+                reason=action.reason,
+            )
+
+
+def describe_status(pipeline: Pipeline) -> dict[str, Any]:
+    s = pipeline.stats
+    return {
+        "frames": s.frames,
+        "readings": pipeline.decider.readings,
+        "events": s.events,
+        "alarms": s.alarms,
+        "backlog": pipeline.backlog,
+        "engine_errors": pipeline.decider.engine_errors,
+        "mode": pipeline.mode,
+    }

@@ -1,0 +1,885 @@
+"""The local alarm rule engine: readings and time in, decisions out.
+
+Pure and deterministic: no I/O, no clock of its own. Time comes only from the ``now`` given to
+each call (aware datetimes; a ``now`` earlier than one already seen counts as the later one).
+Every call first runs the timers that fell due up to ``now``, each at its own due instant and in
+time order, so the decisions do not depend on how time was split into calls: ``tick(t1);
+tick(t2)`` decides exactly what ``tick(t2)`` alone does, and timer-fired events carry their own
+threshold time as ``due_at``.
+
+What it decides (the elderly-care pack; settings in :mod:`rules.config`):
+
+- **Alarms** ``sos``, ``smoke``, ``gas``, ``carbon_monoxide``, ``fall`` (LIFE_SAFETY) and
+  ``water_leak`` (HIGH) from the reading property of the same name; for sos_button, wristband
+  and pendant devices also an ``action`` in ``sos_actions``. A detector alarm is restored when
+  its property reads False; ``None`` is unknown and changes nothing. Per condition, alarms and
+  restores alternate, whatever readings arrive (retained state syncs included: an active state
+  of an active condition raises nothing, an inactive state of an active one restores it).
+- **SOS** has no natural restore: acknowledgement by dispatch restores it. Presses within
+  ``sos_collapse_s`` of an unacknowledged SOS alarm of the same device are one alarm; a later
+  press restores the old alarm and raises a new one that keeps the old one's escalation
+  schedule (pressing again never delays escalation). A retained press is raised only if the
+  engine has seen no press from that device.
+- **Troubles** ``tamper``, ``low_battery`` (``battery_low`` or ``battery`` below
+  ``battery_low_percent``), ``device_offline`` (``available`` False, or silence beyond the
+  device's check-in interval, fired at exactly last reading + interval; any other reading
+  restores it), ``driver_fault:<driver>`` (``link`` False/True).
+- **Telemetry** ``motion`` when motion goes True, ``contact`` when ``contact_open`` changes,
+  ``battery`` at most every ``battery_report_every_s`` per device and when crossing the threshold.
+- **Local actions** ``siren_on`` for every siren on smoke, gas and CO alarms, ``siren_off``
+  once all of them are restored. A LIFE_SAFETY alarm not acknowledged within
+  ``escalate_after_s`` is escalated (``escalation`` event with the alarm's condition, sirens,
+  ``notify`` to the secondary channel), again every ``escalate_every_s``.
+- **Walk test** (mode ``test``): every reading of a configured device gives one ``test`` event
+  (``test=True``) naming what it would raise; no alarms and no local actions from readings
+  (driver link faults, supervision and ``available``, and escalation of alarms raised before
+  go on).
+- **Inactivity** (``inactivity:-``): no activity (motion, a contact change, a button press) for
+  ``inactivity.after_s`` counted inside the active hours only, or none between ``night_end``
+  and ``not_up_by`` local time. Suspended in ``away`` and ``test`` modes (going away restores
+  an open inactivity alarm); the count starts afresh on return to ``normal``. The morning check
+  needs the engine to have watched since ``night_end``.
+- **Debounce** (``delay_on``) and **confirmation** (two detectors of a kind within
+  ``confirm_window_s``: ``confirmed: true`` and LIFE_SAFETY priority).
+- **Flapping**: beyond ``flapping.max_alarms`` alarms of a detector condition within
+  ``flapping.window_s``, further alarms and their restores are held back and one
+  ``flapping:<device>`` trouble is raised; after a quiet window it is restored, and a condition
+  still active then is raised at that moment, so a held-back alarm is never lost.
+- **Unconfigured devices**: ``sos``, ``smoke``, ``gas``, ``carbon_monoxide``, ``fall`` and
+  ``water_leak`` still raise alarms (device_id None, condition ``<kind>:<address>``, payload
+  ``address``); their other readings are counted in :meth:`RuleEngine.snapshot` and ignored.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from drivers.base import DeviceSpec, LocalCommand
+from gatewayd.contract import EventKind, Priority, Reading
+from rules.config import RuleConfigError, RuleSet
+from rules.decisions import ActiveCondition, ActiveConditionLike, Decision, EmitEvent, LocalAction
+from rules.localtime import local_instant, seconds_due
+
+__all__ = ["Mode", "RuleEngine"]
+
+Mode = Literal["normal", "away", "test"]
+MODES: Final = ("normal", "away", "test")
+
+K = EventKind
+_ALARM_PROPERTIES: Final = {
+    "sos": K.SOS,
+    "smoke": K.SMOKE,
+    "gas": K.GAS,
+    "carbon_monoxide": K.CARBON_MONOXIDE,
+    "water_leak": K.WATER_LEAK,
+    "fall": K.FALL,
+}
+_DETECTOR_KINDS: Final = frozenset({K.SMOKE, K.GAS, K.CARBON_MONOXIDE, K.WATER_LEAK, K.FALL})
+_SIREN_KINDS: Final = frozenset({K.SMOKE, K.GAS, K.CARBON_MONOXIDE})
+SOS_ROLES: Final = frozenset({"sos_button", "wristband", "pendant"})
+INACTIVITY_KEY: Final = "inactivity:-"
+_INACTIVITY_SOURCES: Final = ("motion", "contact_open", "sos", "action")
+
+
+def _iso(at: datetime) -> str:
+    return at.isoformat()
+
+
+@dataclass(slots=True)
+class _Condition:
+    key: str
+    kind: EventKind
+    device_id: str | None
+    since: datetime | None
+    detail: dict[str, Any] = field(default_factory=dict)
+    priority: Priority | None = None
+    acked: bool = False
+    escalate_at: datetime | None = None
+    attempt: int = 0
+    #: Active but held back by the flapping rule: neither it nor its restore was sent.
+    suppressed: bool = False
+    seeded: bool = False
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A detector condition waiting out its ``delay_on``."""
+
+    due: datetime
+    kind: EventKind
+    spec: DeviceSpec | None
+    device: str
+    payload: dict[str, Any]
+
+
+class RuleEngine:
+    """Decides alarms, troubles, telemetry and local actions for one home."""
+
+    def __init__(
+        self, rules: RuleSet, devices: Sequence[DeviceSpec], *, timezone: str = "UTC"
+    ) -> None:
+        try:
+            self._zone = ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise RuleConfigError([f"gateway.timezone: unknown time zone {timezone!r}"]) from exc
+        rules.check_devices(devices)
+        self.rules = rules
+        self._devices = {d.id: d for d in devices}
+        self._by_address = {(d.driver, d.address): d for d in devices}
+        self._sirens = sorted(d.id for d in devices if d.role == "siren")
+        self._interval = {d.id: self._checkin_interval(d) for d in devices}
+        self._delay_on = {d: r.delay_on_s for d, r in rules.devices.items()}
+        self._sos_actions = frozenset(rules.sos_actions)
+        self._collapse = timedelta(seconds=rules.sos_collapse_s)
+        self._escalate_after = timedelta(seconds=rules.escalate_after_s)
+        self._escalate_every = timedelta(seconds=rules.escalate_every_s)
+        self._confirm = timedelta(seconds=rules.confirm_window_s)
+        self._flap_window = timedelta(seconds=rules.flapping.window_s)
+        self._battery_every = timedelta(seconds=rules.battery_report_every_s)
+        self._window = rules.inactivity.window()
+        self._morning = rules.inactivity.morning()
+
+        self._mode: Mode = "normal"
+        self._now: datetime | None = None
+        self._started: datetime | None = None
+        self._active: dict[str, _Condition] = {}
+        self._other_seeded: dict[str, ActiveCondition] = {}
+        self._pending: dict[str, _Pending] = {}
+        self._last_seen: dict[str, datetime] = {}
+        self._pressed: set[str] = set()
+        self._motion: dict[str, bool] = {}
+        self._contact: dict[str, bool] = {}
+        self._battery_flag: dict[str, bool] = {}
+        self._battery_pct: dict[str, float] = {}
+        self._battery_sent: dict[str, datetime] = {}
+        self._flap_alarms: dict[str, deque[datetime]] = {}
+        self._flap_last: dict[str, datetime] = {}
+        self._flapping_sources: dict[str, set[str]] = {}
+        # Inactivity: when the count (re)started, the last activity, when watching began.
+        self._anchor: datetime | None = None
+        self._due_cache: tuple[datetime, datetime | None] | None = None
+        self._last_activity: datetime | None = None
+        self._watch_since: datetime | None = None
+        self._morning_next: datetime | None = None
+        # A lower bound of the earliest timer; None = unknown (rescan on the next call).
+        self._bound: datetime | None = None
+        self.counts: dict[str, int] = {
+            "readings": 0,
+            "unconfigured_readings": 0,
+            "ignored_readings": 0,
+            "collapsed_presses": 0,
+            "suppressed_alarms": 0,
+        }
+
+    # -- configuration -------------------------------------------------------------------------
+
+    def _checkin_interval(self, spec: DeviceSpec) -> float:
+        override = self.rules.devices.get(spec.id)
+        if override is not None and override.checkin_interval_s is not None:
+            return override.checkin_interval_s
+        option = spec.options.get("checkin_interval_s")
+        if isinstance(option, int | float):  # checked by RuleSet.check_devices
+            return float(option)
+        sup = self.rules.supervision
+        return float(sup.get(spec.role, sup.get("default_s", 10_800)))
+
+    def _delay_for(self, kind: EventKind, device: str | None) -> float:
+        per_device = self._delay_on.get(device) if device is not None else None
+        if per_device is not None:
+            return per_device
+        return self.rules.delay_on.get(kind.value, 0.0)
+
+    # -- public API ----------------------------------------------------------------------------
+
+    @property
+    def mode(self) -> Mode:
+        return self._mode
+
+    def feed(self, reading: Reading, now: datetime) -> list[Decision]:
+        out = self._enter(now)
+        at = self._at()
+        self.counts["readings"] += 1
+        prop, value = reading.property, reading.value
+        if prop == "link":
+            self._link(out, reading, at)
+            return out
+        spec = self._devices.get(reading.device) or self._by_address.get(
+            (reading.driver, reading.device)
+        )
+        if spec is None:
+            self._unconfigured(out, reading, at)
+            return out
+        dev = spec.id
+        if prop == "available" and value is False:
+            # Supervision, so in walk-test mode too.
+            payload = self._payload(spec, reading, reason="unavailable")
+            self._open(out, K.DEVICE_OFFLINE, dev, f"device_offline:{dev}", payload, at)
+        else:
+            # Any other word from the device is a check-in.
+            self._last_seen[dev] = at
+            if f"device_offline:{dev}" in self._active:
+                self._restore(out, f"device_offline:{dev}", at, self._payload(spec, reading))
+        if self._mode == "test":
+            self._walk_test(out, spec, reading)
+            return out
+        if prop in _ALARM_PROPERTIES:
+            kind = _ALARM_PROPERTIES[prop]
+            if kind is K.SOS:
+                if value is True:
+                    self._press(out, spec, dev, reading, at)
+            else:
+                self._detector(out, kind, spec, dev, reading, at)
+        elif prop == "action":
+            if isinstance(value, str) and value:
+                self._action(out, spec, reading, at)
+        elif prop == "motion":
+            self._motion_reading(out, spec, reading, at)
+        elif prop == "contact_open":
+            self._contact_reading(out, spec, reading, at)
+        elif prop == "tamper":
+            if value is True:
+                self._open(out, K.TAMPER, dev, f"tamper:{dev}", self._payload(spec, reading), at)
+            elif value is False:
+                self._restore(out, f"tamper:{dev}", at, self._payload(spec, reading))
+        elif prop == "battery_low":
+            if isinstance(value, bool):
+                self._battery_flag[dev] = value
+                self._battery_state(out, spec, reading, at)
+        elif prop == "battery":
+            self._battery_reading(out, spec, reading, at)
+        elif prop == "available":
+            pass  # handled above, with supervision
+        elif prop == "test":
+            if value is True:
+                payload = self._payload(spec, reading, would_raise=None)
+                out.append(EmitEvent(K.TEST, dev, f"test:{dev}", payload, test=True))
+        else:
+            self.counts["ignored_readings"] += 1
+        return out
+
+    def tick(self, now: datetime) -> list[Decision]:
+        return self._enter(now)
+
+    def set_mode(self, mode: Mode, now: datetime) -> list[Decision]:
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
+        out = self._enter(now)
+        at = self._at()
+        if mode == self._mode:
+            return out
+        self._mode = mode
+        self._bound = None
+        if mode == "test":
+            self._pending.clear()
+        if mode == "away" and INACTIVITY_KEY in self._active:
+            self._restore(out, INACTIVITY_KEY, at, {"reason": "away"})
+        if mode == "normal":
+            self._restart_inactivity(at)
+        return out
+
+    def acknowledge(self, condition: str, now: datetime) -> list[Decision]:
+        out = self._enter(now)
+        at = self._at()
+        cond = self._active.get(condition)
+        if cond is None or cond.suppressed or cond.acked:
+            return out
+        cond.acked = True
+        cond.escalate_at = None
+        self._bound = None
+        spec = self._devices.get(cond.device_id) if cond.device_id else None
+        if spec is not None and spec.role in SOS_ROLES:
+            command = LocalCommand(device=spec.id, action="ack", params={"condition": condition})
+            out.append(LocalAction(command, reason=f"acknowledged:{condition}"))
+        if cond.kind is K.SOS:
+            self._restore(out, condition, at, {"reason": "acknowledged"})
+        return out
+
+    def seed_active(self, conditions: Iterable[ActiveConditionLike]) -> None:
+        """Take over the conditions that were open before a restart (from the buffer).
+
+        The kind is read from the condition key first: an escalation event carries the
+        escalated alarm's key. Keys of no alarm or trouble kind are kept and reported only.
+        """
+        for c in conditions:
+            key = str(c.condition)
+            kind = _kind_of(key.partition(":")[0]) or _kind_of(str(getattr(c, "kind", "")))
+            device_id = c.device_id if isinstance(c.device_id, str) else None
+            if kind is None or kind.restore is None or kind.is_restore:
+                self._other_seeded[key] = ActiveCondition(key, kind or K.ESCALATION, device_id)
+                continue
+            if key not in self._active:
+                self._active[key] = _Condition(key, kind, device_id, None, seeded=True)
+        self._bound = None
+
+    def next_deadline(self) -> datetime | None:
+        """The earliest time at which :meth:`tick` could decide something."""
+        if self._started is None:
+            return None
+        best = self._earliest()
+        return best[0] if best else None
+
+    def snapshot(self) -> dict[str, Any]:
+        active = [
+            {
+                "kind": c.kind.value,
+                "device_id": c.device_id,
+                "condition": c.key,
+                "since": _iso(c.since) if c.since else None,
+                "detail": dict(c.detail),
+            }
+            for c in self._active.values()
+            if not c.suppressed
+        ]
+        deadline = self.next_deadline()
+        return {
+            "mode": self._mode,
+            "active": active,
+            "suppressed": sorted(c.key for c in self._active.values() if c.suppressed),
+            "pending": {k: _iso(p.due) for k, p in sorted(self._pending.items())},
+            "seeded_other": sorted(self._other_seeded),
+            "last_activity": _iso(self._last_activity) if self._last_activity else None,
+            "inactivity_due": _iso(due) if (due := self._inactivity_watch()) else None,
+            "next_deadline": _iso(deadline) if deadline else None,
+            "counts": dict(self.counts),
+        }
+
+    # -- time and timers -----------------------------------------------------------------------
+
+    def _at(self) -> datetime:
+        assert self._now is not None
+        return self._now
+
+    def _enter(self, now: datetime) -> list[Decision]:
+        if now.tzinfo is None:
+            raise ValueError("the rule engine needs aware datetimes (UTC)")
+        if now.tzinfo is not UTC:
+            now = now.astimezone(UTC)
+        if self._now is not None and now < self._now:
+            now = self._now
+        self._now = now
+        if self._started is None:
+            self._start(now)
+        out: list[Decision] = []
+        if self._bound is not None and now < self._bound:
+            return out
+        while True:
+            best = self._earliest()
+            if best is None or best[0] > now:
+                self._bound = best[0] if best else None
+                if best is None:
+                    self._bound = datetime.max.replace(tzinfo=UTC)
+                return out
+            self._fire(out, *best)
+
+    def _start(self, now: datetime) -> None:
+        self._started = now
+        for dev in self._devices:
+            self._last_seen.setdefault(dev, now)
+        self._restart_inactivity(now)
+
+    def _restart_inactivity(self, at: datetime) -> None:
+        self._anchor = at
+        self._watch_since = at
+        self._morning_next = self._next_morning(at)
+
+    def _next_morning(self, after: datetime) -> datetime | None:
+        if self._morning is None:
+            return None
+        day = after.astimezone(self._zone).date() - timedelta(days=1)
+        for _ in range(4):
+            instant = local_instant(day, self._morning[1], self._zone)
+            if instant > after:
+                return instant
+            day += timedelta(days=1)
+        return None  # pragma: no cover - a local date always has a later not_up_by
+
+    def _inactivity_due(self) -> datetime | None:
+        anchor = self._anchor
+        if anchor is None:
+            return None
+        if self._due_cache is None or self._due_cache[0] != anchor:
+            due = seconds_due(anchor, self.rules.inactivity.after_s, self._window, self._zone)
+            self._due_cache = (anchor, due)
+        return self._due_cache[1]
+
+    def _inactivity_watch(self) -> datetime | None:
+        """When the inactivity alarm is due, if it is being watched for at all."""
+        if (
+            not self.rules.inactivity.enabled
+            or self._mode != "normal"
+            or INACTIVITY_KEY in self._active
+        ):
+            return None
+        return self._inactivity_due()
+
+    def _earliest(self) -> tuple[datetime, int, str] | None:
+        """The earliest timer as (due, rank, key); ties go by rank, then key."""
+        best: tuple[datetime, int, str] | None = None
+
+        def consider(candidate: tuple[datetime, int, str]) -> None:
+            nonlocal best
+            if best is None or candidate < best:
+                best = candidate
+
+        for key, pending in self._pending.items():
+            consider((pending.due, 0, key))
+        for key, cond in self._active.items():
+            if cond.escalate_at is not None:
+                consider((cond.escalate_at, 1, key))
+        for dev, interval in self._interval.items():
+            if interval > 0 and f"device_offline:{dev}" not in self._active:
+                consider((self._last_seen[dev] + timedelta(seconds=interval), 2, dev))
+        for dev in self._flapping_devices():
+            consider((self._flap_quiet_since(dev) + self._flap_window, 3, dev))
+        due = self._inactivity_watch()
+        if due is not None:
+            consider((due, 4, "after"))
+        if self.rules.inactivity.enabled and self._morning_next is not None:
+            consider((self._morning_next, 5, "morning"))
+        return best
+
+    def _fire(self, out: list[Decision], due: datetime, rank: int, key: str) -> None:
+        if rank == 0:
+            pending = self._pending.pop(key)
+            payload = dict(pending.payload, due_at=_iso(due))
+            self._alarm(out, pending.kind, pending.spec, pending.device, key, payload, due)
+        elif rank == 1:
+            self._escalate(out, self._active[key], due)
+        elif rank == 2:
+            spec = self._devices[key]
+            payload = self._payload(
+                spec,
+                None,
+                reason="silent",
+                last_seen=_iso(self._last_seen[key]),
+                checkin_interval_s=self._interval[key],
+                due_at=_iso(due),
+            )
+            self._open(out, K.DEVICE_OFFLINE, key, f"device_offline:{key}", payload, due)
+        elif rank == 3:
+            self._end_flapping(out, key, due)
+        elif rank == 4:
+            payload = {
+                "rule": "inactive_for",
+                "after_s": self.rules.inactivity.after_s,
+                "active_hours": self.rules.inactivity.active_hours,
+                "last_activity": _iso(self._last_activity) if self._last_activity else None,
+                "due_at": _iso(due),
+            }
+            self._open(out, K.INACTIVITY, None, INACTIVITY_KEY, payload, due)
+        else:
+            self._morning_check(out, due)
+            self._morning_next = self._next_morning(due)
+
+    def _morning_check(self, out: list[Decision], due: datetime) -> None:
+        assert self._morning is not None
+        night_end = local_instant(due.astimezone(self._zone).date(), self._morning[0], self._zone)
+        watched = self._watch_since is not None and self._watch_since <= night_end
+        moved = self._last_activity is not None and self._last_activity >= night_end
+        if self._mode == "normal" and watched and not moved and INACTIVITY_KEY not in self._active:
+            payload = {
+                "rule": "not_up_by",
+                "night_end": self.rules.inactivity.night_end,
+                "not_up_by": self.rules.inactivity.not_up_by,
+                "last_activity": _iso(self._last_activity) if self._last_activity else None,
+                "due_at": _iso(due),
+            }
+            self._open(out, K.INACTIVITY, None, INACTIVITY_KEY, payload, due)
+
+    # -- conditions ----------------------------------------------------------------------------
+
+    def _payload(
+        self, spec: DeviceSpec | None, reading: Reading | None, **extra: Any
+    ) -> dict[str, Any]:
+        payload: dict[str, Any] = {}
+        if spec is not None:
+            payload["room"] = spec.room
+            payload["role"] = spec.role
+            payload["device_name"] = spec.name or spec.id
+        if reading is not None:
+            payload["property"] = reading.property
+            payload["value"] = reading.value
+        payload.update(extra)
+        return payload
+
+    def _open(
+        self,
+        out: list[Decision],
+        kind: EventKind,
+        device_id: str | None,
+        key: str,
+        payload: dict[str, Any],
+        at: datetime,
+        *,
+        priority: Priority | None = None,
+    ) -> _Condition | None:
+        """Open a condition and emit its event; None if it was already open."""
+        if key in self._active:
+            return None
+        cond = _Condition(key, kind, device_id, at, detail=payload, priority=priority)
+        self._active[key] = cond
+        self._bound = None
+        out.append(EmitEvent(kind, device_id, key, payload, priority=priority))
+        return cond
+
+    def _restore(
+        self, out: list[Decision], key: str, at: datetime, payload: dict[str, Any]
+    ) -> None:
+        cond = self._active.pop(key, None)
+        if cond is None:
+            return
+        self._bound = None
+        if cond.kind in _DETECTOR_KINDS:
+            self._flap_last[key] = at
+        if cond.suppressed:
+            return
+        restore = cond.kind.restore
+        assert restore is not None  # only kinds with a restore twin are ever opened
+        since = {"since": _iso(cond.since)} if cond.since else {}
+        out.append(EmitEvent(restore, cond.device_id, key, {**payload, **since}))
+        if cond.kind in _SIREN_KINDS and not self._siren_conditions():
+            self._sirens_command(out, "siren_off", f"restored:{key}")
+
+    def _siren_conditions(self) -> bool:
+        return any(c.kind in _SIREN_KINDS and not c.suppressed for c in self._active.values())
+
+    def _sirens_command(
+        self, out: list[Decision], action: Literal["siren_on", "siren_off"], reason: str
+    ) -> None:
+        for siren in self._sirens:
+            out.append(LocalAction(LocalCommand(device=siren, action=action), reason=reason))
+
+    def _alarm(
+        self,
+        out: list[Decision],
+        kind: EventKind,
+        spec: DeviceSpec | None,
+        device: str,
+        key: str,
+        payload: dict[str, Any],
+        at: datetime,
+    ) -> _Condition | None:
+        """Raise an alarm through the flapping, confirmation, siren and escalation rules."""
+        if key in self._active:
+            return None
+        device_id = spec.id if spec is not None else None
+        if kind in _DETECTOR_KINDS:
+            alarms = self._flap_alarms.setdefault(key, deque())
+            while alarms and at - alarms[0] > self._flap_window:
+                alarms.popleft()
+            self._flap_last[key] = at
+            if len(alarms) >= self.rules.flapping.max_alarms:
+                held = _Condition(key, kind, device_id, at, detail=payload, suppressed=True)
+                self._active[key] = held
+                self.counts["suppressed_alarms"] += 1
+                self._start_flapping(out, spec, device, key, at)
+                return None
+            alarms.append(at)
+        priority: Priority | None = None
+        if kind in _DETECTOR_KINDS and self._confirm.total_seconds() > 0:
+            other = self._confirming(kind, key, at)
+            if other is not None:
+                payload = {**payload, "confirmed": True, "confirmed_by": other}
+                priority = Priority.LIFE_SAFETY
+        cond = self._open(out, kind, device_id, key, payload, at, priority=priority)
+        if cond is None:
+            return None
+        self._after_alarm(out, cond, at)
+        return cond
+
+    def _after_alarm(self, out: list[Decision], cond: _Condition, at: datetime) -> None:
+        if cond.kind in _SIREN_KINDS:
+            self._sirens_command(out, "siren_on", f"alarm:{cond.key}")
+        if (cond.priority or cond.kind.priority) is Priority.LIFE_SAFETY:
+            cond.escalate_at = at + self._escalate_after
+
+    def _confirming(self, kind: EventKind, key: str, at: datetime) -> str | None:
+        for other in self._active.values():
+            if (
+                other.kind is kind
+                and other.key != key
+                and not other.suppressed
+                and other.since is not None
+                and at - other.since <= self._confirm
+            ):
+                return other.device_id or other.key.partition(":")[2]
+        return None
+
+    def _escalate(self, out: list[Decision], cond: _Condition, due: datetime) -> None:
+        cond.attempt += 1
+        cond.escalate_at = due + self._escalate_every
+        self._bound = None
+        spec = self._devices.get(cond.device_id) if cond.device_id else None
+        payload = self._payload(
+            spec,
+            None,
+            escalates=cond.key,
+            alarm_kind=cond.kind.value,
+            attempt=cond.attempt,
+            since=_iso(cond.since) if cond.since else None,
+            due_at=_iso(due),
+        )
+        out.append(EmitEvent(K.ESCALATION, cond.device_id, cond.key, payload))
+        self._sirens_command(out, "siren_on", f"escalation:{cond.key}")
+        params = {
+            "condition": cond.key,
+            "kind": cond.kind.value,
+            "device_id": cond.device_id,
+            "room": spec.room if spec else "",
+            "device_name": (spec.name or spec.id) if spec else "",
+            "attempt": cond.attempt,
+            "since": _iso(cond.since) if cond.since else None,
+        }
+        command = LocalCommand(device="secondary", action="notify", params=params)
+        out.append(LocalAction(command, reason=f"escalation:{cond.key}"))
+
+    # -- flapping ------------------------------------------------------------------------------
+
+    def _start_flapping(
+        self, out: list[Decision], spec: DeviceSpec | None, device: str, key: str, at: datetime
+    ) -> None:
+        self._flapping_sources.setdefault(device, set()).add(key)
+        payload = self._payload(
+            spec,
+            None,
+            condition_flapping=key,
+            max_alarms=self.rules.flapping.max_alarms,
+            window_s=self.rules.flapping.window_s,
+        )
+        if spec is None:
+            payload["address"] = device
+        self._open(out, K.FLAPPING, spec.id if spec else None, f"flapping:{device}", payload, at)
+
+    def _flapping_devices(self) -> list[str]:
+        return [
+            key.partition(":")[2]
+            for key, cond in self._active.items()
+            if cond.kind is K.FLAPPING and not cond.suppressed
+        ]
+
+    def _flap_quiet_since(self, device: str) -> datetime:
+        times = [
+            self._flap_last[k]
+            for k in self._flapping_sources.get(device, ())
+            if k in self._flap_last
+        ]
+        cond = self._active.get(f"flapping:{device}")
+        if cond is not None and cond.since is not None:
+            times.append(cond.since)
+        return max(times) if times else (self._started or self._at())
+
+    def _end_flapping(self, out: list[Decision], device: str, at: datetime) -> None:
+        sources = sorted(self._flapping_sources.pop(device, set()))
+        self._restore(out, f"flapping:{device}", at, {"quiet_s": self.rules.flapping.window_s})
+        for key in sources:
+            self._flap_alarms.pop(key, None)
+            cond = self._active.get(key)
+            if cond is not None and cond.suppressed:
+                # Still active after the flapping ended: now it is an alarm, never lost.
+                cond.suppressed = False
+                cond.since = at
+                cond.detail = {**cond.detail, "after_flapping": True}
+                out.append(EmitEvent(cond.kind, cond.device_id, key, cond.detail))
+                self._after_alarm(out, cond, at)
+
+    # -- readings ------------------------------------------------------------------------------
+
+    def _press(
+        self,
+        out: list[Decision],
+        spec: DeviceSpec | None,
+        device: str,
+        reading: Reading,
+        at: datetime,
+    ) -> None:
+        key = f"sos:{device}"
+        cond = self._active.get(key)
+        if reading.retained and (cond is not None or device in self._pressed):
+            return
+        self._pressed.add(device)
+        if spec is not None and not reading.retained:
+            self._activity(out, at)
+        if cond is not None and cond.since is not None and at - cond.since < self._collapse:
+            self.counts["collapsed_presses"] += 1
+            return
+        carry: tuple[datetime | None, int] | None = None
+        if cond is not None:
+            if not cond.seeded:
+                carry = (cond.escalate_at, cond.attempt)
+            self._restore(out, key, at, {"reason": "pressed_again"})
+        payload = self._payload(spec, reading)
+        if spec is None:
+            payload["address"] = device
+        new = self._alarm(out, K.SOS, spec, device, key, payload, at)
+        if new is not None and carry is not None and carry[0] is not None:
+            new.escalate_at, new.attempt = carry
+
+    def _action(
+        self, out: list[Decision], spec: DeviceSpec, reading: Reading, at: datetime
+    ) -> None:
+        if spec.role in SOS_ROLES and reading.value in self._sos_actions:
+            self._press(out, spec, spec.id, reading, at)
+        elif not reading.retained:
+            self._activity(out, at)
+
+    def _detector(
+        self,
+        out: list[Decision],
+        kind: EventKind,
+        spec: DeviceSpec | None,
+        device: str,
+        reading: Reading,
+        at: datetime,
+    ) -> None:
+        key = f"{kind.value}:{device}"
+        value = reading.value
+        if value is True:
+            if key in self._active or key in self._pending:
+                return
+            payload = self._payload(spec, reading)
+            if spec is None:
+                payload["address"] = device
+            delay = self._delay_for(kind, spec.id if spec else None)
+            if delay > 0:
+                payload["delay_on_s"] = delay
+                self._pending[key] = _Pending(
+                    at + timedelta(seconds=delay), kind, spec, device, payload
+                )
+                self._bound = None
+                return
+            self._alarm(out, kind, spec, device, key, payload, at)
+        elif value is False:
+            if self._pending.pop(key, None) is not None:
+                self._bound = None
+            self._restore(out, key, at, self._payload(spec, reading))
+        elif value is not None:
+            self.counts["ignored_readings"] += 1
+
+    def _unconfigured(self, out: list[Decision], reading: Reading, at: datetime) -> None:
+        self.counts["unconfigured_readings"] += 1
+        kind = _ALARM_PROPERTIES.get(reading.property)
+        if kind is None or self._mode == "test":
+            return
+        if kind is K.SOS:
+            if reading.value is True:
+                self._press(out, None, reading.device, reading, at)
+        else:
+            self._detector(out, kind, None, reading.device, reading, at)
+
+    def _link(self, out: list[Decision], reading: Reading, at: datetime) -> None:
+        key = f"driver_fault:{reading.device}"
+        payload = {"driver": reading.device, "property": "link", "value": reading.value}
+        payload.update({k: v for k, v in reading.extra.items() if k == "reason"})
+        if reading.value is False:
+            self._open(out, K.DRIVER_FAULT, None, key, payload, at)
+        elif reading.value is True:
+            self._restore(out, key, at, payload)
+
+    def _activity(self, out: list[Decision], at: datetime) -> None:
+        if self._mode != "normal":
+            return
+        self._last_activity = at
+        self._anchor = at
+        if INACTIVITY_KEY in self._active:
+            self._restore(out, INACTIVITY_KEY, at, {"reason": "activity"})
+
+    def _motion_reading(
+        self, out: list[Decision], spec: DeviceSpec, reading: Reading, at: datetime
+    ) -> None:
+        value = reading.value
+        if not isinstance(value, bool):
+            return
+        before = self._motion.get(spec.id)
+        self._motion[spec.id] = value
+        if value and not reading.retained:
+            self._activity(out, at)
+        if value and before is not True:
+            out.append(
+                EmitEvent(K.MOTION, spec.id, f"motion:{spec.id}", self._payload(spec, reading))
+            )
+
+    def _contact_reading(
+        self, out: list[Decision], spec: DeviceSpec, reading: Reading, at: datetime
+    ) -> None:
+        value = reading.value
+        if not isinstance(value, bool):
+            return
+        before = self._contact.get(spec.id)
+        self._contact[spec.id] = value
+        if value == before:
+            return
+        if not reading.retained:
+            self._activity(out, at)
+        if before is not None or not reading.retained:
+            payload = self._payload(spec, reading, open=value)
+            out.append(EmitEvent(K.CONTACT, spec.id, f"contact:{spec.id}", payload))
+
+    def _battery_reading(
+        self, out: list[Decision], spec: DeviceSpec, reading: Reading, at: datetime
+    ) -> None:
+        value = reading.value
+        if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+            return
+        dev = spec.id
+        threshold = self.rules.battery_low_percent
+        before = self._battery_pct.get(dev)
+        self._battery_pct[dev] = float(value)
+        crossed = before is not None and (before < threshold) != (value < threshold)
+        last = self._battery_sent.get(dev)
+        if crossed or last is None or at - last >= self._battery_every:
+            self._battery_sent[dev] = at
+            payload = self._payload(spec, reading, low=value < threshold)
+            out.append(EmitEvent(K.BATTERY, dev, f"battery:{dev}", payload))
+        self._battery_state(out, spec, reading, at)
+
+    def _battery_state(
+        self, out: list[Decision], spec: DeviceSpec, reading: Reading, at: datetime
+    ) -> None:
+        dev = spec.id
+        flag = self._battery_flag.get(dev)
+        pct = self._battery_pct.get(dev)
+        low = flag is True or (pct is not None and pct < self.rules.battery_low_percent)
+        payload = self._payload(spec, reading, threshold=self.rules.battery_low_percent)
+        if low:
+            self._open(out, K.LOW_BATTERY, dev, f"low_battery:{dev}", payload, at)
+        elif f"low_battery:{dev}" in self._active:
+            self._restore(out, f"low_battery:{dev}", at, payload)
+
+    def _walk_test(self, out: list[Decision], spec: DeviceSpec, reading: Reading) -> None:
+        payload = {
+            **self._payload(spec, reading),
+            "would_raise": self._would_raise(spec, reading),
+        }
+        out.append(EmitEvent(K.TEST, spec.id, f"test:{spec.id}", payload, test=True))
+
+    def _would_raise(self, spec: DeviceSpec, reading: Reading) -> str | None:
+        prop, value = reading.property, reading.value
+        kind: EventKind | None = None
+        if prop in _ALARM_PROPERTIES and value is True:
+            kind = _ALARM_PROPERTIES[prop]
+        elif prop == "action" and spec.role in SOS_ROLES and value in self._sos_actions:
+            kind = K.SOS
+        elif prop == "tamper" and value is True:
+            kind = K.TAMPER
+        elif (prop == "battery_low" and value is True) or (
+            prop == "battery"
+            and isinstance(value, int | float)
+            and not isinstance(value, bool)
+            and value < self.rules.battery_low_percent
+        ):
+            kind = K.LOW_BATTERY
+        elif prop == "available" and value is False:
+            kind = K.DEVICE_OFFLINE
+        return kind.value if kind is not None else None
+
+
+def _kind_of(value: str) -> EventKind | None:
+    try:
+        return EventKind(value)
+    except ValueError:
+        return None

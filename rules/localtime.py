@@ -1,0 +1,55 @@
+"""Local-time arithmetic for the inactivity rules, in real elapsed seconds.
+
+Windows are local wall-clock times of each local date, turned into UTC instants with zoneinfo,
+so a 07:00-22:00 window is 15 real hours on a DST day too, and a 00:00-24:00 window is 23 or 25.
+A local time that does not exist (the spring-forward gap) maps to the instant zoneinfo gives it
+(fold=0), which lies next to the gap: windows never overlap and never run backwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+__all__ = ["local_instant", "seconds_due", "windows_from"]
+
+#: Bound on the search for a due time (a year of days); beyond it nothing is due.
+_MAX_DAYS = 400
+
+
+def local_instant(day: date, at: time | None, zone: ZoneInfo) -> datetime:
+    """The UTC instant of local ``at`` on ``day``; ``at=None`` is midnight ending the day."""
+    if at is None:
+        day, at = day + timedelta(days=1), time(0)
+    return datetime.combine(day, at, tzinfo=zone).astimezone(UTC)
+
+
+def windows_from(
+    start: datetime, window: tuple[time, time | None], zone: ZoneInfo
+) -> Iterator[tuple[datetime, datetime]]:
+    """Active windows (UTC) in time order, from the one that may contain ``start`` on."""
+    begin, end = window
+    crosses_midnight = end is not None and end <= begin
+    day = start.astimezone(zone).date() - timedelta(days=1)
+    for _ in range(_MAX_DAYS):
+        ws = local_instant(day, begin, zone)
+        we = local_instant(day + timedelta(days=1) if crosses_midnight else day, end, zone)
+        if we > ws:
+            yield ws, we
+        day += timedelta(days=1)
+
+
+def seconds_due(
+    start: datetime, seconds: float, window: tuple[time, time | None], zone: ZoneInfo
+) -> datetime | None:
+    """The instant at which ``seconds`` of active time have passed since ``start``."""
+    remaining = timedelta(seconds=seconds)
+    for ws, we in windows_from(start, window, zone):
+        s = max(ws, start)
+        if we <= s:
+            continue
+        if we - s >= remaining:
+            return s + remaining
+        remaining -= we - s
+    return None

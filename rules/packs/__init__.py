@@ -1,0 +1,1 @@
+"""Rule packs shipped as TOML package data (loaded with importlib.resources)."""

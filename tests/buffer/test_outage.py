@@ -1,0 +1,96 @@
+"""The forwarder over real sockets through a fault proxy: refused, hanging and reset connections."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from gatewayd.aiobuffer import AsyncEventBuffer
+from gatewayd.buffer import EventBuffer
+from gatewayd.dispatch_client import DispatchClient
+from gatewayd.forwarder import Forwarder
+from tests.buffer.fake_dispatch import CREDENTIAL, FakeDispatch
+from tests.buffer.helpers import alarm, draft, trouble
+from tests.buffer.test_forwarder import Running, until
+from tests.fixtures.netfault import FaultProxy
+
+
+@pytest.fixture
+def http_dispatch() -> Iterator[tuple[FakeDispatch, int]]:
+    """The fake dispatch served over real HTTP on loopback."""
+    dispatch = FakeDispatch()
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            request = httpx.Request(
+                "POST", f"http://dispatch{self.path}", headers=dict(self.headers), content=body
+            )
+            with lock:
+                response = dispatch.handle(request)
+            self.send_response(response.status_code)
+            for name, value in response.headers.items():
+                if name.lower() not in ("content-length", "transfer-encoding"):
+                    self.send_header(name, value)
+            self.send_header("Content-Length", str(len(response.content)))
+            self.end_headers()
+            self.wfile.write(response.content)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield dispatch, httpd.server_address[1]
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+async def test_outage_modes_then_recovery_exactly_once(
+    tmp_path: Path,
+    http_dispatch: tuple[FakeDispatch, int],
+    fault_proxy_factory: type[FaultProxy],
+) -> None:
+    dispatch, port = http_dispatch
+    proxy = fault_proxy_factory("127.0.0.1", port)
+    proxy.start()
+    abuf = AsyncEventBuffer(EventBuffer.open(tmp_path / "b.db", gateway_id="gw-1"))
+    client = DispatchClient(proxy.url, credential=CREDENTIAL, timeout=0.3)
+    forwarder = Forwarder(abuf, client, backoff_initial=0.02, backoff_max=0.2)
+    appended = []
+    try:
+        async with Running(forwarder):
+            appended += await abuf.append([draft(), alarm("a")])
+            await until(lambda: forwarder.status.sent_total == 2)
+            for mode in ("blackhole", "reset", "refuse"):
+                await asyncio.to_thread(proxy.set_mode, mode)
+                failures = forwarder.status.consecutive_failures
+                appended += await abuf.append([alarm(f"in-{mode}"), trouble(mode), draft()])
+                await until(lambda f=failures: forwarder.status.consecutive_failures >= f + 2)
+                assert forwarder.status.reachable is False
+                assert abuf.stats(appended[0].at).pending_total >= 3
+            await asyncio.to_thread(proxy.set_mode, "pass")
+            await until(lambda: forwarder.status.sent_total >= len(appended), within_s=10)
+    finally:
+        await client.aclose()
+        await abuf.aclose()
+    assert set(dispatch.stored) == {e.id for e in appended}
+    assert forwarder.status.reachable is True
+    # Every event arrived; alarms of the outage went before its troubles and telemetry.
+    last = dispatch.batches[-1]
+    lanes = [dispatch.stored[i].lane.rank for i in last]
+    assert lanes == sorted(lanes)

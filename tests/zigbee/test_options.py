@@ -1,0 +1,92 @@
+"""The driver's options: URLs, TLS, credentials, and clear errors for bad ones."""
+
+from __future__ import annotations
+
+import pytest
+
+from drivers.base import DriverConfigError, LocalCommand
+from drivers.registry import load_driver
+from drivers.zigbee2mqtt import Zigbee2MqttDriver
+from drivers.zigbee2mqtt.bridge import BridgeDevice
+from drivers.zigbee2mqtt.options import BrokerAddress
+from drivers.zigbee2mqtt.transport import siren_payload
+
+
+def test_defaults() -> None:
+    driver = Zigbee2MqttDriver("zigbee", {}, [])
+    assert driver.broker.url == "mqtt://127.0.0.1:1883"
+    assert driver.base_topic == "zigbee2mqtt"
+    assert load_driver("zigbee2mqtt") is Zigbee2MqttDriver
+
+
+def test_mqtts_credentials_and_ca() -> None:
+    driver = Zigbee2MqttDriver(
+        "zigbee",
+        {
+            "url": "mqtts://user:url%20pass@broker.local",
+            "password": "from-options",
+            "ca_file": "/etc/gatewayd/ca.pem",
+            "base_topic": "/z2m/",
+        },
+        [],
+    )
+    broker = driver.broker
+    assert (broker.host, broker.port, broker.tls) == ("broker.local", 8883, True)
+    assert (broker.username, broker.password) == ("user", "from-options")
+    assert str(broker.ca_file) == "/etc/gatewayd/ca.pem"
+    assert driver.base_topic == "z2m"
+    assert "from-options" not in repr(broker)
+    assert "from-options" not in repr(driver.options)
+    assert "from-options" not in str(driver.status())
+
+
+def test_password_from_the_url() -> None:
+    broker = BrokerAddress.from_url("mqtt://gw:s%40cret@10.0.0.2:1884")
+    assert (broker.username, broker.password, broker.port) == ("gw", "s@cret", 1884)
+    assert broker.url == "mqtt://10.0.0.2:1884"
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"url": "http://broker"}, "mqtt:// or mqtts://"),
+        ({"url": "mqtt://"}, "names no host"),
+        ({"url": "mqtt://h:99999"}, "bad port"),
+        ({"base_topic": "a/+/b"}, "without + or #"),
+        ({"bogus": 1}, "bogus"),
+        ({"reconnect_min": 0}, "reconnect_min"),
+    ],
+)
+def test_bad_options_are_named(options: dict[str, object], message: str) -> None:
+    with pytest.raises(DriverConfigError, match="driver 'zigbee'") as info:
+        Zigbee2MqttDriver("zigbee", options, [])
+    assert message in str(info.value)
+
+
+def test_siren_payload_follows_the_exposes() -> None:
+    assert siren_payload(True, duration=30) == {
+        "warning": {"mode": "emergency", "level": "very_high", "strobe": True, "duration": 30}
+    }
+    no_level = BridgeDevice(
+        ieee_address="0x00158d0001a2b307",
+        friendly_name="siren",
+        exposes=(
+            {
+                "type": "composite",
+                "property": "warning",
+                "name": "warning",
+                "features": [{"property": p, "access": 2} for p in ("mode", "strobe", "duration")],
+            },
+        ),
+    )
+    assert siren_payload(False, duration=30, device=no_level) == {
+        "warning": {"mode": "stop", "strobe": False, "duration": 0}
+    }
+
+
+async def test_send_without_a_connection_is_false() -> None:
+    from tests.fixtures.zigbee import spec
+
+    driver = Zigbee2MqttDriver("zigbee", {}, [spec("siren", "hall_siren", "siren")])
+    assert not await driver.send(LocalCommand(device="siren", action="siren_on"))
+    assert not await driver.send(LocalCommand(device="siren", action="notify"))
