@@ -1,0 +1,45 @@
+"""The gateway's own dispatch client against the real dispatch server: the contract holds."""
+
+from __future__ import annotations
+
+import pytest
+
+from gatewayd.contract import EventKind
+from gatewayd.dispatch_client import DispatchAuthRejected, DispatchClient, EnrollmentRefused
+from tests.dispatch.conftest import unique
+from tests.dispatch.wire import batch, event, heartbeat
+from tests.fixtures.dispatch import DispatchServer
+
+
+async def test_gateway_client_enrolls_sends_and_learns_of_acknowledgement(
+    server: DispatchServer,
+) -> None:
+    household = unique("hh")
+    code = server.enroll_code(household)
+    gateway_id = unique("gw")
+    credential = await DispatchClient.enroll(server.url, code=code, gateway_id=gateway_id)
+    assert credential.household_id == household
+    with pytest.raises(EnrollmentRefused) as refused:
+        await DispatchClient.enroll(server.url, code=code, gateway_id=unique("gw"))
+    assert refused.value.status == 401
+
+    async with DispatchClient(server.url, credential=credential) as client:
+        sos = event(gateway_id, EventKind.SOS)
+        reply = await client.send_events(
+            batch(gateway_id, sos, event(gateway_id, EventKind.MOTION))
+        )
+        assert [a.status for a in reply.acks] == ["stored", "stored"]
+        incident = reply.acks[0].incident
+        assert incident is not None
+        beat = await client.send_heartbeat(heartbeat(gateway_id))
+        assert beat.acknowledged_events == []
+
+        operator = server.operator_client()
+        assert operator.post(f"/api/v1/incidents/{incident.id}/acknowledge").status_code == 200
+        beat = await client.send_heartbeat(heartbeat(gateway_id))
+        assert beat.acknowledged_events == [sos.id]
+
+        assert server.cli("gateway", "revoke", gateway_id).returncode == 0
+        with pytest.raises(DispatchAuthRejected) as rejected:
+            await client.send_heartbeat(heartbeat(gateway_id))
+        assert rejected.value.status == 403
