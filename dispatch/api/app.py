@@ -16,6 +16,7 @@ from dispatch import __version__, stream
 from dispatch.api import gateway, operator
 from dispatch.api.deps import Services
 from dispatch.api.problems import BodyLimitMiddleware, install_problem_handlers
+from dispatch.console import mount_console
 from dispatch.db import Database
 from dispatch.errors import StorageError
 from dispatch.heartbeats import HeartbeatBatcher
@@ -104,4 +105,6 @@ def create_app(db: Database, settings: Settings, *, supervise: bool = True) -> F
         return doc
 
     app.openapi = custom_openapi  # type: ignore[method-assign]
+    # The operator console: the page at / and its assets under /console/.
+    mount_console(app)
     return app

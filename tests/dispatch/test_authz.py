@@ -149,3 +149,10 @@ def test_login_logout_and_expiry(server: DispatchServer) -> None:
     expired = other.get("/api/v1/auth/me")
     assert expired.status_code == 401
     assert expired.json()["title"] == "session expired or invalid"
+
+
+def test_console_page_is_served_at_the_root(server: DispatchServer) -> None:
+    page = httpx.get(server.url + "/")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert "/" not in httpx.get(server.url + "/openapi.json").json()["paths"]  # not an API path
