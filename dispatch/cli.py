@@ -115,6 +115,7 @@ def cli() -> None:
 )
 @click.option("--supervise-every", type=click.FloatRange(min=0.05), default=1.0, show_default=True)
 @click.option("--session-ttl", type=click.FloatRange(min=60), default=43200, show_default=True)
+@click.option("--timezone", default=None, help="The centre's IANA time zone, for the console.")
 @click.option("--log-level", default="INFO", show_default=True)
 def serve(
     db_url: str,
@@ -128,6 +129,7 @@ def serve(
     heartbeat_misses: float,
     supervise_every: float,
     session_ttl: float,
+    timezone: str | None,
     log_level: str,
 ) -> None:
     """Migrate the database forward and serve the API."""
@@ -151,6 +153,7 @@ def serve(
             heartbeat_misses=heartbeat_misses,
             supervise_every_s=supervise_every,
             session_ttl_s=session_ttl,
+            timezone=timezone,
         )
         db = Database(db_url)
     except ConfigError as exc:

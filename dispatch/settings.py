@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dispatch.errors import ConfigError
 
@@ -34,6 +35,8 @@ class Settings:
     stream_keepalive_s: float = 15.0
     #: How long the live stream can be resumed from (older changes are purged).
     change_retention_s: float = 7 * 86400
+    #: The centre's time zone (IANA name) for the console's clocks; None: the browser's.
+    timezone: str | None = None
 
     def __post_init__(self) -> None:
         for name in (
@@ -53,5 +56,10 @@ class Settings:
             value = getattr(self, name)
             if not value > 0:
                 raise ConfigError(f"{name} must be positive, got {value!r}")
+        if self.timezone is not None:
+            try:
+                ZoneInfo(self.timezone)
+            except (ZoneInfoNotFoundError, ValueError) as exc:
+                raise ConfigError(f"unknown time zone {self.timezone!r}") from exc
         if self.max_ingest_bytes < 1024 or self.max_body_bytes < 1024:
             raise ConfigError("body limits must be at least 1024 bytes")

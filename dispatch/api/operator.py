@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import and_, func, insert, or_, select, update
 
 from dispatch import gateways, incidents, operators, schema, stream
@@ -100,6 +100,16 @@ async def logout(request: Request, operator: CurrentOperator, services: Services
 @router.get("/auth/me", response_model=Operator, tags=["auth"])
 async def me(operator: CurrentOperator) -> Operator:
     return operator
+
+
+class ConsoleConfig(BaseModel):
+    timezone: str | None = Field(description="the centre's IANA time zone (None: the browser's)")
+
+
+@router.get("/console/config", response_model=ConsoleConfig, tags=["auth"])
+async def console_config(operator: CurrentOperator, services: ServicesDep) -> ConsoleConfig:
+    """Settings the console needs from the server."""
+    return ConsoleConfig(timezone=services.settings.timezone)
 
 
 # -- households ---------------------------------------------------------------------------------

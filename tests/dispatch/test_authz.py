@@ -156,3 +156,5 @@ def test_console_page_is_served_at_the_root(server: DispatchServer) -> None:
     assert page.status_code == 200
     assert page.headers["content-type"].startswith("text/html")
     assert "/" not in httpx.get(server.url + "/openapi.json").json()["paths"]  # not an API path
+    config = server.operator_client().get("/api/v1/console/config")
+    assert config.json() == {"timezone": None}

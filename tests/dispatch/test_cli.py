@@ -110,5 +110,8 @@ def test_bad_database_urls_are_named(tmp_path: Path) -> None:
     )
     assert result.returncode == 4
     assert "does not answer" in result.stderr
+    bad_zone = run_module("dispatch", "serve", "--timezone", "Mars/Olympus_Mons", "--port", "0")
+    assert bad_zone.returncode == 3
+    assert "time zone" in bad_zone.stderr
     bad_port = run_module("dispatch", "serve", "--port", "99999")
     assert bad_port.returncode == 2
