@@ -120,3 +120,34 @@ def test_concurrent_resends_to_both_processes_store_once(
     assert stored == len(events)
     incident_ids = {reply.acks[0].incident.id for reply in replies if reply.acks[0].incident}
     assert len(incident_ids) == 1
+
+
+def test_stream_survives_losing_the_listen_connection(
+    pair: tuple[DispatchServer, DispatchServer],
+) -> None:
+    """A dropped LISTEN connection delays the stream at most to the poll; nothing is lost."""
+    import psycopg
+
+    a, b = pair
+    household = unique("hh")
+    gw = a.enroll(household)
+    console = b.operator_client()
+    with psycopg.connect(b.db_url, autocommit=True) as conn:
+        killed = conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE query LIKE 'LISTEN %' AND pid <> pg_backend_pid()"
+        ).fetchall()
+    assert killed, "each dispatchd holds a LISTEN connection"
+    timer = threading.Timer(
+        0.3, lambda: gw.send_events(batch(gw.gateway_id, event(gw.gateway_id, EventKind.GAS)))
+    )
+    timer.start()
+    events = sse_events(
+        console,
+        timeout=10,
+        until=lambda ev: any(
+            e["_event"] == "incident.opened" and e["data"]["household_id"] == household for e in ev
+        ),
+    )
+    timer.join()
+    assert events
