@@ -32,7 +32,8 @@ from gatewayd.decider import Decider
 from gatewayd.devicestate import DeviceStates
 from gatewayd.dispatch_client import Credential, DispatchClient
 from gatewayd.forwarder import Forwarder, HeartbeatSender
-from gatewayd.pipeline import Pipeline, describe_status
+from gatewayd.pipeline import Pipeline, TraceSink, describe_status
+from gatewayd.recorder import Recorder
 from rules import RuleConfigError, RuleEngine, load_rules
 
 __all__ = ["Gateway", "GatewayError", "build_drivers", "credential_path", "validate"]
@@ -141,13 +142,14 @@ class Gateway:
         *,
         config_path: Path | None = None,
         drivers: dict[str, Driver] | None = None,
-        frame_tap: Callable[[RawFrame], None] | None = None,
+        recorder: TraceSink | None = None,
         tick_interval: float = 1.0,
     ) -> None:
         self.config = config
         self.config_path = config_path
         self._drivers_override = drivers
-        self._frame_tap = frame_tap
+        self._recorder_given = recorder
+        self.recorder: TraceSink | None = recorder
         self._tick_interval = tick_interval
         self.started_mono = time.monotonic()
         self.log = log.bind(gateway=config.gateway.id)
@@ -201,6 +203,8 @@ class Gateway:
         drivers = (
             self._drivers_override if self._drivers_override is not None else build_drivers(cfg)
         )
+        if self.recorder is None:
+            self.recorder = Recorder.from_config(cfg)
         raw = EventBuffer.open(
             state_dir / "buffer.db",
             gateway_id=cfg.gateway.id,
@@ -216,7 +220,7 @@ class Gateway:
             parsers={driver_id: d.create_parser() for driver_id, d in drivers.items()},
             send_command=self._send_command,
             devices=self.devices,
-            tap=self._frame_tap,
+            recorder=self.recorder,
             tick_interval=self._tick_interval,
             stall_after=cfg.gateway.stall_after_s,
         )
@@ -304,6 +308,10 @@ class Gateway:
                 await asyncio.wait_for(self.pipeline.drain(), max(0.5, deadline - time.monotonic()))
             except Exception as exc:
                 self.log.error("drain_failed", error=repr(exc))
+        if self.recorder is not None and self._recorder_given is None:
+            close = getattr(self.recorder, "close", None)
+            if callable(close):
+                await asyncio.to_thread(close)
         if self.heartbeats is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(

@@ -18,7 +18,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import structlog
 
@@ -36,7 +36,16 @@ log = structlog.get_logger(__name__)
 
 Mode = Literal["normal", "away", "test"]
 CommandSink = Callable[[LocalCommand], Awaitable[None]]
-FrameTap = Callable[[RawFrame], None]
+
+
+class TraceSink(Protocol):
+    """Where the pipeline's inputs are recorded for replay (see :mod:`gatewayd.recorder`)."""
+
+    def tap(self, frame: RawFrame) -> None: ...
+    def note_ack(self, condition: str, at: datetime | None = None) -> None: ...
+    def note_mode(self, mode: str, at: datetime | None = None) -> None: ...
+
+
 EventListener = Callable[[Event], None]
 
 
@@ -74,7 +83,7 @@ class Pipeline:
         parsers: dict[str, FrameParser],
         send_command: CommandSink,
         devices: DeviceStates,
-        tap: FrameTap | None = None,
+        recorder: TraceSink | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         queue_size: int = 10_000,
         max_batch: int = 2_000,
@@ -84,7 +93,7 @@ class Pipeline:
         self.decider = Decider(engine, parsers, devices)
         self.buffer = buffer
         self._send_command = send_command
-        self._tap = tap
+        self._recorder = recorder
         self._clock = clock
         self._queue: asyncio.Queue[_Item] = asyncio.Queue(maxsize=queue_size)
         self._max_batch = max_batch
@@ -171,19 +180,23 @@ class Pipeline:
         decided: list[Decided] = []
         mode_changes: list[_ModeChange] = []
         decider = self.decider
+        rec = self._recorder
         for item in items:
             if isinstance(item, RawFrame):
                 self.stats.frames += 1
-                if self._tap is not None:
-                    try:
-                        self._tap(item)
-                    except Exception:
-                        log.exception("frame_tap_failed", driver=item.driver)
+                if rec is not None:
+                    self._record(rec.tap, item)
                 decided.extend(decider.frame(item))
             elif isinstance(item, _Ack):
-                decided.extend(decider.acknowledge(item.condition, self._clock()))
+                now = self._clock()
+                if rec is not None:
+                    self._record(rec.note_ack, item.condition, now)
+                decided.extend(decider.acknowledge(item.condition, now))
             else:
-                decided.extend(decider.set_mode(item.mode, self._clock()))
+                now = self._clock()
+                if rec is not None:
+                    self._record(rec.note_mode, item.mode, now)
+                decided.extend(decider.set_mode(item.mode, now))
                 self.mode = item.mode
                 mode_changes.append(item)
         if tick:
@@ -210,6 +223,14 @@ class Pipeline:
         for action in actions:
             await self._run_action(action)
         return events
+
+    @staticmethod
+    def _record(method: Callable[..., None], *args: Any) -> None:
+        # Recording is for people debugging later; it must never stop the alarm path.
+        try:
+            method(*args)
+        except Exception:
+            log.exception("trace_record_failed")
 
     async def _commit(self, drafts: list[EventDraft]) -> list[Event]:
         """Append until it succeeds: decided events are never dropped for a storage hiccup.

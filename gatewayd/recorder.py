@@ -11,7 +11,7 @@ debugging aid, and losing some of it must never cost the alarm path anything.
 Usage::
 
     recorder = Recorder.from_config(config)       # None unless [record] enabled = true
-    gateway = Gateway(config, frame_tap=recorder.tap if recorder else None)
+    gateway = Gateway(config, recorder=recorder)
     ...
     if recorder:
         recorder.close()

@@ -224,6 +224,8 @@ class RuleEngine:
             self._last_seen[dev] = at
             if f"device_offline:{dev}" in self._active:
                 self._restore(out, f"device_offline:{dev}", at, self._payload(spec, reading))
+        if prop == "seen":
+            return out  # a check-in that changed nothing: no walk-test tick, no telemetry
         if self._mode == "test":
             self._walk_test(out, spec, reading)
             return out

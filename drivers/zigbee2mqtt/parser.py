@@ -293,9 +293,14 @@ class Zigbee2MqttParser:
         readings = self._changes(name, values, frame)
         action = data.get("action")
         if action is not None and not isinstance(action, str):
+            problems.append("action is not text")
             self._reject("action is not text", frame)
         elif action and not frame.retained:
             readings.extend(self._press(name, action[:_MAX_ACTION], frame))
+        if not readings and not frame.retained and not problems:
+            # A live message that changed nothing is still a check-in: without it, a device
+            # that reports the same state every hour would look silent to supervision.
+            readings.append(self._reading(self._device_id(name), "seen", True, frame, {}))
         return readings
 
     def _press(self, name: str, action: str, frame: RawFrame) -> list[Reading]:

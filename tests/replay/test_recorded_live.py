@@ -86,7 +86,7 @@ async def test_a_trace_recorded_live_replays_to_the_same_alarms(
         host=mqtt_broker.host, port=mqtt_broker.port, base_topic=base_topic, devices=sims
     ) as bridge:
         await bridge.wait_connected()
-        gateway = daemon.Gateway(config, frame_tap=recorder.tap, tick_interval=0.2)
+        gateway = daemon.Gateway(config, recorder=recorder, tick_interval=0.2)
         running = asyncio.create_task(gateway.run())
         try:
             await asyncio.wait_for(gateway.wait_ready(), 15)

@@ -118,12 +118,6 @@ def test_the_expected_decisions_tell_the_story(week_decisions: Path) -> None:
     assert str(door[-1]["at"]) > "2026-03-07T12:00:00Z"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="false device_offline: the Zigbee2MQTT parser emits readings only on change and the "
-    "rule engine takes only readings as check-ins, so an hourly report that repeats the state "
-    "counts for nothing (fix in drivers/zigbee2mqtt or rules, then re-render the expectations)",
-)
 def test_no_false_troubles_or_alarms(week_decisions: Path) -> None:
     events = [d for d in decisions(week_decisions) if d["decision"] == "event"]
     # Every other device checked in all week (about hourly): a device_offline for any of them,

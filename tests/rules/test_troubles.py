@@ -161,3 +161,14 @@ def test_other_properties_are_ignored_and_counted() -> None:
     assert feed(e, "pir-1", "signal", -70, T0) == []
     assert feed(e, "gas-k", "gas_concentration", 3.2, T0) == []
     assert e.snapshot()["counts"]["ignored_readings"] == 2
+
+
+def test_a_seen_check_in_keeps_supervision_quiet_and_is_no_walk_test_tick() -> None:
+    e = engine({"supervision": {"default_s": 3600}}, [dev("smoke-k", "smoke")], supervision=True)
+    feed(e, "smoke-k", "smoke", False, T0)
+    # Heard from every 50 minutes with nothing new: never offline.
+    for n in range(1, 6):
+        assert "device_offline" not in kinds(feed(e, "smoke-k", "seen", True, T0 + s(3000 * n)))
+        assert "device_offline" not in kinds(e.tick(T0 + s(3000 * n + 2999)))
+    e.set_mode("test", T0 + s(16_000))
+    assert kinds(feed(e, "smoke-k", "seen", True, T0 + s(16_001))) == []

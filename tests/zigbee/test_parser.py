@@ -26,7 +26,8 @@ def frame(topic: str, payload: Any, *, retained: bool = False) -> RawFrame:
 
 
 def values(readings: list[Reading]) -> list[tuple[str, str, Any]]:
-    return [(r.device, r.property, r.value) for r in readings]
+    """Changes only: the ``seen`` check-ins of messages that changed nothing are tested apart."""
+    return [(r.device, r.property, r.value) for r in readings if r.property != "seen"]
 
 
 def make(*specs: Any, **kwargs: Any) -> Zigbee2MqttParser:
@@ -68,10 +69,10 @@ def test_state_becomes_changes_only() -> None:
         ("smoke", "signal", 90.0),
     ]
     same = {"smoke": False, "battery": 100, "linkquality": 95}
-    assert parser.parse(frame("kitchen_smoke", same)) == []
+    assert values(parser.parse(frame("kitchen_smoke", same))) == []
     alarm = parser.parse(frame("kitchen_smoke", {**same, "smoke": True}))
     assert values(alarm) == [("smoke", "smoke", True)]
-    assert parser.parse(frame("kitchen_smoke", {**same, "smoke": True})) == []
+    assert values(parser.parse(frame("kitchen_smoke", {**same, "smoke": True}))) == []
     restore = parser.parse(frame("kitchen_smoke", {**same, "smoke": False}))
     assert values(restore) == [("smoke", "smoke", False)]
 
@@ -81,11 +82,11 @@ def test_null_is_neither_alarm_nor_restore() -> None:
     assert values(parser.parse(frame("bath", {"water_leak": True}))) == [
         ("leak", "water_leak", True)
     ]
-    assert parser.parse(frame("bath", {"water_leak": None})) == []
+    assert values(parser.parse(frame("bath", {"water_leak": None}))) == []
     # Still in alarm as far as anyone knows: the same value again is not a new alarm...
-    assert parser.parse(frame("bath", {"water_leak": True})) == []
+    assert values(parser.parse(frame("bath", {"water_leak": True}))) == []
     # ...and a null first sight remembers nothing that would fake a later transition.
-    assert parser.parse(frame("other", {"water_leak": None})) == []
+    assert values(parser.parse(frame("other", {"water_leak": None}))) == []
     assert values(parser.parse(frame("other", {"water_leak": False}))) == [
         ("other", "water_leak", False)
     ]
@@ -125,7 +126,7 @@ def test_repeated_sos_presses_are_each_a_reading() -> None:
     assert all(r.device == "sos" and r.value is True for r in sos)
     assert [r.value for r in presses if r.property == "action"] == ["single"] * 3
     assert sos[0].extra["ieee"] == "0x00158d0001a2b301"
-    assert parser.parse(frame("bedside", {**state, "action": ""})) == []
+    assert values(parser.parse(frame("bedside", {**state, "action": ""}))) == []
     released = parser.parse(frame("bedside", {**state, "action": "off"}))
     assert values(released) == [("sos", "action", "off")]  # not a press: no sos
 
@@ -157,7 +158,7 @@ def test_signal_only_on_a_meaningful_change() -> None:
     parser = make(signal_delta=10)
     got = []
     for lqi in (100, 104, 96, 109, 110, 101, 99):
-        got += parser.parse(frame("dev", {"linkquality": lqi}))
+        got += [r for r in parser.parse(frame("dev", {"linkquality": lqi})) if r.property != "seen"]
     assert [r.value for r in got] == [100.0, 110.0, 99.0]
     assert all(r.extra["unit"] == "lqi" for r in got)
 
@@ -257,3 +258,13 @@ def test_memory_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     assert parser.stats.rejected_by_reason == {"too many devices": 2}
     # Devices already known keep working.
     assert values(parser.parse(frame("dev0", {"smoke": True}))) == [("dev0", "smoke", True)]
+
+
+def test_a_message_that_changes_nothing_is_a_check_in() -> None:
+    parser = make()
+    first = parser.parse(frame("kitchen_smoke", {"smoke": False, "battery": 90}))
+    assert "seen" not in [r.property for r in first]
+    again = parser.parse(frame("kitchen_smoke", {"smoke": False, "battery": 90}))
+    assert [(r.property, r.value) for r in again] == [("seen", True)]
+    # A retained state sync at reconnect is not a check-in: the device said nothing new.
+    assert parser.parse(frame("kitchen_smoke", {"smoke": False}, retained=True)) == []

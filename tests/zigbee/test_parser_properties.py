@@ -121,4 +121,5 @@ def test_same_state_twice_never_emits_twice(states: list[dict[str, Any]]) -> Non
         state = {k: v for k, v in state.items() if k != "action"}
         parser.parse(data_frame("zigbee", f"{BASE}/dev", _encode(state)))
         again = parser.parse(data_frame("zigbee", f"{BASE}/dev", _encode(state)))
-        assert again == []
+        # Only a check-in: the device was heard from, nothing changed.
+        assert [r.property for r in again] in ([], ["seen"])
