@@ -140,6 +140,7 @@ def serve(
     from dispatch.errors import ConfigError, StorageError
     from dispatch.migrations import migrate
     from dispatch.settings import Settings
+    from gatewayd import sdnotify
     from gatewayd.logs import configure_logging
 
     configure_logging(level=log_level)
@@ -176,7 +177,28 @@ def serve(
             timeout_graceful_shutdown=3,
             server_header=False,
         )
-        await uvicorn.Server(config).serve()
+        server = uvicorn.Server(config)
+        serving = asyncio.create_task(server.serve())
+        # systemd (Type=notify): READY once the socket accepts, the watchdog fed only while
+        # the server is up and the event loop turns.
+        while not server.started and not serving.done():  # noqa: ASYNC110 (uvicorn offers only a flag)
+            await asyncio.sleep(0.05)
+        watchdog: asyncio.Task[None] | None = None
+        if server.started:
+            sdnotify.ready(f"serving on {host}:{port}")
+            interval = sdnotify.watchdog_interval()
+            if interval:
+                watchdog = asyncio.create_task(
+                    sdnotify.run_watchdog(
+                        lambda: server.started and not server.should_exit, interval
+                    )
+                )
+        try:
+            await serving
+        finally:
+            sdnotify.stopping()
+            if watchdog is not None:
+                watchdog.cancel()
 
     asyncio.run(main())
 

@@ -41,9 +41,16 @@ def configure_logging(*, level: str = "INFO", json: bool | None = None) -> None:
     renderer: structlog.types.Processor
     if json:
         renderer = structlog.processors.JSONRenderer()
-        shared_tail: list[structlog.types.Processor] = [structlog.processors.dict_tracebacks]
+        # No local variables in tracebacks: they can hold request bodies, cookies and secrets.
+        shared_tail: list[structlog.types.Processor] = [
+            structlog.processors.ExceptionRenderer(
+                structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+            )
+        ]
     else:
-        renderer = structlog.dev.ConsoleRenderer()
+        renderer = structlog.dev.ConsoleRenderer(
+            exception_formatter=structlog.dev.RichTracebackFormatter(show_locals=False)
+        )
         shared_tail = []
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
