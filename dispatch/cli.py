@@ -177,7 +177,7 @@ def serve(
             timeout_graceful_shutdown=3,
             server_header=False,
         )
-        server = uvicorn.Server(config)
+        server = _notifying_server_class()(config)
         serving = asyncio.create_task(server.serve())
         # systemd (Type=notify): READY once the socket accepts, the watchdog fed only while
         # the server is up and the event loop turns.
@@ -196,11 +196,26 @@ def serve(
         try:
             await serving
         finally:
-            sdnotify.stopping()
             if watchdog is not None:
                 watchdog.cancel()
 
     asyncio.run(main())
+
+
+def _notifying_server_class() -> Any:
+    import uvicorn
+
+    from gatewayd import sdnotify
+
+    class NotifyingServer(uvicorn.Server):
+        """Tells systemd STOPPING=1 the moment a stop begins (uvicorn re-raises the signal at
+        the end of serve(), so nothing after it would run)."""
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            sdnotify.stopping()
+            super().handle_exit(sig, frame)
+
+    return NotifyingServer
 
 
 @cli.command("migrate")
