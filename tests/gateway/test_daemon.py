@@ -161,3 +161,76 @@ async def test_a_vanishing_serial_receiver_is_a_trouble_and_recovers(
         await until(lambda: "smoke" in gw.kinds("smoke-bedroom"), 15, "alarms flow again")
         assert gw.running
         assert gw.stop() == 0
+
+
+async def test_a_silent_modbus_device_is_offline_then_back(
+    gateway_factory: Callable[..., GatewayProcess],
+) -> None:
+    from firmware_sim.modbus import GAS, ModbusSimulator
+
+    async with ModbusSimulator({1: GAS}) as sim:
+        gw = gateway_factory(
+            drivers='[[drivers]]\nid = "modbus"\ntype = "modbus"\ninterval = 0.2\ntimeout = 0.3\n'
+            "offline_after = 2\n",
+            devices=f"""[[devices]]
+id = "gas-kitchen"
+driver = "modbus"
+address = "{sim.address(1)}"
+role = "gas"
+room = "kitchen"
+options = {{ profile = "combustible_gas" }}
+""",
+        )
+        gw.start()
+        await until(lambda: gw.logged("gateway_ready"), 30, "gateway ready")
+        await sim.stop()
+        await until(lambda: "device_offline" in gw.kinds("gas-kitchen"), 20, "device_offline")
+        await sim.start()
+        await until(
+            lambda: "device_offline_restore" in gw.kinds("gas-kitchen"), 20, "device back online"
+        )
+        sim.set_gas(1, alarm1=True, lel=30.0)
+        await until(lambda: "gas" in gw.kinds("gas-kitchen"), 15, "gas alarm after recovery")
+        assert gw.running
+        assert gw.stop() == 0
+
+
+@pytest.mark.broker
+async def test_a_broker_restart_is_a_trouble_and_the_zigbee_driver_recovers(
+    gateway_factory: Callable[..., GatewayProcess], spawned_broker: Any, base_topic: str
+) -> None:
+    from firmware_sim.zigbee2mqtt import SimDevice, Zigbee2MqttBridge
+
+    gw = gateway_factory(
+        drivers=f"""[[drivers]]
+id = "zigbee"
+type = "zigbee2mqtt"
+url = "{spawned_broker.url}"
+base_topic = "{base_topic}"
+reconnect_max = 1
+""",
+        devices="""[[devices]]
+id = "smoke-kitchen"
+driver = "zigbee"
+address = "kitchen_smoke"
+role = "smoke"
+room = "kitchen"
+""",
+    )
+    device = SimDevice("kitchen_smoke", "HS1SA", "0x00124b0000000002")
+    gw.start()
+    await until(lambda: gw.logged("gateway_ready"), 30, "gateway ready")
+    await asyncio.to_thread(spawned_broker.restart, 1.0)
+    await until(lambda: "driver_fault" in gw.kinds(), 20, "driver_fault while the broker is away")
+    await until(lambda: "driver_fault_restore" in gw.kinds(), 20, "driver back after restart")
+    async with Zigbee2MqttBridge(
+        host=spawned_broker.host,
+        port=spawned_broker.port,
+        base_topic=base_topic,
+        devices=[device],
+    ) as bridge:
+        await bridge.wait_connected()
+        await bridge.set_state("kitchen_smoke", smoke=True)
+        await until(lambda: "smoke" in gw.kinds("smoke-kitchen"), 15, "alarm after the restart")
+    assert gw.running
+    assert gw.stop() == 0
