@@ -166,8 +166,16 @@ class RuleEngine:
         self._last_activity: datetime | None = None
         self._watch_since: datetime | None = None
         self._morning_next: datetime | None = None
-        # A lower bound of the earliest timer; None = unknown (rescan on the next call).
-        self._bound: datetime | None = None
+        # The earliest timer is asked for on every call (and by replay after every frame), so
+        # it is cached in two parts instead of walking every timer each time. Supervision
+        # (rank 2) moves on every reading, but only later, so it is rescanned only when the
+        # device holding its earliest one checks in. The other timers (pending delay_on,
+        # escalations, flapping, the morning check) change only on rare events, each of which
+        # calls _timers_changed(). Inactivity (rank 4) is cheap and is read afresh each time.
+        self._timers_stale = True
+        self._timers_best: tuple[datetime, int, str] | None = None
+        self._supervision_stale = True
+        self._supervision_best: tuple[datetime, int, str] | None = None
         self.counts: dict[str, int] = {
             "readings": 0,
             "unconfigured_readings": 0,
@@ -222,6 +230,11 @@ class RuleEngine:
         else:
             # Any other word from the device is a check-in.
             self._last_seen[dev] = at
+            # Its timer moved later (time never runs backwards): the earliest supervision
+            # timer changes only if it was this device's.
+            best = self._supervision_best
+            if best is not None and best[2] == dev:
+                self._supervision_stale = True
             if f"device_offline:{dev}" in self._active:
                 self._restore(out, f"device_offline:{dev}", at, self._payload(spec, reading))
         if prop == "seen":
@@ -275,7 +288,7 @@ class RuleEngine:
         if mode == self._mode:
             return out
         self._mode = mode
-        self._bound = None
+        self._timers_changed()
         if mode == "test":
             self._pending.clear()
         if mode == "away" and INACTIVITY_KEY in self._active:
@@ -292,7 +305,7 @@ class RuleEngine:
             return out
         cond.acked = True
         cond.escalate_at = None
-        self._bound = None
+        self._timers_changed()
         spec = self._devices.get(cond.device_id) if cond.device_id else None
         if spec is not None and spec.role in SOS_ROLES:
             command = LocalCommand(device=spec.id, action="ack", params={"condition": condition})
@@ -316,7 +329,7 @@ class RuleEngine:
                 continue
             if key not in self._active:
                 self._active[key] = _Condition(key, kind, device_id, None, seeded=True)
-        self._bound = None
+        self._timers_changed()
 
     def next_deadline(self) -> datetime | None:
         """The earliest time at which :meth:`tick` could decide something."""
@@ -367,14 +380,9 @@ class RuleEngine:
         if self._started is None:
             self._start(now)
         out: list[Decision] = []
-        if self._bound is not None and now < self._bound:
-            return out
         while True:
             best = self._earliest()
             if best is None or best[0] > now:
-                self._bound = best[0] if best else None
-                if best is None:
-                    self._bound = datetime.max.replace(tzinfo=UTC)
                 return out
             self._fire(out, *best)
 
@@ -388,6 +396,7 @@ class RuleEngine:
         self._anchor = at
         self._watch_since = at
         self._morning_next = self._next_morning(at)
+        self._timers_changed()
 
     def _next_morning(self, after: datetime) -> datetime | None:
         if self._morning is None:
@@ -419,33 +428,55 @@ class RuleEngine:
             return None
         return self._inactivity_due()
 
+    def _timers_changed(self) -> None:
+        """Something other than a check-in or an activity changed a timer: rescan lazily."""
+        self._timers_stale = True
+        self._supervision_stale = True
+
     def _earliest(self) -> tuple[datetime, int, str] | None:
         """The earliest timer as (due, rank, key); ties go by rank, then key."""
-        best: tuple[datetime, int, str] | None = None
-
-        def consider(candidate: tuple[datetime, int, str]) -> None:
-            nonlocal best
-            if best is None or candidate < best:
-                best = candidate
-
-        for key, pending in self._pending.items():
-            consider((pending.due, 0, key))
-        for key, cond in self._active.items():
-            if cond.escalate_at is not None:
-                consider((cond.escalate_at, 1, key))
-        for dev, interval in self._interval.items():
-            if interval > 0 and f"device_offline:{dev}" not in self._active:
-                consider((self._last_seen[dev] + timedelta(seconds=interval), 2, dev))
-        for dev in self._flapping_devices():
-            consider((self._flap_quiet_since(dev) + self._flap_window, 3, dev))
+        if self._timers_stale:
+            self._timers_best = self._scan_timers()
+            self._timers_stale = False
+        if self._supervision_stale:
+            self._supervision_best = self._scan_supervision()
+            self._supervision_stale = False
+        best = self._timers_best
+        candidate = self._supervision_best
+        if candidate is not None and (best is None or candidate < best):
+            best = candidate
         due = self._inactivity_watch()
-        if due is not None:
-            consider((due, 4, "after"))
-        if self.rules.inactivity.enabled and self._morning_next is not None:
-            consider((self._morning_next, 5, "morning"))
+        if due is not None and (best is None or (due, 4, "after") < best):
+            best = (due, 4, "after")
         return best
 
+    def _scan_timers(self) -> tuple[datetime, int, str] | None:
+        """The earliest of the rare timers: delay_on (0), escalation (1), flapping (3), morning
+        check (5)."""
+        candidates: list[tuple[datetime, int, str]] = []
+        for key, pending in self._pending.items():
+            candidates.append((pending.due, 0, key))
+        for key, cond in self._active.items():
+            if cond.escalate_at is not None:
+                candidates.append((cond.escalate_at, 1, key))
+        for dev in self._flapping_devices():
+            candidates.append((self._flap_quiet_since(dev) + self._flap_window, 3, dev))
+        if self.rules.inactivity.enabled and self._morning_next is not None:
+            candidates.append((self._morning_next, 5, "morning"))
+        return min(candidates, default=None)
+
+    def _scan_supervision(self) -> tuple[datetime, int, str] | None:
+        """The earliest check-in deadline (2) of a device not already offline."""
+        candidates = [
+            (self._last_seen[dev] + timedelta(seconds=interval), 2, dev)
+            for dev, interval in self._interval.items()
+            if interval > 0 and f"device_offline:{dev}" not in self._active
+        ]
+        return min(candidates, default=None)
+
     def _fire(self, out: list[Decision], due: datetime, rank: int, key: str) -> None:
+        # Whatever fires, its own timer is gone or moved.
+        self._timers_changed()
         if rank == 0:
             pending = self._pending.pop(key)
             payload = dict(pending.payload, due_at=_iso(due))
@@ -525,7 +556,7 @@ class RuleEngine:
             return None
         cond = _Condition(key, kind, device_id, at, detail=payload, priority=priority)
         self._active[key] = cond
-        self._bound = None
+        self._timers_changed()
         out.append(EmitEvent(kind, device_id, key, payload, priority=priority))
         return cond
 
@@ -535,7 +566,7 @@ class RuleEngine:
         cond = self._active.pop(key, None)
         if cond is None:
             return
-        self._bound = None
+        self._timers_changed()
         if cond.kind in _DETECTOR_KINDS:
             self._flap_last[key] = at
         if cond.suppressed:
@@ -575,6 +606,7 @@ class RuleEngine:
             while alarms and at - alarms[0] > self._flap_window:
                 alarms.popleft()
             self._flap_last[key] = at
+            self._timers_changed()  # a flapping device's quiet time restarts
             if len(alarms) >= self.rules.flapping.max_alarms:
                 held = _Condition(key, kind, device_id, at, detail=payload, suppressed=True)
                 self._active[key] = held
@@ -599,6 +631,7 @@ class RuleEngine:
             self._sirens_command(out, "siren_on", f"alarm:{cond.key}")
         if (cond.priority or cond.kind.priority) is Priority.LIFE_SAFETY:
             cond.escalate_at = at + self._escalate_after
+            self._timers_changed()
 
     def _confirming(self, kind: EventKind, key: str, at: datetime) -> str | None:
         for other in self._active.values():
@@ -615,7 +648,7 @@ class RuleEngine:
     def _escalate(self, out: list[Decision], cond: _Condition, due: datetime) -> None:
         cond.attempt += 1
         cond.escalate_at = due + self._escalate_every
-        self._bound = None
+        self._timers_changed()
         spec = self._devices.get(cond.device_id) if cond.device_id else None
         payload = self._payload(
             spec,
@@ -646,6 +679,7 @@ class RuleEngine:
         self, out: list[Decision], spec: DeviceSpec | None, device: str, key: str, at: datetime
     ) -> None:
         self._flapping_sources.setdefault(device, set()).add(key)
+        self._timers_changed()
         payload = self._payload(
             spec,
             None,
@@ -677,6 +711,7 @@ class RuleEngine:
 
     def _end_flapping(self, out: list[Decision], device: str, at: datetime) -> None:
         sources = sorted(self._flapping_sources.pop(device, set()))
+        self._timers_changed()
         self._restore(out, f"flapping:{device}", at, {"quiet_s": self.rules.flapping.window_s})
         for key in sources:
             self._flap_alarms.pop(key, None)
@@ -720,6 +755,7 @@ class RuleEngine:
         new = self._alarm(out, K.SOS, spec, device, key, payload, at)
         if new is not None and carry is not None and carry[0] is not None:
             new.escalate_at, new.attempt = carry
+            self._timers_changed()  # the new alarm keeps the old one's (earlier) escalation
 
     def _action(
         self, out: list[Decision], spec: DeviceSpec, reading: Reading, at: datetime
@@ -752,12 +788,12 @@ class RuleEngine:
                 self._pending[key] = _Pending(
                     at + timedelta(seconds=delay), kind, spec, device, payload
                 )
-                self._bound = None
+                self._timers_changed()
                 return
             self._alarm(out, kind, spec, device, key, payload, at)
         elif value is False:
             if self._pending.pop(key, None) is not None:
-                self._bound = None
+                self._timers_changed()
             self._restore(out, key, at, self._payload(spec, reading))
         elif value is not None:
             self.counts["ignored_readings"] += 1
