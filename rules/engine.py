@@ -52,6 +52,7 @@ What it decides (the elderly-care pack; settings in :mod:`rules.config`):
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -167,15 +168,20 @@ class RuleEngine:
         self._watch_since: datetime | None = None
         self._morning_next: datetime | None = None
         # The earliest timer is asked for on every call (and by replay after every frame), so
-        # it is cached in two parts instead of walking every timer each time. Supervision
-        # (rank 2) moves on every reading, but only later, so it is rescanned only when the
-        # device holding its earliest one checks in. The other timers (pending delay_on,
-        # escalations, flapping, the morning check) change only on rare events, each of which
-        # calls _timers_changed(). Inactivity (rank 4) is cheap and is read afresh each time.
+        # it is kept instead of walking every timer each time (see _earliest). Supervision
+        # timers (rank 2) move on every reading: a heap of (due, device) with stale entries
+        # dropped lazily. The other timers (delay_on, escalations, flapping, the morning
+        # check) change only on rare events, each of which calls _timers_changed() and so also
+        # rebuilds the heap. Inactivity (rank 4) is cheap and is read afresh each time.
         self._timers_stale = True
         self._timers_best: tuple[datetime, int, str] | None = None
         self._supervision_stale = True
-        self._supervision_best: tuple[datetime, int, str] | None = None
+        self._checkin_every = {
+            dev: timedelta(seconds=interval)
+            for dev, interval in self._interval.items()
+            if interval > 0
+        }
+        self._checkins: list[tuple[datetime, str]] = []
         self.counts: dict[str, int] = {
             "readings": 0,
             "unconfigured_readings": 0,
@@ -230,11 +236,12 @@ class RuleEngine:
         else:
             # Any other word from the device is a check-in.
             self._last_seen[dev] = at
-            # Its timer moved later (time never runs backwards): the earliest supervision
-            # timer changes only if it was this device's.
-            best = self._supervision_best
-            if best is not None and best[2] == dev:
-                self._supervision_stale = True
+            every = self._checkin_every.get(dev)
+            if every is not None:
+                # The device's new deadline; its old heap entry is now stale.
+                heapq.heappush(self._checkins, (at + every, dev))
+                if len(self._checkins) > 2 * len(self._checkin_every) + 64:
+                    self._supervision_stale = True  # compact: rebuild without stale entries
             if f"device_offline:{dev}" in self._active:
                 self._restore(out, f"device_offline:{dev}", at, self._payload(spec, reading))
         if prop == "seen":
@@ -438,11 +445,8 @@ class RuleEngine:
         if self._timers_stale:
             self._timers_best = self._scan_timers()
             self._timers_stale = False
-        if self._supervision_stale:
-            self._supervision_best = self._scan_supervision()
-            self._supervision_stale = False
         best = self._timers_best
-        candidate = self._supervision_best
+        candidate = self._supervision_earliest()
         if candidate is not None and (best is None or candidate < best):
             best = candidate
         due = self._inactivity_watch()
@@ -465,14 +469,29 @@ class RuleEngine:
             candidates.append((self._morning_next, 5, "morning"))
         return min(candidates, default=None)
 
-    def _scan_supervision(self) -> tuple[datetime, int, str] | None:
+    def _supervision_earliest(self) -> tuple[datetime, int, str] | None:
         """The earliest check-in deadline (2) of a device not already offline."""
-        candidates = [
-            (self._last_seen[dev] + timedelta(seconds=interval), 2, dev)
-            for dev, interval in self._interval.items()
-            if interval > 0 and f"device_offline:{dev}" not in self._active
-        ]
-        return min(candidates, default=None)
+        if self._supervision_stale:
+            self._checkins = [
+                (self._last_seen[dev] + every, dev)
+                for dev, every in self._checkin_every.items()
+                if f"device_offline:{dev}" not in self._active
+            ]
+            heapq.heapify(self._checkins)
+            self._supervision_stale = False
+        heap = self._checkins
+        while heap:
+            due, dev = heap[0]
+            # An entry is live while it is still the device's deadline. A device gone offline
+            # between two rebuilds (there is none: every change of _active rebuilds) is
+            # dropped too; its check-in that restores it pushes a new entry.
+            if (
+                self._last_seen[dev] + self._checkin_every[dev] == due
+                and f"device_offline:{dev}" not in self._active
+            ):
+                return (due, 2, dev)
+            heapq.heappop(heap)
+        return None
 
     def _fire(self, out: list[Decision], due: datetime, rank: int, key: str) -> None:
         # Whatever fires, its own timer is gone or moved.
