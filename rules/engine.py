@@ -182,6 +182,10 @@ class RuleEngine:
             if interval > 0
         }
         self._checkins: list[tuple[datetime, str]] = []
+        # The earliest of all, kept until a timer changes (see _timers_changed, _activity and
+        # the check-in in feed): replay asks for it after every frame.
+        self._best: tuple[datetime, int, str] | None = None
+        self._best_valid = False
         self.counts: dict[str, int] = {
             "readings": 0,
             "unconfigured_readings": 0,
@@ -242,6 +246,11 @@ class RuleEngine:
                 heapq.heappush(self._checkins, (at + every, dev))
                 if len(self._checkins) > 2 * len(self._checkin_every) + 64:
                     self._supervision_stale = True  # compact: rebuild without stale entries
+                # Its deadline only moved later (time never runs backwards), so the earliest
+                # of all changes only if it was this device's.
+                best = self._best
+                if best is not None and best[1] == 2 and best[2] == dev:
+                    self._best_valid = False
             if f"device_offline:{dev}" in self._active:
                 self._restore(out, f"device_offline:{dev}", at, self._payload(spec, reading))
         if prop == "seen":
@@ -439,9 +448,12 @@ class RuleEngine:
         """Something other than a check-in or an activity changed a timer: rescan lazily."""
         self._timers_stale = True
         self._supervision_stale = True
+        self._best_valid = False
 
     def _earliest(self) -> tuple[datetime, int, str] | None:
         """The earliest timer as (due, rank, key); ties go by rank, then key."""
+        if self._best_valid:
+            return self._best
         if self._timers_stale:
             self._timers_best = self._scan_timers()
             self._timers_stale = False
@@ -452,6 +464,8 @@ class RuleEngine:
         due = self._inactivity_watch()
         if due is not None and (best is None or (due, 4, "after") < best):
             best = (due, 4, "after")
+        self._best = best
+        self._best_valid = True
         return best
 
     def _scan_timers(self) -> tuple[datetime, int, str] | None:
@@ -842,6 +856,7 @@ class RuleEngine:
             return
         self._last_activity = at
         self._anchor = at
+        self._best_valid = False  # the inactivity deadline moved
         if INACTIVITY_KEY in self._active:
             self._restore(out, INACTIVITY_KEY, at, {"reason": "activity"})
 

@@ -6,6 +6,7 @@ earliest timer is exactly the one a walk over all timers finds, and so is ``next
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from hypothesis import given
@@ -54,6 +55,24 @@ def flappy_engine() -> RuleEngine:
     )
 
 
+def restless_engine() -> RuleEngine:
+    """Inactivity after 10 minutes and slow supervision: the inactivity timer is mostly the
+    earliest, and every activity moves it."""
+    return engine(
+        {
+            "inactivity": {"after_s": 600, "active_hours": "06:00-23:00"},
+            "supervision": {"default_s": 50_000, "siren": 0},
+            "delay_on": {"water_leak": 5},
+        },
+        inactivity=True,
+        supervision=True,
+        timezone="Europe/Berlin",
+    )
+
+
+ENGINES = [flappy_engine, restless_engine]
+
+
 def check_each_step(e: RuleEngine, steps: list[Step]) -> None:
     e.tick(T0)
     assert e._earliest() == walk(e)
@@ -83,18 +102,22 @@ def check_each_step(e: RuleEngine, steps: list[Step]) -> None:
 
 
 @SETTINGS
-@given(st.lists(step_strategy(), max_size=80))
-def test_kept_earliest_timer_is_the_walked_one(steps: list[Step]) -> None:
-    check_each_step(flappy_engine(), steps)
+@given(st.sampled_from(ENGINES), st.lists(step_strategy(), max_size=80))
+def test_kept_earliest_timer_is_the_walked_one(
+    make: Callable[[], RuleEngine], steps: list[Step]
+) -> None:
+    check_each_step(make(), steps)
 
 
 ALARM_PROPS = ["smoke", "water_leak", "gas", "sos", "action", "available", "motion", "seen"]
 
 
 @SETTINGS
-@given(st.lists(step_strategy(props=ALARM_PROPS), max_size=80))
-def test_kept_earliest_timer_through_alarms_flapping_and_escalation(steps: list[Step]) -> None:
-    check_each_step(flappy_engine(), steps)
+@given(st.sampled_from(ENGINES), st.lists(step_strategy(props=ALARM_PROPS), max_size=80))
+def test_kept_earliest_timer_through_alarms_flapping_and_escalation(
+    make: Callable[[], RuleEngine], steps: list[Step]
+) -> None:
+    check_each_step(make(), steps)
 
 
 def test_many_check_ins_keep_the_heap_small_and_right() -> None:
@@ -138,9 +161,11 @@ def focused_step() -> st.SearchStrategy[Step]:
 
 
 @SETTINGS
-@given(st.lists(focused_step(), max_size=80))
-def test_kept_earliest_timer_on_a_busy_few_devices(steps: list[Step]) -> None:
-    check_each_step(flappy_engine(), steps)
+@given(st.sampled_from(ENGINES), st.lists(focused_step(), max_size=80))
+def test_kept_earliest_timer_on_a_busy_few_devices(
+    make: Callable[[], RuleEngine], steps: list[Step]
+) -> None:
+    check_each_step(make(), steps)
 
 
 def test_acknowledged_alarm_leaves_the_timers() -> None:
