@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from functools import partial
 
 import structlog
 
@@ -79,15 +78,20 @@ class Decider:
             return []
         now = self._time(frame.wall_time)
         out: list[Decided] = []
+        devices = self.devices
         for reading in readings:
             self.readings += 1
-            if self.devices is not None:
-                self.devices.observe(reading)
-            out.extend(self._step(partial(self._feed, reading), now, reading))
+            if devices is not None:
+                devices.observe(reading)
+            # What _step does, inline: this runs for every reading of a replay.
+            try:
+                decisions = self.engine.feed(reading, now)
+            except Exception:
+                self._engine_raised(reading)
+                continue
+            for decision in decisions:
+                out.append(Decided(decision, now, reading))
         return out
-
-    def _feed(self, reading: Reading, now: datetime) -> list[EmitEvent | LocalAction]:
-        return self.engine.feed(reading, now)
 
     def tick(self, now: datetime) -> list[Decided]:
         return self._step(self.engine.tick, self._time(now))
@@ -107,10 +111,14 @@ class Decider:
         try:
             decisions = step(now)
         except Exception:
-            self.engine_errors += 1
-            log.exception(
-                "rule_engine_raised",
-                reading=reading.model_dump(mode="json") if reading else None,
-            )
+            self._engine_raised(reading)
             return []
         return [Decided(d, now, reading) for d in decisions]
+
+    def _engine_raised(self, reading: Reading | None) -> None:
+        """Count and log an exception of the engine (called from an ``except`` block)."""
+        self.engine_errors += 1
+        log.exception(
+            "rule_engine_raised",
+            reading=reading.model_dump(mode="json") if reading else None,
+        )
