@@ -290,7 +290,9 @@ class Replay:
                 if self.until is not None and at > self.until:
                     summary.frames_after_until += 1
                     continue
-                self._advance(at)
+                due = self._due()
+                if due is not None and due <= at:  # _advance's own first test, without a call
+                    self._advance(at)
                 if self._pace is not None:
                     self._pace(at)
                 if summary.first_at is None:
