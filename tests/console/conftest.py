@@ -1,4 +1,4 @@
-"""A real dispatchd, a gateway raising alarms through its own dispatch client, and headless Chromium.
+"""A real dispatchd, a gateway raising alarms with its own dispatch client, headless Chromium.
 
 The browser is Debian's chromium driven by Playwright's sync API (one browser per module, a fresh
 context per test). Every request the page makes is recorded, so a test can prove that nothing left
@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from gatewayd.contract import Event, EventKind, IngestBatch, IngestReply
+from gatewayd.contract import Event, EventKind, Heartbeat, IngestBatch, IngestReply, Lane
 from gatewayd.dispatch_client import Credential, DispatchClient
 from tests.fixtures.dispatch import DispatchServer
 
@@ -99,6 +99,21 @@ class Gateway:
 
         return run_async(send)
 
+    def heartbeat(self, *, backlog: int = 0) -> None:
+        beat = Heartbeat(
+            gateway_id=self.id,
+            sent_at=datetime.now(UTC),
+            uptime_s=3600.0,
+            version="1.4.0",
+            buffer_depth={Lane.ALARM: 0, Lane.TELEMETRY: backlog},
+        )
+
+        async def send() -> None:
+            async with DispatchClient(self.url, credential=self.credential) as client:
+                await client.send_heartbeat(beat)
+
+        run_async(send)
+
 
 @dataclass
 class Centre:
@@ -131,8 +146,12 @@ class Centre:
                 }
             ],
             "emergency_contacts": [
-                {"name": "Daughter Li", "relation": "daughter", "phones": ["+86 139 0000 0002"],
-                 "has_key": True}
+                {
+                    "name": "Daughter Li",
+                    "relation": "daughter",
+                    "phones": ["+86 139 0000 0002"],
+                    "has_key": True,
+                }
             ],
             "devices": [{"id": "pendant-1", "room": room, "kind": "sos", "label": "pendant"}],
         }

@@ -24,7 +24,8 @@
     if (!detail || typeof detail !== "object") return "";
     return Object.entries(detail)
       .filter(([k, v]) => v !== null && v !== "" && typeof v !== "object" && k !== "condition")
-      .map(([k, v]) => `${k}: ${v}`).join(", ");
+      .map(([k, v]) => `${t(`detail_${k}`) === `detail_${k}` ? k : t(`detail_${k}`)}: ${
+        typeof v === "string" && /^\d{4}-\d\d-\d\dT/.test(v) ? fmtTime(v) : v}`).join(", ");
   }
 
   // ---------------------------------------------------------------- i18n and formatting
@@ -51,12 +52,14 @@
     render();
   }
 
+  // One unambiguous form in every language: 2026-11-29 12:21:53, in the centre's time zone.
   function fmtTime(iso) {
     if (!iso) return "—";
-    return new Intl.DateTimeFormat(state.lang, {
+    const parts = Object.fromEntries(new Intl.DateTimeFormat("en-GB", {
       timeZone: state.tz, year: "numeric", month: "2-digit", day: "2-digit",
-      hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false,
-    }).format(new Date(iso));
+      hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23",
+    }).formatToParts(new Date(iso)).map((p) => [p.type, p.value]));
+    return `${parts.year}-${parts.month}-${parts.day} ${parts.hour}:${parts.minute}:${parts.second}`;
   }
 
   function fmtAge(iso) {
@@ -123,6 +126,7 @@
       const cfg = await api("GET", "/api/v1/console/config");
       if (cfg && cfg.timezone) state.tz = cfg.timezone;
     } catch (e) { /* the browser's zone is a fine fallback */ }
+    tickClock();
     startStream();
     route();
   }
@@ -206,6 +210,10 @@
       if (state.current) await loadIncident(state.current.id, false);
     } catch (e) { /* the next stream message or reconnect retries */ }
   }
+
+  // A safety net under the stream: a half-open connection shows no error to the page (the
+  // server's keep-alives are comments, invisible to EventSource), so re-read the queue anyway.
+  setInterval(() => { if (state.me && state.connected) refresh(); }, 30000);
 
   // ---------------------------------------------------------------- sound
 
@@ -338,8 +346,9 @@
       const inc = state.incidents.find((i) => String(i.id) === tr.dataset.id);
       if (inc) tr.children[6].innerHTML = slaCells(inc);
     });
-    $("#clock").textContent = fmtTime(new Date().toISOString());
+    tickClock();
   }, 1000);
+  function tickClock() { $("#clock").textContent = fmtTime(new Date().toISOString()); }
 
   // ---------------------------------------------------------------- incident view
 
@@ -562,6 +571,7 @@
     return parts.slice(0, 10);
   }
 
+  let reportTicket = 0;
   async function loadReports() {
     const to = $("#report-to").value || localDay(0);
     const from = $("#report-from").value || localDay(-29);
@@ -571,13 +581,17 @@
     const end = new Date(`${to}T00:00:00Z`);
     end.setUTCDate(end.getUTCDate() + 1);
     const query = `from=${encodeURIComponent(`${from}T00:00:00`)}&to=${encodeURIComponent(end.toISOString().slice(0, 19))}`;
+    const group = $("#report-group").value;
+    const ticket = ++reportTicket;
     let r;
     try {
-      r = await api("GET", `/api/v1/reports/response-times?${query}&group=${$("#report-group").value}`);
+      r = await api("GET", `/api/v1/reports/response-times?${query}&group=${group}`);
     } catch (e) {
-      $("#report-error").textContent = e.status === 403 ? t("reports_forbidden") : e.message;
+      if (ticket === reportTicket) $("#report-error").textContent = e.status === 403 ? t("reports_forbidden") : e.message;
       return;
     }
+    if (ticket !== reportTicket) return; // a newer request (other dates or grouping) is under way
+    $("#reports-view").dataset.group = group;
     const groups = r.groups || [];
     const labels = groups.map((g) => g.group);
     const minutes = (v) => (v == null ? null : Math.round((v / 60) * 10) / 10);
