@@ -66,7 +66,7 @@ def test_alarm_appears_live_and_is_worked_to_resolution(centre: Centre, page_for
 
     page.click("#act-ack")
     page.wait_for_selector("#incident-view[data-state=acknowledged]")
-    assert page.is_hidden("#alert-strip")
+    page.wait_for_selector("#alert-strip", state="hidden", timeout=1000)
     assert OPERATOR in page.inner_text("#incident-holder")
 
     # Call back the daughter from her line on the card, and record that she answered.
@@ -125,6 +125,13 @@ def test_live_stream_recovers_after_dispatchd_restarts(centre: Centre, page_for:
     page.wait_for_selector(f"#queue-body tr[data-id='{incident.id}']", timeout=3000)
     assert time.monotonic() - raised < 1.5
     assert "Fall" in page.inner_text(f"#queue-body tr[data-id='{incident.id}']")
+    # The keyboard alone: Enter opens the alarm in the strip, A acknowledges it.
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#incident-view[data-state=new]")
+    page.keyboard.press("a")
+    page.wait_for_selector("#incident-view[data-state=acknowledged]")
+    page.keyboard.press("Escape")
+    page.wait_for_selector("#queue-view:not(.hidden)")
 
 
 def test_language_switch_changes_the_labels(centre: Centre, page_for: Any) -> None:

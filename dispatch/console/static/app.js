@@ -283,7 +283,8 @@
     const id = $("#alert-strip").dataset.id;
     if (!id) return;
     try {
-      await api("POST", `/api/v1/incidents/${encodeURIComponent(id)}/acknowledge`, {});
+      const result = await api("POST", `/api/v1/incidents/${encodeURIComponent(id)}/acknowledge`, {});
+      if (result && result.incident) applyIncident(result.incident);
       location.hash = `#/incident/${encodeURIComponent(id)}`;
     } catch (e) { $("#alert-text").textContent = e.message; }
     scheduleRefresh(0);
@@ -465,6 +466,7 @@
     try {
       const result = await api("POST", `/api/v1/incidents/${encodeURIComponent(state.current.id)}/${path}`, body || {});
       if (result && result.warning) $("#action-error").textContent = result.warning;
+      if (result && result.incident) applyIncident(result.incident);
       await loadIncident(state.current.id, false);
       scheduleRefresh(0);
       return result;
@@ -472,6 +474,14 @@
       $("#action-error").textContent = e.message;
       return null;
     }
+  }
+
+  // The action's reply already holds the incident: the queue and the strip follow at once.
+  function applyIncident(inc) {
+    const open = inc.state !== "resolved";
+    state.incidents = state.incidents.filter((i) => i.id !== inc.id).concat(open ? [inc] : []);
+    renderQueue();
+    renderAlert();
   }
 
   $("#act-ack").addEventListener("click", () => act("acknowledge"));
@@ -688,7 +698,8 @@
     const inIncident = !$("#incident-view").classList.contains("hidden") && state.current;
     if (inIncident && e.key.toLowerCase() === "a" && !$("#act-ack").disabled) { e.preventDefault(); act("acknowledge"); }
     if (inIncident && e.key.toLowerCase() === "n") { e.preventDefault(); $("#note-form input").focus(); }
-    if (!inIncident && e.key === "Enter" && !$("#alert-strip").classList.contains("hidden")) $("#alert-open").click();
+    const idle = document.activeElement === document.body;
+    if (!inIncident && idle && e.key === "Enter" && !$("#alert-strip").classList.contains("hidden")) $("#alert-open").click();
   });
   $("#lang").addEventListener("change", (e) => setLang(e.target.value));
   $$("[data-lang]").forEach((b) => b.addEventListener("click", () => setLang(b.dataset.lang)));
