@@ -513,7 +513,9 @@
   // ---------------------------------------------------------------- gateways
 
   async function loadGateways() {
-    const list = asList(await api("GET", "/api/v1/gateways"), "gateways");
+    // Offline gateways first: they are the ones somebody needs to look at.
+    const list = asList(await api("GET", "/api/v1/gateways"), "gateways")
+      .sort((a, b) => (a.online - b.online) || String(a.id).localeCompare(String(b.id)));
     state.gateways = Object.fromEntries(list.map((g) => [g.id, g]));
     $("#gateways-body").innerHTML = list.map((g) => {
       const depth = g.buffer_depth || {};
