@@ -116,7 +116,9 @@ class _Router:
             devices = summary.setdefault("devices", [])
             if event.device_id not in devices and len(devices) < 50:
                 devices.append(event.device_id)
-        if row["category"] == "trouble":
+        if row["category"] == "trouble" and event.kind is EventKind.ESCALATION:
+            pass  # one-shot: nothing to restore later
+        elif row["category"] == "trouble":
             troubles = summary.setdefault("troubles", {})
             key = f"{event.kind.condition.value}:{event.device_id or '-'}"
             troubles[key] = not event.kind.is_restore
@@ -141,6 +143,15 @@ class _Router:
                     kind=kind.value, category="alarm", priority=int(kind.priority), open_key=None
                 )
             return self._touch(row, event)
+        if kind is EventKind.ESCALATION:
+            # The gateway escalated locally because nobody here acknowledged an alarm yet:
+            # that belongs on the alarm's own incident, not in the household's trouble summary
+            # (it has no restore, so it would hold a trouble incident open for good).
+            escalated = str(event.payload.get("escalates", "")).partition(":")[0]
+            row = self._find("alarm", escalated or None) or self._find("alarm", None)
+            if row is not None:
+                entry = self._touch(row, event)
+                return entry
         # Trouble lane: one summary incident per household.
         row = self._find("trouble", None)
         if row is None:

@@ -44,6 +44,8 @@ log = structlog.get_logger(__name__)
 STOP_TIMEOUT_S = 8.0
 #: Test mode (a walk test) ends by itself after this, whatever happened to the installer's CLI.
 TEST_MODE_LIMIT_S = 3600.0
+#: How often a gateway that is not enrolled yet looks for its credential.
+ENROLLMENT_POLL_S = 2.0
 
 
 class GatewayError(Exception):
@@ -230,22 +232,37 @@ class Gateway:
             runner = DriverRunner(driver, self.pipeline.submit)
             self.runners[driver_id] = runner
             runner.start()
-        await self._start_forwarding()
+        if not await self._start_forwarding():
+            self._spawn(self._await_enrollment(), "enrollment")
         await self._start_control()
         interval = sdnotify.watchdog_interval()
         if interval:
             self._spawn(sdnotify.run_watchdog(self.healthy, interval), "watchdog")
         self._spawn(self._status_loop(), "status")
 
-    async def _start_forwarding(self) -> None:
+    async def _await_enrollment(self) -> None:
+        """Start forwarding as soon as `gatewayd enroll` has stored a credential: an installer
+        enrolls a running gateway, and nothing buffered meanwhile is lost."""
+        path = credential_path(self.config)
+        while self.forwarder is None:
+            await asyncio.sleep(ENROLLMENT_POLL_S)
+            if path.exists():
+                try:
+                    await self._start_forwarding()
+                except (OSError, ValueError) as exc:
+                    self.log.error("credential_unreadable", path=str(path), error=str(exc))
+
+    async def _start_forwarding(self) -> bool:
         cfg = self.config
         path = credential_path(cfg)
+        if self.forwarder is not None:
+            return True
         if not path.exists():
             self.log.warning(
                 "not_enrolled",
                 detail="events are kept in the buffer until `gatewayd enroll` is run",
             )
-            return
+            return False
         assert self.buffer is not None
         assert self.pipeline is not None
         credential = Credential.load(path)
@@ -272,6 +289,8 @@ class Gateway:
         )
         self._spawn(self.forwarder.run(), "forwarder")
         self._spawn(self.heartbeats.run(), "heartbeat")
+        self.log.info("forwarding", dispatch=url)
+        return True
 
     async def _start_control(self) -> None:
         self.control = ControlServer(self.config.status_socket, self)

@@ -207,3 +207,33 @@ def test_action_bodies_are_validated(server: DispatchServer) -> None:
     assert client.post(f"{base}/dispatch", json={}).status_code == 422
     assert client.get("/api/v1/incidents/nope").status_code == 404
     assert client.get("/api/v1/incidents", params={"state": "bogus"}).status_code == 422
+
+
+def test_a_local_escalation_joins_the_alarm_it_escalates(server: DispatchServer) -> None:
+    household = unique("hh")
+    gw = server.enroll(household)
+    [smoke] = send(gw, EventKind.SMOKE, device="smoke-k")
+    reply = gw.send_events(
+        batch(
+            gw.gateway_id,
+            event(
+                gw.gateway_id,
+                EventKind.ESCALATION,
+                device="smoke-k",
+                payload={"escalates": "smoke:smoke-k", "attempt": 1},
+            ),
+        )
+    )
+    acks = IngestReply.model_validate_json(reply.content).acks
+    assert acks[0].incident is not None
+    assert acks[0].incident.id == smoke
+    client = server.operator_client()
+    # No trouble incident that could never close: the escalation is one-shot.
+    assert [i["kind"] for i in incidents_of(client, household)] == ["smoke"]
+    send(gw, EventKind.SMOKE_RESTORE, device="smoke-k")
+    detail = client.get(f"/api/v1/incidents/{smoke}").json()
+    assert [t["name"] for t in detail["timeline"] if t["type"] == "event"] == [
+        "smoke",
+        "escalation",
+        "smoke_restore",
+    ]

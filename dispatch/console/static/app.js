@@ -24,7 +24,8 @@
     if (!detail || typeof detail !== "object") return "";
     return Object.entries(detail)
       .filter(([k, v]) => v !== null && v !== "" && typeof v !== "object" && k !== "condition")
-      .map(([k, v]) => `${k}: ${v}`).join(", ");
+      .map(([k, v]) => `${t(`detail_${k}`) === `detail_${k}` ? k : t(`detail_${k}`)}: ${
+        typeof v === "string" && /^\d{4}-\d\d-\d\dT/.test(v) ? fmtTime(v) : v}`).join(", ");
   }
 
   // ---------------------------------------------------------------- i18n and formatting
@@ -40,6 +41,7 @@
     $$("[data-i18n-placeholder]").forEach((el) => { el.placeholder = t(el.dataset.i18nPlaceholder); });
     $("#lang").value = state.lang;
     $("#sound-toggle").textContent = t(state.sound ? "sound_on" : "sound_off");
+    if (state.me) $("#whoami-role").textContent = t(`role_${state.me.role}`);
     document.title = t("title");
   }
 
@@ -50,12 +52,14 @@
     render();
   }
 
+  // One unambiguous form in every language: 2026-11-29 12:21:53, in the centre's time zone.
   function fmtTime(iso) {
     if (!iso) return "—";
-    return new Intl.DateTimeFormat(state.lang, {
+    const parts = Object.fromEntries(new Intl.DateTimeFormat("en-GB", {
       timeZone: state.tz, year: "numeric", month: "2-digit", day: "2-digit",
-      hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false,
-    }).format(new Date(iso));
+      hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23",
+    }).formatToParts(new Date(iso)).map((p) => [p.type, p.value]));
+    return `${parts.year}-${parts.month}-${parts.day} ${parts.hour}:${parts.minute}:${parts.second}`;
   }
 
   function fmtAge(iso) {
@@ -104,6 +108,9 @@
   function showLogin() {
     stopStream();
     state.me = null;
+    state.incidents = [];
+    state.current = null;
+    renderAlert();
     $("#app").classList.add("hidden");
     $("#login-view").classList.remove("hidden");
   }
@@ -112,11 +119,14 @@
     state.me = me;
     $("#login-view").classList.add("hidden");
     $("#app").classList.remove("hidden");
-    $("#whoami").textContent = `${me.display_name || me.username} · ${me.role}`;
+    $("#whoami-name").textContent = me.display_name || me.username;
+    $("#whoami-role").textContent = t(`role_${me.role}`);
+    $("#whoami-role").dataset.role = me.role;
     try {
       const cfg = await api("GET", "/api/v1/console/config");
       if (cfg && cfg.timezone) state.tz = cfg.timezone;
     } catch (e) { /* the browser's zone is a fine fallback */ }
+    tickClock();
     startStream();
     route();
   }
@@ -158,17 +168,26 @@
     es.onopen = () => { setConnected(true); scheduleRefresh(0); };
     es.onerror = () => {
       setConnected(false);
-      if (es.readyState === EventSource.CLOSED) {
-        // The server refused (e.g. restarted without our session): retry from scratch.
-        setTimeout(() => { if (state.me && state.stream === es) startStream(); }, 2000);
-      }
+      // CONNECTING: the browser retries by itself (the server asks for 2 s). CLOSED: the server
+      // answered with an error (starting up, or our session is gone): retry from scratch.
+      if (es.readyState === EventSource.CLOSED) setTimeout(() => reconnect(es), 2000);
     };
-    const onChange = () => scheduleRefresh(150);
+    const onChange = () => scheduleRefresh(50);
     es.onmessage = onChange;
     // Named stream events: any change to incidents or gateways re-reads the queue.
     ["incident.opened", "incident.updated", "incident.escalated", "incident.takeover",
       "gateway.online", "gateway.offline", "gateway.enrolled", "gateway.reenrolled",
-      "gateway.revoked"].forEach((name) => es.addEventListener(name, onChange));
+      "gateway.revoked", "household.created", "household.updated"].forEach((name) => es.addEventListener(name, onChange));
+  }
+
+  async function reconnect(es) {
+    if (!state.me || state.stream !== es) return;
+    try {
+      await api("GET", "/api/v1/auth/me"); // a 401 shows the login form instead
+      if (state.me && state.stream === es) startStream();
+    } catch (e) {
+      if (state.me && state.stream === es && e.status !== 401) setTimeout(() => reconnect(es), 2000);
+    }
   }
 
   function stopStream() {
@@ -186,19 +205,36 @@
     try {
       state.incidents = asList(await api("GET", "/api/v1/incidents?state=open&limit=500"), "incidents");
       renderQueue();
+      renderAlert();
       await loadGateways();
       if (state.current) await loadIncident(state.current.id, false);
     } catch (e) { /* the next stream message or reconnect retries */ }
   }
 
+  // A safety net under the stream: a half-open connection shows no error to the page (the
+  // server's keep-alives are comments, invisible to EventSource), so re-read the queue anyway.
+  setInterval(() => { if (state.me && state.connected) refresh(); }, 30000);
+
   // ---------------------------------------------------------------- sound
 
   let audio = null;
   function unlockAudio() {
-    try { audio = audio || new (window.AudioContext || window.webkitAudioContext)(); } catch (e) { audio = null; }
+    try {
+      audio = audio || new (window.AudioContext || window.webkitAudioContext)();
+      if (audio.state === "suspended") audio.resume();
+    } catch (e) { audio = null; }
   }
+  // Browsers start audio only after a gesture: any click or key on the page unlocks it.
+  ["pointerdown", "keydown"].forEach((ev) => document.addEventListener(ev, unlockAudio, { capture: true }));
   function beep() {
-    if (!state.sound || !audio) return;
+    if (!state.sound) return;
+    unlockAudio();
+    if (!audio || audio.state !== "running") {
+      $("#sound-blocked").classList.remove("hidden");
+      return;
+    }
+    $("#sound-blocked").classList.add("hidden");
+    document.body.dataset.sounds = String(Number(document.body.dataset.sounds || 0) + 1);
     const osc = audio.createOscillator();
     const gain = audio.createGain();
     osc.type = "square";
@@ -209,7 +245,7 @@
     osc.stop(audio.currentTime + 0.25);
   }
   setInterval(() => {
-    if (state.incidents.some(needsAttention)) beep();
+    if (state.me && state.incidents.some(needsAttention)) beep();
   }, 2000);
   $("#sound-toggle").addEventListener("click", () => {
     state.sound = !state.sound;
@@ -221,7 +257,43 @@
   // A new life-safety incident stands out until someone acknowledges it.
   function needsAttention(inc) { return inc.state === "new" && Number(inc.priority) <= 1; }
 
+  // ---------------------------------------------------------------- alert strip
+
+  // Shown above every view while a life-safety incident waits: open or acknowledge in one click.
+  function renderAlert() {
+    const waiting = sortQueue(state.incidents).filter(needsAttention);
+    const strip = $("#alert-strip");
+    strip.classList.toggle("hidden", waiting.length === 0);
+    document.title = waiting.length ? `⚠ (${waiting.length}) ${t("title")}` : t("title");
+    if (!waiting.length) { strip.dataset.id = ""; return; }
+    const inc = waiting[0];
+    strip.dataset.id = inc.id;
+    $("#alert-text").textContent = [
+      waiting.length > 1 ? `${waiting.length} × ${t("new_alarm")}` : t("new_alarm"),
+      kindLabel(inc.kind), inc.household_name || inc.household_id, inc.community || "",
+    ].filter(Boolean).join(" · ");
+    $("#alert-age").dataset.since = inc.opened_at;
+    $("#alert-age").textContent = fmtAge(inc.opened_at);
+  }
+  $("#alert-open").addEventListener("click", () => {
+    const id = $("#alert-strip").dataset.id;
+    if (id) location.hash = `#/incident/${encodeURIComponent(id)}`;
+  });
+  $("#alert-ack").addEventListener("click", async () => {
+    const id = $("#alert-strip").dataset.id;
+    if (!id) return;
+    try {
+      const result = await api("POST", `/api/v1/incidents/${encodeURIComponent(id)}/acknowledge`, {});
+      if (result && result.incident) applyIncident(result.incident);
+      location.hash = `#/incident/${encodeURIComponent(id)}`;
+    } catch (e) { $("#alert-text").textContent = e.message; }
+    scheduleRefresh(0);
+  });
+
   // ---------------------------------------------------------------- queue
+
+  const sortQueue = (list) => [...list].sort((a, b) =>
+    (a.priority - b.priority) || (new Date(a.opened_at) - new Date(b.opened_at)));
 
   function slaCells(inc) {
     const d = inc.deadlines || {};
@@ -243,8 +315,7 @@
   }
 
   function renderQueue() {
-    const rows = [...state.incidents].sort((a, b) =>
-      (a.priority - b.priority) || (new Date(a.opened_at) - new Date(b.opened_at)));
+    const rows = sortQueue(state.incidents);
     $("#queue-count").textContent = `${rows.length}`;
     $("#queue-empty").classList.toggle("hidden", rows.length > 0);
     $("#queue-body").innerHTML = rows.map((inc) => {
@@ -271,13 +342,14 @@
 
   // The age and timer columns tick every second without re-reading the API.
   setInterval(() => {
-    $$("#queue-body td.age").forEach((td) => { td.textContent = fmtAge(td.dataset.since); });
+    $$("#queue-body td.age, #alert-age").forEach((el) => { el.textContent = fmtAge(el.dataset.since); });
     $$("#queue-body tr").forEach((tr) => {
       const inc = state.incidents.find((i) => String(i.id) === tr.dataset.id);
       if (inc) tr.children[6].innerHTML = slaCells(inc);
     });
-    $("#clock").textContent = fmtTime(new Date().toISOString());
+    tickClock();
   }, 1000);
+  function tickClock() { $("#clock").textContent = fmtTime(new Date().toISOString()); }
 
   // ---------------------------------------------------------------- incident view
 
@@ -288,56 +360,105 @@
     if (scroll) window.scrollTo(0, 0);
   }
 
+  function phoneList(hh) {
+    const residents = hh.residents || [];
+    const contacts = [...(hh.emergency_contacts || [])].sort((a, b) => (a.priority || 1) - (b.priority || 1));
+    return [
+      ...(hh.phone ? [{ number: hh.phone, who: t("home_phone") }] : []),
+      ...residents.flatMap((r) => (r.phones || []).map((n) => ({ number: n, who: r.name }))),
+      ...contacts.flatMap((c) => (c.phones || []).map((n) => ({
+        number: n, who: `${c.name}${c.relation ? ` (${c.relation})` : ""}`, contact: c }))),
+    ];
+  }
+
+  function phoneRow(p) {
+    return `<li><span>${esc(p.who)}</span> <a href="tel:${esc(p.number.replace(/[^0-9+]/g, ""))}">${esc(p.number)}</a>
+      ${p.contact && p.contact.has_key ? `<span class="tag">${esc(t("has_key"))}</span>` : ""}
+      <button type="button" class="small call-back" data-number="${esc(p.number)}">${esc(t("callback"))}</button></li>`;
+  }
+
+  function describeTimeline(e) {
+    if (e.type === "event") return kindLabel(e.name);
+    const key = `act_${e.name}`;
+    return t(key) === key ? e.name : t(key);
+  }
+
+  function describeAction(e) {
+    const d = e.detail || {};
+    const parts = [];
+    if (d.outcome) parts.push(t(`cb_${d.outcome}`) !== `cb_${d.outcome}` && e.name === "callback_made"
+      ? t(`cb_${d.outcome}`) : (t(`out_${d.outcome}`) === `out_${d.outcome}` ? d.outcome : t(`out_${d.outcome}`)));
+    if (d.number) parts.push(d.number);
+    if (d.responder) parts.push(d.responder);
+    if (d.text) parts.push(d.text);
+    if (d.note) parts.push(d.note);
+    if (d.took_over_from) parts.push(`${t("from_operator")} ${d.took_over_from}`);
+    if (d.overdue) parts.push(`${t("overdue")}: ${d.overdue}`);
+    if (d.reason) parts.push(d.reason);
+    return parts.join(" · ");
+  }
+
   function renderIncident() {
     const inc = state.current;
     if (!inc) return;
     const hh = inc.household || {};
-    $("#incident-title").textContent = `${kindLabel(inc.kind)} · ${hh.name || inc.household_id || ""}`;
+    const mine = inc.operator === state.me.username;
+    $("#incident-title").textContent = `${kindLabel(inc.kind)} · ${hh.name || inc.household_name || inc.household_id || ""}`;
     $("#incident-state").textContent = t(`state_${inc.state}`);
     $("#incident-state").className = `pill state-${inc.state}`;
+    $("#incident-holder").textContent = inc.operator ? `${t("col_operator")}: ${inc.operator}` : "";
+    $("#incident-sla").innerHTML = slaCells(inc);
     const residents = hh.residents || [];
-    const phones = [
-      ...(hh.phone ? [{ number: hh.phone, label: "" }] : []),
-      ...residents.flatMap((r) => (r.phones || []).map((n) => ({ number: n, label: r.name }))),
-    ];
-    const contacts = (hh.emergency_contacts || []).flatMap((c) =>
-      (c.phones || []).map((n) => ({ name: c.name, relation: c.relation, phone: n, has_key: c.has_key })));
+    const phones = phoneList(hh);
     const timelineAll = inc.timeline || [];
     const firstEvent = timelineAll.find((e) => e.type === "event" && e.device_id) || {};
     const deviceInfo = (hh.devices || []).find((d) => d.id === firstEvent.device_id) || {};
-    const device = { id: firstEvent.device_id, room: firstEvent.room || deviceInfo.room };
-    const gw = state.gateways[inc.gateway_id] || {};
+    const room = firstEvent.room || deviceInfo.room || "";
+    const gw = state.gateways[inc.gateway_id] || null;
+    const backlog = gw ? Object.values(gw.buffer_depth || {}).reduce((a, b) => a + Number(b || 0), 0) : null;
     const age = (r) => (r.birth_year ? new Date().getFullYear() - r.birth_year : null);
+    const row = (label, html) => (html ? `<dt>${esc(label)}</dt><dd>${html}</dd>` : "");
     $("#household-card").innerHTML = `
-      <h3>${esc(hh.name || "")}</h3>
-      ${residents.map((r) => `<p><strong>${esc(t("resident"))}:</strong> ${esc(r.name)}
-        ${age(r) ? `· ${esc(t("age"))} ${esc(age(r))}` : ""}</p>`).join("")}
-      <p><strong>${esc(t("address"))}:</strong> ${esc(hh.address || "")} ${esc(hh.community || "")}</p>
-      <p><strong>${esc(t("phones"))}:</strong> ${phones.map((p) =>
-        `<a href="tel:${esc(p.number || p)}">${esc(p.label ? `${p.label} ` : "")}${esc(p.number || p)}</a>`).join(", ")}</p>
-      <p><strong>${esc(t("medical"))}:</strong> ${esc(residents.map((r) => r.medical_notes || "").join(" "))}</p>
-      <p><strong>${esc(t("access"))}:</strong> ${esc(hh.access_notes || "")} ${esc(hh.key_safe || "")}</p>
-      <p><strong>${esc(t("contacts"))}:</strong> ${contacts.map((c) =>
-        `${esc(c.name)} (${esc(c.relation || "")}${c.has_key ? ", 🔑" : ""}) <a href="tel:${esc(c.phone)}">${esc(c.phone)}</a>`).join("; ")}</p>
-      <p><strong>${esc(t("device"))}:</strong> ${esc(device.id || inc.device_id || "—")}
-        ${device.room || inc.room ? `· ${esc(t("room"))} ${esc(device.room || inc.room)}` : ""}</p>
-      <p><strong>${esc(t("gateway"))}:</strong> ${esc(inc.gateway_id || "—")}
-        ${gw.online === undefined ? "" : `· <span class="${gw.online ? "ok" : "bad"}">${esc(t(gw.online ? "online" : "offline"))}</span>`}
-        ${gw.last_heartbeat_at ? `· ${esc(fmtTime(gw.last_heartbeat_at))}` : ""}</p>`;
-    $("#callback-phone").innerHTML = [...phones, ...contacts.map((c) => ({ number: c.phone, label: c.name }))]
-      .map((p) => `<option value="${esc(p.number || p)}">${esc(p.label ? `${p.label} ` : "")}${esc(p.number || p)}</option>`).join("");
-    $("#timeline").innerHTML = timelineAll.map((e) => `<li class="tl-${esc(e.type)}">
+      <h3>${esc(hh.name || inc.household_id || "")}</h3>
+      <dl class="facts">
+        ${residents.map((r) => row(t("resident"), `<strong>${esc(r.name)}</strong>${age(r) ? ` · ${esc(t("age"))} ${esc(age(r))}` : ""}${r.language ? ` · ${esc(r.language)}` : ""}`)).join("")}
+        ${row(t("address"), esc([hh.address, hh.community].filter(Boolean).join(" · ")))}
+        ${row(t("medical"), residents.filter((r) => r.medical_notes).map((r) => `<span class="medical">${esc(r.medical_notes)}</span>`).join("<br>"))}
+        ${row(t("access"), esc([hh.access_notes, hh.key_safe].filter(Boolean).join(" · ")))}
+        ${row(t("notes"), esc(hh.notes || ""))}
+        ${row(t("device"), esc([deviceInfo.label || firstEvent.device_id || "—", room ? `${t("room")}: ${room}` : ""].filter(Boolean).join(" · ")))}
+        ${row(t("gateway"), gw ? `${esc(gw.id)} · <span class="${gw.online ? "ok" : "bad"}">${esc(t(gw.online ? "online" : "offline"))}</span>
+          · ${esc(t("gw_last"))} ${esc(fmtTime(gw.last_heartbeat_at))} · ${esc(t("gw_backlog"))} ${esc(backlog)}${gw.version ? ` · v${esc(gw.version)}` : ""}`
+          : esc(inc.gateway_id || "—"))}
+      </dl>
+      <h4>${esc(t("phones"))} / ${esc(t("contacts"))}</h4>
+      <ul class="phones">${phones.map(phoneRow).join("") || `<li class="muted">—</li>`}</ul>`;
+    $$("#household-card .call-back").forEach((b) => b.addEventListener("click", () => {
+      $("#callback-phone").value = b.dataset.number;
+      $("#callback-form select[name=outcome]").focus();
+    }));
+    const selected = $("#callback-phone").value;
+    $("#callback-phone").innerHTML = phones.map((p) =>
+      `<option value="${esc(p.number)}">${esc(p.who)} ${esc(p.number)}</option>`).join("");
+    if (phones.some((p) => p.number === selected)) $("#callback-phone").value = selected;
+    $("#timeline").innerHTML = [...timelineAll].reverse().map((e) => `<li class="tl-${esc(e.type)}">
         <time>${esc(fmtTime(e.at))}</time>
-        <span class="what">${esc(e.type === "event" ? kindLabel(e.name) : t(`act_${e.name}`) === `act_${e.name}` ? e.name : t(`act_${e.name}`))}</span>
-        <span class="who">${esc(e.actor || "")}</span>
-        <span class="detail">${esc([e.device_id, e.room, describeDetail(e.detail)].filter(Boolean).join(" · "))}</span>
+        <span class="what">${esc(describeTimeline(e))}</span>
+        <span class="who">${esc(e.type === "event" ? (e.device_id || "") : (e.actor || ""))}</span>
+        <span class="detail">${esc(e.type === "event" ? [e.room, describeDetail(e.detail)].filter(Boolean).join(" · ") : describeAction(e))}</span>
       </li>`).join("");
+    // Only what the incident's state allows is enabled; the server still has the last word.
     const open = inc.state !== "resolved";
-    $("#act-ack").disabled = !open || inc.state !== "new" && inc.operator === state.me.username;
-    $("#act-dispatch").disabled = !open;
-    $("#act-onscene").disabled = !open;
-    $("#act-callback").disabled = !open;
-    $("#act-resolve").disabled = !open;
+    const worked = ["acknowledged", "callback_made", "responder_dispatched", "on_scene"].includes(inc.state);
+    $("#act-ack").disabled = !open || (mine && inc.state !== "new");
+    $("#act-ack").textContent = inc.operator && !mine ? t("act_takeover_btn") : t("act_ack");
+    $("#act-ack").classList.toggle("urgent", inc.state === "new");
+    $("#act-release").disabled = !open || !mine;
+    $("#act-dispatch").disabled = !(mine && ["acknowledged", "callback_made"].includes(inc.state));
+    $("#act-onscene").disabled = !(mine && inc.state === "responder_dispatched");
+    $("#act-callback").disabled = !(mine && worked);
+    $("#act-resolve").disabled = !(mine && worked);
+    $("#incident-view").dataset.state = inc.state;
   }
 
   async function act(path, body) {
@@ -345,6 +466,7 @@
     try {
       const result = await api("POST", `/api/v1/incidents/${encodeURIComponent(state.current.id)}/${path}`, body || {});
       if (result && result.warning) $("#action-error").textContent = result.warning;
+      if (result && result.incident) applyIncident(result.incident);
       await loadIncident(state.current.id, false);
       scheduleRefresh(0);
       return result;
@@ -354,16 +476,26 @@
     }
   }
 
+  // The action's reply already holds the incident: the queue and the strip follow at once.
+  function applyIncident(inc) {
+    const open = inc.state !== "resolved";
+    state.incidents = state.incidents.filter((i) => i.id !== inc.id).concat(open ? [inc] : []);
+    renderQueue();
+    renderAlert();
+  }
+
   $("#act-ack").addEventListener("click", () => act("acknowledge"));
   $("#act-dispatch").addEventListener("click", () => {
     const responder = $("#responder").value.trim() || t("responder_default");
     act("dispatch", { responder });
   });
   $("#act-onscene").addEventListener("click", () => act("on-scene"));
+  $("#act-release").addEventListener("click", () => act("release"));
   $("#callback-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
     const f = new FormData(ev.target);
-    act("callback", { number: f.get("phone") || "", outcome: f.get("outcome"), note: f.get("note") || "" });
+    act("callback", { number: f.get("phone") || "", outcome: f.get("outcome"), note: f.get("note") || "" })
+      .then((ok) => { if (ok) ev.target.elements.note.value = ""; });
   });
   $("#note-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
@@ -373,13 +505,17 @@
   $("#resolve-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
     const f = new FormData(ev.target);
-    act("resolve", { outcome: f.get("outcome"), note: f.get("note") || "" });
+    act("resolve", { outcome: f.get("outcome"), note: f.get("note") || "" }).then((ok) => {
+      if (ok) { ev.target.reset(); location.hash = "#/queue"; }
+    });
   });
 
   // ---------------------------------------------------------------- gateways
 
   async function loadGateways() {
-    const list = asList(await api("GET", "/api/v1/gateways"), "gateways");
+    // Offline gateways first: they are the ones somebody needs to look at.
+    const list = asList(await api("GET", "/api/v1/gateways"), "gateways")
+      .sort((a, b) => (a.online - b.online) || String(a.id).localeCompare(String(b.id)));
     state.gateways = Object.fromEntries(list.map((g) => [g.id, g]));
     $("#gateways-body").innerHTML = list.map((g) => {
       const depth = g.buffer_depth || {};
@@ -413,7 +549,8 @@
     const h = await api("GET", `/api/v1/households/${encodeURIComponent(id)}`);
     const form = $("#household-form");
     form.classList.remove("hidden");
-    form.innerHTML = HOUSEHOLD_FIELDS.map((f) => `<label>${esc(f)}
+    form.innerHTML = `<h3>${esc(h.name)} <span class="muted">${esc(h.id)}</span></h3>` +
+      HOUSEHOLD_FIELDS.map((f) => `<label>${esc(t(`hh_${f}`))}
         <input name="${f}" value="${esc(h[f] ?? "")}"></label>`).join("") +
       `<button type="submit">${esc(t("save"))}</button><span class="muted" id="hh-saved"></span>`;
     form.onsubmit = async (ev) => {
@@ -439,47 +576,80 @@
     state.charts[id] = new window.Chart($(`#${id}`), config);
   }
 
+  // The centre's calendar day as UTC instants: reports cover whole local days.
+  function localDay(offsetDays) {
+    const parts = new Intl.DateTimeFormat("en-CA", { timeZone: state.tz, year: "numeric",
+      month: "2-digit", day: "2-digit" }).format(new Date(Date.now() + offsetDays * 86400e3));
+    return parts.slice(0, 10);
+  }
+
+  let reportTicket = 0;
   async function loadReports() {
-    const to = $("#report-to").value || new Date().toISOString().slice(0, 10);
-    const from = $("#report-from").value ||
-      new Date(Date.now() - 30 * 86400e3).toISOString().slice(0, 10);
+    const to = $("#report-to").value || localDay(0);
+    const from = $("#report-from").value || localDay(-29);
     $("#report-from").value = from;
     $("#report-to").value = to;
-    const r = await api("GET", `/api/v1/reports/response-times?from=${from}&to=${to}T23:59:59Z&group=community`);
-    const groups = asList(r, "groups");
-    const labels = groups.map((g) => g.key || g.community || g.group || "—");
-    const minutes = (s) => (s == null ? null : Math.round((s / 60) * 10) / 10);
-    const pick = (g, name) => (g[name] || {});
+    $("#report-error").textContent = "";
+    const end = new Date(`${to}T00:00:00Z`);
+    end.setUTCDate(end.getUTCDate() + 1);
+    const query = `from=${encodeURIComponent(`${from}T00:00:00`)}&to=${encodeURIComponent(end.toISOString().slice(0, 19))}`;
+    const group = $("#report-group").value;
+    const ticket = ++reportTicket;
+    let r;
+    try {
+      r = await api("GET", `/api/v1/reports/response-times?${query}&group=${group}`);
+    } catch (e) {
+      if (ticket === reportTicket) $("#report-error").textContent = e.status === 403 ? t("reports_forbidden") : e.message;
+      return;
+    }
+    if (ticket !== reportTicket) return; // a newer request (other dates or grouping) is under way
+    $("#reports-view").dataset.group = group;
+    const groups = r.groups || [];
+    const labels = groups.map((g) => g.group);
+    const minutes = (v) => (v == null ? null : Math.round((v / 60) * 10) / 10);
+    const pct = (v) => (v == null ? null : Math.round(v * 1000) / 10);
+    const steps = [["to_acknowledge", "to_ack", "#4c8dff"], ["to_callback", "to_callback", "#e8b339"],
+      ["to_arrive", "to_arrive", "#3fb96f"]];
+    const grid = { color: "#2c333d" };
+    const ticks = { color: "#c5ccd6" };
+    const common = { animation: false, responsive: true, maintainAspectRatio: false,
+      plugins: { legend: { labels: { color: "#e6e9ee" } } },
+      scales: { x: { grid, ticks }, y: { grid, ticks, beginAtZero: true } } };
     chart("chart-times", {
       type: "bar",
-      data: { labels, datasets: [
-        { label: t("to_ack"), data: groups.map((g) => minutes(pick(g, "acknowledge").median_s)) },
-        { label: t("to_callback"), data: groups.map((g) => minutes(pick(g, "callback").median_s)) },
-        { label: t("to_arrive"), data: groups.map((g) => minutes(pick(g, "on_scene").median_s)) },
-      ] },
-      options: { animation: false, responsive: true },
+      data: { labels, datasets: steps.map(([key, label, color]) => ({
+        label: t(label), backgroundColor: color, data: groups.map((g) => minutes(g[key].median_s)) })) },
+      options: common,
     });
     chart("chart-targets", {
       type: "bar",
-      data: { labels, datasets: [
-        { label: t("to_ack"), data: groups.map((g) => pick(g, "acknowledge").within_target_pct) },
-        { label: t("to_callback"), data: groups.map((g) => pick(g, "callback").within_target_pct) },
-        { label: t("to_arrive"), data: groups.map((g) => pick(g, "on_scene").within_target_pct) },
-      ] },
-      options: { animation: false, responsive: true, scales: { y: { min: 0, max: 100 } } },
+      data: { labels, datasets: steps.map(([key, label, color]) => ({
+        label: `${t(label)} (${t("target")} ${minutes(r.total[key].target_s)} min)`,
+        backgroundColor: color, data: groups.map((g) => pct(g[key].within_target)) })) },
+      options: { ...common, scales: { ...common.scales, y: { grid, ticks, min: 0, max: 100 } } },
     });
-    const byKind = r.alarms_by_kind || {};
+    const byKind = r.total.alarms_by_kind || {};
     chart("chart-kinds", {
       type: "doughnut",
-      data: { labels: Object.keys(byKind).map(kindLabel), datasets: [{ data: Object.values(byKind) }] },
-      options: { animation: false, responsive: true },
+      data: { labels: Object.keys(byKind).map(kindLabel), datasets: [{ data: Object.values(byKind),
+        backgroundColor: ["#ff3b3b", "#ff8c42", "#e8b339", "#3fb96f", "#4c8dff", "#a06cff", "#2ec4c4", "#8b95a3"] }] },
+      options: { animation: false, responsive: true, maintainAspectRatio: false,
+        plugins: { legend: { position: "right", labels: { color: "#e6e9ee" } } } },
     });
-    const rate = r.false_alarm_rate;
-    $("#report-summary").innerHTML = `<h3>${esc(t("incidents"))}: ${esc(r.incidents ?? groups.reduce((a, g) => a + (g.incidents || 0), 0))}</h3>
-      <p>${esc(t("false_alarm_rate"))}: ${rate == null ? "—" : `${Math.round(rate * 1000) / 10}%`}</p>
-      <p>${esc(t("gateways_offline"))}: ${esc(r.gateways_offline ?? "—")}</p>`;
+    const tot = r.total;
+    const line = (label, timing) => `<tr><th>${esc(t(label))}</th><td>${esc(timing.count)}</td>
+      <td>${esc(minutes(timing.median_s) ?? "—")}</td><td>${esc(minutes(timing.p90_s) ?? "—")}</td>
+      <td>${timing.within_target == null ? "—" : `${esc(pct(timing.within_target))}%`}</td></tr>`;
+    $("#report-summary").innerHTML = `<h3>${esc(t("incidents"))}: ${esc(tot.incidents)}</h3>
+      <table class="compact"><thead><tr><th></th><th>n</th><th>${esc(t("median_min"))}</th>
+        <th>${esc(t("p90_min"))}</th><th>${esc(t("within_target"))}</th></tr></thead><tbody>
+        ${line("to_ack", tot.to_acknowledge)}${line("to_callback", tot.to_callback)}${line("to_arrive", tot.to_arrive)}
+      </tbody></table>
+      <p>${esc(t("false_alarm_rate"))}: ${tot.false_alarm_rate == null ? "—" : `${esc(pct(tot.false_alarm_rate))}%`}
+        · ${esc(t("gateways_offline"))}: ${esc(r.gateways_offline_now)}</p>`;
   }
   $("#report-run").addEventListener("click", loadReports);
+  $("#report-group").addEventListener("change", loadReports);
 
   // ---------------------------------------------------------------- routing
 
@@ -510,10 +680,29 @@
 
   function render() {
     renderQueue();
+    renderAlert();
     renderIncident();
   }
 
   window.addEventListener("hashchange", route);
+
+  // Keyboard: Esc back to the queue; in an incident, A acknowledges and N writes a note.
+  // Letters act only when no field has the focus, so typing a note never triggers anything.
+  document.addEventListener("keydown", (e) => {
+    if (!state.me || e.ctrlKey || e.metaKey || e.altKey) return;
+    const typing = /^(INPUT|TEXTAREA|SELECT)$/.test(document.activeElement.tagName);
+    if (e.key === "Escape") {
+      if (typing) { document.activeElement.blur(); return; }
+      location.hash = "#/queue";
+      return;
+    }
+    if (typing) return;
+    const inIncident = !$("#incident-view").classList.contains("hidden") && state.current;
+    if (inIncident && e.key.toLowerCase() === "a" && !$("#act-ack").disabled) { e.preventDefault(); act("acknowledge"); }
+    if (inIncident && e.key.toLowerCase() === "n") { e.preventDefault(); $("#note-form input").focus(); }
+    const idle = document.activeElement === document.body;
+    if (!inIncident && idle && e.key === "Enter" && !$("#alert-strip").classList.contains("hidden")) $("#alert-open").click();
+  });
   $("#lang").addEventListener("change", (e) => setLang(e.target.value));
   $$("[data-lang]").forEach((b) => b.addEventListener("click", () => setLang(b.dataset.lang)));
 
