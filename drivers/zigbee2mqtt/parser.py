@@ -168,7 +168,7 @@ class Zigbee2MqttParser:
             return self._bridge(rest[len("bridge/") :], frame)
         if rest.endswith("/availability"):
             return self._availability(rest[: -len("/availability")], frame)
-        if _is_command_topic(rest):
+        if "/" in rest and _is_command_topic(rest):  # a plain device name has no "/"
             return []  # our own /set and /get requests, echoed by the subscription
         return self._device_state(rest, frame)
 
