@@ -1,4 +1,4 @@
-"""Dispatch ingest: events/s (batched) and heartbeats/s, on SQLite and PostgreSQL, one process and two.
+"""Dispatch ingest: events/s (batched) and heartbeats/s, SQLite and PostgreSQL, one process and two.
 
     python -m bench.dispatch_ingest [--quick] [--backends sqlite,postgres]
 
@@ -291,7 +291,8 @@ def main(argv: list[str] | None = None) -> None:
                 ):
                     if value < goal:
                         report.notes.append(
-                            f"GOAL MISSED: {name} on SQLite, one process: {value:,.0f} < {goal:,.0f}"
+                            f"GOAL MISSED: {name} on SQLite, one process: "
+                            f"{value:,.0f} < {goal:,.0f}"
                         )
     report.notes.append(
         f"{events:,} events in batches of {BATCH} (99% contact telemetry, 1% smoke alarm/"
