@@ -29,7 +29,7 @@ from typing import Any
 
 from bench.common import Report
 from bench.dispatch_ingest import EVENTS_PATH, make_batches
-from bench.harness import DispatchServer, free_port, post_all, signed_request, start_dispatch
+from bench.harness import DispatchServer, post_all, signed_request, start_dispatch
 from gatewayd.aiobuffer import AsyncEventBuffer
 from gatewayd.buffer import EventBuffer, EventDraft
 from gatewayd.contract import EventKind, Lane
@@ -95,7 +95,7 @@ async def drain(buffer_path: Path, dispatch: DispatchServer, secret: str) -> dic
         await asyncio.to_thread(dispatch.start, 60)
         t0 = time.perf_counter()
         forwarder.wake()
-        while raw.stats(datetime.now(UTC)).pending_total:  # noqa: ASYNC110
+        while raw.stats(datetime.now(UTC)).pending_total:
             await asyncio.sleep(0.01)
             if time.perf_counter() - t0 > 1800:
                 raise SystemExit("the backlog did not drain within 30 minutes")
