@@ -176,7 +176,7 @@ def start(
 ) -> Flood:
     """Start the publisher process, connected and waiting for :meth:`Flood.begin`."""
     ctx = mp.get_context("spawn")
-    sent: Synchronized[int] = ctx.Value("q", 0)  # type: ignore[assignment]
+    sent: Synchronized[int] = ctx.Value("q", 0)
     pause = ctx.Event()
     go = ctx.Event()
     process = ctx.Process(
