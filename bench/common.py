@@ -50,6 +50,8 @@ def machine() -> dict[str, Any]:
         "platform": platform.platform(terse=True),
         "cpus": os.cpu_count(),
         "machine": platform.machine(),
+        # Other work on the machine skews every figure: say how busy it was.
+        "loadavg_1m": os.getloadavg()[0],
     }
 
 
