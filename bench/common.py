@@ -109,9 +109,9 @@ class Figure:
 
     @property
     def ratio(self) -> float | None:
-        if self.limit in (None, 0):
+        if self.limit is None or self.limit == 0:
             return None
-        return self.value / self.limit  # type: ignore[operator]
+        return self.value / self.limit
 
 
 @dataclass
