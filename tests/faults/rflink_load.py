@@ -64,6 +64,7 @@ class RflinkLoad:
     sim: CountingRflinkSimulator
     alarm_every: int = 2
     sent: int = 0
+    door_frames: int = 0
     #: Condition of each alarm sent -> monotonic time it was sent.
     alarms: dict[str, float] = field(default_factory=dict)
     _doors_open: list[bool] = field(default_factory=lambda: [False] * DOORS)
@@ -84,7 +85,8 @@ class RflinkLoad:
             self.alarms[self.condition(rf_id)] = time.monotonic()
             await self.sim.smoke(rf_id, on=True)
         else:
-            door = (n // self.alarm_every) % DOORS
+            door = self.door_frames % DOORS
+            self.door_frames += 1
             self._doors_open[door] = not self._doors_open[door]
             cmd = "ON" if self._doors_open[door] else "OFF"
             await self.sim.button("NewKaku", f"{0x200 + door:x}", cmd=cmd, switch="1")
