@@ -197,7 +197,8 @@ def check_exactly_once(
         missing_alarms = [i for i in verdict.missing if committed.get(i) in ALARM_KINDS]
         problems.append(
             f"{len(verdict.missing)} committed events/alarms never reached dispatch "
-            f"({len(missing_alarms)} of them alarms by id): {verdict.missing[:10]}"
+            f"({len(missing_alarms)} of them alarms by id): "
+                f"{[(i, committed.get(i)) for i in verdict.missing[:10]]}"
         )
     if verdict.duplicated:
         problems.append(f"delivered more than once: {dict(list(twice.items())[:10])}")
