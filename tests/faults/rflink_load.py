@@ -63,6 +63,8 @@ class RflinkLoad:
 
     sim: CountingRflinkSimulator
     alarm_every: int = 2
+    #: Number of the first smoke detector (loads that must not share detectors differ here).
+    first_alarm: int = 0
     sent: int = 0
     door_frames: int = 0
     #: Condition of each alarm sent -> monotonic time it was sent.
@@ -81,7 +83,7 @@ class RflinkLoad:
         n = self.sent
         self.sent += 1
         if n % self.alarm_every == 0:
-            rf_id = self.smoke_id(len(self.alarms))
+            rf_id = self.smoke_id(self.first_alarm + len(self.alarms))
             self.alarms[self.condition(rf_id)] = time.monotonic()
             await self.sim.smoke(rf_id, on=True)
         else:
