@@ -216,3 +216,44 @@ async def wait_drained(gw: GatewayProcess, *, within: float = 60.0) -> None:
 
 def state_file(gw: GatewayProcess) -> Path:
     return gw.state_dir / "buffer.db"
+
+
+def tamper_buffer(gw: GatewayProcess, how: str) -> str:
+    """Make the gateway lose or duplicate one pending alarm behind its back; returns its id.
+
+    ``lose``: delete the newest pending alarm from the buffer file; ``duplicate``: add a copy
+    of it under a new id. Used to show that the exactly-once check catches both.
+    """
+    import sqlite3
+
+    from gatewayd.contract import new_event_id
+
+    conn = sqlite3.connect(gw.state_dir / "buffer.db", timeout=10, isolation_level=None)
+    try:
+        row = conn.execute(
+            "SELECT seq, id FROM events WHERE lane = 0 ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        assert row is not None, "no pending alarm to tamper with"
+        seq, event_id = row
+        if how == "lose":
+            conn.execute("DELETE FROM events WHERE seq = ?", (seq,))
+        else:
+            top = conn.execute("SELECT MAX(seq) FROM events").fetchone()[0]
+            conn.execute(
+                "INSERT INTO events (seq, id, lane, kind, priority, device_id, at, test, payload, "
+                "size, appended_at) SELECT ?, ?, lane, kind, priority, device_id, at, test, "
+                "payload, size, appended_at FROM events WHERE seq = ?",
+                (top + 1000, new_event_id(), seq),
+            )
+    finally:
+        conn.close()
+    return str(event_id)
+
+
+def injected_fault() -> str | None:
+    """``FAULTS_INJECT=lose`` or ``duplicate``: the scenarios that honour it tamper once, so
+    their exactly-once check must fail (to show the suite would catch a real loss)."""
+    value = os.environ.get("FAULTS_INJECT") or None
+    if value not in (None, "lose", "duplicate"):
+        pytest.fail(f"FAULTS_INJECT must be 'lose' or 'duplicate', got {value!r}")
+    return value

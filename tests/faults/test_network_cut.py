@@ -13,9 +13,11 @@ from tests.faults.harness import (
     check_exactly_once,
     committed_events,
     enroll_into,
+    injected_fault,
     scale,
     scaled,
     stored_events,
+    tamper_buffer,
     until,
     wait_drained,
 )
@@ -65,6 +67,8 @@ async def test_network_cut_then_restored_drains_everything_alarms_first(
             await asyncio.sleep(phase_s)
         await sender
         assert gw.buffered(), "the outage must have left a backlog"
+        if (how := injected_fault()) is not None:
+            tamper_buffer(gw, how)
         assert gw.logged("dispatch_unreachable"), "the gateway must have noticed the outage"
         proxy.set_mode("pass")
         await wait_drained(gw, within=60 + phase_s)
