@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+
 import pytest
 
 from tests.fixtures.gateway import GatewayProcess, home_toml

@@ -73,6 +73,13 @@ async def until(predicate: Callable[[], Any], within: float = 15.0, what: str = 
         await asyncio.sleep(0.1)
 
 
+async def settle(predicate: Callable[[], Any], within: float) -> None:
+    """Wait until ``predicate()`` or ``within`` seconds, without failing: a check follows."""
+    deadline = time.monotonic() + within
+    while not predicate() and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+
+
 def enroll_into(
     dispatch: DispatchServer,
     gw: GatewayProcess,
@@ -198,7 +205,7 @@ def check_exactly_once(
         problems.append(
             f"{len(verdict.missing)} committed events/alarms never reached dispatch "
             f"({len(missing_alarms)} of them alarms by id): "
-                f"{[(i, committed.get(i)) for i in verdict.missing[:10]]}"
+            f"{[(i, committed.get(i)) for i in verdict.missing[:10]]}"
         )
     if verdict.duplicated:
         problems.append(f"delivered more than once: {dict(list(twice.items())[:10])}")

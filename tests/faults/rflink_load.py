@@ -53,6 +53,10 @@ class CountingRflinkSimulator(RflinkSimulator):
         except OSError:
             self.dropped.append(data)
 
+    async def __aenter__(self) -> CountingRflinkSimulator:
+        await self.start()
+        return self
+
     def dropped_text(self) -> str:
         return b"".join(self.dropped).decode("ascii", "replace")
 

@@ -32,17 +32,34 @@ MISTAKES = [
     Mistake("heartbeat", "heartbeat_interval = 0", "heartbeat_interval = 5", ("heartbeat",)),
     Mistake("wrong type", 'timeout = "soon"', "timeout = 5", ("dispatch.timeout", "soon")),
     Mistake("budget", "disk_budget_mib = -1", "disk_budget_mib = 1", ("disk_budget_mib",)),
-    Mistake("duplicate driver", 'id = "rf"\ntype = "zigbee2mqtt"', 'id = "zb"\ntype = "zigbee2mqtt"',
-            ("driver ids must be unique", "rf")),  # fmt: skip
-    Mistake("duplicate device", 'id = "smoke-1"\ndriver = "zb"', 'id = "smoke-2"\ndriver = "zb"',
-            ("device ids must be unique", "smoke-1")),  # fmt: skip
+    Mistake(
+        "duplicate driver",
+        'id = "rf"\ntype = "zigbee2mqtt"',
+        'id = "zb"\ntype = "zigbee2mqtt"',
+        ("driver ids must be unique", "rf"),
+    ),
+    Mistake(
+        "duplicate device",
+        'id = "smoke-1"\ndriver = "zb"',
+        'id = "smoke-2"\ndriver = "zb"',
+        ("device ids must be unique", "smoke-1"),
+    ),
     Mistake("role", 'role = "smok"', 'role = "smoke"', ("'smok'",)),
-    Mistake("driver type", 'type = "no_such_driver"', 'type = "rflink"\nport = "/dev/null"',
-            ("no_such_driver",)),  # fmt: skip
-    Mistake("rflink address", 'address = "not an rflink address"', 'address = "SmokeAlert:1"',
-            ("not an rflink address",)),  # fmt: skip
-    Mistake("rule value", 'escalate_after_s = "never"', "escalate_after_s = 600",
-            ("escalate_after_s",)),  # fmt: skip
+    Mistake(
+        "driver type",
+        'type = "no_such_driver"',
+        'type = "rflink"\nport = "/dev/null"',
+        ("no_such_driver",),
+    ),
+    Mistake(
+        "rflink address",
+        'address = "not an rflink address"',
+        'address = "SmokeAlert:1"',
+        ("not an rflink address",),
+    ),
+    Mistake(
+        "rule value", 'escalate_after_s = "never"', "escalate_after_s = 600", ("escalate_after_s",)
+    ),
 ]
 
 TEMPLATE = """[gateway]
@@ -110,9 +127,7 @@ def test_every_mistake_is_named_and_the_gateway_never_starts(tmp_path: Path) -> 
         assert result.returncode == EXIT_CONFIG, output
         assert "Traceback" not in output, output
         named = {
-            m.name
-            for m in MISTAKES
-            if m.name not in fixed and all(w in output for w in m.named_by)
+            m.name for m in MISTAKES if m.name not in fixed and all(w in output for w in m.named_by)
         }
         assert named, f"exit 3 without naming any remaining mistake:\n{output}"
         runs.append(sorted(named))

@@ -42,7 +42,9 @@ async def test_the_check_fails_on_a_lost_or_duplicated_alarm(
     proxy.start()
     proxy.set_mode("refuse")
     async with CountingRflinkSimulator() as sim:
-        gw = faults_gateway(dispatch_url=proxy.url, gateway_id=gateway_id, **rflink_config(sim.port))
+        gw = faults_gateway(
+            dispatch_url=proxy.url, gateway_id=gateway_id, **rflink_config(sim.port)
+        )
         enroll_into(dispatch_server, gw, gateway_id=gateway_id, url=proxy.url)
         gw.start()
         await until(lambda: gw.logged("gateway_ready"), 30, "gateway ready")
@@ -59,7 +61,8 @@ async def test_the_check_fails_on_a_lost_or_duplicated_alarm(
         check_exactly_once(committed, stored, expected_conditions=set(load.alarms))
     message = str(caught.value)
     if how == "lose":
-        assert tampered in message and "never reached dispatch" in message
+        assert tampered in message
+        assert "never reached dispatch" in message
     else:
         assert "more than once" in message
     print(f"\n{how}: {message}")

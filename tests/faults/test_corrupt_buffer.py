@@ -60,7 +60,8 @@ async def test_corrupt_buffer_is_quarantined_reported_and_alarms_flow_again(
         quarantined = sorted(gw.state_dir.glob("buffer.db.corrupt-*"))
         assert [p for p in quarantined if not p.name.endswith(("-wal", "-shm"))]
         logged = gw.logged("buffer_corrupt_quarantined")
-        assert logged and logged[0]["level"] == "error"
+        assert logged
+        assert logged[0]["level"] == "error"
         after = RflinkLoad(sim, first_alarm=1000)  # new detectors, not the lost ones
         await after.send(40)
         await wait_drained(gw)

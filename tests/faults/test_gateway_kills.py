@@ -133,7 +133,8 @@ async def test_kill_9_at_random_moments_loses_and_duplicates_no_alarm(
     kinds = collections.Counter(committed.values())
     print(
         f"\nkill -9: {load.sent} frames, {len(load.alarms)} alarms, {len(kill_times)} kills, "
-        f"{verdict.committed} events committed {dict(kinds)}, {len(lost)} alarms lost in flight and raised "
-        f"again by the repeat, {final.alarms_stored} alarms at dispatch, each once"
+        f"{verdict.committed} events committed {dict(kinds)}, {len(lost)} alarms lost in "
+        f"flight and raised again by the repeat, {final.alarms_stored} alarms at dispatch, "
+        "each once"
     )
     assert len(kill_times) == kills

@@ -30,7 +30,8 @@ ENROLL = "/api/v1/gateway/enroll"
 
 def _good_body(gw: EnrolledGateway, condition: str) -> dict[str, Any]:
     alarm = event(gw.gateway_id, EventKind.SMOKE, device=None, payload={"condition": condition})
-    return json.loads(batch(gw.gateway_id, alarm).model_dump_json())
+    body: dict[str, Any] = json.loads(batch(gw.gateway_id, alarm).model_dump_json())
+    return body
 
 
 def _cases(gw: EnrolledGateway, url: str) -> list[tuple[str, Callable[[], httpx.Response]]]:
@@ -54,9 +55,13 @@ def _cases(gw: EnrolledGateway, url: str) -> list[tuple[str, Callable[[], httpx.
     other_secret = EnrolledGateway(url, gw.gateway_id, gw.household_id, "0" * 64)
     stale = time.time() - 3600
     replay_headers = gw.signed_headers(EVENTS, raw)
-    huge = b'{"v":1,"gateway_id":"' + gw.gateway_id.encode() + b'","events":[' + (
-        b'{"x":"' + b"A" * 1_000_000 + b'"},'
-    ) * 20 + b"{}]}"
+    huge = (
+        b'{"v":1,"gateway_id":"'
+        + gw.gateway_id.encode()
+        + b'","events":['
+        + (b'{"x":"' + b"A" * 1_000_000 + b'"},') * 20
+        + b"{}]}"
+    )
     return [
         ("huge signed body (20 MB)", signed(huge)),
         ("huge unsigned body", lambda: httpx.post(url + EVENTS, content=huge, timeout=30)),
@@ -121,7 +126,9 @@ def _lying_length(url: str, gw: EnrolledGateway) -> httpx.Response:
     head, _, body = data.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split(" ", 2)[1]) if lines[0].startswith("HTTP/1.1 ") else 0
-    headers = [tuple(line.split(": ", 1)) for line in lines[1:] if ": " in line]
+    headers = [
+        (name, value) for name, _, value in (line.partition(": ") for line in lines[1:]) if value
+    ]
     return httpx.Response(status, headers=headers, content=body)
 
 
@@ -141,7 +148,8 @@ def test_malformed_requests_are_4xx_and_the_server_stays_well(
                 ("application/problem+json", "application/json")
             ), f"{name}: not a problem document: {reply.headers.get('content-type')}"
         assert httpx.get(dispatch_server.url + "/healthz", timeout=5).status_code == 200, name
-    assert dispatch_server.process is not None and dispatch_server.process.poll() is None
+    assert dispatch_server.process is not None
+    assert dispatch_server.process.poll() is None
     stored = stored_events(dispatch_server.db_url, "gw-abuse")
     conditions = {e.condition for e in stored}
     assert "smoke:tampered" not in conditions

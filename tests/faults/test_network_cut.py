@@ -24,7 +24,7 @@ from tests.faults.harness import (
 from tests.faults.rflink_load import CountingRflinkSimulator, RflinkLoad, rflink_config
 from tests.fixtures.dispatch import DispatchServer
 from tests.fixtures.gateway import GatewayProcess
-from tests.fixtures.netfault import FaultProxy
+from tests.fixtures.netfault import FaultProxy, Mode
 
 pytestmark = pytest.mark.slow
 
@@ -62,8 +62,9 @@ async def test_network_cut_then_restored_drains_everything_alarms_first(
 
         rate = events_total / (3 * phase_s)
         sender = asyncio.create_task(load.send(events_total, rate=rate))
-        for mode in ("refuse", "blackhole", "reset"):
-            proxy.set_mode(mode)  # type: ignore[arg-type]
+        modes: tuple[Mode, ...] = ("refuse", "blackhole", "reset")
+        for mode in modes:
+            proxy.set_mode(mode)
             await asyncio.sleep(phase_s)
         await sender
         assert gw.buffered(), "the outage must have left a backlog"
