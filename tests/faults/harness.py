@@ -76,7 +76,7 @@ async def until(predicate: Callable[[], Any], within: float = 15.0, what: str = 
 async def settle(predicate: Callable[[], Any], within: float) -> None:
     """Wait until ``predicate()`` or ``within`` seconds, without failing: a check follows."""
     deadline = time.monotonic() + within
-    while not predicate() and time.monotonic() < deadline:
+    while not predicate() and time.monotonic() < deadline:  # noqa: ASYNC110 -- polls a database
         await asyncio.sleep(0.2)
 
 
