@@ -202,3 +202,55 @@ async def test_gateway_killed_while_zigbee_alarms_publish_to_its_persistent_sess
         f"{verdict.alarms_stored} stored each once, {len(lost)} lost in flight at a kill "
         f"(PUBACKed before commit): {sorted(lost)[:5]}"
     )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known defect: paho acknowledges a QoS 1 message (PUBACK) when it receives it, "
+    "before the pipeline has committed the alarm; a gateway that dies in between (here: a "
+    "commit held up by a slow disk, then kill -9) loses an alarm the broker will not send "
+    "again. aiomqtt 2.5 exposes no manual acknowledgement.",
+)
+async def test_an_alarm_received_but_not_committed_at_a_kill_is_redelivered(
+    dispatch_server: DispatchServer,
+    faults_gateway: Callable[..., GatewayProcess],
+    spawned_broker: SpawnedBroker,
+    base_topic: str,
+) -> None:
+    """The buffer's write lock is held from outside (a wedged disk), so the alarm the gateway
+    receives cannot be committed; the gateway is killed, the disk recovers, the gateway starts
+    again on the same persistent session. The broker must still hold the alarm for it."""
+    import sqlite3
+
+    devices = smoke_devices(1)
+    gateway_id = "gw-puback"
+    gw = faults_gateway(
+        dispatch_url=dispatch_server.url,
+        gateway_id=gateway_id,
+        drivers=zigbee_driver(spawned_broker, base_topic),
+    )
+    enroll_into(dispatch_server, gw, gateway_id=gateway_id)
+    async with Zigbee2MqttBridge(
+        host=spawned_broker.host, port=spawned_broker.port, base_topic=base_topic, devices=devices
+    ) as bridge:
+        gw.start()
+        await until(lambda: gw.logged("zigbee_broker_connected"), 30, "driver subscribed")
+        await asyncio.sleep(1.2)  # past inventory_wait
+        lock = sqlite3.connect(gw.state_dir / "buffer.db", timeout=5, isolation_level=None)
+        lock.execute("BEGIN EXCLUSIVE")
+        try:
+            await bridge.set_state(devices[0].friendly_name, smoke=True)
+            await asyncio.sleep(1.0)  # received (and PUBACKed) by the gateway; commit waits
+            gw.kill()
+        finally:
+            lock.execute("ROLLBACK")
+            lock.close()
+        gw.start()
+        await until(lambda: len(gw.logged("zigbee_broker_connected")) >= 2, 30, "back")
+        await asyncio.sleep(3.0)
+        await wait_drained(gw)
+        stored = stored_events(dispatch_server.db_url, gateway_id)
+    assert gw.stop() == 0
+    assert condition(devices[0].friendly_name) in {e.condition for e in stored}, (
+        "the alarm published to the persistent session was lost"
+    )
