@@ -22,7 +22,6 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -39,8 +38,12 @@ __all__ = [
     "check_exactly_once",
     "committed_events",
     "enroll_into",
+    "injected_fault",
     "scale",
+    "scaled",
+    "settle",
     "stored_events",
+    "tamper_buffer",
     "until",
     "wait_drained",
 ]
@@ -219,10 +222,6 @@ def check_exactly_once(
 async def wait_drained(gw: GatewayProcess, *, within: float = 60.0) -> None:
     """Until the gateway's buffer holds nothing (every event acknowledged by dispatch)."""
     await until(lambda: not gw.buffered(), within, "the gateway's buffer drained")
-
-
-def state_file(gw: GatewayProcess) -> Path:
-    return gw.state_dir / "buffer.db"
 
 
 def tamper_buffer(gw: GatewayProcess, how: str) -> str:
