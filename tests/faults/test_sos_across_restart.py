@@ -66,13 +66,6 @@ def _press(at: datetime, mono: float) -> RawFrame:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known defect: EventBuffer.active_conditions() gives no time and "
-    "RuleEngine.seed_active() seeds the open SOS with since=None, so the next copy of the same "
-    "press after a restart is not collapsed: the alarm is restored ('pressed_again') and a "
-    "second SOS alarm raised for one press",
-)
 async def test_a_press_repeat_after_a_restart_is_not_a_second_sos_alarm(tmp_path: Path) -> None:
     config = parse_config(
         home_toml(
