@@ -192,23 +192,18 @@ class _ShiftedTime:
         return getattr(time, name)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known defect: requests are signed with the gateway's wall clock and dispatch refuses "
-    "a timestamp more than MAX_SKEW_S (300 s) off with 401 clock-skew; the forwarder takes that "
-    "for a refused credential and holds every alarm until the clock is set right (a gateway "
-    "booting without a real-time clock before NTP). The client could sign with the offset "
-    "dispatch reports (server_time in the problem).",
-)
 async def test_alarm_delivered_while_the_gateway_clock_is_ten_minutes_ahead(
     tmp_path: Path, dispatch_server: DispatchServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An alarm committed while the gateway's clock is 10 minutes fast reaches dispatch."""
     import gatewayd.auth
+    import gatewayd.dispatch_client
     from gatewayd.buffer import EventDraft
     from gatewayd.contract import EventKind
 
+    # The gateway's whole clock is 10 minutes fast: what signs and what stamps requests.
     monkeypatch.setattr(gatewayd.auth, "time", _ShiftedTime(600.0))
+    monkeypatch.setattr(gatewayd.dispatch_client, "time", _ShiftedTime(600.0))
     enrolled = dispatch_server.enroll("hh-skew", "gw-skew")
     credential = Credential("gw-skew", enrolled.household_id, enrolled.secret, dispatch_server.url)
     raw = EventBuffer.open(tmp_path / "buffer.db", gateway_id="gw-skew")
