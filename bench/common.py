@@ -50,6 +50,8 @@ def machine() -> dict[str, Any]:
         "platform": platform.platform(terse=True),
         "cpus": os.cpu_count(),
         "machine": platform.machine(),
+        # Other work on the machine skews every figure: say how busy it was.
+        "loadavg_1m": os.getloadavg()[0],
     }
 
 
@@ -107,9 +109,9 @@ class Figure:
 
     @property
     def ratio(self) -> float | None:
-        if self.limit in (None, 0):
+        if self.limit is None or self.limit == 0:
             return None
-        return self.value / self.limit  # type: ignore[operator]
+        return self.value / self.limit
 
 
 @dataclass

@@ -112,6 +112,9 @@ class ActiveConditionRow(NamedTuple):
     condition: str
     kind: EventKind
     device_id: str | None
+    #: When the condition was raised (the gateway's clock), so a restarted engine can tell a
+    #: repeat of the same press from a new one.
+    at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -795,10 +798,10 @@ class EventBuffer:
         with self._lock:
             self._check_open()
             rows = self._conn.execute(
-                "SELECT condition, kind, device_id FROM conditions WHERE open = 1 AND test = 0 "
+                "SELECT condition, kind, device_id, at FROM conditions WHERE open = 1 AND test = 0 "
                 "ORDER BY seq"
             ).fetchall()
-        return [ActiveConditionRow(c, EventKind(k), d) for c, k, d in rows]
+        return [ActiveConditionRow(c, EventKind(k), d, _parse_time(at)) for c, k, d, at in rows]
 
     @property
     def next_seq(self) -> int:
@@ -827,3 +830,11 @@ class EventBuffer:
 def _needs_roundtrip(payload: dict[str, Any]) -> bool:
     """True if the payload holds values JSON would change (so the stored event equals the sent)."""
     return any(not isinstance(v, str | int | float | bool | type(None)) for v in payload.values())
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    try:
+        parsed = datetime.fromisoformat(text) if text else None
+    except ValueError:
+        return None
+    return parsed.replace(tzinfo=UTC) if parsed is not None and parsed.tzinfo is None else parsed

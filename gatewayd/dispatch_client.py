@@ -24,7 +24,9 @@ import json
 import os
 import ssl
 import tempfile
+import time
 from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
@@ -58,6 +60,10 @@ __all__ = [
 ]
 
 log = structlog.get_logger(__name__)
+
+#: Clock disagreement with dispatch tolerated before signing with dispatch's time instead;
+#: well inside the server's window (gatewayd.auth.MAX_SKEW_S) and above Date's 1 s resolution.
+CLOCK_TOLERANCE_S: Final = 60.0
 M = TypeVar("M", bound=BaseModel)
 
 ENROLL_PATH: Final = "/api/v1/gateway/enroll"
@@ -227,6 +233,10 @@ class DispatchClient:
         self.timeout = timeout
         self._http = _make_http(url, ca_file=ca_file, timeout=timeout, transport=transport)
         self._prefix = urlsplit(self.url).path.rstrip("/")
+        #: Dispatch's clock minus ours, learnt from its ``Date`` header once they disagree by
+        #: more than :data:`CLOCK_TOLERANCE_S`: a gateway that boots with a wrong clock (no
+        #: battery-backed RTC, no NTP yet) must still deliver its alarms.
+        self.clock_offset_s = 0.0
 
     async def send_events(self, batch: IngestBatch) -> IngestReply:
         return await self._post(EVENTS_PATH, batch, IngestReply)
@@ -236,16 +246,39 @@ class DispatchClient:
 
     async def _post(self, path: str, message: BaseModel, reply: type[M]) -> M:
         body = message.model_dump_json().encode()
+        response = await self._signed_post(path, body)
+        if response.status_code == 401 and self._learn_clock(response):
+            # Refused for clock skew: sign again with dispatch's time (the nonce is new).
+            response = await self._signed_post(path, body)
+        else:
+            self._learn_clock(response)
+        return _reply(response, reply)
+
+    async def _signed_post(self, path: str, body: bytes) -> httpx.Response:
         signed = sign_request(
             gateway_id=self.credential.gateway_id,
             secret=self.credential.secret,
             method="POST",
             path=self._prefix + path,
             body=body,
+            now=time.time() + self.clock_offset_s,
         )
         headers = {"Content-Type": "application/json", **signed.as_dict()}
-        response = await _request(self._http, path, body, headers, self.timeout)
-        return _reply(response, reply)
+        return await _request(self._http, path, body, headers, self.timeout)
+
+    def _learn_clock(self, response: httpx.Response) -> bool:
+        """Update the clock offset from the reply's Date header; True if it changed."""
+        try:
+            server = parsedate_to_datetime(response.headers["date"]).timestamp()
+        except (KeyError, TypeError, ValueError, IndexError):
+            return False
+        offset = server - time.time()
+        new = offset if abs(offset) > CLOCK_TOLERANCE_S else 0.0
+        if abs(new - self.clock_offset_s) <= CLOCK_TOLERANCE_S:
+            return False
+        log.warning("gateway_clock_off", offset_s=round(offset, 1), signing_with="dispatch time")
+        self.clock_offset_s = new
+        return True
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -25,7 +25,7 @@ import structlog
 from drivers.base import FrameParser, LocalCommand
 from gatewayd.aiobuffer import AsyncEventBuffer
 from gatewayd.buffer import EventDraft
-from gatewayd.contract import Event, EventKind, RawFrame, Reading
+from gatewayd.contract import Event, EventKind, Lane, RawFrame, Reading
 from gatewayd.decider import Decided, Decider, draft_of
 from gatewayd.devicestate import DeviceStates
 from rules import LocalAction, RuleEngine
@@ -263,7 +263,14 @@ class Pipeline:
                 while len(self._alarm_conditions) > 10_000:
                     self._alarm_conditions.pop(next(iter(self._alarm_conditions)))
         if event.kind is not EventKind.HEARTBEAT:
-            emit = log.warning if event.kind.is_alarm else log.info
+            # Telemetry flows at thousands a second: logging each at INFO costs the pipeline
+            # real time and drowns the journal; alarms and troubles are always logged.
+            if event.kind.is_alarm:
+                emit = log.warning
+            elif event.lane is Lane.TELEMETRY and not event.test:
+                emit = log.debug
+            else:
+                emit = log.info
             emit(
                 "event",
                 event_id=event.id,

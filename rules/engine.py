@@ -344,7 +344,9 @@ class RuleEngine:
                 self._other_seeded[key] = ActiveCondition(key, kind or K.ESCALATION, device_id)
                 continue
             if key not in self._active:
-                self._active[key] = _Condition(key, kind, device_id, None, seeded=True)
+                since = getattr(c, "at", None)
+                since = since if isinstance(since, datetime) and since.tzinfo is not None else None
+                self._active[key] = _Condition(key, kind, device_id, since, seeded=True)
         self._timers_changed()
 
     def next_deadline(self) -> datetime | None:

@@ -97,6 +97,13 @@ def install_problem_handlers(app: FastAPI) -> None:
             headers={"Retry-After": "5"},
         )
 
+    @app.exception_handler(RecursionError)
+    async def _too_deep(_request: Request, _exc: RecursionError) -> JSONResponse:
+        # Only a pathologically nested request body gets here (JSON arrays in arrays, ...).
+        return problem_response(
+            400, "request body nested too deeply", detail="JSON nesting is limited", slug="body"
+        )
+
     @app.exception_handler(DataError)
     async def _data(_request: Request, exc: DataError) -> JSONResponse:
         # A value the models let through but the database cannot store (the last line of

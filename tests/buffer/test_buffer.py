@@ -339,7 +339,8 @@ def test_walk_test_events_open_no_condition(buf: EventBuffer) -> None:
     test_alarm = alarm("t")
     object.__setattr__(test_alarm, "test", True)
     buf.append([test_alarm, alarm("real")])
-    assert [tuple(r) for r in buf.active_conditions()] == [("sos:real", EventKind.SOS, "real")]
+    assert [tuple(r)[:3] for r in buf.active_conditions()] == [("sos:real", EventKind.SOS, "real")]
+    assert buf.active_conditions()[0].at is not None
 
 
 def test_an_unreadable_row_is_set_aside_not_blocking(buf: EventBuffer) -> None:

@@ -1,0 +1,305 @@
+"""Dispatch ingest: events/s (batched) and heartbeats/s, SQLite and PostgreSQL, one process and two.
+
+    python -m bench.dispatch_ingest [--quick] [--backends sqlite,postgres]
+
+Real `dispatchd serve` processes on loopback; real enrolled gateways (one per household); every
+request signed as a gateway signs it, prepared before the clock starts and sent over keep-alive
+connections by a lean HTTP client (see :mod:`bench.harness`). Batches are 500 events, 99%
+telemetry and 1% alarms alternating with their restores, so incident routing is exercised.
+
+The limit, measured in the same run on the same database: a bare ``executemany`` of rows shaped
+like the events table, committed every 500 rows (fsync'd on SQLite, as dispatch commits events).
+Goal: 20,000 events/s batched and 5,000 heartbeats/s in one process on SQLite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sqlite3
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from bench.common import Report
+from bench.harness import (
+    DispatchServer,
+    EnrolledGateway,
+    enroll_many,
+    pg_available,
+    pg_database,
+    post_all,
+    signed_request,
+    start_dispatch,
+)
+from gatewayd.contract import Event, EventKind, Heartbeat, IngestBatch, Lane, new_event_id
+
+EVENTS_GOAL = 20_000.0
+HEARTBEATS_GOAL = 5_000.0
+BATCH = 500
+EVENTS_PATH = "/api/v1/gateway/events"
+HEARTBEAT_PATH = "/api/v1/gateway/heartbeat"
+
+
+def make_batches(
+    gateways: list[EnrolledGateway], total: int
+) -> list[tuple[EnrolledGateway, bytes]]:
+    """``total`` events in batches of BATCH, round-robin over the gateways."""
+    start = datetime.now(UTC) - timedelta(minutes=1)
+    out: list[tuple[EnrolledGateway, bytes]] = []
+    seqs = dict.fromkeys((g.gateway_id for g in gateways), 0)
+    alarm_on = dict.fromkeys((g.gateway_id for g in gateways), False)
+    for n in range(max(1, total // BATCH)):
+        gateway = gateways[n % len(gateways)]
+        events: list[Event] = []
+        for i in range(BATCH):
+            seq = seqs[gateway.gateway_id]
+            seqs[gateway.gateway_id] += 1
+            at = start + timedelta(microseconds=seq)
+            if i % 100 == 99:
+                on = not alarm_on[gateway.gateway_id]
+                alarm_on[gateway.gateway_id] = on
+                kind = EventKind.SMOKE if on else EventKind.SMOKE_RESTORE
+                payload: dict[str, Any] = {"condition": "smoke:smoke-kitchen", "room": "kitchen"}
+                device = "smoke-kitchen"
+            else:
+                kind = EventKind.CONTACT
+                payload = {"condition": "contact:door-front", "contact_open": i % 2 == 0}
+                device = "door-front"
+            events.append(
+                Event(
+                    id=new_event_id(at),
+                    gateway_id=gateway.gateway_id,
+                    seq=seq,
+                    kind=kind,
+                    priority=kind.priority,
+                    device_id=device,
+                    at=at,
+                    payload=payload,
+                )
+            )
+        # Lane order, as the gateway's buffer hands them out.
+        events.sort(key=lambda e: (e.lane is not Lane.ALARM, e.seq))
+        batch = IngestBatch(gateway_id=gateway.gateway_id, events=events)
+        out.append((gateway, batch.model_dump_json().encode()))
+    return out
+
+
+def make_heartbeats(
+    gateways: list[EnrolledGateway], total: int
+) -> list[tuple[EnrolledGateway, bytes]]:
+    out = []
+    for n in range(total):
+        gateway = gateways[n % len(gateways)]
+        heartbeat = Heartbeat(
+            gateway_id=gateway.gateway_id,
+            sent_at=datetime.now(UTC),
+            uptime_s=float(n),
+            version="bench",
+            interval_s=30.0,
+            buffer_depth={Lane.ALARM: 0, Lane.TROUBLE: 0, Lane.TELEMETRY: 0},
+        )
+        out.append((gateway, heartbeat.model_dump_json().encode()))
+    return out
+
+
+def _limit_rows(n: int) -> list[tuple[Any, ...]]:
+    now = datetime.now(UTC).isoformat()
+    payload = json.dumps({"condition": "contact:door-front", "contact_open": True})
+    return [
+        (
+            new_event_id(),
+            "gw-limit",
+            "hh-limit",
+            i,
+            "contact",
+            4,
+            "door-front",
+            now,
+            now,
+            False,
+            payload,
+            None,
+        )
+        for i in range(n)
+    ]
+
+
+_LIMIT_DDL = (
+    "CREATE TABLE bench_limit (id TEXT PRIMARY KEY, gateway_id TEXT, household_id TEXT, "
+    "seq BIGINT, kind TEXT, priority INTEGER, device_id TEXT, at TEXT, received_at TEXT, "
+    "test BOOLEAN, payload TEXT, incident_id TEXT)"
+)
+
+
+def limit_sqlite(path: Path, rows: int) -> float:
+    """Rows/s of a bare executemany into the same SQLite file, fsync'd every BATCH rows."""
+    data = _limit_rows(rows)
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("DROP TABLE IF EXISTS bench_limit")
+        conn.execute(_LIMIT_DDL)
+        t0 = time.perf_counter()
+        for i in range(0, rows, BATCH):
+            conn.execute("BEGIN")
+            conn.executemany(
+                "INSERT INTO bench_limit VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", data[i : i + BATCH]
+            )
+            conn.execute("COMMIT")
+        elapsed = time.perf_counter() - t0
+        conn.execute("DROP TABLE bench_limit")
+    finally:
+        conn.close()
+    return rows / elapsed
+
+
+def limit_postgres(url: str, rows: int) -> float:
+    """Rows/s of a bare executemany into the same PostgreSQL database, committed every BATCH."""
+    import psycopg
+
+    data = _limit_rows(rows)
+    with psycopg.connect(url) as conn:
+        conn.execute("DROP TABLE IF EXISTS bench_limit")
+        conn.execute(_LIMIT_DDL)
+        conn.commit()
+        t0 = time.perf_counter()
+        with conn.cursor() as cur:
+            for i in range(0, rows, BATCH):
+                cur.executemany(
+                    "INSERT INTO bench_limit VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+                    data[i : i + BATCH],
+                )
+                conn.commit()
+        elapsed = time.perf_counter() - t0
+        conn.execute("DROP TABLE bench_limit")
+        conn.commit()
+    return rows / elapsed
+
+
+def run_case(
+    db_url: str,
+    workdir: Path,
+    *,
+    processes: int,
+    events: int,
+    heartbeats: int,
+    gateways: int,
+) -> dict[str, float]:
+    servers: list[DispatchServer] = []
+    try:
+        servers.append(start_dispatch(db_url, workdir))
+        for _ in range(processes - 1):
+            servers.append(start_dispatch(db_url, workdir))
+        enrolled = enroll_many(servers[0], gateways, prefix=f"p{processes}")
+        ports = [s.port for s in servers]
+        batches = make_batches(enrolled, events)
+        event_requests = [
+            (ports[i % len(ports)], signed_request(g, EVENTS_PATH, body, ports[i % len(ports)]))
+            for i, (g, body) in enumerate(batches)
+        ]
+        beats = make_heartbeats(enrolled, heartbeats)
+        beat_requests = [
+            (ports[i % len(ports)], signed_request(g, HEARTBEAT_PATH, body, ports[i % len(ports)]))
+            for i, (g, body) in enumerate(beats)
+        ]
+        ev = asyncio.run(post_all(event_requests, connections=4 * processes))
+        if ev.ok != len(event_requests):
+            raise SystemExit(f"event batches refused: {dict(ev.statuses)} {ev.sample_error}")
+        hb = asyncio.run(post_all(beat_requests, connections=32 * processes))
+        if hb.ok != len(beat_requests):
+            raise SystemExit(f"heartbeats refused: {dict(hb.statuses)} {hb.sample_error}")
+        stored = servers[0].operator_client().get("/api/v1/events", params={"limit": 1})
+        return {
+            "events_per_s": len(batches) * BATCH / ev.elapsed_s,
+            "heartbeats_per_s": len(beats) / hb.elapsed_s,
+            "stored_check": float(stored.status_code),
+        }
+    finally:
+        for server in servers:
+            server.stop()
+            server.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer events and heartbeats")
+    parser.add_argument("--backends", default="sqlite,postgres")
+    parser.add_argument("--processes", default="1,2", help="process counts to run, e.g. 1,2")
+    args = parser.parse_args(argv)
+    events = 20_000 if args.quick else 200_000
+    heartbeats = 2_000 if args.quick else 20_000
+    gateways = 16 if args.quick else 64
+    report = Report("dispatch_ingest")
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    process_counts = [int(p) for p in args.processes.split(",") if p.strip()]
+    for backend in backends:
+        if backend == "postgres" and not pg_available():
+            report.notes.append("PostgreSQL not answering on 127.0.0.1:5432: skipped")
+            continue
+        for processes in process_counts:
+            with tempfile.TemporaryDirectory(prefix="bench-dispatch-") as tmp:
+                workdir = Path(tmp)
+                if backend == "sqlite":
+                    db_path = workdir / "dispatch.db"
+                    result = run_case(
+                        f"sqlite:///{db_path}",
+                        workdir,
+                        processes=processes,
+                        events=events,
+                        heartbeats=heartbeats,
+                        gateways=gateways,
+                    )
+                    limit = limit_sqlite(db_path, events)
+                else:
+                    with pg_database() as url:
+                        result = run_case(
+                            url,
+                            workdir,
+                            processes=processes,
+                            events=events,
+                            heartbeats=heartbeats,
+                            gateways=gateways,
+                        )
+                        limit = limit_postgres(url, events)
+            one_sqlite = backend == "sqlite" and processes == 1
+            label = f"{backend}, {processes} proc"
+            report.add(
+                f"events/s ({label})",
+                result["events_per_s"],
+                "events/s",
+                limit,
+                "bare executemany rows/s",
+                goal=f">= {EVENTS_GOAL:,.0f}" if one_sqlite else "",
+            )
+            report.add(
+                f"heartbeats/s ({label})",
+                result["heartbeats_per_s"],
+                "heartbeats/s",
+                limit,
+                "bare executemany rows/s",
+                goal=f">= {HEARTBEATS_GOAL:,.0f}" if one_sqlite else "",
+            )
+            if one_sqlite:
+                for name, value, goal in (
+                    ("events/s", result["events_per_s"], EVENTS_GOAL),
+                    ("heartbeats/s", result["heartbeats_per_s"], HEARTBEATS_GOAL),
+                ):
+                    if value < goal:
+                        report.notes.append(
+                            f"GOAL MISSED: {name} on SQLite, one process: "
+                            f"{value:,.0f} < {goal:,.0f}"
+                        )
+    report.notes.append(
+        f"{events:,} events in batches of {BATCH} (99% contact telemetry, 1% smoke alarm/"
+        f"restore), {heartbeats:,} heartbeats, {gateways} gateways in their own households"
+    )
+    report.print()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,39 @@
+"""The benchmark runner runs a benchmark end to end and reports figures beside their limits.
+
+Not a timing test: it checks the shape of what is reported (figures, limits, ratios), never the
+numbers themselves.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.fixtures.procs import run_module
+
+
+def test_runner_reports_dispatch_ingest_figures_with_limits_and_ratios() -> None:
+    result = run_module(
+        "bench",
+        "--quick",
+        "--only",
+        "dispatch_ingest",
+        "--",
+        "--backends",
+        "sqlite",
+        "--processes",
+        "1",
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert [line["benchmark"] for line in lines] == ["dispatch_ingest"]
+    figures = {f["name"]: f for f in lines[0]["figures"]}
+    assert set(figures) == {"events/s (sqlite, 1 proc)", "heartbeats/s (sqlite, 1 proc)"}
+    for figure in figures.values():
+        assert figure["value"] > 0
+        assert figure["limit"] > 0
+        assert figure["ratio"] == pytest.approx(figure["value"] / figure["limit"], abs=1e-4)
+    assert lines[0]["machine"]["cpus"] >= 1
+    assert "== summary" in result.stdout
