@@ -14,6 +14,10 @@ import structlog
 
 __all__ = ["configure_logging", "redact_secrets"]
 
+#: Loggers bind their configuration on first use (fast). A test process that configures
+#: logging more than once turns this off, so no logger keeps a configuration from before.
+CACHE_LOGGERS = True
+
 _SECRET_KEYS = frozenset({"password", "secret", "token", "credential", "key", "code", "bind_key"})
 
 
@@ -59,7 +63,7 @@ def configure_logging(*, level: str = "INFO", json: bool | None = None) -> None:
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=CACHE_LOGGERS,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,
