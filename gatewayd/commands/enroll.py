@@ -68,7 +68,13 @@ def _check_writable(folder: Path) -> None:
     type=click.Path(path_type=Path, dir_okay=False),
     help="CA certificate that signed dispatch's TLS certificate (a private CA).",
 )
-@click.option("--timeout", type=click.FloatRange(min=0.1, max=300), default=10.0, show_default=True)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0.1, max=300),
+    default=10.0,
+    show_default=True,
+    help="Seconds to wait for dispatch's answer.",
+)
 @click.option("--force", is_flag=True, help="Replace an existing credential.")
 def enroll(
     dispatch_url: str | None,
