@@ -18,10 +18,10 @@ def _walk(group: click.Group, path: tuple[str, ...] = ()) -> list[tuple[str, ...
     found: list[tuple[str, ...]] = []
     for name in group.list_commands(ctx):
         command = group.get_command(ctx, name)
-        assert command is not None, f"{' '.join(path + (name,))} is listed but does not load"
-        found.append(path + (name,))
+        assert command is not None, f"{' '.join((*path, name))} is listed but does not load"
+        found.append((*path, name))
         if isinstance(command, click.Group):
-            found.extend(_walk(command, path + (name,)))
+            found.extend(_walk(command, (*path, name)))
     return found
 
 
