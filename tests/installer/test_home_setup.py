@@ -73,15 +73,14 @@ class Home:
         rflink: RflinkSimulator,
         modbus: ModbusSimulator,
         radio: BleBroadcaster,
+        pendant: BthomeDevice,
     ) -> None:
-        self.gw, self.bridge, self.rflink, self.modbus, self.radio = (
-            gw,
-            bridge,
-            rflink,
-            modbus,
-            radio,
-        )
-        self.pendant = BthomeDevice(PENDANT, name="pendant", rssi=-45)
+        self.gw = gw
+        self.bridge = bridge
+        self.rflink = rflink
+        self.modbus = modbus
+        self.radio = radio
+        self.pendant = pendant
 
     def test_events(self, device_id: str) -> int:
         return sum(1 for e in self.gw.buffered() if e["device_id"] == device_id and e["test"])
@@ -113,11 +112,11 @@ class Home:
     async def press_pendant(self) -> None:
         self.radio.send(self.pendant.press(), repeats=3)
 
-    async def walk(self, *, skip: str = "", timeout: int = 60) -> tuple[int, str]:
+    async def walk(self, *, skip: str = "", seconds: int = 60) -> tuple[int, str]:
         """`gatewayd test` as a process while every device (but ``skip``) is triggered."""
         config = str(self.gw.config_path)
         started = len(self.gw.logged("mode_changed"))
-        walk = asyncio.create_task(gatewayd("test", "--config", config, "--timeout", str(timeout)))
+        walk = asyncio.create_task(gatewayd("test", "--config", config, "--timeout", str(seconds)))
         await until(lambda: len(self.gw.logged("mode_changed")) > started, 20, "test mode on")
         steps = [
             ("smoke-kitchen", self.smoke_zigbee, self.clear_zigbee),
@@ -221,11 +220,10 @@ async def test_an_installer_sets_a_home_up_from_the_cli(
             gw.start()
             try:
                 await until(lambda: gw.logged("gateway_ready"), 30, "daemon ready")
-                home = Home(gw, bridge, rflink, modbus, radio)
-                home.pendant = home_pendant  # the same device: its packet ids go on
+                home = Home(gw, bridge, rflink, modbus, radio, home_pendant)
 
                 # 4. A walk test with the hall's smoke detector never triggered fails, naming it.
-                code, out = await home.walk(skip="smoke-hall", timeout=12)
+                code, out = await home.walk(skip="smoke-hall", seconds=12)
                 assert code == 1, out
                 assert "1 of 4 devices did not signal" in out
                 assert "smoke-hall" in out.rpartition("did not signal")[2]
