@@ -107,6 +107,15 @@ _ROLE_HINTS = (
 )
 
 
+#: What a [[drivers]] table of each built-in type looks like, for the error that one is missing.
+_DRIVER_EXAMPLES = {
+    ZIGBEE: '[[drivers]]\nid = "zigbee"\ntype = "zigbee2mqtt"\nurl = "mqtt://127.0.0.1:1883"',
+    "rflink": '[[drivers]]\nid = "rflink"\ntype = "rflink"\nport = "/dev/ttyUSB0"',
+    "modbus": '[[drivers]]\nid = "modbus"\ntype = "modbus"',
+    "ble": '[[drivers]]\nid = "ble"\ntype = "ble"',
+}
+
+
 def guess_role(exposes: list[str]) -> str:
     """The likeliest role for a device exposing these properties (``other`` if none fits)."""
     return next((role for prop, role in _ROLE_HINTS if prop in exposes), "other")
@@ -148,7 +157,12 @@ def _driver_entry(config: HomeConfig, ref: str) -> DriverEntry:
         ids = ", ".join(d.id for d in by_type)
         _fail(f"several drivers are of type {ref!r} ({ids}); name one by its id", EXIT_USAGE)
     known = ", ".join(f"{d.id} ({d.type})" for d in config.drivers) or "none"
-    _fail(f"no [[drivers]] entry with id or type {ref!r}; configured: {known}", EXIT_USAGE)
+    example = _DRIVER_EXAMPLES.get(ref, "")
+    _fail(
+        f"no [[drivers]] entry with id or type {ref!r}; configured: {known}. "
+        + (f"Add one to the config first, e.g.:\n{example}" if example else ""),
+        EXIT_USAGE,
+    )
 
 
 def _zigbee(entry: DriverEntry) -> tuple[BrokerAddress, str]:

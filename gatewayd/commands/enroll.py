@@ -18,6 +18,7 @@ from typing import NoReturn
 import click
 
 from gatewayd.cli import EXIT_CONFIG, EXIT_UNREACHABLE, EXIT_USAGE
+from gatewayd.commands.daemon_options import DEFAULT_CONFIG
 from gatewayd.config import DEFAULT_STATE_DIR, ConfigError, load_config
 from gatewayd.dispatch_client import (
     CREDENTIAL_FILE,
@@ -55,7 +56,9 @@ def _check_writable(folder: Path) -> None:
     "--config",
     "config_path",
     type=click.Path(path_type=Path, dir_okay=False),
-    help="The home config: gives the gateway id, state folder, dispatch URL and CA file.",
+    envvar="GATEWAYD_CONFIG",
+    help=f"The home config: gives the gateway id, state folder, dispatch URL and CA file "
+    f"(also $GATEWAYD_CONFIG; default: {DEFAULT_CONFIG} if it exists).",
 )
 @click.option(
     "--state-dir",
@@ -86,7 +89,12 @@ def enroll(
     timeout: float,
     force: bool,
 ) -> None:
-    """Enrol this gateway with dispatch and store its credential (mode 0600)."""
+    """Enrol this gateway with dispatch and store its credential (mode 0600).
+
+    A running gateway starts forwarding by itself once the credential is stored.
+    """
+    if config_path is None and gateway_id is None and DEFAULT_CONFIG.exists():
+        config_path = DEFAULT_CONFIG
     if config_path is not None:
         try:
             config = load_config(config_path)
@@ -97,7 +105,11 @@ def enroll(
         dispatch_url = dispatch_url or config.dispatch.url or None
         ca_file = ca_file or config.dispatch.ca_file
     if not gateway_id:
-        _fail("no gateway id: pass --gateway-id or --config", EXIT_CONFIG)
+        _fail(
+            f"no gateway id: pass --config (no {DEFAULT_CONFIG} here; write one with "
+            f"`gatewayd init`) or --gateway-id with --state-dir",
+            EXIT_CONFIG,
+        )
     if not _GATEWAY_ID.match(gateway_id):
         _fail(
             f"gateway id {gateway_id!r} may hold only letters, digits and _.:@- (1-128)",
@@ -138,7 +150,11 @@ def enroll(
             EXIT_USAGE,
         )
     except DispatchUnreachable as exc:
-        _fail(f"dispatch at {dispatch_url} is unreachable: {exc}", EXIT_UNREACHABLE)
+        _fail(
+            f"dispatch at {dispatch_url} is unreachable: {exc}; check the URL and the network "
+            f"and run the same command again",
+            EXIT_UNREACHABLE,
+        )
     except DispatchError as exc:
         _fail(str(exc), EXIT_CONFIG)
     try:

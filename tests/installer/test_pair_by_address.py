@@ -147,7 +147,7 @@ def test_no_input_needs_the_address(tmp_path: Path) -> None:
 
 def test_zigbee_is_not_paired_by_address(tmp_path: Path) -> None:
     config = tmp_path / "home.toml"
-    drivers = '[[drivers]]\nid = "zb"\ntype = "zigbee2mqtt"\nserver = "mqtt://127.0.0.1:1"\n'
+    drivers = '[[drivers]]\nid = "zb"\ntype = "zigbee2mqtt"\nurl = "mqtt://127.0.0.1:1"\n'
     config.write_text(home_toml(tmp_path / "state", drivers=drivers))
     code, out = pair(config, "--driver", "zb", "--address", "0x1", "--role", "smoke")
     assert code == 2, out
