@@ -30,7 +30,7 @@ from gatewayd.contract import DriverHealth, Event, Heartbeat, Lane, RawFrame
 from gatewayd.control import ControlServer, WatchHub
 from gatewayd.decider import Decider
 from gatewayd.devicestate import DeviceStates
-from gatewayd.dispatch_client import Credential, DispatchClient
+from gatewayd.dispatch_client import Credential, CredentialError, DispatchClient
 from gatewayd.forwarder import Forwarder, HeartbeatSender
 from gatewayd.pipeline import Pipeline, TraceSink, describe_status
 from gatewayd.recorder import Recorder
@@ -232,7 +232,13 @@ class Gateway:
             runner = DriverRunner(driver, self.pipeline.submit)
             self.runners[driver_id] = runner
             runner.start()
-        if not await self._start_forwarding():
+        try:
+            enrolled = await self._start_forwarding()
+        except CredentialError as exc:
+            # Local alarms still work without dispatch; a good credential is picked up later.
+            self.log.error("credential_unreadable", error=str(exc))
+            enrolled = False
+        if not enrolled:
             self._spawn(self._await_enrollment(), "enrollment")
         await self._start_control()
         interval = sdnotify.watchdog_interval()
@@ -242,15 +248,20 @@ class Gateway:
 
     async def _await_enrollment(self) -> None:
         """Start forwarding as soon as `gatewayd enroll` has stored a credential: an installer
-        enrolls a running gateway, and nothing buffered meanwhile is lost."""
+        enrolls a running gateway, and nothing buffered meanwhile is lost. A credential that
+        cannot be used (unreadable by this user, incomplete) is logged once per new problem and
+        looked at again, until `gatewayd enroll --force` or a fix of its owner makes it good."""
         path = credential_path(self.config)
+        last_problem = ""
         while self.forwarder is None:
             await asyncio.sleep(ENROLLMENT_POLL_S)
             if path.exists():
                 try:
                     await self._start_forwarding()
-                except (OSError, ValueError) as exc:
-                    self.log.error("credential_unreadable", path=str(path), error=str(exc))
+                except (OSError, ValueError, CredentialError) as exc:
+                    if str(exc) != last_problem:
+                        self.log.error("credential_unreadable", path=str(path), error=str(exc))
+                    last_problem = str(exc)
 
     async def _start_forwarding(self) -> bool:
         cfg = self.config

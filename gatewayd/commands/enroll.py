@@ -49,6 +49,23 @@ def _check_writable(folder: Path) -> None:
         _fail(f"state folder {folder} is not writable: {exc}", EXIT_CONFIG)
 
 
+def _give_to_folder_owner(target: Path, folder: Path) -> None:
+    """Enrolled as root (sudo) for a daemon that runs as its own user: the credential (mode
+    0600) belongs to the state folder's owner, or the daemon could not read it."""
+    if os.geteuid() != 0:
+        return
+    try:
+        owner = folder.stat()
+        if owner.st_uid != 0:
+            os.chown(target, owner.st_uid, owner.st_gid)
+    except OSError as exc:
+        _fail(
+            f"credential saved to {target}, but it could not be given to the owner of {folder} "
+            f"({exc}); run: chown --reference={folder} {target}",
+            EXIT_CONFIG,
+        )
+
+
 @click.command()
 @click.option("--dispatch", "dispatch_url", metavar="URL", help="Dispatch base URL (https://...).")
 @click.option("--code", required=True, help="The one-time enrolment code from `dispatchd`.")
@@ -161,6 +178,7 @@ def enroll(
         credential.save(target)
     except OSError as exc:
         _fail(f"cannot write {target}: {exc} (the code is used up; ask for a new one)", EXIT_CONFIG)
+    _give_to_folder_owner(target, folder)
     click.echo(
         f"enrolled gateway {credential.gateway_id} (household {credential.household_id or '-'}) "
         f"with {dispatch_url}; credential saved to {target}"
