@@ -232,27 +232,28 @@ class Gateway:
             runner = DriverRunner(driver, self.pipeline.submit)
             self.runners[driver_id] = runner
             runner.start()
+        problem = ""
         try:
             enrolled = await self._start_forwarding()
         except CredentialError as exc:
             # Local alarms still work without dispatch; a good credential is picked up later.
-            self.log.error("credential_unreadable", error=str(exc))
+            problem = str(exc)
+            self.log.error("credential_unreadable", error=problem)
             enrolled = False
         if not enrolled:
-            self._spawn(self._await_enrollment(), "enrollment")
+            self._spawn(self._await_enrollment(problem), "enrollment")
         await self._start_control()
         interval = sdnotify.watchdog_interval()
         if interval:
             self._spawn(sdnotify.run_watchdog(self.healthy, interval), "watchdog")
         self._spawn(self._status_loop(), "status")
 
-    async def _await_enrollment(self) -> None:
+    async def _await_enrollment(self, last_problem: str = "") -> None:
         """Start forwarding as soon as `gatewayd enroll` has stored a credential: an installer
         enrolls a running gateway, and nothing buffered meanwhile is lost. A credential that
         cannot be used (unreadable by this user, incomplete) is logged once per new problem and
         looked at again, until `gatewayd enroll --force` or a fix of its owner makes it good."""
         path = credential_path(self.config)
-        last_problem = ""
         while self.forwarder is None:
             await asyncio.sleep(ENROLLMENT_POLL_S)
             if path.exists():
