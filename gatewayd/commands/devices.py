@@ -346,6 +346,12 @@ def _check_room(value: str) -> str:
     return value
 
 
+def _check_bind_key(value: str) -> str:
+    if not re.fullmatch(r"[0-9A-Fa-f]{32}", value):
+        raise click.BadParameter("a bind key is 32 hex digits (16 bytes)")
+    return value.lower()
+
+
 def _check_id(value: str) -> str:
     if not _ID.match(value):
         raise click.BadParameter("id must be 1-64 letters, digits, '_', '.' or '-'")
@@ -597,10 +603,12 @@ def _pair_by_address(
         heard = _scan_and_pick(console, config, entry, scan_seconds)
         address, role_guess = heard.address, heard.role_guess
         if heard.encrypted and "bind_key" not in options:
-            _fail(
-                f"{heard.address} sends encrypted BTHome: pass its key as "
-                f"--option bind_key=<32 hex digits> (from the device's label or app)",
-                EXIT_USAGE,
+            options["bind_key"] = _ask(
+                console,
+                f"{heard.address} sends encrypted BTHome. Its bind key (32 hex digits, from the "
+                f"device's label or app)",
+                default=None,
+                check=_check_bind_key,
             )
     elif address is None:
         address = _ask(

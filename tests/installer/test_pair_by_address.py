@@ -232,3 +232,20 @@ async def test_ble_scan_with_the_scanner_taken_names_the_cause(tmp_path: Path) -
     assert code == 4, out
     assert f"udp://127.0.0.1:{port}" in out
     assert "--address" in out
+
+
+@pytest.mark.slow
+async def test_an_encrypted_ble_device_asks_for_its_bind_key(tmp_path: Path) -> None:
+    port = free_udp_port()
+    config = write_config(tmp_path, ble_port=port)
+    key = "231d39c1d7cc1ab1aee224cd096db932"
+    sealed = BthomeDevice("54:48:E6:8F:80:A5", name="smoke", bind_key=key)
+    code, out = await pair_while_advertising(
+        config, port, [sealed], f"1\nnot-a-key\n{key.upper()}\n", "--driver", "ble",
+        "--scan-seconds", "1.5", "--role", "smoke", "--room", "hall", "--id", "smoke-hall",
+    )  # fmt: skip
+    assert code == 0, out
+    assert "encrypted" in out
+    assert "a bind key is 32 hex digits" in out, "a wrong answer is named and asked again"
+    [device] = devices_of(config)
+    assert device["options"] == {"bind_key": key}
