@@ -346,6 +346,12 @@ def _check_room(value: str) -> str:
     return value
 
 
+def _check_address(value: str) -> str:
+    if not value or len(value) > 256 or any(ord(c) < 32 for c in value):
+        raise click.BadParameter("the address is one line, as the device or receiver shows it")
+    return value
+
+
 def _check_bind_key(value: str) -> str:
     if not re.fullmatch(r"[0-9A-Fa-f]{32}", value):
         raise click.BadParameter("a bind key is 32 hex digits (16 bytes)")
@@ -612,7 +618,10 @@ def _pair_by_address(
             )
     elif address is None:
         address = _ask(
-            console, f"Address ({_ADDRESS_EXAMPLES[entry.type]})", default=None, check=str
+            console,
+            f"Address ({_ADDRESS_EXAMPLES[entry.type]})",
+            default=None,
+            check=_check_address,
         )
     address = address.strip()
     if entry.type == "ble":

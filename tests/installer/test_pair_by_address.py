@@ -249,3 +249,14 @@ async def test_an_encrypted_ble_device_asks_for_its_bind_key(tmp_path: Path) -> 
     assert "a bind key is 32 hex digits" in out, "a wrong answer is named and asked again"
     [device] = devices_of(config)
     assert device["options"] == {"bind_key": key}
+
+
+def test_the_address_is_asked_for_until_one_is_given(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    code, out = pair(
+        config, "--driver", "rf", "--role", "sos_button", "--room", "bedroom",
+        input="\nEV1527:0a1b2c\n",
+    )  # fmt: skip
+    assert code == 0, out
+    assert "the address is one line" in out
+    assert [d["address"] for d in devices_of(config)] == ["EV1527:0a1b2c"]
