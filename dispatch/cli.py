@@ -87,8 +87,19 @@ def cli() -> None:
 
 @cli.command()
 @db_option
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on (behind a TLS-terminating reverse proxy).",
+)
+@click.option(
+    "--port",
+    default=8080,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="TCP port to listen on.",
+)
 @click.option(
     "--incident-window",
     type=click.FloatRange(min=1),
@@ -103,9 +114,27 @@ def cli() -> None:
     show_default=True,
     help="Seconds an acknowledged incident may sit without action before requeue.",
 )
-@click.option("--sla-ack", type=click.FloatRange(min=1), default=60, show_default=True)
-@click.option("--sla-callback", type=click.FloatRange(min=1), default=300, show_default=True)
-@click.option("--sla-on-scene", type=click.FloatRange(min=1), default=1080, show_default=True)
+@click.option(
+    "--sla-ack",
+    type=click.FloatRange(min=1),
+    default=60,
+    show_default=True,
+    help="Service level: seconds from an incident's opening to its acknowledgement.",
+)
+@click.option(
+    "--sla-callback",
+    type=click.FloatRange(min=1),
+    default=300,
+    show_default=True,
+    help="Service level: seconds from an incident's opening to the call to the household.",
+)
+@click.option(
+    "--sla-on-scene",
+    type=click.FloatRange(min=1),
+    default=1080,
+    show_default=True,
+    help="Service level: seconds from an incident's opening to help on scene.",
+)
 @click.option(
     "--heartbeat-misses",
     type=click.FloatRange(min=1),
@@ -113,10 +142,27 @@ def cli() -> None:
     show_default=True,
     help="Heartbeat intervals a gateway may miss before it is offline.",
 )
-@click.option("--supervise-every", type=click.FloatRange(min=0.05), default=1.0, show_default=True)
-@click.option("--session-ttl", type=click.FloatRange(min=60), default=43200, show_default=True)
+@click.option(
+    "--supervise-every",
+    type=click.FloatRange(min=0.05),
+    default=1.0,
+    show_default=True,
+    help="Seconds between looks at gateways' heartbeats, timers and deadlines.",
+)
+@click.option(
+    "--session-ttl",
+    type=click.FloatRange(min=60),
+    default=43200,
+    show_default=True,
+    help="Seconds an operator's console login lasts.",
+)
 @click.option("--timezone", default=None, help="The centre's IANA time zone, for the console.")
-@click.option("--log-level", default="INFO", show_default=True)
+@click.option(
+    "--log-level",
+    default="INFO",
+    show_default=True,
+    help="DEBUG, INFO, WARNING or ERROR.",
+)
 def serve(
     db_url: str,
     host: str,
@@ -274,7 +320,7 @@ def enroll_code(db_url: str, household_id: str, ttl: int) -> None:
 
 @cli.group()
 def operator() -> None:
-    """Operator accounts."""
+    """Operator accounts of the console: add, list, disable."""
 
 
 @operator.command("add")
@@ -285,6 +331,7 @@ def operator() -> None:
     type=click.Choice(["operator", "supervisor", "admin"]),
     default="operator",
     show_default=True,
+    help="What the account may do; each role may do all the one before it may, and more.",
 )
 @click.option("--name", "display_name", default="", help="Display name.")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
@@ -366,7 +413,7 @@ def operator_disable(db_url: str, username: str) -> None:
 
 @cli.group()
 def gateway() -> None:
-    """Enrolled gateways."""
+    """Enrolled gateways: list them, revoke one."""
 
 
 @gateway.command("list")
@@ -407,16 +454,16 @@ def gateway_revoke(db_url: str, gateway_id: str) -> None:
 
 @cli.group()
 def household() -> None:
-    """Households."""
+    """Households the centre serves: add and list them."""
 
 
 @household.command("add")
 @db_option
 @click.argument("household_id")
-@click.option("--name", required=True)
-@click.option("--address", default="")
+@click.option("--name", required=True, help="The name operators see.")
+@click.option("--address", default="", help="Street address, for the crew.")
 @click.option("--community", default="", help="Community or street, for reports.")
-@click.option("--phone", default="")
+@click.option("--phone", default="", help="The household's phone, for call-backs.")
 def household_add(
     db_url: str, household_id: str, name: str, address: str, community: str, phone: str
 ) -> None:

@@ -30,7 +30,7 @@ from gatewayd.contract import DriverHealth, Event, Heartbeat, Lane, RawFrame
 from gatewayd.control import ControlServer, WatchHub
 from gatewayd.decider import Decider
 from gatewayd.devicestate import DeviceStates
-from gatewayd.dispatch_client import Credential, DispatchClient
+from gatewayd.dispatch_client import Credential, CredentialError, DispatchClient
 from gatewayd.forwarder import Forwarder, HeartbeatSender
 from gatewayd.pipeline import Pipeline, TraceSink, describe_status
 from gatewayd.recorder import Recorder
@@ -232,25 +232,37 @@ class Gateway:
             runner = DriverRunner(driver, self.pipeline.submit)
             self.runners[driver_id] = runner
             runner.start()
-        if not await self._start_forwarding():
-            self._spawn(self._await_enrollment(), "enrollment")
+        problem = ""
+        try:
+            enrolled = await self._start_forwarding()
+        except CredentialError as exc:
+            # Local alarms still work without dispatch; a good credential is picked up later.
+            problem = str(exc)
+            self.log.error("credential_unreadable", error=problem)
+            enrolled = False
+        if not enrolled:
+            self._spawn(self._await_enrollment(problem), "enrollment")
         await self._start_control()
         interval = sdnotify.watchdog_interval()
         if interval:
             self._spawn(sdnotify.run_watchdog(self.healthy, interval), "watchdog")
         self._spawn(self._status_loop(), "status")
 
-    async def _await_enrollment(self) -> None:
+    async def _await_enrollment(self, last_problem: str = "") -> None:
         """Start forwarding as soon as `gatewayd enroll` has stored a credential: an installer
-        enrolls a running gateway, and nothing buffered meanwhile is lost."""
+        enrolls a running gateway, and nothing buffered meanwhile is lost. A credential that
+        cannot be used (unreadable by this user, incomplete) is logged once per new problem and
+        looked at again, until `gatewayd enroll --force` or a fix of its owner makes it good."""
         path = credential_path(self.config)
         while self.forwarder is None:
             await asyncio.sleep(ENROLLMENT_POLL_S)
             if path.exists():
                 try:
                     await self._start_forwarding()
-                except (OSError, ValueError) as exc:
-                    self.log.error("credential_unreadable", path=str(path), error=str(exc))
+                except (OSError, ValueError, CredentialError) as exc:
+                    if str(exc) != last_problem:
+                        self.log.error("credential_unreadable", path=str(path), error=str(exc))
+                    last_problem = str(exc)
 
     async def _start_forwarding(self) -> bool:
         cfg = self.config

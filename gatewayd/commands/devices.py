@@ -4,6 +4,9 @@
 
     gatewayd devices list [--live] [--json]
     gatewayd devices pair --driver zigbee2mqtt [--timeout 120] [--room R --role ROLE --id ID]
+    gatewayd devices pair --driver rflink --address SmokeAlert:123456 [--room R --role ROLE]
+    gatewayd devices pair --driver modbus --address tcp://HOST:502/1 --option profile=NAME
+    gatewayd devices pair --driver ble [--address MAC] [--scan-seconds 10] [--option bind_key=K]
     gatewayd devices remove ID [--config-only] [--force] [--yes]
     gatewayd devices rename ID NEW_ID [--config-only]
 
@@ -11,11 +14,15 @@
 for a device to join and pass its interview, closes the network, shows what the device is and
 exposes, asks for its room and role (or takes them as flags) and writes it into the home
 config, comments kept. Pairing a device again updates its entry, never duplicates it.
+RFLink and Modbus devices join no network: they are added by ``--address``, checked by their
+driver as the daemon will check them. BLE devices are picked from a short scan listing the
+BTHome devices heard (or given by ``--address``).
 ``remove`` and ``rename`` ask the bridge first and edit the config only when it agreed.
 
 Exit codes: 0 done; 1 the bridge refused or the interview failed; 2 a bad flag or answer;
 3 the config cannot be read or the edit would make it invalid; 4 the broker or bridge does not
-answer; 5 nothing joined in time. Nothing is written unless everything before it succeeded.
+answer (or the BLE scanner cannot start); 5 nothing joined (or was heard) in time. Nothing is
+written unless everything before it succeeded.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
+import tomlkit
 from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
@@ -56,8 +64,18 @@ from gatewayd.cli import (
     EXIT_UNREACHABLE,
     EXIT_USAGE,
 )
+from gatewayd.commands.address_pairing import (
+    ADDRESS_DRIVERS,
+    AddressPairingError,
+    HeardDevice,
+    ScanFailed,
+    check_driver_devices,
+    parse_option,
+    scan_bthome,
+    scanner_for,
+)
 from gatewayd.commands.daemon_options import config_option, fail
-from gatewayd.config import ROLES, ConfigError, DriverEntry, HomeConfig
+from gatewayd.config import ROLES, ConfigError, DriverEntry, HomeConfig, parse_config
 from gatewayd.homeconfig_edit import (
     HomeConfigEditError,
     load_document,
@@ -87,6 +105,15 @@ _ROLE_HINTS = (
     ("sos", "sos_button"),
     ("action", "sos_button"),
 )
+
+
+#: What a [[drivers]] table of each built-in type looks like, for the error that one is missing.
+_DRIVER_EXAMPLES = {
+    ZIGBEE: '[[drivers]]\nid = "zigbee"\ntype = "zigbee2mqtt"\nurl = "mqtt://127.0.0.1:1883"',
+    "rflink": '[[drivers]]\nid = "rflink"\ntype = "rflink"\nport = "/dev/ttyUSB0"',
+    "modbus": '[[drivers]]\nid = "modbus"\ntype = "modbus"',
+    "ble": '[[drivers]]\nid = "ble"\ntype = "ble"',
+}
 
 
 def guess_role(exposes: list[str]) -> str:
@@ -130,7 +157,12 @@ def _driver_entry(config: HomeConfig, ref: str) -> DriverEntry:
         ids = ", ".join(d.id for d in by_type)
         _fail(f"several drivers are of type {ref!r} ({ids}); name one by its id", EXIT_USAGE)
     known = ", ".join(f"{d.id} ({d.type})" for d in config.drivers) or "none"
-    _fail(f"no [[drivers]] entry with id or type {ref!r}; configured: {known}", EXIT_USAGE)
+    example = _DRIVER_EXAMPLES.get(ref, "")
+    _fail(
+        f"no [[drivers]] entry with id or type {ref!r}; configured: {known}. "
+        + (f"Add one to the config first, e.g.:\n{example}" if example else ""),
+        EXIT_USAGE,
+    )
 
 
 def _zigbee(entry: DriverEntry) -> tuple[BrokerAddress, str]:
@@ -314,6 +346,18 @@ def _check_room(value: str) -> str:
     return value
 
 
+def _check_address(value: str) -> str:
+    if not value or len(value) > 256 or any(ord(c) < 32 for c in value):
+        raise click.BadParameter("the address is one line, as the device or receiver shows it")
+    return value
+
+
+def _check_bind_key(value: str) -> str:
+    if not re.fullmatch(r"[0-9A-Fa-f]{32}", value):
+        raise click.BadParameter("a bind key is 32 hex digits (16 bytes)")
+    return value.lower()
+
+
 def _check_id(value: str) -> str:
     if not _ID.match(value):
         raise click.BadParameter("id must be 1-64 letters, digits, '_', '.' or '-'")
@@ -329,7 +373,26 @@ def _check_id(value: str) -> str:
     type=click.IntRange(1, MAX_PERMIT_JOIN),
     default=120,
     show_default=True,
-    help="How long joining stays open, in seconds.",
+    help="Zigbee: how long joining stays open, in seconds.",
+)
+@click.option(
+    "--address",
+    help="RFLink: Protocol:ID (SmokeAlert:123456); Modbus: tcp://HOST:PORT/UNIT or "
+    "rtu://PORT/UNIT; BLE: the MAC (default: pick from a scan).",
+)
+@click.option(
+    "--option",
+    "option_texts",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A device option (repeatable): profile=combustible_gas (Modbus), bind_key=HEX (BLE).",
+)
+@click.option(
+    "--scan-seconds",
+    type=click.FloatRange(1, 300),
+    default=10,
+    show_default=True,
+    help="BLE: how long to listen for BTHome devices before listing them.",
 )
 @click.option("--room", help="The room the device is in.")
 @click.option("--role", type=click.Choice(ROLES), help="What the device does in the kit.")
@@ -340,23 +403,52 @@ def pair(
     config_path: Path,
     driver_ref: str,
     seconds: int,
+    address: str | None,
+    option_texts: tuple[str, ...],
+    scan_seconds: float,
     room: str | None,
     role: str | None,
     device_id: str | None,
     name: str,
     no_input: bool,
 ) -> None:
-    """Pair a Zigbee device and add it to the home config."""
+    """Pair a device and add it to the home config: Zigbee by opening the network
+    (permit-join), BLE by a scan to pick from (or --address), RFLink and Modbus by --address."""
     console = _console()
     _, config = _load(config_path)
     entry = _driver_entry(config, driver_ref)
-    if entry.type != ZIGBEE:
-        _fail(f"pairing is done by Zigbee2MQTT drivers; {entry.id!r} is {entry.type!r}", EXIT_USAGE)
+    if entry.type not in (ZIGBEE, *ADDRESS_DRIVERS):
+        _fail(
+            f"driver {entry.id!r} is of type {entry.type!r}; devices can be paired for "
+            f"{', '.join((ZIGBEE, *ADDRESS_DRIVERS))} drivers",
+            EXIT_USAGE,
+        )
     if device_id is not None:
         try:
             _check_id(device_id)
         except click.BadParameter as exc:
             _fail(exc.message, EXIT_USAGE)
+    if entry.type != ZIGBEE:
+        _pair_by_address(
+            console,
+            config_path,
+            entry,
+            address=address,
+            option_texts=option_texts,
+            scan_seconds=scan_seconds,
+            room=room,
+            role=role,
+            device_id=device_id,
+            name=name,
+            no_input=no_input,
+        )
+        return
+    if address is not None or option_texts:
+        _fail(
+            "Zigbee devices are paired by joining, not by address: leave out --address and "
+            "--option and put the device in pairing mode when asked",
+            EXIT_USAGE,
+        )
     if no_input and role is None:
         _fail("--role is required with --no-input", EXIT_USAGE)
     broker, base = _zigbee(entry)
@@ -427,6 +519,179 @@ def pair(
         f"{', ' + room if room else ''}) in {config_path}. "
         f"Reload gatewayd to use it, then check it with `gatewayd test`."
     )
+
+
+# -- pair by address (RFLink, Modbus) or by a scan (BLE) --------------------------------------
+
+_ADDRESS_EXAMPLES = {
+    "rflink": "Protocol:ID as the receiver prints it, like SmokeAlert:123456",
+    "modbus": "tcp://HOST:PORT/UNIT or rtu://PORT/UNIT, like tcp://192.168.1.40:502/1",
+    "ble": "the Bluetooth MAC, like A4:C1:38:8D:18:B2",
+}
+
+
+def _scan_and_pick(
+    console: Console, config: HomeConfig, entry: DriverEntry, scan_seconds: float
+) -> HeardDevice:
+    console.print(
+        f"Listening for BTHome devices for {scan_seconds:g} s through {entry.id!r}. "
+        f"Press the new device's button now (most BTHome devices advertise only when used)."
+    )
+    try:
+        scanner = scanner_for(entry)
+        heard = asyncio.run(scan_bthome(scanner, seconds=scan_seconds))
+    except AddressPairingError as exc:
+        _fail(str(exc), EXIT_CONFIG)
+    except ScanFailed as exc:
+        _fail(
+            f"{exc}. Is Bluetooth on? (A simulator udp:// scanner can be listened to by one "
+            f"process at a time: stop gatewayd for the scan, or pass --address.)",
+            EXIT_UNREACHABLE,
+        )
+    if not heard:
+        _fail(
+            f"no BTHome device heard in {scan_seconds:g} s; press the device's button and scan "
+            f"again (--scan-seconds for longer), or pass --address",
+            EXIT_TIMEOUT,
+        )
+    configured = {d.address.upper(): d.id for d in config.devices if d.driver == entry.id}
+    table = Table(title="BTHome devices heard (strongest signal first)")
+    for column in ("#", "address", "name", "signal", "reports", "configured as"):
+        table.add_column(column)
+    for number, device in enumerate(heard, 1):
+        table.add_row(
+            str(number),
+            device.address,
+            device.name or "",
+            "—" if device.rssi is None else f"{device.rssi} dBm",
+            "encrypted (needs --option bind_key=...)"
+            if device.encrypted
+            else ", ".join(sorted(device.reports)) or "nothing known",
+            configured.get(device.address, ""),
+        )
+    console.print(table)
+
+    def check_pick(value: str) -> str:
+        if not value.isdigit() or not 1 <= int(value) <= len(heard):
+            raise click.BadParameter(f"answer a number from 1 to {len(heard)}")
+        return value
+
+    pick = _ask(console, "Which device", default="1" if len(heard) == 1 else None, check=check_pick)
+    return heard[int(pick) - 1]
+
+
+def _pair_by_address(
+    console: Console,
+    config_path: Path,
+    entry: DriverEntry,
+    *,
+    address: str | None,
+    option_texts: tuple[str, ...],
+    scan_seconds: float,
+    room: str | None,
+    role: str | None,
+    device_id: str | None,
+    name: str,
+    no_input: bool,
+) -> None:
+    try:
+        options = dict(parse_option(text) for text in option_texts)
+    except AddressPairingError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    if no_input and (role is None or address is None):
+        _fail(
+            f"--address ({_ADDRESS_EXAMPLES[entry.type]}) and --role are required with --no-input",
+            EXIT_USAGE,
+        )
+    _, config = _load(config_path)
+    role_guess = "other"
+    if address is None and entry.type == "ble":
+        heard = _scan_and_pick(console, config, entry, scan_seconds)
+        address, role_guess = heard.address, heard.role_guess
+        if heard.encrypted and "bind_key" not in options:
+            options["bind_key"] = _ask(
+                console,
+                f"{heard.address} sends encrypted BTHome. Its bind key (32 hex digits, from the "
+                f"device's label or app)",
+                default=None,
+                check=_check_bind_key,
+            )
+    elif address is None:
+        address = _ask(
+            console,
+            f"Address ({_ADDRESS_EXAMPLES[entry.type]})",
+            default=None,
+            check=_check_address,
+        )
+    address = address.strip()
+    if entry.type == "ble":
+        address = address.upper()
+
+    doc, config = _load(config_path)
+    existing = next(
+        (
+            d
+            for d in config.devices
+            if d.driver == entry.id and d.address.lower() == address.lower()
+        ),
+        None,
+    )
+    interactive = not no_input and (role is None or room is None)
+    if role is None:
+        default_role = existing.role if existing else role_guess
+        role = _ask(console, "Role", default=default_role, check=_check_role)
+    if room is None:
+        room = (
+            (existing.room if existing else "")
+            if no_input
+            else _ask(console, "Room", default=existing.room if existing else "", check=_check_room)
+        )
+    if device_id is None:
+        default_id = existing.id if existing else suggest_device_id(doc, role, room)
+        device_id = (
+            _ask(console, "Id", default=default_id, check=_check_id) if interactive else default_id
+        )
+    try:
+        outcome, device_id = upsert_device(
+            doc,
+            device_id=device_id,
+            driver=entry.id,
+            address=address,
+            role=role,
+            room=room,
+            name=name,
+        )
+    except HomeConfigEditError as exc:
+        _fail(f"{exc}; nothing written", EXIT_USAGE)
+    if options:
+        _set_device_options(doc, device_id, options)
+    # The driver checks the device as the daemon will at its next start or reload.
+    try:
+        edited = parse_config(tomlkit.dumps(doc), str(config_path))
+        check_driver_devices(entry, [d for d in edited.devices if d.driver == entry.id])
+    except ConfigError as exc:
+        problems = "\n".join(exc.problems)
+        _fail(f"the edit would make the config invalid; nothing written:\n{problems}", EXIT_CONFIG)
+    except AddressPairingError as exc:
+        _fail(f"{exc}; nothing written", EXIT_USAGE)
+    _save(config_path, doc)
+    console.print(
+        f"[green]{outcome.capitalize()}[/] device {device_id!r} ({role}"
+        f"{', ' + room if room else ''}, {address}) in {config_path}. "
+        f"Reload gatewayd to use it (systemctl reload gatewayd), then check it with "
+        f"`gatewayd test`."
+    )
+
+
+def _set_device_options(doc: Any, device_id: str, options: dict[str, Any]) -> None:
+    """Merge ``options`` into the device's ``options`` table (kept inline, as people write it)."""
+    for table in doc.get("devices", []):
+        if table.get("id") != device_id:
+            continue
+        merged = tomlkit.inline_table()
+        merged.update({**dict(table.get("options", {})), **options})
+        table["options"] = merged
+        return
 
 
 # -- remove and rename --------------------------------------------------------------------------

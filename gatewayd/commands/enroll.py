@@ -18,6 +18,7 @@ from typing import NoReturn
 import click
 
 from gatewayd.cli import EXIT_CONFIG, EXIT_UNREACHABLE, EXIT_USAGE
+from gatewayd.commands.daemon_options import DEFAULT_CONFIG
 from gatewayd.config import DEFAULT_STATE_DIR, ConfigError, load_config
 from gatewayd.dispatch_client import (
     CREDENTIAL_FILE,
@@ -48,6 +49,23 @@ def _check_writable(folder: Path) -> None:
         _fail(f"state folder {folder} is not writable: {exc}", EXIT_CONFIG)
 
 
+def _give_to_folder_owner(target: Path, folder: Path) -> None:
+    """Enrolled as root (sudo) for a daemon that runs as its own user: the credential (mode
+    0600) belongs to the state folder's owner, or the daemon could not read it."""
+    if os.geteuid() != 0:
+        return
+    try:
+        owner = folder.stat()
+        if owner.st_uid != 0:
+            os.chown(target, owner.st_uid, owner.st_gid)
+    except OSError as exc:
+        _fail(
+            f"credential saved to {target}, but it could not be given to the owner of {folder} "
+            f"({exc}); run: chown --reference={folder} {target}",
+            EXIT_CONFIG,
+        )
+
+
 @click.command()
 @click.option("--dispatch", "dispatch_url", metavar="URL", help="Dispatch base URL (https://...).")
 @click.option("--code", required=True, help="The one-time enrolment code from `dispatchd`.")
@@ -55,7 +73,9 @@ def _check_writable(folder: Path) -> None:
     "--config",
     "config_path",
     type=click.Path(path_type=Path, dir_okay=False),
-    help="The home config: gives the gateway id, state folder, dispatch URL and CA file.",
+    envvar="GATEWAYD_CONFIG",
+    help=f"The home config: gives the gateway id, state folder, dispatch URL and CA file "
+    f"(also $GATEWAYD_CONFIG; default: {DEFAULT_CONFIG} if it exists).",
 )
 @click.option(
     "--state-dir",
@@ -68,7 +88,13 @@ def _check_writable(folder: Path) -> None:
     type=click.Path(path_type=Path, dir_okay=False),
     help="CA certificate that signed dispatch's TLS certificate (a private CA).",
 )
-@click.option("--timeout", type=click.FloatRange(min=0.1, max=300), default=10.0, show_default=True)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0.1, max=300),
+    default=10.0,
+    show_default=True,
+    help="Seconds to wait for dispatch's answer.",
+)
 @click.option("--force", is_flag=True, help="Replace an existing credential.")
 def enroll(
     dispatch_url: str | None,
@@ -80,7 +106,12 @@ def enroll(
     timeout: float,
     force: bool,
 ) -> None:
-    """Enrol this gateway with dispatch and store its credential (mode 0600)."""
+    """Enrol this gateway with dispatch and store its credential (mode 0600).
+
+    A running gateway starts forwarding by itself once the credential is stored.
+    """
+    if config_path is None and gateway_id is None and DEFAULT_CONFIG.exists():
+        config_path = DEFAULT_CONFIG
     if config_path is not None:
         try:
             config = load_config(config_path)
@@ -91,7 +122,11 @@ def enroll(
         dispatch_url = dispatch_url or config.dispatch.url or None
         ca_file = ca_file or config.dispatch.ca_file
     if not gateway_id:
-        _fail("no gateway id: pass --gateway-id or --config", EXIT_CONFIG)
+        _fail(
+            f"no gateway id: pass --config (no {DEFAULT_CONFIG} here; write one with "
+            f"`gatewayd init`) or --gateway-id with --state-dir",
+            EXIT_CONFIG,
+        )
     if not _GATEWAY_ID.match(gateway_id):
         _fail(
             f"gateway id {gateway_id!r} may hold only letters, digits and _.:@- (1-128)",
@@ -132,13 +167,18 @@ def enroll(
             EXIT_USAGE,
         )
     except DispatchUnreachable as exc:
-        _fail(f"dispatch at {dispatch_url} is unreachable: {exc}", EXIT_UNREACHABLE)
+        _fail(
+            f"dispatch at {dispatch_url} is unreachable: {exc}; check the URL and the network "
+            f"and run the same command again",
+            EXIT_UNREACHABLE,
+        )
     except DispatchError as exc:
         _fail(str(exc), EXIT_CONFIG)
     try:
         credential.save(target)
     except OSError as exc:
         _fail(f"cannot write {target}: {exc} (the code is used up; ask for a new one)", EXIT_CONFIG)
+    _give_to_folder_owner(target, folder)
     click.echo(
         f"enrolled gateway {credential.gateway_id} (household {credential.household_id or '-'}) "
         f"with {dispatch_url}; credential saved to {target}"

@@ -132,7 +132,9 @@ async def _record_main(
 @click.option(
     "--keep", type=int, default=DEFAULT_KEEP, show_default=True, help="Rotated files kept."
 )
-@click.option("--log-level", default="WARNING", show_default=True)
+@click.option(
+    "--log-level", default="WARNING", show_default=True, help="DEBUG, INFO, WARNING or ERROR."
+)
 def record(
     config_path: Path,
     out_path: Path,

@@ -366,7 +366,11 @@ def walk_test(
     else:
         devices = [d for d in config.devices if d.role not in OUTPUT_ROLES]
     if not devices:
-        fail(f"{config_path} lists no devices to test; add the home's devices first", EXIT_USAGE)
+        fail(
+            f"{config_path} lists no devices to test; add the home's devices first with "
+            f"`gatewayd devices pair --driver DRIVER`",
+            EXIT_USAGE,
+        )
     walk = WalkTest(ControlClient(socket_path or config.status_socket), devices, timeout=timeout)
     walk.console.print(
         f"Walk test of {len(devices)} devices. The gateway goes into TEST mode: alarms are "
