@@ -17,13 +17,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+import playwright.sync_api as playwright_sync
 import pytest
 
 from gatewayd.contract import Event, EventKind, Heartbeat, IngestBatch, IngestReply, Lane
 from gatewayd.dispatch_client import Credential, DispatchClient
 from tests.fixtures.dispatch import DispatchServer
-
-playwright_sync = pytest.importorskip("playwright.sync_api")
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

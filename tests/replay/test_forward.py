@@ -20,8 +20,6 @@ from gatewayd.replay_forward import ForwardError, ReplayForwarder
 from tests.buffer.fake_dispatch import CREDENTIAL, FakeDispatch
 from tests.fixtures.procs import run_module
 
-pytest.importorskip("gatewayd.decider", reason="needs the pipeline's decider (draft_of)")
-
 T0 = datetime(2026, 3, 6, 17, 5, tzinfo=UTC)
 
 

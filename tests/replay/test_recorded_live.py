@@ -13,16 +13,13 @@ from typing import Any
 
 import pytest
 
+import firmware_sim.zigbee2mqtt as z2m
+from gatewayd import daemon
 from gatewayd.config import parse_config
 from gatewayd.contract import Event, Lane
 from gatewayd.recorder import Recorder
 from gatewayd.replay import Replay, build_decider, canonical_decision
 from gatewayd.trace import TraceReader
-
-daemon = pytest.importorskip("gatewayd.daemon", reason="needs the daemon")
-z2m = pytest.importorskip("firmware_sim.zigbee2mqtt", reason="needs the Zigbee2MQTT simulator")
-if not hasattr(pytest.importorskip("rules"), "RuleEngine"):
-    pytest.skip("needs the rule engine", allow_module_level=True)
 
 pytestmark = pytest.mark.broker
 

@@ -19,11 +19,6 @@ import pytest
 from firmware_sim.scenarios import folder
 from tests.fixtures.procs import run_module
 
-pytest.importorskip("gatewayd.decider", reason="needs the pipeline's decider")
-pytest.importorskip("drivers.zigbee2mqtt", reason="needs the Zigbee2MQTT driver")
-if not hasattr(pytest.importorskip("rules"), "RuleEngine"):
-    pytest.skip("needs the rule engine", allow_module_level=True)
-
 WEEK = folder("week_alone")
 
 
