@@ -319,6 +319,38 @@ async def _pair_with_countdown(
         return interview, known
 
 
+def _placement(
+    console: Console,
+    doc: Any,
+    existing: Any,
+    *,
+    role: str | None,
+    room: str | None,
+    device_id: str | None,
+    no_input: bool,
+    role_guess: str,
+) -> tuple[str, str, str]:
+    """Role, room and id of a device being paired: the flags, else the installer's answers
+    (defaults from the device already configured, or guessed). The id is asked for only when
+    the installer is answering anyway."""
+    interactive = not no_input and (role is None or room is None)
+    if role is None:
+        default_role = existing.role if existing else role_guess
+        role = _ask(console, "Role", default=default_role, check=_check_role)
+    if room is None:
+        room = (
+            (existing.room if existing else "")
+            if no_input
+            else _ask(console, "Room", default=existing.room if existing else "", check=_check_room)
+        )
+    if device_id is None:
+        default_id = existing.id if existing else suggest_device_id(doc, role, room)
+        device_id = (
+            _ask(console, "Id", default=default_id, check=_check_id) if interactive else default_id
+        )
+    return role, room, device_id
+
+
 def _ask(console: Console, prompt: str, *, default: str | None, check: Callable[[str], str]) -> str:
     while True:
         try:
@@ -484,21 +516,16 @@ def pair(
         None,
     )
     # Ask only for what the flags left out; the id too when the installer is answering anyway.
-    interactive = not no_input and (role is None or room is None)
-    if role is None:
-        default_role = existing.role if existing else guess_role(exposes)
-        role = _ask(console, "Role", default=default_role, check=_check_role)
-    if room is None:
-        room = (
-            (existing.room if existing else "")
-            if no_input
-            else _ask(console, "Room", default=existing.room if existing else "", check=_check_room)
-        )
-    if device_id is None:
-        default_id = existing.id if existing else suggest_device_id(doc, role, room)
-        device_id = (
-            _ask(console, "Id", default=default_id, check=_check_id) if interactive else default_id
-        )
+    role, room, device_id = _placement(
+        console,
+        doc,
+        existing,
+        role=role,
+        room=room,
+        device_id=device_id,
+        no_input=no_input,
+        role_guess=guess_role(exposes),
+    )
     try:
         outcome, device_id = upsert_device(
             doc,
@@ -636,21 +663,16 @@ def _pair_by_address(
         ),
         None,
     )
-    interactive = not no_input and (role is None or room is None)
-    if role is None:
-        default_role = existing.role if existing else role_guess
-        role = _ask(console, "Role", default=default_role, check=_check_role)
-    if room is None:
-        room = (
-            (existing.room if existing else "")
-            if no_input
-            else _ask(console, "Room", default=existing.room if existing else "", check=_check_room)
-        )
-    if device_id is None:
-        default_id = existing.id if existing else suggest_device_id(doc, role, room)
-        device_id = (
-            _ask(console, "Id", default=default_id, check=_check_id) if interactive else default_id
-        )
+    role, room, device_id = _placement(
+        console,
+        doc,
+        existing,
+        role=role,
+        room=room,
+        device_id=device_id,
+        no_input=no_input,
+        role_guess=role_guess,
+    )
     try:
         outcome, device_id = upsert_device(
             doc,
