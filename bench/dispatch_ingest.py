@@ -35,7 +35,7 @@ from bench.harness import (
     signed_request,
     start_dispatch,
 )
-from gatewayd.contract import Event, EventKind, Heartbeat, IngestBatch, Lane, new_event_id
+from contract.wire import Event, EventKind, Heartbeat, IngestBatch, Lane, new_event_id
 
 EVENTS_GOAL = 20_000.0
 HEARTBEATS_GOAL = 5_000.0

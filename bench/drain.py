@@ -2,10 +2,10 @@
 
     python -m bench.drain [--quick] [--events N]
 
-The backlog: events appended to a real :class:`~gatewayd.buffer.EventBuffer` on disk while
+The backlog: events appended to a real :class:`~buffer.store.EventBuffer` on disk while
 dispatch is down, in time order: 98% ``contact`` telemetry, 1% ``low_battery`` troubles and
 their restores, 1% smoke alarms and their restores, interleaved. The real
-:class:`~gatewayd.forwarder.Forwarder` (with the real :class:`~gatewayd.dispatch_client.
+:class:`~forwarder.delivery.Forwarder` (with the real :class:`~forwarder.client.
 DispatchClient`, signed requests over HTTP) first fails against the dead address and backs off;
 then `dispatchd serve` starts on SQLite, the forwarder is woken, and the clock runs until the
 buffer is empty. Checked afterwards, in dispatch's own database: every event stored once, and
@@ -30,11 +30,11 @@ from typing import Any
 from bench.common import Report
 from bench.dispatch_ingest import EVENTS_PATH, make_batches
 from bench.harness import DispatchServer, post_all, signed_request, start_dispatch
-from gatewayd.aiobuffer import AsyncEventBuffer
-from gatewayd.buffer import EventBuffer, EventDraft
-from gatewayd.contract import EventKind, Lane
-from gatewayd.dispatch_client import Credential, DispatchClient
-from gatewayd.forwarder import Forwarder
+from buffer.aio import AsyncEventBuffer
+from buffer.store import EventBuffer, EventDraft
+from contract.wire import EventKind, Lane
+from forwarder.client import Credential, DispatchClient
+from forwarder.delivery import Forwarder
 
 GOAL_S = 60.0
 GATEWAY = "gw-bench-drain"

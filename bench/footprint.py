@@ -5,7 +5,7 @@
 The gateway runs as systemd runs it (``python -m gatewayd run``), enrolled with a real
 `dispatchd serve` (SQLite), with the demo's home: an RFLink receiver on a pty, a Modbus TCP gas
 detector and leak controller (polled every 0.5 s), BLE advertisements over loopback UDP and a
-Zigbee2MQTT bridge on the broker at 127.0.0.1:1883 (see :mod:`gatewayd.demo`). Measured from
+Zigbee2MQTT bridge on the broker at 127.0.0.1:1883 (see :mod:`firmware_sim.demo`). Measured from
 ``/proc/<pid>``: resident memory (VmRSS at the end of each window, and the peak VmHWM) and CPU
 (utime + stime over the window, as a share of one core).
 
@@ -45,7 +45,7 @@ TICK = os.sysconf("SC_CLK_TCK")
 
 _SAME_IMPORTS = (
     "import asyncio, sys\n"
-    "import gatewayd.commands.run, gatewayd.daemon, gatewayd.logs\n"
+    "import gatewayd.commands.run, gatewayd.daemon, runtime.logs\n"
     "import drivers.zigbee2mqtt, drivers.rflink, drivers.modbus, drivers.ble\n"
     "async def idle():\n"
     "    print('ready', flush=True)\n"
@@ -59,9 +59,9 @@ _IMPORT_STEPS = (
     "asyncio",
     "structlog",
     "pydantic",
-    "gatewayd.contract",
+    "contract.wire",
     "sqlite_utils",
-    "gatewayd.buffer",
+    "buffer.store",
     "httpx",
     "rules",
     "gatewayd.daemon",
@@ -145,11 +145,11 @@ async def measure(
     dispatch: DispatchServer, workdir: Path, idle_s: float, load_s: float
 ) -> dict[str, Any]:
     from firmware_sim.ble import BleBroadcaster, BthomeDevice
+    from firmware_sim.demo import GATEWAY, HOUSEHOLD, _home_toml
     from firmware_sim.modbus import GAS, LEAK, ModbusSimulator
     from firmware_sim.rflink import RflinkSimulator
     from firmware_sim.zigbee2mqtt import SimDevice, Zigbee2MqttBridge
-    from gatewayd.demo import GATEWAY, HOUSEHOLD, _home_toml
-    from gatewayd.dispatch_client import Credential
+    from forwarder.client import Credential
 
     enrolled = dispatch.enroll(HOUSEHOLD, GATEWAY)
     state_dir = workdir / "gateway"

@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from gatewayd.auth import sign_request
+from contract.signing import sign_request
 from tests.fixtures.dispatch import DispatchServer, EnrolledGateway
 
 __all__ = [

@@ -5,7 +5,7 @@
 Everything real: Zigbee2MQTT-format messages from a lean publisher process (:mod:`bench.mqtt_flood`)
 through the broker on 127.0.0.1:1883 into the gateway (the real :class:`~gatewayd.daemon.Gateway`
 in this process: its Zigbee driver, :class:`~gatewayd.pipeline.Pipeline`, rule engine and an
-:class:`~gatewayd.aiobuffer.AsyncEventBuffer` on disk, logging at its default INFO level to a
+:class:`~buffer.aio.AsyncEventBuffer` on disk, logging at its default INFO level to a
 file). Every door message flips a contact (a ``contact`` telemetry event, committed); one
 message in 500 is a smoke alarm or its restore (committed with ``synchronous=FULL``: the run
 counts the FULL transactions to show the alarms were fsync'd). The gateway is not enrolled, so
@@ -113,10 +113,10 @@ def _count_transactions(raw: Any) -> Iterator[dict[str, int]]:
 
 
 async def gateway_rate(workdir: Path, duration: float) -> dict[str, float]:
+    from contract.home import load_config
     from firmware_sim.zigbee2mqtt import SimDevice, Zigbee2MqttBridge
-    from gatewayd.config import load_config
     from gatewayd.daemon import Gateway
-    from gatewayd.logs import configure_logging
+    from runtime.logs import configure_logging
 
     configure_logging(level="INFO", json=True)
     handler = logging.FileHandler(workdir / "gateway.log")

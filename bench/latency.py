@@ -41,7 +41,7 @@ import httpx
 from bench.common import Report, broker_roundtrip_ms, fsync_commit_ms, percentile
 from bench.harness import DispatchServer, start_dispatch
 from bench.home import ZigbeeDevice, gateway_process, zigbee_home_toml
-from gatewayd.dispatch_client import Credential
+from forwarder.client import Credential
 
 BROKER = ("127.0.0.1", 1883)
 P99_GOAL_MS = 50.0

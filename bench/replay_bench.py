@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import Report
+from contract.home import load_config
 from firmware_sim.scenarios import folder
-from gatewayd.config import load_config
-from gatewayd.trace import TraceReader, TraceWriter, iter_lines, read_frames
+from replay.trace import TraceReader, TraceWriter, iter_lines, read_frames
 
 GOAL = 50_000.0
 

@@ -186,8 +186,8 @@ def serve(
     from dispatch.errors import ConfigError, StorageError
     from dispatch.migrations import migrate
     from dispatch.settings import Settings
-    from gatewayd import sdnotify
-    from gatewayd.logs import configure_logging
+    from runtime import sdnotify
+    from runtime.logs import configure_logging
 
     configure_logging(level=log_level)
     try:
@@ -251,7 +251,7 @@ def serve(
 def _notifying_server_class() -> Any:
     import uvicorn
 
-    from gatewayd import sdnotify
+    from runtime import sdnotify
 
     class NotifyingServer(uvicorn.Server):
         """Tells systemd STOPPING=1 the moment a stop begins (uvicorn re-raises the signal at

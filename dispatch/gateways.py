@@ -1,6 +1,6 @@
 """Gateways: enrollment codes, enrollment, request authentication, heartbeats, supervision state.
 
-A gateway authenticates every request with :mod:`gatewayd.auth` (HMAC over method, path,
+A gateway authenticates every request with :mod:`contract.signing` (HMAC over method, path,
 timestamp, nonce and body hash). Seen nonces are kept in the database until their timestamp can no
 longer pass the freshness check, so a captured request cannot be replayed to any process.
 """
@@ -18,12 +18,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import RowMapping
 
-from dispatch import incidents, schema
-from dispatch.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
-from dispatch.models import EnrollReply, GatewayOut, IncidentState
-from dispatch.settings import Settings
-from dispatch.tx import Tx
-from gatewayd.auth import (
+from contract.signing import (
     HEADER_TIMESTAMP,
     MAX_SKEW_S,
     SignatureError,
@@ -32,7 +27,12 @@ from gatewayd.auth import (
     parse_headers,
     verify_request,
 )
-from gatewayd.contract import Heartbeat, Priority
+from contract.wire import Heartbeat, Priority
+from dispatch import incidents, schema
+from dispatch.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
+from dispatch.models import EnrollReply, GatewayOut, IncidentState
+from dispatch.settings import Settings
+from dispatch.tx import Tx
 
 __all__ = [
     "authenticate",

@@ -18,13 +18,13 @@ import structlog
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
+from contract.signing import SignedHeaders
+from contract.wire import Heartbeat
 from dispatch import gateways, schema
 from dispatch.db import Database
 from dispatch.errors import BadRequest, Problem, StorageError
 from dispatch.settings import Settings
 from dispatch.tx import ChangeFeed, transaction
-from gatewayd.auth import SignedHeaders
-from gatewayd.contract import Heartbeat
 
 __all__ = ["HeartbeatBatcher"]
 

@@ -16,6 +16,8 @@ from sqlalchemy import Select, insert, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from contract.wire import IncidentRef
+from contract.wire import new_event_id as new_ulid
 from dispatch import schema
 from dispatch.errors import Conflict, NotFound
 from dispatch.models import (
@@ -29,8 +31,6 @@ from dispatch.models import (
 )
 from dispatch.settings import Settings
 from dispatch.tx import Tx
-from gatewayd.contract import IncidentRef
-from gatewayd.contract import new_event_id as new_ulid
 
 __all__ = [
     "OPEN_STATES",

@@ -22,13 +22,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.engine import RowMapping
 
-from dispatch import incidents, schema
-from dispatch.errors import BadRequest
-from dispatch.incidents import Actor
-from dispatch.models import IncidentState
-from dispatch.settings import Settings
-from dispatch.tx import Tx
-from gatewayd.contract import (
+from contract.wire import (
     AckStatus,
     Event,
     EventAck,
@@ -39,6 +33,12 @@ from gatewayd.contract import (
     Lane,
     Priority,
 )
+from dispatch import incidents, schema
+from dispatch.errors import BadRequest
+from dispatch.incidents import Actor
+from dispatch.models import IncidentState
+from dispatch.settings import Settings
+from dispatch.tx import Tx
 
 __all__ = ["ingest_batch"]
 

@@ -1,4 +1,4 @@
-"""The operator API's request and response models (the gateway side uses gatewayd.contract)."""
+"""The operator API's request and response models (the gateway side uses contract.wire)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from gatewayd.contract import Identifier
+from contract.wire import Identifier
 
 __all__ = [
     "ActionResult",

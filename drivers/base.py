@@ -27,11 +27,13 @@ import abc
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
-from gatewayd.contract import RawFrame, Reading
+from contract.devices import DeviceSpec, LocalCommand
+from contract.parsing import FrameParser, ParseStats
+from contract.wire import RawFrame
 
 __all__ = [
     "DeviceSpec",
@@ -63,83 +65,10 @@ class TransportError(DriverError):
 FrameSink = Callable[[RawFrame], Awaitable[None]]
 
 
-class DeviceSpec(BaseModel):
-    """One device of the home as a driver sees it (from the ``[[devices]]`` of the home config)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")
-    driver: str = Field(min_length=1, description="the id of the [[drivers]] entry that reads it")
-    address: str = Field(
-        min_length=1,
-        description="native address: Zigbee friendly name or IEEE, RFLink protocol:ID, "
-        "Modbus host:port/unit, BLE MAC",
-    )
-    role: str = Field(
-        min_length=1,
-        description="role in the kit: sos_button, wristband, smoke, gas, water_leak, "
-        "inactivity, motion, door, siren, fall, co",
-    )
-    room: str = ""
-    model: str = ""
-    name: str = ""
-    #: Driver-specific settings for this device (Modbus profile, BLE bind key, ...).
-    options: dict[str, Any] = Field(default_factory=dict)
-
-
 class DriverOptions(BaseModel):
     """Base of a driver's own options model; the ``[[drivers]]`` table minus ``id``/``type``."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class LocalCommand(BaseModel):
-    """A local output the rules ask for: sound a siren, acknowledge an SOS on the device."""
-
-    model_config = ConfigDict(frozen=True)
-
-    #: Device id; for ``notify`` the name of the secondary channel.
-    device: str
-    #: ``notify`` goes to the configured secondary channel (a hook), not to a driver.
-    action: Literal["siren_on", "siren_off", "ack", "notify"]
-    params: dict[str, Any] = Field(default_factory=dict)
-
-
-class ParseStats:
-    """Counts of what a parser accepted and refused, with each refusal reason logged once."""
-
-    def __init__(self) -> None:
-        self.frames = 0
-        self.readings = 0
-        self.rejected = 0
-        self.rejected_by_reason: dict[str, int] = {}
-
-    def reject(self, reason: str) -> bool:
-        """Count a rejected frame; True the first time this reason is seen (log it then)."""
-        self.rejected += 1
-        first = reason not in self.rejected_by_reason
-        # Bound the table: reasons are short literal strings, but be safe against variety.
-        if first and len(self.rejected_by_reason) >= 256:
-            reason = "other"
-            first = reason not in self.rejected_by_reason
-        self.rejected_by_reason[reason] = self.rejected_by_reason.get(reason, 0) + 1
-        return first
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "frames": self.frames,
-            "readings": self.readings,
-            "rejected": self.rejected,
-            "rejected_by_reason": dict(self.rejected_by_reason),
-        }
-
-
-class FrameParser(Protocol):
-    """Frame in, readings out. Never raises on bad input: it counts and skips it."""
-
-    stats: ParseStats
-
-    def parse(self, frame: RawFrame) -> list[Reading]: ...
 
 
 class Driver(abc.ABC):

@@ -11,9 +11,10 @@ from importlib.metadata import entry_points
 
 import structlog
 
-from drivers.base import Driver
+from contract.home import HomeConfig
+from drivers.base import Driver, DriverConfigError, DriverError
 
-__all__ = ["BUILTIN_DRIVERS", "UnknownDriver", "available_drivers", "load_driver"]
+__all__ = ["BUILTIN_DRIVERS", "UnknownDriver", "available_drivers", "build_drivers", "load_driver"]
 
 ENTRY_POINT_GROUP = "gatewayd.drivers"
 
@@ -69,3 +70,17 @@ def load_driver(type_name: str) -> type[Driver]:
     if type_name not in targets:
         raise UnknownDriver(type_name, list(targets))
     return _import(targets[type_name])
+
+
+def build_drivers(config: HomeConfig) -> dict[str, Driver]:
+    """Every enabled driver of the config, by id; raises DriverConfigError naming the problem."""
+    drivers: dict[str, Driver] = {}
+    for entry in config.drivers:
+        if not entry.enabled:
+            continue
+        try:
+            cls = load_driver(entry.type)
+            drivers[entry.id] = cls(entry.id, entry.options, config.devices)
+        except (LookupError, DriverError, ImportError, TypeError) as exc:
+            raise DriverConfigError(f"driver {entry.id!r} (type {entry.type!r}): {exc}") from exc
+    return drivers

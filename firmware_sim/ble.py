@@ -31,20 +31,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import random
 import socket
 import sys
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
 
 import structlog
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 
-from drivers.base import TransportError
+from drivers.ble.loopback import (
+    UdpScannerBackend,
+    advertisement,
+    decode_datagram,
+    encode_datagram,
+)
 from drivers.ble.transport import AdvertisementCallback
 from firmware_sim.ble_gatt import (
     SimWristband,
@@ -160,42 +163,6 @@ def bthome_service_data(
     nonce = mac + b"\xd2\xfc" + bytes([info]) + count
     sealed = AESCCM(bind_key, tag_length=4).encrypt(nonce, payload, None)
     return bytes(header) + sealed[:-4] + count + sealed[-4:]
-
-
-def advertisement(
-    address: str,
-    *,
-    name: str | None = None,
-    rssi: int = -60,
-    service_data: dict[str, bytes] | None = None,
-    manufacturer_data: dict[int, bytes] | None = None,
-    tx_power: int | None = None,
-    adapter: str = "hci0",
-) -> tuple[BLEDevice, AdvertisementData]:
-    """A ``(BLEDevice, AdvertisementData)`` pair as bleak's BlueZ backend makes one."""
-    service_data = dict(service_data or {})
-    manufacturer_data = dict(manufacturer_data or {})
-    path = f"/org/bluez/{adapter}/dev_{address.replace(':', '_')}"
-    props: dict[str, Any] = {
-        "Address": address,
-        "Alias": name or address.replace(":", "-"),
-        "RSSI": rssi,
-        "ServiceData": service_data,
-        "ManufacturerData": manufacturer_data,
-        "UUIDs": list(service_data),
-    }
-    if name is not None:
-        props["Name"] = name
-    adv = AdvertisementData(
-        local_name=name,
-        manufacturer_data=manufacturer_data,
-        service_data=service_data,
-        service_uuids=list(service_data),
-        tx_power=tx_power,
-        rssi=rssi,
-        platform_data=(path, props),
-    )
-    return BLEDevice(address, props["Alias"], {"path": path, "props": props}), adv
 
 
 class BthomeDevice:
@@ -324,38 +291,6 @@ class SimScanner:
 # -- another process: loopback UDP --------------------------------------------------------
 
 
-def encode_datagram(device: BLEDevice, adv: AdvertisementData) -> bytes:
-    return json.dumps(
-        {
-            "address": device.address,
-            "name": device.name,
-            "local_name": adv.local_name,
-            "rssi": adv.rssi,
-            "tx_power": adv.tx_power,
-            "service_data": {k: v.hex() for k, v in adv.service_data.items()},
-            "manufacturer_data": {str(k): v.hex() for k, v in adv.manufacturer_data.items()},
-        },
-        separators=(",", ":"),
-    ).encode()
-
-
-def decode_datagram(data: bytes) -> tuple[BLEDevice, AdvertisementData]:
-    """Raises ValueError (or KeyError/TypeError) on anything that is not our datagram."""
-    obj = json.loads(data)
-    if not isinstance(obj, dict) or not isinstance(obj.get("address"), str):
-        raise ValueError("not an advertisement datagram")
-    return advertisement(
-        obj["address"],
-        name=obj.get("local_name"),
-        rssi=int(obj.get("rssi", -127)),
-        tx_power=obj.get("tx_power"),
-        service_data={str(k): bytes.fromhex(v) for k, v in obj.get("service_data", {}).items()},
-        manufacturer_data={
-            int(k): bytes.fromhex(v) for k, v in obj.get("manufacturer_data", {}).items()
-        },
-    )
-
-
 class BleBroadcaster:
     """Sends advertisements to a gateway's ``udp://`` scanner (a sync, blocking-free socket)."""
 
@@ -378,51 +313,6 @@ class BleBroadcaster:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-class _AdvertisementProtocol(asyncio.DatagramProtocol):
-    def __init__(self, owner: UdpScannerBackend, callback: AdvertisementCallback) -> None:
-        self._owner = owner
-        self._callback = callback
-
-    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
-        try:
-            adv = decode_datagram(data)
-        except (ValueError, KeyError, TypeError) as exc:
-            self._owner.rejected += 1
-            if self._owner.rejected == 1:
-                log.warning("ble_udp_datagram_rejected", error=str(exc)[:200])
-            return
-        self._owner.received += 1
-        self._callback(*adv)
-
-
-class UdpScannerBackend:
-    """A ScannerBackend that listens on loopback UDP for a :class:`BleBroadcaster`."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.host = host
-        self.port = port
-        self.received = 0
-        self.rejected = 0
-        self._transport: asyncio.DatagramTransport | None = None
-
-    async def start(self, callback: AdvertisementCallback) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            transport, _ = await loop.create_datagram_endpoint(
-                lambda: _AdvertisementProtocol(self, callback), local_addr=(self.host, self.port)
-            )
-        except OSError as exc:
-            raise TransportError(
-                f"simulated BLE scanner cannot listen on udp://{self.host}:{self.port}: {exc}"
-            ) from exc
-        self._transport = transport
-
-    async def stop(self) -> None:
-        transport, self._transport = self._transport, None
-        if transport is not None:
-            transport.close()
 
 
 # -- command line: a device in another process ---------------------------------------------

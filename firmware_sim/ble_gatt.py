@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections.abc import Callable
 from typing import Any
 
 from bleak.backends.characteristic import BleakGATTCharacteristic
-from bleak.backends.service import BleakGATTService
 from bleak.exc import BleakCharacteristicNotFoundError, BleakDeviceNotFoundError, BleakError
 
+from drivers.ble.loopback import dumps, gatt_characteristic, udp_client_factory
 from drivers.ble.transport import ClientBackend, ClientFactory, NotifyCallback
 
 __all__ = [
@@ -41,13 +40,6 @@ BUTTON_CHARACTERISTIC = "0000ffe1-0000-1000-8000-00805f9b34fb"
 # -- GATT wristband -----------------------------------------------------------------------
 
 
-def _characteristic(service_uuid: str, char_uuid: str) -> BleakGATTCharacteristic:
-    service = BleakGATTService(None, 0x000C, service_uuid)
-    char = BleakGATTCharacteristic(None, 0x000E, char_uuid, ["read", "notify"], lambda: 20, service)
-    service.add_characteristic(char)
-    return char
-
-
 class SimWristband:
     """A wristband or pendant with a button on a notify characteristic (0xFFE0/0xFFE1)."""
 
@@ -61,7 +53,7 @@ class SimWristband:
         in_range: bool = True,
     ) -> None:
         self.address = address.upper()
-        self.char = _characteristic(service, characteristic)
+        self.char = gatt_characteristic(service, characteristic)
         self.press_value = press_value
         self.in_range = in_range
         self.connects = 0
@@ -197,15 +189,6 @@ class _AbsentClient:
 # The client pings every PING_S; a link that answers nothing for LINK_TIMEOUT_S is lost, as a
 # BLE supervision timeout would be (so killing the simulator process looks like range loss).
 
-PING_S = 0.25
-LINK_TIMEOUT_S = 1.5
-_REPLY_TIMEOUT_S = 3.0
-
-
-def _dumps(obj: dict[str, object]) -> bytes:
-    return json.dumps(obj, separators=(",", ":")).encode()
-
-
 class _RemoteSession:
     """The server's side of one client connection, shaped like :class:`_SimClient` for a band."""
 
@@ -280,7 +263,7 @@ class WristbandServer:
 
     def send(self, peer: tuple[str, int], msg: dict[str, object]) -> None:
         if self._transport is not None:
-            self._transport.sendto(_dumps(msg), peer)
+            self._transport.sendto(dumps(msg), peer)
 
     def handle(self, msg: dict[str, Any], peer: tuple[str, int]) -> None:
         op, session = msg.get("op"), msg["session"]
@@ -331,148 +314,3 @@ class WristbandServer:
             del self._sessions[session]
 
 
-class _UdpClientProtocol(asyncio.DatagramProtocol):
-    def __init__(self, client: _UdpClient) -> None:
-        self._client = client
-
-    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
-        try:
-            msg = json.loads(data)
-        except ValueError:
-            return
-        if isinstance(msg, dict) and msg.get("session") == self._client.session:
-            self._client.received(msg)
-
-    def error_received(self, exc: Exception) -> None:
-        # Nobody listening on the server port (ICMP port unreachable): the link is gone.
-        self._client.link_lost(f"simulator unreachable: {exc}")
-
-
-class _UdpClient:
-    def __init__(
-        self,
-        host: str,
-        port: int,
-        address: str,
-        on_disconnect: Callable[[], None],
-        *,
-        service: str,
-    ) -> None:
-        self._server = (host, port)
-        self._service = service
-        self._address = address
-        self._on_disconnect = on_disconnect
-        self.session = uuid.uuid4().hex
-        self._transport: asyncio.DatagramTransport | None = None
-        self._connected = False
-        self._reply: asyncio.Future[dict[str, Any]] | None = None
-        self._notify: NotifyCallback | None = None
-        self._char: BleakGATTCharacteristic | None = None
-        self._last_heard = 0.0
-        self._keepalive: asyncio.Task[None] | None = None
-
-    @property
-    def is_connected(self) -> bool:
-        return self._connected
-
-    async def connect(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._transport, _ = await loop.create_datagram_endpoint(
-            lambda: _UdpClientProtocol(self), remote_addr=self._server
-        )
-        reply = await self._request({"op": "connect", "address": self._address})
-        if reply["op"] != "connected":
-            self._close()
-            if reply.get("not_found"):
-                raise BleakDeviceNotFoundError(self._address, str(reply.get("error")))
-            raise BleakError(str(reply.get("error", reply["op"])))
-        self._connected = True
-        self._last_heard = loop.time()
-        self._keepalive = asyncio.create_task(self._ping())
-
-    async def start_notify(self, characteristic: str, callback: NotifyCallback) -> None:
-        if not self._connected:
-            raise BleakError("Not connected")
-        reply = await self._request(
-            {"op": "subscribe", "char": characteristic, "service": self._service}
-        )
-        if reply["op"] != "subscribed":
-            raise BleakError(str(reply.get("error", reply["op"])))
-        self._char = _characteristic(self._service, characteristic.lower())
-        self._notify = callback
-
-    async def write(self, characteristic: str, data: bytes) -> None:
-        if not self._connected:
-            raise BleakError("Not connected")
-        reply = await self._request({"op": "write", "char": characteristic, "data": data.hex()})
-        if reply["op"] != "written":
-            raise BleakError(str(reply.get("error", reply["op"])))
-
-    async def disconnect(self) -> None:
-        if self._connected and self._transport is not None:
-            self._transport.sendto(_dumps({"op": "disconnect", "session": self.session}))
-        self._connected = False
-        self._close()
-
-    async def _request(self, msg: dict[str, object]) -> dict[str, Any]:
-        if self._transport is None:
-            raise BleakError("Not connected")
-        self._reply = asyncio.get_running_loop().create_future()
-        self._transport.sendto(_dumps({**msg, "session": self.session}))
-        try:
-            return await asyncio.wait_for(self._reply, _REPLY_TIMEOUT_S)
-        except TimeoutError as exc:
-            raise BleakError(f"no answer from the simulator at {self._server}") from exc
-        finally:
-            self._reply = None
-
-    def received(self, msg: dict[str, Any]) -> None:
-        self._last_heard = asyncio.get_running_loop().time()
-        op = msg.get("op")
-        if op == "notify" and self._notify is not None and self._char is not None:
-            try:
-                data = bytearray.fromhex(str(msg.get("data", "")))
-            except ValueError:
-                return
-            self._notify(self._char, data)
-        elif op == "disconnected":
-            if self._reply is not None and not self._reply.done():
-                self._reply.set_result(msg)
-            self.link_lost("the device disconnected")
-        elif op != "pong" and self._reply is not None and not self._reply.done():
-            self._reply.set_result(msg)
-
-    def link_lost(self, reason: str) -> None:
-        del reason
-        if self._reply is not None and not self._reply.done():
-            self._reply.set_result({"op": "error", "error": "simulator unreachable"})
-        if self._connected:
-            self._connected = False
-            self._close()
-            self._on_disconnect()
-
-    async def _ping(self) -> None:
-        loop = asyncio.get_running_loop()
-        while self._connected and self._transport is not None:
-            self._transport.sendto(_dumps({"op": "ping", "session": self.session}))
-            await asyncio.sleep(PING_S)
-            if loop.time() - self._last_heard > LINK_TIMEOUT_S:
-                self.link_lost("no answer")
-                return
-
-    def _close(self) -> None:
-        if self._keepalive is not None and self._keepalive is not asyncio.current_task():
-            self._keepalive.cancel()
-        self._keepalive = None
-        if self._transport is not None:
-            self._transport.close()
-            self._transport = None
-
-
-def udp_client_factory(host: str, port: int) -> ClientFactory:
-    """A ClientFactory reaching the wristbands of a :class:`WristbandServer` on loopback."""
-
-    def factory(address: str, on_disconnect: Callable[[], None], *, service: str) -> ClientBackend:
-        return _UdpClient(host, port, address.upper(), on_disconnect, service=service)
-
-    return factory

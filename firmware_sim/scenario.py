@@ -41,8 +41,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from gatewayd.contract import RawFrame
-from gatewayd.trace import TraceControl, TraceWriter
+from contract.wire import RawFrame
+from replay.trace import TraceControl, TraceWriter
 
 __all__ = [
     "MODELS",

@@ -1,13 +1,16 @@
 """`gatewayd`: the gateway daemon and the installer's command line.
 
 Subcommands live in their own modules and load lazily, so `gatewayd --help` stays fast and a
-command's heavy imports cost nothing to the others.
+command's heavy imports cost nothing to the others. Commands that other packages add (the demo,
+which lives with the simulators) come from the ``gatewayd.commands`` entry-point group, so the
+daemon's own package never imports them.
 """
 
 from __future__ import annotations
 
 import importlib
 import sys
+from importlib.metadata import entry_points
 
 import click
 
@@ -16,7 +19,6 @@ from gatewayd import __version__
 #: name -> "module:attribute" of a click command.
 COMMANDS: dict[str, str] = {
     "run": "gatewayd.commands.run:run",
-    "demo": "gatewayd.demo:demo",
     "status": "gatewayd.commands.status:status",
     "init": "gatewayd.commands.init:init",
     "test": "gatewayd.commands.walktest:walk_test",
@@ -26,6 +28,16 @@ COMMANDS: dict[str, str] = {
     "record": "gatewayd.commands.record:record",
     "replay": "gatewayd.commands.replay:replay",
 }
+
+#: Entry-point group of commands other packages add to ``gatewayd``.
+COMMAND_GROUP = "gatewayd.commands"
+
+
+def _targets() -> dict[str, str]:
+    targets = {ep.name: ep.value for ep in entry_points(group=COMMAND_GROUP)}
+    targets.update(COMMANDS)  # a plug-in never shadows a built-in command
+    return targets
+
 
 #: Exit codes scripts can rely on.
 EXIT_OK = 0
@@ -38,10 +50,10 @@ EXIT_TIMEOUT = 5
 
 class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(COMMANDS)
+        return sorted(_targets())
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        target = COMMANDS.get(cmd_name)
+        target = _targets().get(cmd_name)
         if target is None:
             return None
         module_name, _, attr = target.partition(":")

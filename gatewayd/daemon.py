@@ -19,22 +19,23 @@ from typing import Any
 
 import structlog
 
-from drivers.base import Driver, DriverError, LocalCommand
-from drivers.registry import load_driver
-from gatewayd import __version__, sdnotify
-from gatewayd.aiobuffer import AsyncEventBuffer
-from gatewayd.buffer import EventBuffer
+from buffer.aio import AsyncEventBuffer
+from buffer.store import EventBuffer
+from contract import __version__
+from contract.home import ConfigError, HomeConfig, load_config
+from contract.wire import DriverHealth, Event, Heartbeat, Lane, RawFrame
+from drivers import registry
+from drivers.base import Driver, DriverConfigError, DriverError, LocalCommand
+from forwarder.client import Credential, CredentialError, DispatchClient
+from forwarder.delivery import Forwarder, HeartbeatSender
 from gatewayd.commands.status import one_line_summary
-from gatewayd.config import ConfigError, HomeConfig, load_config
-from gatewayd.contract import DriverHealth, Event, Heartbeat, Lane, RawFrame
 from gatewayd.control import ControlServer, WatchHub
-from gatewayd.decider import Decider
 from gatewayd.devicestate import DeviceStates
-from gatewayd.dispatch_client import Credential, CredentialError, DispatchClient
-from gatewayd.forwarder import Forwarder, HeartbeatSender
 from gatewayd.pipeline import Pipeline, TraceSink, describe_status
-from gatewayd.recorder import Recorder
+from replay.recorder import Recorder
 from rules import RuleConfigError, RuleEngine, load_rules
+from rules.decider import Decider
+from runtime import sdnotify
 
 __all__ = ["Gateway", "GatewayError", "build_drivers", "credential_path", "validate"]
 
@@ -57,17 +58,11 @@ def credential_path(config: HomeConfig) -> Path:
 
 
 def build_drivers(config: HomeConfig) -> dict[str, Driver]:
-    """Instantiate every enabled driver of the config; raises GatewayError naming the problem."""
-    drivers: dict[str, Driver] = {}
-    for entry in config.drivers:
-        if not entry.enabled:
-            continue
-        try:
-            cls = load_driver(entry.type)
-            drivers[entry.id] = cls(entry.id, entry.options, config.devices)
-        except (LookupError, DriverError, ImportError, TypeError) as exc:
-            raise GatewayError(f"driver {entry.id!r} (type {entry.type!r}): {exc}") from exc
-    return drivers
+    """Every enabled driver of the config; raises GatewayError naming the problem."""
+    try:
+        return registry.build_drivers(config)
+    except DriverConfigError as exc:
+        raise GatewayError(str(exc)) from exc
 
 
 def validate(config: HomeConfig, text: str | None = None, source: str = "<config>") -> None:

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from contract.wire import DeviceHealth, Reading
 from drivers.base import DeviceSpec
-from gatewayd.contract import DeviceHealth, Reading
 
 __all__ = ["DeviceState", "DeviceStates"]
 

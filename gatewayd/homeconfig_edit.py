@@ -1,6 +1,6 @@
 """Editing the home config's ``[[devices]]`` while keeping the installer's comments and layout.
 
-The file is edited as a tomlkit document, checked with :func:`gatewayd.config.parse_config`
+The file is edited as a tomlkit document, checked with :func:`contract.home.parse_config`
 before anything is written, and written atomically (the old file kept as ``.bak``): an edit
 either lands whole and valid, or the file is untouched.
 
@@ -20,8 +20,8 @@ from tomlkit.exceptions import TOMLKitError
 from tomlkit.items import AoT, Table
 from tomlkit.toml_document import TOMLDocument
 
+from contract.home import ConfigError, HomeConfig, parse_config
 from gatewayd.commands.init import write_atomically
-from gatewayd.config import ConfigError, HomeConfig, parse_config
 
 __all__ = [
     "DeviceIdTaken",

@@ -22,13 +22,13 @@ from typing import Any, Literal, Protocol
 
 import structlog
 
+from buffer.aio import AsyncEventBuffer
+from buffer.store import EventDraft
+from contract.wire import Event, EventKind, Lane, RawFrame, Reading
 from drivers.base import FrameParser, LocalCommand
-from gatewayd.aiobuffer import AsyncEventBuffer
-from gatewayd.buffer import EventDraft
-from gatewayd.contract import Event, EventKind, Lane, RawFrame, Reading
-from gatewayd.decider import Decided, Decider, draft_of
 from gatewayd.devicestate import DeviceStates
 from rules import LocalAction, RuleEngine
+from rules.decider import Decided, Decider, draft_of
 
 __all__ = ["Pipeline", "PipelineStats"]
 
@@ -39,7 +39,7 @@ CommandSink = Callable[[LocalCommand], Awaitable[None]]
 
 
 class TraceSink(Protocol):
-    """Where the pipeline's inputs are recorded for replay (see :mod:`gatewayd.recorder`)."""
+    """Where the pipeline's inputs are recorded for replay (see :mod:`replay.recorder`)."""
 
     def tap(self, frame: RawFrame) -> None: ...
     def note_ack(self, condition: str, at: datetime | None = None) -> None: ...

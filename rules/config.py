@@ -45,8 +45,8 @@ from pydantic import (
     model_validator,
 )
 
-from drivers.base import DeviceSpec
-from gatewayd.config import ROLES, describe_validation
+from contract.devices import ROLES, DeviceSpec
+from contract.home import describe_validation
 
 __all__ = [
     "DELAYABLE_KINDS",

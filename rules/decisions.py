@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from drivers.base import LocalCommand
-from gatewayd.contract import EventKind, Priority
+from contract.devices import LocalCommand
+from contract.wire import EventKind, Priority
 
 __all__ = ["ActiveCondition", "ActiveConditionLike", "Decision", "EmitEvent", "LocalAction"]
 

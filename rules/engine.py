@@ -60,8 +60,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from drivers.base import DeviceSpec, LocalCommand
-from gatewayd.contract import EventKind, Priority, Reading
+from contract.devices import SOS_ROLES, DeviceSpec, LocalCommand
+from contract.wire import EventKind, Priority, Reading
 from rules.config import RuleConfigError, RuleSet
 from rules.decisions import ActiveCondition, ActiveConditionLike, Decision, EmitEvent, LocalAction
 from rules.localtime import local_instant, seconds_due
@@ -82,7 +82,6 @@ _ALARM_PROPERTIES: Final = {
 }
 _DETECTOR_KINDS: Final = frozenset({K.SMOKE, K.GAS, K.CARBON_MONOXIDE, K.WATER_LEAK, K.FALL})
 _SIREN_KINDS: Final = frozenset({K.SMOKE, K.GAS, K.CARBON_MONOXIDE})
-SOS_ROLES: Final = frozenset({"sos_button", "wristband", "pendant"})
 INACTIVITY_KEY: Final = "inactivity:-"
 _INACTIVITY_SOURCES: Final = ("motion", "contact_open", "sos", "action")
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
-import gatewayd.logs
+import runtime.logs
 
 pytest_plugins = [
     "tests.fixtures.broker",
@@ -24,7 +24,7 @@ pytest_plugins = [
 def _isolated_logging() -> Iterator[None]:
     """A test that configures logging (a command run in-process) must not change what the
     next test's ``capture_logs`` sees, such as a level that filters INFO out."""
-    gatewayd.logs.CACHE_LOGGERS = False
+    runtime.logs.CACHE_LOGGERS = False
     saved = structlog.get_config()
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level

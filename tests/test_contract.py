@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gatewayd.contract import (
+from contract.wire import (
     ContractError,
     Event,
     EventKind,

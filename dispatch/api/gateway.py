@@ -9,12 +9,7 @@ import structlog
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 
-from dispatch import gateways, ingest
-from dispatch.api.deps import ServicesDep
-from dispatch.errors import BadRequest
-from dispatch.models import EnrollReply, EnrollRequest
-from dispatch.tx import transaction
-from gatewayd.contract import (
+from contract.wire import (
     ContractError,
     Heartbeat,
     HeartbeatReply,
@@ -23,6 +18,11 @@ from gatewayd.contract import (
     UnsupportedVersion,
     parse_message,
 )
+from dispatch import gateways, ingest
+from dispatch.api.deps import ServicesDep
+from dispatch.errors import BadRequest
+from dispatch.models import EnrollReply, EnrollRequest
+from dispatch.tx import transaction
 
 __all__ = ["BODY_MODELS", "router"]
 

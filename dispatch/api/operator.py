@@ -15,6 +15,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import and_, func, insert, or_, select, update
 
+from contract.wire import new_event_id
 from dispatch import gateways, incidents, operators, schema, stream
 from dispatch.api.deps import (
     SESSION_COOKIE,
@@ -52,7 +53,6 @@ from dispatch.models import (
 )
 from dispatch.reports import ResponseTimesReport, response_times
 from dispatch.tx import transaction
-from gatewayd.contract import new_event_id
 
 __all__ = ["router"]
 

@@ -23,6 +23,7 @@ import structlog
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 
+from contract.wire import DeviceHealth, RawFrame
 from drivers.base import (
     DeviceSpec,
     Driver,
@@ -41,7 +42,6 @@ from drivers.ble.transport import (
     ScannerBackend,
     bleak_client_factory,
 )
-from gatewayd.contract import DeviceHealth, RawFrame
 
 __all__ = ["BleDriver"]
 
@@ -273,7 +273,7 @@ class BleDriver(Driver):
             return BleakScannerBackend(
                 scanning_mode=self.options.scanning_mode, adapter=self.options.adapter
             )
-        from firmware_sim.ble import UdpScannerBackend  # only the simulator link needs it
+        from drivers.ble.loopback import UdpScannerBackend  # only the loopback link needs it
 
         return UdpScannerBackend(endpoint.host, endpoint.port)
 
@@ -285,7 +285,7 @@ class BleDriver(Driver):
             return bleak_client_factory(
                 adapter=self.options.adapter, timeout=self.options.connect_timeout_s
             )
-        from firmware_sim.ble import udp_client_factory
+        from drivers.ble.loopback import udp_client_factory
 
         return udp_client_factory(endpoint.host, endpoint.port)
 

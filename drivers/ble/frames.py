@@ -1,4 +1,4 @@
-"""What a BLE :class:`~gatewayd.contract.RawFrame` carries: one JSON object per frame.
+"""What a BLE :class:`~contract.wire.RawFrame` carries: one JSON object per frame.
 
 The transport builds these from bleak's objects; the parser reads them back, so the parser needs
 nothing but the frame (it stays pure, and a recorded trace replays exactly). Three kinds:

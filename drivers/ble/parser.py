@@ -31,6 +31,7 @@ from typing import Any
 
 import structlog
 
+from contract.wire import RawFrame, Reading, ReadingValue
 from drivers.base import ParseStats
 from drivers.ble.bthome import BthomeDecoded, BthomeRejected, EncryptionState, decode_bthome
 from drivers.ble.config import DeviceConfig
@@ -42,7 +43,6 @@ from drivers.ble.frames import (
     Presence,
     decode_frame,
 )
-from gatewayd.contract import RawFrame, Reading, ReadingValue
 
 __all__ = ["BleParser"]
 

@@ -1,8 +1,8 @@
 """The seam to the radio: a scanner and a GATT client, each a tiny protocol.
 
 Everything else of the driver (filtering, framing, supervision, reconnecting) is ours and runs
-in tests; only these two are bleak, or firmware_sim's loopback stand-ins that hand over bleak's
-own ``BLEDevice`` / ``AdvertisementData`` / ``BleakGATTCharacteristic`` objects.
+in tests; only these two are bleak, or the loopback stand-ins of :mod:`drivers.ble.loopback`
+that hand over bleak's own ``BLEDevice`` / ``AdvertisementData`` / ``BleakGATTCharacteristic``.
 
 - :class:`ScannerBackend`: ``start(callback)`` / ``stop()``; the callback receives
   ``(BLEDevice, AdvertisementData)`` exactly as bleak's ``detection_callback`` does.

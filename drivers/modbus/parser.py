@@ -26,8 +26,8 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 
+from contract.wire import RawFrame, Reading
 from drivers.base import ParseStats
-from gatewayd.contract import RawFrame, Reading
 
 from .address import ModbusAddress
 from .profiles import Block, Fact, Profile, ProfileError, Registers

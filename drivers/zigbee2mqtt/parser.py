@@ -54,6 +54,7 @@ from typing import Any, Final
 
 import structlog
 
+from contract.wire import RawFrame, Reading
 from drivers.base import DeviceSpec, ParseStats
 from drivers.zigbee2mqtt.bridge import (
     BridgeDevice,
@@ -63,7 +64,6 @@ from drivers.zigbee2mqtt.bridge import (
     parse_event,
     parse_online,
 )
-from gatewayd.contract import RawFrame, Reading
 
 __all__ = ["MAX_DEVICES", "SOS_ROLES", "Zigbee2MqttParser"]
 

@@ -22,13 +22,13 @@ from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 from pydantic import ValidationError
 
+from contract.devices import DriverEntry
 from drivers.base import DeviceSpec, DriverConfigError, TransportError
 from drivers.ble.bthome import BthomeRejected, EncryptionState, decode_bthome
 from drivers.ble.config import BleOptions, parse_endpoint
 from drivers.ble.frames import BTHOME_UUID, normalize_address
 from drivers.ble.transport import BleakScannerBackend, ScannerBackend
 from drivers.registry import UnknownDriver, load_driver
-from gatewayd.config import DriverEntry
 
 __all__ = [
     "ADDRESS_DRIVERS",
@@ -128,7 +128,7 @@ def scanner_for(entry: DriverEntry) -> ScannerBackend:
     endpoint = parse_endpoint(options.scanner, what="scanner")
     if endpoint is None:
         return BleakScannerBackend(scanning_mode=options.scanning_mode, adapter=options.adapter)
-    from firmware_sim.ble import UdpScannerBackend  # only the simulator link needs it
+    from drivers.ble.loopback import UdpScannerBackend  # only the loopback link needs it
 
     return UdpScannerBackend(endpoint.host, endpoint.port)
 

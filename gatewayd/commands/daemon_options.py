@@ -11,8 +11,8 @@ from typing import Any, NoReturn, TypeVar
 import click
 from rich.console import Console
 
+from contract.home import ConfigError, HomeConfig, load_config
 from gatewayd.cli import EXIT_CONFIG, EXIT_UNREACHABLE
-from gatewayd.config import ConfigError, HomeConfig, load_config
 
 __all__ = [
     "DEFAULT_CONFIG",

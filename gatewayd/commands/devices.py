@@ -44,6 +44,8 @@ from rich.progress import BarColumn, Progress, TextColumn
 from rich.prompt import Prompt
 from rich.table import Table
 
+from contract.devices import ROLES, DriverEntry
+from contract.home import ConfigError, HomeConfig, parse_config
 from drivers.zigbee2mqtt.bridge import IEEE_ADDRESS, BridgeDevice, BridgeEvent
 from drivers.zigbee2mqtt.options import BrokerAddress, Zigbee2MqttOptions
 from drivers.zigbee2mqtt.pairing import (
@@ -75,7 +77,6 @@ from gatewayd.commands.address_pairing import (
     scanner_for,
 )
 from gatewayd.commands.daemon_options import config_option, fail
-from gatewayd.config import ROLES, ConfigError, DriverEntry, HomeConfig, parse_config
 from gatewayd.homeconfig_edit import (
     HomeConfigEditError,
     load_document,

@@ -17,16 +17,16 @@ from typing import NoReturn
 
 import click
 
-from gatewayd.cli import EXIT_CONFIG, EXIT_UNREACHABLE, EXIT_USAGE
-from gatewayd.commands.daemon_options import DEFAULT_CONFIG
-from gatewayd.config import DEFAULT_STATE_DIR, ConfigError, load_config
-from gatewayd.dispatch_client import (
+from contract.home import DEFAULT_STATE_DIR, ConfigError, load_config
+from forwarder.client import (
     CREDENTIAL_FILE,
     DispatchClient,
     DispatchError,
     DispatchUnreachable,
     EnrollmentRefused,
 )
+from gatewayd.cli import EXIT_CONFIG, EXIT_UNREACHABLE, EXIT_USAGE
+from gatewayd.commands.daemon_options import DEFAULT_CONFIG
 
 __all__ = ["enroll"]
 

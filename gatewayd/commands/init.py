@@ -8,7 +8,7 @@ never a prompt)::
         --dispatch-url https://dispatch.example.org --timezone Europe/Berlin \\
         --zigbee-url mqtt://127.0.0.1:1883
 
-The file is commented TOML that `gatewayd.config.load_config` accepts (checked before it is
+The file is commented TOML that `contract.home.load_config` accepts (checked before it is
 written), written atomically with mode 0640. An existing file is only replaced with ``--force``,
 and then kept as ``<name>.bak``.
 
@@ -34,9 +34,9 @@ import tomlkit
 from rich.console import Console
 from rich.prompt import Prompt
 
+from contract.home import DEFAULT_STATE_DIR, ConfigError, parse_config
 from gatewayd.cli import EXIT_CONFIG, EXIT_USAGE
 from gatewayd.commands.daemon_options import DEFAULT_CONFIG, fail
-from gatewayd.config import DEFAULT_STATE_DIR, ConfigError, parse_config
 
 __all__ = ["ConfigExists", "HomeAnswers", "InitError", "init", "render_config", "validators"]
 

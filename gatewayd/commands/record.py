@@ -24,14 +24,14 @@ import click
 import structlog
 from rich.console import Console
 
+from contract.wire import RawFrame
 from drivers.base import Driver
 from gatewayd.cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_USAGE
 from gatewayd.commands.daemon_options import config_option, load_home_config
 from gatewayd.commands.daemon_options import fail as _fail_with
 from gatewayd.commands.replay import logs_to_stderr
-from gatewayd.contract import RawFrame
-from gatewayd.recorder import DEFAULT_KEEP, DEFAULT_MAX_BYTES, Recorder
-from gatewayd.trace import TraceError
+from replay.recorder import DEFAULT_KEEP, DEFAULT_MAX_BYTES, Recorder
+from replay.trace import TraceError
 
 __all__ = ["record", "record_drivers"]
 

@@ -26,8 +26,7 @@ from rich.markup import escape
 from gatewayd.cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_USAGE
 from gatewayd.commands.daemon_options import fail as _fail_with
 from gatewayd.commands.daemon_options import load_home_config
-from gatewayd.logs import configure_logging
-from gatewayd.replay import (
+from replay.engine import (
     Comparison,
     DecidedLike,
     RealTimePacer,
@@ -41,7 +40,8 @@ from gatewayd.replay import (
     describe,
     read_expected,
 )
-from gatewayd.trace import TraceError, TraceProblem, TraceReader, iso_utc
+from replay.trace import TraceError, TraceProblem, TraceReader, iso_utc
+from runtime.logs import configure_logging
 
 
 def fail(message: str, code: int) -> NoReturn:
@@ -280,7 +280,7 @@ def replay(
     on_decided: Callable[[DecidedLike], None] = write_line
     forwarder = None
     if forward is not None:
-        from gatewayd.replay_forward import ForwardError, ReplayForwarder
+        from replay.forward import ForwardError, ReplayForwarder
 
         try:
             forwarder = ReplayForwarder.start(

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import click
 
+from contract.home import ConfigError, load_config
 from gatewayd.cli import EXIT_CONFIG
-from gatewayd.config import ConfigError, load_config
-from gatewayd.logs import configure_logging
+from runtime.logs import configure_logging
 
 DEFAULT_CONFIG = Path("/etc/gatewayd/home.toml")
 

@@ -11,10 +11,10 @@ from typing import Any
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 
+from contract.wire import RawFrame, Reading
 from drivers.base import DeviceSpec
 from drivers.ble import BleDriver, BleParser
 from drivers.ble.frames import encode_advertisement
-from gatewayd.contract import RawFrame, Reading
 
 T0 = datetime(2026, 11, 29, 3, 0, tzinfo=UTC)
 

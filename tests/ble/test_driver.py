@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
+from contract.wire import RawFrame
 from drivers.base import DeviceSpec, DriverConfigError, LocalCommand, TransportError
 from drivers.ble import BleDriver
 from firmware_sim.ble import BthomeDevice, SimScanner, SimWristband, sim_client_factory
-from gatewayd.contract import RawFrame
 from tests.ble.helpers import Pipeline, eventually, running, spec
 
 KEY = "231d39c1d7cc1ab1aee224cd096db932"

@@ -10,8 +10,8 @@ import asyncio
 import sys
 from pathlib import Path
 
-from gatewayd.aiobuffer import AsyncEventBuffer
-from gatewayd.buffer import EventBuffer
+from buffer.aio import AsyncEventBuffer
+from buffer.store import EventBuffer
 from tests.buffer.helpers import alarm, draft
 
 

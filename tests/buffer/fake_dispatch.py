@@ -1,6 +1,6 @@
 """An in-process dispatch for client and forwarder tests, served through httpx.MockTransport.
 
-It verifies each request's signature with :mod:`gatewayd.auth` exactly as the real server must,
+It verifies each request's signature with :mod:`contract.signing` exactly as the real server must,
 stores events by id (so a resend is a ``duplicate``), and can be told to fail in the ways a real
 server or network does.
 """
@@ -14,9 +14,9 @@ from datetime import UTC, datetime
 
 import httpx
 
-from gatewayd.auth import SignatureError, parse_headers, verify_request
-from gatewayd.contract import Event, Heartbeat, IngestBatch, parse_message
-from gatewayd.dispatch_client import Credential
+from contract.signing import SignatureError, parse_headers, verify_request
+from contract.wire import Event, Heartbeat, IngestBatch, parse_message
+from forwarder.client import Credential
 
 SECRET = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA=="
 CREDENTIAL = Credential(

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from gatewayd.buffer import EventDraft
-from gatewayd.contract import EventKind
+from buffer.store import EventDraft
+from contract.wire import EventKind
 
 T0 = datetime(2026, 11, 29, 8, 30, tzinfo=UTC)
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from gatewayd.aiobuffer import AsyncEventBuffer
-from gatewayd.buffer import EventBuffer, EventBufferError, EventDraft
-from gatewayd.contract import Lane
+from buffer.aio import AsyncEventBuffer
+from buffer.store import EventBuffer, EventBufferError, EventDraft
+from contract.wire import Lane
 from tests.buffer.helpers import alarm, draft
 
 

@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from gatewayd.buffer import (
+from buffer.store import (
     SCHEMA_VERSION,
     BufferLocked,
     BufferSchemaTooNew,
     EventBuffer,
     EventBufferError,
 )
-from gatewayd.contract import MAX_PAYLOAD_BYTES, AckStatus, EventAck, EventKind, Lane
+from contract.wire import MAX_PAYLOAD_BYTES, AckStatus, EventAck, EventKind, Lane
 from tests.buffer.helpers import T0, alarm, copy_as_killed, draft, later, trouble
 
 
@@ -310,7 +310,7 @@ def test_eviction_counts_survive_restart(tmp_path: Path) -> None:
 def test_a_new_migration_brings_an_old_file_forward(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from gatewayd import bufferfile
+    from buffer import files as bufferfile
 
     path = tmp_path / "b.db"
     with EventBuffer.open(path, gateway_id="gw-1") as buffer:

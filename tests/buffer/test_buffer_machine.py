@@ -17,8 +17,8 @@ from hypothesis.stateful import (
     rule,
 )
 
-from gatewayd.buffer import EventBuffer, EventDraft
-from gatewayd.contract import Event, EventKind, Lane
+from buffer.store import EventBuffer, EventDraft
+from contract.wire import Event, EventKind, Lane
 from tests.buffer.helpers import T0, copy_as_killed
 
 KINDS = [

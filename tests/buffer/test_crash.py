@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gatewayd.buffer import EventBuffer
+from buffer.store import EventBuffer
 from tests.buffer.helpers import draft
 from tests.fixtures.procs import REPO_ROOT, module_cmd, project_env
 

@@ -16,9 +16,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from gatewayd.auth import HEADER_SIGNATURE, parse_headers, verify_request
-from gatewayd.contract import Heartbeat, IngestBatch, Lane
-from gatewayd.dispatch_client import (
+from contract.signing import HEADER_SIGNATURE, parse_headers, verify_request
+from contract.wire import Heartbeat, IngestBatch, Lane
+from forwarder.client import (
     Credential,
     CredentialError,
     DispatchAuthRejected,
@@ -30,7 +30,7 @@ from gatewayd.dispatch_client import (
     EnrollmentRefused,
     ssl_context,
 )
-from gatewayd.forwarder import HeartbeatSender
+from forwarder.delivery import HeartbeatSender
 from tests.buffer.fake_dispatch import CREDENTIAL, SECRET, FakeDispatch, problem
 
 

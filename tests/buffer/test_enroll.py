@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from gatewayd.dispatch_client import Credential
+from forwarder.client import Credential
 from tests.fixtures.procs import run_module
 
 

@@ -9,11 +9,11 @@ import httpx
 import pytest
 from structlog.testing import capture_logs
 
-from gatewayd.aiobuffer import AsyncEventBuffer
-from gatewayd.buffer import BufferStorageError, EventBuffer
-from gatewayd.contract import Event, EventAck, EventKind, Lane
-from gatewayd.dispatch_client import DispatchClient
-from gatewayd.forwarder import CREDENTIAL_CONDITION, Forwarder
+from buffer.aio import AsyncEventBuffer
+from buffer.store import BufferStorageError, EventBuffer
+from contract.wire import Event, EventAck, EventKind, Lane
+from forwarder.client import DispatchClient
+from forwarder.delivery import CREDENTIAL_CONDITION, Forwarder
 from tests.buffer.fake_dispatch import (
     CREDENTIAL,
     FakeDispatch,

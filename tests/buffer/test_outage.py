@@ -12,10 +12,10 @@ from typing import Any
 import httpx
 import pytest
 
-from gatewayd.aiobuffer import AsyncEventBuffer
-from gatewayd.buffer import EventBuffer
-from gatewayd.dispatch_client import DispatchClient
-from gatewayd.forwarder import Forwarder
+from buffer.aio import AsyncEventBuffer
+from buffer.store import EventBuffer
+from forwarder.client import DispatchClient
+from forwarder.delivery import Forwarder
 from tests.buffer.fake_dispatch import CREDENTIAL, FakeDispatch
 from tests.buffer.helpers import alarm, draft, trouble
 from tests.buffer.test_forwarder import Running, until

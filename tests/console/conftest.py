@@ -20,8 +20,8 @@ from urllib.parse import urlsplit
 import playwright.sync_api as playwright_sync
 import pytest
 
-from gatewayd.contract import Event, EventKind, Heartbeat, IngestBatch, IngestReply, Lane
-from gatewayd.dispatch_client import Credential, DispatchClient
+from contract.wire import Event, EventKind, Heartbeat, IngestBatch, IngestReply, Lane
+from forwarder.client import Credential, DispatchClient
 from tests.fixtures.dispatch import DispatchServer
 
 CHROMIUM = "/usr/bin/chromium"

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from gatewayd.contract import EventKind
+from contract.wire import EventKind
 from tests.console.conftest import ARTIFACTS, OPERATOR, OPERATOR_NAME, TIMEZONE, Centre, log_in
 
 pytestmark = pytest.mark.browser

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import httpx
 
-from gatewayd.auth import sign_request
-from gatewayd.contract import EventKind
+from contract.signing import sign_request
+from contract.wire import EventKind
 from tests.dispatch.wire import batch, event, heartbeat
 from tests.fixtures.dispatch import DispatchServer, EnrolledGateway
 

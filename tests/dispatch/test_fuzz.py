@@ -20,10 +20,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 
+from contract.wire import EventKind, IngestReply
 from dispatch.api.app import create_app
 from dispatch.db import Database
 from dispatch.settings import Settings
-from gatewayd.contract import EventKind, IngestReply
 from tests.dispatch.conftest import unique
 from tests.dispatch.wire import batch, event
 from tests.fixtures.dispatch import DispatchServer, EnrolledGateway

@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from gatewayd.contract import MAX_BATCH_EVENTS, EventKind, HeartbeatReply, IngestReply
+from contract.wire import MAX_BATCH_EVENTS, EventKind, HeartbeatReply, IngestReply
 from tests.dispatch.conftest import unique
 from tests.dispatch.wire import batch, event, heartbeat
 from tests.fixtures.dispatch import DispatchServer

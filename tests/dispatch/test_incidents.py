@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 
-from gatewayd.contract import EventKind, IngestReply
+from contract.wire import EventKind, IngestReply
 from tests.dispatch.conftest import new_operator, unique
 from tests.dispatch.wire import batch, event
 from tests.fixtures.dispatch import DispatchServer, EnrolledGateway

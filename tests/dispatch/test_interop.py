@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gatewayd.contract import EventKind
-from gatewayd.dispatch_client import DispatchAuthRejected, DispatchClient, EnrollmentRefused
+from contract.wire import EventKind
+from forwarder.client import DispatchAuthRejected, DispatchClient, EnrollmentRefused
 from tests.dispatch.conftest import unique
 from tests.dispatch.wire import batch, event, heartbeat
 from tests.fixtures.dispatch import DispatchServer

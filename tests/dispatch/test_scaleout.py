@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from gatewayd.contract import EventKind, IngestReply
+from contract.wire import EventKind, IngestReply
 from tests.dispatch.conftest import shared_servers, unique
 from tests.dispatch.wire import batch, event, heartbeat, sse_events
 from tests.fixtures.dispatch import DispatchServer, EnrolledGateway

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from gatewayd.contract import EventKind, IngestReply
+from contract.wire import EventKind, IngestReply
 from tests.dispatch.conftest import unique
 from tests.dispatch.wire import batch, event, sse_events
 from tests.fixtures.dispatch import DispatchServer

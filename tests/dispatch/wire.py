@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from gatewayd.contract import Event, EventKind, Heartbeat, IngestBatch, Lane
+from contract.wire import Event, EventKind, Heartbeat, IngestBatch, Lane
 
 _seq = itertools.count(1)
 

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from gatewayd.dispatch_client import Credential
+from forwarder.client import Credential
 from tests.fixtures.dispatch import DispatchServer
 from tests.fixtures.gateway import GatewayProcess
 
@@ -232,7 +232,7 @@ def tamper_buffer(gw: GatewayProcess, how: str) -> str:
     """
     import sqlite3
 
-    from gatewayd.contract import new_event_id
+    from contract.wire import new_event_id
 
     conn = sqlite3.connect(gw.state_dir / "buffer.db", timeout=10, isolation_level=None)
     try:

@@ -16,15 +16,15 @@ from pathlib import Path
 
 import pytest
 
+from buffer.aio import AsyncEventBuffer
+from buffer.store import EventBuffer
+from contract.home import parse_config
+from contract.wire import Event, RawFrame
 from drivers.base import LocalCommand
 from drivers.registry import load_driver
-from gatewayd.aiobuffer import AsyncEventBuffer
-from gatewayd.buffer import EventBuffer
-from gatewayd.config import parse_config
-from gatewayd.contract import Event, RawFrame
+from forwarder.client import Credential, DispatchClient
+from forwarder.delivery import Forwarder
 from gatewayd.devicestate import DeviceStates
-from gatewayd.dispatch_client import Credential, DispatchClient
-from gatewayd.forwarder import Forwarder
 from gatewayd.pipeline import Pipeline
 from rules import RuleEngine, load_rules
 from tests.faults.harness import check_exactly_once, scaled, stored_events, until
@@ -196,14 +196,14 @@ async def test_alarm_delivered_while_the_gateway_clock_is_ten_minutes_ahead(
     tmp_path: Path, dispatch_server: DispatchServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An alarm committed while the gateway's clock is 10 minutes fast reaches dispatch."""
-    import gatewayd.auth
-    import gatewayd.dispatch_client
-    from gatewayd.buffer import EventDraft
-    from gatewayd.contract import EventKind
+    import contract.signing
+    import forwarder.client
+    from buffer.store import EventDraft
+    from contract.wire import EventKind
 
     # The gateway's whole clock is 10 minutes fast: what signs and what stamps requests.
-    monkeypatch.setattr(gatewayd.auth, "time", _ShiftedTime(600.0))
-    monkeypatch.setattr(gatewayd.dispatch_client, "time", _ShiftedTime(600.0))
+    monkeypatch.setattr(contract.signing, "time", _ShiftedTime(600.0))
+    monkeypatch.setattr(forwarder.client, "time", _ShiftedTime(600.0))
     enrolled = dispatch_server.enroll("hh-skew", "gw-skew")
     credential = Credential("gw-skew", enrolled.household_id, enrolled.secret, dispatch_server.url)
     raw = EventBuffer.open(tmp_path / "buffer.db", gateway_id="gw-skew")

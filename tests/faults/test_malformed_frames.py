@@ -19,11 +19,11 @@ from typing import Any
 
 import pytest
 
+from contract.home import parse_config
+from contract.wire import RawFrame, Reading
 from drivers.ble.frames import BTHOME_UUID, encode_advertisement
 from drivers.modbus.parser import failed_poll_payload, poll_payload
 from drivers.modbus.profiles import Block
-from gatewayd.config import parse_config
-from gatewayd.contract import RawFrame, Reading
 from gatewayd.daemon import build_drivers
 from tests.faults.harness import scaled
 from tests.fixtures.gateway import home_toml

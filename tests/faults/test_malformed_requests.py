@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from gatewayd.contract import EventKind
+from contract.wire import EventKind
 from tests.dispatch.wire import batch, event
 from tests.faults.harness import check_exactly_once, stored_events
 from tests.fixtures.dispatch import DispatchServer, EnrolledGateway

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from buffer.aio import AsyncEventBuffer
+from buffer.store import EventBuffer
+from contract.home import HomeConfig, parse_config
+from contract.wire import Event, RawFrame
 from drivers.base import LocalCommand
-from gatewayd.aiobuffer import AsyncEventBuffer
-from gatewayd.buffer import EventBuffer
-from gatewayd.config import HomeConfig, parse_config
-from gatewayd.contract import Event, RawFrame
 from gatewayd.daemon import build_drivers
 from gatewayd.devicestate import DeviceStates
 from gatewayd.pipeline import Pipeline

@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pymodbus.pdu import DecodePDU
 
+from contract.wire import RawFrame
 from drivers.modbus import ModbusDevice, ModbusParser, get_profile, parse_modbus_address
 from drivers.modbus.parser import failed_poll_payload, poll_payload
 from drivers.modbus.profiles import (
@@ -25,7 +26,6 @@ from drivers.modbus.profiles import (
     Registers,
     Table,
 )
-from gatewayd.contract import RawFrame
 
 SAMPLES = json.loads(Path(__file__).with_name("register_samples.json").read_text())
 WALL = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from gatewayd.contract import Event, EventKind
+from contract.wire import Event, EventKind
 from gatewayd.control import MODES, WatchHub
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from gatewayd.contract import EventKind
+from contract.wire import EventKind
 from gatewayd.control import (
     ControlClient,
     ControlError,

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from contract.home import load_config, parse_config
 from gatewayd.cli import cli
 from gatewayd.commands.init import HomeAnswers, render_config
-from gatewayd.config import load_config, parse_config
 
 FLAGS = [
     "--no-input",

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import structlog
 
-from gatewayd import sdnotify
+from runtime import sdnotify
 
 
 class Listener:

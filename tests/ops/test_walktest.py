@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from contract.wire import EventKind
 from gatewayd.cli import cli
 from gatewayd.commands.walktest import measurements
-from gatewayd.contract import EventKind
 from gatewayd.control import ControlServer
 from tests.fixtures.procs import project_env
 from tests.ops.fakes import FakeDaemon

@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
+from contract.home import parse_config
+from contract.wire import EventKind, Priority
 from drivers.base import LocalCommand
 from firmware_sim.scenarios import folder
-from gatewayd.config import parse_config
-from gatewayd.contract import EventKind, Priority
-from gatewayd.dispatch_client import Credential
-from gatewayd.replay_forward import ForwardError, ReplayForwarder
+from forwarder.client import Credential
+from replay.forward import ForwardError, ReplayForwarder
 from tests.buffer.fake_dispatch import CREDENTIAL, FakeDispatch
 from tests.fixtures.procs import run_module
 

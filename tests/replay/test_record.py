@@ -7,8 +7,8 @@ from pathlib import Path
 
 from drivers.base import Driver, FrameParser, TransportError, data_frame
 from gatewayd.commands.record import record_drivers
-from gatewayd.recorder import Recorder
-from gatewayd.trace import read_frames
+from replay.recorder import Recorder
+from replay.trace import read_frames
 
 
 class FlakyDriver(Driver):

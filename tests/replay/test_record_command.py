@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
+from contract.home import load_config
+from contract.wire import RawFrame
 from firmware_sim.zigbee2mqtt import SimDevice, Zigbee2MqttBridge
-from gatewayd.config import load_config
-from gatewayd.contract import RawFrame
-from gatewayd.replay import build_decider, replay_lines
-from gatewayd.trace import TraceReader, read_frames
+from replay.engine import build_decider, replay_lines
+from replay.trace import TraceReader, read_frames
 from tests.fixtures.procs import REPO_ROOT, module_cmd, project_env
 
 pytestmark = pytest.mark.broker

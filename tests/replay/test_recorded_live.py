@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 
 import firmware_sim.zigbee2mqtt as z2m
+from contract.home import parse_config
+from contract.wire import Event, Lane
 from gatewayd import daemon
-from gatewayd.config import parse_config
-from gatewayd.contract import Event, Lane
-from gatewayd.recorder import Recorder
-from gatewayd.replay import Replay, build_decider, canonical_decision
-from gatewayd.trace import TraceReader
+from replay.engine import Replay, build_decider, canonical_decision
+from replay.recorder import Recorder
+from replay.trace import TraceReader
 
 pytestmark = pytest.mark.broker
 
@@ -120,7 +120,7 @@ async def test_a_trace_recorded_live_replays_to_the_same_alarms(
         reader.frames()
     )
     assert reader.stats.skipped == 0
-    from gatewayd.contract import EventKind
+    from contract.wire import EventKind
 
     replayed_alarms = [
         alarm_lane(d["kind"], d["device_id"], d["at"], d["condition"])
@@ -132,6 +132,6 @@ async def test_a_trace_recorded_live_replays_to_the_same_alarms(
 
 
 def canonical_time(event: Event) -> str:
-    from gatewayd.trace import iso_utc
+    from replay.trace import iso_utc
 
     return iso_utc(event.at)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from gatewayd.contract import RawFrame
-from gatewayd.recorder import Recorder, rotated_path
-from gatewayd.trace import TraceError, TraceReader, read_frames
+from contract.wire import RawFrame
+from replay.recorder import Recorder, rotated_path
+from replay.trace import TraceError, TraceReader, read_frames
 
 T0 = datetime(2026, 3, 2, 5, 0, tzinfo=UTC)
 
@@ -177,7 +177,7 @@ def test_bad_options_are_refused(tmp_path: Path) -> None:
 
 
 def test_from_config_follows_the_record_section(tmp_path: Path) -> None:
-    from gatewayd.config import parse_config
+    from contract.home import parse_config
 
     base = f'[gateway]\nid = "gw-1"\nstate_dir = "{tmp_path / "state"}"\n'
     assert Recorder.from_config(parse_config(base)) is None
@@ -212,7 +212,7 @@ def test_an_idle_recorder_does_not_grow_the_file(tmp_path: Path) -> None:
 
 
 def test_acknowledgements_and_mode_changes_are_recorded_in_order(tmp_path: Path) -> None:
-    from gatewayd.trace import TraceControl
+    from replay.trace import TraceControl
 
     path = tmp_path / "rec.jsonl"
     recorder = Recorder.open(path, gateway_id="gw")

@@ -16,8 +16,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gatewayd.contract import RawFrame, Reading
-from gatewayd.replay import (
+from contract.wire import RawFrame, Reading
+from replay.engine import (
     RealTimePacer,
     Replay,
     ReplayError,
@@ -289,7 +289,7 @@ def test_exact_deadlines_decide_as_a_one_second_clock_does(
 
 
 def test_acknowledgements_and_mode_changes_are_replayed_at_their_time() -> None:
-    from gatewayd.trace import TraceControl
+    from replay.trace import TraceControl
 
     ack_at = T0 + timedelta(hours=3)
     inputs = [

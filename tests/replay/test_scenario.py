@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from contract.home import parse_config
+from contract.wire import RawFrame
 from firmware_sim.scenario import (
     MODELS,
     OCCUPANCY_TIMEOUT,
@@ -20,9 +22,7 @@ from firmware_sim.scenario import (
     resident_routine,
 )
 from firmware_sim.scenarios import LIBRARY, folder, week_alone
-from gatewayd.config import parse_config
-from gatewayd.contract import RawFrame
-from gatewayd.trace import TraceReader, read_frames
+from replay.trace import TraceReader, read_frames
 
 
 def states(frames: list[RawFrame], device: str) -> list[tuple[datetime, dict[str, object]]]:
@@ -245,7 +245,7 @@ def test_433_mhz_devices_speak_rflink_lines() -> None:
 
 
 def test_dispatch_acknowledgements_and_modes_go_into_the_trace(tmp_path: Path) -> None:
-    from gatewayd.trace import TraceControl
+    from replay.trace import TraceControl
 
     home = small_home()
     home.at("09:00").sos("sos-button").after("90s").acknowledge("sos:sos-button")

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gatewayd.contract import RawFrame
-from gatewayd.trace import (
+from contract.wire import RawFrame
+from replay.trace import (
     FORMAT,
     VERSION,
     TraceControl,

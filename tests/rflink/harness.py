@@ -7,8 +7,8 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from contract.wire import RawFrame, Reading
 from drivers.base import Driver, FrameParser
-from gatewayd.contract import RawFrame, Reading
 
 Match = Callable[[Reading], bool]
 

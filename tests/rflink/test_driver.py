@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 import serial
 
+from contract.wire import RawFrame
 from drivers.base import DeviceSpec, DriverConfigError, LocalCommand
 from drivers.registry import load_driver
 from drivers.rflink import RflinkDriver
 from drivers.rflink.transport import backoff_delay
 from firmware_sim.rflink import RflinkSimulator
-from gatewayd.contract import RawFrame
 from tests.fixtures.procs import module_cmd, project_env
 from tests.rflink.harness import has, running
 

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from contract.wire import RawFrame
 from drivers.rflink import RflinkDevice, RflinkParser, parse_address
 from drivers.rflink.protocol import LineError, decode_line, is_pong, transmit_command
-from gatewayd.contract import RawFrame
 
 SAMPLES = Path(__file__).with_name("protocol_reference_samples.txt")
 WALL = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)

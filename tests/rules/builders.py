@@ -6,8 +6,8 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from contract.wire import EventKind, Reading
 from drivers.base import DeviceSpec
-from gatewayd.contract import EventKind, Reading
 from rules import Decision, EmitEvent, LocalAction, RuleEngine, load_rules
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)  # a Monday

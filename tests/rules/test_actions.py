@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gatewayd.contract import Priority
+from contract.wire import Priority
 from tests.rules.builders import HOME, T0, actions, dev, engine, events, feed, kinds, s
 
 

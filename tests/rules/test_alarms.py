@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gatewayd.contract import Priority
+from contract.wire import Priority
 from rules import ActiveCondition
 from tests.rules.builders import T0, EventKind, alarm_kinds, engine, events, feed, kinds, s
 

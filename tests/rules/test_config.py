@@ -6,7 +6,7 @@ import tomllib
 
 import pytest
 
-from gatewayd.config import parse_config
+from contract.home import parse_config
 from rules import RuleConfigError, RuleEngine, load_rules
 from tests.rules.builders import HOME, dev
 

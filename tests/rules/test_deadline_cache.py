@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gatewayd.contract import Reading
+from contract.wire import Reading
 from rules import RuleEngine
 from tests.rules.builders import HOME, T0, engine
 from tests.rules.test_properties import SETTINGS, Step, step_strategy

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gatewayd.contract import EventKind, Reading
+from contract.wire import EventKind, Reading
 from rules import Decision, EmitEvent, RuleEngine, load_rules
 from rules.localtime import seconds_due
 from tests.rules.builders import HOME, T0, engine, events

@@ -8,8 +8,8 @@ import pytest
 import tomlkit
 from click.testing import CliRunner
 
+from contract.home import ConfigError, load_config
 from gatewayd.cli import cli
-from gatewayd.config import ConfigError, load_config
 from gatewayd.homeconfig_edit import (
     DeviceIdTaken,
     NoSuchDevice,

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import structlog
 
+from contract.wire import RawFrame, Reading
 from drivers.base import data_frame, link_frame
 from drivers.zigbee2mqtt import Zigbee2MqttParser
-from gatewayd.contract import RawFrame, Reading
 from tests.fixtures.zigbee import spec
 
 BASE = "zigbee2mqtt"

@@ -11,9 +11,9 @@ import structlog
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from contract.wire import RawFrame
 from drivers.base import data_frame, link_frame
 from drivers.zigbee2mqtt import Zigbee2MqttParser
-from gatewayd.contract import RawFrame
 from tests.fixtures.zigbee import spec
 
 BASE = "zigbee2mqtt"

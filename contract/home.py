@@ -18,13 +18,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from drivers.base import DeviceSpec
+from contract.devices import ROLES, DeviceSpec, DriverEntry
 
 __all__ = [
     "BufferConfig",
     "ConfigError",
     "DispatchConfig",
-    "DriverEntry",
     "GatewaySection",
     "HomeConfig",
     "load_config",
@@ -32,24 +31,6 @@ __all__ = [
 ]
 
 DEFAULT_STATE_DIR = Path("/var/lib/gatewayd")
-
-#: Roles a device can play in the kit. The rule engine maps role + property to alarms.
-ROLES = (
-    "sos_button",
-    "wristband",
-    "pendant",
-    "smoke",
-    "gas",
-    "co",
-    "water_leak",
-    "inactivity",
-    "motion",
-    "door",
-    "fall",
-    "siren",
-    "other",
-)
-
 
 class ConfigError(ValueError):
     """The home config is wrong. ``problems`` lists each as ``file:line: key: message``."""
@@ -118,20 +99,6 @@ class ActionsConfig(_Section):
     #: A command run with the escalation as JSON on stdin: the secondary alarm channel
     #: (an SMS modem script, a phone dialler). Empty: escalation is logged and sent to dispatch.
     notify_command: list[str] = Field(default_factory=list)
-
-
-class DriverEntry(BaseModel):
-    """A ``[[drivers]]`` table: ``id`` and ``type``; the rest are the driver's own options."""
-
-    model_config = ConfigDict(extra="allow", frozen=True)
-
-    id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")
-    type: str = Field(min_length=1)
-    enabled: bool = True
-
-    @property
-    def options(self) -> dict[str, Any]:
-        return dict(self.model_extra or {})
 
 
 class HomeConfig(_Section):

@@ -30,11 +30,11 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from gatewayd.contract import RawFrame
-from gatewayd.trace import TraceControl, TraceError, TraceWriter
+from contract.wire import RawFrame
+from replay.trace import TraceControl, TraceError, TraceWriter
 
 if TYPE_CHECKING:
-    from gatewayd.config import HomeConfig
+    from contract.home import HomeConfig
 
 __all__ = ["Recorder", "RecorderStats", "rotated_path"]
 

@@ -42,7 +42,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Final, Protocol
 
-from gatewayd.contract import RawFrame
+from contract.wire import RawFrame
 
 __all__ = [
     "FORMAT",

@@ -1,4 +1,4 @@
-"""An asyncio front for :class:`~gatewayd.buffer.EventBuffer` with group commit.
+"""An asyncio front for :class:`~buffer.store.EventBuffer` with group commit.
 
 Every ``append`` call waits until its events are committed. Calls that arrive while a commit is
 in progress are gathered and committed together in the next transaction, in one worker thread,
@@ -23,14 +23,14 @@ from typing import Any, TypeVar
 
 import structlog
 
-from gatewayd.buffer import (
+from buffer.store import (
     ActiveConditionRow,
     BufferStats,
     EventBuffer,
     EventBufferError,
     EventDraft,
 )
-from gatewayd.contract import Event, EventAck, Lane
+from contract.wire import Event, EventAck, Lane
 
 __all__ = ["AsyncEventBuffer"]
 

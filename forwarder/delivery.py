@@ -26,10 +26,10 @@ from datetime import UTC, datetime
 
 import structlog
 
-from gatewayd.aiobuffer import AsyncEventBuffer
-from gatewayd.buffer import EventBufferError, EventDraft
-from gatewayd.contract import Event, EventAck, EventKind, Heartbeat, HeartbeatReply, IngestBatch
-from gatewayd.dispatch_client import (
+from buffer.aio import AsyncEventBuffer
+from buffer.store import EventBufferError, EventDraft
+from contract.wire import Event, EventAck, EventKind, Heartbeat, HeartbeatReply, IngestBatch
+from forwarder.client import (
     DispatchAuthRejected,
     DispatchClient,
     DispatchError,

@@ -9,16 +9,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, Protocol
 
 import structlog
 
-from drivers.base import FrameParser
-from gatewayd.buffer import EventDraft
-from gatewayd.contract import RawFrame, Reading
-from gatewayd.devicestate import DeviceStates
+from contract.parsing import FrameParser
+from contract.wire import EventDraft, RawFrame, Reading
 from rules import EmitEvent, LocalAction, RuleEngine
 
-__all__ = ["Decided", "Decider", "draft_of"]
+__all__ = ["Decided", "Decider", "ReadingObserver", "draft_of"]
 
 log = structlog.get_logger(__name__)
 
@@ -43,12 +42,18 @@ def draft_of(decision: EmitEvent, at: datetime) -> EventDraft:
     )
 
 
+class ReadingObserver(Protocol):
+    """Whatever keeps track of devices from their readings (the gateway's device states)."""
+
+    def observe(self, reading: Reading) -> Any: ...
+
+
 class Decider:
     def __init__(
         self,
         engine: RuleEngine,
         parsers: dict[str, FrameParser],
-        devices: DeviceStates | None = None,
+        devices: ReadingObserver | None = None,
     ) -> None:
         self.engine = engine
         self.parsers = parsers

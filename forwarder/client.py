@@ -1,6 +1,6 @@
 """The gateway's HTTP client for dispatch, and the gateway's credential.
 
-Every request but enrolment is signed with :mod:`gatewayd.auth` (gateway id, timestamp, nonce,
+Every request but enrolment is signed with :mod:`contract.signing` (gateway id, timestamp, nonce,
 HMAC-SHA256 over method, path, timestamp, nonce and body hash). HTTPS may use a private CA
 (``ca_file``). Every request has connect, read, write and pool timeouts and an overall deadline.
 
@@ -35,9 +35,9 @@ import httpx
 import structlog
 from pydantic import BaseModel
 
-from gatewayd import __version__
-from gatewayd.auth import sign_request
-from gatewayd.contract import (
+from contract import __version__
+from contract.signing import sign_request
+from contract.wire import (
     ContractError,
     Heartbeat,
     HeartbeatReply,
@@ -62,7 +62,7 @@ __all__ = [
 log = structlog.get_logger(__name__)
 
 #: Clock disagreement with dispatch tolerated before signing with dispatch's time instead;
-#: well inside the server's window (gatewayd.auth.MAX_SKEW_S) and above Date's 1 s resolution.
+#: well inside the server's window (contract.signing.MAX_SKEW_S) and above Date's 1 s resolution.
 CLOCK_TOLERANCE_S: Final = 60.0
 M = TypeVar("M", bound=BaseModel)
 

@@ -1,6 +1,6 @@
 """Replaying a trace through the real parsers and the real rule engine on a virtual clock.
 
-The live gateway and a replay share :class:`gatewayd.decider.Decider` (parsers, then rules), so a
+The live gateway and a replay share :class:`rules.decider.Decider` (parsers, then rules), so a
 replayed trace decides what the live gateway decided. What replay adds is the clock: time is the
 frames' own wall-clock time, and between two frames the engine is ticked at each of its
 ``next_deadline()`` times, so an inactivity timer, a supervision timeout or an escalation fires
@@ -27,12 +27,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
-from gatewayd.contract import RawFrame, Reading
-from gatewayd.trace import TraceControl, iso_utc
+from contract.wire import RawFrame, Reading
+from replay.trace import TraceControl, iso_utc
 
 if TYPE_CHECKING:
-    from gatewayd.config import HomeConfig
-    from gatewayd.decider import Decider
+    from contract.home import HomeConfig
+    from rules.decider import Decider
 
 __all__ = [
     "Comparison",
@@ -55,7 +55,7 @@ class ReplayError(Exception):
 
 
 class DecidedLike(Protocol):
-    """What :class:`gatewayd.decider.Decided` is: a decision, its time, the reading behind it."""
+    """What :class:`rules.decider.Decided` is: a decision, its time, the reading behind it."""
 
     @property
     def decision(self) -> Any: ...
@@ -66,7 +66,7 @@ class DecidedLike(Protocol):
 
 
 class DeciderLike(Protocol):
-    """The part of :class:`gatewayd.decider.Decider` a replay drives."""
+    """The part of :class:`rules.decider.Decider` a replay drives."""
 
     @property
     def engine(self) -> Any: ...
@@ -150,10 +150,10 @@ def build_decider(
 
     A fresh engine and fresh parsers each time: nothing carries over between replays.
     """
-    from gatewayd.daemon import GatewayError, build_drivers
-    from gatewayd.decider import Decider
-    from gatewayd.devicestate import DeviceStates
+    from drivers.base import DriverConfigError
+    from drivers.registry import build_drivers
     from rules import RuleConfigError, RuleEngine, load_rules
+    from rules.decider import Decider
 
     try:
         rules = load_rules(config.rules, source=source, text=rules_text, devices=config.devices)
@@ -161,11 +161,11 @@ def build_decider(
         raise ReplayError(str(exc)) from exc
     try:
         drivers = build_drivers(config)
-    except GatewayError as exc:
+    except DriverConfigError as exc:
         raise ReplayError(str(exc)) from exc
     engine = RuleEngine(rules, config.devices, timezone=config.gateway.timezone)
     parsers = {driver_id: driver.create_parser() for driver_id, driver in drivers.items()}
-    return Decider(engine, parsers, DeviceStates(config.devices))
+    return Decider(engine, parsers)
 
 
 # -- the replay -----------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import enum
 import json
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal, TypeVar
 
@@ -40,6 +41,7 @@ __all__ = [
     "DriverHealth",
     "Event",
     "EventAck",
+    "EventDraft",
     "EventKind",
     "Heartbeat",
     "HeartbeatReply",
@@ -445,3 +447,15 @@ def parse_message(model: type[M], data: bytes | str | dict[str, Any]) -> M:
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class EventDraft:
+    """An event as the pipeline decides it; the buffer gives it its id and sequence number."""
+
+    kind: EventKind
+    at: datetime
+    device_id: str | None = None
+    payload: dict[str, Any] = field(default_factory=dict)
+    test: bool = False
+    priority: Priority | None = None

@@ -1,7 +1,7 @@
 """Forwarding replayed events to a dispatch server, for a console demo of a recorded day.
 
 The events go the way live ones do: into an event buffer (a temporary one, so the gateway's own
-buffer is never touched) and out through the :class:`~gatewayd.forwarder.Forwarder`, signed with
+buffer is never touched) and out through the :class:`~forwarder.delivery.Forwarder`, signed with
 the credential of an enrolled gateway. Each event is stamped with the real time it is sent (a
 console shows it as new) and carries its time in the trace as ``payload.replay.trace_at``.
 
@@ -26,14 +26,14 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from gatewayd.replay import DecidedLike
-from gatewayd.trace import iso_utc
+from replay.engine import DecidedLike
+from replay.trace import iso_utc
 
 if TYPE_CHECKING:
-    from gatewayd.aiobuffer import AsyncEventBuffer
-    from gatewayd.config import HomeConfig
-    from gatewayd.dispatch_client import Credential, DispatchClient
-    from gatewayd.forwarder import Forwarder
+    from buffer.aio import AsyncEventBuffer
+    from contract.home import HomeConfig
+    from forwarder.client import Credential, DispatchClient
+    from forwarder.delivery import Forwarder
 
 __all__ = ["ForwardError", "ReplayForwarder"]
 
@@ -71,7 +71,7 @@ class ReplayForwarder:
         credential_path: Path | None = None,
         transport: Any = None,
     ) -> ReplayForwarder:
-        from gatewayd.dispatch_client import Credential, CredentialError
+        from forwarder.client import Credential, CredentialError
 
         path = credential_path or config.gateway.state_dir / "credential.json"
         try:
@@ -92,10 +92,10 @@ class ReplayForwarder:
         return forwarder
 
     async def _open(self, transport: Any) -> None:
-        from gatewayd.aiobuffer import AsyncEventBuffer
-        from gatewayd.buffer import EventBuffer
-        from gatewayd.dispatch_client import DispatchClient
-        from gatewayd.forwarder import Forwarder
+        from buffer.aio import AsyncEventBuffer
+        from buffer.store import EventBuffer
+        from forwarder.client import DispatchClient
+        from forwarder.delivery import Forwarder
 
         raw = EventBuffer.open(self._tmp / "buffer.db", gateway_id=self.credential.gateway_id)
         self.buffer = AsyncEventBuffer(raw)
@@ -110,7 +110,7 @@ class ReplayForwarder:
         """Queue an event decision for dispatch (local actions are not forwarded)."""
         if getattr(decided.decision, "command", None) is not None:
             return
-        from gatewayd.decider import draft_of
+        from rules.decider import draft_of
 
         draft = draft_of(decided.decision, datetime.now(UTC))
         draft.payload["replay"] = {"trace_at": iso_utc(decided.at)}

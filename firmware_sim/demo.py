@@ -303,13 +303,13 @@ class Demo:
                 shutil.rmtree(workdir, ignore_errors=True)
 
     async def _run(self, workdir: Path, dispatch: DispatchProcess) -> int:
+        from contract.home import load_config
         from firmware_sim.ble import BleBroadcaster, BthomeDevice
         from firmware_sim.modbus import GAS, LEAK, ModbusSimulator
         from firmware_sim.rflink import RflinkSimulator
-        from gatewayd.config import load_config
+        from forwarder.client import DispatchClient
         from gatewayd.daemon import Gateway, credential_path
-        from gatewayd.dispatch_client import DispatchClient
-        from gatewayd.logs import configure_logging
+        from runtime.logs import configure_logging
 
         console.print("[bold]gatewayd demo[/]: a dispatch centre, a gateway and a simulated home")
         # The gateway's own log goes to a file, so the screen shows what an operator would see.

@@ -18,7 +18,7 @@ Errors::
     ├── BufferSchemaTooNew  the file was written by a newer gatewayd; it is left alone
     └── BufferStorageError  SQLite refused a write (disk full, I/O error): nothing was appended
 
-The module is synchronous and thread-safe (one lock); :mod:`gatewayd.aiobuffer` puts an
+The module is synchronous and thread-safe (one lock); :mod:`buffer.aio` puts an
 asyncio group-commit front on it.
 """
 
@@ -31,7 +31,7 @@ import re
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, NamedTuple
@@ -40,7 +40,7 @@ import structlog
 from pydantic import ValidationError
 from sqlite_utils import Database
 
-from gatewayd.bufferfile import (
+from buffer.files import (
     MIGRATIONS,
     SCHEMA_VERSION,
     BufferLocked,
@@ -55,11 +55,12 @@ from gatewayd.bufferfile import (
     quarantine_file,
     take_lock,
 )
-from gatewayd.contract import (
+from contract.wire import (
     MAX_BATCH_EVENTS,
     MAX_PAYLOAD_BYTES,
     Event,
     EventAck,
+    EventDraft,
     EventKind,
     Lane,
     Priority,
@@ -92,18 +93,6 @@ _IDENTIFIER_BAD = re.compile(r"[^A-Za-z0-9_.:@\-]")
 
 
 _EVENT_COLUMNS: Final = "seq, id, lane, kind, priority, device_id, at, test, payload, size"
-
-
-@dataclass(frozen=True, slots=True)
-class EventDraft:
-    """An event as the pipeline decides it; the buffer gives it its id and sequence number."""
-
-    kind: EventKind
-    at: datetime
-    device_id: str | None = None
-    payload: dict[str, Any] = field(default_factory=dict)
-    test: bool = False
-    priority: Priority | None = None
 
 
 class ActiveConditionRow(NamedTuple):
