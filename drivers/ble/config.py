@@ -100,9 +100,9 @@ class BleOptions(DriverOptions):
     scanning_mode: Literal["active", "passive"] = "active"
     #: BlueZ adapter name (``hci0``); None is the system default.
     adapter: str | None = Field(default=None, pattern=r"^hci[0-9]{1,2}$")
-    #: ``bleak`` (the radio) or ``udp://127.0.0.1:PORT`` (firmware_sim in another process).
+    #: ``bleak`` (the radio) or ``udp://127.0.0.1:PORT`` (a simulator in another process).
     scanner: str = "bleak"
-    #: ``bleak`` or ``udp://127.0.0.1:PORT`` for GATT devices (firmware_sim's wristband).
+    #: ``bleak`` or ``udp://127.0.0.1:PORT`` for GATT devices (a simulated wristband).
     client: str = "bleak"
     #: A repeat of a packet id (or encryption counter) within this window is the same packet.
     duplicate_window_s: float = Field(default=30.0, gt=0, le=3600)

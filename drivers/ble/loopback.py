@@ -4,8 +4,8 @@ There is no radio on a development machine, a CI runner or a demo laptop. With t
 ``scanner = "udp://127.0.0.1:PORT"`` and ``client = "udp://127.0.0.1:PORT"`` the driver hears
 advertisements and reaches GATT wristbands over loopback instead of BlueZ, as bleak's own types
 (``BLEDevice``, ``AdvertisementData``, ``BleakGATTCharacteristic``) and raising bleak's own errors,
-so everything above the transport runs as it does with a radio. The simulators
-(the BLE simulators) are the other end of these sockets.
+so everything above the transport runs as it does with a radio. The BLE simulators are the
+other end of these sockets.
 
 Advertisement datagrams are JSON objects (:func:`encode_datagram`). GATT datagrams are JSON
 objects with an "op" and a "session" (one per client connection):
