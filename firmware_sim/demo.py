@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -102,6 +104,8 @@ class DispatchProcess:
 
     def _spawn(self) -> subprocess.Popen[bytes]:
         with self.log_path.open("ab") as log:
+            # Its own session: a terminal's Ctrl-C reaches the demo, which stops the server after
+            # the gateway, in order. Dying with the demo: a killed demo leaves no server behind.
             self.process = subprocess.Popen(
                 [
                     sys.executable,
@@ -117,7 +121,10 @@ class DispatchProcess:
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
                 env=self._env(),
+                start_new_session=True,
+                preexec_fn=_die_with_parent(),
             )
         return self.process
 
@@ -144,6 +151,30 @@ class DispatchProcess:
                 self.process.wait(10)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` asking Linux to SIGTERM the child when the demo dies (PR_SET_PDEATHSIG).
+
+    Resolved before the fork, so the child only makes one system call.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def arm() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the demo died before the child got this far
+            os._exit(1)
+
+    return arm
+
+
+_PR_SET_PDEATHSIG = 1
 
 
 def _home_toml(
@@ -291,11 +322,22 @@ class Demo:
         self.expected: list[Expected] = []
 
     async def run(self) -> int:
+        """Run until done or stopped by SIGINT/SIGTERM; always stop what was started."""
         workdir = Path(tempfile.mkdtemp(prefix="gatewayd-demo-"))
         dispatch = DispatchProcess(workdir, self.port)
+        loop = asyncio.get_running_loop()
+        main = asyncio.create_task(self._run(workdir, dispatch), name="demo")
+        self._signals = _Signals(loop, main, on_second=lambda: _force_exit(dispatch, workdir))
         try:
-            return await self._run(workdir, dispatch)
+            try:
+                return await main
+            except asyncio.CancelledError:
+                if self._signals.received is None:
+                    raise
+                console.print("stopped")
+                return 128 + self._signals.received
         finally:
+            self._signals.restore()
             dispatch.stop()
             if self.keep:
                 console.print(f"state kept in {workdir}")
@@ -390,6 +432,10 @@ class Demo:
             credential.save(credential_path(config))
             gateway = Gateway(config, config_path=config_path)
             gateway_task = asyncio.create_task(gateway.run(), name="gateway")
+            # The gateway installs its daemon's signal handlers as it starts; the demo's own
+            # go back on top, so a Ctrl-C stops the whole demo, not the gateway alone.
+            await asyncio.sleep(0)
+            self._signals.install()
             ready = asyncio.create_task(gateway.wait_ready())
             await asyncio.wait(
                 {ready, gateway_task}, timeout=30, return_when=asyncio.FIRST_COMPLETED
@@ -401,7 +447,7 @@ class Demo:
                         f"the gateway did not start: {gateway_task.exception()}"
                     )
                 raise click.ClickException("the gateway did not become ready within 30 s")
-            watcher = asyncio.create_task(self._watch(dispatch.url))
+            watcher = asyncio.create_task(self._watch(dispatch.url), name="demo-watch")
             steps = self._script(rflink, modbus, ble, wristband, bridge)
             self.expected = [e for s in steps for e in s.expect]
             started = time.monotonic()
@@ -412,7 +458,7 @@ class Demo:
                 watcher.cancel()
                 gateway.request_stop()
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(gateway_task, 15)
+                    await asyncio.wait_for(asyncio.shield(gateway_task), 15)
         return self._summary()
 
     @contextlib.asynccontextmanager
@@ -427,7 +473,11 @@ class Demo:
             SimDevice("hall_siren", "HS2WD-E", "0x00124b0000000005"),
         ]
         async with Zigbee2MqttBridge(
-            host=self.broker[0], port=self.broker[1], base_topic=base_topic, devices=devices
+            host=self.broker[0],
+            port=self.broker[1],
+            base_topic=base_topic,
+            devices=devices,
+            clear_retained_on_close=True,
         ) as bridge:
             await bridge.wait_connected()
             yield bridge
@@ -581,6 +631,52 @@ class Demo:
         return 0 if ok else EXIT_FAILURE
 
 
+class _Signals:
+    """SIGINT and SIGTERM for the demo: the first cancels the run (which stops everything in
+    order), a second one forces the exit, as uvicorn does."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        main: asyncio.Task[int],
+        on_second: Callable[[], None],
+    ) -> None:
+        self._loop = loop
+        self._main = main
+        self._on_second = on_second
+        self.received: int | None = None
+        self.install()
+
+    def install(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                self._loop.add_signal_handler(sig, self._handle, sig)
+
+    def restore(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                self._loop.remove_signal_handler(sig)
+
+    def _handle(self, sig: int) -> None:
+        if self.received is not None:
+            self._on_second()
+            return
+        self.received = sig
+        console.print("stopping (again to force)…")
+        self._main.cancel()
+
+
+def _force_exit(dispatch: DispatchProcess, workdir: Path) -> None:
+    if dispatch.process is not None and dispatch.process.poll() is None:
+        dispatch.process.kill()
+    shutil.rmtree(workdir, ignore_errors=True)
+    os._exit(EXIT_FORCED)
+
+
+#: Exit code of a demo stopped by a second signal.
+EXIT_FORCED = 130
+
+
 def _clock() -> str:
     return datetime.now(UTC).astimezone().strftime("%H:%M:%S")
 
@@ -610,6 +706,6 @@ def demo(duration: float | None, port: int, broker: str, keep: bool) -> None:
     """Run a dispatch server, a gateway and a simulated home with a scripted scenario."""
     try:
         code = asyncio.run(Demo(duration=duration, port=port, broker_url=broker, keep=keep).run())
-    except KeyboardInterrupt:
-        code = 130
+    except KeyboardInterrupt:  # before the demo's own handlers were in place
+        code = 128 + signal.SIGINT
     sys.exit(code)

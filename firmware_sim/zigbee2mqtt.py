@@ -133,6 +133,7 @@ class Zigbee2MqttBridge:
         lqi_jitter: int = 0,
         seed: int = 0,
         version: str = "2.6.2",
+        clear_retained_on_close: bool = False,
     ) -> None:
         self.host = host
         self.port = port
@@ -143,6 +144,8 @@ class Zigbee2MqttBridge:
         self.interview_delay = interview_delay
         self.lqi_jitter = lqi_jitter
         self.version = version
+        #: Zigbee2MQTT leaves its retained messages when it stops; a demo should not.
+        self.clear_retained_on_close = clear_retained_on_close
         #: Every ``/set`` received, oldest first.
         self.sent_commands: list[SentCommand] = []
         #: Every ``permit_join`` request payload received.
@@ -190,9 +193,13 @@ class Zigbee2MqttBridge:
         client = self._client
         if client is not None and self._connected.is_set():
             with contextlib.suppress(aiomqtt.MqttError):
-                await client.publish(
-                    f"{self.base}/bridge/state", self._online_payload(False), 1, True, timeout=2
-                )
+                if self.clear_retained_on_close:
+                    for topic in self._retained_topics():
+                        await client.publish(topic, b"", 1, True, timeout=2)
+                else:
+                    await client.publish(
+                        f"{self.base}/bridge/state", self._online_payload(False), 1, True, timeout=2
+                    )
         for device in self._devices.values():
             if device.occupancy_timer:
                 device.occupancy_timer.cancel()
@@ -204,6 +211,15 @@ class Zigbee2MqttBridge:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._task = None
+
+    def _retained_topics(self) -> list[str]:
+        """Every topic this bridge publishes retained (an empty retained message clears one)."""
+        topics = [f"{self.base}/bridge/{name}" for name in ("state", "info", "devices")]
+        for device in self._devices.values():
+            topics.append(f"{self.base}/{device.name}/availability")
+            if device.sim.retain:
+                topics.append(f"{self.base}/{device.name}")
+        return topics
 
     async def wait_connected(self) -> None:
         await self._connected.wait()
