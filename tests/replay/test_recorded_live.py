@@ -7,7 +7,6 @@ its frame tap; then the trace is replayed through a fresh decider built from the
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from gatewayd import daemon
 from replay.engine import Replay, build_decider, canonical_decision
 from replay.recorder import Recorder
 from replay.trace import TraceReader
+from tests.fixtures.waiting import await_until
 
 pytestmark = pytest.mark.broker
 
@@ -60,14 +60,6 @@ def alarm_lane(kind: Any, device: Any, at: str, condition: Any) -> tuple[str, st
     return (str(kind), str(device), at, str(condition))
 
 
-async def wait_until(predicate: Any, within: float = 10.0) -> None:
-    deadline = time.monotonic() + within
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        await asyncio.sleep(0.05)
-
-
 async def test_a_trace_recorded_live_replays_to_the_same_alarms(
     mqtt_broker: Any, base_topic: str, tmp_path: Path
 ) -> None:
@@ -96,11 +88,12 @@ async def test_a_trace_recorded_live_replays_to_the_same_alarms(
             await asyncio.sleep(0.3)
             await bridge.set_state("smoke_kitchen", smoke=False)
             await bridge.set_state("leak_bathroom", water_leak=False)
-            await wait_until(
-                lambda: (
-                    {"smoke", "sos", "water_leak", "smoke_restore", "water_leak_restore"}
-                    <= {e.kind.value for e in live}
-                )
+            wanted = {"smoke", "sos", "water_leak", "smoke_restore", "water_leak_restore"}
+            await await_until(
+                lambda: {e.kind.value for e in live},
+                10,
+                "every alarm and restore decided live",
+                check=lambda kinds: wanted <= kinds,
             )
             await asyncio.sleep(0.5)
         finally:
