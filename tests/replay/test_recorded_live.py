@@ -15,6 +15,7 @@ import pytest
 import firmware_sim.zigbee2mqtt as z2m
 from contract.home import parse_config
 from contract.wire import Event, Lane
+from drivers.zigbee2mqtt import Zigbee2MqttDriver
 from gatewayd import daemon
 from replay.engine import Replay, build_decider, canonical_decision
 from replay.recorder import Recorder
@@ -80,7 +81,10 @@ async def test_a_trace_recorded_live_replays_to_the_same_alarms(
         try:
             await asyncio.wait_for(gateway.wait_ready(), 15)
             gateway.pipeline.add_listener(live.append)
-            await asyncio.sleep(1.5)  # the driver subscribes and takes the retained state
+            # The driver has subscribed (after the bridge's inventory) and taken the retained state.
+            driver = gateway.runners["zigbee"].driver
+            assert isinstance(driver, Zigbee2MqttDriver)
+            await asyncio.wait_for(driver.wait_connected(), 15)
             await bridge.set_state("motion_hall", occupancy=True)
             await bridge.set_state("smoke_kitchen", smoke=True)
             await bridge.press("sos_button", "single")
