@@ -1,4 +1,4 @@
-"""The tests' one wait helper: what it returns, and what its failure says."""
+"""The tests' one way to wait: what it returns, and what its failure says."""
 
 from __future__ import annotations
 
