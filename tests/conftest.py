@@ -7,8 +7,15 @@ from collections.abc import Iterator
 
 import pytest
 import structlog
+from hypothesis import HealthCheck, settings
 
 import runtime.logs
+from tests.fixtures.hostconfig import guard as host_config_guard
+
+# Hypothesis's per-example deadline (200 ms) and its too-slow check are wall-clock limits: on a
+# busy machine they fail property tests that are right. Those tests assert behaviour, not speed.
+settings.register_profile("house", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("house")
 
 pytest_plugins = [
     "tests.fixtures.broker",
@@ -32,3 +39,16 @@ def _isolated_logging() -> Iterator[None]:
     structlog.configure(**saved)
     root.handlers[:] = handlers
     root.setLevel(level)
+
+
+@pytest.fixture(autouse=True)
+def _no_host_config() -> Iterator[None]:
+    """No test touches the host's /etc/gatewayd: it would pass or fail by what the machine has."""
+    host_config_guard.take()
+    host_config_guard.active = True
+    try:
+        yield
+    finally:
+        host_config_guard.active = False
+    if touched := host_config_guard.take():
+        pytest.fail(f"the test touched the host's gateway config: {touched}", pytrace=False)

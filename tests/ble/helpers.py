@@ -15,6 +15,7 @@ from contract.wire import RawFrame, Reading
 from drivers.base import DeviceSpec
 from drivers.ble import BleDriver, BleParser
 from drivers.ble.frames import encode_advertisement
+from tests.fixtures.waiting import await_until
 
 T0 = datetime(2026, 11, 29, 3, 0, tzinfo=UTC)
 
@@ -63,13 +64,6 @@ def props(readings: Iterable[Reading]) -> list[tuple[str, str, Any]]:
     return [(r.device, r.property, r.value) for r in readings if r.property != "signal"]
 
 
-async def eventually(condition: Callable[[], object], within: float = 5.0) -> None:
-    """Wait until ``condition()`` holds; the state lives in other objects, so poll it."""
-    async with asyncio.timeout(within):
-        while not condition():  # noqa: ASYNC110 - there is no event to wait on
-            await asyncio.sleep(0.01)
-
-
 class Pipeline:
     """Stands in for the daemon: parses every emitted frame with the driver's own parser."""
 
@@ -90,7 +84,7 @@ class Pipeline:
         ]
 
     async def wait(self, condition: Callable[[], object], within: float = 5.0) -> None:
-        await eventually(condition, within)
+        await await_until(condition, within)
 
 
 @contextlib.asynccontextmanager

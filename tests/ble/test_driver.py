@@ -12,7 +12,8 @@ from contract.wire import RawFrame
 from drivers.base import DeviceSpec, DriverConfigError, LocalCommand, TransportError
 from drivers.ble import BleDriver
 from firmware_sim.ble import BthomeDevice, SimScanner, SimWristband, sim_client_factory
-from tests.ble.helpers import Pipeline, eventually, running, spec
+from tests.ble.helpers import Pipeline, running, spec
+from tests.fixtures.waiting import await_until
 
 KEY = "231d39c1d7cc1ab1aee224cd096db932"
 PENDANT = "A4:C1:38:8D:18:B2"
@@ -133,14 +134,14 @@ async def test_ack_reaches_a_connected_wristband_only() -> None:
         client_factory=sim_client_factory(band, plain),
     )
     async with running(driver):
-        await eventually(lambda: band.subscribed and plain.subscribed)
+        await await_until(lambda: band.subscribed and plain.subscribed, 5)
         assert await driver.send(LocalCommand(device="band", action="ack"))
         assert band.writes == [("00002a06-0000-1000-8000-00805f9b34fb", b"\x02")]
         assert not await driver.send(LocalCommand(device="band", action="siren_on"))
         assert not await driver.send(LocalCommand(device="plain", action="ack"))  # cannot
         assert not await driver.send(LocalCommand(device="nobody", action="ack"))
         band.out_of_range()
-        await eventually(lambda: not driver.links[BAND].connected)
+        await await_until(lambda: not driver.links[BAND].connected, 5)
         assert not await driver.send(LocalCommand(device="band", action="ack"))
     assert len(band.writes) == 1
     assert plain.writes == []
@@ -236,12 +237,12 @@ async def test_a_stalled_pipeline_drops_and_counts_instead_of_growing() -> None:
 
     task = asyncio.create_task(driver.run(slow_emit))
     try:
-        await eventually(lambda: scanner.running)
+        await await_until(lambda: scanner.running, 5)
         for _ in range(50):
             scanner.deliver(door.door(True))
         assert driver.dropped_frames == 40
         release.set()
-        await eventually(lambda: len(emitted) == 11)  # the link frame and the ten queued
+        await await_until(lambda: len(emitted) == 11, 5)  # the link frame and the ten queued
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

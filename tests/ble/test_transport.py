@@ -21,7 +21,8 @@ from drivers.base import TransportError
 from drivers.ble import BleDriver
 from drivers.ble.transport import BTHOME_OR_PATTERN, BleakScannerBackend, bleak_client_factory
 from firmware_sim.ble import BthomeDevice
-from tests.ble.helpers import Pipeline, eventually, running, spec
+from tests.ble.helpers import Pipeline, running, spec
+from tests.fixtures.waiting import await_until
 
 BAND = "FF:FF:10:2A:4B:01"
 PENDANT = "A4:C1:38:8D:18:B2"
@@ -183,11 +184,13 @@ async def test_driver_over_bleak_client_front_reconnects() -> None:
     )
     pipe: Pipeline
     async with running(driver) as pipe:
-        await eventually(lambda: RadioGatt.instances and RadioGatt.instances[-1]._callback)
+        await await_until(lambda: RadioGatt.instances and RadioGatt.instances[-1]._callback, 5)
         RadioGatt.instances[-1].press(b"\x01")
         await pipe.wait(lambda: pipe.seen("band", "sos", True))
         RadioGatt.instances[-1].lose_link()
-        await eventually(lambda: len(RadioGatt.instances) == 2 and RadioGatt.instances[1]._callback)
+        await await_until(
+            lambda: len(RadioGatt.instances) == 2 and RadioGatt.instances[1]._callback, 5
+        )
         RadioGatt.instances[1].press(b"\x01")
         await pipe.wait(lambda: len(pipe.seen("band", "sos", True)) == 2)
     assert RadioGatt.instances[0].address == BAND

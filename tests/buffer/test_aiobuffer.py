@@ -109,22 +109,46 @@ async def test_pending_and_acknowledge_through_the_worker(abuf: AsyncEventBuffer
     assert abuf.stats(events[0].at).depth[Lane.ALARM] == 0
 
 
+def producer_groups(k: int) -> list[list[EventDraft]]:
+    """One producer's 50 groups of 40 telemetry events, every tenth group with an alarm."""
+    groups = []
+    for i in range(50):
+        group = [draft(n=i) for _ in range(40)]
+        if i % 10 == 0:
+            group.append(alarm(f"p{k}"))
+        groups.append(group)
+    return groups
+
+
+#: Seconds per event through the worker over the synchronous store appending the same groups
+#: one by one on the same disk: measured 0.7-1.7 on a loaded 2-core VM.
+WORKER_OVER_STORE_LIMIT = 2.5
+
+
 async def test_twenty_thousand_telemetry_events_in_groups_with_alarms(
-    abuf: AsyncEventBuffer,
+    abuf: AsyncEventBuffer, tmp_path: Path
 ) -> None:
-    """Throughput floor, generous for a slow CI machine; the measured figure is far higher."""
+    """Throughput floor against the store itself, measured in the same run on the same disk:
+    the worker's thread hops and grouping must not cost more than the commits they share."""
+    producers = 10
     started = time.perf_counter()
 
     async def producer(k: int) -> None:
-        for i in range(50):
-            group = [draft(n=i) for _ in range(40)]
-            if i % 10 == 0:
-                group.append(alarm(f"p{k}"))
+        for group in producer_groups(k):
             await abuf.append(group)
 
-    await asyncio.gather(*(producer(k) for k in range(10)))
-    elapsed = time.perf_counter() - started
+    await asyncio.gather(*(producer(k) for k in range(producers)))
+    worker_s = (time.perf_counter() - started) / (producers * 2005)
     depth = abuf.stats(alarm().at).depth
     assert depth[Lane.TELEMETRY] == 20_000
     assert depth[Lane.ALARM] == 50
-    assert elapsed < 10, f"20,000 events took {elapsed:.1f} s"
+
+    # The limit: two producers' groups appended one by one by the bare store (a fifth of the work).
+    with EventBuffer.open(tmp_path / "limit.db", gateway_id="gw-1") as store:
+        started = time.perf_counter()
+        for k in range(2):
+            for group in producer_groups(k):
+                store.append(group)
+        store_s = (time.perf_counter() - started) / (2 * 2005)
+    print(f"worker {worker_s * 1e6:.1f} µs/event, bare store {store_s * 1e6:.1f} µs/event")
+    assert worker_s / store_s < WORKER_OVER_STORE_LIMIT

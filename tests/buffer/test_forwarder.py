@@ -22,13 +22,7 @@ from tests.buffer.fake_dispatch import (
     server_error,
 )
 from tests.buffer.helpers import alarm, draft, trouble
-
-
-async def until(predicate: Callable[[], bool], within_s: float = 5.0) -> None:
-    """Poll a condition on state the code under test changes (it has no event to wait on)."""
-    async with asyncio.timeout(within_s):
-        while not predicate():  # noqa: ASYNC110 -- polling observable state is the point
-            await asyncio.sleep(0.005)
+from tests.fixtures.waiting import await_until
 
 
 @pytest.fixture
@@ -85,7 +79,7 @@ async def test_delivers_alarms_first_in_bounded_batches(
     forwarder = Forwarder(abuf, client, max_events=8)
     async with Running(forwarder):
         # The buffer's counts change in its worker thread a moment before the forwarder resumes.
-        await until(lambda: forwarder.status.sent_total == len(appended))
+        await await_until(lambda: forwarder.status.sent_total == len(appended), 5)
     arrived = [i for batch in dispatch.batches for i in batch]
     assert sorted(arrived) == sorted(e.id for e in appended)
     assert max(len(b) for b in dispatch.batches) == 8
@@ -105,7 +99,7 @@ async def test_batches_are_bounded_by_bytes(
 ) -> None:
     await abuf.append([draft(text="x" * 3000) for _ in range(40)])
     async with Running(Forwarder(abuf, client, max_events=500, max_bytes=16 * 1024)):
-        await until(lambda: depth(abuf) == 0)
+        await await_until(lambda: depth(abuf) == 0, 5)
     assert len(dispatch.stored) == 40
     assert max(len(b) for b in dispatch.batches) <= 5
 
@@ -147,14 +141,14 @@ async def test_outage_keeps_events_and_recovers(
         abuf, client, backoff_initial=0.01, backoff_max=0.05, rng=random.Random(1)
     )
     async with Running(forwarder):
-        await until(lambda: forwarder.status.consecutive_failures >= 5)
+        await await_until(lambda: forwarder.status.consecutive_failures >= 5, 5)
         assert forwarder.status.reachable is False
         assert forwarder.status.last_error
         assert forwarder.last_delay is not None
         assert forwarder.last_delay <= 0.05
         assert depth(abuf) == 3
         dispatch.fault = None
-        await until(lambda: forwarder.status.consecutive_failures == 0)
+        await await_until(lambda: forwarder.status.consecutive_failures == 0, 5)
     assert depth(abuf) == 0
     assert set(dispatch.stored) == {e.id for e in events}
     assert forwarder.status.consecutive_failures == 0
@@ -178,7 +172,7 @@ async def test_lost_reply_resend_is_harmless(
     seen: list[tuple[Event, EventAck]] = []
     forwarder = Forwarder(abuf, client, backoff_initial=0.01, backoff_max=0.02, on_acks=seen.extend)
     async with Running(forwarder):
-        await until(lambda: len(seen) == 3)
+        await await_until(lambda: len(seen) == 3, 5)
     assert depth(abuf) == 0
     assert len(dispatch.batches) == 2
     assert dispatch.batches[0] == dispatch.batches[1]
@@ -194,11 +188,11 @@ async def test_only_acked_ids_leave_the_buffer(
     dispatch.unacked = {events[2].id}
     forwarder = Forwarder(abuf, client, backoff_initial=0.01, backoff_max=0.02)
     async with Running(forwarder):
-        await until(lambda: len(dispatch.batches) >= 2)
+        await await_until(lambda: len(dispatch.batches) >= 2, 5)
         [left] = await abuf.pending()
         assert left.id == events[2].id
         dispatch.unacked = set()
-        await until(lambda: depth(abuf) == 0)
+        await await_until(lambda: depth(abuf) == 0, 5)
     assert dispatch.batches[1][0] == events[2].id
 
 
@@ -212,12 +206,12 @@ async def test_new_alarm_ends_a_long_backoff_at_once(
     )
     forwarder.rng.uniform = lambda a, b: b  # type: ignore[method-assign]
     async with Running(forwarder):
-        await until(lambda: forwarder.status.consecutive_failures == 1)
+        await await_until(lambda: forwarder.status.consecutive_failures == 1, 5)
         dispatch.fault = None
         await asyncio.sleep(0.05)
         assert dispatch.stored == {}, "still backing off"
         [sos] = await abuf.append([alarm()])
-        await until(lambda: sos.id in dispatch.stored, within_s=2.0)
+        await await_until(lambda: sos.id in dispatch.stored, 2.0)
     assert len(dispatch.stored) == 2
 
 
@@ -227,7 +221,7 @@ async def test_idle_forwarder_wakes_on_new_events(
     async with Running(Forwarder(abuf, client)):
         await asyncio.sleep(0.05)
         [event] = await abuf.append([draft()])
-        await until(lambda: event.id in dispatch.stored, within_s=2.0)
+        await await_until(lambda: event.id in dispatch.stored, 2.0)
 
 
 async def test_refused_event_is_found_by_halves_and_quarantined(
@@ -239,8 +233,8 @@ async def test_refused_event_is_found_by_halves_and_quarantined(
     forwarder = Forwarder(abuf, client)
     with capture_logs() as logs:
         async with Running(forwarder):
-            await until(lambda: forwarder.status.sent_total == 20)
-            await until(lambda: forwarder.status.quarantined_total == 1)
+            await await_until(lambda: forwarder.status.sent_total == 20, 5)
+            await await_until(lambda: forwarder.status.quarantined_total == 1, 5)
     assert set(dispatch.stored) == {e.id for e in events} - {events[13].id}
     # Bisection costs a handful of requests, not one per event.
     assert forwarder.requests <= 12
@@ -256,7 +250,7 @@ async def test_refused_event_is_found_by_halves_and_quarantined(
     dispatch.poison = set()
     assert await abuf.release_quarantined() == 1
     async with Running(Forwarder(abuf, client)):
-        await until(lambda: events[13].id in dispatch.stored)
+        await await_until(lambda: events[13].id in dispatch.stored, 5)
 
 
 async def test_revoked_credential_raises_a_trouble_and_keeps_everything(
@@ -266,7 +260,7 @@ async def test_revoked_credential_raises_a_trouble_and_keeps_everything(
     [sos] = await abuf.append([alarm()])
     forwarder = Forwarder(abuf, client, backoff_max=0.05)
     async with Running(forwarder):
-        await until(lambda: forwarder.status.consecutive_failures >= 3)
+        await await_until(lambda: forwarder.status.consecutive_failures >= 3, 5)
         assert forwarder.status.rejected is not None
         assert "revoked" in forwarder.status.rejected
         active = await abuf.active_conditions()
@@ -277,10 +271,11 @@ async def test_revoked_credential_raises_a_trouble_and_keeps_everything(
         # One trouble, not one per attempt.
         assert abuf.stats(alarm().at).depth[Lane.TROUBLE] == 1
         dispatch.fault = None
-        await until(
-            lambda: any(e.kind is EventKind.DRIVER_FAULT_RESTORE for e in dispatch.stored.values())
+        await await_until(
+            lambda: any(e.kind is EventKind.DRIVER_FAULT_RESTORE for e in dispatch.stored.values()),
+            5,
         )
-        await until(lambda: depth(abuf) == 0)
+        await await_until(lambda: depth(abuf) == 0, 5)
     kinds = [e.kind for e in dispatch.stored.values()]
     assert sos.id in dispatch.stored
     assert EventKind.DRIVER_FAULT in kinds
@@ -301,7 +296,7 @@ async def test_incident_acknowledgement_reaches_on_acks(
 
     forwarder = Forwarder(abuf, client, on_acks=on_acks)
     async with Running(forwarder):
-        await until(lambda: forwarder.status.sent_total == 3)
+        await await_until(lambda: forwarder.status.sent_total == 3, 5)
     assert taken == [events[1].id]
 
 
@@ -313,9 +308,9 @@ async def test_a_failing_on_acks_does_not_stop_forwarding(
 
     await abuf.append([alarm()])
     async with Running(Forwarder(abuf, client, on_acks=broken)):
-        await until(lambda: depth(abuf) == 0)
+        await await_until(lambda: depth(abuf) == 0, 5)
         await abuf.append([draft()])
-        await until(lambda: len(dispatch.stored) == 2)
+        await await_until(lambda: len(dispatch.stored) == 2, 5)
 
 
 async def test_a_buffer_error_is_waited_out_not_fatal(
@@ -337,7 +332,7 @@ async def test_a_buffer_error_is_waited_out_not_fatal(
     [event] = await abuf.append([alarm()])
     forwarder = Forwarder(abuf, client, backoff_max=0.05)
     async with Running(forwarder):
-        await until(lambda: event.id in dispatch.stored)
+        await await_until(lambda: event.id in dispatch.stored, 5)
     assert calls["n"] >= 2
 
 
@@ -348,7 +343,7 @@ async def test_events_go_under_the_credentials_gateway_id(
     try:
         [event] = await abuf.append([alarm()])
         async with Running(Forwarder(abuf, client)):
-            await until(lambda: event.id in dispatch.stored)
+            await await_until(lambda: event.id in dispatch.stored, 5)
         assert dispatch.stored[event.id].gateway_id == CREDENTIAL.gateway_id
     finally:
         await abuf.aclose()

@@ -18,8 +18,9 @@ from forwarder.client import DispatchClient
 from forwarder.delivery import Forwarder
 from tests.buffer.fake_dispatch import CREDENTIAL, FakeDispatch
 from tests.buffer.helpers import alarm, draft, trouble
-from tests.buffer.test_forwarder import Running, until
+from tests.buffer.test_forwarder import Running
 from tests.fixtures.netfault import FaultProxy
+from tests.fixtures.waiting import await_until
 
 
 @pytest.fixture
@@ -75,16 +76,18 @@ async def test_outage_modes_then_recovery_exactly_once(
     try:
         async with Running(forwarder):
             appended += await abuf.append([draft(), alarm("a")])
-            await until(lambda: forwarder.status.sent_total == 2)
+            await await_until(lambda: forwarder.status.sent_total == 2, 5)
             for mode in ("blackhole", "reset", "refuse"):
                 await asyncio.to_thread(proxy.set_mode, mode)
                 failures = forwarder.status.consecutive_failures
                 appended += await abuf.append([alarm(f"in-{mode}"), trouble(mode), draft()])
-                await until(lambda f=failures: forwarder.status.consecutive_failures >= f + 2)
+                await await_until(
+                    lambda f=failures: forwarder.status.consecutive_failures >= f + 2, 5
+                )
                 assert forwarder.status.reachable is False
                 assert abuf.stats(appended[0].at).pending_total >= 3
             await asyncio.to_thread(proxy.set_mode, "pass")
-            await until(lambda: forwarder.status.sent_total >= len(appended), within_s=10)
+            await await_until(lambda: forwarder.status.sent_total >= len(appended), 10)
     finally:
         await client.aclose()
         await abuf.aclose()

@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +16,7 @@ from tests.fixtures.broker import Broker
 from tests.fixtures.dispatch import DispatchServer
 from tests.fixtures.gateway import GatewayProcess
 from tests.fixtures.procs import module_cmd, project_env, run_module
+from tests.fixtures.waiting import await_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.broker]
 
@@ -32,15 +31,6 @@ async def gatewayd(*args: str, within: float = 60) -> tuple[int, str]:
     out, _ = await asyncio.wait_for(proc.communicate(), within)
     assert proc.returncode is not None
     return proc.returncode, out.decode(errors="replace")
-
-
-async def until(predicate: Callable[[], Any], within: float, what: str) -> Any:
-    deadline = time.monotonic() + within
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {within} s: {what}")
-        await asyncio.sleep(0.1)
-    return value
 
 
 async def test_init_pair_run_walk_test_enroll_status(
@@ -102,7 +92,7 @@ async def test_init_pair_run_walk_test_enroll_status(
                 "--no-input",
             )
         )
-        await until(lambda: bridge.permit_join, 30, "joining opened by the CLI")
+        await await_until(lambda: bridge.permit_join, 30, "joining opened by the CLI")
         assert await bridge.pair_device(smoke)
         code, out = await pairing
         assert code == 0, out
@@ -112,9 +102,11 @@ async def test_init_pair_run_walk_test_enroll_status(
         gw = GatewayProcess(tmp_path, config.read_text())
         gw.start()
         try:
-            await until(lambda: gw.logged("gateway_ready"), 30, "daemon ready")
+            await await_until(lambda: gw.logged("gateway_ready"), 30, "daemon ready")
             walk = asyncio.create_task(gatewayd("test", "--config", str(config), "--timeout", "30"))
-            await until(lambda: gw.logged("mode_changed"), 15, "walk test switched test mode on")
+            await await_until(
+                lambda: gw.logged("mode_changed"), 15, "walk test switched test mode on"
+            )
             await bridge.set_state("0x00124b00000000aa", smoke=True)
             await bridge.set_state("0x00124b00000000aa", smoke=False)
             code, out = await walk
@@ -142,7 +134,7 @@ async def test_init_pair_run_walk_test_enroll_status(
                 )
                 return list(reply.json()["items"]) if reply.status_code == 200 else []
 
-            stored = await until(test_events, 30, "walk-test events at dispatch")
+            stored = await await_until(test_events, 30, "walk-test events at dispatch")
             assert all(e["test"] or e["kind"] == "test" for e in stored)
             incidents = client.get("/api/v1/incidents", params={"household_id": household})
             assert incidents.json()["items"] == [], "a walk test opens no incident"
@@ -161,6 +153,6 @@ async def test_init_pair_run_walk_test_enroll_status(
                 reply = client.get("/api/v1/incidents", params={"household_id": household})
                 return any(i["kind"] == "smoke" for i in reply.json()["items"])
 
-            await until(smoke_incident, 30, "the smoke incident at dispatch")
+            await await_until(smoke_incident, 30, "the smoke incident at dispatch")
         finally:
             gw.stop()

@@ -15,10 +15,9 @@ the gateway deciding the same alarm twice under two ids, e.g. after a restart).
 
 from __future__ import annotations
 
-import asyncio
 import collections
+import contextlib
 import os
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,6 +29,7 @@ import sqlalchemy as sa
 from forwarder.client import Credential
 from tests.fixtures.dispatch import DispatchServer
 from tests.fixtures.gateway import GatewayProcess
+from tests.fixtures.waiting import WaitTimedOut, await_until
 
 __all__ = [
     "ALARM_KINDS",
@@ -44,7 +44,6 @@ __all__ = [
     "settle",
     "stored_events",
     "tamper_buffer",
-    "until",
     "wait_drained",
 ]
 
@@ -65,22 +64,10 @@ def scaled(n: float, *, minimum: int = 1) -> int:
     return max(minimum, round(n * scale()))
 
 
-async def until(predicate: Callable[[], Any], within: float = 15.0, what: str = "") -> Any:
-    deadline = time.monotonic() + within
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {within} s: {what or predicate}")
-        await asyncio.sleep(0.1)
-
-
 async def settle(predicate: Callable[[], Any], within: float) -> None:
     """Wait until ``predicate()`` or ``within`` seconds, without failing: a check follows."""
-    deadline = time.monotonic() + within
-    while not predicate() and time.monotonic() < deadline:  # noqa: ASYNC110 -- polls a database
-        await asyncio.sleep(0.2)
+    with contextlib.suppress(WaitTimedOut):
+        await await_until(predicate, within)
 
 
 def enroll_into(
@@ -221,7 +208,7 @@ def check_exactly_once(
 
 async def wait_drained(gw: GatewayProcess, *, within: float = 60.0) -> None:
     """Until the gateway's buffer holds nothing (every event acknowledged by dispatch)."""
-    await until(lambda: not gw.buffered(), within, "the gateway's buffer drained")
+    await await_until(lambda: not gw.buffered(), within, "the gateway's buffer drained")
 
 
 def tamper_buffer(gw: GatewayProcess, how: str) -> str:

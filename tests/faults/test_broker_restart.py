@@ -20,12 +20,12 @@ from tests.faults.harness import (
     scaled,
     settle,
     stored_events,
-    until,
     wait_drained,
 )
 from tests.fixtures.broker import SpawnedBroker, port_open
 from tests.fixtures.dispatch import DispatchServer
 from tests.fixtures.gateway import GatewayProcess
+from tests.fixtures.waiting import await_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.broker]
 
@@ -84,13 +84,13 @@ async def test_broker_restart_driver_back_within_5_s_and_no_alarm_missed(
         host=spawned_broker.host, port=spawned_broker.port, base_topic=base_topic, devices=devices
     ) as bridge:
         gw.start()
-        await until(lambda: gw.logged("zigbee_broker_connected"), 30, "driver subscribed")
+        await await_until(lambda: gw.logged("zigbee_broker_connected"), 30, "driver subscribed")
         await asyncio.sleep(1.2)  # past inventory_wait: the device topics are subscribed
         for device in devices[:before]:
             await bridge.set_state(device.friendly_name, smoke=True)
         # Delivered before the broker goes: a broker without persistence that stops loses what
         # it acknowledged to the bridge but did not yet pass on, and that is not under test.
-        await until(
+        await await_until(
             lambda: stored_conditions() >= {condition(d.friendly_name) for d in devices[:before]},
             30,
             "the alarms before the restart at dispatch",
@@ -101,7 +101,7 @@ async def test_broker_restart_driver_back_within_5_s_and_no_alarm_missed(
         await asyncio.to_thread(spawned_broker.start)
         listening_at = time.monotonic()
         assert port_open(spawned_broker.host, spawned_broker.port)
-        back = await until(lambda: gw.logged("zigbee_broker_back"), 15, "driver back")
+        back = await await_until(lambda: gw.logged("zigbee_broker_back"), 15, "driver back")
         back_after = time.monotonic() - listening_at
         assert back_after <= BACK_WITHIN_S, f"the driver came back {back_after:.1f} s later"
         await asyncio.sleep(1.2)  # inventory_wait again after the reconnect
@@ -171,7 +171,7 @@ async def test_gateway_killed_while_zigbee_alarms_publish_to_its_persistent_sess
         for run in range(kills + 1):
             ready_before = len(gw.logged("zigbee_broker_connected"))
             gw.start()
-            await until(
+            await await_until(
                 lambda b=ready_before: len(gw.logged("zigbee_broker_connected")) > b,  # type: ignore[misc]
                 30,
                 "driver subscribed",
@@ -234,7 +234,7 @@ async def test_an_alarm_received_but_not_committed_at_a_kill_is_redelivered(
         host=spawned_broker.host, port=spawned_broker.port, base_topic=base_topic, devices=devices
     ) as bridge:
         gw.start()
-        await until(lambda: gw.logged("zigbee_broker_connected"), 30, "driver subscribed")
+        await await_until(lambda: gw.logged("zigbee_broker_connected"), 30, "driver subscribed")
         await asyncio.sleep(1.2)  # past inventory_wait
         lock = sqlite3.connect(gw.state_dir / "buffer.db", timeout=5, isolation_level=None)
         lock.execute("BEGIN EXCLUSIVE")
@@ -246,7 +246,7 @@ async def test_an_alarm_received_but_not_committed_at_a_kill_is_redelivered(
             lock.execute("ROLLBACK")
             lock.close()
         gw.start()
-        await until(lambda: len(gw.logged("zigbee_broker_connected")) >= 2, 30, "back")
+        await await_until(lambda: len(gw.logged("zigbee_broker_connected")) >= 2, 30, "back")
         await asyncio.sleep(3.0)
         await wait_drained(gw)
         stored = stored_events(dispatch_server.db_url, gateway_id)

@@ -19,13 +19,13 @@ from tests.faults.harness import (
     enroll_into,
     stored_events,
     tamper_buffer,
-    until,
     wait_drained,
 )
 from tests.faults.rflink_load import CountingRflinkSimulator, RflinkLoad, rflink_config
 from tests.fixtures.dispatch import DispatchServer
 from tests.fixtures.gateway import GatewayProcess
 from tests.fixtures.netfault import FaultProxy
+from tests.fixtures.waiting import await_until
 
 pytestmark = pytest.mark.slow
 
@@ -47,10 +47,10 @@ async def test_the_check_fails_on_a_lost_or_duplicated_alarm(
         )
         enroll_into(dispatch_server, gw, gateway_id=gateway_id, url=proxy.url)
         gw.start()
-        await until(lambda: gw.logged("gateway_ready"), 30, "gateway ready")
+        await await_until(lambda: gw.logged("gateway_ready"), 30, "gateway ready")
         load = RflinkLoad(sim)
         await load.send(20)
-        await until(lambda: len(gw.buffered()) >= 20, 15, "events buffered")
+        await await_until(lambda: len(gw.buffered()) >= 20, 15, "events buffered")
         tampered = tamper_buffer(gw, how)
         proxy.set_mode("pass")
         await wait_drained(gw)

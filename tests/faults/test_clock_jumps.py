@@ -27,10 +27,11 @@ from forwarder.delivery import Forwarder
 from gatewayd.devicestate import DeviceStates
 from gatewayd.pipeline import Pipeline
 from rules import RuleEngine, load_rules
-from tests.faults.harness import check_exactly_once, scaled, stored_events, until
+from tests.faults.harness import check_exactly_once, scaled, settle, stored_events
 from tests.faults.rflink_load import DOORS, rflink_config
 from tests.fixtures.dispatch import DispatchServer
 from tests.fixtures.gateway import home_toml
+from tests.fixtures.waiting import await_until
 
 pytestmark = pytest.mark.slow
 
@@ -161,7 +162,7 @@ async def test_clock_jumps_lose_nothing_duplicate_nothing_and_raise_no_flood(
     forwarder = Forwarder(buffer, client, max_events=200)
     task = asyncio.create_task(forwarder.run())
     try:
-        await until(lambda: buffer.stats(datetime.now(UTC)).pending_total == 0, 60, "drained")
+        await await_until(lambda: buffer.stats(datetime.now(UTC)).pending_total == 0, 60, "drained")
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -223,9 +224,7 @@ async def test_alarm_delivered_while_the_gateway_clock_is_ten_minutes_ahead(
     forwarder = Forwarder(buffer, client, backoff_max=1.0)
     task = asyncio.create_task(forwarder.run())
     try:
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and buffer.stats(datetime.now(UTC)).pending_total:  # noqa: ASYNC110 -- polls the buffer's own counter
-            await asyncio.sleep(0.1)
+        await settle(lambda: not buffer.stats(datetime.now(UTC)).pending_total, 5)
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

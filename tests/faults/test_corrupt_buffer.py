@@ -12,13 +12,13 @@ from tests.faults.harness import (
     committed_events,
     enroll_into,
     stored_events,
-    until,
     wait_drained,
 )
 from tests.faults.rflink_load import CountingRflinkSimulator, RflinkLoad, rflink_config
 from tests.fixtures.dispatch import DispatchServer
 from tests.fixtures.gateway import GatewayProcess
 from tests.fixtures.netfault import FaultProxy
+from tests.fixtures.waiting import await_until
 
 pytestmark = pytest.mark.slow
 
@@ -44,10 +44,10 @@ async def test_corrupt_buffer_is_quarantined_reported_and_alarms_flow_again(
         )
         enroll_into(dispatch_server, gw, gateway_id=gateway_id, url=proxy.url)
         gw.start()
-        await until(lambda: gw.logged("gateway_ready"), 30, "gateway ready")
+        await await_until(lambda: gw.logged("gateway_ready"), 30, "gateway ready")
         before = RflinkLoad(sim)
         await before.send(20)
-        await until(lambda: len(gw.buffered()) >= 20, 15, "events buffered")
+        await await_until(lambda: len(gw.buffered()) >= 20, 15, "events buffered")
         assert gw.stop() == 0
         first_run = set(committed_events([gw]))
         path = gw.state_dir / "buffer.db"
@@ -56,7 +56,7 @@ async def test_corrupt_buffer_is_quarantined_reported_and_alarms_flow_again(
 
         proxy.set_mode("pass")
         gw.start()
-        await until(lambda: len(gw.logged("gateway_ready")) == 2, 30, "gateway ready again")
+        await await_until(lambda: len(gw.logged("gateway_ready")) == 2, 30, "gateway ready again")
         quarantined = sorted(gw.state_dir.glob("buffer.db.corrupt-*"))
         assert [p for p in quarantined if not p.name.endswith(("-wal", "-shm"))]
         logged = gw.logged("buffer_corrupt_quarantined")

@@ -13,13 +13,13 @@ from tests.faults.harness import (
     enroll_into,
     scaled,
     stored_events,
-    until,
     wait_drained,
 )
 from tests.faults.rflink_load import CountingRflinkSimulator, RflinkLoad, rflink_config
 from tests.fixtures.dispatch import DispatchServer
 from tests.fixtures.gateway import GatewayProcess
 from tests.fixtures.netfault import FaultProxy
+from tests.fixtures.waiting import await_until
 
 pytestmark = pytest.mark.slow
 
@@ -51,12 +51,12 @@ async def test_full_disk_budget_keeps_alarms_evicts_telemetry_and_says_so(
         )
         enroll_into(dispatch_server, gw, gateway_id=gateway_id, url=proxy.url)
         gw.start()
-        await until(lambda: gw.logged("gateway_ready"), 30, "gateway ready")
+        await await_until(lambda: gw.logged("gateway_ready"), 30, "gateway ready")
         load = RflinkLoad(sim, alarm_every=25)
         # Slow enough that one door's frame never repeats within the receiver's 1 s window.
         await load.send(frames, rate=250.0)
         assert not sim.dropped, f"the simulator could not write: {sim.dropped_text()[:300]}"
-        await until(
+        await await_until(
             lambda: sum(1 for e in gw.buffered() if e["kind"] == "smoke") == len(load.alarms),
             15,
             "every alarm committed",

@@ -15,12 +15,12 @@ from tests.faults.harness import (
     enroll_into,
     scaled,
     stored_events,
-    until,
     wait_drained,
 )
 from tests.faults.rflink_load import CountingRflinkSimulator, RflinkLoad, rflink_config
 from tests.fixtures.dispatch import DispatchServer
 from tests.fixtures.gateway import GatewayProcess
+from tests.fixtures.waiting import await_until
 
 pytestmark = pytest.mark.slow
 
@@ -48,7 +48,7 @@ async def test_dispatch_killed_during_ingest_loses_and_duplicates_nothing(
         )
         enroll_into(dispatch, gw, gateway_id=gateway_id)
         gw.start()
-        await until(lambda: gw.logged("gateway_ready"), 30, "gateway ready")
+        await await_until(lambda: gw.logged("gateway_ready"), 30, "gateway ready")
         load = RflinkLoad(sim)
         sender = asyncio.create_task(load.send(events_total, rate=200.0))
         for n in range(kills):

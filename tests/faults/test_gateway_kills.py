@@ -18,12 +18,12 @@ from tests.faults.harness import (
     enroll_into,
     scaled,
     stored_events,
-    until,
     wait_drained,
 )
 from tests.faults.rflink_load import CountingRflinkSimulator, RflinkLoad, rflink_config
 from tests.fixtures.dispatch import DispatchServer
 from tests.fixtures.gateway import GatewayProcess
+from tests.fixtures.waiting import await_until
 
 pytestmark = pytest.mark.slow
 
@@ -80,7 +80,7 @@ async def test_kill_9_at_random_moments_loses_and_duplicates_no_alarm(
                 kill_times.append(time.monotonic())
                 gw.kill()
                 continue
-            await until(lambda b=before: ready_count(gw) > b, 30, "gateway ready")  # type: ignore[misc]
+            await await_until(lambda b=before: ready_count(gw) > b, 30, "gateway ready")  # type: ignore[misc]
             if last:
                 await load.send(max(0, events_total - load.sent), rate=RATE)
                 break
@@ -108,7 +108,7 @@ async def test_kill_9_at_random_moments_loses_and_duplicates_no_alarm(
         # 4: the detectors sound again; now each has exactly one alarm.
         await load.sound_again()
         assert not sim.dropped, f"the simulator could not write: {sim.dropped_text()[:300]}"
-        await until(
+        await await_until(
             lambda: (
                 len(
                     {

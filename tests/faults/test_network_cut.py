@@ -18,13 +18,13 @@ from tests.faults.harness import (
     scaled,
     stored_events,
     tamper_buffer,
-    until,
     wait_drained,
 )
 from tests.faults.rflink_load import CountingRflinkSimulator, RflinkLoad, rflink_config
 from tests.fixtures.dispatch import DispatchServer
 from tests.fixtures.gateway import GatewayProcess
 from tests.fixtures.netfault import FaultProxy, Mode
+from tests.fixtures.waiting import await_until
 
 pytestmark = pytest.mark.slow
 
@@ -54,7 +54,7 @@ async def test_network_cut_then_restored_drains_everything_alarms_first(
         )
         enroll_into(dispatch_server, gw, gateway_id=gateway_id, url=proxy.url)
         gw.start()
-        await until(lambda: gw.logged("gateway_ready"), 30, "gateway ready")
+        await await_until(lambda: gw.logged("gateway_ready"), 30, "gateway ready")
         load = RflinkLoad(sim, alarm_every=5)
         await load.send(50)
         await wait_drained(gw)

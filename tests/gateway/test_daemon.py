@@ -14,6 +14,7 @@ import pytest
 
 from firmware_sim.rflink import RflinkSimulator
 from tests.fixtures.gateway import GatewayProcess, NotifyListener
+from tests.fixtures.waiting import await_until
 
 pytestmark = pytest.mark.slow
 
@@ -47,17 +48,6 @@ port = "{port}"
     return {"drivers": drivers, "devices": devices}
 
 
-async def until(predicate: Callable[[], Any], within: float = 15.0, what: str = "") -> Any:
-    deadline = time.monotonic() + within
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {within} s: {what or predicate}")
-        await asyncio.sleep(0.05)
-
-
 async def test_ready_watchdog_and_a_wedged_pipeline(
     gateway_factory: Callable[..., GatewayProcess], notify_listener: NotifyListener
 ) -> None:
@@ -68,7 +58,7 @@ async def test_ready_watchdog_and_a_wedged_pipeline(
             env={"NOTIFY_SOCKET": notify_listener.path, "WATCHDOG_USEC": "1000000"},
         )
         gw.start()
-        await until(lambda: notify_listener.seen("READY", "1"), 30, "READY=1")
+        await await_until(lambda: notify_listener.seen("READY", "1"), 30, "READY=1")
         t0 = time.monotonic()
         await asyncio.sleep(2.0)
         notify_listener.poll()
@@ -93,9 +83,11 @@ async def test_ready_watchdog_and_a_wedged_pipeline(
             lock.execute("ROLLBACK")
             lock.close()
         # Released: the alarm that was waiting is committed (nothing lost) and pings resume.
-        await until(lambda: "smoke" in gw.kinds("smoke-bedroom"), 15, "the smoke alarm committed")
+        await await_until(
+            lambda: "smoke" in gw.kinds("smoke-bedroom"), 15, "the smoke alarm committed"
+        )
         resumed = time.monotonic()
-        await until(
+        await await_until(
             lambda: notify_listener.seen("WATCHDOG", "1", since=resumed), 10, "pings resume"
         )
         assert gw.stop() == 0
@@ -109,7 +101,7 @@ async def test_sigterm_drains_everything_accepted_within_10_s(
     async with RflinkSimulator() as sim:
         gw = gateway_factory(**rflink_home(sim.port, doors=doors))
         gw.start()
-        await until(lambda: gw.logged("gateway_ready"), 30, "gateway ready")
+        await await_until(lambda: gw.logged("gateway_ready"), 30, "gateway ready")
         for i in range(doors):
             await sim.button("NewKaku", f"{0x100 + i:x}", cmd="ON", switch="1")
         await asyncio.sleep(0.5)  # received by the driver; some may still be in flight
@@ -129,20 +121,22 @@ async def test_sighup_with_a_bad_config_keeps_the_running_one(
     async with RflinkSimulator() as sim:
         gw = gateway_factory(**rflink_home(sim.port))
         gw.start()
-        await until(lambda: gw.logged("gateway_ready"), 30, "gateway ready")
+        await await_until(lambda: gw.logged("gateway_ready"), 30, "gateway ready")
         good = gw.config_path.read_text()
         gw.config_path.write_text(good.replace('role = "smoke"', 'role = "smok"'))
         gw.signal(signal.SIGHUP)
-        refused = await until(lambda: gw.logged("reload_refused"), 15, "reload refused")
+        refused = await await_until(lambda: gw.logged("reload_refused"), 15, "reload refused")
         assert "smok" in refused[0]["problems"]
         assert gw.running
         # Still deciding with the old config: the smoke detector still raises alarms.
         await sim.smoke(SMOKE_ID, on=True)
-        await until(lambda: "smoke" in gw.kinds("smoke-bedroom"), 15, "alarm after refused reload")
+        await await_until(
+            lambda: "smoke" in gw.kinds("smoke-bedroom"), 15, "alarm after refused reload"
+        )
         # A good config is taken.
         gw.config_path.write_text(good)
         gw.signal(signal.SIGHUP)
-        await until(lambda: gw.logged("reloaded"), 15, "reloaded")
+        await await_until(lambda: gw.logged("reloaded"), 15, "reloaded")
         assert gw.stop() == 0
 
 
@@ -152,13 +146,13 @@ async def test_a_vanishing_serial_receiver_is_a_trouble_and_recovers(
     async with RflinkSimulator() as sim:
         gw = gateway_factory(**rflink_home(sim.port))
         gw.start()
-        await until(lambda: gw.logged("gateway_ready"), 30, "gateway ready")
+        await await_until(lambda: gw.logged("gateway_ready"), 30, "gateway ready")
         sim.unplug()
-        await until(lambda: "driver_fault" in gw.kinds(), 20, "driver_fault trouble")
+        await await_until(lambda: "driver_fault" in gw.kinds(), 20, "driver_fault trouble")
         sim.replug()
-        await until(lambda: "driver_fault_restore" in gw.kinds(), 30, "driver_fault restore")
+        await await_until(lambda: "driver_fault_restore" in gw.kinds(), 30, "driver_fault restore")
         await sim.smoke(SMOKE_ID, on=True)
-        await until(lambda: "smoke" in gw.kinds("smoke-bedroom"), 15, "alarms flow again")
+        await await_until(lambda: "smoke" in gw.kinds("smoke-bedroom"), 15, "alarms flow again")
         assert gw.running
         assert gw.stop() == 0
 
@@ -182,15 +176,15 @@ options = {{ profile = "combustible_gas" }}
 """,
         )
         gw.start()
-        await until(lambda: gw.logged("gateway_ready"), 30, "gateway ready")
+        await await_until(lambda: gw.logged("gateway_ready"), 30, "gateway ready")
         await sim.stop()
-        await until(lambda: "device_offline" in gw.kinds("gas-kitchen"), 20, "device_offline")
+        await await_until(lambda: "device_offline" in gw.kinds("gas-kitchen"), 20, "device_offline")
         await sim.start()
-        await until(
+        await await_until(
             lambda: "device_offline_restore" in gw.kinds("gas-kitchen"), 20, "device back online"
         )
         sim.set_gas(1, alarm1=True, lel=30.0)
-        await until(lambda: "gas" in gw.kinds("gas-kitchen"), 15, "gas alarm after recovery")
+        await await_until(lambda: "gas" in gw.kinds("gas-kitchen"), 15, "gas alarm after recovery")
         assert gw.running
         assert gw.stop() == 0
 
@@ -219,10 +213,12 @@ room = "kitchen"
     )
     device = SimDevice("kitchen_smoke", "HS1SA", "0x00124b0000000002")
     gw.start()
-    await until(lambda: gw.logged("gateway_ready"), 30, "gateway ready")
+    await await_until(lambda: gw.logged("gateway_ready"), 30, "gateway ready")
     await asyncio.to_thread(spawned_broker.restart, 1.0)
-    await until(lambda: "driver_fault" in gw.kinds(), 20, "driver_fault while the broker is away")
-    await until(lambda: "driver_fault_restore" in gw.kinds(), 20, "driver back after restart")
+    await await_until(
+        lambda: "driver_fault" in gw.kinds(), 20, "driver_fault while the broker is away"
+    )
+    await await_until(lambda: "driver_fault_restore" in gw.kinds(), 20, "driver back after restart")
     async with Zigbee2MqttBridge(
         host=spawned_broker.host,
         port=spawned_broker.port,
@@ -231,6 +227,8 @@ room = "kitchen"
     ) as bridge:
         await bridge.wait_connected()
         await bridge.set_state("kitchen_smoke", smoke=True)
-        await until(lambda: "smoke" in gw.kinds("smoke-kitchen"), 15, "alarm after the restart")
+        await await_until(
+            lambda: "smoke" in gw.kinds("smoke-kitchen"), 15, "alarm after the restart"
+        )
     assert gw.running
     assert gw.stop() == 0

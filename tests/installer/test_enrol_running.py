@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 from tests.fixtures.dispatch import DispatchServer
-from tests.fixtures.gateway import GatewayProcess, home_toml, wait_for
+from tests.fixtures.gateway import GatewayProcess, home_toml
 from tests.fixtures.procs import run_module
+from tests.fixtures.waiting import wait_until
 
 pytestmark = [pytest.mark.slow]
 
@@ -42,7 +43,7 @@ def test_a_bad_credential_is_survived_and_a_good_one_picked_up(
     )
     gw.start()
     try:
-        wait_for(lambda: gw.logged("gateway_ready"), 30)
+        wait_until(lambda: gw.logged("gateway_ready"), 30, "gateway ready")
         assert gw.running
         [problem] = gw.logged("credential_unreadable")
         assert problem["error"].endswith("the credential lacks household_id, secret, dispatch_url")
@@ -56,7 +57,12 @@ def test_a_bad_credential_is_survived_and_a_good_one_picked_up(
         assert paired.returncode == 0, paired.stderr
         assert "systemctl reload gatewayd" in paired.stderr
         gw.signal(signal.SIGHUP)
-        wait_for(lambda: "smoke_hall" in [d["id"] for d in status(gw.config_path)["devices"]], 15)
+        wait_until(
+            lambda: [d["id"] for d in status(gw.config_path)["devices"]],
+            15,
+            "the paired smoke_hall in the running gateway's devices",
+            check=lambda ids: "smoke_hall" in ids,
+        )
 
         # The state folder belongs to the service user; the installer enrols as root.
         os.chown(state, NOBODY, NOBODY)
@@ -72,7 +78,12 @@ def test_a_bad_credential_is_survived_and_a_good_one_picked_up(
         assert credential.stat().st_uid == NOBODY, "readable by the service user"
         assert credential.stat().st_mode & 0o777 == 0o600
 
-        wait_for(lambda: status(gw.config_path)["forwarder"].get("reachable") is True, 30)
+        wait_until(
+            lambda: status(gw.config_path)["forwarder"],
+            30,
+            "dispatch reachable",
+            check=lambda forwarder: forwarder.get("reachable") is True,
+        )
         assert gw.running
         # Logged once for the one problem, not once per look.
         assert len(gw.logged("credential_unreadable")) == 1

@@ -12,7 +12,6 @@ import asyncio
 import json
 import socket
 import tempfile
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from tests.fixtures.broker import Broker
 from tests.fixtures.dispatch import DispatchServer
 from tests.fixtures.gateway import GatewayProcess
 from tests.fixtures.procs import module_cmd, project_env
+from tests.fixtures.waiting import await_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.broker]
 
@@ -46,15 +46,6 @@ async def gatewayd(*args: str, stdin: str = "", within: float = 90) -> tuple[int
     out, _ = await asyncio.wait_for(proc.communicate(stdin.encode()), within)
     assert proc.returncode is not None
     return proc.returncode, out.decode(errors="replace")
-
-
-async def until(predicate: Callable[[], Any], within: float, what: str) -> Any:
-    deadline = time.monotonic() + within
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {within} s: {what}")
-        await asyncio.sleep(0.1)
-    return value
 
 
 def free_udp_port() -> int:
@@ -89,7 +80,9 @@ class Home:
         """Trigger a device as the installer would and wait until its test event is buffered."""
         before = self.test_events(device_id)
         await press()
-        await until(lambda: self.test_events(device_id) > before, 20, f"{device_id} signalled")
+        await await_until(
+            lambda: self.test_events(device_id) > before, 20, f"{device_id} signalled"
+        )
 
     async def smoke_zigbee(self) -> None:
         await self.bridge.set_state(SMOKE_IEEE, smoke=True)
@@ -117,7 +110,7 @@ class Home:
         config = str(self.gw.config_path)
         started = len(self.gw.logged("mode_changed"))
         walk = asyncio.create_task(gatewayd("test", "--config", config, "--timeout", str(seconds)))
-        await until(lambda: len(self.gw.logged("mode_changed")) > started, 20, "test mode on")
+        await await_until(lambda: len(self.gw.logged("mode_changed")) > started, 20, "test mode on")
         steps = [
             ("smoke-kitchen", self.smoke_zigbee, self.clear_zigbee),
             ("smoke-hall", self.smoke_rflink, self.clear_rflink),
@@ -176,7 +169,7 @@ async def test_an_installer_sets_a_home_up_from_the_cli(
                 "--id", "smoke-kitchen", "--no-input",
             )
         )  # fmt: skip
-        await until(lambda: bridge.permit_join, 30, "joining opened by the CLI")
+        await await_until(lambda: bridge.permit_join, 30, "joining opened by the CLI")
         assert await bridge.pair_device(SimDevice(SMOKE_IEEE, "HS1SA", SMOKE_IEEE))
         code, out = await pairing
         assert code == 0, out
@@ -219,7 +212,7 @@ async def test_an_installer_sets_a_home_up_from_the_cli(
             gw = GatewayProcess(tmp_path, config.read_text())
             gw.start()
             try:
-                await until(lambda: gw.logged("gateway_ready"), 30, "daemon ready")
+                await await_until(lambda: gw.logged("gateway_ready"), 30, "daemon ready")
                 home = Home(gw, bridge, rflink, modbus, radio, home_pendant)
 
                 # 4. A walk test with the hall's smoke detector never triggered fails, naming it.
@@ -257,10 +250,13 @@ async def test_an_installer_sets_a_home_up_from_the_cli(
                     assert code == 0, out
                     return dict(json.loads(out))
 
-                deadline = time.monotonic() + 30
-                while not (data := await status())["forwarder"].get("reachable"):
-                    assert time.monotonic() < deadline, f"dispatch never reachable: {data}"
-                    await asyncio.sleep(0.5)
+                data = await await_until(
+                    status,
+                    30,
+                    "dispatch reachable",
+                    check=lambda d: d["forwarder"].get("reachable"),
+                    interval=0.5,  # each probe runs a command
+                )
                 assert {d["id"] for d in data["devices"]} >= set(listed)
                 assert data["mode"] == "normal"
                 assert "depth" in data["buffer"]
@@ -276,7 +272,9 @@ async def test_an_installer_sets_a_home_up_from_the_cli(
                 def walked() -> set[str]:
                     return {str(e.get("device_id")) for e in at_dispatch() if e.get("test")}
 
-                await until(lambda: walked() >= set(listed), 30, "every device's test at dispatch")
+                await await_until(
+                    lambda: walked() >= set(listed), 30, "every device's test at dispatch"
+                )
 
                 def incidents() -> list[dict[str, Any]]:
                     reply = client.get("/api/v1/incidents", params={"household_id": household})
@@ -293,7 +291,7 @@ async def test_an_installer_sets_a_home_up_from_the_cli(
 
                 # 8. A real alarm now opens an incident.
                 radio.send(home_pendant.press(), repeats=3)
-                opened = await until(incidents, 30, "the pendant's incident at dispatch")
+                opened = await await_until(incidents, 30, "the pendant's incident at dispatch")
                 assert any(i["kind"] == "sos" for i in opened), opened
             finally:
                 gw.stop()

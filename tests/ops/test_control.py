@@ -24,6 +24,7 @@ from gatewayd.control import (
     WatcherDropped,
     WatchHub,
 )
+from tests.fixtures.waiting import await_until
 from tests.ops.fakes import FakeDaemon
 
 
@@ -74,14 +75,6 @@ async def read_to_eof(sock: socket.socket) -> bytes:
     while chunk := await loop.sock_recv(sock, 65536):
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-async def wait_until(predicate: Any, within: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.01)
 
 
 async def test_status_round_trip(server: ControlServer, daemon: FakeDaemon) -> None:
@@ -170,7 +163,7 @@ async def test_client_vanishing_mid_request_does_not_hurt(server: ControlServer)
         _, writer = await raw(server.path)
         writer.write(b'{"op": "status"}\n{"op": "sta')
         writer.transport.abort()
-    await wait_until(lambda: server.clients == 0)
+    await await_until(lambda: server.clients == 0, 5)
     assert (await ControlClient(server.path).status())["version"] == "0.1.0"
 
 
@@ -184,7 +177,7 @@ async def test_watch_streams_buffered_events(server: ControlServer, daemon: Fake
                 return
 
     task = asyncio.create_task(watcher())
-    await wait_until(lambda: daemon.hub.watchers == 1)
+    await await_until(lambda: daemon.hub.watchers == 1, 5)
     reading = {"property": "test", "value": True, "extra": {"linkquality": 120}}
     sent = [
         daemon.publish(EventKind.TEST, "sos_button", test=True, reading=reading),
@@ -195,7 +188,7 @@ async def test_watch_streams_buffered_events(server: ControlServer, daemon: Fake
     assert received == sent
     assert received[0]["reading"]["extra"]["linkquality"] == 120
     # The watcher left: the server and the daemon's hub forget it.
-    await wait_until(lambda: daemon.hub.watchers == 0 and server.clients == 0)
+    await await_until(lambda: daemon.hub.watchers == 0 and server.clients == 0, 5)
 
 
 async def test_events_right_after_the_ack_are_not_lost(
@@ -211,9 +204,9 @@ async def test_events_right_after_the_ack_are_not_lost(
 async def test_vanished_watcher_is_cleaned_up(server: ControlServer, daemon: FakeDaemon) -> None:
     reader, writer = await raw(server.path)
     await ask(reader, writer, b'{"op": "watch"}\n')
-    await wait_until(lambda: daemon.hub.watchers == 1)
+    await await_until(lambda: daemon.hub.watchers == 1, 5)
     writer.transport.abort()
-    await wait_until(lambda: daemon.hub.watchers == 0 and server.clients == 0)
+    await await_until(lambda: daemon.hub.watchers == 0 and server.clients == 0, 5)
     # Publishing afterwards reaches nobody and harms nothing.
     daemon.publish(EventKind.MOTION, "hall_door")
     assert (await ControlClient(server.path).status())["gateway_id"] == "gw-0042"
@@ -234,7 +227,7 @@ async def test_slowest_watcher_is_dropped_not_the_others(
                 return
 
     task = asyncio.create_task(fast_watcher())
-    await wait_until(lambda: daemon.hub.watchers == 2)
+    await await_until(lambda: daemon.hub.watchers == 2, 5)
     padding = "p" * 2000  # big events fill the slow watcher's socket buffers quickly
     for i in range(total):
         daemon.publish(EventKind.SIGNAL, "sos_button", payload={"n": i, "pad": padding})
@@ -248,19 +241,19 @@ async def test_slowest_watcher_is_dropped_not_the_others(
     assert last["error"].startswith("dropped: more than 20 events unread")
     assert len(data.splitlines()) < total
     slow.close()
-    await wait_until(lambda: daemon.hub.watchers == 0 and server.clients == 0)
+    await await_until(lambda: daemon.hub.watchers == 0 and server.clients == 0, 5)
 
 
 async def test_a_watcher_that_never_reads_is_disconnected(
     server: ControlServer, daemon: FakeDaemon
 ) -> None:
     sock = await slow_watcher(server.path)
-    await wait_until(lambda: daemon.hub.watchers == 1)
+    await await_until(lambda: daemon.hub.watchers == 1, 5)
     for i in range(400):
         daemon.publish(EventKind.SIGNAL, "sos_button", payload={"n": i, "pad": "p" * 2000})
         await asyncio.sleep(0)
     # Dropped, and its connection aborted even though it never takes the buffered data.
-    await wait_until(lambda: daemon.hub.watchers == 0 and server.clients == 0, within=8)
+    await await_until(lambda: daemon.hub.watchers == 0 and server.clients == 0, within=8)
     sock.close()
 
 
@@ -272,7 +265,7 @@ async def test_watch_ends_with_an_error_when_the_daemon_stops(
             pass
 
     task = asyncio.create_task(watcher())
-    await wait_until(lambda: daemon.hub.watchers == 1)
+    await await_until(lambda: daemon.hub.watchers == 1, 5)
     daemon.hub.close()
     with pytest.raises(ControlRequestError, match="gatewayd is stopping"):
         await asyncio.wait_for(task, 5)
@@ -283,12 +276,12 @@ async def test_too_many_clients_are_refused(sock_dir: Path, daemon: FakeDaemon) 
     await server.start()
     try:
         held = [await raw(server.path) for _ in range(2)]
-        await wait_until(lambda: server.clients == 2)
+        await await_until(lambda: server.clients == 2, 5)
         with pytest.raises(ControlRequestError, match="too many control connections"):
             await ControlClient(server.path).status()
         for _, writer in held:
             writer.close()
-        await wait_until(lambda: server.clients == 0)
+        await await_until(lambda: server.clients == 0, 5)
         assert (await ControlClient(server.path).status())["mode"] == "normal"
     finally:
         await server.aclose()

@@ -17,6 +17,7 @@ from firmware_sim.zigbee2mqtt import SimDevice, Zigbee2MqttBridge
 from replay.engine import build_decider, replay_lines
 from replay.trace import TraceReader, read_frames
 from tests.fixtures.procs import REPO_ROOT, module_cmd, project_env
+from tests.fixtures.waiting import await_until
 
 pytestmark = pytest.mark.broker
 
@@ -49,12 +50,12 @@ def state(frame: RawFrame) -> dict[str, Any]:
 
 
 async def wait_for_frames(path: Path, predicate: Any, within: float = 15.0) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if await asyncio.to_thread(lambda: path.exists() and predicate(read_frames(path))):
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"no such frames in {path} within {within} s")
+    """Until the trace at ``path`` holds frames that satisfy ``predicate``."""
+    await await_until(
+        lambda: asyncio.to_thread(lambda: path.exists() and predicate(read_frames(path))),
+        within,
+        f"such frames in {path}",
+    )
 
 
 async def test_record_writes_what_the_bridge_published_and_stops_cleanly_on_ctrl_c(

@@ -7,7 +7,6 @@ its frame tap; then the trace is replayed through a fresh decider built from the
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +15,12 @@ import pytest
 import firmware_sim.zigbee2mqtt as z2m
 from contract.home import parse_config
 from contract.wire import Event, Lane
+from drivers.zigbee2mqtt import Zigbee2MqttDriver
 from gatewayd import daemon
 from replay.engine import Replay, build_decider, canonical_decision
 from replay.recorder import Recorder
 from replay.trace import TraceReader
+from tests.fixtures.waiting import await_until
 
 pytestmark = pytest.mark.broker
 
@@ -60,14 +61,6 @@ def alarm_lane(kind: Any, device: Any, at: str, condition: Any) -> tuple[str, st
     return (str(kind), str(device), at, str(condition))
 
 
-async def wait_until(predicate: Any, within: float = 10.0) -> None:
-    deadline = time.monotonic() + within
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        await asyncio.sleep(0.05)
-
-
 async def test_a_trace_recorded_live_replays_to_the_same_alarms(
     mqtt_broker: Any, base_topic: str, tmp_path: Path
 ) -> None:
@@ -88,7 +81,10 @@ async def test_a_trace_recorded_live_replays_to_the_same_alarms(
         try:
             await asyncio.wait_for(gateway.wait_ready(), 15)
             gateway.pipeline.add_listener(live.append)
-            await asyncio.sleep(1.5)  # the driver subscribes and takes the retained state
+            # The driver has subscribed (after the bridge's inventory) and taken the retained state.
+            driver = gateway.runners["zigbee"].driver
+            assert isinstance(driver, Zigbee2MqttDriver)
+            await asyncio.wait_for(driver.wait_connected(), 15)
             await bridge.set_state("motion_hall", occupancy=True)
             await bridge.set_state("smoke_kitchen", smoke=True)
             await bridge.press("sos_button", "single")
@@ -96,11 +92,12 @@ async def test_a_trace_recorded_live_replays_to_the_same_alarms(
             await asyncio.sleep(0.3)
             await bridge.set_state("smoke_kitchen", smoke=False)
             await bridge.set_state("leak_bathroom", water_leak=False)
-            await wait_until(
-                lambda: (
-                    {"smoke", "sos", "water_leak", "smoke_restore", "water_leak_restore"}
-                    <= {e.kind.value for e in live}
-                )
+            wanted = {"smoke", "sos", "water_leak", "smoke_restore", "water_leak_restore"}
+            await await_until(
+                lambda: {e.kind.value for e in live},
+                10,
+                "every alarm and restore decided live",
+                check=lambda kinds: wanted <= kinds,
             )
             await asyncio.sleep(0.5)
         finally:

@@ -12,6 +12,7 @@ import pytest
 from contract.wire import RawFrame
 from replay.recorder import Recorder, rotated_path
 from replay.trace import TraceError, TraceReader, read_frames
+from tests.fixtures.waiting import wait_until
 
 T0 = datetime(2026, 3, 2, 5, 0, tzinfo=UTC)
 
@@ -26,15 +27,6 @@ def frame(i: int, size: int = 20) -> RawFrame:
     )
 
 
-def wait_for(predicate: object, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.02)
-    raise AssertionError("condition not met in time")
-
-
 @pytest.mark.parametrize("name", ["rec.jsonl", "rec.jsonl.gz"])
 def test_frames_reach_the_file_within_the_flush_interval(tmp_path: Path, name: str) -> None:
     path = tmp_path / name
@@ -44,7 +36,9 @@ def test_frames_reach_the_file_within_the_flush_interval(tmp_path: Path, name: s
         for f in frames:
             recorder.tap(f)
         # Not closed: a reader sees the frames anyway (gzip: a sync point per flush).
-        wait_for(lambda: len(read_frames(path)) == 100)
+        wait_until(
+            lambda: len(read_frames(path)), 5, f"100 frames in {path}", check=lambda n: n == 100
+        )
         assert read_frames(path) == frames
     finally:
         recorder.close()

@@ -9,6 +9,7 @@ from typing import Any
 
 from contract.wire import RawFrame, Reading
 from drivers.base import Driver, FrameParser
+from tests.fixtures.waiting import await_until
 
 Match = Callable[[Reading], bool]
 
@@ -29,26 +30,20 @@ class Pipeline:
         self.parser: FrameParser = driver.create_parser()
         self.frames: list[RawFrame] = []
         self.readings: list[Reading] = []
-        self._changed = asyncio.Condition()
 
     async def emit(self, frame: RawFrame) -> None:
         self.frames.append(frame)
-        readings = self.parser.parse(frame)
-        async with self._changed:
-            self.readings.extend(readings)
-            self._changed.notify_all()
+        self.readings.extend(self.parser.parse(frame))
 
     async def wait_for(self, match: Match, *, after: int = 0, within: float = 5.0) -> Reading:
         """The first reading (from index ``after``) that matches; fails after ``within`` seconds."""
-
-        def found() -> Reading | None:
-            return next((r for r in self.readings[after:] if match(r)), None)
-
-        async with asyncio.timeout(within), self._changed:
-            await self._changed.wait_for(lambda: found() is not None)
-        result = found()
-        assert result is not None
-        return result
+        readings = await await_until(
+            lambda: self.readings[after:],
+            within,
+            f"a reading {getattr(match, '__name__', match)} from #{after}",
+            check=lambda seen: any(match(r) for r in seen),
+        )
+        return next(r for r in readings if match(r))
 
     def count(self, match: Match, *, after: int = 0) -> int:
         return sum(1 for r in self.readings[after:] if match(r))

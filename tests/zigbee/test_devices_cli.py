@@ -16,6 +16,7 @@ from firmware_sim.zigbee2mqtt import SimDevice, Zigbee2MqttBridge
 from gatewayd.commands.init import HomeAnswers, render_config
 from tests.fixtures.broker import Broker, free_port
 from tests.fixtures.procs import REPO_ROOT, project_env
+from tests.fixtures.waiting import await_until
 
 pytestmark = pytest.mark.broker
 
@@ -52,9 +53,7 @@ async def gatewayd(*args: str, stdin: str = "") -> tuple[int, str]:
 
 
 async def join_when_open(bridge: Zigbee2MqttBridge, device: SimDevice, **kwargs: Any) -> None:
-    async with asyncio.timeout(20):
-        while not bridge.permit_join:  # noqa: ASYNC110 (the simulator has no event for it)
-            await asyncio.sleep(0.05)
+    await await_until(lambda: bridge.permit_join, 20, "joining opened by the CLI")
     assert await bridge.pair_device(device, **kwargs)
 
 
