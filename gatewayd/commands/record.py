@@ -18,7 +18,6 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import NoReturn
 
 import click
 import structlog
@@ -28,19 +27,14 @@ from contract.wire import RawFrame
 from drivers.base import Driver
 from gatewayd.cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_USAGE
 from gatewayd.commands.daemon_options import config_option, load_home_config
-from gatewayd.commands.daemon_options import fail as _fail_with
 from gatewayd.commands.replay import logs_to_stderr
 from replay.recorder import DEFAULT_KEEP, DEFAULT_MAX_BYTES, Recorder
 from replay.trace import TraceError
+from runtime.cli import fail
 
 __all__ = ["record", "record_drivers"]
 
 log = structlog.get_logger(__name__)
-
-
-def fail(message: str, code: int) -> NoReturn:
-    """Exit with ``message`` on stderr; paths like ``trace:100:`` are not taken for emoji."""
-    _fail_with(message, code, console=Console(stderr=True, soft_wrap=True, emoji=False))
 
 
 BACKOFF_MAX_S = 30.0

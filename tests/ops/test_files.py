@@ -46,9 +46,14 @@ def test_a_replaced_file_keeps_its_mode_unless_one_is_given(tmp_path: Path) -> N
 def test_a_failure_inside_the_block_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> None:
     path = tmp_path / "f"
     path.write_text("old")
-    with pytest.raises(RuntimeError, match="half way"), atomic_writer(path) as out:
-        out.write(b"half")
-        raise RuntimeError("half way")
+
+    def write_half() -> None:
+        with atomic_writer(path) as out:
+            out.write(b"half")
+            raise RuntimeError("half way")
+
+    with pytest.raises(RuntimeError, match="half way"):
+        write_half()
     assert path.read_text() == "old"
     assert leftovers(tmp_path) == []
 
@@ -80,11 +85,13 @@ def test_the_target_never_disappears_while_a_backup_is_kept(
         real_replace(src, dst)
 
     monkeypatch.setattr(os, "replace", replace)
+    write = (
+        (lambda: write_atomically(path, "new", backup=True))
+        if writer == "runtime"
+        else (lambda: write_home_config(path, "new", force=True))
+    )
     with pytest.raises(OSError, match="No space left"):
-        if writer == "runtime":
-            write_atomically(path, "new", backup=True)
-        else:
-            write_home_config(path, "new", force=True)
+        write()
     assert path.read_text() == "the installer's careful work"
 
 
