@@ -18,6 +18,7 @@ outage, so they do not arrive at the broker or dispatch in lock-step:
 
 - :data:`FULL_JITTER` draws from ``[0, ceiling]``: the widest spread (the forwarder);
 - :data:`EQUAL_JITTER` from ``[ceiling / 2, ceiling]``: never retries at once;
+- :data:`NARROW_JITTER` from ``[0.8, 1.2] * ceiling`` (capped): keeps the doubling's pace;
 - :data:`NO_JITTER` waits the ceiling itself (a local resource, nobody to collide with).
 
 The rng and the sleep are injectable, so tests neither wait nor depend on chance.
@@ -31,7 +32,7 @@ import random
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
-__all__ = ["EQUAL_JITTER", "FULL_JITTER", "NO_JITTER", "Backoff", "Jitter"]
+__all__ = ["EQUAL_JITTER", "FULL_JITTER", "NARROW_JITTER", "NO_JITTER", "Backoff", "Jitter"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class Jitter:
 
 FULL_JITTER = Jitter(0.0, 1.0)
 EQUAL_JITTER = Jitter(0.5, 1.0)
+NARROW_JITTER = Jitter(0.8, 1.2)
 NO_JITTER = Jitter(1.0, 1.0)
 
 Sleep = Callable[[float], Awaitable[None]]

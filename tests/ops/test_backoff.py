@@ -11,12 +11,19 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from runtime.backoff import EQUAL_JITTER, FULL_JITTER, NO_JITTER, Backoff, Jitter
+from runtime.backoff import (
+    EQUAL_JITTER,
+    FULL_JITTER,
+    NARROW_JITTER,
+    NO_JITTER,
+    Backoff,
+    Jitter,
+)
 
 initials = st.floats(min_value=1e-3, max_value=100.0)
 spans = st.floats(min_value=1.0, max_value=1e4)  # maximum = initial * span
 factors = st.floats(min_value=1.0, max_value=10.0)
-jitters = st.sampled_from([FULL_JITTER, EQUAL_JITTER, NO_JITTER, Jitter(0.8, 1.2)])
+jitters = st.sampled_from([FULL_JITTER, EQUAL_JITTER, NARROW_JITTER, NO_JITTER, Jitter(0, 3)])
 retries = st.integers(min_value=0, max_value=10_000)
 
 
