@@ -66,11 +66,7 @@ class Zigbee2MqttOptions(DriverOptions):
 
     @model_validator(mode="after")
     def _reconnect_range(self) -> Zigbee2MqttOptions:
-        if self.reconnect_min > self.reconnect_max:
-            raise ValueError(
-                f"reconnect_min ({self.reconnect_min}) must not exceed reconnect_max "
-                f"({self.reconnect_max})"
-            )
+        self._ensure_not_above("reconnect_min", "reconnect_max")
         return self
 
     def broker(self) -> BrokerAddress:
