@@ -16,6 +16,8 @@ from typing import Final
 
 import structlog
 
+from runtime.files import fsync_folder
+
 __all__ = [
     "MIGRATIONS",
     "SCHEMA_VERSION",
@@ -194,9 +196,5 @@ def quarantine_file(path: Path, now: datetime) -> Path:
         source = Path(f"{path}{suffix}")
         if source.exists():
             os.replace(source, Path(f"{target}{suffix}"))
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    fsync_folder(path.parent)
     return target

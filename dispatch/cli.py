@@ -7,6 +7,7 @@ unreachable or unmigratable, 5 not found, 6 conflict (exists already, already re
 from __future__ import annotations
 
 import asyncio
+import functools
 import getpass
 import logging
 import sys
@@ -18,6 +19,7 @@ import structlog
 from sqlalchemy import insert, select
 
 from dispatch import __version__
+from runtime.cli import fail
 
 EXIT_FAILURE = 1
 EXIT_CONFIG = 3
@@ -38,9 +40,7 @@ db_option = click.option(
 )
 
 
-def _fail(message: str, code: int) -> None:
-    click.echo(f"dispatchd: {message}", err=True)
-    sys.exit(code)
+_fail = functools.partial(fail, prefix="dispatchd:")
 
 
 def _run(db_url: str, action: Callable[[Any], Awaitable[T]]) -> T:

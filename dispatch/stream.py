@@ -21,6 +21,7 @@ from dispatch import schema
 from dispatch.db import Database
 from dispatch.models import Change
 from dispatch.tx import NOTIFY_CHANNEL, ChangeFeed
+from runtime.backoff import NO_JITTER, Backoff
 
 __all__ = ["latest_change_id", "listen_postgres", "read_changes", "sse_stream"]
 
@@ -80,20 +81,20 @@ async def sse_stream(
 
 async def listen_postgres(conninfo: str, feed: ChangeFeed, stopping: asyncio.Event) -> None:
     """Wake the feed on every NOTIFY; reconnect with back-off when the connection drops."""
-    delay = 0.5
+    backoff = Backoff(0.5, 10.0, jitter=NO_JITTER)
     while not stopping.is_set():
         try:
             async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
                 await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
                 log.info("listening for changes", channel=NOTIFY_CHANNEL)
-                delay = 0.5
+                backoff.reset()
                 feed.wake()  # anything committed while we were away
                 async for _ in conn.notifies():
                     feed.wake()
                     if stopping.is_set():
                         return
         except (psycopg.Error, OSError) as exc:
+            delay = backoff.next_delay()
             log.warning("change listener lost its connection", error=str(exc), retry_s=delay)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), delay)
-            delay = min(delay * 2, 10.0)

@@ -70,6 +70,12 @@ class DriverOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    def _ensure_not_above(self, lower: str, upper: str) -> None:
+        """Raise ValueError naming both options when ``lower`` exceeds ``upper``."""
+        low, high = getattr(self, lower), getattr(self, upper)
+        if low > high:
+            raise ValueError(f"{lower} ({low}) must not exceed {upper} ({high})")
+
 
 class Driver(abc.ABC):
     """Base class of a driver plug-in.

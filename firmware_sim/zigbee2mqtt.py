@@ -49,6 +49,7 @@ import aiomqtt
 import structlog
 
 from firmware_sim.zigbee_models import MODELS, DeviceModel
+from runtime.backoff import NO_JITTER, Backoff
 
 __all__ = ["DEFAULT_KIT", "SentCommand", "SimDevice", "SimError", "Zigbee2MqttBridge", "main"]
 
@@ -229,13 +230,13 @@ class Zigbee2MqttBridge:
             f"{self.base}/bridge/state", self._online_payload(False), qos=1, retain=True
         )
         client = aiomqtt.Client(self.host, self.port, will=will, keepalive=10, timeout=5)
-        backoff = 0.1
+        backoff = Backoff(0.1, 1.0, jitter=NO_JITTER)
         while True:
             try:
                 async with client:
                     await client.subscribe(f"{self.base}/#", qos=1)
                     self._client = client
-                    backoff = 0.1
+                    backoff.reset()
                     await self._announce(client)
                     self._connected.set()
                     async for message in client.messages:
@@ -243,8 +244,7 @@ class Zigbee2MqttBridge:
             except aiomqtt.MqttError:
                 self._connected.clear()
                 self._client = None
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 1.0)
+                await backoff.wait()
 
     async def _announce(self, client: aiomqtt.Client) -> None:
         """What Zigbee2MQTT publishes when it (re)connects to the broker."""

@@ -19,11 +19,8 @@ Unreachable is retried with back-off; rejected is not retried as is.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
 import ssl
-import tempfile
 import time
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
@@ -45,6 +42,7 @@ from contract.wire import (
     IngestReply,
     parse_message,
 )
+from runtime import files
 
 __all__ = [
     "CREDENTIAL_FILE",
@@ -136,23 +134,7 @@ class Credential:
             },
             indent=2,
         ).encode()
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        files.write_atomically(path, data, mode=0o600)
 
     @classmethod
     def load(cls, path: Path) -> Credential:

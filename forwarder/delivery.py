@@ -37,6 +37,7 @@ from forwarder.client import (
     DispatchRejected,
     DispatchUnreachable,
 )
+from runtime.backoff import Backoff
 
 __all__ = ["CREDENTIAL_CONDITION", "Forwarder", "ForwarderStatus", "HeartbeatSender"]
 
@@ -100,6 +101,9 @@ class Forwarder:
         self.backoff_max = backoff_max
         self.on_acks = on_acks
         self.rng = rng or random.Random()
+        # A backoff_max below the initial delay (a small [dispatch] backoff_max) is the ceiling
+        # from the first retry on.
+        self._retry = Backoff(min(backoff_initial, backoff_max), backoff_max, rng=self.rng)
         self.quarantine_retry_s = quarantine_retry_s
         self.clock = clock
         self.status = ForwarderStatus()
@@ -186,9 +190,7 @@ class Forwarder:
 
     def _backoff(self, retry_after: float | None) -> float:
         """Full jitter: uniform in [0, min(max, initial * 2^(failures-1))]."""
-        exponent = min(self.status.consecutive_failures - 1, 62)
-        ceiling = min(self.backoff_max, self.backoff_initial * 2.0**exponent)
-        delay = self.rng.uniform(0.0, ceiling)
+        delay = self._retry.delay_for(max(0, self.status.consecutive_failures - 1))
         if retry_after is not None:
             delay = max(delay, min(retry_after, self.backoff_max))
         return delay

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import signal
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,15 +22,16 @@ from buffer.aio import AsyncEventBuffer
 from buffer.store import EventBuffer
 from contract import __version__
 from contract.home import ConfigError, HomeConfig, load_config
-from contract.wire import DriverHealth, Event, Heartbeat, Lane, RawFrame
+from contract.wire import Event, Heartbeat, Lane
 from drivers import registry
-from drivers.base import Driver, DriverConfigError, DriverError, LocalCommand
+from drivers.base import Driver, DriverConfigError, LocalCommand
 from forwarder.client import Credential, CredentialError, DispatchClient
 from forwarder.delivery import Forwarder, HeartbeatSender
 from gatewayd.commands.status import one_line_summary
 from gatewayd.control import ControlServer, WatchHub
 from gatewayd.devicestate import DeviceStates
 from gatewayd.pipeline import Pipeline, TraceSink, describe_status
+from gatewayd.supervisor import DriverRunner
 from replay.recorder import Recorder
 from rules import RuleConfigError, RuleEngine, load_rules
 from rules.decider import Decider
@@ -72,62 +72,6 @@ def validate(config: HomeConfig, text: str | None = None, source: str = "<config
     except RuleConfigError as exc:
         raise GatewayError(str(exc)) from exc
     build_drivers(config)
-
-
-class DriverRunner:
-    """Runs one driver's transport, restarting it with back-off when it fails."""
-
-    def __init__(self, driver: Driver, submit: Callable[[RawFrame], Any]) -> None:
-        self.driver = driver
-        self._submit = submit
-        self.state = "starting"
-        self.detail = ""
-        self.restarts = 0
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name=f"driver:{self.driver.id}")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-        self.state = "stopped"
-
-    async def _loop(self) -> None:
-        backoff = 1.0
-        bound = log.bind(driver=self.driver.id)
-        while True:
-            started = time.monotonic()
-            self.state, self.detail = "running", ""
-            try:
-                await self.driver.run(self._submit)
-                raise DriverError("transport returned; it should run until cancelled")
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self.restarts += 1
-                self.state, self.detail = "failed", f"{type(exc).__name__}: {exc}"[:300]
-                bound.error("driver_failed", error=self.detail, restarts=self.restarts)
-                # The failure travels the data path, so the rules raise a driver_fault trouble.
-                await self._submit(self.driver.link_frame(False, self.detail))
-            if time.monotonic() - started > 60:
-                backoff = 1.0
-            delay = backoff * random.uniform(0.5, 1.0)
-            backoff = min(backoff * 2, 60.0)
-            await asyncio.sleep(delay)
-
-    def health(self) -> DriverHealth:
-        state = (
-            self.state if self.state in ("starting", "running", "failed", "stopped") else "degraded"
-        )
-        return DriverHealth(
-            name=self.driver.id,
-            state=state,
-            detail=self.detail,
-            restarts=self.restarts,
-        )
 
 
 class Gateway:

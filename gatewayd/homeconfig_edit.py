@@ -1,8 +1,8 @@
 """Editing the home config's ``[[devices]]`` while keeping the installer's comments and layout.
 
 The file is edited as a tomlkit document, checked with :func:`contract.home.parse_config`
-before anything is written, and written atomically (the old file kept as ``.bak``): an edit
-either lands whole and valid, or the file is untouched.
+before anything is written, and written atomically with its mode, owner and group (the old file
+kept as ``.bak``): an edit either lands whole and valid, or the file is untouched.
 
 Pairing is idempotent by IEEE address: :func:`upsert_device` updates the entry that already
 names the device (by IEEE address or its friendly name) instead of adding a second one.
@@ -21,7 +21,7 @@ from tomlkit.items import AoT, Table
 from tomlkit.toml_document import TOMLDocument
 
 from contract.home import ConfigError, HomeConfig, parse_config
-from gatewayd.commands.init import write_atomically
+from runtime.files import write_atomically
 
 __all__ = [
     "DeviceIdTaken",
@@ -74,7 +74,8 @@ def save_document(path: Path, doc: TOMLDocument) -> HomeConfig:
     """Validate the edited document, then write it atomically; returns the new config."""
     text = tomlkit.dumps(doc)
     config = parse_config(text, str(path))  # raises ConfigError; nothing is written then
-    write_atomically(path, text, force=True)
+    # Root edits a file the service user reads: it keeps its mode, owner and group.
+    write_atomically(path, text, keep_owner=True, backup=True)
     return config
 
 

@@ -29,6 +29,7 @@ from drivers.base import FrameParser, LocalCommand
 from gatewayd.devicestate import DeviceStates
 from rules import LocalAction, RuleEngine
 from rules.decider import Decided, Decider, draft_of
+from runtime.backoff import NO_JITTER, Backoff
 
 __all__ = ["Pipeline", "PipelineStats"]
 
@@ -239,17 +240,17 @@ class Pipeline:
         watchdog stops being fed and systemd restarts the daemon if it does not recover.
         """
         self.stats.commit_started_mono = time.monotonic()
-        delay = 0.05
+        backoff = Backoff(0.05, 5.0, jitter=NO_JITTER)
         try:
             while True:
                 try:
                     return await self.buffer.append(drafts)
                 except Exception as exc:
+                    delay = backoff.next_delay()
                     log.error(
                         "buffer_append_failed", error=repr(exc), events=len(drafts), retry_in=delay
                     )
                     await asyncio.sleep(delay)
-                    delay = min(delay * 2, 5.0)
         finally:
             self.stats.commit_started_mono = None
 

@@ -34,7 +34,6 @@ import gzip
 import json
 import math
 import os
-import tempfile
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -43,6 +42,7 @@ from pathlib import Path
 from typing import IO, Any, Final, Protocol
 
 from contract.wire import RawFrame
+from runtime import files
 
 __all__ = [
     "FORMAT",
@@ -663,15 +663,9 @@ def _repair_gzip(path: Path) -> None:
         ]
     if not damage:
         return
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".repair", dir=path.parent)
-    try:
-        with (
-            os.fdopen(fd, "wb") as out,
-            gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=0) as gz,
-        ):
-            for line in lines:
-                gz.write(line + b"\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with (
+        files.atomic_writer(path) as out,
+        gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=0) as gz,
+    ):
+        for line in lines:
+            gz.write(line + b"\n")

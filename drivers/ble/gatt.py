@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -23,6 +22,7 @@ from bleak.backends.characteristic import BleakGATTCharacteristic
 from drivers.ble.config import DeviceConfig
 from drivers.ble.frames import PresenceState, encode_notification, encode_presence
 from drivers.ble.transport import ClientBackend, ClientFactory
+from runtime.backoff import NARROW_JITTER, Backoff
 
 __all__ = ["GattLink"]
 
@@ -70,7 +70,7 @@ class GattLink:
         """Connect and reconnect forever; returns only when cancelled."""
         self._down_since = self._clock()
         watch = asyncio.create_task(self._watch(), name=f"ble-gatt-watch-{self.device.id}")
-        delay = self._initial_s
+        backoff = Backoff(self._initial_s, self._max_s, jitter=NARROW_JITTER)
         client: ClientBackend | None = None
         try:
             while True:
@@ -87,6 +87,7 @@ class GattLink:
                 except Exception as exc:  # any backend failure: log, back off, try again
                     self.failures += 1
                     self.last_error = f"{type(exc).__name__}: {exc}"[:300]
+                    delay = backoff.next_delay()
                     log.info(
                         "ble_gatt_connect_failed",
                         device=self.device.id,
@@ -94,10 +95,9 @@ class GattLink:
                         retry_in_s=round(delay, 2),
                     )
                     await _quietly_disconnect(client)
-                    await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-                    delay = min(delay * 2, self._max_s)
+                    await asyncio.sleep(delay)
                     continue
-                delay = self._initial_s
+                backoff.reset()
                 self._client = client
                 self._up()
                 await lost.wait()

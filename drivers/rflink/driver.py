@@ -65,16 +65,8 @@ class RflinkOptions(DriverOptions):
 
     @model_validator(mode="after")
     def _consistent(self) -> RflinkOptions:
-        if self.ping_timeout > self.ping_interval:
-            raise ValueError(
-                f"ping_timeout ({self.ping_timeout}) must not exceed ping_interval "
-                f"({self.ping_interval})"
-            )
-        if self.reconnect_min > self.reconnect_max:
-            raise ValueError(
-                f"reconnect_min ({self.reconnect_min}) must not exceed reconnect_max "
-                f"({self.reconnect_max})"
-            )
+        self._ensure_not_above("ping_timeout", "ping_interval")
+        self._ensure_not_above("reconnect_min", "reconnect_max")
         return self
 
 

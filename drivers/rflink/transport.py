@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -27,10 +26,11 @@ import serial_asyncio_fast
 import structlog
 
 from drivers.base import FrameSink, data_frame, link_frame
+from runtime.backoff import NARROW_JITTER, Backoff
 
 from .protocol import MAX_LINE, PING, is_pong
 
-__all__ = ["PortOpener", "RflinkTransport", "SerialSettings", "backoff_delay"]
+__all__ = ["PortOpener", "RflinkTransport", "SerialSettings"]
 
 log = structlog.get_logger(__name__)
 
@@ -62,15 +62,6 @@ async def open_serial(
     )
 
 
-def backoff_delay(
-    attempt: int, *, minimum: float, maximum: float, rng: random.Random | None = None
-) -> float:
-    """Exponential back-off: ``minimum * 2**attempt`` capped at ``maximum``, ±20% jitter."""
-    base = min(maximum, minimum * (2 ** min(attempt, 30)))
-    jitter = (rng or random).uniform(0.8, 1.2)
-    return float(min(maximum, base * jitter))
-
-
 class _PortLost(Exception):
     """The open port was lost; the message is the reason for the ``link`` frame."""
 
@@ -95,6 +86,7 @@ class RflinkTransport:
         self.startup_delay = startup_delay
         self.reconnect_min = reconnect_min
         self.reconnect_max = reconnect_max
+        self.backoff = Backoff(reconnect_min, reconnect_max, jitter=NARROW_JITTER)
         self._opener = opener
         self._link: bool | None = None
         self._writer: asyncio.StreamWriter | None = None
@@ -113,16 +105,15 @@ class RflinkTransport:
         # A restarted transport (after a failure the daemon reported as link down) states
         # its link afresh: the first PONG is "up" again.
         self._link = None
-        failures = 0
+        self.backoff.reset()
         log_ = log.bind(driver=self.driver_id, port=self.settings.url)
         while True:
             try:
                 reader, writer = await self._opener(self.settings)
             except (OSError, ValueError) as exc:  # SerialException is an OSError
                 await self._set_link(False, f"cannot open port: {exc}")
-                delay = self._backoff(failures)
+                delay = self.backoff.next_delay()
                 log_.warning("rflink_open_failed", error=str(exc), retry_in=round(delay, 2))
-                failures += 1
                 await asyncio.sleep(delay)
                 continue
             self.opens += 1
@@ -136,15 +127,11 @@ class RflinkTransport:
                     writer.close()
             # An open port that reached a live receiver resets the back-off.
             if self._link:
-                failures = 0
+                self.backoff.reset()
             await self._set_link(False, reason)
-            delay = self._backoff(failures)
+            delay = self.backoff.next_delay()
             log_.warning("rflink_port_lost", reason=reason, retry_in=round(delay, 2))
-            failures += 1
             await asyncio.sleep(delay)
-
-    def _backoff(self, failures: int) -> float:
-        return backoff_delay(failures, minimum=self.reconnect_min, maximum=self.reconnect_max)
 
     async def write(self, line: bytes) -> bool:
         """Send one command line to the receiver; False when the port is not open."""

@@ -20,7 +20,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import aiomqtt
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from drivers.base import DriverOptions
 
@@ -63,6 +63,11 @@ class Zigbee2MqttOptions(DriverOptions):
         if not value or any(c in value for c in "+#\0"):
             raise ValueError(f"base_topic {value!r} must be a non-empty topic without + or #")
         return value
+
+    @model_validator(mode="after")
+    def _reconnect_range(self) -> Zigbee2MqttOptions:
+        self._ensure_not_above("reconnect_min", "reconnect_max")
+        return self
 
     def broker(self) -> BrokerAddress:
         address = BrokerAddress.from_url(self.url)

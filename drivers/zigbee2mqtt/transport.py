@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -42,6 +41,7 @@ from drivers.zigbee2mqtt.bridge import (
 )
 from drivers.zigbee2mqtt.options import Zigbee2MqttOptions, make_client
 from drivers.zigbee2mqtt.parser import Zigbee2MqttParser
+from runtime.backoff import EQUAL_JITTER, Backoff
 
 __all__ = ["Zigbee2MqttDriver", "siren_payload"]
 
@@ -153,7 +153,7 @@ class Zigbee2MqttDriver(Driver):
             persistent=self.opts.client_id is not None,
             keepalive=self.opts.keepalive,
         )
-        backoff = self.opts.reconnect_min
+        backoff = Backoff(self.opts.reconnect_min, self.opts.reconnect_max, jitter=EQUAL_JITTER)
         reported_down = False
         try:
             while True:
@@ -163,7 +163,7 @@ class Zigbee2MqttDriver(Driver):
                         self._client = client
                         self._went_up()
                         reported_down = False
-                        backoff = self.opts.reconnect_min
+                        backoff.reset()
                         await emit(self.link_frame(True, source=self.broker.url))
                         async for message in client.messages:
                             await self._received(message, emit)
@@ -174,7 +174,7 @@ class Zigbee2MqttDriver(Driver):
                         reported_down = True
                         self._went_down(self._last_error)
                         await emit(self.link_frame(False, self._last_error, source=self.broker.url))
-                    delay = backoff * random.uniform(0.5, 1.0)
+                    delay = backoff.next_delay()
                     log.info(
                         "zigbee_broker_retry",
                         driver=self.id,
@@ -183,7 +183,6 @@ class Zigbee2MqttDriver(Driver):
                         error=self._last_error,
                     )
                     await asyncio.sleep(delay)
-                    backoff = min(backoff * 2, self.opts.reconnect_max)
         finally:
             self._client = None
             self._connected = False

@@ -3,16 +3,15 @@ control socket is found from them."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
-from rich.console import Console
 
 from contract.home import ConfigError, HomeConfig, load_config
 from gatewayd.cli import EXIT_CONFIG, EXIT_UNREACHABLE
+from runtime.cli import fail
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -48,13 +47,6 @@ def socket_option(func: F) -> F:
         default=None,
         help="The daemon's control socket (default: [status] socket of the config).",
     )(func)
-
-
-def fail(message: str, code: int, *, console: Console | None = None) -> NoReturn:
-    """Print an error to stderr and exit with ``code``."""
-    console = console or Console(stderr=True, soft_wrap=True)
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
-    sys.exit(code)
 
 
 def load_home_config(config_path: Path) -> HomeConfig:

@@ -33,13 +33,12 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
 import click
 import tomlkit
 from pydantic import ValidationError
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.prompt import Prompt
 from rich.table import Table
@@ -122,10 +121,6 @@ def guess_role(exposes: list[str]) -> str:
     return next((role for prop, role in _ROLE_HINTS if prop in exposes), "other")
 
 
-def _fail(message: str, code: int) -> NoReturn:
-    fail(escape(message), code)
-
-
 def _console() -> Console:
     return Console(stderr=True, soft_wrap=True, highlight=False)
 
@@ -134,7 +129,7 @@ def _load(config_path: Path) -> tuple[Any, HomeConfig]:
     try:
         return load_document(config_path)
     except ConfigError as exc:
-        _fail("\n".join(exc.problems), EXIT_CONFIG)
+        fail("\n".join(exc.problems), EXIT_CONFIG)
 
 
 def _save(config_path: Path, doc: Any) -> None:
@@ -142,9 +137,9 @@ def _save(config_path: Path, doc: Any) -> None:
         save_document(config_path, doc)
     except ConfigError as exc:
         problems = "\n".join(exc.problems)
-        _fail(f"the edit would make the config invalid; nothing written:\n{problems}", EXIT_CONFIG)
+        fail(f"the edit would make the config invalid; nothing written:\n{problems}", EXIT_CONFIG)
     except OSError as exc:
-        _fail(f"cannot write {config_path}: {exc}", EXIT_CONFIG)
+        fail(f"cannot write {config_path}: {exc}", EXIT_CONFIG)
 
 
 def _driver_entry(config: HomeConfig, ref: str) -> DriverEntry:
@@ -156,10 +151,10 @@ def _driver_entry(config: HomeConfig, ref: str) -> DriverEntry:
         return by_type[0]
     if by_type:
         ids = ", ".join(d.id for d in by_type)
-        _fail(f"several drivers are of type {ref!r} ({ids}); name one by its id", EXIT_USAGE)
+        fail(f"several drivers are of type {ref!r} ({ids}); name one by its id", EXIT_USAGE)
     known = ", ".join(f"{d.id} ({d.type})" for d in config.drivers) or "none"
     example = _DRIVER_EXAMPLES.get(ref, "")
-    _fail(
+    fail(
         f"no [[drivers]] entry with id or type {ref!r}; configured: {known}. "
         + (f"Add one to the config first, e.g.:\n{example}" if example else ""),
         EXIT_USAGE,
@@ -171,7 +166,7 @@ def _zigbee(entry: DriverEntry) -> tuple[BrokerAddress, str]:
         options = Zigbee2MqttOptions.model_validate(entry.options)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        _fail(f"driver {entry.id!r}: {problems}", EXIT_CONFIG)
+        fail(f"driver {entry.id!r}: {problems}", EXIT_CONFIG)
     return options.broker(), options.base_topic
 
 
@@ -180,17 +175,17 @@ def _run(make: Callable[[], Awaitable[T]]) -> T:
     try:
         return asyncio.run(_call(make))
     except PairingTimeout as exc:
-        _fail(
+        fail(
             f"{exc}; joining is closed again. Retry with the device in pairing mode.", EXIT_TIMEOUT
         )
     except InterviewFailed as exc:
-        _fail(f"{exc}. Nothing was written.", EXIT_FAILURE)
+        fail(f"{exc}. Nothing was written.", EXIT_FAILURE)
     except BridgeRequestFailed as exc:
-        _fail(str(exc), EXIT_FAILURE)
+        fail(str(exc), EXIT_FAILURE)
     except (BridgeUnreachable, BridgeNoAnswer) as exc:
-        _fail(str(exc), EXIT_UNREACHABLE)
+        fail(str(exc), EXIT_UNREACHABLE)
     except BridgeError as exc:
-        _fail(str(exc), EXIT_FAILURE)
+        fail(str(exc), EXIT_FAILURE)
 
 
 async def _call(make: Callable[[], Awaitable[T]]) -> T:
@@ -360,7 +355,7 @@ def _ask(console: Console, prompt: str, *, default: str | None, check: Callable[
             else:
                 answer = Prompt.ask(prompt, console=console, default=default)
         except EOFError:
-            _fail(f"no answer to {prompt!r} (input ended); give it as a flag", EXIT_USAGE)
+            fail(f"no answer to {prompt!r} (input ended); give it as a flag", EXIT_USAGE)
         try:
             return check(answer.strip())
         except click.BadParameter as exc:
@@ -451,7 +446,7 @@ def pair(
     _, config = _load(config_path)
     entry = _driver_entry(config, driver_ref)
     if entry.type not in (ZIGBEE, *ADDRESS_DRIVERS):
-        _fail(
+        fail(
             f"driver {entry.id!r} is of type {entry.type!r}; devices can be paired for "
             f"{', '.join((ZIGBEE, *ADDRESS_DRIVERS))} drivers",
             EXIT_USAGE,
@@ -460,7 +455,7 @@ def pair(
         try:
             _check_id(device_id)
         except click.BadParameter as exc:
-            _fail(exc.message, EXIT_USAGE)
+            fail(exc.message, EXIT_USAGE)
     if entry.type != ZIGBEE:
         _pair_by_address(
             console,
@@ -477,13 +472,13 @@ def pair(
         )
         return
     if address is not None or option_texts:
-        _fail(
+        fail(
             "Zigbee devices are paired by joining, not by address: leave out --address and "
             "--option and put the device in pairing mode when asked",
             EXIT_USAGE,
         )
     if no_input and role is None:
-        _fail("--role is required with --no-input", EXIT_USAGE)
+        fail("--role is required with --no-input", EXIT_USAGE)
     broker, base = _zigbee(entry)
     console.print(
         f"Opening the Zigbee network of {entry.id!r} ({broker.url}, {base}/) for {seconds} s. "
@@ -540,7 +535,7 @@ def pair(
             same_device=[friendly],
         )
     except HomeConfigEditError as exc:
-        _fail(f"{exc}; nothing written (the device stays paired with the bridge)", EXIT_USAGE)
+        fail(f"{exc}; nothing written (the device stays paired with the bridge)", EXIT_USAGE)
     _save(config_path, doc)
     console.print(
         f"[green]{outcome.capitalize()}[/] device {device_id!r} ({role}"
@@ -569,15 +564,15 @@ def _scan_and_pick(
         scanner = scanner_for(entry)
         heard = asyncio.run(scan_bthome(scanner, seconds=scan_seconds))
     except AddressPairingError as exc:
-        _fail(str(exc), EXIT_CONFIG)
+        fail(str(exc), EXIT_CONFIG)
     except ScanFailed as exc:
-        _fail(
+        fail(
             f"{exc}. Is Bluetooth on? (A simulator udp:// scanner can be listened to by one "
             f"process at a time: stop gatewayd for the scan, or pass --address.)",
             EXIT_UNREACHABLE,
         )
     if not heard:
-        _fail(
+        fail(
             f"no BTHome device heard in {scan_seconds:g} s; press the device's button and scan "
             f"again (--scan-seconds for longer), or pass --address",
             EXIT_TIMEOUT,
@@ -625,9 +620,9 @@ def _pair_by_address(
     try:
         options = dict(parse_option(text) for text in option_texts)
     except AddressPairingError as exc:
-        _fail(str(exc), EXIT_USAGE)
+        fail(str(exc), EXIT_USAGE)
     if no_input and (role is None or address is None):
-        _fail(
+        fail(
             f"--address ({_ADDRESS_EXAMPLES[entry.type]}) and --role are required with --no-input",
             EXIT_USAGE,
         )
@@ -685,7 +680,7 @@ def _pair_by_address(
             name=name,
         )
     except HomeConfigEditError as exc:
-        _fail(f"{exc}; nothing written", EXIT_USAGE)
+        fail(f"{exc}; nothing written", EXIT_USAGE)
     if options:
         _set_device_options(doc, device_id, options)
     # The driver checks the device as the daemon will at its next start or reload.
@@ -694,9 +689,9 @@ def _pair_by_address(
         check_driver_devices(entry, [d for d in edited.devices if d.driver == entry.id])
     except ConfigError as exc:
         problems = "\n".join(exc.problems)
-        _fail(f"the edit would make the config invalid; nothing written:\n{problems}", EXIT_CONFIG)
+        fail(f"the edit would make the config invalid; nothing written:\n{problems}", EXIT_CONFIG)
     except AddressPairingError as exc:
-        _fail(f"{exc}; nothing written", EXIT_USAGE)
+        fail(f"{exc}; nothing written", EXIT_USAGE)
     _save(config_path, doc)
     console.print(
         f"[green]{outcome.capitalize()}[/] device {device_id!r} ({role}"
@@ -740,9 +735,9 @@ def remove(config_path: Path, device_id: str, config_only: bool, force: bool, ye
     doc, config = _load(config_path)
     device = config.device(device_id)
     if device is None:
-        _fail(f"no device {device_id!r} in {config_path}", EXIT_USAGE)
+        fail(f"no device {device_id!r} in {config_path}", EXIT_USAGE)
     if not yes and not click.confirm(f"Remove {device_id!r} ({device.role}, {device.address})?"):
-        _fail("not removed", EXIT_USAGE)
+        fail("not removed", EXIT_USAGE)
     entry = next(d for d in config.drivers if d.id == device.driver)
     if entry.type == ZIGBEE and not config_only:
         broker, base = _zigbee(entry)
@@ -762,7 +757,7 @@ def remove(config_path: Path, device_id: str, config_only: bool, force: bool, ye
     try:
         remove_device(doc, device_id)
     except HomeConfigEditError as exc:
-        _fail(str(exc), EXIT_USAGE)
+        fail(str(exc), EXIT_USAGE)
     _save(config_path, doc)
     console.print(f"[green]Removed[/] {device_id!r} from {config_path}.")
 
@@ -778,13 +773,13 @@ def rename(config_path: Path, device_id: str, new_id: str, config_only: bool) ->
     try:
         _check_id(new_id)
     except click.BadParameter as exc:
-        _fail(exc.message, EXIT_USAGE)
+        fail(exc.message, EXIT_USAGE)
     doc, config = _load(config_path)
     device = config.device(device_id)
     if device is None:
-        _fail(f"no device {device_id!r} in {config_path}", EXIT_USAGE)
+        fail(f"no device {device_id!r} in {config_path}", EXIT_USAGE)
     if config.device(new_id) is not None and new_id != device_id:
-        _fail(f"device id {new_id!r} is already used", EXIT_USAGE)
+        fail(f"device id {new_id!r} is already used", EXIT_USAGE)
     entry = next(d for d in config.drivers if d.id == device.driver)
     new_address = None
     if entry.type == ZIGBEE and not config_only:
@@ -807,6 +802,6 @@ def rename(config_path: Path, device_id: str, new_id: str, config_only: bool) ->
     try:
         rename_device(doc, device_id, new_id, address=new_address)
     except HomeConfigEditError as exc:
-        _fail(str(exc), EXIT_USAGE)
+        fail(str(exc), EXIT_USAGE)
     _save(config_path, doc)
     console.print(f"[green]Renamed[/] {device_id!r} to {new_id!r} in {config_path}.")

@@ -8,12 +8,11 @@ Exit codes: 0 enrolled; 2 the code was refused (unknown, used or expired) or a f
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import re
-import sys
 import tempfile
 from pathlib import Path
-from typing import NoReturn
 
 import click
 
@@ -27,15 +26,14 @@ from forwarder.client import (
 )
 from gatewayd.cli import EXIT_CONFIG, EXIT_UNREACHABLE, EXIT_USAGE
 from gatewayd.commands.daemon_options import DEFAULT_CONFIG
+from runtime.cli import fail
 
 __all__ = ["enroll"]
 
 _GATEWAY_ID = re.compile(r"^[A-Za-z0-9_.:@\-]{1,128}$")
 
 
-def _fail(message: str, code: int) -> NoReturn:
-    click.echo(f"gatewayd enroll: {message}", err=True)
-    sys.exit(code)
+_fail = functools.partial(fail, prefix="gatewayd enroll:")
 
 
 def _check_writable(folder: Path) -> None:

@@ -18,9 +18,7 @@ Exit codes: 0 written; 2 a bad or missing value; 3 the file exists or cannot be 
 from __future__ import annotations
 
 import contextlib
-import os
 import re
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,6 +35,7 @@ from rich.prompt import Prompt
 from contract.home import DEFAULT_STATE_DIR, ConfigError, parse_config
 from gatewayd.cli import EXIT_CONFIG, EXIT_USAGE
 from gatewayd.commands.daemon_options import DEFAULT_CONFIG, fail
+from runtime import files
 
 __all__ = ["ConfigExists", "HomeAnswers", "InitError", "init", "render_config", "validators"]
 
@@ -295,29 +294,7 @@ def write_atomically(path: Path, text: str, *, force: bool) -> Path | None:
     if path.exists() and not force:
         raise ConfigExists(path)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o640)
-        backup = None
-        if path.exists():
-            backup = path.with_name(path.name + ".bak")
-            os.replace(path, backup)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    return backup
+    return files.write_atomically(path, text, mode=0o640, backup=True)
 
 
 def _ask(console: Console, key: str, question: Question) -> str:

@@ -12,63 +12,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import signal
 import sys
-import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import NoReturn
 
 import click
-import structlog
 from rich.console import Console
 
 from contract.wire import RawFrame
 from drivers.base import Driver
 from gatewayd.cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_USAGE
 from gatewayd.commands.daemon_options import config_option, load_home_config
-from gatewayd.commands.daemon_options import fail as _fail_with
 from gatewayd.commands.replay import logs_to_stderr
+from gatewayd.supervisor import DriverRunner, restart_backoff
 from replay.recorder import DEFAULT_KEEP, DEFAULT_MAX_BYTES, Recorder
 from replay.trace import TraceError
+from runtime.cli import fail
 
 __all__ = ["record", "record_drivers"]
 
-log = structlog.get_logger(__name__)
-
-
-def fail(message: str, code: int) -> NoReturn:
-    """Exit with ``message`` on stderr; paths like ``trace:100:`` are not taken for emoji."""
-    _fail_with(message, code, console=Console(stderr=True, soft_wrap=True, emoji=False))
-
-
+#: Restarts of a failed transport wait at most this long (the daemon waits up to a minute).
 BACKOFF_MAX_S = 30.0
-
-
-async def _run_driver(driver: Driver, recorder: Recorder, *, backoff_initial: float) -> None:
-    """One transport, forever: restart it with back-off, record its failures as link frames."""
-
-    async def emit(frame: RawFrame) -> None:
-        recorder.tap(frame)
-
-    backoff = backoff_initial
-    bound = log.bind(driver=driver.id)
-    while True:
-        started = time.monotonic()
-        try:
-            await driver.run(emit)
-            detail = "transport returned; it should run until cancelled"
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            detail = f"{type(exc).__name__}: {exc}"[:300]
-        bound.warning("transport_failed", error=detail)
-        recorder.tap(driver.link_frame(False, detail))
-        if time.monotonic() - started > 60:
-            backoff = backoff_initial
-        await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
-        backoff = min(backoff * 2, BACKOFF_MAX_S)
 
 
 async def record_drivers(
@@ -81,24 +46,27 @@ async def record_drivers(
 ) -> None:
     """Run every driver's transport into ``recorder`` until ``duration`` passes or ``stop`` is set.
 
-    The recorder is not closed here: the caller owns it.
+    The drivers are supervised as the daemon supervises them: a failed transport is restarted
+    with back-off, and its failure recorded as a ``link`` frame. The recorder is not closed
+    here: the caller owns it.
     """
+
+    async def emit(frame: RawFrame) -> None:
+        recorder.tap(frame)
+
     stop = stop or asyncio.Event()
-    tasks = [
-        asyncio.create_task(
-            _run_driver(driver, recorder, backoff_initial=backoff_initial), name=f"record:{name}"
-        )
-        for name, driver in drivers.items()
+    runners = [
+        DriverRunner(driver, emit, backoff=restart_backoff(backoff_initial, BACKOFF_MAX_S))
+        for driver in drivers.values()
     ]
+    for runner in runners:
+        runner.start()
     try:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), duration)
     finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        for runner in runners:
+            await runner.stop()
 
 
 async def _record_main(

@@ -17,14 +17,13 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, NoReturn
+from typing import IO, Any
 
 import click
 from rich.console import Console
 from rich.markup import escape
 
 from gatewayd.cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_USAGE
-from gatewayd.commands.daemon_options import fail as _fail_with
 from gatewayd.commands.daemon_options import load_home_config
 from replay.engine import (
     Comparison,
@@ -41,13 +40,8 @@ from replay.engine import (
     read_expected,
 )
 from replay.trace import TraceError, TraceProblem, TraceReader, iso_utc
+from runtime.cli import fail
 from runtime.logs import configure_logging
-
-
-def fail(message: str, code: int) -> NoReturn:
-    """Exit with ``message`` on stderr; paths like ``trace:100:`` are not taken for emoji."""
-    _fail_with(message, code, console=Console(stderr=True, soft_wrap=True, emoji=False))
-
 
 #: Problems printed one by one; past this only counted.
 MAX_PROBLEMS_SHOWN = 20

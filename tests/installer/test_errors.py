@@ -96,6 +96,20 @@ def test_init_names_the_bad_value_and_refuses_to_overwrite(tmp_path: Path) -> No
     assert "--force" in result.output
 
 
+def test_a_message_is_printed_as_it_is_whatever_brackets_it_holds(tmp_path: Path) -> None:
+    # Values and paths come from the installer: square brackets in them are text, not
+    # terminal markup to interpret (or to crash on, for a closing tag with no opening one).
+    flags = ["init", "--config", str(tmp_path / "home.toml"), "--no-input"]
+    flags += ["--household", "hh", "--dispatch-url", "https://dispatch.example"]
+    result = gatewayd(*flags, "--gateway-id", "gw[/b]", "--timezone", "UTC")
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert "--gateway-id: gateway id 'gw[/b]' must be 1-128 characters" in result.output
+    odd = tmp_path / "[bold]x[/bold]" / "home.toml"
+    result = gatewayd("status", "--config", str(odd))
+    assert result.exit_code == 3, (result.output, result.exception)
+    assert f"error: {odd}: no such file" in result.output
+
+
 def test_pairing_for_a_driver_not_configured_shows_its_table(config: Path) -> None:
     result = gatewayd(
         "devices", "pair", "--config", str(config), "--driver", "ble", "--address",

@@ -15,8 +15,9 @@ from contract.wire import RawFrame
 from drivers.base import DeviceSpec, DriverConfigError, LocalCommand
 from drivers.registry import load_driver
 from drivers.rflink import RflinkDriver
-from drivers.rflink.transport import backoff_delay
+from drivers.rflink.transport import RflinkTransport, SerialSettings
 from firmware_sim.rflink import RflinkSimulator
+from runtime.backoff import Backoff
 from tests.fixtures.procs import module_cmd, project_env
 from tests.rflink.harness import has, running
 
@@ -185,12 +186,17 @@ def test_bad_config_is_named(
         RflinkDriver("rf", options, devices)
 
 
+def backoff_of(minimum: float, maximum: float) -> Backoff:
+    settings = SerialSettings("socket://127.0.0.1:1")
+    return RflinkTransport("rf", settings, reconnect_min=minimum, reconnect_max=maximum).backoff
+
+
 def test_backoff_grows_is_capped_and_jittered() -> None:
-    delays = [backoff_delay(n, minimum=0.5, maximum=30.0) for n in range(12)]
+    delays = [backoff_of(0.5, 30.0).delay_for(n) for n in range(12)]
     assert 0.4 <= delays[0] <= 0.6
     assert all(d <= 30.0 for d in delays)
     assert delays[10] >= 24.0  # capped near the maximum
-    assert len({round(backoff_delay(3, minimum=1, maximum=60), 6) for _ in range(20)}) > 1
+    assert len({round(backoff_of(1, 60).delay_for(3), 6) for _ in range(20)}) > 1
 
 
 def test_simulator_standalone() -> None:

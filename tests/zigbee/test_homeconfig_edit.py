@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -156,3 +158,27 @@ def test_cli_list_and_config_only_edits(home: Path) -> None:
     assert load_config(home).devices == []
     assert "# Bedside button" not in home.read_text()
     assert "# Home of Mrs. K." in home.read_text()
+
+
+def test_an_edit_keeps_the_files_mode(home: Path) -> None:
+    home.chmod(0o644)
+    doc, _ = load_document(home)
+    rename_device(doc, "sos_bed", "sos_bedroom")
+    save_document(home, doc)
+    assert stat.S_IMODE(home.stat().st_mode) == 0o644
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can give a file to another user")
+def test_an_edit_as_root_keeps_the_file_readable_by_the_service_user(home: Path) -> None:
+    # Installed as root:gatewayd 0640 (root writes, the daemon reads); `sudo gatewayd devices
+    # pair` must not hand the edited file to root's group, or the daemon can no longer read it.
+    service_uid, service_gid = 65534, 65534
+    os.chown(home, service_uid, service_gid)
+    home.chmod(0o640)
+    doc, _ = load_document(home)
+    rename_device(doc, "sos_bed", "sos_bedroom")
+    save_document(home, doc)
+    edited = home.stat()
+    assert (edited.st_uid, edited.st_gid) == (service_uid, service_gid)
+    assert stat.S_IMODE(edited.st_mode) == 0o640
+    assert [d.id for d in load_config(home).devices] == ["sos_bedroom"]

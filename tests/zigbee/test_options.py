@@ -55,6 +55,7 @@ def test_password_from_the_url() -> None:
         ({"base_topic": "a/+/b"}, "without + or #"),
         ({"bogus": 1}, "bogus"),
         ({"reconnect_min": 0}, "reconnect_min"),
+        ({"reconnect_min": 60, "reconnect_max": 1}, "reconnect_min (60.0) must not exceed"),
     ],
 )
 def test_bad_options_are_named(options: dict[str, object], message: str) -> None:
