@@ -22,7 +22,7 @@ from drivers.ble import BleDriver
 from drivers.ble.frames import BTHOME_UUID, encode_advertisement, encode_notification
 from drivers.rflink import RflinkDriver
 from drivers.zigbee2mqtt import Zigbee2MqttDriver
-from firmware_sim.zigbee_models import MODELS as ZIGBEE
+from firmware_sim.catalogue import ZIGBEE
 from rules import EmitEvent, RuleEngine, load_rules
 from rules.decider import Decided, Decider
 

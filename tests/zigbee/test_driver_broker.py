@@ -12,8 +12,8 @@ import pytest
 from contract.wire import Reading
 from drivers.base import LocalCommand
 from drivers.zigbee2mqtt import Zigbee2MqttDriver
+from firmware_sim.catalogue import IDENTIFY
 from firmware_sim.zigbee2mqtt import SimDevice, Zigbee2MqttBridge
-from firmware_sim.zigbee_models import IDENTIFY
 from tests.fixtures.broker import Broker, SpawnedBroker, free_port
 from tests.fixtures.zigbee import DriverHarness, TlsBroker, running_driver, spec
 
