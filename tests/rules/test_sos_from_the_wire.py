@@ -237,7 +237,9 @@ _zigbee_action = st.one_of(
     _words, st.text(min_size=1, max_size=64).filter(lambda a: a == a.strip() != "")
 )
 _rflink_action = st.one_of(
-    _words, st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789_", min_size=1, max_size=16)
+    st.sampled_from(["on", "allon", "off"]),
+    _words,
+    st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789_", min_size=1, max_size=16),
 )
 _any_action = st.one_of(_words, _zigbee_action)
 
@@ -253,7 +255,8 @@ def _case(draw: st.DrawFn, action: st.SearchStrategy[Any]) -> tuple[Any, list[st
     if draw(st.booleans()):
         word = BTHOME_BUTTON[chosen] if isinstance(chosen, int) else chosen
         listed.insert(draw(st.integers(0, len(listed))), word)
-    role = draw(st.sampled_from(sorted(ROLES)))
+    # SOS roles more often than their share of ROLES: they are what the property is about.
+    role = draw(st.one_of(st.sampled_from(sorted(SOS_ROLES)), st.sampled_from(sorted(ROLES))))
     return chosen, listed, role
 
 
