@@ -145,10 +145,10 @@ async def measure(
     dispatch: DispatchServer, workdir: Path, idle_s: float, load_s: float
 ) -> dict[str, Any]:
     from firmware_sim.ble import BleBroadcaster, BthomeDevice
-    from firmware_sim.demo import GATEWAY, HOUSEHOLD, _home_toml
+    from firmware_sim.demo import GATEWAY, HOUSEHOLD, _home_toml, zigbee_sim_devices
     from firmware_sim.modbus import GAS, LEAK, ModbusSimulator
     from firmware_sim.rflink import RflinkSimulator
-    from firmware_sim.zigbee2mqtt import SimDevice, Zigbee2MqttBridge
+    from firmware_sim.zigbee2mqtt import Zigbee2MqttBridge
     from forwarder.client import Credential
 
     enrolled = dispatch.enroll(HOUSEHOLD, GATEWAY)
@@ -173,13 +173,7 @@ async def measure(
                     host=BROKER[0],
                     port=BROKER[1],
                     base_topic=base_topic,
-                    devices=[
-                        SimDevice("hall_motion", "RTCGQ11LM", "0x00158d0000000003"),
-                        SimDevice("front_door", "MCCGQ11LM", "0x00158d0000000004"),
-                        SimDevice("living_room_sos", "HS1EB/HS1EB-E", "0x00124b0000000001"),
-                        SimDevice("kitchen_smoke", "HS1SA", "0x00124b0000000002"),
-                        SimDevice("hall_siren", "HS2WD-E", "0x00124b0000000005"),
-                    ],
+                    devices=zigbee_sim_devices(),
                 )
             )
             await bridge.wait_connected()

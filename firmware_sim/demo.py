@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import httpx
@@ -33,12 +33,70 @@ from rich.table import Table
 
 from gatewayd.cli import EXIT_FAILURE
 
+if TYPE_CHECKING:
+    from firmware_sim.zigbee2mqtt import SimDevice
+
 __all__ = ["demo"]
 
 OPERATOR = ("demo", "demo-operator")
 HOUSEHOLD = "hh-demo-0001"
 GATEWAY = "gw-demo-0001"
 console = Console(highlight=False, soft_wrap=True)
+
+
+@dataclass(frozen=True)
+class ZigbeeKitDevice:
+    """A Zigbee device of the demo home: played by the emulator, configured in home.toml."""
+
+    id: str
+    friendly_name: str
+    #: A key of :data:`firmware_sim.catalogue.ZIGBEE`.
+    model: str
+    role: str
+    room: str
+    ieee: str
+
+
+ZIGBEE_KIT: tuple[ZigbeeKitDevice, ...] = (
+    ZigbeeKitDevice(
+        "sos-button",
+        "living_room_sos",
+        "HS1EB/HS1EB-E",
+        "sos_button",
+        "living room",
+        "0x00124b0000000001",
+    ),
+    ZigbeeKitDevice(
+        "smoke-kitchen", "kitchen_smoke", "HS1SA", "smoke", "kitchen", "0x00124b0000000002"
+    ),
+    ZigbeeKitDevice(
+        "motion-hall", "hall_motion", "RTCGQ11LM", "motion", "hall", "0x00158d0000000003"
+    ),
+    ZigbeeKitDevice("door-front", "front_door", "MCCGQ11LM", "door", "hall", "0x00158d0000000004"),
+    ZigbeeKitDevice("siren-hall", "hall_siren", "HS2WD-E", "siren", "hall", "0x00124b0000000005"),
+)
+
+
+def zigbee_sim_devices() -> list[SimDevice]:
+    """The emulator's devices of :data:`ZIGBEE_KIT`."""
+    from firmware_sim.zigbee2mqtt import SimDevice  # the emulator only when a broker answers
+
+    return [SimDevice(d.friendly_name, d.model, d.ieee) for d in ZIGBEE_KIT]
+
+
+def _zigbee_devices_toml() -> str:
+    return "".join(
+        f"""
+[[devices]]
+id = "{d.id}"
+driver = "zigbee"
+address = "{d.friendly_name}"
+role = "{d.role}"
+room = "{d.room}"
+model = "{d.model}"
+"""
+        for d in ZIGBEE_KIT
+    )
 
 
 def _free_port(kind: int = socket.SOCK_STREAM) -> int:
@@ -197,47 +255,7 @@ type = "zigbee2mqtt"
 url = "mqtt://{broker[0]}:{broker[1]}"
 base_topic = "{base_topic}"
 """
-        zigbee_devices = """
-[[devices]]
-id = "sos-button"
-driver = "zigbee"
-address = "living_room_sos"
-role = "sos_button"
-room = "living room"
-model = "HS1EB/HS1EB-E"
-
-[[devices]]
-id = "smoke-kitchen"
-driver = "zigbee"
-address = "kitchen_smoke"
-role = "smoke"
-room = "kitchen"
-model = "HS1SA"
-
-[[devices]]
-id = "motion-hall"
-driver = "zigbee"
-address = "hall_motion"
-role = "motion"
-room = "hall"
-model = "RTCGQ11LM"
-
-[[devices]]
-id = "door-front"
-driver = "zigbee"
-address = "front_door"
-role = "door"
-room = "hall"
-model = "MCCGQ11LM"
-
-[[devices]]
-id = "siren-hall"
-driver = "zigbee"
-address = "hall_siren"
-role = "siren"
-room = "hall"
-model = "HS2WD-E"
-"""
+        zigbee_devices = _zigbee_devices_toml()
     return f"""# The demo home: every driver, simulated devices, accelerated inactivity.
 [gateway]
 id = "{GATEWAY}"
@@ -463,20 +481,13 @@ class Demo:
 
     @contextlib.asynccontextmanager
     async def _zigbee_bridge(self, base_topic: str) -> Any:
-        from firmware_sim.zigbee2mqtt import SimDevice, Zigbee2MqttBridge
+        from firmware_sim.zigbee2mqtt import Zigbee2MqttBridge
 
-        devices = [
-            SimDevice("living_room_sos", "HS1EB/HS1EB-E", "0x00124b0000000001"),
-            SimDevice("kitchen_smoke", "HS1SA", "0x00124b0000000002"),
-            SimDevice("hall_motion", "RTCGQ11LM", "0x00158d0000000003"),
-            SimDevice("front_door", "MCCGQ11LM", "0x00158d0000000004"),
-            SimDevice("hall_siren", "HS2WD-E", "0x00124b0000000005"),
-        ]
         async with Zigbee2MqttBridge(
             host=self.broker[0],
             port=self.broker[1],
             base_topic=base_topic,
-            devices=devices,
+            devices=zigbee_sim_devices(),
             clear_retained_on_close=True,
         ) as bridge:
             await bridge.wait_connected()

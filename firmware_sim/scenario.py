@@ -25,8 +25,8 @@ whole merged state (compact JSON, keys in the order first seen, as Zigbee2MQTT p
 devices check in about hourly, Zigbee2MQTT publishes an Aqara motion sensor's
 ``occupancy: false`` 90 s after its last detection, an SOS button's ``action`` is not part of
 the kept state, and a device that stops talking is marked ``offline`` on its ``availability``
-topic after Zigbee2MQTT's timeout. The models' states are those of :mod:`firmware_sim`'s
-Zigbee2MQTT emulator.
+topic after Zigbee2MQTT's timeout. The models are those of :mod:`firmware_sim.catalogue`, which
+the Zigbee2MQTT emulator plays too.
 """
 
 from __future__ import annotations
@@ -42,11 +42,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from contract.wire import RawFrame
+from firmware_sim.catalogue import MODELS, DeviceModel
 from replay.trace import TraceControl, TraceWriter
 
 __all__ = [
-    "MODELS",
-    "DeviceModel",
     "KitDevice",
     "Rendered",
     "Scenario",
@@ -85,106 +84,7 @@ def parse_duration(value: str | float | timedelta) -> timedelta:
     return result
 
 
-# -- device models: what Zigbee2MQTT publishes for each --------------------------------------
-
-
-@dataclass(frozen=True)
-class DeviceModel:
-    """A device model as Zigbee2MQTT exposes it: its kept state and how it reports."""
-
-    model: str
-    vendor: str
-    description: str
-    #: The merged state Zigbee2MQTT keeps (and publishes whole with each message).
-    state: dict[str, Any]
-    #: Seconds between check-ins (battery/voltage reports, or the Aqara heartbeat); None: the
-    #: device only speaks when something happens (cheap 433 MHz detectors).
-    checkin_s: float | None = 3600.0
-    battery_powered: bool = True
-    #: Aqara devices report voltage too; battery % follows it.
-    reports_voltage: bool = False
-    #: battery_low is reported by the device itself (Heiman IAS zone status bit).
-    reports_battery_low: bool = False
-    #: The RFLink protocol name of a 433 MHz device (read through an RFLink receiver).
-    rflink: str | None = None
-
-
-MODELS: dict[str, DeviceModel] = {
-    m.model: m
-    for m in (
-        DeviceModel(
-            "HS1SA",
-            "Heiman",
-            "Smoke detector",
-            {"smoke": False, "battery_low": False, "battery": 100, "test": False},
-            reports_battery_low=True,
-        ),
-        DeviceModel(
-            "HS1CG",
-            "Heiman",
-            "Smart combustible gas sensor",
-            {"gas": False, "battery_low": False, "tamper": False},
-            battery_powered=False,
-        ),
-        DeviceModel(
-            "SJCGQ11LM",
-            "Aqara",
-            "Water leak sensor",
-            {
-                "battery": 100,
-                "water_leak": False,
-                "battery_low": False,
-                "voltage": 3025,
-                "device_temperature": 21,
-                "power_outage_count": 3,
-            },
-            reports_voltage=True,
-            reports_battery_low=True,
-        ),
-        DeviceModel("HS1EB/HS1EB-E", "Heiman", "Smart emergency button", {"battery": 100}),
-        DeviceModel(
-            "RTCGQ11LM",
-            "Aqara",
-            "Motion sensor",
-            # No occupancy until the first detection: the sensor only ever reports true.
-            {
-                "battery": 100,
-                "device_temperature": 22,
-                "voltage": 3005,
-                "illuminance": 120,
-                "power_outage_count": 1,
-            },
-            reports_voltage=True,
-        ),
-        DeviceModel(
-            "MCCGQ11LM",
-            "Aqara",
-            "Door and window sensor",
-            {
-                "battery": 100,
-                "contact": True,
-                "device_temperature": 21,
-                "voltage": 3015,
-                "power_outage_count": 2,
-            },
-            reports_voltage=True,
-        ),
-        # 433 MHz devices through an RFLink receiver: they send only when something happens,
-        # every packet several times.
-        DeviceModel(
-            "SmokeAlert", "RFLink", "433 MHz smoke alarm", {}, checkin_s=None, rflink="SmokeAlert"
-        ),
-        DeviceModel("Pir", "RFLink", "433 MHz motion detector", {}, checkin_s=None, rflink="Pir"),
-        DeviceModel(
-            "EV1527",
-            "RFLink",
-            "433 MHz pendant or contact (EV1527 chip)",
-            {},
-            checkin_s=None,
-            rflink="EV1527",
-        ),
-    )
-}
+# -- how the devices report ------------------------------------------------------------------
 
 #: How often a 433 MHz device repeats each packet, and how far apart.
 RF_REPEATS = 3
@@ -311,7 +211,10 @@ class Scenario:
             raise ScenarioError("kit device ids must be unique")
         for device in self.kit:
             if device.model not in MODELS:
-                raise ScenarioError(f"device {device.id}: unknown model {device.model!r}")
+                raise ScenarioError(
+                    f"device {device.id}: unknown model {device.model!r}; "
+                    f"known: {', '.join(sorted(MODELS))}"
+                )
             if device.is_rf and not device.rf_id:
                 raise ScenarioError(f"device {device.id}: a 433 MHz device needs its rf_id")
         self.end: datetime | None = self.start + timedelta(days=days) if days else None
@@ -463,7 +366,7 @@ class Scenario:
 
     def tamper(self, ref: str, *, for_: str | float | timedelta = "1m") -> Scenario:
         device = self.device(ref)
-        if "tamper" not in device.spec.state:
+        if "tamper" not in device.spec.initial_state:
             raise ScenarioError(f"{device.id} ({device.model}) reports no tamper")
         self._add(self.cursor, device, state={"tamper": True})
         self._add(self.cursor + parse_duration(for_), device, state={"tamper": False})
@@ -492,7 +395,7 @@ class Scenario:
     ) -> Scenario:
         """The battery of ``ref`` runs down from ``from_`` % to ``to`` % over ``over``."""
         device = self.device(ref)
-        if "battery" not in device.spec.state:
+        if "battery" not in device.spec.initial_state:
             raise ScenarioError(f"{device.id} ({device.model}) reports no battery level")
         if not (0 <= to <= 100 and 0 <= from_ <= 100):
             raise ScenarioError("battery levels are percentages, 0 to 100")
@@ -688,7 +591,7 @@ class _Renderer:
         self.s = scenario
         self.end = end
         self.rng = random.Random(f"{scenario.seed}:render")
-        self.state = {d.id: dict(d.spec.state) for d in scenario.kit}
+        self.state = {d.id: dict(d.spec.initial_state) for d in scenario.kit}
         self.devices = {d.id: d for d in scenario.kit}
         self.link_base = {d.id: 60 + (i * 37) % 120 for i, d in enumerate(scenario.kit)}
         self.last_heard: dict[str, datetime] = {}

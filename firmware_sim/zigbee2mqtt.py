@@ -6,7 +6,7 @@ What it publishes (``BASE`` is the base topic):
   ``{"state": "offline"}`` (bare ``online``/``offline`` with ``legacy_availability``).
 - ``BASE/bridge/info`` (retained) with ``permit_join`` and ``permit_join_end``.
 - ``BASE/bridge/devices`` (retained): the coordinator and every device with its definition and
-  exposes (see :mod:`firmware_sim.zigbee_models`), republished on every join, interview,
+  exposes (see :mod:`firmware_sim.catalogue`), republished on every join, interview,
   removal and rename.
 - ``BASE/<name>/availability`` (retained).
 - ``BASE/<name>``: the device's merged state plus ``linkquality``, retained only for devices
@@ -48,7 +48,7 @@ from urllib.parse import urlsplit
 import aiomqtt
 import structlog
 
-from firmware_sim.zigbee_models import MODELS, DeviceModel
+from firmware_sim.catalogue import ZIGBEE, DeviceModel
 from runtime.backoff import NO_JITTER, Backoff
 
 __all__ = ["DEFAULT_KIT", "SentCommand", "SimDevice", "SimError", "Zigbee2MqttBridge", "main"]
@@ -64,7 +64,7 @@ class SimError(Exception):
 
 @dataclass
 class SimDevice:
-    """One simulated device. ``model`` is a key of :data:`firmware_sim.zigbee_models.MODELS`."""
+    """One simulated device. ``model`` is a key of :data:`firmware_sim.catalogue.ZIGBEE`."""
 
     friendly_name: str
     model: str
@@ -77,8 +77,8 @@ class SimDevice:
     state: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.model not in MODELS:
-            raise SimError(f"unknown model {self.model!r}; known: {', '.join(sorted(MODELS))}")
+        if self.model not in ZIGBEE:
+            raise SimError(f"unknown model {self.model!r}; known: {', '.join(sorted(ZIGBEE))}")
         self.ieee = self.ieee.lower()
 
 
@@ -556,7 +556,7 @@ class Zigbee2MqttBridge:
                     del self._devices[name]
         if sim.friendly_name in self._devices:
             raise SimError(f"friendly_name {sim.friendly_name!r} is already in use")
-        definition = MODELS[sim.model]
+        definition = ZIGBEE[sim.model]
         device = _Device(
             sim=sim,
             definition=definition,

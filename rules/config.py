@@ -157,8 +157,9 @@ class RuleSet(_Strict):
     """The validated rules; build one with :func:`load_rules`."""
 
     pack: str = "elderly_care"
+    #: Button actions of SOS-role devices that are an SOS; the pack's list is the default.
     sos_actions: list[str] = Field(
-        default_factory=lambda: ["emergency", "single", "double", "hold"]
+        default_factory=lambda: list(_pack_table("elderly_care")["sos_actions"])
     )
     sos_collapse_s: float = Field(default=30, ge=0, le=3600)
     escalate_after_s: float = Field(default=60, gt=0, le=86_400)
@@ -178,6 +179,15 @@ class RuleSet(_Strict):
     def _known_pack(cls, value: str) -> str:
         if value not in PACKS:
             raise ValueError(f"unknown rule pack {value!r}; known: {', '.join(PACKS)}")
+        return value
+
+    @field_validator("sos_actions")
+    @classmethod
+    def _actions(cls, value: list[str]) -> list[str]:
+        # A device reports its action word exactly; one with blanks around it never matches.
+        for action in value:
+            if not action or action != action.strip():
+                raise ValueError(f"{action!r} is not an action (a word like 'single')")
         return value
 
     @field_validator("supervision")

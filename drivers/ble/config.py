@@ -39,7 +39,6 @@ from drivers.base import DeviceSpec, DriverConfigError, DriverOptions, _describe
 from drivers.ble.frames import normalize_address
 
 __all__ = [
-    "SOS_ROLES",
     "BleDeviceOptions",
     "BleOptions",
     "DeviceConfig",
@@ -48,9 +47,6 @@ __all__ = [
     "parse_endpoint",
     "resolve_devices",
 ]
-
-#: Roles whose button press is an SOS (every new press is a new ``sos`` reading).
-SOS_ROLES: frozenset[str] = frozenset({"sos_button", "wristband", "pendant"})
 
 _MAC = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
 _SHORT_UUID = re.compile(r"^(0x)?[0-9A-Fa-f]{4}$")
@@ -195,10 +191,6 @@ class DeviceConfig:
     offline_after_s: float | None
     ack_characteristic: str | None = None
     ack_value: bytes = b"\x01"
-
-    @property
-    def is_sos(self) -> bool:
-        return self.role in SOS_ROLES
 
 
 def resolve_devices(

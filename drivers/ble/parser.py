@@ -2,17 +2,18 @@
 
 What becomes what:
 
-- BTHome v2 button events (``press``, ``double_press``, ``long_press``, ``hold_press``...) on a
-  device whose role is ``sos_button``, ``wristband`` or ``pendant`` → ``sos`` True, one per
-  new packet (``extra.action`` says which press); on other devices → ``action``
-  (``single``, ``double``, ``triple``, ``long``, ``hold``, ``release``).
+- BTHome v2 button events (``press``, ``double_press``, ``long_press``, ``hold_press``...) →
+  ``action`` (``single``, ``double``, ``triple``, ``long``, ``long_double``, ``long_triple``,
+  ``hold``, ``release``), one per new packet, whatever the device's role: which action of
+  which device is an SOS is the rule engine's decision (``sos_actions``), never the parser's.
 - BTHome binary sensors → ``smoke``, ``gas``, ``carbon_monoxide``, ``water_leak`` (moisture),
   ``motion`` (motion, occupancy), ``tamper``, ``contact_open`` (opening, door, window, garage
   door: BTHome's 1 means open), ``battery_low`` (BTHome's binary battery: 1 means low),
   ``fault`` (problem); numeric ``battery`` (%) and ``voltage`` (mV). Each is reported when it
   changes (devices re-advertise their state), events on every new packet.
 - RSSI → ``signal`` with ``extra.unit = "dBm"``, when it moved by ``signal_delta_db``.
-- A GATT notification on the configured characteristic → ``sos`` (or ``action`` ``single``).
+- A GATT notification on the configured characteristic (a press value) → ``action``
+  ``single``: the band's button was pressed.
 - The transport's ``presence`` frames → ``available`` (on change).
 - ``link`` frames → ``link`` for the driver itself.
 
@@ -76,8 +77,6 @@ _ACTIONS: Mapping[str, str] = {
     "hold_press": "hold",
     "hold_release": "release",
 }
-#: Releasing a held button ends the press that was already reported; it is not a new SOS.
-_NOT_SOS = frozenset({"release"})
 
 
 @dataclass(slots=True)
@@ -171,7 +170,7 @@ class BleParser:
             if self._is_duplicate(state, decoded, data, frame.mono_time):
                 self.duplicates += 1
             else:
-                readings.extend(self._bthome_readings(device, device_id, state, decoded, at))
+                readings.extend(self._bthome_readings(device_id, state, decoded, at))
 
         if device is not None and device.offline_after_s is not None and not device.gatt:
             readings.extend(self._availability(state, device_id, True, at, {}))
@@ -189,8 +188,6 @@ class BleParser:
         if device.press_values is not None and note.data not in device.press_values:
             raise FrameFormatError("notification_not_a_press_value")
         extra: dict[str, Any] = {"via": "gatt", "value": note.data.hex()}
-        if device.is_sos:
-            return [self._reading(device.id, "sos", True, frame.wall_time, extra)]
         return [self._reading(device.id, "action", "single", frame.wall_time, extra)]
 
     def _presence(self, frame: RawFrame, presence: Presence) -> list[Reading]:
@@ -234,7 +231,6 @@ class BleParser:
 
     def _bthome_readings(
         self,
-        device: DeviceConfig | None,
         device_id: str,
         state: _DeviceState,
         decoded: BthomeDecoded,
@@ -255,11 +251,7 @@ class BleParser:
             extra = dict(packet)
             if index is not None:
                 extra["button"] = index
-            if device is not None and device.is_sos and action not in _NOT_SOS:
-                extra["action"] = action
-                readings.append(self._reading(device_id, "sos", True, at, extra))
-            else:
-                readings.append(self._reading(device_id, "action", action, at, extra))
+            readings.append(self._reading(device_id, "action", action, at, extra))
 
         for key, flag in sorted(decoded.binary.items()):
             base, index = _split_key(key)

@@ -3,9 +3,11 @@
 What each line says, in our vocabulary:
 
 - ``SMOKEALERT=ON/OFF`` → ``smoke``; ``PIR=ON/OFF`` → ``motion``; ``BAT=LOW/OK`` → ``battery_low``.
-- ``CMD=...`` depends on the configured device's role: ``sos_button``/``pendant``/``wristband``
-  → ``sos`` True on ``ON`` (each line a press); ``door`` → ``contact_open``; ``water_leak``,
-  ``gas``, ``smoke``, ``co``, ``motion`` → that detector state; otherwise ``action``.
+- ``CMD=...`` of a detector (role ``door`` → ``contact_open``; ``water_leak``, ``gas``,
+  ``smoke``, ``co``, ``motion`` → that detector state) is its state, ``ON`` or ``OFF``; of any
+  other device (buttons, remotes, pendants) an ``action``: the command in lower case (``on``,
+  ``off``, ``allon``), each line a press. Whether a button's action is an SOS is the rule
+  engine's decision (``sos_actions``), never the parser's.
 - A door sensor that sends one code for open and another for closed is configured with
   ``options.open_switch`` / ``options.closed_switch``: its ``SWITCH`` value says which.
 - A line from a device not in the config gives readings with device ``Protocol:ID``.
@@ -35,7 +37,6 @@ __all__ = ["RflinkDevice", "RflinkParser", "parse_address"]
 
 log = structlog.get_logger(__name__)
 
-SOS_ROLES = frozenset({"sos_button", "pendant", "wristband"})
 #: Roles whose ``CMD=ON/OFF`` is the state of one detector property.
 CMD_STATE_ROLES = {
     "door": "contact_open",
@@ -235,10 +236,6 @@ def _command_facts(line: RflinkLine, device: RflinkDevice | None) -> list[tuple[
     if cmd is None or not cmd:
         return []
     state = _on_off(cmd)
-    if role in SOS_ROLES:
-        if state is True:
-            return [("sos", True)]
-        return [("action", cmd.lower())]
     if role in CMD_STATE_ROLES and state is not None:
         return [(CMD_STATE_ROLES[role], state)]
     return [("action", cmd.lower())]

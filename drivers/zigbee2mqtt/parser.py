@@ -15,10 +15,11 @@ The contract, property by property:
   last emitted value; ``linkquality`` becomes ``signal`` (``extra.unit = "lqi"``) once it moved
   ``signal_delta``.
 - ``action``: an event, not a state. Every live message with a non-empty ``action`` is a new
-  press, even when the value repeats (Reading ``action``); for SOS roles (``sos_button``,
-  ``pendant``, ``wristband``) a press (any action but ``off`` or a ``*release``) is also a
-  Reading ``sos = True``. An empty ``action`` is no event. ``sos: true`` as a state (some
-  pendants) is a press when it turns true.
+  press, even when the value repeats (Reading ``action`` with the device's own word:
+  ``single``, ``double``, ``emergency``, ...), whatever the device's role: which action of
+  which device is an SOS is the rule engine's decision (``sos_actions``), never the parser's.
+  An empty ``action`` is no event. ``sos: true`` as a state (some pendants have their own SOS
+  flag) is Reading ``sos = True`` when it turns true.
 - ``null`` means unknown: neither alarm nor restore. Nothing is emitted and the remembered value
   is kept, so a later real value is compared with the last *known* one.
 - ``BASE/<name>/availability`` (``online``/``offline`` or ``{"state": ...}``) becomes
@@ -65,14 +66,9 @@ from drivers.zigbee2mqtt.bridge import (
     parse_online,
 )
 
-__all__ = ["MAX_DEVICES", "SOS_ROLES", "Zigbee2MqttParser"]
+__all__ = ["MAX_DEVICES", "Zigbee2MqttParser"]
 
 log = structlog.get_logger(__name__)
-
-#: Roles whose button press is an SOS.
-SOS_ROLES: Final = frozenset({"sos_button", "pendant", "wristband"})
-#: Actions that are not a press (a zone status back to normal, a button let go).
-_NOT_A_PRESS: Final = frozenset({"off", "release", "stop"})
 
 #: Zigbee2MQTT boolean property -> our vocabulary.
 _BOOLEANS: Final = {
@@ -306,20 +302,12 @@ class Zigbee2MqttParser:
             problems.append("action is not text")
             self._reject("action is not text", frame)
         elif action and not frame.retained:
-            readings.extend(self._press(name, action[:_MAX_ACTION], frame))
+            device, extra = self._identity(name)  # Reading copies the kept extra
+            readings.append(self._reading(device, "action", action[:_MAX_ACTION], frame, extra))
         if not readings and not frame.retained and not problems:
             # A live message that changed nothing is still a check-in: without it, a device
             # that reports the same state every hour would look silent to supervision.
             readings.append(self._reading(self._device_id(name), "seen", True, frame, {}))
-        return readings
-
-    def _press(self, name: str, action: str, frame: RawFrame) -> list[Reading]:
-        device = self._device_id(name)
-        extra = self._extra(name)
-        readings = [self._reading(device, "action", action, frame, extra)]
-        spec = self.device_spec(name)
-        if spec is not None and spec.role in SOS_ROLES and _is_press(action):
-            readings.append(self._reading(device, "sos", True, frame, {**extra, "action": action}))
         return readings
 
     def _changes(
@@ -386,9 +374,6 @@ class Zigbee2MqttParser:
     def _device_id(self, name: str) -> str:
         return self._identity(name)[0]
 
-    def _extra(self, name: str) -> dict[str, Any]:
-        return dict(self._identity(name)[1])
-
     def _reading(
         self, device: str, prop: str, value: Any, frame: RawFrame, extra: dict[str, Any]
     ) -> Reading:
@@ -447,10 +432,6 @@ def _is_command_topic(rest: str) -> bool:
     return (len(parts) >= 2 and parts[-1] in ("set", "get")) or (
         len(parts) == 3 and parts[-2] in ("set", "get")
     )
-
-
-def _is_press(action: str) -> bool:
-    return action not in _NOT_A_PRESS and not action.endswith("release")
 
 
 def _number(value: Any) -> float | None:

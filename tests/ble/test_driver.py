@@ -50,7 +50,7 @@ async def test_alarms_restores_and_troubles_from_advertisements() -> None:
         scanner.deliver(smoke.smoke(False))
         await pipe.wait(lambda: pipe.seen("smoke", "smoke", False))
 
-    assert len(pipe.seen("pendant", "sos", True)) == 1
+    assert len(pipe.seen("pendant", "action", "single")) == 1
     assert [r.value for r in pipe.seen("smoke", "smoke")] == [True, False]
     assert pipe.seen("smoke", "tamper", True)
     assert pipe.seen("smoke", "battery_low", True)
@@ -92,13 +92,13 @@ async def test_wristband_press_link_loss_reconnect_and_unreachable() -> None:
     async with running(driver) as pipe:
         await pipe.wait(lambda: band.subscribed)
         assert band.press()
-        await pipe.wait(lambda: pipe.seen("band", "sos", True))
+        await pipe.wait(lambda: pipe.seen("band", "action", "single"))
         assert [r.value for r in pipe.seen("band", "available")] == [True]
 
         band.drop()  # the link is lost; the driver reconnects by itself
         await pipe.wait(lambda: band.connects == 2 and band.subscribed)
         assert band.press()
-        await pipe.wait(lambda: len(pipe.seen("band", "sos", True)) == 2)
+        await pipe.wait(lambda: len(pipe.seen("band", "action", "single")) == 2)
         # A short loss is not news: still no "unavailable".
         assert [r.value for r in pipe.seen("band", "available")] == [True]
 
@@ -117,7 +117,7 @@ async def test_wristband_press_link_loss_reconnect_and_unreachable() -> None:
         await pipe.wait(lambda: len(pipe.seen("band", "available", True)) == 2)
         await pipe.wait(lambda: band.subscribed)
         assert band.press()
-        await pipe.wait(lambda: len(pipe.seen("band", "sos", True)) == 3)
+        await pipe.wait(lambda: len(pipe.seen("band", "action", "single")) == 3)
         assert driver.status()["devices"]["band"]["connected"] is True
     assert not band.connected  # cancelling disconnects
 

@@ -55,13 +55,15 @@ def test_repeated_advertisement_is_one_press_and_each_new_packet_is_another() ->
     parser = make_parser(spec("pendant", PENDANT, "pendant"))
     button = BthomeDevice(PENDANT)
     first = button.press()
-    assert props(parser.parse(adv_frame(first, at=0.0))) == [("pendant", "sos", True)]
+    assert props(parser.parse(adv_frame(first, at=0.0))) == [("pendant", "action", "single")]
     for i in range(1, 5):  # the device repeats the packet; the radio hears it again
         assert parser.parse(adv_frame(button.repeat(), at=0.1 * i)) == []
     assert parser.duplicates == 4
-    assert props(parser.parse(adv_frame(button.press(), at=1.0))) == [("pendant", "sos", True)]
+    assert props(parser.parse(adv_frame(button.press(), at=1.0))) == [
+        ("pendant", "action", "single")
+    ]
     assert props(parser.parse(adv_frame(button.press("double_press"), at=1.5))) == [
-        ("pendant", "sos", True)
+        ("pendant", "action", "double")
     ]
     assert parser.stats.rejected == 0
 
@@ -75,7 +77,7 @@ def test_same_packet_id_long_after_is_a_new_packet_but_a_stream_of_repeats_is_no
     for at in (20, 40, 60):
         assert parser.parse(adv_frame(press, at=at)) == []
     # Silence longer than the window: the device restarted its counter at the same id.
-    assert props(parser.parse(adv_frame(press, at=100))) == [("pendant", "sos", True)]
+    assert props(parser.parse(adv_frame(press, at=100))) == [("pendant", "action", "single")]
 
 
 def test_without_packet_id_identical_bytes_are_repeats_only_briefly() -> None:
@@ -85,7 +87,7 @@ def test_without_packet_id_identical_bytes_are_repeats_only_briefly() -> None:
     assert props(parser.parse(adv_frame(press, at=0)))
     assert parser.parse(adv_frame(press, at=0.5)) == []
     # A second press of a device without packet ids, seconds later, is a new press.
-    assert props(parser.parse(adv_frame(button.press(), at=5))) == [("pendant", "sos", True)]
+    assert props(parser.parse(adv_frame(button.press(), at=5))) == [("pendant", "action", "single")]
 
 
 def test_encrypted_right_key_decodes_and_repeats_are_dropped() -> None:
@@ -161,13 +163,14 @@ def test_states_are_reported_on_change_events_every_time() -> None:
     assert parser.parse(adv_frame(door.battery(55), at=62)) == []
 
 
-def test_non_sos_button_reports_actions_and_release_is_never_an_sos() -> None:
+def test_every_button_reports_its_actions_whatever_its_role() -> None:
+    # Which action of which device is an SOS is for the rules to decide.
     parser = make_parser(spec("remote", PENDANT, "remote"), spec("band", SMOKE, "wristband"))
     remote, band = BthomeDevice(PENDANT), BthomeDevice(SMOKE)
     assert props(parser.parse(adv_frame(remote.press("double_press")))) == [
         ("remote", "action", "double")
     ]
-    assert props(parser.parse(adv_frame(band.press("hold_press")))) == [("band", "sos", True)]
+    assert props(parser.parse(adv_frame(band.press("hold_press")))) == [("band", "action", "hold")]
     assert props(parser.parse(adv_frame(band.press("hold_release"), at=1))) == [
         ("band", "action", "release")
     ]
@@ -198,7 +201,7 @@ def test_unconfigured_device_is_read_under_its_address() -> None:
     ]
 
 
-def test_gatt_notification_is_an_sos_press_each_time() -> None:
+def test_gatt_notification_is_a_press_each_time() -> None:
     parser = make_parser(spec("band", PENDANT, "wristband", gatt=True, press_values=["01"]))
     char = "0000ffe1-0000-1000-8000-00805f9b34fb"
     for at in (0, 0.5):
@@ -206,7 +209,7 @@ def test_gatt_notification_is_an_sos_press_each_time() -> None:
             encode_notification(address=PENDANT, characteristic=char, data=b"\x01"), at=at
         )
         readings = parser.parse(frame)
-        assert props(readings) == [("band", "sos", True)]
+        assert props(readings) == [("band", "action", "single")]
         assert readings[0].extra == {"via": "gatt", "value": "01"}
     other = encode_notification(address=PENDANT, characteristic=char, data=b"\x02")
     assert parser.parse(raw_frame(other)) == []

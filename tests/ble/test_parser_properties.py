@@ -172,10 +172,8 @@ def test_what_the_simulator_sends_the_parser_reads_back(
         at += 1.0
         if kind == "press":
             presses += 1
-            assert [(r.property, r.value) for r in readings] == [("sos", True)]
-            assert (
-                readings[0].extra["action"] == {"press": "single", "long_press": "long"}[str(value)]
-            )
+            action = {"press": "single", "long_press": "long"}[str(value)]
+            assert [(r.property, r.value) for r in readings] == [("action", action)]
             continue
         prop = "battery" if kind == "battery" else PROPERTY[object_id]
         expected = float(value) if kind == "battery" else bool(value)  # type: ignore[arg-type]
@@ -200,6 +198,6 @@ def test_encode_advertisement_is_what_the_parser_decodes() -> None:
     parser = make_parser(spec("dev", PLAIN, "sos_button"))
     readings = parser.parse(raw_frame(payload))
     assert [(r.device, r.property, r.value) for r in readings] == [
-        ("dev", "sos", True),
+        ("dev", "action", "single"),
         ("dev", "signal", -61.0),
     ]

@@ -99,8 +99,8 @@ async def test_driver_over_bleak_scanner_front() -> None:
         button = BthomeDevice(PENDANT)
         radio.hear(button.press())
         radio.hear(button.repeat())
-        await pipe.wait(lambda: pipe.seen("pendant", "sos"))
-    assert len(pipe.seen("pendant", "sos")) == 1
+        await pipe.wait(lambda: pipe.seen("pendant", "action"))
+    assert len(pipe.seen("pendant", "action")) == 1
     assert not radio.running
 
 
@@ -186,12 +186,12 @@ async def test_driver_over_bleak_client_front_reconnects() -> None:
     async with running(driver) as pipe:
         await await_until(lambda: RadioGatt.instances and RadioGatt.instances[-1]._callback, 5)
         RadioGatt.instances[-1].press(b"\x01")
-        await pipe.wait(lambda: pipe.seen("band", "sos", True))
+        await pipe.wait(lambda: pipe.seen("band", "action", "single"))
         RadioGatt.instances[-1].lose_link()
         await await_until(
             lambda: len(RadioGatt.instances) == 2 and RadioGatt.instances[1]._callback, 5
         )
         RadioGatt.instances[1].press(b"\x01")
-        await pipe.wait(lambda: len(pipe.seen("band", "sos", True)) == 2)
+        await pipe.wait(lambda: len(pipe.seen("band", "action", "single")) == 2)
     assert RadioGatt.instances[0].address == BAND
     assert not RadioGatt.instances[1].is_connected

@@ -36,13 +36,13 @@ async def test_broadcaster_reaches_a_udp_scanner_driver() -> None:
         with BleBroadcaster(port) as air:
             air.send(smoke.smoke(True), repeats=3)
             air.send(pendant.press(), repeats=3)
-            await pipe.wait(lambda: pipe.seen("pendant", "sos"))
+            await pipe.wait(lambda: pipe.seen("pendant", "action"))
             await pipe.wait(lambda: pipe.seen("smoke", "smoke", True))
             # Garbage on the port is refused and counted by the stand-in scanner, not fatal.
             air._sock.sendto(b"not an advertisement", air.address)
             air.send(smoke.smoke(False))
             await pipe.wait(lambda: pipe.seen("smoke", "smoke", False))
-    assert len(pipe.seen("pendant", "sos")) == 1
+    assert len(pipe.seen("pendant", "action")) == 1
     assert pipe.parser.stats.rejected == 0
 
 
@@ -76,7 +76,7 @@ async def test_advertisements_from_another_process() -> None:
             )
             assert await asyncio.wait_for(proc.wait(), 30) == 0
         await pipe.wait(lambda: pipe.seen("smoke", "battery", 4.0), within=10)
-    assert len(pipe.seen("pendant", "sos", True)) == 1
+    assert len(pipe.seen("pendant", "action", "single")) == 1
     assert pipe.seen("smoke", "smoke", True)
     assert pipe.seen("smoke", "tamper", True)
 
@@ -116,7 +116,7 @@ async def test_wristband_in_another_process_press_loss_and_return() -> None:
         async with running(driver) as pipe:
             await pipe.wait(lambda: pipe.seen("band", "available", True), within=10)
             assert await command("press") == "pressed"
-            await pipe.wait(lambda: pipe.seen("band", "sos", True))
+            await pipe.wait(lambda: pipe.seen("band", "action", "single"))
             assert await driver.send(LocalCommand(device="band", action="ack"))
             assert await command("writes") == "00002a06-0000-1000-8000-00805f9b34fb=01"
 
@@ -124,7 +124,7 @@ async def test_wristband_in_another_process_press_loss_and_return() -> None:
             await pipe.wait(lambda: driver.links[BAND].connects == 2, within=10)
             assert await command("status") == "connected"
             assert await command("press") == "pressed"
-            await pipe.wait(lambda: len(pipe.seen("band", "sos", True)) == 2)
+            await pipe.wait(lambda: len(pipe.seen("band", "action", "single")) == 2)
 
             # The simulator process dies: the link times out and the band becomes unavailable.
             proc.kill()

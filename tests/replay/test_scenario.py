@@ -11,8 +11,8 @@ import pytest
 
 from contract.home import parse_config
 from contract.wire import RawFrame
+from firmware_sim.catalogue import MODELS, ZIGBEE
 from firmware_sim.scenario import (
-    MODELS,
     OCCUPANCY_TIMEOUT,
     KitDevice,
     Scenario,
@@ -62,7 +62,7 @@ def test_payloads_are_zigbee2mqtt_merged_state() -> None:
     detected = [(at, s) for at, s in hall if s.get("occupancy") is True]
     [(at, first)] = detected
     assert at == datetime(2026, 3, 2, 6, 0, tzinfo=UTC)  # 07:00 in Berlin
-    assert set(first) == {*MODELS["RTCGQ11LM"].state, "occupancy", "linkquality"}
+    assert set(first) == {*MODELS["RTCGQ11LM"].initial_state, "occupancy", "linkquality"}
     # Zigbee2MQTT clears occupancy itself after the timeout.
     cleared = [t for t, s in hall if s.get("occupancy") is False]
     assert cleared[0] == at + OCCUPANCY_TIMEOUT
@@ -198,13 +198,17 @@ def test_week_alone_has_what_its_story_says() -> None:
     assert week_alone().days == 7
 
 
-def test_models_match_the_zigbee2mqtt_emulator() -> None:
-    import firmware_sim.zigbee_models as emulator
+def test_scenarios_play_the_models_the_zigbee2mqtt_emulator_plays() -> None:
+    from firmware_sim.zigbee2mqtt import SimDevice, SimError
 
-    zigbee = {model: spec for model, spec in MODELS.items() if spec.rflink is None}
-    assert zigbee
-    for model, spec in zigbee.items():
-        assert emulator.MODELS[model].initial_state == spec.state, model
+    assert ZIGBEE
+    assert set(ZIGBEE) == {m for m, spec in MODELS.items() if spec.rflink is None}
+    for model, spec in ZIGBEE.items():
+        assert KitDevice("x", model, "other", "hall").spec is spec
+        assert SimDevice("x", model, "0x00158d0000000001").model == model
+    # A 433 MHz model is no Zigbee device: the emulator refuses it, naming what it knows.
+    with pytest.raises(SimError, match=r"unknown model 'EV1527'; known: .*HS1SA"):
+        SimDevice("x", "EV1527", "0x00158d0000000001")
 
 
 def test_433_mhz_devices_speak_rflink_lines() -> None:

@@ -70,13 +70,14 @@ async def test_sos_presses_are_each_reported_once(sim: RflinkSimulator) -> None:
     async with running(make_driver(sim.port, repeat_window=0.5)) as p:
         await p.wait_for(has("rf", "link", True))
         await sim.button("Kaku", "41", repeats=4)  # 4 copies, 50 ms apart
-        await p.wait_for(has("sos-bed", "sos", True))
+        await p.wait_for(has("sos-bed", "action", "on"))
         await asyncio.sleep(0.6)
         await sim.button("Kaku", "41", repeats=4)
         mark = p.mark()
-        await p.wait_for(has("sos-bed", "sos", True), after=mark - 1)
+        await p.wait_for(has("sos-bed", "action", "on"), after=mark - 1)
         await asyncio.sleep(0.3)
-        assert p.count(has("sos-bed", "sos", True)) == 2
+        assert p.count(has("sos-bed", "action", "on")) == 2
+        assert p.count(has("sos-bed", "sos", True)) == 0  # the rules decide what is an SOS
 
 
 async def test_banner_after_a_receiver_reboot_is_no_reading(sim: RflinkSimulator) -> None:

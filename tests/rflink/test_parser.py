@@ -183,9 +183,12 @@ def test_door_contact_from_switch_codes() -> None:
 
 
 def test_sos_button_each_press_and_other_commands() -> None:
+    # The button's command, each press; whether it is an SOS is for the rules to decide.
     parser = RflinkParser("rf", [device("sos-bed", "Kaku:41", "sos_button")])
-    assert facts(parser, "20;06;Kaku;ID=41;SWITCH=1;CMD=ON;") == [("sos-bed", "sos", True)]
-    assert facts(parser, "20;07;Kaku;ID=41;SWITCH=1;CMD=ON;", at=110) == [("sos-bed", "sos", True)]
+    assert facts(parser, "20;06;Kaku;ID=41;SWITCH=1;CMD=ON;") == [("sos-bed", "action", "on")]
+    assert facts(parser, "20;07;Kaku;ID=41;SWITCH=1;CMD=ON;", at=110) == [
+        ("sos-bed", "action", "on")
+    ]
     assert facts(parser, "20;08;Kaku;ID=41;SWITCH=1;CMD=OFF;", at=120) == [
         ("sos-bed", "action", "off")
     ]
@@ -207,7 +210,7 @@ def test_device_with_a_switch_matches_only_that_switch() -> None:
     parser = RflinkParser(
         "rf", [device("bed", "Kaku:41:2", "sos_button"), device("remote", "Kaku:41", "other")]
     )
-    assert facts(parser, "20;0D;Kaku;ID=41;SWITCH=2;CMD=ON;") == [("bed", "sos", True)]
+    assert facts(parser, "20;0D;Kaku;ID=41;SWITCH=2;CMD=ON;") == [("bed", "action", "on")]
     assert facts(parser, "20;06;Kaku;ID=41;SWITCH=1;CMD=ON;", at=200) == [
         ("remote", "action", "on")
     ]

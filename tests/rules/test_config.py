@@ -8,6 +8,7 @@ import pytest
 
 from contract.home import parse_config
 from rules import RuleConfigError, RuleEngine, load_rules
+from rules.config import RuleSet
 from tests.rules.builders import HOME, dev
 
 HOME_TOML = """\
@@ -42,7 +43,15 @@ def test_empty_table_is_the_default_pack() -> None:
     assert rules.inactivity.not_up_by == "10:00"
     assert rules.flapping.max_alarms == 5
     assert rules.supervision == {"default_s": 10_800, "siren": 1800}
-    assert set(rules.sos_actions) == {"emergency", "single", "double", "hold"}
+    # Every press the kit's buttons report (Zigbee2MQTT, BTHome, RFLink); not a release or "off".
+    assert set(rules.sos_actions) == {
+        *("emergency", "single", "double", "triple", "quadruple", "many", "hold"),
+        *("long", "long_double", "long_triple", "on", "allon"),
+    }
+
+
+def test_the_models_default_is_the_packs() -> None:
+    assert RuleSet().sos_actions == load_rules({}).sos_actions
 
 
 def test_pack_key_accepted_and_overrides_merge() -> None:
@@ -94,6 +103,8 @@ def test_unknown_device_in_overrides_refused() -> None:
         ({"delay_on": {"sos": 5}}, "delay_on applies to"),
         ({"escalate_after_s": 0}, "greater than 0"),
         ({"sos_actions": "single"}, "valid list"),
+        ({"sos_actions": ["single", ""]}, "'' is not an action"),
+        ({"sos_actions": [" hold"]}, "' hold' is not an action"),
         ({"devices": {"x": {"checkin": 3}}}, "unknown key"),
     ],
 )

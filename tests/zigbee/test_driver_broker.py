@@ -12,8 +12,8 @@ import pytest
 from contract.wire import Reading
 from drivers.base import LocalCommand
 from drivers.zigbee2mqtt import Zigbee2MqttDriver
+from firmware_sim.catalogue import IDENTIFY
 from firmware_sim.zigbee2mqtt import SimDevice, Zigbee2MqttBridge
-from firmware_sim.zigbee_models import IDENTIFY
 from tests.fixtures.broker import Broker, SpawnedBroker, free_port
 from tests.fixtures.zigbee import DriverHarness, TlsBroker, running_driver, spec
 
@@ -161,19 +161,12 @@ async def test_every_sos_press_is_a_reading(kit: tuple[Zigbee2MqttBridge, Driver
     await bridge.press("pendant", "emergency")
     await bridge.press("pendant", "emergency")
     got = [t for t in await step(harness) if t[1] in ("sos", "action")]
+    # What the button said, each time; whether it is an SOS is for the rules to decide.
     assert (
         got
-        == [
-            ("sos", "action", "single"),
-            ("sos", "sos", True),
-        ]
-        * 3
+        == [("sos", "action", "single")] * 3
         + [("sos", "action", "off")]
-        + [
-            ("pendant", "action", "emergency"),
-            ("pendant", "sos", True),
-        ]
-        * 2
+        + [("pendant", "action", "emergency")] * 2
     )
 
 
@@ -192,7 +185,7 @@ async def test_empty_action_is_no_event(mqtt_broker: Broker, base_topic: str) ->
         harness.take()
         await bridge.press("bedside_button", "double")
         got = [t for t in await step(harness) if t[1] in ("sos", "action")]
-    assert got == [("sos", "action", "double"), ("sos", "sos", True)]
+    assert got == [("sos", "action", "double")]
 
 
 async def test_motion_clears_after_the_bridges_occupancy_timeout(
@@ -331,7 +324,7 @@ async def test_broker_restart_is_a_trouble_and_nothing_after_it_is_missed(
         ("zigbee", "link", False),
         ("zigbee", "link", True),
         ("leak", "water_leak", False),
-        *[("sos", "action", "single"), ("sos", "sos", True)] * 3,
+        *[("sos", "action", "single")] * 3,
     ]
 
 
@@ -377,12 +370,11 @@ async def test_a_press_while_the_gateway_restarts_is_kept_by_a_persistent_sessio
         harness.take()
         await bridge.press("bedside_button", "hold")  # nobody connected: the broker keeps it
         async with running_driver(mqtt_broker.url, base_topic, harness=harness):
-            sos = await harness.wait_for(lambda r: r.property == "sos")
+            press = await harness.wait_for(lambda r: r.property == "action")
             await harness.settle()
-    assert (sos.device, sos.value, sos.retained) == ("sos", True, False)
+    assert (press.device, press.value, press.retained) == ("sos", "hold", False)
     assert [t for t in triples(harness.take()) if t[1] in ("sos", "action")] == [
         ("sos", "action", "hold"),
-        ("sos", "sos", True),
     ]
 
 

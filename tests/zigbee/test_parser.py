@@ -121,14 +121,23 @@ def test_repeated_sos_presses_are_each_a_reading() -> None:
     presses = []
     for _ in range(3):
         presses += parser.parse(frame("bedside", {**state, "action": "single"}))
-    sos = [r for r in presses if r.property == "sos"]
-    assert len(sos) == 3
-    assert all(r.device == "sos" and r.value is True for r in sos)
-    assert [r.value for r in presses if r.property == "action"] == ["single"] * 3
-    assert sos[0].extra["ieee"] == "0x00158d0001a2b301"
+    # What the button said, each time, and nothing more: the rules decide what is an SOS.
+    assert [v for v in values(presses) if v[1] not in ("battery", "signal")] == [
+        ("sos", "action", "single")
+    ] * 3
+    assert presses[-1].extra["ieee"] == "0x00158d0001a2b301"
     assert values(parser.parse(frame("bedside", {**state, "action": ""}))) == []
     released = parser.parse(frame("bedside", {**state, "action": "off"}))
-    assert values(released) == [("sos", "action", "off")]  # not a press: no sos
+    assert values(released) == [("sos", "action", "off")]
+
+
+def test_the_devices_own_sos_flag_is_an_sos_when_it_turns_true() -> None:
+    parser = make(spec("pendant", "pendant", "pendant"))
+    assert values(parser.parse(frame("pendant", {"sos": False}))) == []
+    assert values(parser.parse(frame("pendant", {"sos": True}))) == [("pendant", "sos", True)]
+    assert values(parser.parse(frame("pendant", {"sos": True}))) == []
+    assert values(parser.parse(frame("pendant", {"sos": False}))) == []
+    assert values(parser.parse(frame("pendant", {"sos": True}))) == [("pendant", "sos", True)]
 
 
 def test_action_of_a_non_sos_role_is_not_an_sos() -> None:

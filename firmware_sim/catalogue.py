@@ -1,6 +1,11 @@
-"""Zigbee device models as Zigbee2MQTT defines them: model, vendor, exposes, first state.
+"""The simulators' device catalogue: every model they can play, in one place.
 
-The exposes are written the way Zigbee2MQTT 2.x publishes them on ``bridge/devices`` (the JSON
+A model says what the device is (model, vendor, description), the state it starts in and how it
+reports. The Zigbee2MQTT emulator (:mod:`firmware_sim.zigbee2mqtt`) publishes the Zigbee models'
+definitions on ``bridge/devices``; scenarios (:mod:`firmware_sim.scenario`) render their messages
+over time (check-ins, batteries draining) and the 433 MHz models' RFLink lines.
+
+Zigbee exposes are written the way Zigbee2MQTT 2.x publishes them on ``bridge/devices`` (the JSON
 of zigbee-herdsman-converters' ``exposes``: ``access`` bit 1 = in the published state, bit 2 =
 settable, bit 4 = gettable), for the definitions of these models in zigbee-herdsman-converters
 (``heiman.ts``, ``xiaomi.ts``/``lumi.ts``, ``tuya.ts``).
@@ -11,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["MODELS", "DeviceModel"]
+__all__ = ["IDENTIFY", "MODELS", "ZIGBEE", "DeviceModel"]
 
 STATE, SET, STATE_GET, ALL = 1, 2, 5, 7
 
@@ -175,18 +180,35 @@ IDENTIFY: dict[str, Any] = {
 
 @dataclass(frozen=True)
 class DeviceModel:
+    """One model: its Zigbee2MQTT definition (Zigbee models) and how it reports over time."""
+
     model: str
     vendor: str
     description: str
     #: The Zigbee model id the device reports in its basic cluster.
-    model_id: str
-    manufacturer: str
-    power_source: str
-    exposes: list[dict[str, Any]]
+    model_id: str = ""
+    manufacturer: str = ""
+    power_source: str = "Battery"
+    exposes: list[dict[str, Any]] = field(default_factory=list)
+    #: The merged state Zigbee2MQTT keeps (and publishes whole with each message).
     initial_state: dict[str, Any] = field(default_factory=dict)
     #: Zigbee2MQTT's type: EndDevice (battery) or Router (mains).
     type: str = "EndDevice"
     linkquality: int = 120
+    #: Seconds between check-ins (battery/voltage reports, or the Aqara heartbeat); None: the
+    #: device only speaks when something happens (cheap 433 MHz detectors).
+    checkin_s: float | None = 3600.0
+    #: Aqara devices report voltage too; battery % follows it.
+    reports_voltage: bool = False
+    #: battery_low is reported by the device itself (Heiman IAS zone status bit).
+    reports_battery_low: bool = False
+    #: The RFLink protocol name of a 433 MHz device (read through an RFLink receiver); None for
+    #: a Zigbee device.
+    rflink: str | None = None
+
+    @property
+    def battery_powered(self) -> bool:
+        return self.power_source == "Battery"
 
 
 MODELS: dict[str, DeviceModel] = {
@@ -206,6 +228,7 @@ MODELS: dict[str, DeviceModel] = {
                 _test(),
             ],
             initial_state={"smoke": False, "battery_low": False, "battery": 100, "test": False},
+            reports_battery_low=True,
         ),
         DeviceModel(
             model="HS1CG",
@@ -246,6 +269,8 @@ MODELS: dict[str, DeviceModel] = {
                 "device_temperature": 21,
                 "power_outage_count": 3,
             },
+            reports_voltage=True,
+            reports_battery_low=True,
         ),
         DeviceModel(
             model="HS1EB/HS1EB-E",
@@ -282,6 +307,7 @@ MODELS: dict[str, DeviceModel] = {
                 _numeric("illuminance", "Measured illuminance", unit="lx"),
                 _numeric("power_outage_count", "Number of power outages"),
             ],
+            # No occupancy until the first detection: the sensor only ever reports true.
             initial_state={
                 "battery": 100,
                 "device_temperature": 22,
@@ -289,6 +315,7 @@ MODELS: dict[str, DeviceModel] = {
                 "illuminance": 120,
                 "power_outage_count": 1,
             },
+            reports_voltage=True,
         ),
         DeviceModel(
             model="MCCGQ11LM",
@@ -317,6 +344,7 @@ MODELS: dict[str, DeviceModel] = {
                 "voltage": 3015,
                 "power_outage_count": 2,
             },
+            reports_voltage=True,
         ),
         DeviceModel(
             model="HS2WD-E",
@@ -342,5 +370,21 @@ MODELS: dict[str, DeviceModel] = {
             initial_state={"battery": 100, "max_duration": 240},
             linkquality=200,
         ),
+        # 433 MHz devices through an RFLink receiver: they send only when something happens,
+        # every packet several times.
+        DeviceModel(
+            "SmokeAlert", "RFLink", "433 MHz smoke alarm", checkin_s=None, rflink="SmokeAlert"
+        ),
+        DeviceModel("Pir", "RFLink", "433 MHz motion detector", checkin_s=None, rflink="Pir"),
+        DeviceModel(
+            "EV1527",
+            "RFLink",
+            "433 MHz pendant or contact (EV1527 chip)",
+            checkin_s=None,
+            rflink="EV1527",
+        ),
     )
 }
+
+#: The Zigbee models: what the Zigbee2MQTT emulator can pair.
+ZIGBEE: dict[str, DeviceModel] = {k: m for k, m in MODELS.items() if m.rflink is None}
