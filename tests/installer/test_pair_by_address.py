@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from firmware_sim.ble import BleBroadcaster, BthomeDevice
 from gatewayd.commands.pair import OptionError, parse_option
@@ -62,6 +64,16 @@ def test_options_are_read_as_toml_values_or_kept_as_text() -> None:
     for bad in ("profile", "=x", "a b=1"):
         with pytest.raises(OptionError, match="KEY=VALUE"):
             parse_option(bad)
+
+
+@given(st.text(max_size=40))
+def test_any_option_text_is_read_or_refused_by_name(text: str) -> None:
+    key = text.partition("=")[0].strip()
+    if "=" in text and key.replace("_", "").isalnum():
+        assert parse_option(text)[0] == key
+    else:
+        with pytest.raises(OptionError, match="KEY=VALUE"):
+            parse_option(text)
 
 
 def test_rflink_device_by_address(tmp_path: Path) -> None:

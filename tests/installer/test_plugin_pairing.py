@@ -194,3 +194,12 @@ def test_a_plugin_that_pairs_nothing_says_so(config: Path) -> None:
     assert result.exit_code == 2, result.output
     assert "does not pair devices" in result.output
     assert devices_of(config) == []
+
+
+def test_what_a_plugin_reports_is_checked_where_it_is_made() -> None:
+    with pytest.raises(ValueError, match="role_guess 'boiler' is not one of"):
+        Candidate(METER, role_guess="boiler")
+    with pytest.raises(ValueError, match="needs its address"):
+        Candidate("  ")
+    with pytest.raises(ValueError, match="needs its address"):
+        Identified(address="")
