@@ -11,6 +11,9 @@ A driver is two things:
   the same way. It raises :class:`DriverError` (or anything) when it cannot go on; the daemon's
   supervisor restarts it with back-off and reports a ``driver_fault`` trouble.
 
+A driver may also pair devices (:meth:`Driver.pairing`, see :mod:`drivers.pairing`): find a new
+device and say what it is, so ``gatewayd devices pair`` needs to know nothing of the driver.
+
 A third-party driver registers a :class:`Driver` subclass under the ``gatewayd.drivers``
 entry-point group; see :mod:`drivers.registry`.
 
@@ -27,13 +30,16 @@ import abc
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from contract.devices import DeviceSpec, LocalCommand
 from contract.parsing import FrameParser, ParseStats
 from contract.wire import RawFrame
+
+if TYPE_CHECKING:
+    from drivers.pairing import Pairing
 
 __all__ = [
     "DeviceSpec",
@@ -88,6 +94,13 @@ class Driver(abc.ABC):
     #: The ``type`` of a ``[[drivers]]`` entry that selects this driver.
     type_name: ClassVar[str]
     options_model: ClassVar[type[DriverOptions]] = DriverOptions
+    #: A ``[[drivers]]`` table for this driver, shown when one is missing; empty: just the type.
+    example_table: ClassVar[str] = ""
+
+    @classmethod
+    def example(cls, driver_id: str) -> str:
+        """A ``[[drivers]]`` table that selects this driver, for an installer who lacks one."""
+        return cls.example_table or f'[[drivers]]\nid = "{driver_id}"\ntype = "{cls.type_name}"'
 
     def __init__(self, driver_id: str, options: dict[str, Any], devices: Sequence[DeviceSpec]):
         self.id = driver_id
@@ -111,6 +124,14 @@ class Driver(abc.ABC):
     async def send(self, command: LocalCommand) -> bool:
         """Carry out a local output. Returns False when this driver cannot do it."""
         return False
+
+    def pairing(self) -> Pairing | None:
+        """How new devices of this driver are found and checked; None if it pairs nothing.
+
+        Called on a driver built with no devices; must not do I/O (the pairing does, when
+        entered).
+        """
+        return None
 
     def link_frame(self, up: bool, reason: str = "", *, source: str = "") -> RawFrame:
         return link_frame(self.id, up, reason, source=source)

@@ -39,6 +39,7 @@ from drivers.base import DeviceSpec, DriverConfigError, DriverOptions, _describe
 from drivers.ble.frames import normalize_address
 
 __all__ = [
+    "MAC_ADDRESS",
     "BleDeviceOptions",
     "BleOptions",
     "DeviceConfig",
@@ -48,7 +49,7 @@ __all__ = [
     "resolve_devices",
 ]
 
-_MAC = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
+MAC_ADDRESS = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
 _SHORT_UUID = re.compile(r"^(0x)?[0-9A-Fa-f]{4}$")
 _LONG_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _BASE_UUID_TAIL = "-0000-1000-8000-00805f9b34fb"
@@ -203,7 +204,7 @@ def resolve_devices(
     out: dict[str, DeviceConfig] = {}
     for spec in devices:
         where = f"driver {driver_id!r}, device {spec.id!r}"
-        if not _MAC.match(spec.address.strip()):
+        if not MAC_ADDRESS.match(spec.address.strip()):
             raise DriverConfigError(
                 f"{where}: address {spec.address!r} is not a Bluetooth MAC (AA:BB:CC:DD:EE:FF)"
             )

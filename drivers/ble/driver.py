@@ -35,6 +35,7 @@ from drivers.base import (
 from drivers.ble.config import BleOptions, DeviceConfig, parse_endpoint, resolve_devices
 from drivers.ble.frames import encode_advertisement, encode_presence, normalize_address
 from drivers.ble.gatt import GattLink
+from drivers.ble.pairing import BlePairing
 from drivers.ble.parser import BleParser
 from drivers.ble.transport import (
     BleakScannerBackend,
@@ -144,7 +145,7 @@ class BleDriver(Driver):
         tasks: list[asyncio.Task[None]] = []
         try:
             if advertisers:
-                scanner = self._make_scanner()
+                scanner = self.make_scanner()
                 try:
                     await scanner.start(on_advertisement)
                 except Exception as exc:  # no adapter, no BlueZ, port taken: link down
@@ -215,6 +216,10 @@ class BleDriver(Driver):
         log.info("ble_ack_sent" if done else "ble_ack_not_sent", device=config.id)
         return done
 
+    def pairing(self) -> BlePairing:
+        """A scan lists the BTHome devices heard, or a MAC; see :mod:`drivers.ble.pairing`."""
+        return BlePairing(self)
+
     # -- status --------------------------------------------------------------------------
 
     def device_health(self) -> list[DeviceHealth]:
@@ -265,7 +270,8 @@ class BleDriver(Driver):
 
     # -- pieces --------------------------------------------------------------------------
 
-    def _make_scanner(self) -> ScannerBackend:
+    def make_scanner(self) -> ScannerBackend:
+        """The scanner the options name (or the one given), for the transport and for pairing."""
         if self._scanner_override is not None:
             return self._scanner_override
         endpoint = parse_endpoint(self.options.scanner, what="scanner")

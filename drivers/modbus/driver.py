@@ -30,6 +30,7 @@ from pydantic import Field
 from drivers.base import DeviceSpec, Driver, DriverConfigError, DriverOptions, FrameSink
 
 from .address import AddressError, parse_modbus_address
+from .pairing import ModbusPairing
 from .parser import ModbusDevice, ModbusParser
 from .profiles import PROFILES, ProfileError, get_profile
 from .transport import ClientFactory, ModbusPoller, make_client
@@ -49,6 +50,7 @@ class ModbusOptions(DriverOptions):
 class ModbusDriver(Driver):
     type_name = "modbus"
     options_model = ModbusOptions
+    example_table = '[[drivers]]\nid = "modbus"\ntype = "modbus"'
 
     def __init__(
         self,
@@ -59,7 +61,7 @@ class ModbusDriver(Driver):
         client_factory: ClientFactory = make_client,
     ) -> None:
         super().__init__(driver_id, options, devices)
-        self.modbus_devices = [_modbus_device(driver_id, spec) for spec in self.devices]
+        self.modbus_devices = [modbus_device(driver_id, spec) for spec in self.devices]
         _check_shared_lines(driver_id, self.modbus_devices)
         opts = self.opts
         self.poller = ModbusPoller(
@@ -76,6 +78,10 @@ class ModbusDriver(Driver):
         assert isinstance(self.options, ModbusOptions)
         return self.options
 
+    def pairing(self) -> ModbusPairing:
+        """Devices are added by their address and profile; see :mod:`.pairing`."""
+        return ModbusPairing(self)
+
     def create_parser(self) -> ModbusParser:
         return ModbusParser(self.id, self.modbus_devices, offline_after=self.opts.offline_after)
 
@@ -83,8 +89,9 @@ class ModbusDriver(Driver):
         await self.poller.run(emit)
 
 
-def _modbus_device(driver_id: str, spec: DeviceSpec) -> ModbusDevice:
-    where = f"driver {driver_id!r}: device {spec.id!r}"
+def modbus_device(driver_id: str, spec: DeviceSpec, *, where: str = "") -> ModbusDevice:
+    """The device as the poller knows it; DriverConfigError names it (or ``where``)."""
+    where = where or f"driver {driver_id!r}: device {spec.id!r}"
     try:
         address = parse_modbus_address(spec.address)
     except AddressError as exc:

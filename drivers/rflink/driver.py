@@ -34,6 +34,7 @@ from drivers.base import (
     LocalCommand,
 )
 
+from .pairing import RflinkPairing
 from .parser import RflinkDevice, RflinkParser, parse_address
 from .protocol import transmit_command
 from .transport import RflinkTransport, SerialSettings
@@ -73,10 +74,11 @@ class RflinkOptions(DriverOptions):
 class RflinkDriver(Driver):
     type_name = "rflink"
     options_model = RflinkOptions
+    example_table = '[[drivers]]\nid = "rflink"\ntype = "rflink"\nport = "/dev/ttyUSB0"'
 
     def __init__(self, driver_id: str, options: dict[str, Any], devices: Sequence[DeviceSpec]):
         super().__init__(driver_id, options, devices)
-        self.rf_devices = [_rf_device(driver_id, spec) for spec in self.devices]
+        self.rf_devices = [rflink_device(driver_id, spec) for spec in self.devices]
         _check_unique(driver_id, self.rf_devices)
         opts = self.opts
         self.transport = RflinkTransport(
@@ -99,6 +101,10 @@ class RflinkDriver(Driver):
     def opts(self) -> RflinkOptions:
         assert isinstance(self.options, RflinkOptions)
         return self.options
+
+    def pairing(self) -> RflinkPairing:
+        """Devices are added by their ``Protocol:ID`` address; see :mod:`.pairing`."""
+        return RflinkPairing(self)
 
     def create_parser(self) -> RflinkParser:
         return RflinkParser(self.id, self.rf_devices, repeat_window_s=self.opts.repeat_window)
@@ -125,17 +131,17 @@ class RflinkDriver(Driver):
         return await self.transport.write(line)
 
 
-def _rf_device(driver_id: str, spec: DeviceSpec) -> RflinkDevice:
+def rflink_device(driver_id: str, spec: DeviceSpec, *, where: str = "") -> RflinkDevice:
+    """The device as the parser knows it; DriverConfigError names it (or ``where``)."""
+    where = where or f"driver {driver_id!r}: device {spec.id!r}"
     try:
         protocol, rf_id, switch = parse_address(spec.address)
     except ValueError as exc:
-        raise DriverConfigError(f"driver {driver_id!r}: device {spec.id!r}: {exc}") from exc
+        raise DriverConfigError(f"{where}: {exc}") from exc
     opts = spec.options
     for key in ("open_switch", "closed_switch"):
         if key in opts and not isinstance(opts[key], str | int):
-            raise DriverConfigError(
-                f"driver {driver_id!r}: device {spec.id!r}: options.{key} must be a string"
-            )
+            raise DriverConfigError(f"{where}: options.{key} must be a string")
     return RflinkDevice(
         id=spec.id,
         protocol=protocol,

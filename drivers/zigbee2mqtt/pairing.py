@@ -1,20 +1,22 @@
 """Talking to a Zigbee2MQTT bridge as an installer: pairing, the inventory, remove and rename.
 
-:class:`BridgeSession` is a short-lived MQTT connection that sends ``BASE/bridge/request/...``
-and awaits the matching ``BASE/bridge/response/...`` (by ``transaction``), and follows
-``bridge/event`` and ``bridge/devices``. :func:`pair_device` opens the network for joining
+:class:`Zigbee2MqttPairing` is the driver's :class:`~drivers.pairing.Pairing`: devices join
+(permit-join), none is added by address. :class:`BridgeSession` is a short-lived MQTT
+connection that sends ``BASE/bridge/request/...`` and awaits the matching
+``BASE/bridge/response/...`` (by ``transaction``), and follows ``bridge/event`` and
+``bridge/devices``. :func:`pair_device` opens the network for joining
 (Zigbee2MQTT 2.x: ``{"time": N}``), waits for a device to join and for its interview, and
 closes the network again (``{"time": 0}``) whatever happens.
 
-Exceptions::
+Exceptions (each also the pairing error it is, in brackets)::
 
-    DriverError
+    PairingError
      └── BridgeError                 the bridge could not do what was asked
-          ├── BridgeUnreachable       no broker, or it refused us
-          ├── BridgeRequestFailed     Zigbee2MQTT answered "status": "error" (its message kept)
-          ├── BridgeNoAnswer          no response within the time allowed (is the bridge up?)
-          ├── PairingTimeout          nothing joined and passed its interview in time
-          └── InterviewFailed         a device joined but its interview failed
+          ├── BridgeUnreachable       no broker, or it refused us            (PairingUnreachable)
+          ├── BridgeRequestFailed     Zigbee2MQTT answered "status": "error" (DeviceRefused)
+          ├── BridgeNoAnswer          no response in time (is the bridge up?) (PairingUnreachable)
+          ├── PairingTimeout          nothing joined and passed its interview (NothingFound)
+          └── InterviewFailed         a device joined but its interview failed (DeviceRefused)
 """
 
 from __future__ import annotations
@@ -22,18 +24,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, ClassVar
 
 import aiomqtt
 import structlog
 
-from drivers.base import DriverError
+from drivers.base import Driver
+from drivers.pairing import (
+    Candidate,
+    DeviceRefused,
+    Identified,
+    InvalidDevice,
+    KnownDevice,
+    NothingFound,
+    Pairing,
+    PairingError,
+    PairingUnreachable,
+    ProgressSink,
+)
 from drivers.zigbee2mqtt.bridge import (
+    IEEE_ADDRESS,
     BridgeDevice,
     BridgeEvent,
     BridgeMessageError,
@@ -41,7 +57,7 @@ from drivers.zigbee2mqtt.bridge import (
     parse_devices,
     parse_event,
 )
-from drivers.zigbee2mqtt.options import BrokerAddress, make_client
+from drivers.zigbee2mqtt.options import BrokerAddress, Zigbee2MqttOptions, make_client
 
 __all__ = [
     "MAX_PERMIT_JOIN",
@@ -52,6 +68,8 @@ __all__ = [
     "BridgeUnreachable",
     "InterviewFailed",
     "PairingTimeout",
+    "Zigbee2MqttPairing",
+    "guess_role",
     "pair_device",
 ]
 
@@ -61,15 +79,35 @@ log = structlog.get_logger(__name__)
 MAX_PERMIT_JOIN = 254
 
 
-class BridgeError(DriverError):
+#: Exposed property -> the role a device with it most likely plays, in order of preference.
+_ROLE_HINTS = (
+    ("smoke", "smoke"),
+    ("gas", "gas"),
+    ("carbon_monoxide", "co"),
+    ("water_leak", "water_leak"),
+    ("warning", "siren"),
+    ("contact", "door"),
+    ("occupancy", "motion"),
+    ("presence", "motion"),
+    ("sos", "sos_button"),
+    ("action", "sos_button"),
+)
+
+
+def guess_role(exposes: list[str]) -> str:
+    """The likeliest role for a device exposing these properties (``other`` if none fits)."""
+    return next((role for prop, role in _ROLE_HINTS if prop in exposes), "other")
+
+
+class BridgeError(PairingError):
     """The bridge could not do what was asked."""
 
 
-class BridgeUnreachable(BridgeError):
+class BridgeUnreachable(BridgeError, PairingUnreachable):
     """No broker at the address, or it refused the connection."""
 
 
-class BridgeRequestFailed(BridgeError):
+class BridgeRequestFailed(BridgeError, DeviceRefused):
     """Zigbee2MQTT answered a request with ``"status": "error"``."""
 
     def __init__(self, request: str, error: str) -> None:
@@ -78,15 +116,15 @@ class BridgeRequestFailed(BridgeError):
         self.error = error
 
 
-class BridgeNoAnswer(BridgeError):
+class BridgeNoAnswer(BridgeError, PairingUnreachable):
     """No response to a request in time: the bridge is probably not running."""
 
 
-class PairingTimeout(BridgeError):
+class PairingTimeout(BridgeError, NothingFound):
     """No device joined and passed its interview before joining closed."""
 
 
-class InterviewFailed(BridgeError):
+class InterviewFailed(BridgeError, DeviceRefused):
     """A device joined, but Zigbee2MQTT could not interview it."""
 
     def __init__(self, ieee_address: str) -> None:
@@ -275,9 +313,13 @@ async def pair_device(
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise PairingTimeout(
-                    f"no device joined within {seconds} s"
-                    if joined is None
-                    else f"device {joined} joined but its interview did not finish in {seconds} s"
+                    (
+                        f"no device joined within {seconds} s"
+                        if joined is None
+                        else f"device {joined} joined but its interview did not finish in "
+                        f"{seconds} s"
+                    )
+                    + "; joining is closed again. Retry with the device in pairing mode"
                 )
             try:
                 async with asyncio.timeout(remaining):
@@ -301,3 +343,141 @@ async def pair_device(
             await session.permit_join(0)
         except (BridgeError, aiomqtt.MqttError) as exc:
             log.error("zigbee_permit_join_not_closed", error=str(exc))
+
+
+_EVENT_TEXT = {
+    "device_joined": "{ieee} joined",
+    "device_announce": "{ieee} announced itself",
+    "device_interview": "interview of {ieee}: {status}",
+    "device_leave": "{ieee} left",
+}
+
+
+def _describe(event: BridgeEvent) -> str:
+    text = _EVENT_TEXT.get(event.type, event.type)
+    return text.format(ieee=event.ieee_address, status=event.status)
+
+
+class Zigbee2MqttPairing(Pairing):
+    """Pairing through the bridge: open joining, await a device and its interview, close it.
+
+    The bridge session is opened when first needed and closed when the pairing exits.
+    """
+
+    discovery = "join"
+    by_address = False
+    address_example = "a Zigbee device joins; it is not added by address"
+    address_kind: ClassVar[str] = "IEEE address"
+    discovery_seconds = 120.0
+    max_discovery_seconds = float(MAX_PERMIT_JOIN)
+    has_network = True
+
+    def __init__(self, driver: Driver, options: Zigbee2MqttOptions) -> None:
+        super().__init__(driver)
+        self.broker = options.broker()
+        self.base_topic = options.base_topic
+        self._session: BridgeSession | None = None
+
+    async def _bridge(self) -> BridgeSession:
+        if self._session is None:
+            session = BridgeSession(self.broker, self.base_topic)
+            await session.__aenter__()
+            self._session = session
+        return self._session
+
+    async def aclose(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            await session.__aexit__(None, None, None)
+
+    def announce(self, seconds: float) -> str:
+        return (
+            f"Opening the Zigbee network of {self.driver.id!r} ({self.broker.url}, "
+            f"{self.base_topic}/) for {math.ceil(seconds)} s. Put the device in pairing mode now."
+        )
+
+    async def discover(self, seconds: float, progress: ProgressSink) -> AsyncIterator[Candidate]:
+        session = await self._bridge()
+        interview = await pair_device(
+            session, seconds=math.ceil(seconds), on_event=lambda e: progress(_describe(e))
+        )
+        # The bridge republishes bridge/devices right after the interview.
+        known = None
+        for _ in range(20):
+            if session.inventory and interview.ieee_address in session.inventory:
+                known = session.inventory[interview.ieee_address]
+                break
+            await asyncio.sleep(0.05)
+        exposes = known.exposed_properties if known else []
+        friendly = known.friendly_name if known else interview.friendly_name
+        yield Candidate(
+            address=interview.ieee_address,
+            name=friendly,
+            model=interview.model or (known.model if known else ""),
+            vendor=interview.vendor or (known.vendor if known else ""),
+            description=interview.description or (known.description if known else ""),
+            reports=tuple(exposes),
+            supported=interview.supported,
+            role_guess=guess_role(exposes),
+            aliases=(friendly,) if friendly else (),
+        )
+
+    async def identify(self, target: Candidate | str, options: Mapping[str, Any]) -> Identified:
+        if isinstance(target, str):
+            raise InvalidDevice(
+                "Zigbee devices are paired by joining, not by address: put the device in "
+                "pairing mode when the network is open"
+            )
+        if options:
+            raise InvalidDevice(f"Zigbee devices take no options; got {', '.join(options)}")
+        # The bridge interviewed the device as it joined: that was the contact.
+        return Identified(
+            address=target.address,
+            model=target.model,
+            role_guess=target.role_guess,
+            aliases=target.aliases,
+        )
+
+    async def inventory(self) -> list[KnownDevice]:
+        devices = await (await self._bridge()).fetch_inventory(wait=5.0)
+        return [
+            KnownDevice(
+                address=d.ieee_address,
+                name=d.friendly_name,
+                model=d.model,
+                vendor=d.vendor,
+                identified=d.interview_completed,
+                details={
+                    "ieee_address": d.ieee_address,
+                    "friendly_name": d.friendly_name,
+                    "model": d.model,
+                    "vendor": d.vendor,
+                    "description": d.description,
+                    "interviewed": d.interview_completed,
+                    "exposes": d.exposed_properties,
+                },
+            )
+            for d in sorted(devices.values(), key=lambda d: d.friendly_name)
+        ]
+
+    async def _bridge_name(self, address: str) -> str:
+        """The friendly name the bridge knows the device by (requests take names)."""
+        session = await self._bridge()
+        if not IEEE_ADDRESS.match(address):
+            return address
+        try:
+            inventory = await session.fetch_inventory(wait=2.0)
+        except BridgeNoAnswer:
+            return address
+        known = inventory.get(address.lower())
+        return known.friendly_name if known is not None else address
+
+    async def unpair(self, address: str, *, force: bool = False) -> None:
+        name = await self._bridge_name(address)
+        await (await self._bridge()).remove_device(name, force=force)
+
+    async def rename(self, address: str, new_name: str) -> str:
+        name = await self._bridge_name(address)
+        await (await self._bridge()).rename_device(name, new_name)
+        # A device known by its friendly name is now known by the new one.
+        return address if IEEE_ADDRESS.match(address) else new_name

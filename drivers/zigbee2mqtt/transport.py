@@ -40,6 +40,7 @@ from drivers.zigbee2mqtt.bridge import (
     settable_properties,
 )
 from drivers.zigbee2mqtt.options import Zigbee2MqttOptions, make_client
+from drivers.zigbee2mqtt.pairing import Zigbee2MqttPairing
 from drivers.zigbee2mqtt.parser import Zigbee2MqttParser
 from runtime.backoff import EQUAL_JITTER, Backoff
 
@@ -85,6 +86,7 @@ class Zigbee2MqttDriver(Driver):
 
     type_name: ClassVar[str] = "zigbee2mqtt"
     options_model = Zigbee2MqttOptions
+    example_table = '[[drivers]]\nid = "zigbee"\ntype = "zigbee2mqtt"\nurl = "mqtt://127.0.0.1:1883"'
 
     def __init__(self, driver_id: str, options: dict[str, Any], devices: Sequence[DeviceSpec]):
         super().__init__(driver_id, options, devices)
@@ -273,6 +275,10 @@ class Zigbee2MqttDriver(Driver):
             if known is not None:
                 return known.friendly_name
         return spec.address
+
+    def pairing(self) -> Zigbee2MqttPairing:
+        """Devices join through the bridge (permit-join); see :mod:`drivers.zigbee2mqtt.pairing`."""
+        return Zigbee2MqttPairing(self, self.opts)
 
     def _bridge_device(self, spec: DeviceSpec) -> BridgeDevice | None:
         address = spec.address.lower()

@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from firmware_sim.ble import BleBroadcaster, BthomeDevice
-from gatewayd.commands.address_pairing import AddressPairingError, parse_option, role_from_bthome
+from gatewayd.commands.pair import OptionError, parse_option
 from tests.fixtures.gateway import home_toml
 from tests.fixtures.procs import module_cmd, project_env, run_module
 
@@ -60,15 +62,18 @@ def test_options_are_read_as_toml_values_or_kept_as_text() -> None:
     assert parse_option("lel_step = 10") == ("lel_step", 10)
     assert parse_option('press_values=["01", "02"]') == ("press_values", ["01", "02"])
     for bad in ("profile", "=x", "a b=1"):
-        with pytest.raises(AddressPairingError, match="KEY=VALUE"):
+        with pytest.raises(OptionError, match="KEY=VALUE"):
             parse_option(bad)
 
 
-def test_role_from_what_a_bthome_device_reports() -> None:
-    assert role_from_bthome({"button", "battery"}) == "sos_button"
-    assert role_from_bthome({"smoke", "battery"}) == "smoke"
-    assert role_from_bthome({"moisture"}) == "water_leak"
-    assert role_from_bthome({"temperature"}) == "other"
+@given(st.text(max_size=40))
+def test_any_option_text_is_read_or_refused_by_name(text: str) -> None:
+    key = text.partition("=")[0].strip()
+    if "=" in text and key.replace("_", "").isalnum():
+        assert parse_option(text)[0] == key
+    else:
+        with pytest.raises(OptionError, match="KEY=VALUE"):
+            parse_option(text)
 
 
 def test_rflink_device_by_address(tmp_path: Path) -> None:
