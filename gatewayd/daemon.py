@@ -28,10 +28,18 @@ from drivers import registry
 from drivers.base import Driver, DriverConfigError, DriverError, LocalCommand
 from forwarder.client import Credential, CredentialError, DispatchClient
 from forwarder.delivery import Forwarder, HeartbeatSender
-from gatewayd.commands.status import one_line_summary
 from gatewayd.control import ControlServer, WatchHub
 from gatewayd.devicestate import DeviceStates
 from gatewayd.pipeline import Pipeline, TraceSink, describe_status
+from gatewayd.status import (
+    BufferDepth,
+    BufferStatus,
+    DriverStatus,
+    ForwarderStatus,
+    GatewayStatus,
+    Trouble,
+    one_line_summary,
+)
 from replay.recorder import Recorder
 from rules import RuleConfigError, RuleEngine, load_rules
 from rules.decider import Decider
@@ -117,6 +125,16 @@ class DriverRunner:
             delay = backoff * random.uniform(0.5, 1.0)
             backoff = min(backoff * 2, 60.0)
             await asyncio.sleep(delay)
+
+    def status(self) -> DriverStatus:
+        return DriverStatus(
+            id=self.driver.id,
+            type=self.driver.type_name,
+            state=self.state,
+            detail=self.detail,
+            restarts=self.restarts,
+            driver_status=_driver_extra(self.driver),
+        )
 
     def health(self) -> DriverHealth:
         state = (
@@ -474,65 +492,55 @@ class Gateway:
             devices=[d.health() for d in self.devices.all()[:512]],
         )
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> GatewayStatus:
         now = datetime.now(UTC)
         stats = self.buffer.stats(now) if self.buffer else None
-        fwd = self.forwarder
-        return {
-            "gateway_id": self.config.gateway.id,
-            "household": self.config.gateway.household,
-            "version": __version__,
-            "uptime_s": round(time.monotonic() - self.started_mono, 1),
-            "mode": self.pipeline.mode if self.pipeline else "starting",
-            "healthy": self.healthy(),
-            "drivers": [
-                {
-                    "id": r.driver.id,
-                    "type": r.driver.type_name,
-                    "state": r.state,
-                    "detail": r.detail,
-                    "restarts": r.restarts,
-                    **_driver_extra(r.driver),
-                }
-                for r in self.runners.values()
-            ],
-            "devices": [d.as_dict() for d in self.devices.all()],
-            "buffer": {
-                "depth": {lane.value: (stats.depth.get(lane, 0) if stats else 0) for lane in Lane},
-                "oldest_unsent_age_s": stats.oldest_unsent_age_s if stats else None,
-                "evicted_total": stats.evicted_total if stats else 0,
-                "size_bytes": stats.size_bytes if stats else 0,
-            },
-            "forwarder": (
-                {
-                    "enrolled": True,
-                    "last_success_at": fwd.status.last_success_at.isoformat()
-                    if fwd.status.last_success_at
-                    else None,
-                    "reachable": fwd.status.reachable,
-                    "consecutive_failures": fwd.status.consecutive_failures,
-                    "last_error": fwd.status.last_error,
-                    "sent_total": fwd.status.sent_total,
-                }
-                if fwd
-                else {
-                    "enrolled": False,
-                    "reachable": None,
-                    "last_success_at": None,
-                    "consecutive_failures": 0,
-                    "last_error": "not enrolled",
-                }
+        return GatewayStatus(
+            gateway_id=self.config.gateway.id,
+            household=self.config.gateway.household,
+            version=__version__,
+            uptime_s=round(time.monotonic() - self.started_mono, 1),
+            mode=self.pipeline.mode if self.pipeline else "starting",
+            healthy=self.healthy(),
+            drivers=[r.status() for r in self.runners.values()],
+            devices=[d.status() for d in self.devices.all()],
+            buffer=BufferStatus(
+                depth=BufferDepth(**{lane.value: stats.depth.get(lane, 0) for lane in Lane})
+                if stats
+                else BufferDepth(),
+                oldest_unsent_age_s=stats.oldest_unsent_age_s if stats else None,
+                evicted_total=stats.evicted_total if stats else 0,
+                size_bytes=stats.size_bytes if stats else 0,
             ),
-            "troubles": self._open_troubles(),
-            "pipeline": describe_status(self.pipeline) if self.pipeline else {},
-        }
+            forwarder=self._forwarder_status(),
+            troubles=self._open_troubles(),
+            pipeline=describe_status(self.pipeline) if self.pipeline else None,
+        )
 
-    def _open_troubles(self) -> list[dict[str, Any]]:
+    def _forwarder_status(self) -> ForwarderStatus:
+        if self.forwarder is None:
+            return ForwarderStatus(
+                enrolled=False,
+                reachable=None,
+                last_success_at=None,
+                consecutive_failures=0,
+                last_error="not enrolled",
+            )
+        status = self.forwarder.status
+        return ForwarderStatus(
+            enrolled=True,
+            last_success_at=status.last_success_at,
+            reachable=status.reachable,
+            consecutive_failures=status.consecutive_failures,
+            last_error=status.last_error,
+            sent_total=status.sent_total,
+        )
+
+    def _open_troubles(self) -> list[Trouble]:
         if self.pipeline is None:
             return []
-        snapshot = self.pipeline.engine.snapshot()
-        active = snapshot.get("active", [])
-        return [a for a in active if isinstance(a, dict)][:50]
+        active = self.pipeline.engine.snapshot().get("active", [])
+        return [Trouble.model_validate(a) for a in active if isinstance(a, dict)][:50]
 
     async def _status_loop(self) -> None:
         while True:
@@ -543,12 +551,13 @@ class Gateway:
                 self.log.exception("status_summary_failed")
 
 
-def _driver_extra(driver: Driver) -> dict[str, Any]:
+def _driver_extra(driver: Driver) -> dict[str, Any] | None:
+    """What the driver reports of itself, if it does; a failing report is no reason to fail."""
     status = getattr(driver, "status", None)
     if callable(status):
         try:
             extra = status()
-            return {"driver_status": extra} if isinstance(extra, dict) else {}
+            return extra if isinstance(extra, dict) else None
         except Exception:
-            return {}
-    return {}
+            return None
+    return None

@@ -27,6 +27,7 @@ from buffer.store import EventDraft
 from contract.wire import Event, EventKind, Lane, RawFrame, Reading
 from drivers.base import FrameParser, LocalCommand
 from gatewayd.devicestate import DeviceStates
+from gatewayd.status import PipelineStatus
 from rules import LocalAction, RuleEngine
 from rules.decider import Decided, Decider, draft_of
 
@@ -297,14 +298,14 @@ class Pipeline:
             )
 
 
-def describe_status(pipeline: Pipeline) -> dict[str, Any]:
+def describe_status(pipeline: Pipeline) -> PipelineStatus:
     s = pipeline.stats
-    return {
-        "frames": s.frames,
-        "readings": pipeline.decider.readings,
-        "events": s.events,
-        "alarms": s.alarms,
-        "backlog": pipeline.backlog,
-        "engine_errors": pipeline.decider.engine_errors,
-        "mode": pipeline.mode,
-    }
+    return PipelineStatus(
+        frames=s.frames,
+        readings=pipeline.decider.readings,
+        events=s.events,
+        alarms=s.alarms,
+        backlog=pipeline.backlog,
+        engine_errors=pipeline.decider.engine_errors,
+        mode=pipeline.mode,
+    )
