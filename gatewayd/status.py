@@ -84,12 +84,13 @@ Time = Annotated[datetime, BeforeValidator(_no_number), AfterValidator(_utc)]
 
 
 def _objects_only(value: Any, info: ValidationInfo) -> Any:
-    """Drop the entries of a list that are not objects, naming them, and keep the rest."""
-    if not isinstance(value, list):
-        return value
-    kept = [item for item in value if isinstance(item, dict)]
+    """For a reader: drop the entries of a list that are not objects, naming them, and keep
+    the rest. (The daemon's own entries are models, and a wrong one raises.)"""
     problems = _problems(info)
-    if problems is not None and len(kept) != len(value):
+    if problems is None or not isinstance(value, list):
+        return value
+    kept = [item for item in value if isinstance(item, dict | BaseModel)]
+    if len(kept) != len(value):
         _note(problems, f"{info.field_name}: {len(value) - len(kept)} entries are not objects")
     return kept
 

@@ -93,22 +93,35 @@ drivers = st.builds(
 
 @settings(max_examples=100, deadline=None)
 @given(
-    st.builds(
-        GatewayStatus,
-        gateway_id=names,
-        mode=st.sampled_from(["normal", "away", "test", "starting"]),
-        uptime_s=finite,
-        drivers=st.lists(drivers, max_size=3),
-        devices=st.lists(devices, max_size=4),
-        buffer=st.builds(
-            BufferStatus,
-            depth=st.builds(BufferDepth, alarm=st.integers(0, 99), telemetry=st.integers(0, 99)),
-            oldest_unsent_age_s=st.none() | finite,
-        ),
-        forwarder=st.builds(ForwarderStatus, reachable=st.none() | st.booleans()),
-    )
+    drivers=st.lists(drivers, max_size=3),
+    devices=st.lists(devices, max_size=4),
+    mode=st.sampled_from(["normal", "away", "test", "starting"]),
+    uptime=finite,
+    buffer=st.builds(
+        BufferStatus,
+        depth=st.builds(BufferDepth, alarm=st.integers(0, 99), telemetry=st.integers(0, 99)),
+        oldest_unsent_age_s=st.none() | finite,
+    ),
+    forwarder=st.builds(ForwarderStatus, reachable=st.none() | st.booleans()),
 )
-def test_what_the_daemon_sends_is_read_back_whole(status: GatewayStatus) -> None:
+def test_what_the_daemon_sends_is_read_back_whole(
+    drivers: list[DriverStatus],
+    devices: list[DeviceStatus],
+    mode: str,
+    uptime: float,
+    buffer: BufferStatus,
+    forwarder: ForwarderStatus,
+) -> None:
+    status = GatewayStatus(
+        gateway_id="gw-1",
+        mode=mode,
+        uptime_s=uptime,
+        drivers=drivers,
+        devices=devices,
+        buffer=buffer,
+        forwarder=forwarder,
+    )
+    assert (len(status.drivers), len(status.devices)) == (len(drivers), len(devices))
     wire = json.loads(json.dumps(status.to_json()))
     parsed = parse_status(wire)
     assert parsed.problems == []
