@@ -23,7 +23,7 @@ from buffer.aio import AsyncEventBuffer
 from buffer.store import EventBuffer
 from contract import __version__
 from contract.home import ConfigError, HomeConfig, load_config
-from contract.wire import DriverHealth, Event, Heartbeat, Lane, RawFrame
+from contract.wire import DriverHealth, Event, Heartbeat, Lane, RawFrame, Reading
 from drivers import registry
 from drivers.base import Driver, DriverConfigError, DriverError, LocalCommand
 from forwarder.client import Credential, CredentialError, DispatchClient
@@ -245,7 +245,7 @@ class Gateway:
             tick_interval=self._tick_interval,
             stall_after=cfg.gateway.stall_after_s,
         )
-        self.pipeline.add_listener(self._on_event)
+        self.pipeline.add_caused_listener(self._on_event)
         self._spawn(self.pipeline.run(), "pipeline")
         for driver_id, driver in drivers.items():
             runner = DriverRunner(driver, self.pipeline.submit)
@@ -486,8 +486,14 @@ class Gateway:
     def healthy(self) -> bool:
         return self.pipeline is not None and self.pipeline.healthy()
 
-    def _on_event(self, event: Event) -> None:
-        self.hub.publish(event.model_dump(mode="json"))
+    def _on_event(self, event: Event, reading: Reading | None) -> None:
+        if not self.hub.watchers:
+            return  # telemetry flows at thousands a second; nobody to tell
+        item = event.model_dump(mode="json")
+        if reading is not None:
+            # The walk test shows the signal and battery a device reported with its event.
+            item["reading"] = reading.model_dump(mode="json")
+        self.hub.publish(item)
 
     def watch(self) -> AsyncIterator[dict[str, Any]]:
         return self.hub.subscribe()

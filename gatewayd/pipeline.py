@@ -48,6 +48,8 @@ class TraceSink(Protocol):
 
 
 EventListener = Callable[[Event], None]
+#: An event and the reading that caused it (None for one of a timer, a mode change, an ack).
+CausedEventListener = Callable[[Event, Reading | None], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +102,7 @@ class Pipeline:
         self._max_batch = max_batch
         self._tick_interval = tick_interval
         self.stall_after = stall_after
-        self._listeners: list[EventListener] = []
+        self._listeners: list[CausedEventListener] = []
         self.mode: Mode = "normal"
         self.stats = PipelineStats()
         # event id -> condition, for end-to-end acknowledgements of alarms (bounded).
@@ -129,6 +131,10 @@ class Pipeline:
 
     def add_listener(self, listener: EventListener) -> Callable[[], None]:
         """Call ``listener`` with every event once it is durable; returns a remover."""
+        return self.add_caused_listener(lambda event, _reading: listener(event))
+
+    def add_caused_listener(self, listener: CausedEventListener) -> Callable[[], None]:
+        """Like :meth:`add_listener`, with the reading behind each event as well."""
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
 
@@ -282,7 +288,7 @@ class Pipeline:
             )
         for listener in list(self._listeners):
             try:
-                listener(event)
+                listener(event, reading)
             except Exception:
                 log.exception("event_listener_failed")
 

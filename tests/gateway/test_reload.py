@@ -16,27 +16,9 @@ from contract.home import load_config
 from gatewayd.control import ControlClient
 from gatewayd.status import GatewayStatus, parse_status
 from tests.fixtures.broker import Broker
-from tests.fixtures.gateway import GatewayProcess
+from tests.fixtures.gateway import GatewayProcess, zigbee_home
 
 pytestmark = [pytest.mark.slow, pytest.mark.broker]
-
-
-def zigbee_home(broker: Broker, base_topic: str) -> dict[str, str]:
-    return {
-        "drivers": f"""[[drivers]]
-id = "zigbee"
-type = "zigbee2mqtt"
-url = "{broker.url}"
-base_topic = "{base_topic}"
-""",
-        "devices": """[[devices]]
-id = "smoke-kitchen"
-driver = "zigbee"
-address = "kitchen_smoke"
-role = "smoke"
-room = "kitchen"
-""",
-    }
 
 
 async def until(predicate: Callable[[], Any], within: float = 15.0, what: str = "") -> Any:
@@ -94,7 +76,7 @@ async def publish(broker: Broker, topic: str, message: dict[str, Any]) -> None:
 async def test_a_burst_of_sighups_leaves_one_transport_per_driver(
     gateway_factory: Callable[..., GatewayProcess], mqtt_broker: Broker, base_topic: str
 ) -> None:
-    gw = gateway_factory(**zigbee_home(mqtt_broker, base_topic))
+    gw = gateway_factory(**zigbee_home(mqtt_broker.url, base_topic))
     gw.start()
     await until(lambda: gw.logged("gateway_ready"), 30, "gateway ready")
     watched = Watched(gw)
