@@ -507,7 +507,7 @@ class Gateway:
         if expiry is not None and expiry is not asyncio.current_task():
             expiry.cancel()
         self._test_mode_expiry = None
-        if mode == "test":
+        if mode == "test" and not self._stop.is_set():
             # A walk test killed mid-way must not leave the home without alarms for good.
             self._test_mode_expiry = self._spawn(self._end_test_mode(), "test_mode_expiry")
 
