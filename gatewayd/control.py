@@ -46,6 +46,8 @@ from typing import Any, Final, Protocol
 
 import structlog
 
+from gatewayd.status import GatewayStatus
+
 __all__ = [
     "MAX_LINE_BYTES",
     "MODES",
@@ -100,8 +102,9 @@ class WatcherDropped(ControlError):
 class DaemonControl(Protocol):
     """What the daemon offers the control socket."""
 
-    def status(self) -> dict[str, Any]:
-        """A JSON-able snapshot of the gateway's health (see docs/operations.md)."""
+    def status(self) -> GatewayStatus | dict[str, Any]:
+        """A snapshot of the gateway's health (see docs/operations.md); the server sends a
+        :class:`GatewayStatus` as :meth:`GatewayStatus.to_json`, a dict (tests) as it is."""
         ...
 
     async def set_mode(self, mode: str) -> None:
@@ -348,6 +351,8 @@ class ControlServer:
     async def _status(self) -> dict[str, Any]:
         try:
             snapshot = self._control.status()
+            if isinstance(snapshot, GatewayStatus):
+                snapshot = snapshot.to_json()
             json.dumps(snapshot, default=str)
         except Exception as exc:
             log.exception("control_status_failed")

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Coroutine, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,15 +22,23 @@ from buffer.aio import AsyncEventBuffer
 from buffer.store import EventBuffer
 from contract import __version__
 from contract.home import ConfigError, HomeConfig, load_config
-from contract.wire import Event, Heartbeat, Lane
+from contract.wire import Event, Heartbeat, Lane, Reading
 from drivers import registry
 from drivers.base import Driver, DriverConfigError, LocalCommand
 from forwarder.client import Credential, CredentialError, DispatchClient
 from forwarder.delivery import Forwarder, HeartbeatSender
-from gatewayd.commands.status import one_line_summary
 from gatewayd.control import ControlServer, WatchHub
 from gatewayd.devicestate import DeviceStates
 from gatewayd.pipeline import Pipeline, TraceSink, describe_status
+from gatewayd.status import (
+    BufferDepth,
+    BufferStatus,
+    DriverStatus,
+    ForwarderStatus,
+    GatewayStatus,
+    Trouble,
+    one_line_summary,
+)
 from gatewayd.supervisor import DriverRunner
 from replay.recorder import Recorder
 from rules import RuleConfigError, RuleEngine, load_rules
@@ -93,12 +101,18 @@ class Gateway:
         self.recorder: TraceSink | None = recorder
         self._tick_interval = tick_interval
         self.started_mono = time.monotonic()
+        self.test_mode_limit_s = TEST_MODE_LIMIT_S
         self.log = log.bind(gateway=config.gateway.id)
         self._stop = asyncio.Event()
         self._ready = asyncio.Event()
-        self._tasks: list[asyncio.Task[Any]] = []
+        #: Every task the gateway started, until it ends: none is left to run unobserved.
+        self._tasks: set[asyncio.Task[Any]] = set()
+        #: One reload at a time: a second one clearing the runners while the first starts new
+        #: ones would leave a transport running that nobody stops.
+        self._reload_lock = asyncio.Lock()
+        self._reload_waiting = False
         self.hub = WatchHub()
-        self._test_mode_timer: asyncio.TimerHandle | None = None
+        self._test_mode_expiry: asyncio.Task[None] | None = None
         self.buffer: AsyncEventBuffer | None = None
         self.pipeline: Pipeline | None = None
         self.runners: dict[str, DriverRunner] = {}
@@ -120,7 +134,7 @@ class Gateway:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signal.SIGTERM, self.request_stop)
             loop.add_signal_handler(signal.SIGINT, self.request_stop)
-            loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+            loop.add_signal_handler(signal.SIGHUP, self.request_reload)
         try:
             await self._start()
             sdnotify.ready(
@@ -165,7 +179,7 @@ class Gateway:
             tick_interval=self._tick_interval,
             stall_after=cfg.gateway.stall_after_s,
         )
-        self.pipeline.add_listener(self._on_event)
+        self.pipeline.add_caused_listener(self._on_event)
         self._spawn(self.pipeline.run(), "pipeline")
         for driver_id, driver in drivers.items():
             runner = DriverRunner(driver, self.pipeline.submit)
@@ -253,12 +267,14 @@ class Gateway:
                 "control_socket_failed", path=str(self.config.status_socket), error=str(exc)
             )
 
-    def _spawn(self, coro: Any, name: str) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
         task.add_done_callback(self._task_done)
-        self._tasks.append(task)
+        return task
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
         if task.cancelled():
             return
         exc = task.exception()
@@ -270,73 +286,100 @@ class Gateway:
                 self.request_stop()
 
     async def _shutdown(self) -> None:
+        """Stop in the reverse order of the start. Each step is on its own, so one that fails
+        is logged and the next still runs; the buffer is closed whatever happened before."""
         deadline = time.monotonic() + STOP_TIMEOUT_S
-        for runner in self.runners.values():
-            await runner.stop()
-        if self.pipeline is not None:
-            try:
-                await asyncio.wait_for(self.pipeline.drain(), max(0.5, deadline - time.monotonic()))
-            except Exception as exc:
-                self.log.error("drain_failed", error=repr(exc))
-        if self.recorder is not None and self._recorder_given is None:
-            close = getattr(self.recorder, "close", None)
-            if callable(close):
-                await asyncio.to_thread(close)
-        if self.heartbeats is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(
-                    self.heartbeats.send_now(), max(0.2, min(2.0, deadline - time.monotonic()))
+        try:
+            # A reload or test-mode expiry finishing now would start what is being stopped.
+            await _cancel_all(
+                t for t in self._tasks if t.get_name() in ("reload", "test_mode_expiry")
+            )
+            await self._stopping("drivers", _stop_all(self.runners.values()))
+            if self.pipeline is not None:
+                budget = max(0.5, deadline - time.monotonic())
+                await self._stopping("drain", asyncio.wait_for(self.pipeline.drain(), budget))
+            if self.recorder is not None and self._recorder_given is None:
+                close = getattr(self.recorder, "close", None)
+                if callable(close):
+                    await self._stopping("recorder", asyncio.to_thread(close))
+            if self.heartbeats is not None:
+                budget = max(0.2, min(2.0, deadline - time.monotonic()))
+                await self._stopping(
+                    "last_heartbeat", asyncio.wait_for(self.heartbeats.send_now(), budget)
                 )
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self.hub.close()
-        control = getattr(self, "control", None)
-        if control is not None:
-            with contextlib.suppress(Exception):
-                await control.aclose()
-        if self.client is not None:
-            with contextlib.suppress(Exception):
-                await self.client.aclose()
-        if self.buffer is not None:
-            await self.buffer.aclose()
-        self.log.info("gateway_stopped")
+            await _cancel_all(self._tasks)
+            self.hub.close()
+            control = getattr(self, "control", None)
+            if control is not None:
+                await self._stopping("control_socket", control.aclose())
+            if self.client is not None:
+                await self._stopping("dispatch_client", self.client.aclose())
+        finally:
+            if self.buffer is not None:
+                await self.buffer.aclose()
+            self.log.info("gateway_stopped")
+
+    async def _stopping(self, step: str, awaitable: Awaitable[Any]) -> None:
+        try:
+            await awaitable
+        except Exception as exc:
+            self.log.error("shutdown_step_failed", step=step, error=repr(exc))
+
+    def request_reload(self) -> None:
+        """SIGHUP: reload once no other reload runs. Signals while one waits are taken into
+        that one, which reads the config when its turn comes, so it sees every edit before."""
+        if self._stop.is_set() or self._reload_waiting:
+            return
+        self._reload_waiting = True
+        self._spawn(self._reload_in_turn(), "reload")
+
+    async def _reload_in_turn(self) -> None:
+        await self._ready.wait()  # a SIGHUP during the start reloads once it is done
+        async with self._reload_lock:
+            self._reload_waiting = False
+            await self._reload()
 
     async def reload(self) -> bool:
         """Re-read the config; keep the running one if the new one is bad, and say why."""
+        async with self._reload_lock:
+            return await self._reload()
+
+    async def _reload(self) -> bool:
         if self.config_path is None:
             return False
         sdnotify.reloading()
+        source = str(self.config_path)
         try:
             new = load_config(self.config_path)
-            validate(new, self.config_path.read_text(encoding="utf-8"), str(self.config_path))
-        except (ConfigError, GatewayError, OSError) as exc:
-            self.log.error("reload_refused", path=str(self.config_path), problems=str(exc))
+            validate(new, self.config_path.read_text(encoding="utf-8"), source)
+            # Everything is built before anything running is touched: a failure here leaves
+            # the home on its running drivers, never on none.
+            drivers = build_drivers(new)
+            rules = load_rules(new.rules, source=source)
+        except (ConfigError, GatewayError, RuleConfigError, OSError) as exc:
+            self.log.error("reload_refused", path=source, problems=str(exc))
             sdnotify.status(f"reload refused, running on the previous config: {str(exc)[:200]}")
             sdnotify.notify(READY="1")
             return False
         assert self.pipeline is not None
         assert self.buffer is not None
-        old_ids = set(self.runners)
-        for runner in self.runners.values():
-            await runner.stop()
-        self.runners.clear()
-        drivers = build_drivers(new)
-        rules = load_rules(new.rules, source=str(self.config_path))
         engine = RuleEngine(rules, new.devices, timezone=new.gateway.timezone)
         engine.seed_active(self.buffer.buffer.active_conditions())
-        self.devices = DeviceStates(new.devices)
-        self.pipeline.decider = Decider(
-            engine, {driver_id: d.create_parser() for driver_id, d in drivers.items()}, self.devices
+        devices = DeviceStates(new.devices)
+        decider = Decider(
+            engine, {driver_id: d.create_parser() for driver_id, d in drivers.items()}, devices
         )
+        previous = sorted(self.runners)
+        await _stop_all(self.runners.values())
+        self.runners = {}
+        self.devices = devices
+        self.pipeline.decider = decider
         self.config = new
         for driver_id, driver in drivers.items():
             runner = DriverRunner(driver, self.pipeline.submit)
             self.runners[driver_id] = runner
             runner.start()
-        self.log.info("reloaded", drivers=sorted(self.runners), previous=sorted(old_ids))
+        self.log.info("reloaded", drivers=sorted(self.runners), previous=previous)
         sdnotify.notify(READY="1", STATUS="running (reloaded)")
         return True
 
@@ -377,8 +420,14 @@ class Gateway:
     def healthy(self) -> bool:
         return self.pipeline is not None and self.pipeline.healthy()
 
-    def _on_event(self, event: Event) -> None:
-        self.hub.publish(event.model_dump(mode="json"))
+    def _on_event(self, event: Event, reading: Reading | None) -> None:
+        if not self.hub.watchers:
+            return  # telemetry flows at thousands a second; nobody to tell
+        item = event.model_dump(mode="json")
+        if reading is not None:
+            # The walk test shows the signal and battery a device reported with its event.
+            item["reading"] = reading.model_dump(mode="json")
+        self.hub.publish(item)
 
     def watch(self) -> AsyncIterator[dict[str, Any]]:
         return self.hub.subscribe()
@@ -388,18 +437,18 @@ class Gateway:
             raise ValueError("the gateway is still starting")
         await self.pipeline.set_mode(mode)
         self.log.info("mode_changed", mode=mode)
-        if self._test_mode_timer is not None:
-            self._test_mode_timer.cancel()
-            self._test_mode_timer = None
-        if mode == "test":
+        expiry = self._test_mode_expiry
+        if expiry is not None and expiry is not asyncio.current_task():
+            expiry.cancel()
+        self._test_mode_expiry = None
+        if mode == "test" and not self._stop.is_set():
             # A walk test killed mid-way must not leave the home without alarms for good.
-            self._test_mode_timer = asyncio.get_running_loop().call_later(
-                TEST_MODE_LIMIT_S, lambda: asyncio.ensure_future(self._end_test_mode())
-            )
+            self._test_mode_expiry = self._spawn(self._end_test_mode(), "test_mode_expiry")
 
     async def _end_test_mode(self) -> None:
+        await asyncio.sleep(self.test_mode_limit_s)
         if self.pipeline is not None and self.pipeline.mode == "test":
-            self.log.warning("test_mode_expired", after_s=TEST_MODE_LIMIT_S)
+            self.log.warning("test_mode_expired", after_s=self.test_mode_limit_s)
             await self.set_mode("normal")
 
     def make_heartbeat(self) -> Heartbeat:
@@ -418,65 +467,55 @@ class Gateway:
             devices=[d.health() for d in self.devices.all()[:512]],
         )
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> GatewayStatus:
         now = datetime.now(UTC)
         stats = self.buffer.stats(now) if self.buffer else None
-        fwd = self.forwarder
-        return {
-            "gateway_id": self.config.gateway.id,
-            "household": self.config.gateway.household,
-            "version": __version__,
-            "uptime_s": round(time.monotonic() - self.started_mono, 1),
-            "mode": self.pipeline.mode if self.pipeline else "starting",
-            "healthy": self.healthy(),
-            "drivers": [
-                {
-                    "id": r.driver.id,
-                    "type": r.driver.type_name,
-                    "state": r.state,
-                    "detail": r.detail,
-                    "restarts": r.restarts,
-                    **_driver_extra(r.driver),
-                }
-                for r in self.runners.values()
-            ],
-            "devices": [d.as_dict() for d in self.devices.all()],
-            "buffer": {
-                "depth": {lane.value: (stats.depth.get(lane, 0) if stats else 0) for lane in Lane},
-                "oldest_unsent_age_s": stats.oldest_unsent_age_s if stats else None,
-                "evicted_total": stats.evicted_total if stats else 0,
-                "size_bytes": stats.size_bytes if stats else 0,
-            },
-            "forwarder": (
-                {
-                    "enrolled": True,
-                    "last_success_at": fwd.status.last_success_at.isoformat()
-                    if fwd.status.last_success_at
-                    else None,
-                    "reachable": fwd.status.reachable,
-                    "consecutive_failures": fwd.status.consecutive_failures,
-                    "last_error": fwd.status.last_error,
-                    "sent_total": fwd.status.sent_total,
-                }
-                if fwd
-                else {
-                    "enrolled": False,
-                    "reachable": None,
-                    "last_success_at": None,
-                    "consecutive_failures": 0,
-                    "last_error": "not enrolled",
-                }
+        return GatewayStatus(
+            gateway_id=self.config.gateway.id,
+            household=self.config.gateway.household,
+            version=__version__,
+            uptime_s=round(time.monotonic() - self.started_mono, 1),
+            mode=self.pipeline.mode if self.pipeline else "starting",
+            healthy=self.healthy(),
+            drivers=[_runner_status(r) for r in self.runners.values()],
+            devices=[d.status() for d in self.devices.all()],
+            buffer=BufferStatus(
+                depth=BufferDepth(**{lane.value: stats.depth.get(lane, 0) for lane in Lane})
+                if stats
+                else BufferDepth(),
+                oldest_unsent_age_s=stats.oldest_unsent_age_s if stats else None,
+                evicted_total=stats.evicted_total if stats else 0,
+                size_bytes=stats.size_bytes if stats else 0,
             ),
-            "troubles": self._open_troubles(),
-            "pipeline": describe_status(self.pipeline) if self.pipeline else {},
-        }
+            forwarder=self._forwarder_status(),
+            troubles=self._open_troubles(),
+            pipeline=describe_status(self.pipeline) if self.pipeline else None,
+        )
 
-    def _open_troubles(self) -> list[dict[str, Any]]:
+    def _forwarder_status(self) -> ForwarderStatus:
+        if self.forwarder is None:
+            return ForwarderStatus(
+                enrolled=False,
+                reachable=None,
+                last_success_at=None,
+                consecutive_failures=0,
+                last_error="not enrolled",
+            )
+        status = self.forwarder.status
+        return ForwarderStatus(
+            enrolled=True,
+            last_success_at=status.last_success_at,
+            reachable=status.reachable,
+            consecutive_failures=status.consecutive_failures,
+            last_error=status.last_error,
+            sent_total=status.sent_total,
+        )
+
+    def _open_troubles(self) -> list[Trouble]:
         if self.pipeline is None:
             return []
-        snapshot = self.pipeline.engine.snapshot()
-        active = snapshot.get("active", [])
-        return [a for a in active if isinstance(a, dict)][:50]
+        active = self.pipeline.engine.snapshot().get("active", [])
+        return [Trouble.model_validate(a) for a in active if isinstance(a, dict)][:50]
 
     async def _status_loop(self) -> None:
         while True:
@@ -487,12 +526,39 @@ class Gateway:
                 self.log.exception("status_summary_failed")
 
 
-def _driver_extra(driver: Driver) -> dict[str, Any]:
+def _runner_status(runner: DriverRunner) -> DriverStatus:
+    return DriverStatus(
+        id=runner.driver.id,
+        type=runner.driver.type_name,
+        state=runner.state,
+        detail=runner.detail,
+        restarts=runner.restarts,
+        driver_status=_driver_extra(runner.driver),
+    )
+
+
+def _driver_extra(driver: Driver) -> dict[str, Any] | None:
+    """What the driver reports of itself, if it does; a failing report is no reason to fail."""
     status = getattr(driver, "status", None)
     if callable(status):
         try:
             extra = status()
-            return {"driver_status": extra} if isinstance(extra, dict) else {}
+            return extra if isinstance(extra, dict) else None
         except Exception:
-            return {}
-    return {}
+            return None
+    return None
+
+
+async def _stop_all(runners: Iterable[DriverRunner]) -> None:
+    """Stop drivers side by side: a stop takes as long as the slowest, not the sum."""
+    async with asyncio.TaskGroup() as group:
+        for runner in list(runners):
+            group.create_task(runner.stop(), name=f"stop:{runner.driver.id}")
+
+
+async def _cancel_all(tasks: Iterable[asyncio.Task[Any]]) -> None:
+    """Cancel tasks and wait until they are done; their failures were logged as they ended."""
+    pending = list(tasks)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)

@@ -6,10 +6,10 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from contract.wire import DeviceHealth, Reading
 from drivers.base import DeviceSpec
+from gatewayd.status import DeviceStatus
 
 __all__ = ["DeviceState", "DeviceStates"]
 
@@ -30,18 +30,18 @@ class DeviceState:
     signal: float | None = None
     online: bool = True
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "driver": self.driver,
-            "role": self.role,
-            "room": self.room,
-            "known": self.known,
-            "last_seen": self.last_seen.isoformat() if self.last_seen else None,
-            "battery": self.battery,
-            "signal": self.signal,
-            "online": self.online,
-        }
+    def status(self) -> DeviceStatus:
+        return DeviceStatus(
+            id=self.id,
+            driver=self.driver,
+            role=self.role,
+            room=self.room,
+            known=self.known,
+            last_seen=self.last_seen,
+            battery=self.battery,
+            signal=self.signal,
+            online=self.online,
+        )
 
     def health(self) -> DeviceHealth:
         return DeviceHealth(

@@ -27,6 +27,7 @@ from buffer.store import EventDraft
 from contract.wire import Event, EventKind, Lane, RawFrame, Reading
 from drivers.base import FrameParser, LocalCommand
 from gatewayd.devicestate import DeviceStates
+from gatewayd.status import PipelineStatus
 from rules import LocalAction, RuleEngine
 from rules.decider import Decided, Decider, draft_of
 from runtime.backoff import NO_JITTER, Backoff
@@ -48,6 +49,8 @@ class TraceSink(Protocol):
 
 
 EventListener = Callable[[Event], None]
+#: An event and the reading that caused it (None for one of a timer, a mode change, an ack).
+CausedEventListener = Callable[[Event, Reading | None], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +103,7 @@ class Pipeline:
         self._max_batch = max_batch
         self._tick_interval = tick_interval
         self.stall_after = stall_after
-        self._listeners: list[EventListener] = []
+        self._listeners: list[CausedEventListener] = []
         self.mode: Mode = "normal"
         self.stats = PipelineStats()
         # event id -> condition, for end-to-end acknowledgements of alarms (bounded).
@@ -129,6 +132,10 @@ class Pipeline:
 
     def add_listener(self, listener: EventListener) -> Callable[[], None]:
         """Call ``listener`` with every event once it is durable; returns a remover."""
+        return self.add_caused_listener(lambda event, _reading: listener(event))
+
+    def add_caused_listener(self, listener: CausedEventListener) -> Callable[[], None]:
+        """Like :meth:`add_listener`, with the reading behind each event as well."""
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
 
@@ -282,7 +289,7 @@ class Pipeline:
             )
         for listener in list(self._listeners):
             try:
-                listener(event)
+                listener(event, reading)
             except Exception:
                 log.exception("event_listener_failed")
 
@@ -298,14 +305,14 @@ class Pipeline:
             )
 
 
-def describe_status(pipeline: Pipeline) -> dict[str, Any]:
+def describe_status(pipeline: Pipeline) -> PipelineStatus:
     s = pipeline.stats
-    return {
-        "frames": s.frames,
-        "readings": pipeline.decider.readings,
-        "events": s.events,
-        "alarms": s.alarms,
-        "backlog": pipeline.backlog,
-        "engine_errors": pipeline.decider.engine_errors,
-        "mode": pipeline.mode,
-    }
+    return PipelineStatus(
+        frames=s.frames,
+        readings=pipeline.decider.readings,
+        events=s.events,
+        alarms=s.alarms,
+        backlog=pipeline.backlog,
+        engine_errors=pipeline.decider.engine_errors,
+        mode=pipeline.mode,
+    )

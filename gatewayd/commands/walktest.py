@@ -46,12 +46,15 @@ from gatewayd.commands.daemon_options import (
 )
 from gatewayd.commands.status import format_age
 from gatewayd.control import ControlClient, ControlError, ControlUnavailable
+from gatewayd.status import parse_status
 
 __all__ = ["DeviceResult", "WalkTest", "walk_test"]
 
 #: Roles that are outputs: nothing to trigger, so not walked unless asked for by name.
 OUTPUT_ROLES = frozenset({"siren"})
 _SIGNAL_KEYS = ("signal", "linkquality", "rssi")
+#: How long a passed device's line waits for the readings that came with it.
+ANNOUNCE_AFTER_S = 0.3
 
 
 @dataclass
@@ -61,7 +64,7 @@ class DeviceResult:
     via: str = ""
     signal: float | None = None
     battery: float | None = None
-    last_seen: str | None = None
+    last_seen: datetime | None = None
     spinner: Spinner = field(default_factory=lambda: Spinner("dots", style="yellow"))
 
     @property
@@ -163,7 +166,7 @@ class WalkTest:
                 loop.add_signal_handler(sig, interrupted.set)
                 handled.append(sig)
         try:
-            before = (await self.client.status()).get("mode")
+            before = parse_status(await self.client.status()).status.mode
             restore = before if before in ("normal", "away") else "normal"
             async with self.client.subscribe() as events:
                 try:
@@ -194,6 +197,10 @@ class WalkTest:
 
         reader = asyncio.create_task(read())
         interrupt = asyncio.create_task(interrupted.wait())
+        # Passed, not yet announced: a device's battery and signal readings come as events of
+        # their own right after the one that passed it, so the line waits for them a moment.
+        passed: list[DeviceResult] = []
+        announce_at = 0.0
         try:
             with Live(
                 get_renderable=self._screen,
@@ -201,30 +208,35 @@ class WalkTest:
                 transient=True,
                 refresh_per_second=8,
             ):
-                while not self.all_passed:
-                    remaining = self.timeout - (self.clock() - self.started)
+                while True:
+                    now = self.clock()
+                    if passed and now >= announce_at:
+                        self._announce_all(passed)
+                    remaining = self.timeout - (now - self.started)
+                    if self.all_passed and not passed:
+                        self.ended_by = "all passed"
+                        return
                     if remaining <= 0:
                         self.ended_by = "timeout"
                         return
                     getter = asyncio.create_task(queue.get())
                     done, _ = await asyncio.wait(
                         {getter, interrupt},
-                        timeout=remaining,
+                        timeout=min(remaining, announce_at - now) if passed else remaining,
                         return_when=asyncio.FIRST_COMPLETED,
                     )
                     if getter in done:
-                        if (passed := self.handle(getter.result())) is not None:
-                            self._announce(passed)
+                        if (result := self.handle(getter.result())) is not None:
+                            if not passed:
+                                announce_at = self.clock() + ANNOUNCE_AFTER_S
+                            passed.append(result)
                         continue
                     getter.cancel()
                     if interrupt in done:
-                        if lost:
-                            self.ended_by = f"lost gatewayd: {lost[0]}"
-                        else:
-                            self.ended_by = "interrupted"
+                        self.ended_by = f"lost gatewayd: {lost[0]}" if lost else "interrupted"
                         return
-                self.ended_by = "all passed"
         finally:
+            self._announce_all(passed)
             reader.cancel()
             interrupt.cancel()
             await asyncio.gather(reader, interrupt, return_exceptions=True)
@@ -242,20 +254,21 @@ class WalkTest:
     async def _fill_from_status(self) -> None:
         """Signal and battery the daemon knows for devices whose events did not carry them."""
         with contextlib.suppress(ControlError):
-            status = await self.client.status()
-            devices = status.get("devices")
-            for device in devices if isinstance(devices, list) else []:
-                if not isinstance(device, dict):
-                    continue
-                result = self.results.get(device.get("id"))  # type: ignore[arg-type]
+            status = parse_status(await self.client.status()).status
+            for device in status.devices:
+                result = self.results.get(device.id or "")
                 if result is None:
                     continue
                 if result.signal is None:
-                    result.signal = _number(device.get("signal"))
+                    result.signal = device.signal
                 if result.battery is None:
-                    result.battery = _number(device.get("battery"))
-                last_seen = device.get("last_seen")
-                result.last_seen = last_seen if isinstance(last_seen, str) else None
+                    result.battery = device.battery
+                result.last_seen = device.last_seen
+
+    def _announce_all(self, passed: list[DeviceResult]) -> None:
+        for result in passed:
+            self._announce(result)
+        passed.clear()
 
     def _announce(self, result: DeviceResult) -> None:
         spec = result.device

@@ -15,6 +15,15 @@ from rich.console import Console
 
 from gatewayd.commands.status import metrics_text, render_status
 from gatewayd.control import _OPS, _parse_request
+from gatewayd.status import (
+    BufferDepth,
+    BufferStatus,
+    DeviceStatus,
+    DriverStatus,
+    ForwarderStatus,
+    GatewayStatus,
+    parse_status,
+)
 from tests.ops.fakes import realistic_status
 
 json_values = st.recursive(
@@ -54,3 +63,66 @@ def test_status_rendering_never_fails(status: dict[str, Any]) -> None:
     console.print(render_status(status, now=datetime(2026, 11, 29, tzinfo=UTC)))
     families = {f.name for f in text_string_to_metric_families(metrics_text(status))}
     assert "gatewayd_up" in families
+
+
+finite = st.floats(allow_nan=False, allow_infinity=False)
+times = st.datetimes(timezones=st.just(UTC))
+names = st.text(max_size=12)
+devices = st.builds(
+    DeviceStatus,
+    id=names,
+    driver=names,
+    role=names,
+    room=names,
+    known=st.booleans(),
+    last_seen=st.none() | times,
+    battery=st.none() | finite,
+    signal=st.none() | finite,
+    online=st.booleans(),
+)
+drivers = st.builds(
+    DriverStatus,
+    id=names,
+    type=names,
+    state=st.sampled_from(["starting", "running", "failed", "stopped"]),
+    detail=names,
+    restarts=st.integers(0, 10**6),
+    driver_status=st.none() | st.dictionaries(names, st.none() | st.booleans() | names),
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    drivers=st.lists(drivers, max_size=3),
+    devices=st.lists(devices, max_size=4),
+    mode=st.sampled_from(["normal", "away", "test", "starting"]),
+    uptime=finite,
+    buffer=st.builds(
+        BufferStatus,
+        depth=st.builds(BufferDepth, alarm=st.integers(0, 99), telemetry=st.integers(0, 99)),
+        oldest_unsent_age_s=st.none() | finite,
+    ),
+    forwarder=st.builds(ForwarderStatus, reachable=st.none() | st.booleans()),
+)
+def test_what_the_daemon_sends_is_read_back_whole(
+    drivers: list[DriverStatus],
+    devices: list[DeviceStatus],
+    mode: str,
+    uptime: float,
+    buffer: BufferStatus,
+    forwarder: ForwarderStatus,
+) -> None:
+    status = GatewayStatus(
+        gateway_id="gw-1",
+        mode=mode,
+        uptime_s=uptime,
+        drivers=drivers,
+        devices=devices,
+        buffer=buffer,
+        forwarder=forwarder,
+    )
+    assert (len(status.drivers), len(status.devices)) == (len(drivers), len(devices))
+    wire = json.loads(json.dumps(status.to_json()))
+    parsed = parse_status(wire)
+    assert parsed.problems == []
+    assert parsed.status == status

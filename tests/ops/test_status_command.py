@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,8 +16,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 
 from gatewayd.cli import cli
-from gatewayd.commands.status import format_age, metrics_text, one_line_summary, render_status
+from gatewayd.commands.status import format_age, metrics_text, render_status
 from gatewayd.control import ControlServer
+from gatewayd.status import one_line_summary
 from tests.ops.fakes import FakeDaemon, realistic_status
 
 NOW = datetime(2026, 11, 29, 8, 30, tzinfo=UTC)
@@ -237,3 +239,40 @@ def test_one_line_summary_for_systemd() -> None:
     assert one_line_summary({}) == (
         "mode ?, drivers 0/0 up, devices 0/0 online, unsent 0 alarm 0 total, dispatch down"
     )
+
+
+async def test_a_value_it_cannot_read_is_named_and_the_rest_is_shown(
+    served: tuple[FakeDaemon, Path],
+) -> None:
+    daemon, path = served
+    daemon.snapshot["devices"][1]["battery"] = "low"
+    daemon.snapshot["buffer"]["depth"]["alarm"] = -1
+    result = await invoke("status", "--socket", str(path))
+    assert result.exit_code == 0, result.output
+    assert (
+        "warning: status from gatewayd: devices.battery: Input should be a valid number "
+        "(got 'low'); shown as unknown"
+    ) in result.stderr
+    assert "buffer.depth.alarm: Input should be greater than or equal to 0" in result.stderr
+    smoke = next(line for line in result.stdout.splitlines() if line.startswith("│ kitchen_smoke"))
+    # The battery is unknown; the signal, which could be read, is shown.
+    assert re.search(r"│\s+—\s+│\s+45\s+│", smoke), smoke
+    result = await invoke("status", "--socket", str(path), "--json")
+    assert json.loads(result.stdout)["devices"][1]["battery"] is None
+
+
+async def test_an_older_daemon_without_newer_fields_still_renders(
+    served: tuple[FakeDaemon, Path],
+) -> None:
+    daemon, path = served
+    for key in ("household", "uptime_s", "troubles", "forwarder"):
+        del daemon.snapshot[key]
+    for device in daemon.snapshot["devices"]:
+        del device["signal"]
+    result = await invoke("status", "--socket", str(path))
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ""
+    assert "gateway gw-0042" in result.stdout
+    assert "No troubles." in result.stdout
+    result = await invoke("status", "--socket", str(path), "--json")
+    assert "troubles" not in json.loads(result.stdout)  # only what the daemon said
