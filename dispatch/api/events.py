@@ -3,14 +3,14 @@ open no incident. Listed under the incidents tag, as they have always been."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 from sqlalchemy import and_, or_, select
 
 from dispatch import schema
 from dispatch.api.deps import CurrentOperator, ServicesDep
-from dispatch.api.paging import Limit, Offset, fetch_page
+from dispatch.api.paging import Limit, Offset, equal_to, fetch_page
 from dispatch.models import Page, StoredEvent
 
 __all__ = ["router"]
@@ -33,13 +33,7 @@ async def list_events(
 ) -> Page[StoredEvent]:
     """Stored events, newest first: telemetry and installers' test events too."""
     e = schema.events
-    where: list[Any] = []
-    if household_id is not None:
-        where.append(e.c.household_id == household_id)
-    if gateway_id is not None:
-        where.append(e.c.gateway_id == gateway_id)
-    if kind is not None:
-        where.append(e.c.kind == kind)
+    where = equal_to(e, household_id=household_id, gateway_id=gateway_id, kind=kind)
     if test is True:
         where.append(or_(e.c.test.is_(True), e.c.kind == "test"))
     elif test is False:

@@ -5,14 +5,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 from sqlalchemy import select
 
 from dispatch import gateways, schema
 from dispatch.api.deps import Admin, CurrentOperator, ServicesDep
-from dispatch.api.paging import Limit, Offset, fetch_rows
+from dispatch.api.paging import Limit, Offset, equal_to, fetch_rows
 from dispatch.errors import NotFound
 from dispatch.models import GatewayOut
 from dispatch.tx import transaction
@@ -32,9 +32,7 @@ async def list_gateways(
     offset: Offset = 0,
 ) -> list[GatewayOut]:
     g = schema.gateways
-    where: list[Any] = []
-    if household_id is not None:
-        where.append(g.c.household_id == household_id)
+    where = equal_to(g, household_id=household_id)
     if online is not None:
         where.append(g.c.online.is_(online))
     async with services.db.read() as conn:

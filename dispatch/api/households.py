@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from contract.wire import new_event_id
 from dispatch import gateways, schema
 from dispatch.api.deps import CurrentOperator, ServicesDep, Supervisor
-from dispatch.api.paging import Limit, Offset, fetch_page
+from dispatch.api.paging import Limit, Offset, equal_to, fetch_page
 from dispatch.errors import BadRequest, Conflict, NotFound
 from dispatch.models import Household, HouseholdIn, Page
 from dispatch.tx import transaction
@@ -46,9 +46,7 @@ async def list_households(
     offset: Offset = 0,
 ) -> Page[Household]:
     h = schema.households
-    where: list[Any] = []
-    if community is not None:
-        where.append(h.c.community == community)
+    where = equal_to(h, community=community)
     if q:
         pattern = f"%{q.lower()}%"
         where.append(func.lower(h.c.name).like(pattern) | func.lower(h.c.address).like(pattern))

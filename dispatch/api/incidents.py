@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from dispatch import incidents, schema
 from dispatch.api.deps import CurrentOperator, Services, ServicesDep, Supervisor, actor_of
-from dispatch.api.paging import Limit, Offset, fetch_page, fetch_rows
+from dispatch.api.paging import Limit, Offset, equal_to, fetch_page, fetch_rows
 from dispatch.models import (
     AcknowledgeRequest,
     ActionResult,
@@ -57,15 +57,11 @@ async def list_incidents(
 ) -> Page[Incident]:
     """The queue: open incidents by priority, then age (oldest first)."""
     i = schema.incidents
-    where: list[Any] = []
+    where = equal_to(i, household_id=household_id, category=category)
     if state == "open":
         where.append(incidents.open_filter())
     elif state != "all":
         where.append(i.c.state == state)
-    if household_id is not None:
-        where.append(i.c.household_id == household_id)
-    if category is not None:
-        where.append(i.c.category == category)
     if mine:
         where.append(i.c.operator_id == operator.id)
     now = datetime.now(UTC)

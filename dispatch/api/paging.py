@@ -12,17 +12,22 @@ from collections.abc import Callable, Sequence
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Query
-from sqlalchemy import ColumnElement, FromClause, RowMapping, Select, func, select
+from sqlalchemy import ColumnElement, FromClause, RowMapping, Select, Table, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dispatch.models import Page
 
-__all__ = ["Limit", "Offset", "fetch_page", "fetch_rows"]
+__all__ = ["Limit", "Offset", "equal_to", "fetch_page", "fetch_rows"]
 
 Limit = Annotated[int, Query(ge=1, le=500)]
 Offset = Annotated[int, Query(ge=0, le=1_000_000)]
 
 T = TypeVar("T")
+
+
+def equal_to(table: Table, **values: object) -> list[ColumnElement[bool]]:
+    """The filters ``column == value`` for each query parameter that was given (not None)."""
+    return [table.c[name] == value for name, value in values.items() if value is not None]
 
 
 async def fetch_rows(

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from sqlalchemy import select
 
 from dispatch import schema
 from dispatch.api.deps import CurrentOperator, ServicesDep, Supervisor
-from dispatch.api.paging import Limit, Offset, fetch_page
+from dispatch.api.paging import Limit, Offset, equal_to, fetch_page
 from dispatch.errors import BadRequest
 from dispatch.models import AuditEntry, Page
 from dispatch.reports import ResponseTimesReport, response_times
@@ -32,13 +32,7 @@ async def audit(
 ) -> Page[AuditEntry]:
     """The append-only audit log, newest first."""
     a = schema.audit_log
-    where: list[Any] = []
-    if entity_type is not None:
-        where.append(a.c.entity_type == entity_type)
-    if entity_id is not None:
-        where.append(a.c.entity_id == entity_id)
-    if actor is not None:
-        where.append(a.c.actor == actor)
+    where = equal_to(a, entity_type=entity_type, entity_id=entity_id, actor=actor)
     async with services.db.read() as conn:
         return await fetch_page(
             conn,
