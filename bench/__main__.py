@@ -24,6 +24,7 @@ from typing import Any
 #: name -> (module, extra args with --quick). Cheapest first.
 BENCHMARKS: dict[str, tuple[str, list[str]]] = {
     "dispatch_ingest": ("bench.dispatch_ingest", ["--quick"]),
+    "supervision": ("bench.supervision", ["--quick"]),
     "latency": ("bench.latency", ["--quick"]),
     "ingest": ("bench.ingest", ["--quick"]),
     "drain": ("bench.drain", ["--quick"]),

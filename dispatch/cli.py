@@ -19,6 +19,8 @@ import structlog
 from sqlalchemy import insert, select
 
 from dispatch import __version__
+from dispatch.serve_flags import given_settings, settings_options
+from dispatch.settings import Settings, env_var
 from runtime.cli import fail
 
 EXIT_FAILURE = 1
@@ -29,14 +31,15 @@ EXIT_CONFLICT = 6
 
 T = TypeVar("T")
 
+# The administrative commands take the database the way serve does: the same flag and variable.
 db_option = click.option(
     "--db",
     "db_url",
-    envvar="DISPATCHD_DB",
-    default="sqlite:///dispatch.db",
+    envvar=env_var("db"),
+    default=Settings.model_fields["db"].get_default(),
     show_default=True,
     metavar="URL",
-    help="sqlite:///path/dispatch.db or postgresql://user@host/db (env DISPATCHD_DB).",
+    help=f"{Settings.model_fields['db'].description} (env {env_var('db')})",
 )
 
 
@@ -86,125 +89,29 @@ def cli() -> None:
 
 
 @cli.command()
-@db_option
-@click.option(
-    "--host",
-    default="127.0.0.1",
-    show_default=True,
-    help="Address to listen on (behind a TLS-terminating reverse proxy).",
-)
-@click.option(
-    "--port",
-    default=8080,
-    show_default=True,
-    type=click.IntRange(0, 65535),
-    help="TCP port to listen on.",
-)
-@click.option(
-    "--incident-window",
-    type=click.FloatRange(min=1),
-    default=1800,
-    show_default=True,
-    help="Seconds within which an alarm joins the open incident of its kind.",
-)
-@click.option(
-    "--ack-timeout",
-    type=click.FloatRange(min=1),
-    default=300,
-    show_default=True,
-    help="Seconds an acknowledged incident may sit without action before requeue.",
-)
-@click.option(
-    "--sla-ack",
-    type=click.FloatRange(min=1),
-    default=60,
-    show_default=True,
-    help="Service level: seconds from an incident's opening to its acknowledgement.",
-)
-@click.option(
-    "--sla-callback",
-    type=click.FloatRange(min=1),
-    default=300,
-    show_default=True,
-    help="Service level: seconds from an incident's opening to the call to the household.",
-)
-@click.option(
-    "--sla-on-scene",
-    type=click.FloatRange(min=1),
-    default=1080,
-    show_default=True,
-    help="Service level: seconds from an incident's opening to help on scene.",
-)
-@click.option(
-    "--heartbeat-misses",
-    type=click.FloatRange(min=1),
-    default=3,
-    show_default=True,
-    help="Heartbeat intervals a gateway may miss before it is offline.",
-)
-@click.option(
-    "--supervise-every",
-    type=click.FloatRange(min=0.05),
-    default=1.0,
-    show_default=True,
-    help="Seconds between looks at gateways' heartbeats, timers and deadlines.",
-)
-@click.option(
-    "--session-ttl",
-    type=click.FloatRange(min=60),
-    default=43200,
-    show_default=True,
-    help="Seconds an operator's console login lasts.",
-)
-@click.option("--timezone", default=None, help="The centre's IANA time zone, for the console.")
-@click.option(
-    "--log-level",
-    default="INFO",
-    show_default=True,
-    help="DEBUG, INFO, WARNING or ERROR.",
-)
-def serve(
-    db_url: str,
-    host: str,
-    port: int,
-    incident_window: float,
-    ack_timeout: float,
-    sla_ack: float,
-    sla_callback: float,
-    sla_on_scene: float,
-    heartbeat_misses: float,
-    supervise_every: float,
-    session_ttl: float,
-    timezone: str | None,
-    log_level: str,
-) -> None:
-    """Migrate the database forward and serve the API."""
+@settings_options
+def serve(**options: Any) -> None:
+    """Migrate the database forward and serve the API.
+
+    Every option may also be set by its environment variable (DISPATCHD_ and the setting's
+    name, e.g. DISPATCHD_DB, DISPATCHD_SLA_ACK_S); an option on the command line wins.
+    """
     import uvicorn
 
     from dispatch.api.app import create_app
     from dispatch.db import Database
     from dispatch.errors import ConfigError, StorageError
     from dispatch.migrations import migrate
-    from dispatch.settings import Settings
     from runtime import sdnotify
     from runtime.logs import configure_logging
 
-    configure_logging(level=log_level)
     try:
-        settings = Settings(
-            incident_window_s=incident_window,
-            ack_timeout_s=ack_timeout,
-            sla_ack_s=sla_ack,
-            sla_callback_s=sla_callback,
-            sla_on_scene_s=sla_on_scene,
-            heartbeat_misses=heartbeat_misses,
-            supervise_every_s=supervise_every,
-            session_ttl_s=session_ttl,
-            timezone=timezone,
-        )
-        db = Database(db_url)
+        settings = Settings.load(given_settings(options))
+        db = Database(settings.db)
     except ConfigError as exc:
         _fail(str(exc), EXIT_CONFIG)
+    configure_logging(level=settings.log_level)
+    host, port = settings.host, settings.port
 
     async def main() -> None:
         try:

@@ -1,65 +1,150 @@
-"""The server's tunable settings, with the defaults the service is specified with."""
+"""The server's settings: one model, read from ``DISPATCHD_*`` environment variables and flags.
+
+Each field is one setting. Its environment variable is ``DISPATCHD_`` + the field's name in
+capitals (``sla_ack_s`` -> ``DISPATCHD_SLA_ACK_S``); its ``dispatchd serve`` flag is the field's
+name with dashes and without a ``_s`` unit suffix (``--sla-ack``); see :mod:`dispatch.serve_flags`.
+A flag wins over the environment. Adding a setting is adding a field here.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from dispatch.errors import ConfigError
 
-__all__ = ["Settings"]
+__all__ = ["ENV_PREFIX", "Settings", "env_var", "flag_name"]
+
+ENV_PREFIX = "DISPATCHD_"
 
 
-@dataclass(frozen=True, kw_only=True)
-class Settings:
-    #: An alarm joins the household's open incident of the same kind opened within this window.
-    incident_window_s: float = 30 * 60
-    #: An acknowledged incident with no further action for this long returns to the queue.
-    ack_timeout_s: float = 5 * 60
-    #: Service levels, measured from the moment dispatch opened the incident.
-    sla_ack_s: float = 60
-    sla_callback_s: float = 5 * 60
-    sla_on_scene_s: float = 18 * 60
-    #: A gateway is offline after missing this many of its heartbeat intervals.
-    heartbeat_misses: float = 3
-    #: How often the supervisor looks at gateways, timers and deadlines.
-    supervise_every_s: float = 1.0
-    session_ttl_s: float = 12 * 3600
-    #: How far back a heartbeat reply reports acknowledged alarms.
-    ack_report_window_s: float = 3600
-    #: Request body limits.
-    max_ingest_bytes: int = 2 * 1024 * 1024
-    max_body_bytes: int = 256 * 1024
-    #: On SQLite (no NOTIFY) the stream polls the changes table this often.
-    stream_poll_s: float = 0.25
-    stream_keepalive_s: float = 15.0
-    #: How long the live stream can be resumed from (older changes are purged).
-    change_retention_s: float = 7 * 86400
-    #: The centre's time zone (IANA name) for the console's clocks; None: the browser's.
-    timezone: str | None = None
+class Settings(BaseSettings):
+    """What ``dispatchd serve`` is configured with, with the defaults the service is specified
+    with. Seconds are floats; limits are the ones the command line has always enforced."""
 
-    def __post_init__(self) -> None:
-        for name in (
-            "incident_window_s",
-            "ack_timeout_s",
-            "sla_ack_s",
-            "sla_callback_s",
-            "sla_on_scene_s",
-            "heartbeat_misses",
-            "supervise_every_s",
-            "session_ttl_s",
-            "ack_report_window_s",
-            "stream_poll_s",
-            "stream_keepalive_s",
-            "change_retention_s",
-        ):
-            value = getattr(self, name)
-            if not value > 0:
-                raise ConfigError(f"{name} must be positive, got {value!r}")
-        if self.timezone is not None:
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="forbid")
+
+    db: str = Field(
+        "sqlite:///dispatch.db",
+        description="sqlite:///path/dispatch.db or postgresql://user@host/db.",
+    )
+    host: str = Field(
+        "127.0.0.1", description="Address to listen on (behind a TLS-terminating reverse proxy)."
+    )
+    port: int = Field(8080, ge=0, le=65535, description="TCP port to listen on.")
+    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR.")
+    incident_window_s: float = Field(
+        30 * 60,
+        ge=1,
+        description="Seconds within which an alarm joins the open incident of its kind.",
+    )
+    ack_timeout_s: float = Field(
+        5 * 60,
+        ge=1,
+        description="Seconds an acknowledged incident may sit without action before requeue.",
+    )
+    sla_ack_s: float = Field(
+        60,
+        ge=1,
+        description="Service level: seconds from an incident's opening to its acknowledgement.",
+    )
+    sla_callback_s: float = Field(
+        5 * 60,
+        ge=1,
+        description=(
+            "Service level: seconds from an incident's opening to the call to the household."
+        ),
+    )
+    sla_on_scene_s: float = Field(
+        18 * 60,
+        ge=1,
+        description="Service level: seconds from an incident's opening to help on scene.",
+    )
+    heartbeat_misses: float = Field(
+        3, ge=1, description="Heartbeat intervals a gateway may miss before it is offline."
+    )
+    supervise_every_s: float = Field(
+        1.0,
+        ge=0.05,
+        description="Seconds between looks at gateways' heartbeats, timers and deadlines.",
+    )
+    session_ttl_s: float = Field(
+        12 * 3600, ge=60, description="Seconds an operator's console login lasts."
+    )
+    ack_report_window_s: float = Field(
+        3600, gt=0, description="Seconds back a heartbeat reply reports acknowledged alarms."
+    )
+    max_ingest_bytes: int = Field(
+        2 * 1024 * 1024,
+        ge=1024,
+        description="Largest event batch body a gateway may send, in bytes.",
+    )
+    max_body_bytes: int = Field(
+        256 * 1024, ge=1024, description="Largest body of any other request, in bytes."
+    )
+    stream_poll_s: float = Field(
+        0.25,
+        gt=0,
+        description="Seconds between the live stream's looks for changes on SQLite (no NOTIFY).",
+    )
+    stream_keepalive_s: float = Field(
+        15.0, gt=0, description="Seconds between keep-alive comments on an idle live stream."
+    )
+    change_retention_s: float = Field(
+        7 * 86400,
+        gt=0,
+        description="Seconds the live stream can be resumed from (older changes are purged).",
+    )
+    timezone: str | None = Field(
+        None, description="The centre's IANA time zone, for the console (default: the browser's)."
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _real_time_zone(cls, value: str | None) -> str | None:
+        if value is not None:
             try:
-                ZoneInfo(self.timezone)
+                ZoneInfo(value)
             except (ZoneInfoNotFoundError, ValueError) as exc:
-                raise ConfigError(f"unknown time zone {self.timezone!r}") from exc
-        if self.max_ingest_bytes < 1024 or self.max_body_bytes < 1024:
-            raise ConfigError("body limits must be at least 1024 bytes")
+                raise ValueError(f"unknown time zone {value!r}; use an IANA name") from exc
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if value.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ValueError(f"unknown log level {value!r}; use DEBUG, INFO, WARNING or ERROR")
+        return value.upper()
+
+    @classmethod
+    def load(cls, flags: Mapping[str, Any] | None = None) -> Settings:
+        """The settings from the environment, overridden by ``flags`` (field name -> value).
+
+        Raises :class:`ConfigError` naming each bad setting by where it came from: its flag if
+        one was given, else its environment variable.
+        """
+        given = dict(flags or {})
+        try:
+            return cls(**given)
+        except ValidationError as exc:
+            problems = []
+            for error in exc.errors():
+                name = str(error["loc"][0]) if error["loc"] else ""
+                source = flag_name(name) if name in given else env_var(name)
+                reason = error["msg"].removeprefix("Value error, ")
+                problems.append(f"{source}: {reason} (got {error['input']!r})")
+            raise ConfigError("invalid setting " + "; ".join(problems)) from exc
+
+
+def env_var(field: str) -> str:
+    """The environment variable of a setting: ``sla_ack_s`` -> ``DISPATCHD_SLA_ACK_S``."""
+    return ENV_PREFIX + field.upper()
+
+
+def flag_name(field: str) -> str:
+    """The ``dispatchd serve`` flag of a setting: ``sla_ack_s`` -> ``--sla-ack``."""
+    return "--" + field.removesuffix("_s").replace("_", "-")

@@ -20,8 +20,11 @@ from dispatch.tx import ChangeFeed
 
 __all__ = [
     "SESSION_COOKIE",
+    "Admin",
     "CurrentOperator",
     "Services",
+    "ServicesDep",
+    "Supervisor",
     "actor_of",
     "get_services",
     "require_role",
@@ -88,6 +91,12 @@ def require_role(role: Role) -> Any:
         return operator
 
     return Depends(check)
+
+
+#: Route dependencies: what supervisors may do (households, escalations, audit, reports) and
+#: what only admins may (operators, revoking gateways).
+Supervisor = require_role(Role.SUPERVISOR)
+Admin = require_role(Role.ADMIN)
 
 
 def actor_of(operator: Operator) -> Actor:

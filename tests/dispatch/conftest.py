@@ -1,7 +1,10 @@
-"""Shared servers for this area's tests: one dispatchd per backend for the package.
+"""Shared dispatch centres for this area's tests, one per backend for the package.
 
-Tests sharing a server keep apart by unique household and gateway ids; tests that need a pristine
-or specially configured server use the function-scoped fixtures of tests.fixtures.dispatch.
+``server`` is the application in this process (tests.fixtures.dispatch_app): what most API tests
+need. ``live_server`` is a ``dispatchd serve`` process, for what needs a real socket (the live
+stream, the gateway's own client). Tests sharing one keep apart by unique household and gateway
+ids; tests that need a pristine or specially configured process use the function-scoped fixtures
+of tests.fixtures.dispatch.
 """
 
 from __future__ import annotations
@@ -17,16 +20,24 @@ from pathlib import Path
 import httpx
 import pytest
 
+from dispatch.settings import Settings
 from tests.fixtures.broker import port_open
-from tests.fixtures.dispatch import DispatchServer
+from tests.fixtures.dispatch import DispatchHarness, DispatchServer
+from tests.fixtures.dispatch_app import DispatchApp
 from tests.fixtures.postgres import PG_ADMIN_URL
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
 @pytest.fixture(scope="package", params=BACKENDS)
-def server(request: pytest.FixtureRequest) -> Iterator[DispatchServer]:
-    """A dispatchd with default settings, shared by this package's tests (one per backend)."""
+def server(request: pytest.FixtureRequest) -> Iterator[DispatchApp]:
+    """The application with default settings, in-process, shared by this package's tests."""
+    yield from app_server(request.param)
+
+
+@pytest.fixture(scope="package", params=BACKENDS)
+def live_server(request: pytest.FixtureRequest) -> Iterator[DispatchServer]:
+    """A dispatchd process with default settings, shared by this package's tests."""
     yield from module_server(request.param)
 
 
@@ -48,6 +59,19 @@ def database(backend: str, workdir: Path) -> Iterator[str]:
     finally:
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+
+
+def app_server(backend: str, settings: Settings | None = None) -> Iterator[DispatchApp]:
+    """The application in this process over a fresh database of the backend."""
+    workdir = Path(tempfile.mkdtemp(prefix="dispatch-app-"))
+    with database(backend, workdir) as db_url:
+        app = DispatchApp(db_url=db_url, workdir=workdir, settings=settings or Settings())
+        try:
+            app.start()
+            yield app
+        finally:
+            app.close()
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def module_server(backend: str, args: tuple[str, ...] = ()) -> Iterator[DispatchServer]:
@@ -76,7 +100,7 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-def new_operator(server: DispatchServer, role: str = "operator") -> tuple[str, httpx.Client]:
+def new_operator(server: DispatchHarness, role: str = "operator") -> tuple[str, httpx.Client]:
     """A fresh operator made by the admin through the API, and its session."""
     name = unique(role)
     reply = server.operator_client().post(

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import re
+from pathlib import Path
 
 import httpx
 import pytest
 import sqlalchemy as sa
 
 from tests.dispatch.conftest import new_operator, unique
-from tests.fixtures.dispatch import DispatchServer
+from tests.fixtures.dispatch_app import DispatchApp
 
 PUBLIC = {"/healthz", "/api/v1/auth/login"}
 
 
-def operator_operations(server: DispatchServer) -> list[tuple[str, str]]:
-    spec = httpx.get(server.url + "/openapi.json").json()
+def operator_operations(server: DispatchApp) -> list[tuple[str, str]]:
+    spec = server.http().get("/openapi.json").json()
     found = []
     for path, methods in spec["paths"].items():
         if path in PUBLIC or path.startswith("/api/v1/gateway/"):
@@ -26,29 +27,30 @@ def operator_operations(server: DispatchServer) -> list[tuple[str, str]]:
     return found
 
 
-def test_every_operator_endpoint_needs_a_session(server: DispatchServer) -> None:
+def test_every_operator_endpoint_needs_a_session(server: DispatchApp) -> None:
     operations = operator_operations(server)
     assert len(operations) >= 20  # the whole operator API, not a few samples
+    anonymous, forged = server.http(), server.http()
+    forged.cookies.set("dispatch_session", "forged")
     for method, path in operations:
-        reply = httpx.request(method, server.url + path, json={})
+        reply = anonymous.request(method, path, json={})
         assert reply.status_code == 401, (method, path, reply.text)
         assert reply.headers["content-type"] == "application/problem+json"
-        bogus = httpx.request(
-            method, server.url + path, json={}, cookies={"dispatch_session": "forged"}
-        )
+        bogus = forged.request(method, path, json={})
         assert bogus.status_code == 401, (method, path)
 
 
-def test_gateway_credentials_do_not_open_operator_endpoints(server: DispatchServer) -> None:
+def test_gateway_credentials_do_not_open_operator_endpoints(server: DispatchApp) -> None:
     gw = server.enroll(unique("hh"))
+    anonymous = server.http()
     for method, path in operator_operations(server):
         headers = gw.signed_headers(path, b"{}")
-        reply = httpx.request(method, server.url + path, content=b"{}", headers=headers)
+        reply = anonymous.request(method, path, content=b"{}", headers=headers)
         assert reply.status_code == 401, (method, path)
 
 
 @pytest.fixture(scope="module")
-def roles(server: DispatchServer) -> dict[str, httpx.Client]:
+def roles(server: DispatchApp) -> dict[str, httpx.Client]:
     """One session per role, made once per server."""
     clients = {}
     for role in ("operator", "supervisor", "admin"):
@@ -81,7 +83,7 @@ def test_role_limits(roles: dict[str, httpx.Client], method: str, path: str, min
     assert allowed.status_code != 403, allowed.text
 
 
-def test_operators_are_managed_by_admins_and_audited(server: DispatchServer) -> None:
+def test_operators_are_managed_by_admins_and_audited(server: DispatchApp) -> None:
     admin = server.operator_client()
     name = unique("new")
     created = admin.post(
@@ -118,20 +120,20 @@ def test_operators_are_managed_by_admins_and_audited(server: DispatchServer) -> 
     ]
 
 
-def test_login_logout_and_expiry(server: DispatchServer) -> None:
+def test_login_logout_and_expiry(server: DispatchApp) -> None:
     client = server.operator_client()
     assert client.get("/api/v1/auth/me").status_code == 200
     cookie = client.cookies.get("dispatch_session")
     assert cookie
-    bearer = httpx.get(
-        server.url + "/api/v1/auth/me", headers={"Authorization": f"Bearer {cookie}"}
-    )
+    bearer = server.http().get("/api/v1/auth/me", headers={"Authorization": f"Bearer {cookie}"})
     assert bearer.status_code == 200
     assert client.post("/api/v1/auth/logout").status_code == 204
-    again = httpx.get(server.url + "/api/v1/auth/me", cookies={"dispatch_session": cookie})
+    replayed = server.http()
+    replayed.cookies.set("dispatch_session", cookie)
+    again = replayed.get("/api/v1/auth/me")
     assert again.status_code == 401
-    wrong = httpx.post(
-        server.url + "/api/v1/auth/login", json={"username": "admin", "password": "wrong"}
+    wrong = server.http().post(
+        "/api/v1/auth/login", json={"username": "admin", "password": "wrong"}
     )
     assert wrong.status_code == 401
     assert wrong.json()["title"] == "login failed"
@@ -151,10 +153,22 @@ def test_login_logout_and_expiry(server: DispatchServer) -> None:
     assert expired.json()["title"] == "session expired or invalid"
 
 
-def test_console_page_is_served_at_the_root(server: DispatchServer) -> None:
-    page = httpx.get(server.url + "/")
+def test_console_page_is_served_at_the_root(server: DispatchApp) -> None:
+    page = server.http().get("/")
     assert page.status_code == 200
     assert page.headers["content-type"].startswith("text/html")
-    assert "/" not in httpx.get(server.url + "/openapi.json").json()["paths"]  # not an API path
+    assert "/" not in server.http().get("/openapi.json").json()["paths"]  # not an API path
     config = server.operator_client().get("/api/v1/console/config")
     assert config.json() == {"timezone": None}
+
+
+def test_operation_ids_and_tags_are_pinned(server: DispatchApp) -> None:
+    """Clients and the console generate calls from these: a refactoring must not move them."""
+    spec = server.http().get("/openapi.json").json()
+    served = sorted(
+        f"{method.upper()} {path} {op['operationId']} {','.join(op.get('tags', []))}"
+        for path, methods in spec["paths"].items()
+        for method, op in methods.items()
+    )
+    pinned = (Path(__file__).parent / "openapi_operations.txt").read_text().splitlines()
+    assert served == pinned

@@ -26,7 +26,8 @@ from dispatch.db import Database
 from dispatch.settings import Settings
 from tests.dispatch.conftest import unique
 from tests.dispatch.wire import batch, event
-from tests.fixtures.dispatch import DispatchServer, EnrolledGateway
+from tests.fixtures.dispatch import EnrolledGateway
+from tests.fixtures.dispatch_app import DispatchApp
 
 SKIP = {("GET", "/api/v1/stream"), ("POST", "/api/v1/auth/logout")}  # long-lived / ends session
 JSON = st.recursive(
@@ -126,8 +127,8 @@ def check_response(
 
 
 @pytest.fixture(scope="module")
-def world(server: DispatchServer) -> dict[str, Any]:
-    spec = httpx.get(server.url + "/openapi.json").json()
+def world(server: DispatchApp) -> dict[str, Any]:
+    spec = server.http().get("/openapi.json").json()
     household = unique("hh-fuzz")
     gw = server.enroll(household)
     reply = gw.send_events(
@@ -156,7 +157,7 @@ def world(server: DispatchServer) -> dict[str, Any]:
 
 
 def test_operator_api_never_fails_and_keeps_its_schema(
-    server: DispatchServer, world: dict[str, Any]
+    server: DispatchApp, world: dict[str, Any]
 ) -> None:
     admin = server.operator_client()
     components = world["spec"]["components"]["schemas"]
@@ -188,7 +189,7 @@ def test_operator_api_never_fails_and_keeps_its_schema(
             body = data.draw(from_schema(body_schema or {}, components) | JSON)
             kwargs["content"] = json.dumps(body).encode()
             kwargs["headers"] = {"content-type": "application/json"}
-        client = admin if data.draw(st.integers(0, 9)) else httpx.Client(base_url=server.url)
+        client = admin if data.draw(st.integers(0, 9)) else server.http()
         reply = client.request(method, path, **kwargs)
         if client is not admin:
             client.close()
@@ -199,9 +200,7 @@ def test_operator_api_never_fails_and_keeps_its_schema(
     run()
 
 
-def test_gateway_api_never_fails_on_signed_junk(
-    server: DispatchServer, world: dict[str, Any]
-) -> None:
+def test_gateway_api_never_fails_on_signed_junk(server: DispatchApp, world: dict[str, Any]) -> None:
     gw: EnrolledGateway = world["gateway"]
     components = world["spec"]["components"]["schemas"]
     valid = json.loads(batch(gw.gateway_id, event(gw.gateway_id, EventKind.FALL)).model_dump_json())
@@ -234,13 +233,15 @@ def test_gateway_api_never_fails_on_signed_junk(
     run()
 
 
-def test_enroll_never_fails(server: DispatchServer, world: dict[str, Any]) -> None:
+def test_enroll_never_fails(server: DispatchApp, world: dict[str, Any]) -> None:
     components = world["spec"]["components"]["schemas"]
+
+    anonymous = server.http()
 
     @settings(FUZZ, max_examples=40)
     @given(body=from_schema(components["EnrollRequest"], components) | JSON)
     def run(body: Any) -> None:
-        reply = httpx.post(server.url + "/api/v1/gateway/enroll", json=body)
+        reply = anonymous.post("/api/v1/gateway/enroll", json=body)
         assert reply.status_code in (401, 409, 422), reply.text
         check_response("POST", "/api/v1/gateway/enroll", reply, world["models"])
 

@@ -1,21 +1,22 @@
-"""The gateway side of the API against a real dispatchd, on SQLite and on PostgreSQL."""
+"""The gateway side of the API, on SQLite and on PostgreSQL: in-process, and a real dispatchd
+where a crash or a restart is the point."""
 
 from __future__ import annotations
 
 import json
 import time
 
-import httpx
 import pytest
 
 from contract.wire import MAX_BATCH_EVENTS, EventKind, HeartbeatReply, IngestReply
 from tests.dispatch.conftest import unique
 from tests.dispatch.wire import batch, event, heartbeat
 from tests.fixtures.dispatch import DispatchServer
+from tests.fixtures.dispatch_app import DispatchApp
 
 
 def test_enroll_then_events_are_stored_once_with_their_incident(
-    server: DispatchServer,
+    server: DispatchApp,
 ) -> None:
     household = unique("hh-1")
     gw = server.enroll(household)
@@ -48,7 +49,7 @@ def test_enroll_then_events_are_stored_once_with_their_incident(
 
 
 def test_heartbeat_updates_gateway_and_reports_acknowledged_alarms(
-    server: DispatchServer,
+    server: DispatchApp,
 ) -> None:
     gw = server.enroll(unique("hh-2"))
     sos = event(gw.gateway_id, EventKind.SOS)
@@ -75,7 +76,7 @@ def test_heartbeat_updates_gateway_and_reports_acknowledged_alarms(
     assert info["last_heartbeat_at"] is not None
 
 
-def test_a_gateway_cannot_write_as_another(server: DispatchServer) -> None:
+def test_a_gateway_cannot_write_as_another(server: DispatchApp) -> None:
     mine = server.enroll(unique("hh-a"))
     other = server.enroll(unique("hh-b"))
     forged = batch(other.gateway_id, event(other.gateway_id, EventKind.SOS))
@@ -90,7 +91,7 @@ def test_a_gateway_cannot_write_as_another(server: DispatchServer) -> None:
     assert mine.heartbeat(heartbeat(other.gateway_id)).status_code == 403
 
 
-def test_revoked_gateway_is_refused(server: DispatchServer) -> None:
+def test_revoked_gateway_is_refused(server: DispatchApp) -> None:
     household = unique("hh-r")
     gw = server.enroll(household)
     assert gw.heartbeat(heartbeat(gw.gateway_id)).status_code == 200
@@ -109,18 +110,19 @@ def test_revoked_gateway_is_refused(server: DispatchServer) -> None:
     assert gw.heartbeat(heartbeat(gw.gateway_id)).status_code == 401
 
 
-def test_replayed_request_is_refused(server: DispatchServer) -> None:
+def test_replayed_request_is_refused(server: DispatchApp) -> None:
     gw = server.enroll(unique("hh-replay"))
     body = batch(gw.gateway_id, event(gw.gateway_id, EventKind.SOS)).model_dump_json().encode()
     headers = gw.signed_headers("/api/v1/gateway/events", body)
-    url = server.url + "/api/v1/gateway/events"
-    assert httpx.post(url, content=body, headers=headers).status_code == 200
-    replay = httpx.post(url, content=body, headers=headers)
+    url = "/api/v1/gateway/events"
+    anonymous = server.http()
+    assert anonymous.post(url, content=body, headers=headers).status_code == 200
+    replay = anonymous.post(url, content=body, headers=headers)
     assert replay.status_code == 409
     assert replay.json()["title"] == "replayed request"
 
 
-def test_stale_timestamp_names_the_clock_skew(server: DispatchServer) -> None:
+def test_stale_timestamp_names_the_clock_skew(server: DispatchApp) -> None:
     gw = server.enroll(unique("hh-skew"))
     reply = gw.heartbeat(heartbeat(gw.gateway_id), now=time.time() - 3600)
     assert reply.status_code == 401
@@ -130,44 +132,40 @@ def test_stale_timestamp_names_the_clock_skew(server: DispatchServer) -> None:
     assert "-3600" in problem["detail"] or "-3599" in problem["detail"]
 
 
-def test_unsigned_and_unknown_gateways_are_refused(server: DispatchServer) -> None:
-    url = server.url + "/api/v1/gateway/heartbeat"
-    reply = httpx.post(url, json={"gateway_id": "x"})
+def test_unsigned_and_unknown_gateways_are_refused(server: DispatchApp) -> None:
+    reply = server.http().post("/api/v1/gateway/heartbeat", json={"gateway_id": "x"})
     assert reply.status_code == 401
     assert "X-Gateway-Id" in reply.json()["detail"]
-    from tests.fixtures.dispatch import EnrolledGateway
-
-    ghost = EnrolledGateway(server.url, "ghost", "hh", "c2VjcmV0c2VjcmV0c2VjcmV0")
+    ghost = server.gateway("ghost", "hh", "c2VjcmV0c2VjcmV0c2VjcmV0")
     reply = ghost.heartbeat(heartbeat("ghost"))
     assert reply.status_code == 401
     assert reply.json()["title"] == "unknown gateway"
 
 
-def test_enrollment_codes_are_one_time_and_expire(server: DispatchServer) -> None:
-    server = server
-    enroll = server.url + "/api/v1/gateway/enroll"
+def test_enrollment_codes_are_one_time_and_expire(server: DispatchApp) -> None:
+    enroll = "/api/v1/gateway/enroll"
+    anonymous = server.http()
     code = server.enroll_code(unique("hh-e"))
     first = unique("gw")
-    assert httpx.post(enroll, json={"code": code, "gateway_id": first}).status_code == 200
-    used = httpx.post(enroll, json={"code": code, "gateway_id": unique("gw")})
+    assert anonymous.post(enroll, json={"code": code, "gateway_id": first}).status_code == 200
+    used = anonymous.post(enroll, json={"code": code, "gateway_id": unique("gw")})
     assert used.status_code == 401
     assert used.json()["title"] == "enrollment code already used"
-    bogus = httpx.post(enroll, json={"code": "AAAA-BBBB-CCCC", "gateway_id": unique("gw")})
+    bogus = anonymous.post(enroll, json={"code": "AAAA-BBBB-CCCC", "gateway_id": unique("gw")})
     assert bogus.status_code == 401
     # Another household's code cannot take over an enrolled gateway id.
     foreign = server.enroll_code(unique("hh-other"))
-    taken = httpx.post(enroll, json={"code": foreign, "gateway_id": first})
+    taken = anonymous.post(enroll, json={"code": foreign, "gateway_id": first})
     assert taken.status_code == 409
     assert taken.json()["title"] == "gateway enrolled to another household"
 
 
-def test_expired_enrollment_code_is_refused(server: DispatchServer) -> None:
-    server = server
+def test_expired_enrollment_code_is_refused(server: DispatchApp) -> None:
     # The shortest TTL allowed is 60 s: age the code in the database instead of waiting.
     code = server.enroll_code(unique("hh-x"), ttl=60)
     _expire_codes(server.db_url)
-    reply = httpx.post(
-        server.url + "/api/v1/gateway/enroll", json={"code": code, "gateway_id": unique("gw")}
+    reply = server.http().post(
+        "/api/v1/gateway/enroll", json={"code": code, "gateway_id": unique("gw")}
     )
     assert reply.status_code == 401
     assert reply.json()["title"] == "enrollment code expired"
@@ -188,7 +186,7 @@ def _expire_codes(db_url: str) -> None:
     engine.dispose()
 
 
-def test_bad_bodies_are_4xx_problems(server: DispatchServer) -> None:
+def test_bad_bodies_are_4xx_problems(server: DispatchApp) -> None:
     gw = server.enroll(unique("hh-bad"))
     too_many = [event(gw.gateway_id, EventKind.MOTION) for _ in range(MAX_BATCH_EVENTS + 1)]
     body = json.dumps(
@@ -228,7 +226,7 @@ def test_bad_bodies_are_4xx_problems(server: DispatchServer) -> None:
 
 
 @pytest.mark.parametrize("kind", [EventKind.TEST, EventKind.SOS])
-def test_test_events_are_stored_and_open_nothing(server: DispatchServer, kind: EventKind) -> None:
+def test_test_events_are_stored_and_open_nothing(server: DispatchApp, kind: EventKind) -> None:
     household = unique("hh-t")
     gw = server.enroll(household)
     ev = event(gw.gateway_id, kind, test=True)
@@ -246,11 +244,9 @@ def test_test_events_are_stored_and_open_nothing(server: DispatchServer, kind: E
     assert others.json()["total"] == 0
 
 
-def test_concurrent_heartbeats_each_get_their_own_answer(server: DispatchServer) -> None:
+def test_concurrent_heartbeats_each_get_their_own_answer(server: DispatchApp) -> None:
     """Heartbeats are stored in group commits; one bad request must not affect its batch-mates."""
     from concurrent.futures import ThreadPoolExecutor
-
-    from tests.fixtures.dispatch import EnrolledGateway
 
     gateways = [server.enroll(unique("hh")) for _ in range(4)]
     path = "/api/v1/gateway/heartbeat"
@@ -265,12 +261,14 @@ def test_concurrent_heartbeats_each_get_their_own_answer(server: DispatchServer)
     body = heartbeat(gateways[0].gateway_id).model_dump_json().encode()
     twice = gateways[0].signed_headers(path, body)
     requests += [(gateways[0].gateway_id, body, twice)] * 2
-    forged = EnrolledGateway(server.url, gateways[1].gateway_id, "", "d3Jvbmctc2VjcmV0LXdyb25n")
+    forged = server.gateway(gateways[1].gateway_id, "", "d3Jvbmctc2VjcmV0LXdyb25n")
     body = heartbeat(forged.gateway_id).model_dump_json().encode()
     requests.append((forged.gateway_id, body, forged.signed_headers(path, body)))
 
+    anonymous = server.http()
+
     def send(request: tuple[str, bytes, dict[str, str]]) -> int:
-        return httpx.post(server.url + path, content=request[1], headers=request[2]).status_code
+        return anonymous.post(path, content=request[1], headers=request[2]).status_code
 
     with ThreadPoolExecutor(max_workers=12) as pool:
         statuses = list(pool.map(send, requests))

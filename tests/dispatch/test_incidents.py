@@ -9,7 +9,8 @@ import httpx
 from contract.wire import EventKind, IngestReply
 from tests.dispatch.conftest import new_operator, unique
 from tests.dispatch.wire import batch, event
-from tests.fixtures.dispatch import DispatchServer, EnrolledGateway
+from tests.fixtures.dispatch import EnrolledGateway
+from tests.fixtures.dispatch_app import DispatchApp
 
 
 def send(gw: EnrolledGateway, *kinds: EventKind, device: str = "dev-1") -> list[str | None]:
@@ -30,7 +31,7 @@ def incidents_of(client: httpx.Client, household: str, state: str = "open") -> l
 operator = new_operator
 
 
-def test_alarms_of_one_kind_join_one_incident_and_restores_attach(server: DispatchServer) -> None:
+def test_alarms_of_one_kind_join_one_incident_and_restores_attach(server: DispatchApp) -> None:
     household = unique("hh")
     gw = server.enroll(household)
     first = send(gw, EventKind.SOS)
@@ -55,7 +56,7 @@ def test_alarms_of_one_kind_join_one_incident_and_restores_attach(server: Dispat
     assert detail["household"]["id"] == household
 
 
-def test_queue_orders_by_priority_then_age(server: DispatchServer) -> None:
+def test_queue_orders_by_priority_then_age(server: DispatchApp) -> None:
     household = unique("hh")
     gw = server.enroll(household)
     send(gw, EventKind.WATER_LEAK)  # HIGH
@@ -70,7 +71,7 @@ def test_queue_orders_by_priority_then_age(server: DispatchServer) -> None:
 
 
 def test_troubles_are_summarised_in_one_incident_that_closes_when_restored(
-    server: DispatchServer,
+    server: DispatchApp,
 ) -> None:
     household = unique("hh")
     gw = server.enroll(household)
@@ -99,7 +100,7 @@ def test_troubles_are_summarised_in_one_incident_that_closes_when_restored(
     assert send(gw, EventKind.TAMPER, device="door-1")[0] not in (None, a[0])
 
 
-def test_full_lifecycle_records_who_and_when(server: DispatchServer) -> None:
+def test_full_lifecycle_records_who_and_when(server: DispatchApp) -> None:
     household = unique("hh")
     gw = server.enroll(household)
     [incident_id] = send(gw, EventKind.SOS)
@@ -161,7 +162,7 @@ def test_full_lifecycle_records_who_and_when(server: DispatchServer) -> None:
     }
 
 
-def test_takeover_warns_and_new_alarms_go_to_the_holder(server: DispatchServer) -> None:
+def test_takeover_warns_and_new_alarms_go_to_the_holder(server: DispatchApp) -> None:
     household = unique("hh")
     gw = server.enroll(household)
     [incident_id] = send(gw, EventKind.FALL)
@@ -193,7 +194,7 @@ def test_takeover_warns_and_new_alarms_go_to_the_holder(server: DispatchServer) 
     assert released["operator"] is None
 
 
-def test_action_bodies_are_validated(server: DispatchServer) -> None:
+def test_action_bodies_are_validated(server: DispatchApp) -> None:
     household = unique("hh")
     gw = server.enroll(household)
     [incident_id] = send(gw, EventKind.SOS)
@@ -209,7 +210,7 @@ def test_action_bodies_are_validated(server: DispatchServer) -> None:
     assert client.get("/api/v1/incidents", params={"state": "bogus"}).status_code == 422
 
 
-def test_a_local_escalation_joins_the_alarm_it_escalates(server: DispatchServer) -> None:
+def test_a_local_escalation_joins_the_alarm_it_escalates(server: DispatchApp) -> None:
     household = unique("hh")
     gw = server.enroll(household)
     [smoke] = send(gw, EventKind.SMOKE, device="smoke-k")

@@ -1,4 +1,4 @@
-"""The gateway's own dispatch client against the real dispatch server: the contract holds."""
+"""The gateway's own dispatch client against a real dispatchd over loopback: the contract holds."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from tests.fixtures.dispatch import DispatchServer
 
 
 async def test_gateway_client_enrolls_sends_and_learns_of_acknowledgement(
-    server: DispatchServer,
+    live_server: DispatchServer,
 ) -> None:
+    server = live_server
     household = unique("hh")
     code = server.enroll_code(household)
     gateway_id = unique("gw")

@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 from contract.wire import EventKind, IngestReply
 from tests.dispatch.conftest import unique
 from tests.dispatch.wire import batch, event
-from tests.fixtures.dispatch import DispatchServer
+from tests.fixtures.dispatch_app import DispatchApp
 
 
-def test_response_times_by_community(server: DispatchServer) -> None:
+def test_response_times_by_community(server: DispatchApp) -> None:
     community = unique("street")
     client = server.operator_client()
     household = unique("hh")

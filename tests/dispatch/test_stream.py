@@ -1,24 +1,27 @@
-"""The live stream: changes arrive as server-sent events, and a reconnect resumes exactly."""
+"""The live stream: changes arrive as server-sent events, and a reconnect resumes exactly.
+
+Reading a stream needs a real server (ASGITransport returns a response only once it is complete);
+the requests refused before the stream starts run in-process."""
 
 from __future__ import annotations
-
-import httpx
 
 from contract.wire import EventKind, IngestReply
 from tests.dispatch.conftest import unique
 from tests.dispatch.wire import batch, event, sse_events
 from tests.fixtures.dispatch import DispatchServer
+from tests.fixtures.dispatch_app import DispatchApp
 
 
-def test_stream_needs_a_session(server: DispatchServer) -> None:
-    reply = httpx.get(server.url + "/api/v1/stream")
+def test_stream_needs_a_session(server: DispatchApp) -> None:
+    reply = server.http().get("/api/v1/stream")
     assert reply.status_code == 401
     assert reply.headers["content-type"] == "application/problem+json"
 
 
 def test_new_incident_appears_and_reconnect_resumes_without_gaps_or_repeats(
-    server: DispatchServer,
+    live_server: DispatchServer,
 ) -> None:
+    server = live_server
     household = unique("hh")
     gw = server.enroll(household)
     client = server.operator_client()
@@ -73,7 +76,7 @@ def test_new_incident_appears_and_reconnect_resumes_without_gaps_or_repeats(
     assert kinds == ["smoke", "gas"]
 
 
-def test_bad_last_event_id_is_a_problem(server: DispatchServer) -> None:
+def test_bad_last_event_id_is_a_problem(server: DispatchApp) -> None:
     client = server.operator_client()
     reply = client.get("/api/v1/stream", headers={"Last-Event-ID": "yesterday"})
     assert reply.status_code == 400

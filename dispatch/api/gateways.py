@@ -1,0 +1,70 @@
+"""Enrolled gateways as operators see them: list, one, revoke (admins).
+
+(The gateways' own signed endpoints, enroll, events and heartbeat, are in ``gateway.py``.)
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from sqlalchemy import select
+
+from dispatch import gateways, schema
+from dispatch.api.deps import Admin, CurrentOperator, ServicesDep
+from dispatch.api.paging import Limit, Offset, equal_to, fetch_rows
+from dispatch.errors import NotFound
+from dispatch.models import GatewayOut
+from dispatch.tx import transaction
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api/v1", tags=["gateways"])
+
+
+@router.get("/gateways", response_model=list[GatewayOut])
+async def list_gateways(
+    operator: CurrentOperator,
+    services: ServicesDep,
+    household_id: Annotated[str | None, Query(max_length=128)] = None,
+    online: bool | None = None,
+    limit: Limit = 500,
+    offset: Offset = 0,
+) -> list[GatewayOut]:
+    g = schema.gateways
+    where = equal_to(g, household_id=household_id)
+    if online is not None:
+        where.append(g.c.online.is_(online))
+    async with services.db.read() as conn:
+        return await fetch_rows(
+            conn,
+            select(g),
+            where=where,
+            order_by=[g.c.id],
+            limit=limit,
+            offset=offset,
+            item=gateways.gateway_model,
+        )
+
+
+@router.get("/gateways/{gateway_id}", response_model=GatewayOut)
+async def get_gateway(
+    gateway_id: str, operator: CurrentOperator, services: ServicesDep
+) -> GatewayOut:
+    g = schema.gateways
+    async with services.db.read() as conn:
+        row = (await conn.execute(select(g).where(g.c.id == gateway_id))).mappings().first()
+    if row is None:
+        raise NotFound("no such gateway", detail=f"gateway {gateway_id!r} is not enrolled")
+    return gateways.gateway_model(row)
+
+
+@router.post("/gateways/{gateway_id}/revoke", response_model=GatewayOut, dependencies=[Admin])
+async def revoke_gateway(
+    gateway_id: str, operator: CurrentOperator, services: ServicesDep
+) -> GatewayOut:
+    async with transaction(services.db, feed=services.feed) as tx:
+        await gateways.revoke(tx, gateway_id, actor=operator.username)
+        g = schema.gateways
+        row = (await tx.conn.execute(select(g).where(g.c.id == gateway_id))).mappings().one()
+        return gateways.gateway_model(row)

@@ -1,0 +1,142 @@
+"""Households: the people the centre serves. Supervisors create and edit them and make the
+one-time codes that enroll a household's gateway; every operator may read them."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from contract.wire import new_event_id
+from dispatch import gateways, schema
+from dispatch.api.deps import CurrentOperator, ServicesDep, Supervisor
+from dispatch.api.paging import Limit, Offset, equal_to, fetch_page
+from dispatch.errors import BadRequest, Conflict, NotFound
+from dispatch.models import Household, HouseholdIn, Page
+from dispatch.tx import transaction
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api/v1", tags=["households"])
+
+
+async def _household(conn: AsyncConnection, household_id: str) -> Household:
+    h = schema.households
+    row = (await conn.execute(select(h).where(h.c.id == household_id))).mappings().first()
+    if row is None:
+        raise NotFound("no such household", detail=f"household {household_id!r} does not exist")
+    return Household.model_validate(dict(row))
+
+
+def _household_values(body: HouseholdIn) -> dict[str, Any]:
+    return body.model_dump(mode="json", exclude={"id"})
+
+
+@router.get("/households", response_model=Page[Household])
+async def list_households(
+    operator: CurrentOperator,
+    services: ServicesDep,
+    community: Annotated[str | None, Query(max_length=200)] = None,
+    q: Annotated[str | None, Query(max_length=200, description="name or address contains")] = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> Page[Household]:
+    h = schema.households
+    where = equal_to(h, community=community)
+    if q:
+        pattern = f"%{q.lower()}%"
+        where.append(func.lower(h.c.name).like(pattern) | func.lower(h.c.address).like(pattern))
+    async with services.db.read() as conn:
+        return await fetch_page(
+            conn,
+            Page[Household],
+            select(h),
+            counted=h,
+            where=where,
+            order_by=[h.c.id],
+            limit=limit,
+            offset=offset,
+            item=lambda row: Household.model_validate(dict(row)),
+        )
+
+
+@router.post("/households", response_model=Household, status_code=201, dependencies=[Supervisor])
+async def create_household(
+    body: HouseholdIn, operator: CurrentOperator, services: ServicesDep
+) -> Household:
+    household_id = body.id or f"hh-{new_event_id().lower()}"
+    async with transaction(services.db, feed=services.feed) as tx:
+        h = schema.households
+        if (await tx.conn.execute(select(h.c.id).where(h.c.id == household_id))).first():
+            raise Conflict("household exists", detail=f"household {household_id!r} exists")
+        await tx.conn.execute(
+            insert(h).values(
+                id=household_id, created_at=tx.now, updated_at=tx.now, **_household_values(body)
+            )
+        )
+        tx.audit(
+            operator.username, "household.created", "household", household_id, {"name": body.name}
+        )
+        tx.change("household", "household.created", household_id, {"name": body.name})
+        return await _household(tx.conn, household_id)
+
+
+@router.get("/households/{household_id}", response_model=Household)
+async def get_household(
+    household_id: str, operator: CurrentOperator, services: ServicesDep
+) -> Household:
+    async with services.db.read() as conn:
+        return await _household(conn, household_id)
+
+
+@router.put("/households/{household_id}", response_model=Household, dependencies=[Supervisor])
+async def update_household(
+    household_id: str, body: HouseholdIn, operator: CurrentOperator, services: ServicesDep
+) -> Household:
+    if body.id is not None and body.id != household_id:
+        raise BadRequest("id mismatch", detail="the body's id differs from the URL's")
+    async with transaction(services.db, feed=services.feed) as tx:
+        h = schema.households
+        result = await tx.conn.execute(
+            update(h)
+            .where(h.c.id == household_id)
+            .values(updated_at=tx.now, **_household_values(body))
+            .returning(h.c.id)
+        )
+        if result.first() is None:
+            raise NotFound("no such household", detail=f"household {household_id!r} does not exist")
+        tx.audit(operator.username, "household.updated", "household", household_id)
+        tx.change("household", "household.updated", household_id, {"name": body.name})
+        return await _household(tx.conn, household_id)
+
+
+class EnrollCode(BaseModel):
+    code: str
+    household_id: str
+    expires_at: datetime
+
+
+@router.post(
+    "/households/{household_id}/enroll-codes",
+    response_model=EnrollCode,
+    status_code=201,
+    dependencies=[Supervisor],
+)
+async def create_enroll_code(
+    household_id: str,
+    operator: CurrentOperator,
+    services: ServicesDep,
+    ttl: Annotated[int, Query(ge=60, le=7 * 86400)] = 3600,
+) -> EnrollCode:
+    """A one-time code for the installer to enroll this household's gateway."""
+    async with transaction(services.db) as tx:
+        code = await gateways.make_enroll_code(
+            tx, household_id=household_id, ttl_s=ttl, actor=operator.username
+        )
+        return EnrollCode(
+            code=code, household_id=household_id, expires_at=tx.now + timedelta(seconds=ttl)
+        )

@@ -1,0 +1,64 @@
+"""The live stream: incident and gateway changes as server-sent events."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import StreamingResponse
+
+from dispatch import stream
+from dispatch.api.deps import CurrentOperator, ServicesDep
+from dispatch.errors import BadRequest
+from dispatch.models import Role
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api/v1", tags=["stream"])
+
+
+@router.get(
+    "/stream",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "server-sent events"}},
+)
+async def live_stream(
+    request: Request,
+    operator: CurrentOperator,
+    services: ServicesDep,
+    last_event_id: Annotated[str | None, Header(max_length=20)] = None,
+    after: Annotated[
+        int | None, Query(ge=0, le=2**62, description="resume after this change id")
+    ] = None,
+) -> StreamingResponse:
+    """Incident and gateway changes as server-sent events (id = change id).
+
+    Reconnect with ``Last-Event-ID`` (or ``?after=``) to receive every change missed, once.
+    Without either, the stream starts at the present. Supervisors also receive escalations.
+    """
+    position: int | None = after
+    if last_event_id is not None and last_event_id.strip():
+        try:
+            position = int(last_event_id)
+        except ValueError as exc:
+            raise BadRequest("bad Last-Event-ID", detail="must be a change id") from exc
+        if not 0 <= position <= 2**62:
+            raise BadRequest("bad Last-Event-ID", detail="must be a change id")
+    if position is None:
+        position = await stream.latest_change_id(services.db)
+    audiences = ("all", "supervisor") if operator.role.rank >= Role.SUPERVISOR.rank else ("all",)
+    poll = services.settings.stream_poll_s if services.db.is_sqlite else 2.0
+    return StreamingResponse(
+        stream.sse_stream(
+            services.db,
+            services.feed,
+            after=position,
+            audiences=audiences,
+            poll_s=poll,
+            keepalive_s=services.settings.stream_keepalive_s,
+            is_disconnected=request.is_disconnected,
+            stopping=services.stopping,
+        ),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
