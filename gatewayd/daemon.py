@@ -1,7 +1,8 @@
 """The gateway daemon: wires drivers, rules, buffer, forwarder and the control socket together.
 
-Start-up order matters: the buffer opens first (so nothing can be lost), the rule engine is seeded
-with the conditions the buffer says are still open, then the drivers start, and only then does
+Start-up order matters: the buffer opens first (so nothing can be lost), the rule engine resumes
+from the conditions the buffer says are still open and its memory (see :mod:`gatewayd.memory`),
+then the drivers start, and only then does
 systemd hear ``READY=1``. Shutdown runs the other way round and is bounded in time.
 """
 
@@ -31,6 +32,7 @@ from forwarder.delivery import Forwarder, HeartbeatSender
 from gatewayd.commands.status import one_line_summary
 from gatewayd.control import ControlServer, WatchHub
 from gatewayd.devicestate import DeviceStates
+from gatewayd.memory import MemoryKeeper, resume_engine
 from gatewayd.pipeline import Pipeline, TraceSink, describe_status
 from replay.recorder import Recorder
 from rules import RuleConfigError, RuleEngine, load_rules
@@ -210,7 +212,7 @@ class Gateway:
         self.buffer = AsyncEventBuffer(raw)
         await self.buffer.start()
         engine = RuleEngine(rules, cfg.devices, timezone=cfg.gateway.timezone)
-        engine.seed_active(raw.active_conditions())
+        resume_engine(engine, raw)
         self.pipeline = Pipeline(
             engine=engine,
             buffer=self.buffer,
@@ -220,6 +222,7 @@ class Gateway:
             recorder=self.recorder,
             tick_interval=self._tick_interval,
             stall_after=cfg.gateway.stall_after_s,
+            memory=MemoryKeeper(self.buffer),
         )
         self.pipeline.add_listener(self._on_event)
         self._spawn(self.pipeline.run(), "pipeline")
