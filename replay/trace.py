@@ -471,10 +471,13 @@ class TraceReader:
             if isinstance(item, RawFrame):
                 yield item
 
-    def inputs(self) -> Iterator[TraceItem]:
-        """Everything the rules were given, in order: frames, acknowledgements, mode changes,
-        and the session headers (a new session is a restart of the daemon)."""
-        yield from self
+    def inputs(self, *, sessions: bool = False) -> Iterator[TraceItem]:
+        """Everything the rules were given, in order: frames, acknowledgements, mode changes;
+        with ``sessions`` also the session headers, where the daemon (re)started, which a
+        replay must reproduce (:class:`replay.engine.Replay` with ``restart``)."""
+        for item in self:
+            if sessions or not isinstance(item, TraceHeader):
+                yield item
 
     def _read(self, path: Path) -> Iterator[TraceItem]:
         try:

@@ -304,7 +304,7 @@ def replay(
     )
     try:
         with tracker:
-            summary = engine.run(reader.inputs())
+            summary = engine.run(reader.inputs(sessions=True))
     except TraceError as exc:
         fail(str(exc), EXIT_FAILURE)
     except KeyboardInterrupt:

@@ -10,14 +10,16 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from contract.wire import RawFrame
 from replay.trace import TraceControl, encode_control, encode_frame, encode_header
-from tests.fixtures.procs import run_module
+from tests.replay.live_sessions import ZIGBEE_DRIVER, replay_command
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 
-HOME = """
+HOME = (
+    """
 [gateway]
 id = "gw-restarts"
 household = "hh-restarts"
@@ -27,12 +29,9 @@ state_dir = "state"
 [rules.supervision]
 default_s = 0
 
-[[drivers]]
-id = "zigbee"
-type = "zigbee2mqtt"
-url = "mqtt://127.0.0.1:1883"
-base_topic = "zigbee2mqtt"
-
+"""
+    + ZIGBEE_DRIVER
+    + """
 [[devices]]
 id = "smoke-kitchen"
 driver = "zigbee"
@@ -40,6 +39,7 @@ address = "smoke_kitchen"
 role = "smoke"
 room = "kitchen"
 """
+)
 
 
 def frame(at: datetime, name: str, state: dict[str, object], *, retained: bool = False) -> bytes:
@@ -55,24 +55,12 @@ def frame(at: datetime, name: str, state: dict[str, object], *, retained: bool =
     )
 
 
-def replay(tmp_path: Path, lines: list[bytes]) -> list[dict[str, object]]:
+def replay(tmp_path: Path, lines: list[bytes]) -> list[dict[str, Any]]:
     trace = tmp_path / "trace.jsonl"
     trace.write_bytes(b"".join(lines))
     home = tmp_path / "home.toml"
     home.write_text(HOME)
-    out = tmp_path / "out.jsonl"
-    result = run_module(
-        "gatewayd",
-        "replay",
-        str(trace),
-        "--config",
-        str(home),
-        "--out",
-        str(out),
-        "--no-progress",
-    )
-    assert result.returncode == 0, result.stderr
-    return [json.loads(line) for line in out.read_text().splitlines()]
+    return replay_command(trace, home, tmp_path / "out.jsonl")[0]
 
 
 def test_a_walk_test_does_not_outlive_a_restart(tmp_path: Path) -> None:
@@ -109,3 +97,31 @@ def test_retained_state_after_a_restart_is_read_as_the_restarted_daemon_reads_it
     )
     alarms = [(d["kind"], d["at"]) for d in decisions if d.get("kind") == "smoke"]
     assert alarms == [("smoke", "2026-03-02T09:00:01Z")]
+
+
+def test_the_recorder_marks_each_daemon_run_and_not_each_rotation(tmp_path: Path) -> None:
+    from replay.recorder import Recorder, rotated_path
+    from replay.trace import TraceHeader, TraceReader
+
+    path = tmp_path / "trace.jsonl"
+    first = Recorder.open(path, gateway_id="gw", max_bytes=4096, keep=3)
+    for n in range(200):  # enough to rotate
+        first.tap(
+            RawFrame(
+                driver="zigbee",
+                source="zigbee2mqtt/smoke_kitchen",
+                payload=b'{"smoke":false}',
+                wall_time=T0 + timedelta(seconds=n),
+                mono_time=float(n),
+            )
+        )
+        first.flush()
+    first.close()
+    assert first.stats.rotations > 0
+    second = Recorder.open(path, gateway_id="gw")
+    second.close()
+    files = [rotated_path(path, i) for i in (3, 2, 1) if rotated_path(path, i).exists()]
+    headers = [h for h in TraceReader(*files, path) if isinstance(h, TraceHeader)]
+    assert len(headers) >= 3
+    assert {h.session for h in headers} == {first.session, second.session}
+    assert headers[-1].session == second.session != first.session
