@@ -190,8 +190,8 @@ class ContactRules(_Strict):
     #: A contact left open this long (inside ``left_open_hours``) is an alarm; 0 = off.
     left_open_after_s: float = Field(default=0, ge=0, le=7 * 86_400)
     left_open_hours: str = "00:00-24:00"
-    #: More changes than this within ``flapping_window_s`` is a flapping contact.
-    flapping_changes: int = Field(default=20, ge=2, le=1000)
+    #: More changes than this within ``flapping_window_s`` is a flapping contact; 0 = off.
+    flapping_changes: int = Field(default=0, ge=0, le=1000)
     flapping_window_s: float = Field(default=60, gt=0, le=86_400)
     front_door: FrontDoorRules = FrontDoorRules()
 

@@ -32,8 +32,9 @@ What it decides (the elderly-care pack; settings in :mod:`rules.config`):
   the contact restores it). A contact open for ``left_open_after_s`` (counted from the opening,
   raised only inside ``left_open_hours``) is a ``left_open:<device>`` alarm, restored when it
   closes; off by default, on for the pack's front door at night. More than ``flapping_changes``
-  changes within ``flapping_window_s`` raise ``flapping:<device>``: its ``contact`` telemetry is
-  held back until a quiet window has passed, then the current state is reported.
+  (0: off, the default) changes within ``flapping_window_s`` raise ``flapping:<device>``: its
+  ``contact`` telemetry is held back until a quiet window has passed, then the current state
+  is reported.
 - **Local actions** ``siren_on`` for every siren on smoke, gas and CO alarms, ``siren_off``
   once all of them are restored. A LIFE_SAFETY alarm not acknowledged within
   ``escalate_after_s`` is escalated (``escalation`` event with the alarm's condition, sirens,
@@ -1162,7 +1163,7 @@ class RuleEngine:
         if key in self._active:
             self._timers_changed()  # its quiet time starts again
             return True
-        if len(changes) <= rules.flapping_changes:
+        if not 0 < rules.flapping_changes < len(changes):
             return False
         payload = self._payload(
             spec,

@@ -18,6 +18,7 @@ from tests.rules.builders import dev, events, feed, kinds, s
 
 DOORS = (dev("door-front", "door", room="hall"), dev("door-1", "door", room="kitchen"))
 EVENING = datetime(2026, 1, 5, 21, 50, tzinfo=UTC)
+FLAPPING = {"contacts": {"flapping_changes": 20}}
 
 
 def doors(rules: dict[str, Any] | None = None, devices: Any = DOORS) -> RuleEngine:
@@ -137,7 +138,7 @@ def test_left_open_configured_for_every_door_and_per_device() -> None:
 
 
 def test_a_flapping_contact_is_a_trouble_and_its_telemetry_is_held_back() -> None:
-    e = doors()
+    e = doors(FLAPPING)
     out: list[Any] = []
     for i in range(30):
         out += feed(e, "door-1", "contact_open", i % 2 == 0, EVENING + s(i))
@@ -151,6 +152,14 @@ def test_a_flapping_contact_is_a_trouble_and_its_telemetry_is_held_back() -> Non
     assert of("contact", end)[0].payload["open"] is False
 
 
+def test_contact_flapping_is_off_in_the_pack() -> None:
+    e = doors()
+    out: list[Any] = []
+    for i in range(30):
+        out += feed(e, "door-1", "contact_open", i % 2 == 0, EVENING + s(i))
+    assert kinds(out) == ["contact"] * 30
+
+
 # -- validation ---------------------------------------------------------------------------------
 
 
@@ -160,7 +169,7 @@ def test_a_flapping_contact_is_a_trouble_and_its_telemetry_is_held_back() -> Non
         ({"contacts": {"entry_delay_s": -1}}, "rules.contacts.entry_delay_s"),
         ({"contacts": {"left_open_hours": "22:00"}}, "rules.contacts.left_open_hours"),
         ({"contacts": {"front_door": {"left_open_hours": "7-9"}}}, "front_door.left_open_hours"),
-        ({"contacts": {"flapping_changes": 1}}, "rules.contacts.flapping_changes"),
+        ({"contacts": {"flapping_changes": -1}}, "rules.contacts.flapping_changes"),
         ({"contacts": {"nonsense": 1}}, "rules.contacts.nonsense"),
         ({"devices": {"door-1": {"left_open_hours": "25:00-07:00"}}}, "door-1.left_open_hours"),
         ({"devices": {"pir": {"entry_delay_s": 5}}}, "applies to door and window contacts"),
@@ -192,8 +201,8 @@ def documented() -> dict[str, dict[str, Any]]:
 
 
 def produced() -> dict[str, EmitEvent]:
-    """Every door kind, as the engine raises it with the elderly-care pack."""
-    e = doors()
+    """Every door kind, as the engine raises it with the elderly-care pack (and flapping on)."""
+    e = doors(FLAPPING)
     out: list[Any] = []
     e.set_mode("away", EVENING)
     out += feed(e, "door-1", "contact_open", True, EVENING + s(1))
