@@ -151,6 +151,9 @@ class AsyncEventBuffer:
         result: list[ActiveConditionRow] = await self._run(self.buffer.active_conditions)
         return result
 
+    async def save_memory(self, memory: str, saved_at: datetime) -> None:
+        await self._run(self.buffer.save_memory, memory, saved_at)
+
     def stats(self, now: datetime) -> BufferStats:
         return self.buffer.stats(now)
 

@@ -91,6 +91,14 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         value TEXT NOT NULL
     );
     """,
+    # The rule engine's memory (clocks, states, timers) for a restart: one row, replaced.
+    """
+    CREATE TABLE engine_memory (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        saved_at TEXT NOT NULL,
+        memory TEXT NOT NULL
+    );
+    """,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 

@@ -78,6 +78,7 @@ __all__ = [
     "EventBuffer",
     "EventBufferError",
     "EventDraft",
+    "condition_of",
 ]
 
 log = structlog.get_logger(__name__)
@@ -503,8 +504,7 @@ class EventBuffer:
                 p.event.at.isoformat(),
             )
             for p in rows
-            if p.event.lane is not Lane.TELEMETRY
-            and isinstance(cond := p.event.payload.get("condition"), str)
+            if (cond := condition_of(p.event.kind, p.event.payload)) is not None
         ]
         if conditions:
             conn.executemany(
@@ -792,6 +792,34 @@ class EventBuffer:
             ).fetchall()
         return [ActiveConditionRow(c, EventKind(k), d, _parse_time(at)) for c, k, d, at in rows]
 
+    def save_memory(self, memory: str, saved_at: datetime) -> None:
+        """Keep the rule engine's memory (opaque text, JSON) for the next start; replaces it.
+
+        ``synchronous=NORMAL``: it survives the process being killed; a power cut may lose the
+        last save (the next alarm's fsync makes it durable too).
+        """
+        with self._lock:
+            self._check_open()
+            try:
+                with self._transaction("NORMAL"):
+                    self._conn.execute(
+                        "INSERT INTO engine_memory (id, saved_at, memory) VALUES (1, ?, ?) "
+                        "ON CONFLICT (id) DO UPDATE SET saved_at = excluded.saved_at, "
+                        "memory = excluded.memory",
+                        (saved_at.isoformat(), memory),
+                    )
+            except sqlite3.Error as exc:
+                raise BufferStorageError(
+                    f"saving the rule engine's memory in buffer {self.path} failed: {exc}"
+                ) from exc
+
+    def load_memory(self) -> str | None:
+        """The rule engine's memory as last saved, or None if there is none."""
+        with self._lock:
+            self._check_open()
+            row = self._conn.execute("SELECT memory FROM engine_memory WHERE id = 1").fetchone()
+        return None if row is None else str(row[0])
+
     @property
     def next_seq(self) -> int:
         return self._next_seq
@@ -814,6 +842,15 @@ class EventBuffer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def condition_of(kind: EventKind, payload: dict[str, Any]) -> str | None:
+    """The condition an event opens or closes (its restore closes it), or None: telemetry
+    opens none. This is what :meth:`EventBuffer.active_conditions` is made of."""
+    if kind.lane is Lane.TELEMETRY:
+        return None
+    cond = payload.get("condition")
+    return cond if isinstance(cond, str) else None
 
 
 def _needs_roundtrip(payload: dict[str, Any]) -> bool:

@@ -121,6 +121,7 @@ class EventKind(enum.StrEnum):
     INACTIVITY = "inactivity"
     FALL = "fall"
     INTRUSION = "intrusion"
+    LEFT_OPEN = "left_open"
     SOS_RESTORE = "sos_restore"
     SMOKE_RESTORE = "smoke_restore"
     GAS_RESTORE = "gas_restore"
@@ -129,6 +130,7 @@ class EventKind(enum.StrEnum):
     INACTIVITY_RESTORE = "inactivity_restore"
     FALL_RESTORE = "fall_restore"
     INTRUSION_RESTORE = "intrusion_restore"
+    LEFT_OPEN_RESTORE = "left_open_restore"
     # Troubles
     LOW_BATTERY = "low_battery"
     TAMPER = "tamper"
@@ -213,6 +215,7 @@ _KIND_INFO: Final[dict[EventKind, tuple[Lane, Priority, int | None]]] = {
     EventKind.WATER_LEAK: (Lane.ALARM, Priority.HIGH, 154),
     EventKind.INACTIVITY: (Lane.ALARM, Priority.HIGH, 102),  # fail to report in
     EventKind.INTRUSION: (Lane.ALARM, Priority.HIGH, 130),  # burglary
+    EventKind.LEFT_OPEN: (Lane.ALARM, Priority.HIGH, 426),  # door propped open
     EventKind.LOW_BATTERY: (Lane.TROUBLE, Priority.TROUBLE, 384),  # RF low battery
     EventKind.TAMPER: (Lane.TROUBLE, Priority.TROUBLE, 383),  # sensor tamper
     EventKind.DEVICE_OFFLINE: (Lane.TROUBLE, Priority.TROUBLE, 381),  # RF supervision loss

@@ -1,7 +1,8 @@
 """The gateway daemon: wires drivers, rules, buffer, forwarder and the control socket together.
 
-Start-up order matters: the buffer opens first (so nothing can be lost), the rule engine is seeded
-with the conditions the buffer says are still open, then the drivers start, and only then does
+Start-up order matters: the buffer opens first (so nothing can be lost), the rule engine resumes
+from the conditions the buffer says are still open and its memory (see :mod:`gatewayd.memory`),
+then the drivers start, and only then does
 systemd hear ``READY=1``. Shutdown runs the other way round and is bounded in time.
 """
 
@@ -29,6 +30,7 @@ from forwarder.client import Credential, CredentialError, DispatchClient
 from forwarder.delivery import Forwarder, HeartbeatSender
 from gatewayd.control import ControlServer, WatchHub
 from gatewayd.devicestate import DeviceStates
+from gatewayd.memory import MemoryKeeper, resume_engine
 from gatewayd.pipeline import Pipeline, TraceSink, describe_status
 from gatewayd.status import (
     BufferDepth,
@@ -168,7 +170,7 @@ class Gateway:
         self.buffer = AsyncEventBuffer(raw)
         await self.buffer.start()
         engine = RuleEngine(rules, cfg.devices, timezone=cfg.gateway.timezone)
-        engine.seed_active(raw.active_conditions())
+        resume_engine(engine, raw)
         self.pipeline = Pipeline(
             engine=engine,
             buffer=self.buffer,
@@ -178,6 +180,7 @@ class Gateway:
             recorder=self.recorder,
             tick_interval=self._tick_interval,
             stall_after=cfg.gateway.stall_after_s,
+            memory=MemoryKeeper(self.buffer),
         )
         self.pipeline.add_caused_listener(self._on_event)
         self._spawn(self.pipeline.run(), "pipeline")

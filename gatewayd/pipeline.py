@@ -27,6 +27,7 @@ from buffer.store import EventDraft
 from contract.wire import Event, EventKind, Lane, RawFrame, Reading
 from drivers.base import FrameParser, LocalCommand
 from gatewayd.devicestate import DeviceStates
+from gatewayd.memory import MemoryKeeper
 from gatewayd.status import PipelineStatus
 from rules import LocalAction, RuleEngine
 from rules.decider import Decided, Decider, draft_of
@@ -93,8 +94,11 @@ class Pipeline:
         max_batch: int = 2_000,
         tick_interval: float = 1.0,
         stall_after: float = 10.0,
+        memory: MemoryKeeper | None = None,
     ) -> None:
         self.decider = Decider(engine, parsers, devices)
+        #: Keeps the engine's memory in the buffer for a restart (None: not kept).
+        self.memory = memory
         self.buffer = buffer
         self._send_command = send_command
         self._recorder = recorder
@@ -104,7 +108,8 @@ class Pipeline:
         self._tick_interval = tick_interval
         self.stall_after = stall_after
         self._listeners: list[CausedEventListener] = []
-        self.mode: Mode = "normal"
+        # A resumed engine may come back in away mode.
+        self.mode: Mode = engine.mode
         self.stats = PipelineStats()
         # event id -> condition, for end-to-end acknowledgements of alarms (bounded).
         self._alarm_conditions: dict[str, str] = {}
@@ -182,6 +187,8 @@ class Pipeline:
         while not self._queue.empty():
             items.append(self._queue.get_nowait())
         await self.process(items, tick=True)
+        if self.memory is not None:
+            await self.memory.save_if_changed(self.engine, now=True)
 
     async def process(self, items: Sequence[_Item], *, tick: bool = False) -> list[Event]:
         """Decide on a group of items and make the outcome durable in one commit."""
@@ -230,6 +237,8 @@ class Pipeline:
             self._after_commit(event, reading)
         for action in actions:
             await self._run_action(action)
+        if self.memory is not None:
+            await self.memory.save_if_changed(self.engine)
         return events
 
     @staticmethod

@@ -8,6 +8,13 @@ at the very instant it would have fired live, however fast the replay runs. With
 ``tick_grid`` the engine is also ticked on a regular grid (as the live pipeline does every
 second); an engine without ``next_deadline`` is ticked on a 1 s grid.
 
+A trace spans the daemon's restarts: each session header after the first is one. With a
+``restart`` (:func:`build_restart`) a replay does there what the restarted daemon did: fresh
+parsers and a fresh engine, resumed from the conditions the buffer held open (replay keeps the
+same ledger of them, :class:`ConditionLedger`) and from the engine's memory as the daemon stored
+it (:mod:`gatewayd.memory`), then a tick at the start. So a trace recorded live across restarts
+replays to what the live gateway decided.
+
 Decisions come out in a canonical form (:func:`canonical_decision`, :func:`canonical_line`):
 sorted keys, UTC ISO times, no random ids; so replaying the same trace twice gives the same bytes,
 and a run can be compared with an expected file (:func:`compare`).
@@ -27,8 +34,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
-from contract.wire import RawFrame, Reading
-from replay.trace import TraceControl, iso_utc
+from buffer.store import ActiveConditionRow, condition_of
+from contract.wire import EventKind, Lane, RawFrame, Reading
+from replay.trace import TraceControl, TraceHeader, TraceItem, iso_utc
 
 if TYPE_CHECKING:
     from contract.home import HomeConfig
@@ -36,11 +44,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Comparison",
+    "ConditionLedger",
     "DecidedLike",
     "Replay",
     "ReplayError",
     "ReplaySummary",
     "build_decider",
+    "build_restart",
     "canonical_decision",
     "canonical_line",
     "compare",
@@ -168,6 +178,49 @@ def build_decider(
     return Decider(engine, parsers)
 
 
+Restart = Callable[[DeciderLike, Sequence[ActiveConditionRow]], DeciderLike]
+
+
+def build_restart(
+    config: HomeConfig, *, rules_text: str | None = None, source: str = "<config>"
+) -> Restart:
+    """What the daemon does when it starts again: a decider built afresh from ``config``, its
+    engine resumed from the open conditions and from the old engine's memory, read back from
+    the JSON the daemon stores (so replay resumes from exactly what a restart would read)."""
+    from rules.memory import EngineMemory
+
+    def restart(old: DeciderLike, active: Sequence[ActiveConditionRow]) -> DeciderLike:
+        memory = EngineMemory.from_json(old.engine.memory().to_json())
+        new = build_decider(config, rules_text=rules_text, source=source)
+        new.engine.resume(active, memory)
+        return new
+
+    return restart
+
+
+class ConditionLedger:
+    """The open conditions, kept from the decisions as the buffer keeps them from events."""
+
+    def __init__(self) -> None:
+        self._rows: dict[str, tuple[bool, ActiveConditionRow]] = {}
+
+    def note(self, decided: DecidedLike) -> None:
+        decision = decided.decision
+        kind = getattr(decision, "kind", None)
+        if not isinstance(kind, EventKind) or kind.lane is Lane.TELEMETRY:
+            return
+        payload = {"condition": decision.condition, **decision.payload}
+        condition = condition_of(kind, payload)
+        if condition is None:
+            return
+        row = ActiveConditionRow(condition, kind.condition, decision.device_id, decided.at)
+        self._rows.pop(condition, None)  # kept in the order of their latest event, as seq
+        self._rows[condition] = (not kind.is_restore and not decision.test, row)
+
+    def active(self) -> list[ActiveConditionRow]:
+        return [row for is_open, row in self._rows.values() if is_open]
+
+
 # -- the replay -----------------------------------------------------------------------------
 
 
@@ -177,6 +230,8 @@ class ReplaySummary:
     frames_after_until: int = 0
     #: acknowledgements and mode changes replayed
     controls: int = 0
+    #: session headers after the first: restarts of the daemon
+    restarts: int = 0
     ticks: int = 0
     decisions: int = 0
     events: int = 0
@@ -236,7 +291,8 @@ class Replay:
 
     ``on_decided`` hears of every decision as it is made (the canonical output, a forwarder);
     ``pace`` is called with the virtual time before each step (``None``: as fast as possible);
-    ``on_progress`` is called every ``progress_every`` frames.
+    ``on_progress`` is called every ``progress_every`` frames; ``restart`` rebuilds the decider
+    at a new session's header as the daemon did (``None``: headers change nothing).
     """
 
     def __init__(
@@ -249,8 +305,12 @@ class Replay:
         pace: Pacer | None = None,
         on_progress: ProgressHook | None = None,
         progress_every: int = 5000,
+        restart: Restart | None = None,
     ) -> None:
         self.decider = decider
+        self._restart = restart
+        self._ledger = ConditionLedger() if restart is not None else None
+        self._session: str | None = None
         self.until = until
         self._next_deadline: Callable[[], datetime | None] | None = getattr(
             decider.engine, "next_deadline", None
@@ -273,7 +333,7 @@ class Replay:
         self._readings_seen: int | None = None
         self._deadline_stale = True
 
-    def run(self, frames: Iterable[RawFrame | TraceControl]) -> ReplaySummary:
+    def run(self, frames: Iterable[TraceItem]) -> ReplaySummary:
         """Replay every frame (up to ``until``), then keep ticking up to ``until``.
 
         Acknowledgements and mode changes recorded in the trace are given to the decider at
@@ -285,6 +345,9 @@ class Replay:
             for frame in frames:
                 if isinstance(frame, TraceControl):
                     self._control(frame)
+                    continue
+                if isinstance(frame, TraceHeader):
+                    self._header(frame)
                     continue
                 at = frame.wall_time
                 if self.until is not None and at > self.until:
@@ -329,6 +392,33 @@ class Replay:
             self._emit(self.decider.acknowledge(control.value, at))
         elif control.what == "mode":
             self._emit(self.decider.set_mode(control.value, at))
+
+    def _header(self, header: TraceHeader) -> None:
+        """A session's header: the daemon (re)started then, so the decider does too."""
+        session, first = header.session_key, self._session is None
+        if session == self._session or self._restart is None:
+            return  # the same run, rotated into another file
+        self._session = session
+        at = header.started
+        if self.until is not None and at > self.until:
+            return
+        if not first:
+            # The old daemon ran up to here; the new one takes over what it stored.
+            self._advance(at)
+            assert self._ledger is not None
+            self.decider = self._restart(self.decider, self._ledger.active())
+            self._next_deadline = getattr(self.decider.engine, "next_deadline", None)
+            self._readings_seen = None
+            self.summary.restarts += 1
+        if self._pace is not None:
+            self._pace(at)
+        if self.now is None or at > self.now:
+            self.now = at
+        # The daemon's first act is a tick: the engine's clocks start (or resume) there.
+        self._deadline_stale = True
+        self._last_tick = self.now
+        self.summary.ticks += 1
+        self._emit(self.decider.tick(self.now))
 
     def _deadline(self) -> datetime | None:
         """The engine's next deadline, asked again only when its state may have changed.
@@ -382,8 +472,11 @@ class Replay:
 
     def _emit(self, decided: Sequence[DecidedLike]) -> None:
         summary = self.summary
+        ledger = self._ledger
         for d in decided:
             summary.decisions += 1
+            if ledger is not None:
+                ledger.note(d)
             if getattr(d.decision, "command", None) is not None:
                 summary.actions += 1
                 key = f"action:{getattr(d.decision.command, 'action', '?')}"

@@ -23,6 +23,7 @@ import collections
 import contextlib
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,7 +32,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from contract.wire import RawFrame
-from replay.trace import TraceControl, TraceError, TraceWriter
+from replay.trace import TraceControl, TraceError, TraceWriter, iso_utc
 
 if TYPE_CHECKING:
     from contract.home import HomeConfig
@@ -87,6 +88,8 @@ class Recorder:
         self.max_pending = max_pending
         self.fsync = fsync
         self.stats = RecorderStats()
+        #: This daemon run: every file it writes (rotations too) carries it in its header.
+        self.session = f"{gateway_id}@{iso_utc(datetime.now(UTC))}#{uuid.uuid4().hex[:8]}"
         self._pending: collections.deque[RawFrame | TraceControl] = collections.deque()
         self._writer: TraceWriter | None = None
         self._lock = threading.Lock()  # serialises flushes (the thread, flush(), close())
@@ -194,6 +197,7 @@ class Recorder:
             gateway_id=self.gateway_id,
             started=datetime.now(UTC),
             mono=time.monotonic(),
+            session=self.session,
         )
 
     def _run(self) -> None:

@@ -8,7 +8,9 @@ tried against before they ship. The format (``gatewayd-trace`` version 1, see do
     {"t":"frame",...,"b64":"AAECAw=="}
 
 - A header line starts every recording session, so a file appended to across restarts says
-  where each session began (monotonic times restart with each session).
+  where each session began: a restart of the daemon, which replay reproduces. A rotated file
+  starts with a header too; it carries the same ``session`` as the file before it, so it is no
+  restart (a header without ``session`` is identified by its gateway and ``started``).
 - The payload is ``text`` when it is valid UTF-8, else ``b64`` (base64): exact bytes either way.
 - Files ending in ``.gz`` are gzip, read and written transparently. A gzip file may hold several
   members (one per session), as gzip allows.
@@ -87,6 +89,13 @@ class TraceHeader:
     mono: float | None = None
     version: int = VERSION
     line: int = 0
+    #: The recording session (one daemon run); None in traces written before it was recorded.
+    session: str | None = None
+
+    @property
+    def session_key(self) -> str:
+        """What tells one daemon run from another (see the module doc)."""
+        return self.session or f"{self.gateway_id}@{iso_utc(self.started)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +148,9 @@ def _json_line(record: dict[str, Any]) -> bytes:
     return (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
 
 
-def encode_header(gateway_id: str, started: datetime, mono: float | None = None) -> bytes:
+def encode_header(
+    gateway_id: str, started: datetime, mono: float | None = None, session: str | None = None
+) -> bytes:
     record: dict[str, Any] = {
         "t": "header",
         "format": FORMAT,
@@ -149,6 +160,8 @@ def encode_header(gateway_id: str, started: datetime, mono: float | None = None)
     }
     if mono is not None:
         record["mono"] = mono
+    if session is not None:
+        record["session"] = session
     return _json_line(record)
 
 
@@ -323,6 +336,9 @@ def decode_line(line: bytes | str) -> TraceItem:
         if not isinstance(version, int) or isinstance(version, bool):
             raise _BadLine("header has no version number")
         mono = record.get("mono")
+        session = record.get("session")
+        if session is not None and (type(session) is not str or not 0 < len(session) <= 128):
+            raise _BadLine("header field 'session' is not a short string")
         return TraceHeader(
             gateway_id=str(record.get("gateway", "")),
             started=_time(record, "started"),
@@ -330,6 +346,7 @@ def decode_line(line: bytes | str) -> TraceItem:
             if isinstance(mono, int | float) and not isinstance(mono, bool)
             else None,
             version=version,
+            session=session,
         )
     if tag == "ack" or tag == "mode":
         key = "condition" if tag == "ack" else "mode"
@@ -454,10 +471,12 @@ class TraceReader:
             if isinstance(item, RawFrame):
                 yield item
 
-    def inputs(self) -> Iterator[RawFrame | TraceControl]:
-        """Everything the rules were given, in order: frames, acknowledgements, mode changes."""
+    def inputs(self, *, sessions: bool = False) -> Iterator[TraceItem]:
+        """Everything the rules were given, in order: frames, acknowledgements, mode changes;
+        with ``sessions`` also the session headers, where the daemon (re)started, which a
+        replay must reproduce (:class:`replay.engine.Replay` with ``restart``)."""
         for item in self:
-            if not isinstance(item, TraceHeader):
+            if sessions or not isinstance(item, TraceHeader):
                 yield item
 
     def _read(self, path: Path) -> Iterator[TraceItem]:
@@ -557,6 +576,7 @@ class TraceWriter:
         started: datetime | None = None,
         mono: float | None = None,
         compresslevel: int = 6,
+        session: str | None = None,
     ) -> TraceWriter:
         p = Path(path)
         try:
@@ -578,7 +598,7 @@ class TraceWriter:
         else:
             stream = raw
         writer = cls(p, raw, stream, raw.tell())
-        writer.write_raw(encode_header(gateway_id, started or datetime.now(UTC), mono))
+        writer.write_raw(encode_header(gateway_id, started or datetime.now(UTC), mono, session))
         return writer
 
     @property

@@ -4,7 +4,7 @@ The gateway decides alarms itself, with no network, the same way every time::
 
     rules = load_rules(config.rules, source="home.toml", text=text, devices=config.devices)
     engine = RuleEngine(rules, config.devices, timezone=config.gateway.timezone)
-    engine.seed_active(buffer.active_conditions())
+    engine.resume(buffer.active_conditions(), memory)   # after a restart (gatewayd.memory)
     decisions = engine.feed(reading, now)      # list[EmitEvent | LocalAction]
     decisions += engine.tick(now)              # timers: supervision, escalation, inactivity
 

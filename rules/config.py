@@ -24,6 +24,16 @@ given in the home config overrides the pack's. Example::
     delay_on_s = 30
     checkin_interval_s = 0
 
+    [rules.contacts]           # door and window contacts (role "door")
+    entry_delay_s = 30         # away mode: an opened door is an intrusion after this
+    left_open_after_s = 0      # a door left open this long is an alarm; 0 = off
+    left_open_hours = "00:00-24:00"
+
+    [rules.contacts.front_door]  # the elderly-care pack: the front door left open at night
+    device = "door-front"
+    left_open_after_s = 600
+    left_open_hours = "22:00-07:00"
+
 Errors are :class:`RuleConfigError` with one ``source:line: key: problem`` per problem.
 """
 
@@ -51,6 +61,7 @@ from contract.home import describe_validation
 __all__ = [
     "DELAYABLE_KINDS",
     "PACKS",
+    "ContactRules",
     "FlappingRules",
     "InactivityRules",
     "RuleConfigError",
@@ -91,6 +102,24 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def check_hours(value: str) -> str:
+    """Validate local hours ``"HH:MM-HH:MM"`` (``24:00`` ends the day; may cross midnight)."""
+    start, sep, end = value.partition("-")
+    if not sep:
+        raise ValueError(f"expected HH:MM-HH:MM, got {value!r}")
+    s = parse_clock(start.strip())
+    e = parse_clock(end.strip(), allow_24=True)
+    if e is not None and s == e:
+        raise ValueError(f"hours {value!r} are empty")
+    return value
+
+
+def hours_window(value: str) -> tuple[time, time | None]:
+    """Checked hours as (start, end); end None means midnight at the end of the day."""
+    start, _, end = value.partition("-")
+    return parse_clock(start.strip()) or time(0), parse_clock(end.strip(), allow_24=True)
+
+
 class InactivityRules(_Strict):
     enabled: bool = True
     after_s: float = Field(default=14_400, gt=0, le=7 * 86_400)
@@ -101,14 +130,7 @@ class InactivityRules(_Strict):
     @field_validator("active_hours")
     @classmethod
     def _hours(cls, value: str) -> str:
-        start, sep, end = value.partition("-")
-        if not sep:
-            raise ValueError(f"expected HH:MM-HH:MM, got {value!r}")
-        s = parse_clock(start.strip())
-        e = parse_clock(end.strip(), allow_24=True)
-        if e is not None and s == e:
-            raise ValueError(f"active hours {value!r} are empty")
-        return value
+        return check_hours(value)
 
     @field_validator("night_end")
     @classmethod
@@ -134,8 +156,7 @@ class InactivityRules(_Strict):
 
     def window(self) -> tuple[time, time | None]:
         """Active hours as (start, end); end None means midnight at the end of the day."""
-        start, _, end = self.active_hours.partition("-")
-        return parse_clock(start.strip()) or time(0), parse_clock(end.strip(), allow_24=True)
+        return hours_window(self.active_hours)
 
     def morning(self) -> tuple[time, time] | None:
         if not self.not_up_by:
@@ -148,9 +169,53 @@ class FlappingRules(_Strict):
     window_s: float = Field(default=60, gt=0, le=86_400)
 
 
+class FrontDoorRules(_Strict):
+    """The home's front door, by device id: its own left-open rule (a home without it: none)."""
+
+    device: str = "door-front"
+    left_open_after_s: float = Field(default=0, ge=0, le=7 * 86_400)
+    left_open_hours: str = "00:00-24:00"
+
+    @field_validator("left_open_hours")
+    @classmethod
+    def _hours(cls, value: str) -> str:
+        return check_hours(value)
+
+
+class ContactRules(_Strict):
+    """Door and window contacts (role ``door``): intrusion, left open, flapping."""
+
+    #: Away mode: an opened contact is an intrusion unless the mode leaves away within this.
+    entry_delay_s: float = Field(default=30, ge=0, le=600)
+    #: A contact left open this long (inside ``left_open_hours``) is an alarm; 0 = off.
+    left_open_after_s: float = Field(default=0, ge=0, le=7 * 86_400)
+    left_open_hours: str = "00:00-24:00"
+    #: More changes than this within ``flapping_window_s`` is a flapping contact; 0 = off.
+    flapping_changes: int = Field(default=0, ge=0, le=1000)
+    flapping_window_s: float = Field(default=60, gt=0, le=86_400)
+    front_door: FrontDoorRules = FrontDoorRules()
+
+    @field_validator("left_open_hours")
+    @classmethod
+    def _hours(cls, value: str) -> str:
+        return check_hours(value)
+
+
+#: Per-device keys that only door contacts take.
+CONTACT_KEYS: Final = ("entry_delay_s", "left_open_after_s", "left_open_hours")
+
+
 class DeviceRules(_Strict):
     checkin_interval_s: float | None = Field(default=None, ge=0)
     delay_on_s: float | None = Field(default=None, ge=0, le=3600)
+    entry_delay_s: float | None = Field(default=None, ge=0, le=600)
+    left_open_after_s: float | None = Field(default=None, ge=0, le=7 * 86_400)
+    left_open_hours: str | None = None
+
+    @field_validator("left_open_hours")
+    @classmethod
+    def _hours(cls, value: str | None) -> str | None:
+        return None if value is None else check_hours(value)
 
 
 class RuleSet(_Strict):
@@ -169,6 +234,7 @@ class RuleSet(_Strict):
     battery_report_every_s: float = Field(default=3600, ge=0)
     inactivity: InactivityRules = InactivityRules()
     flapping: FlappingRules = FlappingRules()
+    contacts: ContactRules = ContactRules()
     #: Expected check-in interval by role (``default_s`` for roles not named); 0 = unsupervised.
     supervision: dict[str, float] = Field(default_factory=lambda: {"default_s": 10_800.0})
     delay_on: dict[str, float] = Field(default_factory=dict)
@@ -217,6 +283,17 @@ class RuleSet(_Strict):
         problems = [
             f"{source}: rules.devices.{d}: no [[devices]] entry has this id" for d in unknown
         ]
+        roles = {d.id: d.role for d in devices}
+        for device_id, override in sorted(self.devices.items()):
+            role = roles.get(device_id)
+            if role is None or role == "door":
+                continue
+            problems.extend(
+                f"{source}: rules.devices.{device_id}.{key}: applies to door and window "
+                f"contacts (role door), not to a {role} device"
+                for key in CONTACT_KEYS
+                if getattr(override, key) is not None
+            )
         for d in devices:
             option = d.options.get("checkin_interval_s")
             if option is not None and (
@@ -309,4 +386,23 @@ def load_rules(
         raise RuleConfigError(fixed) from exc
     if devices is not None:
         rules.check_devices(devices, source=source)
+        _check_front_door(table, rules, devices, source)
     return rules
+
+
+def _check_front_door(
+    table: Mapping[str, Any], rules: RuleSet, devices: Sequence[DeviceSpec], source: str
+) -> None:
+    """A front door named in the home config must be one of its doors (the pack's default
+    name may be absent: that home has no front door rule)."""
+    contacts = table.get("contacts")
+    front = contacts.get("front_door") if isinstance(contacts, Mapping) else None
+    if not isinstance(front, Mapping) or "device" not in front:
+        return
+    name = rules.contacts.front_door.device
+    role = {d.id: d.role for d in devices}.get(name)
+    if name and role != "door":
+        problem = "no [[devices]] entry has this id" if role is None else f"is a {role} device"
+        raise RuleConfigError(
+            [f"{source}: rules.contacts.front_door.device: {name!r} {problem}; expected a door"]
+        )

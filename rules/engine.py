@@ -26,6 +26,15 @@ What it decides (the elderly-care pack; settings in :mod:`rules.config`):
   restores it), ``driver_fault:<driver>`` (``link`` False/True).
 - **Telemetry** ``motion`` when motion goes True, ``contact`` when ``contact_open`` changes,
   ``battery`` at most every ``battery_report_every_s`` per device and when crossing the threshold.
+- **Door and window contacts** (role ``door``; ``[rules.contacts]``): in ``away`` mode an opening
+  is an ``intrusion:<device>`` alarm once ``entry_delay_s`` has passed with the mode still away
+  (leaving away in time disarms; leaving away later restores it, ``reason: disarmed``; closing
+  the contact restores it). A contact open for ``left_open_after_s`` (counted from the opening,
+  raised only inside ``left_open_hours``) is a ``left_open:<device>`` alarm, restored when it
+  closes; off by default, on for the pack's front door at night. More than ``flapping_changes``
+  (0: off, the default) changes within ``flapping_window_s`` raise ``flapping:<device>``: its
+  ``contact`` telemetry is held back until a quiet window has passed, then the current state
+  is reported.
 - **Local actions** ``siren_on`` for every siren on smoke, gas and CO alarms, ``siren_off``
   once all of them are restored. A LIFE_SAFETY alarm not acknowledged within
   ``escalate_after_s`` is escalated (``escalation`` event with the alarm's condition, sirens,
@@ -33,12 +42,19 @@ What it decides (the elderly-care pack; settings in :mod:`rules.config`):
 - **Walk test** (mode ``test``): every reading of a configured device gives one ``test`` event
   (``test=True``) naming what it would raise; no alarms and no local actions from readings
   (driver link faults, supervision and ``available``, and escalation of alarms raised before
-  go on).
+  go on). What the engine knows stays current (contact and motion states, the last activity):
+  test mode only changes what is reported. On leaving it, a door closed meanwhile restores its
+  ``left_open`` alarm and activity meanwhile restores an open inactivity alarm.
 - **Inactivity** (``inactivity:-``): no activity (motion, a contact change, a button press) for
   ``inactivity.after_s`` counted inside the active hours only, or none between ``night_end``
   and ``not_up_by`` local time. Suspended in ``away`` and ``test`` modes (going away restores
   an open inactivity alarm); the count starts afresh on return to ``normal``. The morning check
   needs the engine to have watched since ``night_end``.
+- **Memory**: :meth:`RuleEngine.memory` exports everything above that a restart would otherwise
+  forget (clocks, states, open conditions, timers; :mod:`rules.memory`) and
+  :meth:`RuleEngine.resume` takes it back with the conditions the buffer holds open, so the
+  clocks of a restarted gateway run on. Away mode survives a restart; a walk test does not (a
+  restart ends it, as a return to ``normal``).
 - **Debounce** (``delay_on``) and **confirmation** (two detectors of a kind within
   ``confirm_window_s``: ``confirmed: true`` and LIFE_SAFETY priority).
 - **Flapping**: beyond ``flapping.max_alarms`` alarms of a detector condition within
@@ -62,9 +78,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from contract.devices import SOS_ROLES, DeviceSpec, LocalCommand
 from contract.wire import EventKind, Priority, Reading
-from rules.config import RuleConfigError, RuleSet
+from rules.config import RuleConfigError, RuleSet, hours_window
 from rules.decisions import ActiveCondition, ActiveConditionLike, Decision, EmitEvent, LocalAction
-from rules.localtime import local_instant, seconds_due
+from rules.localtime import local_instant, seconds_due, windows_from
+from rules.memory import ConditionMemory, EngineMemory, PendingMemory
 
 __all__ = ["Mode", "RuleEngine"]
 
@@ -84,6 +101,9 @@ _DETECTOR_KINDS: Final = frozenset({K.SMOKE, K.GAS, K.CARBON_MONOXIDE, K.WATER_L
 _SIREN_KINDS: Final = frozenset({K.SMOKE, K.GAS, K.CARBON_MONOXIDE})
 INACTIVITY_KEY: Final = "inactivity:-"
 _INACTIVITY_SOURCES: Final = ("motion", "contact_open", "sos", "action")
+#: Timer ranks (ties between timers due at one instant go by rank, then key).
+_RANK_ENTRY: Final = 6
+_RANK_LEFT_OPEN: Final = 7
 
 
 def _iso(at: datetime) -> str:
@@ -160,6 +180,19 @@ class RuleEngine:
         self._flap_alarms: dict[str, deque[datetime]] = {}
         self._flap_last: dict[str, datetime] = {}
         self._flapping_sources: dict[str, set[str]] = {}
+        # Contacts: when each open one opened, recent changes (flapping), entry delays running.
+        self._contact_rules = {d.id: self._contact_rule(d) for d in devices if d.role == "door"}
+        self._opened_at: dict[str, datetime] = {}
+        self._contact_changes: dict[str, deque[datetime]] = {}
+        self._entry_due: dict[str, datetime] = {}
+        self._device_activity: dict[str, datetime] = {}
+        self._feeding: str | None = None
+        # Resumed from a memory (see resume): the clocks run on instead of starting afresh.
+        self._resumed = False
+        self._restart_on_start = False
+        #: Bumped whenever the memory may have changed; ``checkins`` for check-ins alone.
+        self.revision = 0
+        self.checkins = 0
         # Inactivity: when the count (re)started, the last activity, when watching began.
         self._anchor: datetime | None = None
         self._due_cache: tuple[datetime, datetime | None] | None = None
@@ -185,6 +218,7 @@ class RuleEngine:
         # the check-in in feed): replay asks for it after every frame.
         self._best: tuple[datetime, int, str] | None = None
         self._best_valid = False
+        self._memory_saved_at: datetime | None = None
         self.counts: dict[str, int] = {
             "readings": 0,
             "unconfigured_readings": 0,
@@ -205,6 +239,24 @@ class RuleEngine:
         sup = self.rules.supervision
         return float(sup.get(spec.role, sup.get("default_s", 10_800)))
 
+    def _contact_rule(self, spec: DeviceSpec) -> tuple[float, float, tuple[Any, Any]]:
+        """(entry delay, left-open seconds (0 off), left-open hours) of a door contact."""
+        contacts = self.rules.contacts
+        entry, after, hours = (
+            contacts.entry_delay_s,
+            contacts.left_open_after_s,
+            contacts.left_open_hours,
+        )
+        front = contacts.front_door
+        if spec.id == front.device:
+            after, hours = front.left_open_after_s, front.left_open_hours
+        override = self.rules.devices.get(spec.id)
+        if override is not None:
+            entry = override.entry_delay_s if override.entry_delay_s is not None else entry
+            after = override.left_open_after_s if override.left_open_after_s is not None else after
+            hours = override.left_open_hours or hours
+        return entry, after, hours_window(hours)
+
     def _delay_for(self, kind: EventKind, device: str | None) -> float:
         per_device = self._delay_on.get(device) if device is not None else None
         if per_device is not None:
@@ -222,6 +274,10 @@ class RuleEngine:
         at = self._at()
         self.counts["readings"] += 1
         prop, value = reading.property, reading.value
+        if prop == "seen":
+            self.checkins += 1
+        else:
+            self.revision += 1
         if prop == "link":
             self._link(out, reading, at)
             return out
@@ -232,6 +288,7 @@ class RuleEngine:
             self._unconfigured(out, reading, at)
             return out
         dev = spec.id
+        self._feeding = dev
         if prop == "available" and value is False:
             # Supervision, so in walk-test mode too.
             payload = self._payload(spec, reading, reason="unavailable")
@@ -256,6 +313,7 @@ class RuleEngine:
             return out  # a check-in that changed nothing: no walk-test tick, no telemetry
         if self._mode == "test":
             self._walk_test(out, spec, reading)
+            self._keep_state(spec, reading, at)
             return out
         if prop in _ALARM_PROPERTIES:
             kind = _ALARM_PROPERTIES[prop]
@@ -302,12 +360,18 @@ class RuleEngine:
         at = self._at()
         if mode == self._mode:
             return out
+        before = self._mode
         self._mode = mode
+        self.revision += 1
         self._timers_changed()
         if mode == "test":
             self._pending.clear()
+        if before == "away":
+            self._disarm(out, at)
         if mode == "away" and INACTIVITY_KEY in self._active:
             self._restore(out, INACTIVITY_KEY, at, {"reason": "away"})
+        if before == "test":
+            self._after_walk_test(out, at)
         if mode == "normal":
             self._restart_inactivity(at)
         return out
@@ -318,6 +382,7 @@ class RuleEngine:
         cond = self._active.get(condition)
         if cond is None or cond.suppressed or cond.acked:
             return out
+        self.revision += 1
         cond.acked = True
         cond.escalate_at = None
         self._timers_changed()
@@ -346,7 +411,127 @@ class RuleEngine:
                 since = getattr(c, "at", None)
                 since = since if isinstance(since, datetime) and since.tzinfo is not None else None
                 self._active[key] = _Condition(key, kind, device_id, since, seeded=True)
+        self.revision += 1
         self._timers_changed()
+
+    # -- memory across restarts ----------------------------------------------------------------
+
+    def resume(
+        self, conditions: Iterable[ActiveConditionLike], memory: EngineMemory | None
+    ) -> None:
+        """Take over after a restart: the conditions the buffer holds open, then the memory.
+
+        The buffer says which conditions are open (what dispatch was told); the memory adds
+        what they carried (escalation schedule, acknowledgement) and everything else the rules
+        keep: clocks, states, timers. Call before the first :meth:`feed` or :meth:`tick`.
+        """
+        if self._started is not None:
+            raise RuntimeError("resume() must come before the engine's first call")
+        self.seed_active(conditions)
+        if memory is not None:
+            self._seed_memory(memory)
+
+    def _seed_memory(self, memory: EngineMemory) -> None:
+        known = self._devices
+        if memory.mode == "away":
+            self._mode = "away"
+        # A walk test ends with a restart; that is a return to normal, counted afresh.
+        self._restart_on_start = memory.mode == "test"
+        self._last_activity = memory.last_activity
+        self._anchor = memory.inactivity_anchor
+        self._watch_since = memory.watch_since
+        self._memory_saved_at = memory.saved_at
+        self._last_seen.update({d: t for d, t in memory.last_seen.items() if d in known})
+        self._device_activity.update(
+            {d: t for d, t in memory.device_activity.items() if d in known}
+        )
+        self._motion.update({d: v for d, v in memory.motion.items() if d in known})
+        self._contact.update({d: v for d, v in memory.contact.items() if d in known})
+        self._opened_at.update(
+            {d: t for d, t in memory.opened_at.items() if self._contact.get(d) is True}
+        )
+        self._contact_changes.update(
+            {d: deque(ts) for d, ts in memory.contact_changes.items() if d in known}
+        )
+        if self._mode == "away":
+            self._entry_due.update(
+                {d: t for d, t in memory.entry_due.items() if d in self._contact_rules}
+            )
+        self._pressed.update(memory.pressed)
+        self._battery_flag.update({d: v for d, v in memory.battery_flag.items() if d in known})
+        self._battery_pct.update({d: v for d, v in memory.battery_pct.items() if d in known})
+        self._battery_sent.update({d: t for d, t in memory.battery_sent.items() if d in known})
+        self._flap_alarms.update({k: deque(ts) for k, ts in memory.flap_alarms.items()})
+        self._flap_last.update(memory.flap_last)
+        self._flapping_sources.update({d: set(k) for d, k in memory.flapping_sources.items()})
+        for c in memory.conditions:
+            if c.key not in self._active and not c.suppressed:
+                continue  # closed since the memory was saved: the buffer knows best
+            self._active[c.key] = _Condition(
+                c.key,
+                c.kind,
+                c.device_id,
+                c.since,
+                detail=dict(c.detail),
+                priority=c.priority,
+                acked=c.acked,
+                escalate_at=c.escalate_at,
+                attempt=c.attempt,
+                suppressed=c.suppressed,
+            )
+        for p in memory.pending:
+            spec = known.get(p.device)
+            self._pending.setdefault(p.key, _Pending(p.due, p.kind, spec, p.device, p.payload))
+        self._resumed = True
+        self.revision += 1
+        self._timers_changed()
+
+    def memory(self) -> EngineMemory:
+        """Everything a restarted engine needs to go on where this one is (plain data)."""
+
+        def times(values: dict[str, deque[datetime]]) -> dict[str, list[datetime]]:
+            return {k: list(v) for k, v in values.items() if v}
+
+        return EngineMemory(
+            saved_at=self._now,
+            mode=self._mode,
+            last_activity=self._last_activity,
+            inactivity_anchor=self._anchor,
+            watch_since=self._watch_since,
+            last_seen=dict(self._last_seen),
+            device_activity=dict(self._device_activity),
+            motion=dict(self._motion),
+            contact=dict(self._contact),
+            opened_at=dict(self._opened_at),
+            contact_changes=times(self._contact_changes),
+            entry_due=dict(self._entry_due),
+            pressed=sorted(self._pressed),
+            battery_flag=dict(self._battery_flag),
+            battery_pct=dict(self._battery_pct),
+            battery_sent=dict(self._battery_sent),
+            flap_alarms=times(self._flap_alarms),
+            flap_last=dict(self._flap_last),
+            flapping_sources={d: sorted(k) for d, k in self._flapping_sources.items()},
+            conditions=[
+                ConditionMemory(
+                    key=c.key,
+                    kind=c.kind,
+                    device_id=c.device_id,
+                    since=c.since,
+                    detail=dict(c.detail),
+                    priority=c.priority,
+                    acked=c.acked,
+                    escalate_at=c.escalate_at,
+                    attempt=c.attempt,
+                    suppressed=c.suppressed,
+                )
+                for c in self._active.values()
+            ],
+            pending=[
+                PendingMemory(key=k, due=p.due, kind=p.kind, device=p.device, payload=p.payload)
+                for k, p in self._pending.items()
+            ],
+        )
 
     def next_deadline(self) -> datetime | None:
         """The earliest time at which :meth:`tick` could decide something."""
@@ -394,20 +579,31 @@ class RuleEngine:
         if self._now is not None and now < self._now:
             now = self._now
         self._now = now
-        if self._started is None:
-            self._start(now)
         out: list[Decision] = []
+        if self._started is None:
+            self._start(out, now)
         while True:
             best = self._earliest()
             if best is None or best[0] > now:
                 return out
+            self.revision += 1
             self._fire(out, *best)
 
-    def _start(self, now: datetime) -> None:
+    def _start(self, out: list[Decision], now: datetime) -> None:
         self._started = now
         for dev in self._devices:
             self._last_seen.setdefault(dev, now)
-        self._restart_inactivity(now)
+        if not self._resumed:
+            self._restart_inactivity(now)
+            return
+        # Resumed: the clocks run on from the memory; the morning check is the next one due
+        # after the memory was saved, so one that fell due while the gateway was down fires.
+        saved = self._memory_saved_at or now
+        self._morning_next = self._next_morning(min(saved, now))
+        if self._restart_on_start:
+            self._after_walk_test(out, now)
+            self._restart_inactivity(now)
+        self._timers_changed()
 
     def _restart_inactivity(self, at: datetime) -> None:
         self._anchor = at
@@ -479,9 +675,16 @@ class RuleEngine:
             if cond.escalate_at is not None:
                 candidates.append((cond.escalate_at, 1, key))
         for dev in self._flapping_devices():
-            candidates.append((self._flap_quiet_since(dev) + self._flap_window, 3, dev))
+            candidates.append((self._flap_quiet_since(dev) + self._quiet_window(dev), 3, dev))
         if self.rules.inactivity.enabled and self._morning_next is not None:
             candidates.append((self._morning_next, 5, "morning"))
+        for dev, due in self._entry_due.items():
+            candidates.append((due, _RANK_ENTRY, dev))
+        if self._mode != "test":
+            for dev, since in self._opened_at.items():
+                left_open = self._left_open_due(dev, since)
+                if left_open is not None:
+                    candidates.append((left_open, _RANK_LEFT_OPEN, dev))
         return min(candidates, default=None)
 
     def _supervision_earliest(self) -> tuple[datetime, int, str] | None:
@@ -530,6 +733,11 @@ class RuleEngine:
             self._open(out, K.DEVICE_OFFLINE, key, f"device_offline:{key}", payload, due)
         elif rank == 3:
             self._end_flapping(out, key, due)
+        elif rank == _RANK_ENTRY:
+            del self._entry_due[key]
+            self._intrusion(out, key, due, delayed=True)
+        elif rank == _RANK_LEFT_OPEN:
+            self._left_open(out, key, due)
         elif rank == 4:
             payload = {
                 "rule": "inactive_for",
@@ -539,7 +747,7 @@ class RuleEngine:
                 "due_at": _iso(due),
             }
             self._open(out, K.INACTIVITY, None, INACTIVITY_KEY, payload, due)
-        else:
+        elif rank == 5:
             self._morning_check(out, due)
             self._morning_next = self._next_morning(due)
 
@@ -741,12 +949,28 @@ class RuleEngine:
         cond = self._active.get(f"flapping:{device}")
         if cond is not None and cond.since is not None:
             times.append(cond.since)
+        changes = self._contact_changes.get(device)
+        if changes:
+            times.append(changes[-1])
         return max(times) if times else (self._started or self._at())
+
+    def _quiet_window(self, device: str) -> timedelta:
+        """How long a flapping device must be quiet: a contact's own window, else detectors'."""
+        if device in self._contact_rules and not self._flapping_sources.get(device):
+            return timedelta(seconds=self.rules.contacts.flapping_window_s)
+        return self._flap_window
 
     def _end_flapping(self, out: list[Decision], device: str, at: datetime) -> None:
         sources = sorted(self._flapping_sources.pop(device, set()))
         self._timers_changed()
-        self._restore(out, f"flapping:{device}", at, {"quiet_s": self.rules.flapping.window_s})
+        quiet = self._quiet_window(device).total_seconds()
+        self._restore(out, f"flapping:{device}", at, {"quiet_s": quiet})
+        spec = self._devices.get(device)
+        if self._contact_changes.pop(device, None) is not None and spec is not None:
+            # Its telemetry was held back: report where the contact is now.
+            state = self._contact.get(device)
+            payload = self._payload(spec, None, open=state, after_flapping=True)
+            out.append(EmitEvent(K.CONTACT, device, f"contact:{device}", payload))
         for key in sources:
             self._flap_alarms.pop(key, None)
             cond = self._active.get(key)
@@ -853,9 +1077,16 @@ class RuleEngine:
             self._restore(out, key, at, payload)
 
     def _activity(self, out: list[Decision], at: datetime) -> None:
-        if self._mode != "normal":
+        # Away mode: movement is not the resident's (intrusion is the contacts' rule). A walk
+        # test keeps it, so none is lost; only in normal mode does it move the inactivity clock
+        # and restore its alarm.
+        if self._mode == "away":
             return
         self._last_activity = at
+        if self._feeding is not None:
+            self._device_activity[self._feeding] = at
+        if self._mode != "normal":
+            return
         self._anchor = at
         self._best_valid = False  # the inactivity deadline moved
         if INACTIVITY_KEY in self._active:
@@ -882,15 +1113,152 @@ class RuleEngine:
         value = reading.value
         if not isinstance(value, bool):
             return
-        before = self._contact.get(spec.id)
-        self._contact[spec.id] = value
-        if value == before:
+        dev = spec.id
+        before = self._contact.get(dev)
+        if not self._contact_state(dev, value, at):
             return
         if not reading.retained:
             self._activity(out, at)
-        if before is not None or not reading.retained:
-            payload = self._payload(spec, reading, open=value)
-            out.append(EmitEvent(K.CONTACT, spec.id, f"contact:{spec.id}", payload))
+        if before is None and reading.retained:
+            return  # the first state sync after a start: nothing happened
+        key = f"contact:{dev}"
+        if spec.role != "door" or not self._contact_flapping(out, spec, dev, at):
+            out.append(EmitEvent(K.CONTACT, dev, key, self._payload(spec, reading, open=value)))
+        if spec.role != "door":
+            return
+        if value:
+            if self._mode == "away":
+                self._arm_entry(out, dev, at)
+        else:
+            payload = self._payload(spec, reading)
+            self._restore(out, f"left_open:{dev}", at, payload)
+            if self._mode == "away":
+                self._restore(out, f"intrusion:{dev}", at, payload)
+
+    def _contact_state(self, dev: str, value: bool, at: datetime) -> bool:
+        """Keep a contact's state and when it opened; True if it changed."""
+        before = self._contact.get(dev)
+        self._contact[dev] = value
+        if value == before:
+            return False
+        if dev not in self._contact_rules:
+            return True
+        if value:
+            self._opened_at[dev] = at
+        else:
+            self._opened_at.pop(dev, None)
+        self._timers_changed()  # its left-open timer started or ended
+        return True
+
+    def _contact_flapping(
+        self, out: list[Decision], spec: DeviceSpec, dev: str, at: datetime
+    ) -> bool:
+        """Count a change; True while the contact flaps (its telemetry is held back)."""
+        rules = self.rules.contacts
+        changes = self._contact_changes.setdefault(dev, deque())
+        changes.append(at)
+        while changes and (at - changes[0]).total_seconds() > rules.flapping_window_s:
+            changes.popleft()
+        key = f"flapping:{dev}"
+        if key in self._active:
+            self._timers_changed()  # its quiet time starts again
+            return True
+        if not 0 < rules.flapping_changes < len(changes):
+            return False
+        payload = self._payload(
+            spec,
+            None,
+            changes=len(changes),
+            window_s=rules.flapping_window_s,
+            changes_per_min=round(len(changes) * 60 / rules.flapping_window_s, 1),
+        )
+        self._open(out, K.FLAPPING, dev, key, payload, at)
+        return True
+
+    def _arm_entry(self, out: list[Decision], dev: str, at: datetime) -> None:
+        """Away mode: an opened contact is an intrusion once its entry delay has passed."""
+        if f"intrusion:{dev}" in self._active or dev in self._entry_due:
+            return
+        delay = self._contact_rules[dev][0]
+        if delay > 0:
+            self._entry_due[dev] = at + timedelta(seconds=delay)
+            self._timers_changed()
+        else:
+            self._intrusion(out, dev, at, delayed=False)
+
+    def _intrusion(self, out: list[Decision], dev: str, at: datetime, *, delayed: bool) -> None:
+        if self._mode != "away":
+            return
+        spec = self._devices[dev]
+        delay = self._contact_rules[dev][0]
+        payload = self._payload(
+            spec, None, property="contact_open", value=True, entry_delay_s=delay
+        )
+        if delayed:
+            payload["due_at"] = _iso(at)
+        self._open(out, K.INTRUSION, dev, f"intrusion:{dev}", payload, at)
+
+    def _disarm(self, out: list[Decision], at: datetime) -> None:
+        """Away mode ended: entry delays stop, and intrusions are restored."""
+        if self._entry_due:
+            self._entry_due.clear()
+            self._timers_changed()
+        for key in [k for k, c in self._active.items() if c.kind is K.INTRUSION]:
+            self._restore(out, key, at, {"reason": "disarmed"})
+
+    def _left_open_due(self, dev: str, since: datetime) -> datetime | None:
+        """When a contact open since ``since`` is left open: after its time, inside its hours."""
+        _, after, hours = self._contact_rules[dev]
+        if after <= 0 or f"left_open:{dev}" in self._active:
+            return None
+        start = since + timedelta(seconds=after)
+        for window_start, window_end in windows_from(start, hours, self._zone):
+            earliest = max(window_start, start)
+            if window_end > earliest:
+                return earliest
+        return None
+
+    def _left_open(self, out: list[Decision], dev: str, due: datetime) -> None:
+        spec = self._devices[dev]
+        since = self._opened_at[dev]
+        payload = self._payload(
+            spec,
+            None,
+            property="contact_open",
+            value=True,
+            open_since=_iso(since),
+            left_open_after_s=self._contact_rules[dev][1],
+            due_at=_iso(due),
+        )
+        self._open(out, K.LEFT_OPEN, dev, f"left_open:{dev}", payload, due)
+
+    def _keep_state(self, spec: DeviceSpec, reading: Reading, at: datetime) -> None:
+        """Walk test: what a reading tells of the home is kept, though nothing is reported."""
+        prop, value = reading.property, reading.value
+        changed = True
+        if prop == "contact_open" and isinstance(value, bool):
+            changed = self._contact_state(spec.id, value, at)
+        elif prop == "motion" and isinstance(value, bool):
+            self._motion[spec.id] = value
+            changed = value
+        elif prop not in _INACTIVITY_SOURCES or not (value is True or prop == "action"):
+            return
+        if changed and not reading.retained:
+            self._activity([], at)
+
+    def _after_walk_test(self, out: list[Decision], at: datetime) -> None:
+        """Report what changed during a walk test that closes an alarm."""
+        for key, cond in list(self._active.items()):
+            if cond.kind is K.LEFT_OPEN and self._contact.get(str(cond.device_id)) is not True:
+                self._restore(out, key, at, {"reason": "closed"})
+        inactivity = self._active.get(INACTIVITY_KEY)
+        last = self._last_activity
+        if (
+            inactivity is not None
+            and last is not None
+            and (inactivity.since is None or last > inactivity.since)
+        ):
+            self._restore(out, INACTIVITY_KEY, at, {"reason": "activity"})
 
     def _battery_reading(
         self, out: list[Decision], spec: DeviceSpec, reading: Reading, at: datetime

@@ -33,6 +33,7 @@ from replay.engine import (
     ReplayError,
     ReplaySummary,
     build_decider,
+    build_restart,
     canonical_decision,
     canonical_line,
     compare,
@@ -228,10 +229,9 @@ def replay(
         fail(f"--tick-grid must be positive, got {tick_grid}", EXIT_USAGE)
     until_at = _parse_until(until)
     config = load_home_config(config_path)
+    rules_text = config_path.read_text(encoding="utf-8")
     try:
-        decider = build_decider(
-            config, rules_text=config_path.read_text(encoding="utf-8"), source=str(config_path)
-        )
+        decider = build_decider(config, rules_text=rules_text, source=str(config_path))
     except ReplayError as exc:
         fail(str(exc), EXIT_CONFIG)
     expected: list[str] | None = None
@@ -294,10 +294,11 @@ def replay(
         pace=RealTimePacer(speed) if speed is not None else None,
         on_progress=tracker if progress else None,
         progress_every=1000 if speed is None else 1,
+        restart=build_restart(config, rules_text=rules_text, source=str(config_path)),
     )
     try:
         with tracker:
-            summary = engine.run(reader.inputs())
+            summary = engine.run(reader.inputs(sessions=True))
     except TraceError as exc:
         fail(str(exc), EXIT_FAILURE)
     except KeyboardInterrupt:

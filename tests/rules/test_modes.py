@@ -106,3 +106,27 @@ def test_snapshot_is_json() -> None:
         "detail": active["detail"],
     }
     assert active["detail"]["room"] == "kitchen"
+
+
+def test_test_mode_keeps_contact_state_current() -> None:
+    # Door opened in normal mode, closed during a walk test, opened again after it: the
+    # re-opening is a real change, so it is reported and counts as activity.
+    e = engine({"inactivity": {"after_s": 4 * 3600, "not_up_by": ""}}, inactivity=True)
+    assert kinds(feed(e, "door-1", "contact_open", True, T0)) == ["contact"]
+    e.set_mode("test", T0 + s(60))
+    (tested,) = events(feed(e, "door-1", "contact_open", False, T0 + s(120)))
+    assert tested.test is True
+    e.set_mode("normal", T0 + s(180))
+    out = events(feed(e, "door-1", "contact_open", True, T0 + s(240)))
+    assert [(x.kind.value, x.payload["open"]) for x in out] == [("contact", True)]
+    assert e.snapshot()["last_activity"] == (T0 + s(240)).isoformat()
+    assert e.next_deadline() == T0 + s(240 + 4 * 3600)
+
+
+def test_activity_during_a_walk_test_is_not_lost() -> None:
+    e = engine({"inactivity": {"after_s": 4 * 3600, "not_up_by": ""}}, inactivity=True)
+    feed(e, "pir-1", "motion", True, T0)
+    e.set_mode("test", T0 + s(60))
+    feed(e, "pir-1", "motion", False, T0 + s(90))
+    feed(e, "pir-1", "motion", True, T0 + s(120))
+    assert e.snapshot()["last_activity"] == (T0 + s(120)).isoformat()
