@@ -367,7 +367,6 @@ class Gateway:
         assert self.pipeline is not None
         assert self.buffer is not None
         engine = RuleEngine(rules, new.devices, timezone=new.gateway.timezone)
-        engine.seed_active(self.buffer.buffer.active_conditions())
         devices = DeviceStates(new.devices)
         decider = Decider(
             engine, {driver_id: d.create_parser() for driver_id, d in drivers.items()}, devices
@@ -376,6 +375,9 @@ class Gateway:
         await _stop_all(self.runners.values())
         self.runners = {}
         self.devices = devices
+        # The new rules go on from what the old ones knew (clocks, states, timers), taken with
+        # no await before the swap, so no reading falls between the two engines.
+        engine.resume(self.buffer.buffer.active_conditions(), self.pipeline.decider.engine.memory())
         self.pipeline.decider = decider
         self.config = new
         for driver_id, driver in drivers.items():

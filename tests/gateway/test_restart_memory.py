@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -72,6 +73,28 @@ async def test_a_restart_does_not_reset_the_inactivity_clock(
     last = alarm["payload"]["last_activity"]
     assert last is not None, "the restarted gateway forgot the last activity"
     assert datetime.fromisoformat(last) < restarted_at
+    due = datetime.fromisoformat(alarm["payload"]["due_at"])
+    assert due == datetime.fromisoformat(last) + timedelta(seconds=AFTER_S)
+
+
+async def test_a_reload_does_not_reset_the_inactivity_clock(
+    gateway_factory: Callable[..., GatewayProcess],
+) -> None:
+    """A config reload (SIGHUP, after every `devices pair`) is no restart for the rules either."""
+    async with RflinkSimulator() as sim:
+        gw = gateway_factory(**door_home(sim.port))
+        gw.start()
+        await until(lambda: gw.logged("gateway_ready"), 30, "gateway ready")
+        await sim.button("NewKaku", DOOR, cmd="ON", switch="1")
+        await until(lambda: of_kind(gw, "contact"), 15, "the door's contact event")
+        reloaded_at = datetime.now(UTC)
+        gw.signal(signal.SIGHUP)
+        await until(lambda: gw.logged("reloaded"), 15, "the reload")
+        (alarm,) = await until(lambda: of_kind(gw, "inactivity"), 30, "the inactivity alarm")
+        assert gw.stop() == 0
+    last = alarm["payload"]["last_activity"]
+    assert last is not None, "the reloaded rules forgot the last activity"
+    assert datetime.fromisoformat(last) < reloaded_at
     due = datetime.fromisoformat(alarm["payload"]["due_at"])
     assert due == datetime.fromisoformat(last) + timedelta(seconds=AFTER_S)
 
