@@ -10,7 +10,15 @@ from typing import Any, Protocol
 
 from contract.wire import RawFrame, Reading
 
-__all__ = ["FrameParser", "ParseStats"]
+__all__ = ["FrameParser", "FrameRejected", "ParseStats"]
+
+
+class FrameRejected(ValueError):
+    """A frame a parser refuses; ``reason`` is short and fixed, counted in :class:`ParseStats`."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class ParseStats:

@@ -32,11 +32,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import structlog
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from contract.devices import DeviceSpec, LocalCommand
-from contract.parsing import FrameParser, ParseStats
-from contract.wire import RawFrame
+from contract.parsing import FrameParser, FrameRejected, ParseStats
+from contract.wire import RawFrame, Reading
 
 if TYPE_CHECKING:
     from drivers.pairing import Pairing
@@ -48,12 +49,17 @@ __all__ = [
     "DriverError",
     "DriverOptions",
     "FrameParser",
+    "FrameRejected",
     "FrameSink",
     "LocalCommand",
     "ParseStats",
+    "ParserBase",
     "TransportError",
     "link_frame",
 ]
+
+
+log = structlog.get_logger(__name__)
 
 
 class DriverError(Exception):
@@ -81,6 +87,85 @@ class DriverOptions(BaseModel):
         low, high = getattr(self, lower), getattr(self, upper)
         if low > high:
             raise ValueError(f"{lower} ({low}) must not exceed {upper} ({high})")
+
+
+class ParserBase(abc.ABC):
+    """What every parser does around its own decoding: count frames and readings, turn a link
+    frame into a ``link`` reading, build readings, and refuse a bad frame with a reason that is
+    counted always and logged the first time it is seen. A subclass decodes data frames in
+    :meth:`parse_data` and raises :class:`FrameRejected` (or a subclass) for what it refuses.
+    """
+
+    #: The log event of a refused frame (``<driver>_frame_rejected``).
+    rejected_event: ClassVar[str]
+
+    def __init__(self, driver_id: str) -> None:
+        self.driver_id = driver_id
+        self.stats = ParseStats()
+
+    def parse(self, frame: RawFrame) -> list[Reading]:
+        self.stats.frames += 1
+        try:
+            readings = self.parse_link(frame) if frame.kind == "link" else self.parse_data(frame)
+        except FrameRejected as exc:
+            self.reject(exc.reason, frame)
+            return []
+        except Exception as exc:  # the parser must never take the pipeline down
+            self.reject(f"internal_error_{type(exc).__name__}", frame, error=repr(exc))
+            return []
+        self.stats.readings += len(readings)
+        return readings
+
+    @abc.abstractmethod
+    def parse_data(self, frame: RawFrame) -> list[Reading]:
+        """The readings of one data frame; raise FrameRejected for a frame to refuse."""
+
+    def parse_link(self, frame: RawFrame) -> list[Reading]:
+        """``up`` or ``down:reason`` (see :func:`link_frame`) as a ``link`` reading."""
+        text = frame.payload.decode("utf-8", "replace")
+        up = text == "up"
+        if not up and not text.startswith("down"):
+            raise FrameRejected("bad_link_payload")
+        extra: dict[str, Any] = {} if up else {"reason": text.partition(":")[2][:200]}
+        return [self.reading(frame, self.driver_id, "link", up, extra)]
+
+    def reading(
+        self,
+        frame: RawFrame,
+        device: str,
+        prop: str,
+        value: Any,
+        extra: dict[str, Any] | None = None,
+        *,
+        at: datetime | None = None,
+    ) -> Reading:
+        """A reading of this frame (its time unless ``at``); an invalid one refuses the frame."""
+        try:
+            return Reading(
+                driver=self.driver_id,
+                device=device,
+                property=prop,
+                value=value,
+                at=at or frame.wall_time,
+                retained=frame.retained,
+                extra=extra or {},
+            )
+        except ValidationError as exc:
+            raise FrameRejected("invalid_reading") from exc
+
+    def reject(self, reason: str, frame: RawFrame, **context: Any) -> None:
+        if self.stats.reject(reason):
+            log.warning(
+                self.rejected_event,
+                driver=self.driver_id,
+                reason=reason,
+                **self.reject_context(frame),
+                **context,
+            )
+
+    def reject_context(self, frame: RawFrame) -> dict[str, Any]:
+        """What a refused frame's log line shows of the frame."""
+        return {"source": frame.source[:200]}
 
 
 class Driver(abc.ABC):

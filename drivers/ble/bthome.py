@@ -31,6 +31,7 @@ from bleak.backends.device import BLEDevice
 from bthome_ble import BTHomeBluetoothDeviceData
 from habluetooth import BluetoothServiceInfoBleak
 
+from contract.parsing import FrameRejected
 from drivers.ble.frames import BTHOME_UUID
 
 __all__ = ["BthomeDecoded", "BthomeRejected", "EncryptionState", "decode_bthome"]
@@ -47,12 +48,8 @@ _ENCRYPTION_OVERHEAD = 8
 _COUNTER_RESTART_BELOW = 100
 
 
-class BthomeRejected(Exception):
+class BthomeRejected(FrameRejected):
     """The service data is refused; ``reason`` is short and stable (a ParseStats reason)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 @dataclass(slots=True)

@@ -25,6 +25,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from contract.parsing import FrameRejected
+
 __all__ = [
     "BTHOME_UUID",
     "Advertisement",
@@ -52,7 +54,7 @@ _MAX_FIELD_BYTES = 512
 _MAX_FIELDS = 32
 
 
-class FrameFormatError(ValueError):
+class FrameFormatError(FrameRejected):
     """The frame is not a BLE frame this driver wrote; the message is the reject reason."""
 
 

@@ -33,7 +33,7 @@ from typing import Any
 import structlog
 
 from contract.wire import RawFrame, Reading, ReadingValue
-from drivers.base import ParseStats
+from drivers.base import ParserBase
 from drivers.ble.bthome import BthomeDecoded, BthomeRejected, EncryptionState, decode_bthome
 from drivers.ble.config import DeviceConfig
 from drivers.ble.frames import (
@@ -92,8 +92,10 @@ class _DeviceState:
     available: bool | None = None
 
 
-class BleParser:
+class BleParser(ParserBase):
     """Frame in, readings out; never raises on bad input (counts it in :attr:`stats`)."""
+
+    rejected_event = "ble_frame_rejected"
 
     def __init__(
         self,
@@ -104,8 +106,7 @@ class BleParser:
         repeat_window_s: float = 2.0,
         signal_delta_db: float = 10.0,
     ) -> None:
-        self.driver_id = driver_id
-        self.stats = ParseStats()
+        super().__init__(driver_id)
         #: Repeats of a packet already turned into readings.
         self.duplicates = 0
         self._devices = dict(devices)
@@ -114,37 +115,18 @@ class BleParser:
         self._signal_delta_db = signal_delta_db
         self._state: dict[str, _DeviceState] = {}
 
-    def parse(self, frame: RawFrame) -> list[Reading]:
-        self.stats.frames += 1
-        try:
-            if frame.kind == "link":
-                readings = self._link(frame)
-            else:
-                decoded = decode_frame(frame.payload)
-                if isinstance(decoded, Advertisement):
-                    readings = self._advertisement(frame, decoded)
-                elif isinstance(decoded, Notification):
-                    readings = self._notification(frame, decoded)
-                else:
-                    readings = self._presence(frame, decoded)
-        except (FrameFormatError, BthomeRejected) as exc:
-            self._reject(str(exc), frame)
-            return []
-        except Exception as exc:  # the parser must never take the pipeline down
-            self._reject(f"internal_error_{type(exc).__name__}", frame, error=repr(exc))
-            return []
-        self.stats.readings += len(readings)
-        return readings
+    def parse_data(self, frame: RawFrame) -> list[Reading]:
+        decoded = decode_frame(frame.payload)
+        if isinstance(decoded, Advertisement):
+            return self._advertisement(frame, decoded)
+        if isinstance(decoded, Notification):
+            return self._notification(frame, decoded)
+        return self._presence(frame, decoded)
+
+    def reject_context(self, frame: RawFrame) -> dict[str, Any]:
+        return {"source": frame.source}
 
     # -- frame kinds ---------------------------------------------------------------------
-
-    def _link(self, frame: RawFrame) -> list[Reading]:
-        text = frame.payload.decode("utf-8", "replace")
-        up = text == "up"
-        if not up and not text.startswith("down"):
-            raise FrameFormatError("bad_link_payload")
-        extra: dict[str, Any] = {} if up else {"reason": text.partition(":")[2][:200]}
-        return [self._reading(self.driver_id, "link", up, frame.wall_time, extra)]
 
     def _advertisement(self, frame: RawFrame, adv: Advertisement) -> list[Reading]:
         device = self._devices.get(adv.address)
@@ -336,15 +318,6 @@ class BleParser:
             driver=self.driver_id, device=device, property=prop, value=value, at=at, extra=extra
         )
 
-    def _reject(self, reason: str, frame: RawFrame, **context: Any) -> None:
-        if self.stats.reject(reason):
-            log.warning(
-                "ble_frame_rejected",
-                driver=self.driver_id,
-                reason=reason,
-                source=frame.source,
-                **context,
-            )
 
 
 def _split_key(key: str) -> tuple[str, int | None]:

@@ -24,13 +24,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from pydantic import ValidationError
 
+from contract.parsing import FrameRejected
 from contract.wire import RawFrame, Reading
-from drivers.base import ParseStats
+from drivers.base import ParserBase
 
 from .address import ModbusAddress
-from .profiles import Block, Fact, Profile, ProfileError, Registers
+from .profiles import Block, Fact, Profile, Registers
 
 __all__ = [
     "FrameError",
@@ -45,7 +45,7 @@ log = structlog.get_logger(__name__)
 _TABLES = ("holding", "input")
 
 
-class FrameError(ValueError):
+class FrameError(FrameRejected):
     """A frame the parser refuses; the message is a short, fixed reason for counting."""
 
 
@@ -81,40 +81,24 @@ def failed_poll_payload(error: str) -> bytes:
     return json.dumps({"ok": False, "error": error[:300]}, separators=(",", ":")).encode()
 
 
-class ModbusParser:
+class ModbusParser(ParserBase):
+    rejected_event = "modbus_frame_rejected"
+
     def __init__(
         self, driver_id: str, devices: Iterable[ModbusDevice] = (), *, offline_after: int = 3
     ) -> None:
-        self.driver_id = driver_id
-        self.stats = ParseStats()
+        super().__init__(driver_id)
         self.offline_after = max(1, offline_after)
         self._devices = {str(d.address): d for d in devices}
         self._state: dict[str, _DeviceState] = {}
 
-    def parse(self, frame: RawFrame) -> list[Reading]:
-        self.stats.frames += 1
-        try:
-            readings = self._link(frame) if frame.kind == "link" else self._data(frame)
-        except (FrameError, ProfileError) as exc:
-            self._reject(str(exc), frame)
-            return []
-        except Exception as exc:  # the parser must never take the pipeline down
-            self._reject(f"internal_error_{type(exc).__name__}", frame, error=repr(exc))
-            return []
-        self.stats.readings += len(readings)
-        return readings
+    def reject_context(self, frame: RawFrame) -> dict[str, Any]:
+        return {
+            "source": frame.source[:120],
+            "payload": frame.payload[:120].decode("utf-8", "replace"),
+        }
 
-    # -- frames ------------------------------------------------------------------------------
-
-    def _link(self, frame: RawFrame) -> list[Reading]:
-        text = frame.payload.decode("utf-8", "replace")
-        up = text == "up"
-        if not up and not text.startswith("down"):
-            raise FrameError("bad_link_payload")
-        extra: dict[str, Any] = {} if up else {"reason": text.partition(":")[2][:200]}
-        return [self._reading(frame, self.driver_id, "link", up, extra)]
-
-    def _data(self, frame: RawFrame) -> list[Reading]:
+    def parse_data(self, frame: RawFrame) -> list[Reading]:
         device = self._devices.get(frame.source)
         if device is None:
             raise FrameError("unknown_device")
@@ -136,14 +120,14 @@ class ModbusParser:
             return []
         state.available = False
         extra = {"error": error[:200], "failed_polls": state.failures}
-        return [self._reading(frame, device.id, "available", False, extra)]
+        return [self.reading(frame, device.id, "available", False, extra)]
 
     def _answered(self, frame: RawFrame, device: ModbusDevice, facts: list[Fact]) -> list[Reading]:
         state = self._state.setdefault(device.id, _DeviceState())
         readings = []
         if state.available is not True:
             extra = {"after_failed_polls": state.failures} if state.failures else {}
-            readings.append(self._reading(frame, device.id, "available", True, extra))
+            readings.append(self.reading(frame, device.id, "available", True, extra))
         state.available = True
         state.failures = 0
         for fact in facts:
@@ -159,34 +143,9 @@ class ModbusParser:
                 if fact.property in state.facts and state.facts[fact.property] == key:
                     continue
                 state.facts[fact.property] = key
-            readings.append(self._reading(frame, device.id, fact.property, fact.value, fact.extra))
+            readings.append(self.reading(frame, device.id, fact.property, fact.value, fact.extra))
         return readings
 
-    def _reading(
-        self, frame: RawFrame, device: str, prop: str, value: Any, extra: dict[str, Any]
-    ) -> Reading:
-        try:
-            return Reading(
-                driver=frame.driver,
-                device=device,
-                property=prop,
-                value=value,
-                at=frame.wall_time,
-                extra=extra,
-            )
-        except ValidationError as exc:
-            raise FrameError("invalid_reading") from exc
-
-    def _reject(self, reason: str, frame: RawFrame, **context: Any) -> None:
-        if self.stats.reject(reason):
-            log.warning(
-                "modbus_frame_rejected",
-                driver=self.driver_id,
-                source=frame.source[:120],
-                reason=reason,
-                payload=frame.payload[:120].decode("utf-8", "replace"),
-                **context,
-            )
 
 
 def _json_object(payload: bytes) -> dict[str, Any]:

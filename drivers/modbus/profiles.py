@@ -40,6 +40,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from contract.parsing import FrameRejected
+
 __all__ = [
     "PROFILES",
     "Block",
@@ -54,7 +56,7 @@ __all__ = [
 Table = Literal["holding", "input"]
 
 
-class ProfileError(ValueError):
+class ProfileError(FrameRejected):
     """The values read do not fit the profile (a register missing, an impossible value)."""
 
 

@@ -26,10 +26,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from pydantic import ValidationError
 
 from contract.wire import RawFrame, Reading
-from drivers.base import ParseStats
+from drivers.base import ParserBase
 
 from .protocol import LineError, RflinkLine, decode_line
 
@@ -77,8 +76,10 @@ def parse_address(address: str) -> tuple[str, str, str | None]:
     return parts[0], parts[1], parts[2] if len(parts) == 3 else None
 
 
-class RflinkParser:
+class RflinkParser(ParserBase):
     """Frame in, readings out; see the module docstring for the mapping."""
+
+    rejected_event = "rflink_frame_rejected"
 
     def __init__(
         self,
@@ -87,8 +88,7 @@ class RflinkParser:
         *,
         repeat_window_s: float = 1.0,
     ) -> None:
-        self.driver_id = driver_id
-        self.stats = ParseStats()
+        super().__init__(driver_id)
         #: Repeated copies of a packet that were dropped.
         self.duplicates = 0
         self.repeat_window_s = repeat_window_s
@@ -102,19 +102,6 @@ class RflinkParser:
                 self._by_id[key] = device
         self._accepted_at: dict[str, float] = {}
 
-    def parse(self, frame: RawFrame) -> list[Reading]:
-        self.stats.frames += 1
-        try:
-            readings = self._link(frame) if frame.kind == "link" else self._data(frame)
-        except LineError as exc:
-            self._reject(exc.reason, frame)
-            return []
-        except Exception as exc:  # the parser must never take the pipeline down
-            self._reject(f"internal_error_{type(exc).__name__}", frame, error=repr(exc))
-            return []
-        self.stats.readings += len(readings)
-        return readings
-
     def device_for(self, protocol: str, rf_id: str, switch: str | None) -> RflinkDevice | None:
         key = (protocol.lower(), rf_id.lower())
         if switch is not None:
@@ -123,17 +110,12 @@ class RflinkParser:
                 return device
         return self._by_id.get(key)
 
+    def reject_context(self, frame: RawFrame) -> dict[str, Any]:
+        return {"payload": frame.payload[:120].decode("ascii", "replace")}
+
     # -- frames ------------------------------------------------------------------------------
 
-    def _link(self, frame: RawFrame) -> list[Reading]:
-        text = frame.payload.decode("utf-8", "replace")
-        up = text == "up"
-        if not up and not text.startswith("down"):
-            raise LineError("bad_link_payload")
-        extra: dict[str, Any] = {} if up else {"reason": text.partition(":")[2][:200]}
-        return [self._reading(self.driver_id, "link", up, frame, extra)]
-
-    def _data(self, frame: RawFrame) -> list[Reading]:
+    def parse_data(self, frame: RawFrame) -> list[Reading]:
         line = decode_line(frame.payload)
         rf_id = line.rf_id
         if rf_id is None:
@@ -154,7 +136,7 @@ class RflinkParser:
             extra["switch"] = line.switch
         if "CMD" in line.fields:
             extra["cmd"] = line.fields["CMD"]
-        return [self._reading(device_id, prop, value, frame, extra) for prop, value in facts]
+        return [self.reading(frame, device_id, prop, value, extra) for prop, value in facts]
 
     def _is_repeat(self, body: str, now: float) -> bool:
         accepted = self._accepted_at.get(body)
@@ -170,30 +152,6 @@ class RflinkParser:
         self._accepted_at[body] = now
         return False
 
-    def _reading(
-        self, device: str, prop: str, value: Any, frame: RawFrame, extra: dict[str, Any]
-    ) -> Reading:
-        try:
-            return Reading(
-                driver=frame.driver,
-                device=device,
-                property=prop,
-                value=value,
-                at=frame.wall_time,
-                extra=extra,
-            )
-        except ValidationError as exc:
-            raise LineError("invalid_reading") from exc
-
-    def _reject(self, reason: str, frame: RawFrame, **context: Any) -> None:
-        if self.stats.reject(reason):
-            log.warning(
-                "rflink_frame_rejected",
-                driver=self.driver_id,
-                reason=reason,
-                payload=frame.payload[:120].decode("ascii", "replace"),
-                **context,
-            )
 
 
 def _on_off(value: str | None) -> bool | None:

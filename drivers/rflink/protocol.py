@@ -19,6 +19,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from contract.parsing import FrameRejected
+
 __all__ = [
     "MAX_LINE",
     "PING",
@@ -39,12 +41,8 @@ _LABEL = re.compile(r"^[A-Za-z0-9_]{1,32}$")
 _PRINTABLE = re.compile(r"^[\x20-\x7e]*$")
 
 
-class LineError(ValueError):
+class LineError(FrameRejected):
     """A line is not an RFLink packet; ``reason`` is a short, fixed string for counting."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 @dataclass(frozen=True)

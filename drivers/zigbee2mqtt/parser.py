@@ -55,8 +55,9 @@ from typing import Any, Final
 
 import structlog
 
+from contract.parsing import FrameRejected
 from contract.wire import RawFrame, Reading
-from drivers.base import DeviceSpec, ParseStats
+from drivers.base import DeviceSpec, ParserBase
 from drivers.zigbee2mqtt.bridge import (
     BridgeDevice,
     BridgeEvent,
@@ -96,8 +97,10 @@ _EVENTS_KEPT: Final = 64
 MAX_DEVICES: Final = 4096
 
 
-class Zigbee2MqttParser:
+class Zigbee2MqttParser(ParserBase):
     """Turns Zigbee2MQTT's merged device states into readings of what changed."""
+
+    rejected_event = "zigbee_frame_rejected"
 
     def __init__(
         self,
@@ -108,11 +111,10 @@ class Zigbee2MqttParser:
         signal_delta: float = 10.0,
         voltage_delta: float = 50.0,
     ) -> None:
-        self.driver_id = driver_id
+        super().__init__(driver_id)
         self.base_topic = base_topic.strip("/")
         self.signal_delta = signal_delta
         self.voltage_delta = voltage_delta
-        self.stats = ParseStats()
         #: The bridge's inventory by IEEE address (lower case).
         self.inventory: dict[str, BridgeDevice] = {}
         #: The last bridge events (joins, interviews, leaves), newest last.
@@ -130,18 +132,8 @@ class Zigbee2MqttParser:
 
     # -- public --------------------------------------------------------------------------
 
-    def parse(self, frame: RawFrame) -> list[Reading]:
-        self.stats.frames += 1
-        try:
-            readings = self._parse(frame)
-        except _Rejected as exc:
-            self._reject(exc.reason, frame)
-            return []
-        except Exception as exc:  # the parser never raises: a bug here must not drop frames
-            self._reject("internal error", frame, error=repr(exc))
-            return []
-        self.stats.readings += len(readings)
-        return readings
+    def reject_context(self, frame: RawFrame) -> dict[str, Any]:
+        return {"topic": frame.source[:200]}
 
     def device_spec(self, native_name: str) -> DeviceSpec | None:
         """The configured device behind a friendly name, directly or through its IEEE address."""
@@ -153,12 +145,10 @@ class Zigbee2MqttParser:
 
     # -- dispatch ------------------------------------------------------------------------
 
-    def _parse(self, frame: RawFrame) -> list[Reading]:
-        if frame.kind == "link":
-            return self._link_frame(frame)
+    def parse_data(self, frame: RawFrame) -> list[Reading]:
         prefix = self.base_topic + "/"
         if not frame.source.startswith(prefix):
-            raise _Rejected("topic outside the base topic")
+            raise FrameRejected("topic outside the base topic")
         rest = frame.source[len(prefix) :]
         if rest.startswith("bridge/"):
             return self._bridge(rest[len("bridge/") :], frame)
@@ -173,7 +163,7 @@ class Zigbee2MqttParser:
             try:
                 self._bridge_online = parse_online(frame.payload)
             except BridgeMessageError as exc:
-                raise _Rejected(f"bridge/state: {exc.reason}") from exc
+                raise FrameRejected(f"bridge/state: {exc.reason}") from exc
             return self._link_reading(frame, reason="bridge")
         if what == "devices":
             return self._inventory(frame)
@@ -184,13 +174,13 @@ class Zigbee2MqttParser:
 
     # -- link ----------------------------------------------------------------------------
 
-    def _link_frame(self, frame: RawFrame) -> list[Reading]:
+    def parse_link(self, frame: RawFrame) -> list[Reading]:
         if frame.payload == b"up":
             self._broker_up = True
         elif frame.payload.startswith(b"down"):
             self._broker_up = False
         else:
-            raise _Rejected("link frame neither up nor down")
+            raise FrameRejected("link frame neither up nor down")
         reason = frame.payload.decode("utf-8", "replace").partition(":")[2]
         return self._link_reading(frame, reason=reason or "broker")
 
@@ -200,7 +190,7 @@ class Zigbee2MqttParser:
             return []
         self._link = link
         extra: dict[str, Any] = {"reason": reason[:200], "bridge_online": self._bridge_online}
-        return [self._reading(self.driver_id, "link", link, frame, extra)]
+        return [self.reading(frame, self.driver_id, "link", link, extra)]
 
     # -- inventory and events --------------------------------------------------------------
 
@@ -208,9 +198,9 @@ class Zigbee2MqttParser:
         try:
             devices, problems = parse_devices(_json(frame))
         except BridgeMessageError as exc:
-            raise _Rejected(f"bridge/devices: {exc.reason}") from exc
+            raise FrameRejected(f"bridge/devices: {exc.reason}") from exc
         for problem in dict.fromkeys(problems):
-            self._reject(f"bridge/devices: {problem}", frame)
+            self.reject(f"bridge/devices: {problem}", frame)
         self.inventory = {d.ieee_address: d for d in devices}
         self._names_to_ieee = {d.friendly_name: d.ieee_address for d in devices}
         self._identities.clear()
@@ -220,7 +210,7 @@ class Zigbee2MqttParser:
         try:
             event = parse_event(_json(frame))
         except BridgeMessageError as exc:
-            raise _Rejected(f"bridge/event: {exc.reason}") from exc
+            raise FrameRejected(f"bridge/event: {exc.reason}") from exc
         if frame.retained:
             return []  # events are never retained by Zigbee2MQTT; a retained one is stale
         self.events.append(event)
@@ -249,7 +239,7 @@ class Zigbee2MqttParser:
         try:
             online = parse_online(frame.payload)
         except BridgeMessageError as exc:
-            raise _Rejected(f"availability: {exc.reason}") from exc
+            raise FrameRejected(f"availability: {exc.reason}") from exc
         return self._changes(name, {"available": online}, frame)
 
     def _device_state(self, name: str, frame: RawFrame) -> list[Reading]:
@@ -260,7 +250,7 @@ class Zigbee2MqttParser:
             return []
         data = _json(frame)
         if not isinstance(data, dict):
-            raise _Rejected("device state is not a JSON object")
+            raise FrameRejected("device state is not a JSON object")
         values: dict[str, Any] = {}
         problems: list[str] = []
         for key, value in data.items():
@@ -295,19 +285,19 @@ class Zigbee2MqttParser:
                 else:
                     problems.append("sos is not a boolean")
         for problem in problems:
-            self._reject(problem, frame)
+            self.reject(problem, frame)
         readings = self._changes(name, values, frame)
         action = data.get("action")
         if action is not None and not isinstance(action, str):
             problems.append("action is not text")
-            self._reject("action is not text", frame)
+            self.reject("action is not text", frame)
         elif action and not frame.retained:
             device, extra = self._identity(name)  # Reading copies the kept extra
-            readings.append(self._reading(device, "action", action[:_MAX_ACTION], frame, extra))
+            readings.append(self.reading(frame, device, "action", action[:_MAX_ACTION], extra))
         if not readings and not frame.retained and not problems:
             # A live message that changed nothing is still a check-in: without it, a device
             # that reports the same state every hour would look silent to supervision.
-            readings.append(self._reading(self._device_id(name), "seen", True, frame, {}))
+            readings.append(self.reading(frame, self._device_id(name), "seen", True, {}))
         return readings
 
     def _changes(
@@ -321,7 +311,7 @@ class Zigbee2MqttParser:
         if not values:
             return []
         if name not in self._state and len(self._state) >= MAX_DEVICES:
-            raise _Rejected("too many devices")
+            raise FrameRejected("too many devices")
         known = self._state.setdefault(name, {})
         device, name_extra = self._identity(name)
         # The kept dict is shared, never changed: Reading copies what it is given.
@@ -332,7 +322,7 @@ class Zigbee2MqttParser:
             if prop == "sos_state":
                 known[prop] = value
                 if value and before is not True:
-                    readings.append(self._reading(device, "sos", True, frame, base_extra))
+                    readings.append(self.reading(frame, device, "sos", True, base_extra))
                 continue
             # Most values repeat (a merged state): the plain case of _changed, inline.
             if before is not None and prop != "signal" and prop != "voltage":
@@ -342,7 +332,7 @@ class Zigbee2MqttParser:
                 continue
             known[prop] = value
             prop_extra = {**base_extra, "unit": "lqi"} if prop == "signal" else base_extra
-            readings.append(self._reading(device, prop, value, frame, prop_extra))
+            readings.append(self.reading(frame, device, prop, value, prop_extra))
         return readings
 
     def _changed(self, prop: str, before: Any, value: Any) -> bool:
@@ -374,34 +364,6 @@ class Zigbee2MqttParser:
     def _device_id(self, name: str) -> str:
         return self._identity(name)[0]
 
-    def _reading(
-        self, device: str, prop: str, value: Any, frame: RawFrame, extra: dict[str, Any]
-    ) -> Reading:
-        return Reading(
-            driver=self.driver_id,
-            device=device,
-            property=prop,
-            value=value,
-            at=frame.wall_time,
-            retained=frame.retained,
-            extra=extra,
-        )
-
-    def _reject(self, reason: str, frame: RawFrame, **context: Any) -> None:
-        if self.stats.reject(reason):
-            log.warning(
-                "zigbee_frame_rejected",
-                driver=self.driver_id,
-                reason=reason,
-                topic=frame.source[:200],
-                **context,
-            )
-
-
-class _Rejected(Exception):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 #: What :func:`decode_json` decodes with, made once: ``json.loads`` with an option builds a new
@@ -419,12 +381,12 @@ def _json(frame: RawFrame) -> Any:
         return _DECODER.decode(frame.payload.decode("utf-8"))
     except (ValueError, RecursionError) as exc:
         # decode_json's reason for anything it refuses (bad UTF-8, NaN, a leading BOM, ...).
-        raise _Rejected("not JSON") from exc
+        raise FrameRejected("not JSON") from exc
 
 
 def _check_name(name: str) -> None:
     if not name or len(name) > _MAX_NAME:
-        raise _Rejected("device name empty or too long")
+        raise FrameRejected("device name empty or too long")
 
 
 def _is_command_topic(rest: str) -> bool:

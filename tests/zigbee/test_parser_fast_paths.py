@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from drivers.base import data_frame
 from drivers.zigbee2mqtt import Zigbee2MqttParser
 from drivers.zigbee2mqtt.bridge import BridgeMessageError, decode_json
-from drivers.zigbee2mqtt.parser import _json, _number, _Rejected
+from contract.parsing import FrameRejected
+from drivers.zigbee2mqtt.parser import _json, _number
 from tests.fixtures.zigbee import spec
 
 BASE = "zigbee2mqtt"
@@ -55,7 +56,7 @@ def _plain_decode(payload: bytes) -> tuple[str, Any]:
 def _fast_decode(payload: bytes) -> tuple[str, Any]:
     try:
         return ("ok", _json(data_frame("zigbee", f"{BASE}/x", payload)))
-    except _Rejected as exc:
+    except FrameRejected as exc:
         return ("refused", exc.reason)
 
 
