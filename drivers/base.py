@@ -6,10 +6,13 @@ A driver is two things:
   state (Zigbee2MQTT sends merged state, so the parser turns state into changes), but it does no
   I/O and reads no clock: time comes from the frame. Replay, fuzzing and tests drive the parser.
 - a **transport** (:meth:`Driver.run`): a thin async loop that receives raw frames from the
-  wire and hands each one to ``emit``. It reports its own link going up or down as ``link``
-  frames (see :func:`link_frame`), so a broker loss travels the same path as data and replays
-  the same way. It raises :class:`DriverError` (or anything) when it cannot go on; the daemon's
-  supervisor restarts it with back-off and reports a ``driver_fault`` trouble.
+  wire and hands each one to ``emit``. ``emit`` returns a :data:`Durable` future that resolves
+  once the frame's outcome is on disk (its events committed, or it decided nothing), so a
+  transport whose wire acknowledges (MQTT's PUBACK) acknowledges only then; a sink that keeps
+  nothing durable (a test's, a recorder's) returns None. It reports its own link going up or
+  down as ``link`` frames (see :func:`link_frame`), so a broker loss travels the same path as
+  data and replays the same way. It raises :class:`DriverError` (or anything) when it cannot go
+  on; the daemon's supervisor restarts it with back-off and reports a ``driver_fault`` trouble.
 
 A third-party driver registers a :class:`Driver` subclass under the ``gatewayd.drivers``
 entry-point group; see :mod:`drivers.registry`.
@@ -24,6 +27,7 @@ Exceptions::
 from __future__ import annotations
 
 import abc
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
@@ -41,6 +45,7 @@ __all__ = [
     "DriverConfigError",
     "DriverError",
     "DriverOptions",
+    "Durable",
     "FrameParser",
     "FrameSink",
     "LocalCommand",
@@ -62,7 +67,10 @@ class TransportError(DriverError):
     """The wire failed: the port is gone, the broker is down, the device does not answer."""
 
 
-FrameSink = Callable[[RawFrame], Awaitable[None]]
+#: Resolves once the frame's outcome is durable; never fails (see :class:`FrameSink`).
+Durable = asyncio.Future[None]
+#: Where a transport hands its frames: ``durable = await emit(frame)``.
+FrameSink = Callable[[RawFrame], Awaitable[Durable | None]]
 
 
 class DriverOptions(BaseModel):
@@ -90,6 +98,7 @@ class Driver(abc.ABC):
         except ValidationError as exc:
             raise DriverConfigError(f"driver {driver_id!r}: {_describe(exc)}") from exc
         self.devices = [d for d in devices if d.driver == driver_id]
+        self.gateway_id = ""
 
     @abc.abstractmethod
     def create_parser(self) -> FrameParser:
@@ -105,6 +114,15 @@ class Driver(abc.ABC):
     async def send(self, command: LocalCommand) -> bool:
         """Carry out a local output. Returns False when this driver cannot do it."""
         return False
+
+    def bind(self, gateway_id: str, *, observer: bool = False) -> None:
+        """Called by the registry before :meth:`run` with the gateway the driver serves.
+
+        A driver whose wire keeps state per client (an MQTT session) derives its identity from
+        ``gateway_id``. An ``observer`` (``gatewayd record`` beside the daemon) only watches: it
+        must not take over that state. Raises DriverConfigError when the options cannot work.
+        """
+        self.gateway_id = gateway_id
 
     def link_frame(self, up: bool, reason: str = "", *, source: str = "") -> RawFrame:
         return link_frame(self.id, up, reason, source=source)

@@ -35,6 +35,7 @@ from rich.console import Console
 from rich.prompt import Prompt
 
 from contract.home import DEFAULT_STATE_DIR, ConfigError, parse_config
+from drivers.zigbee2mqtt.options import session_client_id
 from gatewayd.cli import EXIT_CONFIG, EXIT_USAGE
 from gatewayd.commands.daemon_options import DEFAULT_CONFIG, fail
 
@@ -265,6 +266,12 @@ def render_config(answers: HomeAnswers, *, now: datetime | None = None) -> str:
         zigbee.add("type", "zigbee2mqtt")
         zigbee.add("url", answers.zigbee_url)
         zigbee.add("base_topic", answers.zigbee_base_topic)
+        _commented(
+            zigbee,
+            "client_id",
+            session_client_id(answers.gateway_id, "zigbee"),
+            "The broker keeps this session's alarms while the gateway restarts: keep it unique.",
+        )
         drivers.append(zigbee)
         doc.add("drivers", drivers)
     else:
