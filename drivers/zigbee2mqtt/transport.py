@@ -106,6 +106,7 @@ class Zigbee2MqttDriver(Driver):
         #: configured client_id; :meth:`bind` makes it persistent always, unless told otherwise.
         self.client_id: str | None = self.opts.client_id
         self.persistent = self.opts.client_id is not None and not self.opts.clean_session
+        self.observer = False
         self._acks: ManualAcks | None = None
         self._client: aiomqtt.Client | None = None
         self._connected = False
@@ -128,6 +129,7 @@ class Zigbee2MqttDriver(Driver):
 
     def bind(self, gateway_id: str, *, observer: bool = False) -> None:
         super().bind(gateway_id, observer=observer)
+        self.observer = observer
         if observer:
             # A random id and a clean session: never the daemon's session, nothing left behind.
             self.client_id, self.persistent = None, False
@@ -186,7 +188,7 @@ class Zigbee2MqttDriver(Driver):
             keepalive=self.opts.keepalive,
         )
         acks = self._acks = ManualAcks(client)
-        if not self.persistent and self.gateway_id:
+        if self.opts.clean_session and not self.observer:
             log.warning(
                 "zigbee_clean_session",
                 driver=self.id,
@@ -280,8 +282,8 @@ class Zigbee2MqttDriver(Driver):
                 acks.durable(receipt)
             return
         durable = await emit(frame)
-        if acks is None:
-            return
+        if acks is None or receipt is None:
+            return  # QoS 0: nothing to acknowledge
         if durable is None:  # a sink that keeps nothing: nothing to wait for
             acks.durable(receipt)
         else:
