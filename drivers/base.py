@@ -6,10 +6,13 @@ A driver is two things:
   state (Zigbee2MQTT sends merged state, so the parser turns state into changes), but it does no
   I/O and reads no clock: time comes from the frame. Replay, fuzzing and tests drive the parser.
 - a **transport** (:meth:`Driver.run`): a thin async loop that receives raw frames from the
-  wire and hands each one to ``emit``. It reports its own link going up or down as ``link``
-  frames (see :func:`link_frame`), so a broker loss travels the same path as data and replays
-  the same way. It raises :class:`DriverError` (or anything) when it cannot go on; the daemon's
-  supervisor restarts it with back-off and reports a ``driver_fault`` trouble.
+  wire and hands each one to ``emit``. ``emit`` returns a :data:`Durable` future that resolves
+  once the frame's outcome is on disk (its events committed, or it decided nothing), so a
+  transport whose wire acknowledges (MQTT's PUBACK) acknowledges only then; a sink that keeps
+  nothing durable (a test's, a recorder's) returns None. It reports its own link going up or
+  down as ``link`` frames (see :func:`link_frame`), so a broker loss travels the same path as
+  data and replays the same way. It raises :class:`DriverError` (or anything) when it cannot go
+  on; the daemon's supervisor restarts it with back-off and reports a ``driver_fault`` trouble.
 
 A driver may also pair devices (:meth:`Driver.pairing`, see :mod:`drivers.pairing`): find a new
 device and say what it is, so ``gatewayd devices pair`` needs to know nothing of the driver.
@@ -27,6 +30,7 @@ Exceptions::
 from __future__ import annotations
 
 import abc
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
@@ -48,6 +52,7 @@ __all__ = [
     "DriverConfigError",
     "DriverError",
     "DriverOptions",
+    "Durable",
     "FrameParser",
     "FrameRejected",
     "FrameSink",
@@ -74,7 +79,10 @@ class TransportError(DriverError):
     """The wire failed: the port is gone, the broker is down, the device does not answer."""
 
 
-FrameSink = Callable[[RawFrame], Awaitable[None]]
+#: Resolves once the frame's outcome is durable; never fails (see :class:`FrameSink`).
+Durable = asyncio.Future[None]
+#: Where a transport hands its frames: ``durable = await emit(frame)``.
+FrameSink = Callable[[RawFrame], Awaitable[Durable | None]]
 
 
 class DriverOptions(BaseModel):
@@ -187,6 +195,11 @@ class Driver(abc.ABC):
         """A ``[[drivers]]`` table that selects this driver, for an installer who lacks one."""
         return cls.example_table or f'[[drivers]]\nid = "{driver_id}"\ntype = "{cls.type_name}"'
 
+    @classmethod
+    def initial_options(cls, *, gateway_id: str, driver_id: str) -> dict[str, tuple[Any, str]]:
+        """Options `gatewayd init` writes into a new ``[[drivers]]`` table: name → (value, why)."""
+        return {}
+
     def __init__(self, driver_id: str, options: dict[str, Any], devices: Sequence[DeviceSpec]):
         self.id = driver_id
         try:
@@ -194,6 +207,7 @@ class Driver(abc.ABC):
         except ValidationError as exc:
             raise DriverConfigError(f"driver {driver_id!r}: {_describe(exc)}") from exc
         self.devices = [d for d in devices if d.driver == driver_id]
+        self.gateway_id = ""
 
     @abc.abstractmethod
     def create_parser(self) -> FrameParser:
@@ -217,6 +231,15 @@ class Driver(abc.ABC):
         entered).
         """
         return None
+
+    def bind(self, gateway_id: str, *, observer: bool = False) -> None:
+        """Called by the registry before :meth:`run` with the gateway the driver serves.
+
+        A driver whose wire keeps state per client (an MQTT session) derives its identity from
+        ``gateway_id``. An ``observer`` (``gatewayd record`` beside the daemon) only watches: it
+        must not take over that state. Raises DriverConfigError when the options cannot work.
+        """
+        self.gateway_id = gateway_id
 
     def link_frame(self, up: bool, reason: str = "", *, source: str = "") -> RawFrame:
         return link_frame(self.id, up, reason, source=source)

@@ -72,15 +72,18 @@ def load_driver(type_name: str) -> type[Driver]:
     return _import(targets[type_name])
 
 
-def build_drivers(config: HomeConfig) -> dict[str, Driver]:
-    """Every enabled driver of the config, by id; raises DriverConfigError naming the problem."""
+def build_drivers(config: HomeConfig, *, observer: bool = False) -> dict[str, Driver]:
+    """Every enabled driver of the config, by id, bound to the config's gateway (see
+    :meth:`Driver.bind`); raises DriverConfigError naming the problem."""
     drivers: dict[str, Driver] = {}
     for entry in config.drivers:
         if not entry.enabled:
             continue
         try:
             cls = load_driver(entry.type)
-            drivers[entry.id] = cls(entry.id, entry.options, config.devices)
+            driver = cls(entry.id, entry.options, config.devices)
+            driver.bind(config.gateway.id, observer=observer)
+            drivers[entry.id] = driver
         except (LookupError, DriverError, ImportError, TypeError) as exc:
             raise DriverConfigError(f"driver {entry.id!r} (type {entry.type!r}): {exc}") from exc
     return drivers

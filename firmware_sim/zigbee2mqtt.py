@@ -15,9 +15,15 @@ What it publishes (``BASE`` is the base topic):
 - ``BASE/bridge/event``: ``device_joined``, ``device_interview`` (started, successful or
   failed) and ``device_leave``.
 
-What it answers: ``BASE/bridge/request/permit_join`` (``{"time": N}``), ``device/remove`` and
-``device/rename`` on ``BASE/bridge/response/...`` (echoing ``transaction``), and it records
-every ``BASE/<name>/set`` in :attr:`Zigbee2MqttBridge.sent_commands`.
+What it answers: ``BASE/bridge/request/permit_join`` (``{"time": N}``), ``device/remove``,
+``device/rename`` and ``device/options`` (``{"id": ..., "options": {"qos": 1}}``, answered with
+``from``, ``to`` and ``restart_required``) on ``BASE/bridge/response/...`` (echoing
+``transaction``), and it records every ``BASE/<name>/set`` in
+:attr:`Zigbee2MqttBridge.sent_commands`.
+
+A device's state is published at its ``qos`` option. Like Zigbee2MQTT, a device that joins starts
+at QoS 0; the devices a bridge is created with are the home's installed kit, paired already,
+so they start at QoS 1 (``SimDevice.qos``).
 
 Like Zigbee2MQTT, an occupancy sensor only ever reports ``occupancy: true``; the bridge itself
 publishes ``false`` after ``occupancy_timeout`` seconds without a new detection.
@@ -75,6 +81,9 @@ class SimDevice:
     extra_exposes: list[dict[str, Any]] = field(default_factory=list)
     #: State to start from, over the model's initial state.
     state: dict[str, Any] = field(default_factory=dict)
+    #: Zigbee2MQTT's per-device ``qos`` option: the QoS its state is published at. A device
+    #: that joins starts at Zigbee2MQTT's default, 0, until a ``device/options`` request.
+    qos: int = 1
 
     def __post_init__(self) -> None:
         if self.model not in ZIGBEE:
@@ -267,7 +276,9 @@ class Zigbee2MqttBridge:
 
     # -- publishing ------------------------------------------------------------------------
 
-    async def publish_raw(self, topic: str, payload: bytes | str, *, retain: bool = False) -> None:
+    async def publish_raw(
+        self, topic: str, payload: bytes | str, *, retain: bool = False, qos: int = 1
+    ) -> None:
         """Publish anything under the broker (for tests of what Zigbee2MQTT might send)."""
         async with self._publish_lock:
             while True:
@@ -276,15 +287,22 @@ class Zigbee2MqttBridge:
                 if client is None:
                     continue
                 try:
-                    await client.publish(topic, payload, qos=1, retain=retain)
+                    await client.publish(topic, payload, qos=qos, retain=retain)
                     return
                 except aiomqtt.MqttError:
                     self._connected.clear()
                     await asyncio.sleep(0.05)
 
-    async def _publish(self, subtopic: str, payload: Any, *, retain: bool = False) -> None:
+    async def _publish(
+        self, subtopic: str, payload: Any, *, retain: bool = False, qos: int = 1
+    ) -> None:
         text = payload if isinstance(payload, str) else json.dumps(payload)
-        await self.publish_raw(f"{self.base}/{subtopic}", text, retain=retain)
+        await self.publish_raw(f"{self.base}/{subtopic}", text, retain=retain, qos=qos)
+
+    async def _publish_state(self, device: _Device, **extra: Any) -> None:
+        """The device's merged state, at its ``qos`` option, retained if it says so."""
+        message = self._message(device, **extra)
+        await self._publish(device.name, message, retain=device.sim.retain, qos=device.sim.qos)
 
     def _online_payload(self, online: bool, legacy: bool | None = None) -> str:
         state = "online" if online else "offline"
@@ -318,7 +336,7 @@ class Zigbee2MqttBridge:
         """The device reports ``changes``; the bridge publishes the merged state."""
         device = self._get(name)
         device.state.update(changes)
-        await self._publish(name, self._message(device), retain=device.sim.retain)
+        await self._publish_state(device)
         if changes.get("occupancy") is True:
             self._arm_occupancy_timeout(device)
 
@@ -336,14 +354,14 @@ class Zigbee2MqttBridge:
     async def _clear_occupancy(self, device: _Device) -> None:
         if device.name in self._devices:
             device.state["occupancy"] = False
-            await self._publish(device.name, self._message(device), retain=device.sim.retain)
+            await self._publish_state(device)
 
     async def press(self, name: str, action: str = "single") -> None:
         """A button action: published with the state, never kept in it."""
         device = self._get(name)
-        await self._publish(name, self._message(device, action=action), retain=device.sim.retain)
+        await self._publish_state(device, action=action)
         if self.legacy_action_sensor:
-            await self._publish(name, self._message(device, action=""), retain=device.sim.retain)
+            await self._publish_state(device, action="")
 
     async def set_availability(
         self, name: str, *, online: bool, legacy: bool | None = None
@@ -370,6 +388,7 @@ class Zigbee2MqttBridge:
         if not self.permit_join:
             return False
         sim.friendly_name = sim.ieee
+        sim.qos = 0  # Zigbee2MQTT's default for a new device
         rejoin = sim.ieee in {d.sim.ieee for d in self._devices.values()}
         device = self._add(sim, interview_state="IN_PROGRESS", replace=rejoin)
         ids = {"friendly_name": device.name, "ieee_address": sim.ieee}
@@ -394,7 +413,7 @@ class Zigbee2MqttBridge:
         await self._publish("bridge/devices", self._inventory(), retain=True)
         await self._publish("bridge/event", {"data": data, "type": "device_interview"})
         if interview_ok:
-            await self._publish(device.name, self._message(device), retain=sim.retain)
+            await self._publish_state(device)
         return True
 
     async def leave(self, name: str) -> None:
@@ -459,6 +478,7 @@ class Zigbee2MqttBridge:
             "permit_join": self._permit_join,
             "device/remove": self._remove,
             "device/rename": self._rename,
+            "device/options": self._options,
         }
         handler = handlers.get(what)
         if handler is None:
@@ -542,8 +562,23 @@ class Zigbee2MqttBridge:
         await self._publish(old, "", retain=True)
         await self._publish("bridge/devices", self._inventory(), retain=True)
         await self._publish(f"{to}/availability", self._online_payload(device.online), retain=True)
-        await self._publish(to, self._message(device), retain=device.sim.retain)
+        await self._publish_state(device)
         return {"from": old, "to": to, "homeassistant_rename": False}
+
+    async def _options(self, message: Any) -> dict[str, Any]:
+        """Zigbee2MQTT's device options; of them the simulator acts on ``qos`` and ``retain``."""
+        if not isinstance(message, dict) or not isinstance(message.get("options"), dict):
+            raise SimError("Invalid payload")
+        device = self._resolve(message.get("id"))
+        options: dict[str, Any] = message["options"]
+        qos = options.get("qos", device.sim.qos)
+        if qos not in (0, 1, 2) or isinstance(qos, bool):
+            raise SimError(f"qos must be 0, 1 or 2, got {qos!r}")
+        before = {"qos": device.sim.qos, "retain": device.sim.retain}
+        device.sim.qos = qos
+        device.sim.retain = bool(options.get("retain", device.sim.retain))
+        after = {**before, **options}
+        return {"id": message["id"], "from": before, "to": after, "restart_required": False}
 
     # -- payloads --------------------------------------------------------------------------
 

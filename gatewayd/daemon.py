@@ -67,10 +67,10 @@ def credential_path(config: HomeConfig) -> Path:
     return config.gateway.state_dir / "credential.json"
 
 
-def build_drivers(config: HomeConfig) -> dict[str, Driver]:
+def build_drivers(config: HomeConfig, *, observer: bool = False) -> dict[str, Driver]:
     """Every enabled driver of the config; raises GatewayError naming the problem."""
     try:
-        return registry.build_drivers(config)
+        return registry.build_drivers(config, observer=observer)
     except DriverConfigError as exc:
         raise GatewayError(str(exc)) from exc
 

@@ -6,6 +6,10 @@ parses it, feeds the rule engine, and appends every resulting event to the buffe
 group commit. Only once that commit has returned do local actions run and watchers hear of the
 events: nothing happens to an event that is not yet on disk.
 
+:meth:`Pipeline.submit` returns a future per frame that resolves once the frame's outcome is
+durable: its events committed, or it decided nothing. A transport whose wire acknowledges (an
+MQTT PUBACK) waits for it, so a gateway killed before the commit is sent the frame again.
+
 The rule engine is pure and single-threaded; only the worker calls it. Acknowledgements from
 dispatch and mode changes travel through the same queue so that they are ordered with the frames.
 """
@@ -25,7 +29,7 @@ import structlog
 from buffer.aio import AsyncEventBuffer
 from buffer.store import EventDraft
 from contract.wire import Event, EventKind, Lane, RawFrame, Reading
-from drivers.base import FrameParser, LocalCommand
+from drivers.base import Durable, FrameParser, LocalCommand
 from gatewayd.devicestate import DeviceStates
 from gatewayd.memory import MemoryKeeper
 from gatewayd.status import PipelineStatus
@@ -55,6 +59,12 @@ CausedEventListener = Callable[[Event, Reading | None], None]
 
 
 @dataclass(frozen=True, slots=True)
+class _Frame:
+    frame: RawFrame
+    durable: Durable
+
+
+@dataclass(frozen=True, slots=True)
 class _Ack:
     condition: str
 
@@ -65,7 +75,7 @@ class _ModeChange:
     done: asyncio.Future[None]
 
 
-_Item = RawFrame | _Ack | _ModeChange
+_Item = RawFrame | _Frame | _Ack | _ModeChange
 
 
 @dataclass
@@ -116,9 +126,12 @@ class Pipeline:
 
     # -- inputs ---------------------------------------------------------------------------
 
-    async def submit(self, frame: RawFrame) -> None:
-        """The drivers' ``emit``: queue a frame, waiting while the queue is full."""
-        await self._queue.put(frame)
+    async def submit(self, frame: RawFrame) -> Durable:
+        """The drivers' ``emit``: queue a frame, waiting while the queue is full; the future
+        resolves once the frame's outcome is durable."""
+        durable: Durable = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Frame(frame, durable))
+        return durable
 
     def acknowledged(self, event_ids: Iterable[str]) -> None:
         """Dispatch says a person has taken these alarms: stop escalating them."""
@@ -194,9 +207,13 @@ class Pipeline:
         """Decide on a group of items and make the outcome durable in one commit."""
         decided: list[Decided] = []
         mode_changes: list[_ModeChange] = []
+        durables: list[Durable] = []
         decider = self.decider
         rec = self._recorder
         for item in items:
+            if isinstance(item, _Frame):
+                durables.append(item.durable)
+                item = item.frame
             if isinstance(item, RawFrame):
                 self.stats.frames += 1
                 if rec is not None:
@@ -228,6 +245,11 @@ class Pipeline:
         events: list[Event] = []
         if drafts:
             events = await self._commit(drafts)
+        # Every frame of the round is durable now (or decided nothing): its transport may
+        # acknowledge it, before the local actions that may take seconds.
+        for durable in durables:
+            if not durable.done():
+                durable.set_result(None)
         self.stats.last_progress_mono = time.monotonic()
         for change in mode_changes:
             if not change.done.done():

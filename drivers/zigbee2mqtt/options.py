@@ -9,8 +9,12 @@
     username = "gateway"
     password = "..."
     ca_file = "/etc/gatewayd/mqtt-ca.pem" # TLS: the CA that signed the broker's certificate
-    client_id = "gatewayd-flat3"          # set: a persistent session (QoS 1 kept while away)
+    client_id = "gatewayd-gw-0042-zigbee" # the MQTT session; default gatewayd-<gateway>-<driver>
     base_topic = "zigbee2mqtt"
+
+The session is persistent (clean_session off): the broker keeps the subscription and every QoS 1
+message published while the gateway is away, and sends them when it is back. ``clean_session =
+true`` gives that up and must be asked for explicitly.
 """
 
 from __future__ import annotations
@@ -24,7 +28,13 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from drivers.base import DriverOptions
 
-__all__ = ["DEFAULT_URL", "BrokerAddress", "Zigbee2MqttOptions", "make_client"]
+__all__ = [
+    "DEFAULT_URL",
+    "BrokerAddress",
+    "Zigbee2MqttOptions",
+    "make_client",
+    "session_client_id",
+]
 
 DEFAULT_URL = "mqtt://127.0.0.1:1883"
 
@@ -35,6 +45,9 @@ class Zigbee2MqttOptions(DriverOptions):
     password: SecretStr | None = None
     ca_file: Path | None = None
     client_id: str | None = Field(default=None, min_length=1, max_length=128)
+    #: A clean session loses every alarm published while the gateway is away (a restart, an
+    #: upgrade): only with this set explicitly.
+    clean_session: bool = False
     base_topic: str = "zigbee2mqtt"
     keepalive: int = Field(default=30, ge=5, le=3600)
     #: Reconnect back-off: doubles from ``reconnect_min`` to ``reconnect_max`` seconds, jittered.
@@ -130,6 +143,12 @@ class BrokerAddress:
 
     def __repr__(self) -> str:
         return f"BrokerAddress({self.url!r}, username={self.username!r})"
+
+
+def session_client_id(gateway_id: str, driver_id: str) -> str:
+    """The client id of a driver's session when none is configured: stable across restarts,
+    unique per gateway and driver (two clients with one id take the session from each other)."""
+    return f"gatewayd-{gateway_id}-{driver_id}"
 
 
 def make_client(

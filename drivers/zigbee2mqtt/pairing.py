@@ -5,8 +5,11 @@
 connection that sends ``BASE/bridge/request/...`` and awaits the matching
 ``BASE/bridge/response/...`` (by ``transaction``), and follows ``bridge/event`` and
 ``bridge/devices``. :func:`pair_device` opens the network for joining
-(Zigbee2MQTT 2.x: ``{"time": N}``), waits for a device to join and for its interview, and
-closes the network again (``{"time": 0}``) whatever happens.
+(Zigbee2MQTT 2.x: ``{"time": N}``), waits for a device to join and for its interview, sets the
+device's ``qos`` option to 1 (``bridge/request/device/options``), and closes the network again
+(``{"time": 0}``) whatever happens. Zigbee2MQTT publishes a device's state at QoS 0 by default,
+and a broker keeps no QoS 0 message for a gateway that is away: an alarm sent while the gateway
+restarts would be lost. At QoS 1 the gateway's persistent session keeps it.
 
 Exceptions (each also the pairing error it is, in brackets)::
 
@@ -279,6 +282,11 @@ class BridgeSession:
     async def rename_device(self, old: str, new: str) -> None:
         await self.request("device/rename", {"from": old, "to": new})
 
+    async def set_device_options(self, ident: str, options: dict[str, Any]) -> Any:
+        """Change a device's Zigbee2MQTT options (``qos``, ``retain``, ...); the answer's data
+        (``from``, ``to``, ``restart_required``)."""
+        return await self.request("device/options", {"id": ident, "options": options})
+
     async def fetch_inventory(self, *, wait: float = 5.0) -> dict[str, BridgeDevice]:
         """The retained ``bridge/devices`` inventory."""
         try:
@@ -299,10 +307,13 @@ async def pair_device(
     seconds: int = 120,
     on_event: Callable[[BridgeEvent], None] | None = None,
 ) -> BridgeEvent:
-    """Open joining, await a join and a successful interview, close joining; the interview.
+    """Open joining, await a join and a successful interview, set the device's ``qos`` to 1,
+    close joining; the interview.
 
     The first device that joins is the one paired; a device announcing itself without a join
-    (already known to the bridge, re-paired) counts when its interview succeeds.
+    (already known to the bridge, re-paired) counts when its interview succeeds. A bridge that
+    refuses the ``qos`` option fails the pairing (:class:`BridgeRequestFailed`): a device whose
+    alarms a restart can lose is not installed quietly.
     """
     seconds = max(1, min(seconds, MAX_PERMIT_JOIN))
     deadline = time.monotonic() + seconds
@@ -333,6 +344,7 @@ async def pair_device(
             if event.type != "device_interview" or joined not in (None, event.ieee_address):
                 continue
             if event.status == "successful":
+                await session.set_device_options(event.ieee_address, {"qos": 1})
                 return event
             if event.status == "failed":
                 raise InterviewFailed(event.ieee_address)

@@ -9,6 +9,12 @@ At every (re)connect the driver first subscribes to ``BASE/bridge/devices`` and 
 for the retained inventory, then to ``BASE/#``: devices configured by IEEE address then resolve
 from their first message. Every message is passed on as a ``data`` frame with MQTT's retain
 flag in ``RawFrame.retained``; the parser decides what is news.
+
+The session is persistent, under the configured ``client_id`` or one derived from the gateway
+and driver ids (:meth:`Zigbee2MqttDriver.bind`), so what is published while the gateway restarts
+waits at the broker. A QoS 1 message is acknowledged (PUBACK) only once ``emit``'s future says
+its frame is durable (:mod:`drivers.zigbee2mqtt.acks`): a gateway killed before its commit gets
+the message again.
 """
 
 from __future__ import annotations
@@ -26,11 +32,13 @@ import structlog
 from drivers.base import (
     DeviceSpec,
     Driver,
+    DriverConfigError,
     FrameParser,
     FrameSink,
     LocalCommand,
     data_frame,
 )
+from drivers.zigbee2mqtt.acks import ManualAcks
 from drivers.zigbee2mqtt.bridge import (
     IEEE_ADDRESS,
     BridgeDevice,
@@ -39,7 +47,7 @@ from drivers.zigbee2mqtt.bridge import (
     parse_devices,
     settable_properties,
 )
-from drivers.zigbee2mqtt.options import Zigbee2MqttOptions, make_client
+from drivers.zigbee2mqtt.options import Zigbee2MqttOptions, make_client, session_client_id
 from drivers.zigbee2mqtt.pairing import Zigbee2MqttPairing
 from drivers.zigbee2mqtt.parser import Zigbee2MqttParser
 from runtime.backoff import EQUAL_JITTER, Backoff
@@ -88,6 +96,11 @@ class Zigbee2MqttDriver(Driver):
     options_model = Zigbee2MqttOptions
     example_table = '[[drivers]]\nid = "zigbee"\ntype = "zigbee2mqtt"\nurl = "mqtt://127.0.0.1:1883"'
 
+    @classmethod
+    def initial_options(cls, *, gateway_id: str, driver_id: str) -> dict[str, tuple[Any, str]]:
+        why = "The broker keeps this session's alarms while the gateway restarts: keep it unique."
+        return {"client_id": (session_client_id(gateway_id, driver_id), why)}
+
     def __init__(self, driver_id: str, options: dict[str, Any], devices: Sequence[DeviceSpec]):
         super().__init__(driver_id, options, devices)
         assert isinstance(self.options, Zigbee2MqttOptions)
@@ -96,6 +109,12 @@ class Zigbee2MqttDriver(Driver):
         self.base_topic = self.opts.base_topic
         #: The bridge's inventory by IEEE address, as last seen on ``bridge/devices``.
         self.inventory: dict[str, BridgeDevice] = {}
+        #: The MQTT session: built alone (tests, tools) a driver is persistent only with a
+        #: configured client_id; :meth:`bind` makes it persistent always, unless told otherwise.
+        self.client_id: str | None = self.opts.client_id
+        self.persistent = self.opts.client_id is not None and not self.opts.clean_session
+        self.observer = False
+        self._acks: ManualAcks | None = None
         self._client: aiomqtt.Client | None = None
         self._connected = False
         self._connected_since: float | None = None
@@ -114,6 +133,23 @@ class Zigbee2MqttDriver(Driver):
             signal_delta=self.opts.signal_delta,
             voltage_delta=self.opts.voltage_delta,
         )
+
+    def bind(self, gateway_id: str, *, observer: bool = False) -> None:
+        super().bind(gateway_id, observer=observer)
+        self.observer = observer
+        if observer:
+            # A random id and a clean session: never the daemon's session, nothing left behind.
+            self.client_id, self.persistent = None, False
+        elif self.opts.clean_session:
+            self.client_id, self.persistent = self.opts.client_id, False
+        elif self.opts.client_id is None and not gateway_id:
+            raise DriverConfigError(
+                f"driver {self.id!r}: no MQTT client_id for a persistent session; set client_id, "
+                f"or clean_session = true to lose what is published while the gateway is away"
+            )
+        else:
+            self.client_id = self.opts.client_id or session_client_id(gateway_id, self.id)
+            self.persistent = True
 
     # -- status --------------------------------------------------------------------------
 
@@ -140,6 +176,9 @@ class Zigbee2MqttDriver(Driver):
             "outages": self._outages,
             "last_error": self._last_error,
             "inventory": len(self.inventory),
+            "client_id": self.client_id,
+            "persistent_session": self.persistent,
+            "unacked": self._acks.pending if self._acks is not None else 0,
         }
 
     async def wait_connected(self) -> None:
@@ -151,10 +190,17 @@ class Zigbee2MqttDriver(Driver):
     async def run(self, emit: FrameSink) -> None:
         client = make_client(
             self.broker,
-            identifier=self.opts.client_id,
-            persistent=self.opts.client_id is not None,
+            identifier=self.client_id,
+            persistent=self.persistent,
             keepalive=self.opts.keepalive,
         )
+        acks = self._acks = ManualAcks(client)
+        if self.opts.clean_session and not self.observer:
+            log.warning(
+                "zigbee_clean_session",
+                driver=self.id,
+                detail="what is published while the gateway is away is lost",
+            )
         backoff = Backoff(self.opts.reconnect_min, self.opts.reconnect_max, jitter=EQUAL_JITTER)
         reported_down = False
         try:
@@ -172,6 +218,11 @@ class Zigbee2MqttDriver(Driver):
                 except aiomqtt.MqttError as exc:
                     self._client = None
                     self._last_error = str(exc)[:200]
+                    leftovers = acks.connection_lost()
+                    if not self.persistent:
+                        # Received, never acknowledged, and no session to send them again.
+                        for message in leftovers:
+                            await self._received(message, emit)
                     if not reported_down:
                         reported_down = True
                         self._went_down(self._last_error)
@@ -187,6 +238,7 @@ class Zigbee2MqttDriver(Driver):
                     await asyncio.sleep(delay)
         finally:
             self._client = None
+            self._acks = None
             self._connected = False
             self._up_event.clear()
 
@@ -221,6 +273,9 @@ class Zigbee2MqttDriver(Driver):
                 return
 
     async def _received(self, message: aiomqtt.Message, emit: FrameSink) -> None:
+        """Pass the message on; acknowledge it once the pipeline says its frame is durable."""
+        acks = self._acks
+        receipt = acks.received(message) if acks is not None else None
         topic = str(message.topic)
         payload = message.payload if isinstance(message.payload, bytes) else b""
         if topic == f"{self.base_topic}/bridge/devices":
@@ -229,8 +284,16 @@ class Zigbee2MqttDriver(Driver):
             frame = data_frame(self.id, topic[:512], payload, retained=bool(message.retain))
         except ValueError:
             log.warning("zigbee_frame_unusable", driver=self.id, topic=topic[:200])
+            if acks is not None:
+                acks.durable(receipt)
             return
-        await emit(frame)
+        durable = await emit(frame)
+        if acks is None or receipt is None:
+            return  # QoS 0: nothing to acknowledge
+        if durable is None:  # a sink that keeps nothing: nothing to wait for
+            acks.durable(receipt)
+        else:
+            durable.add_done_callback(lambda _: acks.durable(receipt))
 
     def _update_inventory(self, payload: bytes) -> None:
         try:

@@ -33,6 +33,7 @@ from rich.console import Console
 from rich.prompt import Prompt
 
 from contract.home import DEFAULT_STATE_DIR, ConfigError, parse_config
+from drivers.registry import load_driver
 from gatewayd.cli import EXIT_CONFIG, EXIT_USAGE
 from gatewayd.commands.daemon_options import DEFAULT_CONFIG, fail
 from runtime import files
@@ -264,6 +265,11 @@ def render_config(answers: HomeAnswers, *, now: datetime | None = None) -> str:
         zigbee.add("type", "zigbee2mqtt")
         zigbee.add("url", answers.zigbee_url)
         zigbee.add("base_topic", answers.zigbee_base_topic)
+        driver = load_driver("zigbee2mqtt")
+        for name, (value, why) in driver.initial_options(
+            gateway_id=answers.gateway_id, driver_id="zigbee"
+        ).items():
+            _commented(zigbee, name, value, why)
         drivers.append(zigbee)
         doc.add("drivers", drivers)
     else:

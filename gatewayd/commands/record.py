@@ -120,7 +120,8 @@ def record(
     from gatewayd.daemon import GatewayError, build_drivers
 
     try:
-        drivers = build_drivers(config)
+        # Observers: beside a running daemon, never take over its MQTT session.
+        drivers = build_drivers(config, observer=True)
     except GatewayError as exc:
         fail(str(exc), EXIT_CONFIG)
     if not drivers:

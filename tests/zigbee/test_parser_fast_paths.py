@@ -14,10 +14,10 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from contract.parsing import FrameRejected
 from drivers.base import data_frame
 from drivers.zigbee2mqtt import Zigbee2MqttParser
 from drivers.zigbee2mqtt.bridge import BridgeMessageError, decode_json
-from contract.parsing import FrameRejected
 from drivers.zigbee2mqtt.parser import _json, _number
 from tests.fixtures.zigbee import spec
 
