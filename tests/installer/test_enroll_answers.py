@@ -57,46 +57,65 @@ def enroll(url: str, tmp_path: Path) -> Result:
 
 
 PAGE = b"<html><body><h1>Welcome to nginx!</h1></body></html>"
+PROBLEM = json.dumps({"title": "unknown enrollment code", "detail": "no such code"}).encode()
 
-
-def test_a_404_is_no_enrollment_api_at_that_url(
-    server: Callable[[Answer], str], tmp_path: Path
-) -> None:
-    host = server((404, "application/json", b'{"detail": "Not Found"}'))
-    result = enroll(f"http://{host}/dispatch", tmp_path)
-    assert result.exit_code == 3, result.output
-    assert (
-        f"no dispatch enrollment API at http://{host}/dispatch/api/v1/gateway/enroll (HTTP 404): "
-        "check the URL" in result.stderr
-    )
-    assert "refused the code" not in result.stderr
-
-
-@pytest.mark.parametrize("status", [200, 403])
-def test_a_page_that_is_not_json_is_named_by_its_type(
-    server: Callable[[Answer], str], tmp_path: Path, status: int
-) -> None:
-    host = server((status, "text/html; charset=utf-8", PAGE))
-    result = enroll(f"http://{host}", tmp_path)
-    assert result.exit_code == 3, result.output
-    assert f"http://{host} is not a dispatch server: it answered HTTP {status} with text/html" in (
-        result.stderr
-    )
-    assert "nginx" not in result.stderr
-    assert "<html>" not in result.stderr
-
-
-def test_https_to_a_plain_http_port_says_so(
-    server: Callable[[Answer], str], tmp_path: Path
-) -> None:
-    host = server((200, "application/json", b"{}"))
-    result = enroll(f"https://{host}", tmp_path)
-    assert result.exit_code == 3, result.output
-    assert (
+#: (scheme, URL path, answer, exit code, what stderr says ({host} filled in), what it must not)
+CASES = {
+    "404": (
+        "http",
+        "/dispatch",
+        (404, "application/json", b'{"detail": "Not Found"}'),
+        3,
+        "no dispatch enrollment API at http://{host}/dispatch/api/v1/gateway/enroll (HTTP 404): "
+        "check the URL",
+        "refused the code",
+    ),
+    "a page": (
+        "http",
+        "",
+        (200, "text/html; charset=utf-8", PAGE),
+        3,
+        "http://{host} is not a dispatch server: it answered HTTP 200 with text/html",
+        "nginx",
+    ),
+    "a refusing page": (
+        "http",
+        "",
+        (403, "text/html", PAGE),
+        3,
+        "http://{host} is not a dispatch server: it answered HTTP 403 with text/html",
+        "<html>",
+    ),
+    "https to http": (
+        "https",
+        "",
+        (200, "application/json", b"{}"),
+        3,
         "TLS handshake with 127.0.0.1 failed: the server does not speak TLS on this port "
-        "(is the URL http?)" in result.stderr
-    )
-    assert "WRONG_VERSION_NUMBER" not in result.stderr
+        "(is the URL http?)",
+        "WRONG_VERSION_NUMBER",
+    ),
+    "a refused code": (
+        "http",
+        "",
+        (401, "application/problem+json", PROBLEM),
+        2,
+        "dispatch refused the code: unknown enrollment code (no such code)",
+        "unreachable",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_a_wrong_answer_names_what_to_fix(
+    server: Callable[[Answer], str], tmp_path: Path, case: str
+) -> None:
+    scheme, path, answer, code, said, unsaid = CASES[case]
+    host = server(answer)
+    result = enroll(f"{scheme}://{host}{path}", tmp_path)
+    assert result.exit_code == code, result.output
+    assert said.format(host=host) in result.stderr
+    assert unsaid not in result.stderr
 
 
 def test_a_credential_for_another_gateway_is_a_mismatch(
@@ -110,13 +129,3 @@ def test_a_credential_for_another_gateway_is_a_mismatch(
     assert "unreachable" not in result.stderr
     assert "s3cret" not in result.stderr
     assert not (tmp_path / "state" / "credential.json").exists()
-
-
-def test_a_refused_code_is_still_a_refused_code(
-    server: Callable[[Answer], str], tmp_path: Path
-) -> None:
-    problem = {"title": "unknown enrollment code", "detail": "no enrollment code matches"}
-    host = server((401, "application/problem+json", json.dumps(problem).encode()))
-    result = enroll(f"http://{host}", tmp_path)
-    assert result.exit_code == 2, result.output
-    assert "dispatch refused the code: unknown enrollment code" in result.stderr
