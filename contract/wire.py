@@ -388,8 +388,6 @@ class DriverHealth(_Wire):
     state: Literal["starting", "running", "degraded", "failed", "stopped"]
     detail: str = ""
     restarts: int = 0
-    #: When the driver's link (broker, port, receiver) went down; None while it is up.
-    link_down_since: UtcDatetime | None = None
 
 
 class DeviceHealth(_Wire):

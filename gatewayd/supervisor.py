@@ -126,11 +126,17 @@ class DriverRunner:
         return self.detail
 
     def health(self) -> DriverHealth:
+        """The driver in the heartbeat. The contract's DriverHealth has no field for when the
+        link went down (a new field would make an older dispatch refuse every heartbeat), so
+        the detail says it: ``link down since 2026-11-29T08:10:00Z: <reason>``."""
         state = self.effective_state
+        detail = self.effective_detail
+        if state == "degraded" and self.link_down_since is not None:
+            since = self.link_down_since.strftime("%Y-%m-%dT%H:%M:%SZ")
+            detail = f"link down since {since}: {self.link_down_reason or 'no reason given'}"
         return DriverHealth(
             name=self.driver.id,
             state=state if state in ("starting", "running", "failed", "stopped") else "degraded",
-            detail=self.effective_detail,
+            detail=detail,
             restarts=self.restarts,
-            link_down_since=self.link_down_since,
         )
