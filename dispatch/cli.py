@@ -24,6 +24,7 @@ from dispatch.settings import Settings, env_var
 from runtime.cli import fail
 
 EXIT_FAILURE = 1
+EXIT_USAGE = 2
 EXIT_CONFIG = 3
 EXIT_DATABASE = 4
 EXIT_NOT_FOUND = 5
@@ -46,11 +47,31 @@ db_option = click.option(
 _fail = functools.partial(fail, prefix="dispatchd:")
 
 
+def _refuse_missing_database(db_url: str, *, create: bool = False) -> None:
+    """Exit 3 naming the file when an SQLite database does not exist (and was not asked to
+    be created): a mistyped path must not become a new, empty database."""
+    from dispatch.db import missing_sqlite_file
+    from dispatch.errors import ConfigError
+
+    try:
+        missing = missing_sqlite_file(db_url)
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_CONFIG)
+    if missing is not None and not create:
+        _fail(
+            f"no database at {missing}: check the path, or create it with "
+            f"`dispatchd migrate --db {db_url}` (or `dispatchd serve --create`)",
+            EXIT_CONFIG,
+        )
+
+
 def _run(db_url: str, action: Callable[[Any], Awaitable[T]]) -> T:
     """Open and migrate the database, run ``action(db)``, map our errors to exit codes."""
     from dispatch.db import Database
     from dispatch.errors import ConfigError, Conflict, NotFound, Problem, StorageError
     from dispatch.migrations import migrate
+
+    _refuse_missing_database(db_url)
 
     async def main() -> T:
         db = Database(db_url)
@@ -90,11 +111,17 @@ def cli() -> None:
 
 @cli.command()
 @settings_options
-def serve(**options: Any) -> None:
+@click.option(
+    "--create",
+    is_flag=True,
+    help="Create the SQLite database if its file does not exist (else that is refused).",
+)
+def serve(create: bool, **options: Any) -> None:
     """Migrate the database forward and serve the API.
 
     Every option may also be set by its environment variable (DISPATCHD_ and the setting's
     name, e.g. DISPATCHD_DB, DISPATCHD_SLA_ACK_S); an option on the command line wins.
+    An SQLite database must exist (``dispatchd migrate`` creates it) unless --create is given.
     """
     import uvicorn
 
@@ -107,9 +134,10 @@ def serve(**options: Any) -> None:
 
     try:
         settings = Settings.load(given_settings(options))
-        db = Database(settings.db)
     except ConfigError as exc:
         _fail(str(exc), EXIT_CONFIG)
+    _refuse_missing_database(settings.db, create=create)
+    db = Database(settings.db)
     configure_logging(level=settings.log_level)
     host, port = settings.host, settings.port
 
@@ -120,6 +148,7 @@ def serve(**options: Any) -> None:
         except StorageError as exc:
             await db.dispose()
             _fail(str(exc), EXIT_DATABASE)
+        structlog.get_logger("dispatch").info("database_opened", db=db.where, dialect=db.dialect)
         app = create_app(db, settings)
         config = uvicorn.Config(
             app,
@@ -174,8 +203,8 @@ def _notifying_server_class() -> Any:
 @cli.command("migrate")
 @db_option
 def migrate_cmd(db_url: str) -> None:
-    """Bring the database schema forward (serve does this too)."""
-    from dispatch.db import Database
+    """Create the database if need be, and bring its schema forward (serve does this too)."""
+    from dispatch.db import Database, missing_sqlite_file
     from dispatch.errors import ConfigError, StorageError
     from dispatch.migrations import MIGRATIONS, migrate
 
@@ -188,11 +217,14 @@ def migrate_cmd(db_url: str) -> None:
             await db.dispose()
 
     try:
+        new_file = missing_sqlite_file(db_url)
         applied = asyncio.run(main())
     except ConfigError as exc:
         _fail(str(exc), EXIT_CONFIG)
     except StorageError as exc:
         _fail(str(exc), EXIT_DATABASE)
+    if new_file is not None:
+        click.echo(f"created a new database at {new_file}")
     latest = MIGRATIONS[-1].version
     if applied:
         click.echo(f"applied {', '.join(map(str, applied))}; schema at version {latest}")
@@ -254,6 +286,14 @@ def operator_add(
 
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
+    elif not sys.stdin.isatty():
+        # getpass would fall back to echoing stdin with a warning, then abort on its end.
+        _fail(
+            "no terminal to ask for the password: give it on standard input with "
+            f'--password-stdin (echo "$PASSWORD" | dispatchd operator add {username} '
+            "--password-stdin)",
+            EXIT_USAGE,
+        )
     else:
         password = getpass.getpass("password: ")
         if getpass.getpass("again: ") != password:

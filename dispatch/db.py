@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from dispatch.errors import ConfigError, StorageError
 
-__all__ = ["DEFAULT_DB_URL", "Database", "normalise_url"]
+__all__ = ["DEFAULT_DB_URL", "Database", "missing_sqlite_file", "normalise_url"]
 
 DEFAULT_DB_URL = "sqlite:///dispatch.db"
 
@@ -46,6 +46,17 @@ def normalise_url(url: str) -> URL:
     if backend in ("postgresql", "postgres"):
         return parsed.set(drivername="postgresql+psycopg")
     raise ConfigError(f"unsupported database {backend!r}: use sqlite:/// or postgresql://")
+
+
+def missing_sqlite_file(url: str) -> Path | None:
+    """The file of an SQLite URL if it does not exist yet (None for PostgreSQL or a file that
+    exists). Opening it would create a new, empty database: for a mistyped path, operators
+    would look at an empty queue while the alarms sit in the real one."""
+    parsed = normalise_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database is None:
+        return None
+    path = Path(parsed.database).expanduser().resolve()
+    return None if path.exists() else path
 
 
 class Database:
@@ -121,11 +132,43 @@ class Database:
             async with self.read() as conn:
                 await conn.exec_driver_sql("SELECT 1")
         except (SQLAlchemyError, OSError) as exc:
-            raise StorageError(f"database {self.safe_url} does not answer: {exc}") from exc
+            raise StorageError(self.refusal(exc)) from exc
+
+    def refusal(self, exc: Exception) -> str:
+        """What went wrong in words: a missing role or database and a refused password are
+        not a server that does not answer, and each has its own fix."""
+        cause = str(getattr(exc, "orig", None) or exc)
+        user, name = self.url.username or "", self.url.database or ""
+        if self.dialect == "postgresql":
+            if "role" in cause and "does not exist" in cause:
+                return (
+                    f"database {self.safe_url}: PostgreSQL has no role {user!r}: create it "
+                    "(createuser) or fix the user in the URL"
+                )
+            if "database" in cause and "does not exist" in cause:
+                return (
+                    f"database {self.safe_url}: PostgreSQL has no database {name!r}: create it "
+                    "(createdb) or fix the name in the URL"
+                )
+            if "password authentication failed" in cause or "no password supplied" in cause:
+                return (
+                    f"database {self.safe_url}: PostgreSQL refused the password of {user!r}: "
+                    "check the password in the URL (or ~/.pgpass)"
+                )
+        first_line = cause.strip().splitlines()[0] if cause.strip() else type(exc).__name__
+        return f"database {self.safe_url} does not answer: {first_line}"
 
     @property
     def safe_url(self) -> str:
-        return self.url.render_as_string(hide_password=True)
+        """The URL as the operator wrote it (without the async driver), password hidden."""
+        return self.url.set(drivername=self.dialect).render_as_string(hide_password=True)
+
+    @property
+    def where(self) -> str:
+        """The database as the log names it: :attr:`safe_url`, an SQLite file by full path."""
+        if self.dialect == "sqlite" and self.url.database:
+            return f"sqlite:///{Path(self.url.database).expanduser().resolve()}"
+        return self.safe_url
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -9,7 +9,7 @@ Flags default to "not given", so the environment (read by the settings model) sh
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, get_args, get_origin
 
 import annotated_types
 import click
@@ -58,6 +58,8 @@ def _click_type(name: str, field: FieldInfo) -> click.ParamType[Any]:
             bounds["max"] = rule.le
         elif isinstance(rule, annotated_types.Lt):
             bounds.update(max=rule.lt, max_open=True)
+    if get_origin(field.annotation) is Literal:
+        return click.Choice([str(choice) for choice in get_args(field.annotation)], False)
     if field.annotation is int:
         return click.IntRange(**bounds)
     if field.annotation is float:

@@ -9,13 +9,14 @@ A flag wins over the environment. Adding a setting is adding a field here.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from dispatch.errors import ConfigError
+from runtime.logs import LOG_LEVELS
 
 __all__ = ["ENV_PREFIX", "Settings", "env_var", "flag_name"]
 
@@ -36,7 +37,9 @@ class Settings(BaseSettings):
         "127.0.0.1", description="Address to listen on (behind a TLS-terminating reverse proxy)."
     )
     port: int = Field(8080, ge=0, le=65535, description="TCP port to listen on.")
-    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="DEBUG, INFO, WARNING or ERROR."
+    )
     incident_window_s: float = Field(
         30 * 60,
         ge=1,
@@ -113,10 +116,10 @@ class Settings(BaseSettings):
                 raise ValueError(f"unknown time zone {value!r}; use an IANA name") from exc
         return value
 
-    @field_validator("log_level")
+    @field_validator("log_level", mode="before")
     @classmethod
-    def _known_level(cls, value: str) -> str:
-        if value.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+    def _known_level(cls, value: Any) -> str:
+        if not isinstance(value, str) or value.upper() not in LOG_LEVELS:
             raise ValueError(f"unknown log level {value!r}; use DEBUG, INFO, WARNING or ERROR")
         return value.upper()
 

@@ -39,6 +39,7 @@ from gatewayd.status import (
     ForwarderStatus,
     GatewayStatus,
     Trouble,
+    describe_detail,
     one_line_summary,
 )
 from gatewayd.supervisor import DriverRunner
@@ -520,7 +521,11 @@ class Gateway:
         if self.pipeline is None:
             return []
         active = self.pipeline.engine.snapshot().get("active", [])
-        return [Trouble.model_validate(a) for a in active if isinstance(a, dict)][:50]
+        return [
+            Trouble.model_validate({**a, "detail": _detail_text(a.get("detail"))})
+            for a in active
+            if isinstance(a, dict)
+        ][:50]
 
     async def _status_loop(self) -> None:
         while True:
@@ -531,13 +536,20 @@ class Gateway:
                 self.log.exception("status_summary_failed")
 
 
+def _detail_text(detail: Any) -> str | None:
+    if isinstance(detail, dict):
+        return describe_detail(detail) or None
+    return detail if isinstance(detail, str) else None
+
+
 def _runner_status(runner: DriverRunner) -> DriverStatus:
     return DriverStatus(
         id=runner.driver.id,
         type=runner.driver.type_name,
-        state=runner.state,
-        detail=runner.detail,
+        state=runner.effective_state,
+        detail=runner.effective_detail,
         restarts=runner.restarts,
+        link_down_since=runner.link_down_since,
         driver_status=_driver_extra(runner.driver),
     )
 

@@ -43,6 +43,7 @@ __all__ = [
     "ParsedStatus",
     "PipelineStatus",
     "Trouble",
+    "describe_detail",
     "one_line_summary",
     "parse_status",
 ]
@@ -257,6 +258,43 @@ class GatewayStatus(_Part):
 
     def device(self, device_id: str) -> DeviceStatus | None:
         return next((d for d in self.devices if d.id == device_id), None)
+
+
+#: Detail keys shown elsewhere (the device column) or that say nothing to a reader.
+_UNSAID: Final = frozenset({"device_name", "role", "driver", "property", "value"})
+
+
+def describe_detail(detail: Mapping[str, Any]) -> str:
+    """A condition's detail as the text an installer reads, not the rule engine's mapping.
+
+    ``{"driver": "zigbee", "property": "link", "value": False, "reason": "refused"}`` is
+    ``zigbee link down: refused``; other details are their fields in words
+    (``room kitchen, threshold 20``), reason first.
+    """
+    if detail.get("property") == "link":
+        driver = detail.get("driver") or "driver"
+        reason = detail.get("reason")
+        state = "up" if detail.get("value") is True else "down"
+        return f"{driver} link {state}" + (f": {reason}" if reason else "")
+    parts: list[str] = []
+    if detail.get("reason"):
+        parts.append(str(detail["reason"]))
+    if "property" in detail and "value" in detail:
+        parts.append(f"{detail['property']} {_word(detail['value'])}")
+    parts.extend(
+        f"{key.replace('_', ' ')} {_word(value)}"
+        for key, value in detail.items()
+        if key not in _UNSAID and key != "reason" and value is not None
+    )
+    return ", ".join(parts)
+
+
+def _word(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list | tuple):
+        return "/".join(_word(v) for v in value)
+    return str(value)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,10 @@ recorded, so a replay sees what the daemon saw. The restart waits with the share
 :class:`~runtime.backoff.Backoff`; a run that stayed up for ``healthy_after_s`` starts the
 next outage's back-off afresh.
 
+A transport that keeps running while its own link (broker, port, receiver) is down says so with
+``link`` frames; the runner watches them on their way out, so the driver is ``degraded`` from
+``link_down_since`` until its link is up again, not ``running``.
+
 Both ``gatewayd run`` (:mod:`gatewayd.daemon`) and ``gatewayd record`` supervise their drivers
 with :class:`DriverRunner`.
 """
@@ -17,6 +21,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -58,6 +63,9 @@ class DriverRunner:
         self.state = "starting"
         self.detail = ""
         self.restarts = 0
+        #: When the driver's link went down (a ``link`` down frame or a failure); None while up.
+        self.link_down_since: datetime | None = None
+        self.link_down_reason = ""
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -76,7 +84,7 @@ class DriverRunner:
             started = self._clock()
             self.state, self.detail = "running", ""
             try:
-                await self.driver.run(self._submit)
+                await self.driver.run(self._emit)
                 raise DriverError("transport returned; it should run until cancelled")
             except asyncio.CancelledError:
                 raise
@@ -85,18 +93,50 @@ class DriverRunner:
                 self.state, self.detail = "failed", f"{type(exc).__name__}: {exc}"[:300]
                 bound.error("driver_failed", error=self.detail, restarts=self.restarts)
                 # The failure travels the data path, so the rules raise a driver_fault trouble.
-                await self._submit(self.driver.link_frame(False, self.detail))
+                await self._emit(self.driver.link_frame(False, self.detail))
             if self._clock() - started > self._healthy_after_s:
                 self._backoff.reset()
             await self._backoff.wait()
 
+    async def _emit(self, frame: RawFrame) -> None:
+        if frame.kind == "link":
+            self._note_link(frame)
+        await self._submit(frame)
+
+    def _note_link(self, frame: RawFrame) -> None:
+        if frame.payload == b"up":
+            self.link_down_since, self.link_down_reason = None, ""
+            return
+        reason = frame.payload.removeprefix(b"down:").decode("utf-8", "replace")
+        self.link_down_reason = reason[:300]
+        if self.link_down_since is None:  # an outage starts once, however often it is reported
+            self.link_down_since = frame.wall_time
+
+    @property
+    def effective_state(self) -> str:
+        """The runner's state, ``degraded`` while the transport runs but its link is down."""
+        if self.state == "running" and self.link_down_since is not None:
+            return "degraded"
+        return self.state
+
+    @property
+    def effective_detail(self) -> str:
+        if self.effective_state == "degraded":
+            return f"link down: {self.link_down_reason or 'no reason given'}"
+        return self.detail
+
     def health(self) -> DriverHealth:
-        state = (
-            self.state if self.state in ("starting", "running", "failed", "stopped") else "degraded"
-        )
+        """The driver in the heartbeat. The contract's DriverHealth has no field for when the
+        link went down (a new field would make an older dispatch refuse every heartbeat), so
+        the detail says it: ``link down since 2026-11-29T08:10:00Z: <reason>``."""
+        state = self.effective_state
+        detail = self.effective_detail
+        if state == "degraded" and self.link_down_since is not None:
+            since = self.link_down_since.strftime("%Y-%m-%dT%H:%M:%SZ")
+            detail = f"link down since {since}: {self.link_down_reason or 'no reason given'}"
         return DriverHealth(
             name=self.driver.id,
-            state=state,
-            detail=self.detail,
+            state=state if state in ("starting", "running", "failed", "stopped") else "degraded",
+            detail=detail,
             restarts=self.restarts,
         )

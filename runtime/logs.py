@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
+from typing import Any, Final
 
 import structlog
 
-__all__ = ["configure_logging", "redact_secrets"]
+__all__ = ["LOG_LEVELS", "configure_logging", "redact_secrets"]
+
+#: The levels a command line or a setting may name.
+LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 #: Loggers bind their configuration on first use (fast). A test process that configures
 #: logging more than once turns this off, so no logger keeps a configuration from before.

@@ -12,12 +12,14 @@ import click
 from contract.home import ConfigError, HomeConfig, load_config
 from gatewayd.cli import EXIT_CONFIG, EXIT_UNREACHABLE
 from runtime.cli import fail
+from runtime.logs import LOG_LEVELS
 
 __all__ = [
     "DEFAULT_CONFIG",
     "config_option",
     "fail",
     "load_home_config",
+    "log_level_option",
     "resolve_socket",
     "socket_option",
 ]
@@ -47,6 +49,17 @@ def socket_option(func: F) -> F:
         default=None,
         help="The daemon's control socket (default: [status] socket of the config).",
     )(func)
+
+
+def log_level_option(default: str, help: str) -> Callable[[F], F]:
+    """``--log-level``: one of the known levels (any case), so a typo is a usage error."""
+    return click.option(
+        "--log-level",
+        type=click.Choice(LOG_LEVELS, case_sensitive=False),
+        default=default,
+        show_default=True,
+        help=help,
+    )
 
 
 def load_home_config(config_path: Path) -> HomeConfig:

@@ -1,8 +1,10 @@
 """`gatewayd enroll`: exchange a one-time code from dispatch for this gateway's credential.
 
-Exit codes: 0 enrolled; 2 the code was refused (unknown, used or expired) or a flag is wrong;
-3 a config or state-folder problem (nothing was sent, so the code is not used up);
-4 dispatch could not be reached or answered with an error (try again).
+Exit codes: 0 enrolled; 2 the code or the gateway id was refused (unknown, used or expired code;
+an id enrolled elsewhere) or a flag is wrong; 3 a config or state-folder problem (nothing was
+sent, so the code is not used up), or an answer that says the URL, TLS or gateway id is wrong
+(see :mod:`gatewayd.commands.enroll_failures`); 4 dispatch could not be reached or answered with
+an error (try again).
 """
 
 from __future__ import annotations
@@ -17,15 +19,10 @@ from pathlib import Path
 import click
 
 from contract.home import DEFAULT_STATE_DIR, ConfigError, load_config
-from forwarder.client import (
-    CREDENTIAL_FILE,
-    DispatchClient,
-    DispatchError,
-    DispatchUnreachable,
-    EnrollmentRefused,
-)
-from gatewayd.cli import EXIT_CONFIG, EXIT_UNREACHABLE, EXIT_USAGE
+from forwarder.client import CREDENTIAL_FILE, DispatchClient, DispatchError
+from gatewayd.cli import EXIT_CONFIG, EXIT_USAGE
 from gatewayd.commands.daemon_options import DEFAULT_CONFIG
+from gatewayd.commands.enroll_failures import AnswerWitness, explain
 from runtime.cli import fail
 
 __all__ = ["enroll"]
@@ -148,6 +145,10 @@ def enroll(
     _check_writable(folder)
 
     try:
+        witness = AnswerWitness(dispatch_url, ca_file)
+    except DispatchError as exc:  # a CA file that is not a certificate
+        _fail(str(exc), EXIT_CONFIG)
+    try:
         credential = asyncio.run(
             DispatchClient.enroll(
                 dispatch_url,
@@ -155,23 +156,12 @@ def enroll(
                 gateway_id=gateway_id,
                 ca_file=ca_file,
                 timeout=timeout,
+                transport=witness,
             )
         )
-    except EnrollmentRefused as exc:
-        _fail(
-            f"dispatch refused the code: {exc.title}"
-            + (f" ({exc.detail})" if exc.detail else "")
-            + "; ask dispatch for a new code (`dispatchd enroll-code`)",
-            EXIT_USAGE,
-        )
-    except DispatchUnreachable as exc:
-        _fail(
-            f"dispatch at {dispatch_url} is unreachable: {exc}; check the URL and the network "
-            f"and run the same command again",
-            EXIT_UNREACHABLE,
-        )
     except DispatchError as exc:
-        _fail(str(exc), EXIT_CONFIG)
+        failure = explain(exc, dispatch_url, gateway_id, witness)
+        _fail(failure.message, failure.exit_code)
     try:
         credential.save(target)
     except OSError as exc:

@@ -36,6 +36,7 @@ from contract.home import DEFAULT_STATE_DIR, ConfigError, parse_config
 from drivers.registry import load_driver
 from gatewayd.cli import EXIT_CONFIG, EXIT_USAGE
 from gatewayd.commands.daemon_options import DEFAULT_CONFIG, fail
+from rules.config import PACKS
 from runtime import files
 
 __all__ = ["ConfigExists", "HomeAnswers", "InitError", "init", "render_config", "validators"]
@@ -45,7 +46,6 @@ DEFAULT_SOCKET = Path("/run/gatewayd/control.sock")
 DEFAULT_RULE_PACK = "elderly_care"
 DEFAULT_ZIGBEE_BASE_TOPIC = "zigbee2mqtt"
 _ID = re.compile(r"^[A-Za-z0-9_.:@\-]{1,128}$")
-_RULE_PACK = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 
 class InitError(ValueError):
@@ -109,10 +109,9 @@ def check_state_dir(value: str) -> str:
 
 def check_rule_pack(value: str) -> str:
     value = value.strip()
-    if not _RULE_PACK.match(value):
-        raise InitError(
-            f"rule pack {value!r} must be a lower-case name such as {DEFAULT_RULE_PACK}"
-        )
+    if value not in PACKS:
+        # The daemon refuses any other: a config it would not run is not worth writing.
+        raise InitError(f"rule pack {value!r} must be one of the packs: {', '.join(PACKS)}")
     return value
 
 

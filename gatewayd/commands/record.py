@@ -23,7 +23,7 @@ from rich.console import Console
 from contract.wire import RawFrame
 from drivers.base import Driver
 from gatewayd.cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_USAGE
-from gatewayd.commands.daemon_options import config_option, load_home_config
+from gatewayd.commands.daemon_options import config_option, load_home_config, log_level_option
 from gatewayd.commands.replay import logs_to_stderr
 from gatewayd.supervisor import DriverRunner, restart_backoff
 from replay.recorder import DEFAULT_KEEP, DEFAULT_MAX_BYTES, Recorder
@@ -100,9 +100,7 @@ async def _record_main(
 @click.option(
     "--keep", type=int, default=DEFAULT_KEEP, show_default=True, help="Rotated files kept."
 )
-@click.option(
-    "--log-level", default="WARNING", show_default=True, help="DEBUG, INFO, WARNING or ERROR."
-)
+@log_level_option("WARNING", "How much to log (to stderr).")
 def record(
     config_path: Path,
     out_path: Path,

@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from gatewayd.cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_USAGE
-from gatewayd.commands.daemon_options import load_home_config
+from gatewayd.commands.daemon_options import load_home_config, log_level_option
 from replay.engine import (
     Comparison,
     DecidedLike,
@@ -202,7 +202,7 @@ def _open_out(out: str | None, expect: Path | None) -> tuple[IO[str] | None, boo
     help="The summary printed to stderr at the end.",
 )
 @click.option("--progress/--no-progress", default=True, help="Progress on stderr while replaying.")
-@click.option("--log-level", default="WARNING", show_default=True, help="Logs go to stderr.")
+@log_level_option("WARNING", "How much to log (to stderr).")
 def replay(
     traces: tuple[Path, ...],
     config_path: Path,

@@ -10,6 +10,7 @@ import click
 
 from contract.home import ConfigError, load_config
 from gatewayd.cli import EXIT_CONFIG
+from gatewayd.commands.daemon_options import log_level_option
 from runtime.logs import configure_logging
 
 DEFAULT_CONFIG = Path("/etc/gatewayd/home.toml")
@@ -25,7 +26,7 @@ DEFAULT_CONFIG = Path("/etc/gatewayd/home.toml")
     envvar="GATEWAYD_CONFIG",
     help="The home's config file.",
 )
-@click.option("--log-level", default="INFO", show_default=True, help="DEBUG, INFO, WARNING, ERROR.")
+@log_level_option("INFO", "How much to log.")
 @click.option(
     "--log-format",
     type=click.Choice(["auto", "json", "console"]),

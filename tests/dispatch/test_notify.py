@@ -14,7 +14,7 @@ from tests.fixtures.procs import module_cmd, project_env
 def test_ready_watchdog_and_stopping(tmp_path: Path, notify_listener: NotifyListener) -> None:
     db = f"sqlite:///{tmp_path / 'dispatch.db'}"
     proc = subprocess.Popen(
-        module_cmd("dispatch", "serve", "--db", db, "--port", str(free_port())),
+        module_cmd("dispatch", "serve", "--create", "--db", db, "--port", str(free_port())),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env=project_env(NOTIFY_SOCKET=notify_listener.path, WATCHDOG_USEC="1000000"),

@@ -155,6 +155,7 @@ def test_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
         ("--timezone", "../etc/passwd", "unknown time zone"),
         ("--state-dir", "var/lib/gatewayd", "--state-dir: state dir must be an absolute path"),
         ("--rule-pack", "Elderly Care", "--rule-pack: rule pack 'Elderly Care' must be"),
+        ("--rule-pack", "nope", "--rule-pack: rule pack 'nope' must be one of the packs: elderly"),
         ("--zigbee-url", "http://127.0.0.1:1883", "--zigbee-url: zigbee url must start with mqtt"),
         ("--zigbee-url", "mqtt://:1883", "names no host"),
         ("--zigbee-url", "mqtt://127.0.0.1:70000", "has a bad port"),
