@@ -45,7 +45,12 @@ def test_by_flags_writes_a_config_load_config_accepts(tmp_path: Path) -> None:
     assert config.rules == {"pack": "elderly_care"}
     [zigbee] = config.drivers
     assert (zigbee.id, zigbee.type) == ("zigbee", "zigbee2mqtt")
-    assert zigbee.options == {"url": "mqtts://broker.local:8883", "base_topic": "zigbee2mqtt"}
+    assert zigbee.options == {
+        "url": "mqtts://broker.local:8883",
+        "base_topic": "zigbee2mqtt",
+        # A persistent session: the broker keeps alarms for the gateway while it restarts.
+        "client_id": "gatewayd-gw-0042-zigbee",
+    }
     assert config.devices == []
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
     text = path.read_text()
