@@ -29,6 +29,7 @@ __all__ = [
     "connect",
     "glob_escape",
     "is_corruption",
+    "is_disk_full",
     "migrate",
     "quarantine_file",
     "take_lock",
@@ -125,6 +126,13 @@ def is_corruption(exc: sqlite3.DatabaseError) -> bool:
         return (code & 0xFF) in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
     text = str(exc)
     return "malformed" in text or "not a database" in text
+
+
+def is_disk_full(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return (code & 0xFF) == sqlite3.SQLITE_FULL
+    return "disk is full" in str(exc)
 
 
 def glob_escape(name: str) -> str:
