@@ -410,6 +410,8 @@ class Heartbeat(_Wire):
     buffer_depth: dict[Lane, int] = Field(default_factory=dict)
     oldest_unsent_age_s: float | None = Field(default=None, ge=0)
     evicted_total: int = Field(default=0, ge=0)
+    #: The gateway's disk is full: alarms are stored from its reserve or held in memory.
+    buffer_full: bool = False
     drivers: list[DriverHealth] = Field(default_factory=list, max_length=64)
     devices: list[DeviceHealth] = Field(default_factory=list, max_length=512)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,16 +15,20 @@ import pytest
 
 from buffer.aio import AsyncEventBuffer
 from buffer.store import EventBuffer
-from contract.home import parse_config
+from contract.home import load_config, parse_config
 from contract.wire import EventKind, RawFrame
 from drivers.base import LocalCommand
 from drivers.registry import load_driver
+from gatewayd.control import ControlClient
 from gatewayd.devicestate import DeviceStates
 from gatewayd.pipeline import Pipeline
+from gatewayd.status import parse_status
 from rules import RuleEngine, load_rules
 from runtime import sdnotify
-from tests.fixtures.gateway import NotifyListener, home_toml
+from tests.faults.rflink_load import CountingRflinkSimulator, RflinkLoad, rflink_config
+from tests.fixtures.gateway import GatewayProcess, NotifyListener, home_toml
 from tests.fixtures.smalldisk import fill_disk, small_disk
+from tests.fixtures.waiting import await_until
 
 __all__ = ["small_disk"]  # the fixture, used by name below
 
@@ -153,3 +158,48 @@ async def test_a_full_disk_still_sounds_and_forwards_the_smoke_alarm(
         assert stats.not_durable == not_durable
     finally:
         await home.buffer.aclose()
+
+
+@pytest.mark.slow
+async def test_the_daemon_on_a_full_disk_keeps_the_alarm_its_status_and_its_watchdog(
+    small_disk: Path,
+    gateway_factory: Callable[..., GatewayProcess],
+    notify_listener: NotifyListener,
+) -> None:
+    """The reported case, end to end: a real `gatewayd run` under a notify socket with a 2 s
+    watchdog, its state folder on an 8 MiB file system that another file fills. Doors flood
+    telemetry until it is refused, then a smoke detector goes off: the alarm is committed,
+    `gatewayd status` counts it and says the buffer is full, and the watchdog is fed."""
+    async with CountingRflinkSimulator() as sim:
+        text = home_toml(small_disk / "state", stall_after_s=1.0, **rflink_config(sim.port))
+        gw = gateway_factory(
+            text, env={"NOTIFY_SOCKET": notify_listener.path, "WATCHDOG_USEC": "2000000"}
+        )
+        gw.state_dir = small_disk / "state"
+        gw.start()
+        await await_until(lambda: notify_listener.seen("READY", "1"), 30, "READY=1")
+        filler = fill_disk(small_disk)
+        doors = RflinkLoad(sim, alarm_every=10**9)
+        doors.sent = 1  # the load's first frame would be a smoke detector
+        for _ in range(200):
+            await doors.send(50)
+            if gw.logged("telemetry_not_stored"):
+                break
+        assert gw.logged("telemetry_not_stored"), "the full disk never refused telemetry"
+        await sim.smoke("123456", on=True)
+        await await_until(
+            lambda: [e for e in gw.logged("event") if e.get("kind") == "smoke"], 15, "smoke"
+        )
+        client = ControlClient(load_config(gw.config_path).status_socket, timeout=5)
+        status = parse_status(await client.status()).status
+        assert status.buffer.full
+        assert status.buffer.depth.alarm >= 1
+        assert "buffer_full" in [t.kind for t in status.troubles]
+        since = time.monotonic()
+        await asyncio.sleep(2.0)
+        assert notify_listener.seen("WATCHDOG", "1", since=since), "the watchdog starved"
+        assert status.buffer.not_durable == 0, "the alarm is committed, from the reserve"
+        assert gw.running
+        assert gw.stop() == 0
+        filler.unlink()
+        assert "smoke" in gw.kinds()
