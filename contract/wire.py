@@ -250,6 +250,10 @@ class _Wire(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+#: The largest frame payload a driver may hand on (a device message, not a file transfer).
+MAX_FRAME_BYTES: Final = 1_048_576
+
+
 class RawFrame(_Wire):
     """One frame exactly as a driver's transport received it.
 
@@ -260,7 +264,7 @@ class RawFrame(_Wire):
 
     driver: Identifier
     source: str = Field(max_length=512, description="topic, port or address the frame came from")
-    payload: bytes = Field(max_length=1_048_576)
+    payload: bytes = Field(max_length=MAX_FRAME_BYTES)
     kind: Literal["data", "link"] = "data"
     retained: bool = False
     wall_time: UtcDatetime
