@@ -61,6 +61,7 @@ from buffer.files import (
     is_disk_full,
     migrate,
     quarantine_file,
+    salvage_events,
     take_lock,
 )
 from buffer.reserve import DEFAULT_RESERVE_BYTES, SpaceReserve
@@ -253,8 +254,8 @@ class EventBuffer:
                     path=str(path),
                     moved_to=str(quarantined),
                     error=corrupt_reason,
-                    detail="a fresh buffer was started; events still in the old file were "
-                    "not forwarded",
+                    detail="a fresh buffer was started; the unsent events that can still be "
+                    "read are carried into it",
                 )
                 try:
                     conn = connect(path)
@@ -281,20 +282,48 @@ class EventBuffer:
                 os.close(lock_fd)
             raise
         if quarantined is not None:
-            buffer.append(
-                [
-                    EventDraft(
-                        kind=EventKind.BUFFER_EVICTED,
-                        at=clock(),
-                        payload={
-                            "reason": "corrupt",
-                            "quarantined_file": quarantined.name,
-                            "error": corrupt_reason[:200] if corrupt_reason else "",
-                        },
-                    )
-                ]
-            )
+            buffer._recover_from(quarantined, corrupt_reason or "")
         return buffer
+
+    def _recover_from(self, quarantined: Path, error: str) -> None:
+        """Carry every readable unsent event of a quarantined file into this fresh buffer, with
+        its id and seq, and report the corruption (a ``buffer_evicted`` trouble, reason
+        ``corrupt``) in the same transaction."""
+        rows, unreadable = salvage_events(quarantined)
+        recovered: list[_Prepared] = []
+        for row in rows:
+            try:
+                recovered.append(_Prepared(self._event_of(row), str(row[8]), int(str(row[9]))))
+            except (ValidationError, ValueError, TypeError):
+                unreadable += 1
+        seq = max([self._next_seq, *(p.event.seq + 1 for p in recovered)])
+        report = self._prepare(
+            EventDraft(
+                kind=EventKind.BUFFER_EVICTED,
+                at=self._clock(),
+                payload={
+                    "reason": "corrupt",
+                    "quarantined_file": quarantined.name,
+                    "error": error[:200],
+                    "recovered": len(recovered),
+                    "unreadable": unreadable,
+                },
+            ),
+            seq,
+        )
+        with self._lock, self._transaction("FULL"):
+            self._insert([*recovered, report], self._clock())
+            self._set_meta("next_seq", seq + 1)
+        self._next_seq = seq + 1
+        self._count_appended([*recovered, report])
+        self._used = self.used_bytes()
+        log.error(
+            "buffer_corrupt_recovered",
+            path=str(self.path),
+            quarantined=str(quarantined),
+            recovered=len(recovered),
+            unreadable=unreadable,
+        )
 
     def _load_state(self) -> None:
         conn = self._conn
