@@ -6,6 +6,11 @@ so slow storage costs one fsync per group rather than one per call, and throughp
 load instead of collapsing. Nothing is acknowledged early: the queue in front holds only callers
 that are still waiting, so its size is bounded by the number of concurrent callers.
 
+Lanes: a call that holds an alarm or a trouble is committed before telemetry queued with it,
+in a transaction of its own, so a telemetry commit that fails (a full disk) never holds an alarm
+back. :meth:`AsyncEventBuffer.hold` keeps what could not be committed in memory (see
+:meth:`~buffer.store.EventBuffer.hold`).
+
 Signals: :attr:`AsyncEventBuffer.new_events` is set after every commit;
 :attr:`AsyncEventBuffer.alarm_appended` is set when a commit held an alarm-lane event (an alarm
 or its restore), so the forwarder can leave a back-off at once. Consumers clear them.
@@ -48,7 +53,9 @@ class AsyncEventBuffer:
         self.max_group_events = max_group_events
         self.new_events = asyncio.Event()
         self.alarm_appended = asyncio.Event()
-        self._queue: deque[_Request] = deque()
+        #: Calls holding an alarm or a trouble; committed before ``_telemetry``.
+        self._urgent: deque[_Request] = deque()
+        self._telemetry: deque[_Request] = deque()
         self._wakeup = asyncio.Event()
         self._executor: ThreadPoolExecutor | None = None
         self._committer: asyncio.Task[None] | None = None
@@ -73,7 +80,8 @@ class AsyncEventBuffer:
             return []
         await self.start()
         future: asyncio.Future[list[Event]] = asyncio.get_running_loop().create_future()
-        self._queue.append((list(drafts), future))
+        urgent = any(d.kind.lane is not Lane.TELEMETRY for d in drafts)
+        (self._urgent if urgent else self._telemetry).append((list(drafts), future))
         self._wakeup.set()
         # A cancelled caller does not un-append: the group may already be committing.
         return await asyncio.shield(future)
@@ -82,11 +90,13 @@ class AsyncEventBuffer:
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
-            while self._queue:
+            while self._urgent or self._telemetry:
+                # Alarms first, and never in one transaction with telemetry.
+                queue = self._urgent or self._telemetry
                 group: list[_Request] = []
                 count = 0
-                while self._queue and (not group or count < self.max_group_events):
-                    request = self._queue.popleft()
+                while queue and (not group or count < self.max_group_events):
+                    request = queue.popleft()
                     group.append(request)
                     count += len(request[0])
                 await self._commit(group)
@@ -126,6 +136,19 @@ class AsyncEventBuffer:
         assert self._executor is not None
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, lambda: func(*args, **kwargs))
+
+    async def hold(self, drafts: Sequence[EventDraft]) -> list[Event]:
+        """Keep events that could not be committed in memory, forwarded from there."""
+        result: list[Event] = await self._run(self.buffer.hold, drafts)
+        if result:
+            self.new_events.set()
+            self.alarm_appended.set()
+        return result
+
+    async def persist_held(self) -> int:
+        """Try to write the held events now (and to make the reserve again); how many were."""
+        written: int = await self._run(self.buffer.persist_held)
+        return written
 
     async def pending(self, *, max_events: int = 500, max_bytes: int = 512 * 1024) -> list[Event]:
         result: list[Event] = await self._run(

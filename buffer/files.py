@@ -6,6 +6,7 @@ n + 1 in one transaction. A file newer than this program is refused, never touch
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import re
@@ -29,8 +30,10 @@ __all__ = [
     "connect",
     "glob_escape",
     "is_corruption",
+    "is_disk_full",
     "migrate",
     "quarantine_file",
+    "salvage_events",
     "take_lock",
 ]
 
@@ -127,6 +130,13 @@ def is_corruption(exc: sqlite3.DatabaseError) -> bool:
     return "malformed" in text or "not a database" in text
 
 
+def is_disk_full(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return (code & 0xFF) == sqlite3.SQLITE_FULL
+    return "disk is full" in str(exc)
+
+
 def glob_escape(name: str) -> str:
     return re.sub(r"([*?\[])", r"[\1]", name)
 
@@ -206,3 +216,66 @@ def quarantine_file(path: Path, now: datetime) -> Path:
             os.replace(source, Path(f"{target}{suffix}"))
     fsync_folder(path.parent)
     return target
+
+
+#: The columns of an event row, in the order :func:`salvage_events` returns them.
+SALVAGE_COLUMNS: Final = "seq, id, lane, kind, priority, device_id, at, test, payload, size"
+#: Seqs read per query while the table reads cleanly; a failing range is read row by row.
+_SALVAGE_RANGE: Final = 512
+#: Probing row by row stops after this many seqs in a row that could not be read.
+_SALVAGE_MAX_GAP: Final = 100_000
+
+
+def salvage_events(path: Path) -> tuple[list[tuple[object, ...]], int]:
+    """Every row of ``events`` that can still be read from a corrupt buffer file, by seq; and
+    how many seqs in its range could not be read (rows lost, or never written).
+
+    Ranges of seqs are read whole while that works; a range that fails is read row by row, so
+    a damaged page costs only the rows on it. Nothing is written to the file.
+    """
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1)
+    except sqlite3.Error:
+        return [], 0
+    try:
+        low, high = _seq_bounds(conn)
+        if high < low:
+            return [], 0
+        rows: list[tuple[object, ...]] = []
+        unreadable = 0
+        for start in range(low, high + 1, _SALVAGE_RANGE):
+            end = min(start + _SALVAGE_RANGE - 1, high)
+            try:
+                rows += conn.execute(
+                    f"SELECT {SALVAGE_COLUMNS} FROM events WHERE seq BETWEEN ? AND ? ORDER BY seq",
+                    (start, end),
+                ).fetchall()
+                continue
+            except sqlite3.DatabaseError:
+                pass
+            for seq in range(start, end + 1):
+                try:
+                    row = conn.execute(
+                        f"SELECT {SALVAGE_COLUMNS} FROM events WHERE seq = ?", (seq,)
+                    ).fetchone()
+                except sqlite3.DatabaseError:
+                    unreadable += 1
+                    continue
+                if row is not None:
+                    rows.append(row)
+        return rows, unreadable
+    finally:
+        conn.close()
+
+
+def _seq_bounds(conn: sqlite3.Connection) -> tuple[int, int]:
+    """The first and last seq of ``events``, from the table, else the counter in ``meta``."""
+    with contextlib.suppress(sqlite3.DatabaseError):
+        low, high = conn.execute("SELECT MIN(seq), MAX(seq) FROM events").fetchone()
+        if low is not None and high is not None:
+            return int(low), int(high)
+        return 0, -1
+    with contextlib.suppress(sqlite3.DatabaseError, TypeError, ValueError):
+        row = conn.execute("SELECT value FROM meta WHERE key = 'next_seq'").fetchone()
+        return 0, min(int(row[0]) - 1, _SALVAGE_MAX_GAP)
+    return 0, -1

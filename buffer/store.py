@@ -18,6 +18,13 @@ Errors::
     ├── BufferSchemaTooNew  the file was written by a newer gatewayd; it is left alone
     └── BufferStorageError  SQLite refused a write (disk full, I/O error): nothing was appended
 
+A full disk: a preallocated reserve file beside the buffer (:mod:`buffer.reserve`) is given
+back to the disk when a commit holding an alarm or a trouble finds it full, and the commit is
+tried again; until the reserve can be made again, telemetry is refused so that the space is the
+alarm lane's. An event that still cannot be committed may be *held* (:meth:`EventBuffer.hold`):
+it gets its id and seq, is forwarded from memory like a stored one, and every later commit
+tries to write it first. ``BufferStats.disk_full`` and ``not_durable`` say so.
+
 The module is synchronous and thread-safe (one lock); :mod:`buffer.aio` puts an
 asyncio group-commit front on it.
 """
@@ -51,10 +58,13 @@ from buffer.files import (
     connect,
     glob_escape,
     is_corruption,
+    is_disk_full,
     migrate,
     quarantine_file,
+    salvage_events,
     take_lock,
 )
+from buffer.reserve import DEFAULT_RESERVE_BYTES, SpaceReserve
 from contract.wire import (
     MAX_BATCH_EVENTS,
     MAX_PAYLOAD_BYTES,
@@ -117,6 +127,11 @@ class BufferStats:
     budget_bytes: int
     quarantined_files: tuple[Path, ...] = ()
     quarantined_events: int = 0
+    #: The disk is full: the alarm lane's reserve is spent (or could not be made) and
+    #: telemetry is refused until it is back.
+    disk_full: bool = False
+    #: Events held in memory because they could not be committed (counted in ``depth`` too).
+    not_durable: int = 0
 
     @property
     def evicted_total(self) -> int:
@@ -132,6 +147,17 @@ class _Prepared:
     event: Event
     payload_json: str
     size: int
+
+
+@dataclass(slots=True)
+class _Commit:
+    """What one append transaction writes: held events first, then new rows from ``seq``."""
+
+    held: list[_Prepared]
+    rows: list[_Prepared]
+    seq: int
+    now: datetime
+    durable: bool
 
 
 def _utcnow() -> datetime:
@@ -151,6 +177,7 @@ class EventBuffer:
         lock_fd: int | None,
         clock: Callable[[], datetime],
         quarantined_files: tuple[Path, ...],
+        reserve: SpaceReserve | None = None,
     ) -> None:
         self.path = path
         self.gateway_id = gateway_id
@@ -172,6 +199,11 @@ class EventBuffer:
         self._next_seq = 0
         self._page_size = 4096
         self._used = 0
+        self._reserve = reserve
+        #: True from the commit that found the disk full until the reserve is made again.
+        self._disk_full = False
+        #: Events that could not be committed, by id, oldest first: forwarded from memory.
+        self._held: dict[str, _Prepared] = {}
         self._load_state()
 
     # -- opening --------------------------------------------------------------------------
@@ -185,13 +217,15 @@ class EventBuffer:
         disk_budget_bytes: int = 256 * 2**20,
         clock: Callable[[], datetime] = _utcnow,
         lock: bool = True,
+        reserve_bytes: int = DEFAULT_RESERVE_BYTES,
     ) -> EventBuffer:
         """Open (creating, migrating or, if corrupt, replacing) the buffer at ``path``.
 
         A corrupt file is moved aside to ``<name>.corrupt-<UTC timestamp>`` with its WAL, a
         fresh buffer is started, and a ``buffer_evicted`` trouble is appended to it so dispatch
         hears of it. ``lock`` takes an exclusive lock on ``<name>.lock`` so that two daemons
-        never share one buffer.
+        never share one buffer. ``reserve_bytes`` of disk are kept back for the alarm lane in
+        ``<name>.reserve`` (0: none).
         """
         path = Path(path)
         if disk_budget_bytes < 64 * 1024:
@@ -220,8 +254,8 @@ class EventBuffer:
                     path=str(path),
                     moved_to=str(quarantined),
                     error=corrupt_reason,
-                    detail="a fresh buffer was started; events still in the old file were "
-                    "not forwarded",
+                    detail="a fresh buffer was started; the unsent events that can still be "
+                    "read are carried into it",
                 )
                 try:
                     conn = connect(path)
@@ -238,26 +272,58 @@ class EventBuffer:
                 lock_fd=lock_fd,
                 clock=clock,
                 quarantined_files=files,
+                reserve=SpaceReserve(path.with_name(path.name + ".reserve"), reserve_bytes)
+                if reserve_bytes
+                else None,
             )
+            buffer.keep_reserve()
         except BaseException:
             if lock_fd is not None:
                 os.close(lock_fd)
             raise
         if quarantined is not None:
-            buffer.append(
-                [
-                    EventDraft(
-                        kind=EventKind.BUFFER_EVICTED,
-                        at=clock(),
-                        payload={
-                            "reason": "corrupt",
-                            "quarantined_file": quarantined.name,
-                            "error": corrupt_reason[:200] if corrupt_reason else "",
-                        },
-                    )
-                ]
-            )
+            buffer._recover_from(quarantined, corrupt_reason or "")
         return buffer
+
+    def _recover_from(self, quarantined: Path, error: str) -> None:
+        """Carry every readable unsent event of a quarantined file into this fresh buffer, with
+        its id and seq, and report the corruption (a ``buffer_evicted`` trouble, reason
+        ``corrupt``) in the same transaction."""
+        rows, unreadable = salvage_events(quarantined)
+        recovered: list[_Prepared] = []
+        for row in rows:
+            try:
+                recovered.append(_Prepared(self._event_of(row), str(row[8]), int(str(row[9]))))
+            except (ValidationError, ValueError, TypeError):
+                unreadable += 1
+        seq = max([self._next_seq, *(p.event.seq + 1 for p in recovered)])
+        report = self._prepare(
+            EventDraft(
+                kind=EventKind.BUFFER_EVICTED,
+                at=self._clock(),
+                payload={
+                    "reason": "corrupt",
+                    "quarantined_file": quarantined.name,
+                    "error": error[:200],
+                    "recovered": len(recovered),
+                    "unreadable": unreadable,
+                },
+            ),
+            seq,
+        )
+        with self._lock, self._transaction("FULL"):
+            self._insert([*recovered, report], self._clock())
+            self._set_meta("next_seq", seq + 1)
+        self._next_seq = seq + 1
+        self._count_appended([*recovered, report])
+        self._used = self.used_bytes()
+        log.error(
+            "buffer_corrupt_recovered",
+            path=str(self.path),
+            quarantined=str(quarantined),
+            recovered=len(recovered),
+            unreadable=unreadable,
+        )
 
     def _load_state(self) -> None:
         conn = self._conn
@@ -339,7 +405,8 @@ class EventBuffer:
 
         A group whose drafts cannot be made into events gets its own error and the others are
         still appended; if the transaction itself fails, every group gets the error and nothing
-        was appended.
+        was appended. Held events (:meth:`hold`) are written first, in the same transaction.
+        While the disk is full, a telemetry-only group is refused.
         """
         with self._lock:
             self._check_open()
@@ -348,6 +415,9 @@ class EventBuffer:
             rows: list[_Prepared] = []
             seq = self._next_seq
             for drafts in groups:
+                if self._disk_full and all(d.kind.lane is Lane.TELEMETRY for d in drafts):
+                    results.append(self._telemetry_refused())
+                    continue
                 try:
                     prepared = [self._prepare(d, seq + i) for i, d in enumerate(drafts)]
                 except EventBufferError as exc:
@@ -356,51 +426,24 @@ class EventBuffer:
                 seq += len(prepared)
                 rows.extend(prepared)
                 results.append([p.event for p in prepared])
-            if not rows:
+            held = list(self._held.values())
+            if not rows and not held:
                 return results
-            durable = any(p.event.lane is not Lane.TELEMETRY for p in rows)
+            durable = bool(held) or any(p.event.lane is not Lane.TELEMETRY for p in rows)
             try:
-                with self._transaction("FULL" if durable else "NORMAL"):
-                    self._insert(rows, now)
-                    self._set_meta("next_seq", seq)
-                    evicted = self._evict_over_budget(now)
-                    if evicted:
-                        # The report goes in the same transaction as the eviction it reports.
-                        report = self._prepare(
-                            EventDraft(
-                                kind=EventKind.BUFFER_EVICTED,
-                                at=now,
-                                payload={
-                                    "reason": "disk_budget",
-                                    "evicted": {k.value: v for k, v in evicted.items()},
-                                    "evicted_total": {
-                                        k.value: self._evicted[k] + evicted.get(k, 0)
-                                        for k in (Lane.TELEMETRY, Lane.TROUBLE)
-                                    },
-                                    "budget_bytes": self.disk_budget_bytes,
-                                },
-                            ),
-                            seq,
-                        )
-                        seq += 1
-                        self._insert([report], now)
-                        self._set_meta("next_seq", seq)
-                        rows.append(report)
+                rows, seq, evicted = self._commit_rows(_Commit(held, rows, seq, now, durable))
             except sqlite3.Error as exc:
                 error = BufferStorageError(f"appending to buffer {self.path} failed: {exc}")
                 log.error("buffer_append_failed", path=str(self.path), error=str(exc))
                 return [r if isinstance(r, EventBufferError) else error for r in results]
             self.commits += 1
             self._next_seq = seq
+            self._held.clear()
             if evicted and not durable:
                 # The eviction report is a trouble: make it as durable as one.
                 self._fsync_wal()
             self._used = self.used_bytes()
-            for p in rows:
-                lane = p.event.lane
-                self._depth[lane] += 1
-                if self._oldest[lane] is None:
-                    self._oldest[lane] = p.event.at
+            self._count_appended(rows)
             if evicted:
                 for lane, count in evicted.items():
                     self._evicted[lane] += count
@@ -414,6 +457,155 @@ class EventBuffer:
                     evicted_total={k.value: v for k, v in self._evicted.items()},
                 )
             return results
+
+    def _commit_rows(self, job: _Commit) -> tuple[list[_Prepared], int, dict[Lane, int]]:
+        """One transaction; returns the rows appended (reports included). On a full disk the
+        reserve is given back and it is tried once more, if it holds an alarm or a trouble."""
+        try:
+            return self._transaction_rows(job)
+        except sqlite3.Error as exc:
+            full = is_disk_full(exc)
+            self._disk_full = self._disk_full or full
+            if not (job.durable and full and self._release_reserve()):
+                raise
+        report = EventDraft(
+            kind=EventKind.BUFFER_EVICTED,
+            at=job.now,
+            payload={"reason": "disk_full", "detail": "alarm reserve in use"},
+        )
+        job.rows = [*job.rows, self._prepare(report, job.seq)]
+        job.seq += 1
+        return self._transaction_rows(job)
+
+    def _transaction_rows(self, job: _Commit) -> tuple[list[_Prepared], int, dict[Lane, int]]:
+        held, rows, seq, now, durable = job.held, list(job.rows), job.seq, job.now, job.durable
+        with self._transaction("FULL" if durable else "NORMAL"):
+            self._insert([*held, *rows], now)
+            self._set_meta("next_seq", seq)
+            evicted = self._evict_over_budget(now)
+            if evicted:
+                # The report goes in the same transaction as the eviction it reports.
+                report = self._prepare(
+                    EventDraft(
+                        kind=EventKind.BUFFER_EVICTED,
+                        at=now,
+                        payload={
+                            "reason": "disk_budget",
+                            "evicted": {k.value: v for k, v in evicted.items()},
+                            "evicted_total": {
+                                k.value: self._evicted[k] + evicted.get(k, 0)
+                                for k in (Lane.TELEMETRY, Lane.TROUBLE)
+                            },
+                            "budget_bytes": self.disk_budget_bytes,
+                        },
+                    ),
+                    seq,
+                )
+                seq += 1
+                self._insert([report], now)
+                self._set_meta("next_seq", seq)
+                rows.append(report)
+        return rows, seq, evicted
+
+    def _count_appended(self, rows: Sequence[_Prepared]) -> None:
+        for p in rows:
+            lane = p.event.lane
+            self._depth[lane] += 1
+            if self._oldest[lane] is None:
+                self._oldest[lane] = p.event.at
+
+    def _telemetry_refused(self) -> BufferStorageError:
+        return BufferStorageError(
+            f"telemetry refused: the disk is full under buffer {self.path}, and the space "
+            "kept for alarms is in use"
+        )
+
+    # -- a full disk ----------------------------------------------------------------------
+
+    def _release_reserve(self) -> bool:
+        if self._reserve is None or not self._reserve.release():
+            return False
+        self._disk_full = True
+        log.error(
+            "buffer_disk_full",
+            path=str(self.path),
+            detail="the space kept for alarms is in use; telemetry is refused until the disk "
+            "has room again",
+        )
+        return True
+
+    def keep_reserve(self) -> bool:
+        """Make the alarm lane's reserve if it is not there; True if the disk has room for it.
+
+        Called at open and after acknowledgements: once it is back, the disk is no longer full.
+        """
+        if self._reserve is None:
+            ok = not self._disk_full or self._has_room()
+        else:
+            ok = self._reserve.ensure()
+        if ok and self._disk_full and not self._held:
+            self._disk_full = False
+            log.info("buffer_disk_room_again", path=str(self.path))
+        elif not ok:
+            self._disk_full = True
+        return ok
+
+    def _has_room(self) -> bool:
+        try:
+            st = os.statvfs(self.path.parent)
+        except OSError:
+            return False
+        return st.f_bavail * st.f_frsize > DEFAULT_RESERVE_BYTES
+
+    def hold(self, drafts: Sequence[EventDraft]) -> list[Event]:
+        """Keep events that could not be committed in memory, with their ids and seqs.
+
+        They are forwarded like stored events (:meth:`pending`), acknowledged from memory, and
+        written first by every later commit. A ``buffer_evicted`` trouble (reason
+        ``disk_full``) is held with the first of them, so dispatch hears of it. Gone if the
+        process ends before they could be written: the price of not losing them now.
+        """
+        with self._lock:
+            self._check_open()
+            if not self._held:
+                drafts = [
+                    *drafts,
+                    EventDraft(
+                        kind=EventKind.BUFFER_EVICTED,
+                        at=self._clock(),
+                        payload={"reason": "disk_full", "detail": "events held in memory"},
+                    ),
+                ]
+            self._disk_full = True
+            held: list[Event] = []
+            for d in drafts:
+                try:
+                    prepared = self._prepare(d, self._next_seq)
+                except EventBufferError as exc:
+                    log.error("event_not_held", kind=str(d.kind), error=str(exc))
+                    continue
+                self._next_seq += 1
+                self._held[prepared.event.id] = prepared
+                self._count_appended([prepared])
+                held.append(prepared.event)
+            log.error(
+                "buffer_events_held_in_memory",
+                path=str(self.path),
+                held=len(self._held),
+                ids=[e.id for e in held][:10],
+                detail="not durable: forwarded from memory, written when the disk has room",
+            )
+            return held
+
+    def persist_held(self) -> int:
+        """Try to write the held events now; returns how many were written."""
+        with self._lock:
+            count = len(self._held)
+        if count:
+            self.append_groups([])
+        if self._disk_full:
+            self.keep_reserve()
+        return 0 if self._held else count
 
     def _fsync_wal(self) -> None:
         try:
@@ -595,7 +787,8 @@ class EventBuffer:
         limit = max(1, min(max_events, MAX_BATCH_EVENTS))
         with self._lock:
             self._check_open()
-            events: list[Event] = []
+            # Held events first: they are alarms and troubles, and only in memory.
+            events = [p.event for p in sorted(self._held.values(), key=_lane_order)][:limit]
             bad: list[tuple[int, str]] = []
             self._collect_pending(events, bad, limit, max_bytes)
             if bad:
@@ -648,6 +841,10 @@ class EventBuffer:
         with self._lock:
             self._check_open()
             removed: dict[Lane, int] = {}
+            for event_id in ids:
+                gone = self._held.pop(event_id, None)
+                if gone is not None:
+                    removed[gone.event.lane] = removed.get(gone.event.lane, 0) + 1
             try:
                 with self._transaction("NORMAL"):
                     for start in range(0, len(ids), 500):
@@ -670,7 +867,9 @@ class EventBuffer:
             self._refresh_oldest(removed)
             self._maybe_vacuum()
             self._used = self.used_bytes()
-            return sum(removed.values())
+        if self._disk_full:
+            self.keep_reserve()
+        return sum(removed.values())
 
     def quarantine(self, event_ids: Sequence[str], *, reason: str) -> int:
         """Set events aside (dispatch refuses them): kept in ``quarantine``, no longer sent."""
@@ -747,7 +946,9 @@ class EventBuffer:
             row = self._conn.execute(
                 "SELECT at FROM events WHERE lane = ? ORDER BY seq LIMIT 1", (_LANE_CODE[lane],)
             ).fetchone()
-            self._oldest[lane] = None if row is None else datetime.fromisoformat(row[0])
+            stored = None if row is None else datetime.fromisoformat(row[0])
+            held = [p.event.at for p in self._held.values() if p.event.lane is lane]
+            self._oldest[lane] = min([*held, stored] if stored is not None else held, default=None)
 
     def _maybe_vacuum(self) -> None:
         """Give freed pages back to the file system once a quarter of the file is free."""
@@ -776,6 +977,8 @@ class EventBuffer:
             budget_bytes=self.disk_budget_bytes,
             quarantined_files=self._quarantined_files,
             quarantined_events=self._quarantined_events,
+            disk_full=self._disk_full,
+            not_durable=len(self._held),
         )
 
     def active_conditions(self) -> list[ActiveConditionRow]:
@@ -821,6 +1024,17 @@ class EventBuffer:
         return None if row is None else str(row[0])
 
     @property
+    def disk_full(self) -> bool:
+        """The disk refused a commit, and the alarm lane's reserve is not back yet."""
+        return self._disk_full
+
+    @property
+    def needs_retry(self) -> bool:
+        """Events are held in memory, or the reserve is to be made again: see
+        :meth:`persist_held`."""
+        return self._disk_full or bool(self._held)
+
+    @property
     def next_seq(self) -> int:
         return self._next_seq
 
@@ -830,6 +1044,13 @@ class EventBuffer:
             if self._closed:
                 return
             self._closed = True
+            if self._held:
+                log.error(
+                    "buffer_closed_with_events_not_durable",
+                    path=str(self.path),
+                    count=len(self._held),
+                    ids=list(self._held)[:20],
+                )
             with contextlib.suppress(sqlite3.Error):
                 self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._conn.close()
@@ -842,6 +1063,10 @@ class EventBuffer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _lane_order(prepared: _Prepared) -> tuple[int, int]:
+    return _LANE_CODE[prepared.event.lane], prepared.event.seq
 
 
 def condition_of(kind: EventKind, payload: dict[str, Any]) -> str | None:

@@ -250,6 +250,10 @@ class _Wire(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+#: The largest frame payload a driver may hand on (a device message, not a file transfer).
+MAX_FRAME_BYTES: Final = 1_048_576
+
+
 class RawFrame(_Wire):
     """One frame exactly as a driver's transport received it.
 
@@ -260,7 +264,7 @@ class RawFrame(_Wire):
 
     driver: Identifier
     source: str = Field(max_length=512, description="topic, port or address the frame came from")
-    payload: bytes = Field(max_length=1_048_576)
+    payload: bytes = Field(max_length=MAX_FRAME_BYTES)
     kind: Literal["data", "link"] = "data"
     retained: bool = False
     wall_time: UtcDatetime
@@ -410,6 +414,8 @@ class Heartbeat(_Wire):
     buffer_depth: dict[Lane, int] = Field(default_factory=dict)
     oldest_unsent_age_s: float | None = Field(default=None, ge=0)
     evicted_total: int = Field(default=0, ge=0)
+    #: The gateway's disk is full: alarms are stored from its reserve or held in memory.
+    buffer_full: bool = False
     drivers: list[DriverHealth] = Field(default_factory=list, max_length=64)
     devices: list[DeviceHealth] = Field(default_factory=list, max_length=512)
 

@@ -20,7 +20,7 @@ from typing import Any
 import structlog
 
 from buffer.aio import AsyncEventBuffer
-from buffer.store import EventBuffer
+from buffer.store import BufferStats, EventBuffer
 from contract import __version__
 from contract.home import ConfigError, HomeConfig, load_config
 from contract.wire import Event, Heartbeat, Lane, Reading
@@ -469,6 +469,7 @@ class Gateway:
             buffer_depth=dict(stats.depth) if stats else {},
             oldest_unsent_age_s=stats.oldest_unsent_age_s if stats else None,
             evicted_total=stats.evicted_total if stats else 0,
+            buffer_full=stats.disk_full if stats else False,
             drivers=[r.health() for r in self.runners.values()],
             devices=[d.health() for d in self.devices.all()[:512]],
         )
@@ -492,9 +493,11 @@ class Gateway:
                 oldest_unsent_age_s=stats.oldest_unsent_age_s if stats else None,
                 evicted_total=stats.evicted_total if stats else 0,
                 size_bytes=stats.size_bytes if stats else 0,
+                full=stats.disk_full if stats else None,
+                not_durable=stats.not_durable if stats else None,
             ),
             forwarder=self._forwarder_status(),
-            troubles=self._open_troubles(),
+            troubles=self._open_troubles(stats),
             pipeline=describe_status(self.pipeline) if self.pipeline else None,
         )
 
@@ -517,15 +520,29 @@ class Gateway:
             sent_total=status.sent_total,
         )
 
-    def _open_troubles(self) -> list[Trouble]:
+    def _open_troubles(self, stats: BufferStats | None) -> list[Trouble]:
+        troubles: list[Trouble] = []
+        if stats is not None and stats.disk_full:
+            troubles.append(
+                Trouble(
+                    kind="buffer_full",
+                    detail={
+                        "not_durable": stats.not_durable,
+                        "telemetry_dropped": self.pipeline.stats.telemetry_dropped
+                        if self.pipeline
+                        else 0,
+                    },
+                )
+            )
         if self.pipeline is None:
-            return []
+            return troubles
         active = self.pipeline.engine.snapshot().get("active", [])
-        return [
+        troubles += [
             Trouble.model_validate({**a, "detail": _detail_text(a.get("detail"))})
             for a in active
             if isinstance(a, dict)
-        ][:50]
+        ]
+        return troubles[:50]
 
     async def _status_loop(self) -> None:
         while True:

@@ -10,6 +10,13 @@ events: nothing happens to an event that is not yet on disk.
 durable: its events committed, or it decided nothing. A transport whose wire acknowledges (an
 MQTT PUBACK) waits for it, so a gateway killed before the commit is sent the frame again.
 
+Except on a disk that refuses them: alarms and troubles are committed first, apart from the
+telemetry decided with them, and if they still cannot be committed after a few quick tries they
+are held in memory by the buffer (forwarded from there, written as soon as the disk allows, the
+buffer reporting ``disk_full``), and the local actions run anyway. Telemetry that cannot be
+stored is dropped and counted. The worker keeps moving, so the watchdog is fed: a restart would
+lose what is held, and would not make the disk any emptier.
+
 The rule engine is pure and single-threaded; only the worker calls it. Acknowledgements from
 dispatch and mode changes travel through the same queue so that they are ordered with the frames.
 """
@@ -83,6 +90,8 @@ class PipelineStats:
     frames: int = 0
     events: int = 0
     alarms: int = 0
+    #: Telemetry events that could not be stored and were dropped.
+    telemetry_dropped: int = 0
     last_progress_mono: float = field(default_factory=time.monotonic)
     commit_started_mono: float | None = None
 
@@ -105,6 +114,7 @@ class Pipeline:
         tick_interval: float = 1.0,
         stall_after: float = 10.0,
         memory: MemoryKeeper | None = None,
+        commit_attempts: int = 4,
     ) -> None:
         self.decider = Decider(engine, parsers, devices)
         #: Keeps the engine's memory in the buffer for a restart (None: not kept).
@@ -117,6 +127,8 @@ class Pipeline:
         self._max_batch = max_batch
         self._tick_interval = tick_interval
         self.stall_after = stall_after
+        #: Tries of a commit before its alarms are held in memory (or its telemetry dropped).
+        self.commit_attempts = max(1, commit_attempts)
         self._listeners: list[CausedEventListener] = []
         # A resumed engine may come back in away mode.
         self.mode: Mode = engine.mode
@@ -242,11 +254,13 @@ class Pipeline:
             else:
                 drafts.append(draft_of(d.decision, d.at))
                 readings_of.append(d.reading)
-        events: list[Event] = []
-        if drafts:
-            events = await self._commit(drafts)
-        # Every frame of the round is durable now (or decided nothing): its transport may
-        # acknowledge it, before the local actions that may take seconds.
+        committed: list[Event | None] = await self._commit(drafts) if drafts else []
+        if tick and self.buffer.buffer.needs_retry:
+            await self.buffer.persist_held()
+        # Every frame of the round is durable now, decided nothing, or (on a disk that refuses
+        # even the reserve) its alarms are held in memory and forwarded from there: its
+        # transport may acknowledge it, before the local actions that may take seconds. Not
+        # acknowledging held alarms would stop the broker delivering anything more.
         for durable in durables:
             if not durable.done():
                 durable.set_result(None)
@@ -255,8 +269,11 @@ class Pipeline:
             if not change.done.done():
                 change.done.set_result(None)
         # Durable now: only from here on does anything else happen.
-        for event, reading in zip(events, readings_of, strict=True):
-            self._after_commit(event, reading)
+        events: list[Event] = []
+        for event, reading in zip(committed, readings_of, strict=True):
+            if event is not None:
+                events.append(event)
+                self._after_commit(event, reading)
         for action in actions:
             await self._run_action(action)
         if self.memory is not None:
@@ -271,26 +288,61 @@ class Pipeline:
         except Exception:
             log.exception("trace_record_failed")
 
-    async def _commit(self, drafts: list[EventDraft]) -> list[Event]:
-        """Append until it succeeds: decided events are never dropped for a storage hiccup.
+    async def _commit(self, drafts: list[EventDraft]) -> list[Event | None]:
+        """Alarms and troubles first, then telemetry; one entry per draft, None if dropped.
 
-        While a commit hangs or keeps failing, :meth:`healthy` turns false, so the systemd
-        watchdog stops being fed and systemd restarts the daemon if it does not recover.
+        While a commit hangs, :meth:`healthy` turns false, so the systemd watchdog stops being
+        fed and systemd restarts the daemon if it does not recover. A commit that fails is
+        tried again a few times; then alarms are held in memory and telemetry is dropped.
         """
         self.stats.commit_started_mono = time.monotonic()
-        backoff = Backoff(0.05, 5.0, jitter=NO_JITTER)
+        out: list[Event | None] = [None] * len(drafts)
+        urgent = [i for i, d in enumerate(drafts) if d.kind.lane is not Lane.TELEMETRY]
+        telemetry = [i for i, d in enumerate(drafts) if d.kind.lane is Lane.TELEMETRY]
         try:
-            while True:
-                try:
-                    return await self.buffer.append(drafts)
-                except Exception as exc:
-                    delay = backoff.next_delay()
+            if urgent:
+                chosen = [drafts[i] for i in urgent]
+                events = await self._append(chosen)
+                if events is None:
+                    events = await self.buffer.hold(chosen)
+                for i, event in zip(urgent, events[: len(urgent)], strict=False):
+                    out[i] = event
+            if telemetry:
+                chosen = [drafts[i] for i in telemetry]
+                stored = None if self.buffer.buffer.disk_full else await self._append(chosen)
+                if stored is None:
+                    self.stats.telemetry_dropped += len(chosen)
                     log.error(
-                        "buffer_append_failed", error=repr(exc), events=len(drafts), retry_in=delay
+                        "telemetry_not_stored",
+                        events=len(chosen),
+                        dropped_total=self.stats.telemetry_dropped,
                     )
-                    await asyncio.sleep(delay)
+                else:
+                    for i, event in zip(telemetry, stored, strict=True):
+                        out[i] = event
         finally:
             self.stats.commit_started_mono = None
+        return out
+
+    async def _append(self, drafts: list[EventDraft]) -> list[Event] | None:
+        """Append, trying again after a storage hiccup; None once every attempt failed."""
+        backoff = Backoff(0.05, 1.0, jitter=NO_JITTER)
+        for attempt in range(1, self.commit_attempts + 1):
+            try:
+                return await self.buffer.append(drafts)
+            except Exception as exc:
+                last = attempt == self.commit_attempts
+                delay = 0.0 if last else backoff.next_delay()
+                log.error(
+                    "buffer_append_failed",
+                    error=repr(exc),
+                    events=len(drafts),
+                    attempt=attempt,
+                    retry_in=None if last else delay,
+                )
+                if not last:
+                    await asyncio.sleep(delay)
+        return None
 
     def _after_commit(self, event: Event, reading: Reading | None) -> None:
         self.stats.events += 1

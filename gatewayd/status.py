@@ -184,6 +184,10 @@ class BufferStatus(_Part):
     oldest_unsent_age_s: Number | None = None
     evicted_total: Count | None = None
     size_bytes: Count | None = None
+    #: The disk is full (``buffer_full``): telemetry is refused, alarms use the reserve.
+    full: Flag | None = None
+    #: Events (counted in ``depth``) held in memory because the disk refused them.
+    not_durable: Count | None = None
 
     @classmethod
     def _label(cls) -> str:
@@ -335,6 +339,8 @@ def one_line_summary(status: GatewayStatus | Mapping[str, Any]) -> str:
         f"unsent {depth.alarm} alarm {depth.total} total",
         "dispatch reachable" if snapshot.forwarder.reachable else "dispatch down",
     ]
+    if snapshot.buffer.full:
+        parts.append(f"BUFFER FULL, {snapshot.buffer.not_durable or 0} not durable")
     if troubles:
         parts.append(f"{troubles} trouble{'s' if troubles != 1 else ''}")
     return ", ".join(parts)

@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 import aiomqtt
 import structlog
 
+from contract.wire import MAX_FRAME_BYTES
 from drivers.base import (
     DeviceSpec,
     Driver,
@@ -48,6 +49,7 @@ from drivers.zigbee2mqtt.bridge import (
     settable_properties,
 )
 from drivers.zigbee2mqtt.options import Zigbee2MqttOptions, make_client, session_client_id
+from drivers.zigbee2mqtt.oversize import shrink_state
 from drivers.zigbee2mqtt.pairing import Zigbee2MqttPairing
 from drivers.zigbee2mqtt.parser import Zigbee2MqttParser
 from runtime.backoff import EQUAL_JITTER, Backoff
@@ -280,6 +282,8 @@ class Zigbee2MqttDriver(Driver):
         payload = message.payload if isinstance(message.payload, bytes) else b""
         if topic == f"{self.base_topic}/bridge/devices":
             self._update_inventory(payload)
+        if len(payload) > MAX_FRAME_BYTES:
+            payload = self._shrunk(topic, payload)
         try:
             frame = data_frame(self.id, topic[:512], payload, retained=bool(message.retain))
         except ValueError:
@@ -294,6 +298,22 @@ class Zigbee2MqttDriver(Driver):
             acks.durable(receipt)
         else:
             durable.add_done_callback(lambda _: acks.durable(receipt))
+
+    def _shrunk(self, topic: str, payload: bytes) -> bytes:
+        """An oversized state without its largest fields, so an alarm in it is never dropped
+        for its size; unchanged if it cannot be shrunk (then refused as unusable)."""
+        shrunk = shrink_state(payload, MAX_FRAME_BYTES)
+        if shrunk is None:
+            return payload
+        kept, dropped = shrunk
+        log.warning(
+            "zigbee_oversized_fields_dropped",
+            driver=self.id,
+            topic=topic[:200],
+            size=len(payload),
+            dropped=[name[:64] for name in dropped[:10]],
+        )
+        return kept
 
     def _update_inventory(self, payload: bytes) -> None:
         try:

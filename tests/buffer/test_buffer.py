@@ -186,7 +186,7 @@ def test_corrupt_file_is_quarantined_and_reported(tmp_path: Path) -> None:
 def test_damaged_pages_are_detected(tmp_path: Path) -> None:
     path = tmp_path / "buffer.db"
     with EventBuffer.open(path, gateway_id="gw-1") as buffer:
-        buffer.append([draft(text="y" * 500) for _ in range(400)])
+        written = {e.id for e in buffer.append([draft(text="y" * 500) for _ in range(400)])}
     data = bytearray(path.read_bytes())
     assert len(data) > 8 * 4096
     # Scribble over an interior page (not the header): only an integrity check notices.
@@ -194,7 +194,12 @@ def test_damaged_pages_are_detected(tmp_path: Path) -> None:
     path.write_bytes(bytes(data))
     with EventBuffer.open(path, gateway_id="gw-1") as buffer:
         assert len(buffer.stats(T0).quarantined_files) == 1
-        assert [e.kind for e in buffer.pending()] == [EventKind.BUFFER_EVICTED]
+        # The report first (a trouble), then the telemetry that could still be read.
+        [report, *recovered] = buffer.pending(max_events=500, max_bytes=2**30)
+        assert report.kind is EventKind.BUFFER_EVICTED
+        assert report.payload["reason"] == "corrupt"
+        assert len(recovered) == report.payload["recovered"]
+        assert {e.id for e in recovered} <= written
 
 
 def test_reopen_after_kill_keeps_every_committed_event(tmp_path: Path) -> None:

@@ -419,3 +419,17 @@ async def test_mqtts_with_a_private_ca_and_a_password(
     assert refused.value is False
     assert "authori" in str(refused.extra["reason"]).lower()
     assert "wrong" not in str(wrong.status())
+
+
+async def test_a_smoke_alarm_with_an_oversized_field_is_not_dropped(
+    kit: tuple[Zigbee2MqttBridge, DriverHarness],
+) -> None:
+    """A converter's 1.1 MB extra field made the frame too large: the frame was dropped whole,
+    and the alarm with it. Only the oversized field is dropped."""
+    bridge, harness = kit
+    payload = '{"smoke": true, "battery": 90, "debug_dump": "%s"}' % ("x" * 1_100_000)
+    await bridge.publish_raw(f"{bridge.base}/kitchen_smoke", payload)
+    alarm = await harness.wait_for(lambda r: r.property == "smoke" and r.value is True)
+    assert alarm.device == "smoke"
+    frame = harness.frames[-1]
+    assert b"debug_dump" not in frame.payload
