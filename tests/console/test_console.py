@@ -276,3 +276,32 @@ def test_queue_screenshots(centre: Centre, page_for: Any, width: int, height: in
     page.screenshot(
         path=str(ARTIFACTS / f"console-incident-zh-{width}x{height}.png"), full_page=True
     )
+
+
+def test_the_page_runs_under_a_policy_that_blocks_injected_script(
+    centre: Centre, browser: Any
+) -> None:
+    # A page of its own: the blocked scripts here are expected, not errors of the console.
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        response = page.goto(centre.server.url + "/")
+        policy = response.headers["content-security-policy"]
+        assert "script-src 'self'" in policy
+        assert "frame-ancestors 'none'" in policy
+        page.evaluate(
+            """() => { window.blocked = [];
+                document.addEventListener('securitypolicyviolation',
+                    (e) => window.blocked.push(e.violatedDirective)); }"""
+        )
+        # What an injection would do: an inline script and an inline handler; neither runs.
+        page.evaluate(
+            """() => { const s = document.createElement('script');
+                s.textContent = 'window.injected = true'; document.body.append(s);
+                document.body.insertAdjacentHTML(
+                    'beforeend', '<img src="/nothing" onerror="window.injected = true">'); }"""
+        )
+        page.wait_for_function("window.blocked.length >= 2", timeout=5000)
+        assert page.evaluate("window.injected === undefined")
+    finally:
+        context.close()
