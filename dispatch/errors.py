@@ -11,6 +11,7 @@
         ├── Conflict          409 (a state transition that is not allowed, a duplicate)
         ├── Unauthorized      401 (no or bad credentials, replay, stale signature)
         ├── Forbidden         403 (a role limit, a revoked gateway, another gateway's data)
+        ├── TooManyRequests   429 (login throttled; carries Retry-After)
         └── BadRequest        400 / 422 (input the models accept but the server cannot use)
 """
 
@@ -85,3 +86,8 @@ class NotFound(Problem):
 class Conflict(Problem):
     status = 409
     type_slug = "conflict"
+
+
+class TooManyRequests(Problem):
+    status = 429
+    type_slug = "too-many-requests"

@@ -6,7 +6,9 @@ import enum
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from contract.wire import Identifier
 
@@ -53,12 +55,33 @@ def _no_nul(value: str) -> str:
     return value
 
 
-Str = Annotated[str, AfterValidator(_no_nul)]
+class _NoNulInSchema:
+    """Says "no NUL" in the JSON schema too (a pattern), so the OpenAPI document tells clients."""
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        schema.setdefault("pattern", "^[^\\x00]*$")
+        return schema
+
+
+Str = Annotated[str, AfterValidator(_no_nul), _NoNulInSchema()]
 OverdueStep = Literal["acknowledge", "callback", "on_scene"]
 Short = Annotated[Str, Field(max_length=200)]
 Long = Annotated[Str, Field(max_length=4000)]
-Phone = Annotated[Str, Field(min_length=3, max_length=32, pattern=r"^\+?[0-9 ()\-]{3,32}$")]
-Username = Annotated[Str, Field(min_length=2, max_length=64, pattern=r"^[A-Za-z0-9_.@\-]+$")]
+# Patterns before the NUL check: pydantic leaves a pattern checked after a validator out of the
+# JSON schema (these patterns admit no NUL anyway).
+Phone = Annotated[
+    str,
+    Field(min_length=3, max_length=32, pattern=r"^\+?[0-9 ()\-]{3,32}$"),
+    AfterValidator(_no_nul),
+]
+Username = Annotated[
+    str,
+    Field(min_length=2, max_length=64, pattern=r"^[A-Za-z0-9_.@\-]+$"),
+    AfterValidator(_no_nul),
+]
 
 
 class _In(BaseModel):

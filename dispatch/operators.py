@@ -1,6 +1,6 @@
 """Operator accounts and sessions.
 
-Passwords are hashed with argon2 (in a worker thread: a hash takes tens of milliseconds). Session
+Passwords are hashed with argon2 (off the event loop: a hash takes tens of milliseconds). Session
 tokens are random; only their SHA-256 is stored, in the database, so every process accepts them.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
 import structlog
@@ -45,6 +46,12 @@ async def hash_password(password: str) -> str:
     return await asyncio.to_thread(_hasher.hash, password)
 
 
+# Password checks run one at a time in a thread of their own: argon2 takes a whole core while it
+# runs, and on a small server the other must stay with the event loop that serves the alarm
+# queue. A burst of logins waits its turn here instead of slowing everything else.
+_verifier = ThreadPoolExecutor(max_workers=1, thread_name_prefix="password-check")
+
+
 async def _verify(hashed: str, password: str) -> bool:
     def check() -> bool:
         try:
@@ -52,7 +59,7 @@ async def _verify(hashed: str, password: str) -> bool:
         except (VerificationError, InvalidHashError):
             return False
 
-    return await asyncio.to_thread(check)
+    return await asyncio.get_running_loop().run_in_executor(_verifier, check)
 
 
 def token_hash(token: str) -> str:

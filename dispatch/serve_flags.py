@@ -64,6 +64,8 @@ def _click_type(name: str, field: FieldInfo) -> click.ParamType[Any]:
         return click.IntRange(**bounds)
     if field.annotation is float:
         return click.FloatRange(**bounds)
+    if field.annotation is bool:
+        return click.BOOL
     if field.annotation in (str, str | None) and not bounds:
         return click.STRING
     # A new kind of setting needs its flag type here; failing at import beats a silent string.

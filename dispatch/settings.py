@@ -78,6 +78,22 @@ class Settings(BaseSettings):
     session_ttl_s: float = Field(
         12 * 3600, ge=60, description="Seconds an operator's console login lasts."
     )
+    login_failures_per_user: int = Field(
+        5, ge=1, description="Failed logins of one user allowed before each next one waits."
+    )
+    login_failures_per_address: int = Field(
+        20, ge=1, description="Failed logins from one address allowed before each next one waits."
+    )
+    login_lockout_max_s: float = Field(
+        300, ge=1, description="Longest wait, in seconds, the login throttle imposes."
+    )
+    trust_proxy_headers: bool = Field(
+        False,
+        description=(
+            "Trust the reverse proxy's X-Forwarded-Proto (https makes the session cookie Secure) "
+            "and X-Forwarded-Host (the site a browser's Origin must name)."
+        ),
+    )
     ack_report_window_s: float = Field(
         3600, gt=0, description="Seconds back a heartbeat reply reports acknowledged alarms."
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import psycopg
 import structlog
@@ -58,10 +58,20 @@ async def sse_stream(
     keepalive_s: float,
     is_disconnected: Callable[[], object],
     stopping: asyncio.Event,
+    session_valid: Callable[[], Awaitable[bool]],
+    session_check_s: float = 1.0,
 ) -> AsyncIterator[str]:
+    """The stream's lines. It ends when the client goes, the server stops, or the session it
+    was opened with ends (logout, a disabled operator, expiry): ``session_valid`` is asked at
+    least every ``session_check_s`` and whenever the feed wakes."""
     yield f"retry: 2000\n: resuming after {after}\n\n"
     idle = 0.0
+    wait_s = min(poll_s, session_check_s)
     while not stopping.is_set():
+        if not await session_valid():
+            log.info("live stream closed: its session ended")
+            yield ": session ended\n\n"
+            return
         changes, after = await read_changes(db, after=after, audiences=audiences)
         for change in changes:
             data = json.dumps(change.model_dump(mode="json"), separators=(",", ":"))
@@ -71,8 +81,8 @@ async def sse_stream(
             continue
         if await is_disconnected():  # type: ignore[misc]
             return
-        await feed.wait(poll_s)
-        idle += poll_s
+        await feed.wait(wait_s)
+        idle += wait_s
         if idle >= keepalive_s:
             idle = 0.0
             # Also carries the position, so a proxy's idle timeout never cuts a quiet stream.

@@ -14,7 +14,9 @@ from pydantic import BaseModel
 
 from dispatch import __version__, stream
 from dispatch.api import gateway, operator
+from dispatch.api.browser_security import BrowserSecurityMiddleware
 from dispatch.api.deps import Services
+from dispatch.api.openapi import document_problems
 from dispatch.api.problems import BodyLimitMiddleware, install_problem_handlers
 from dispatch.console import mount_console
 from dispatch.db import Database
@@ -67,6 +69,10 @@ def create_app(db: Database, settings: Settings, *, supervise: bool = True) -> F
         version=__version__,
         description="The dispatch centre: gateway ingest, incidents, operators, live stream.",
         lifespan=lifespan,
+        # FastAPI's docs pages load their code from a public CDN: a centre's LAN may have no
+        # Internet, and the console's pages run no foreign code. The document is /openapi.json.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.services = services
     install_problem_handlers(app)
@@ -75,6 +81,8 @@ def create_app(db: Database, settings: Settings, *, supervise: bool = True) -> F
         default=settings.max_body_bytes,
         limits={"/api/v1/gateway/events": settings.max_ingest_bytes},
     )
+    # Outermost: its headers go on every answer, the body limit's refusals too.
+    app.add_middleware(BrowserSecurityMiddleware, trust_forwarded_host=settings.trust_proxy_headers)
     app.include_router(gateway.router)
     app.include_router(operator.router)
 
@@ -101,6 +109,7 @@ def create_app(db: Database, settings: Settings, *, supervise: bool = True) -> F
             for name, sub in model_schema.pop("$defs", {}).items():
                 components.setdefault(name, sub)
             components[model.__name__] = model_schema
+        document_problems(doc, app.routes)
         app.openapi_schema = doc
         return doc
 

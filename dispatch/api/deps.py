@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -13,12 +14,14 @@ from dispatch.db import Database
 from dispatch.errors import Forbidden, Unauthorized
 from dispatch.heartbeats import HeartbeatBatcher
 from dispatch.incidents import Actor
+from dispatch.login_throttle import LoginThrottle
 from dispatch.models import Operator, Role
 from dispatch.operators import session_operator
 from dispatch.settings import Settings
 from dispatch.tx import ChangeFeed
 
 __all__ = [
+    "ROLE_CHECKS",
     "SESSION_COOKIE",
     "Admin",
     "CurrentOperator",
@@ -26,6 +29,7 @@ __all__ = [
     "ServicesDep",
     "Supervisor",
     "actor_of",
+    "current_operator",
     "get_services",
     "require_role",
     "session_token",
@@ -41,6 +45,14 @@ class Services:
     feed: ChangeFeed = field(default_factory=ChangeFeed)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     heartbeats: HeartbeatBatcher | None = None
+    login_throttle: LoginThrottle = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.login_throttle = LoginThrottle(
+            per_user=self.settings.login_failures_per_user,
+            per_address=self.settings.login_failures_per_address,
+            max_delay_s=self.settings.login_lockout_max_s,
+        )
 
 
 async def get_services(request: Request) -> Services:
@@ -81,6 +93,10 @@ async def current_operator(request: Request, services: ServicesDep) -> Operator:
 CurrentOperator = Annotated[Operator, Depends(current_operator)]
 
 
+#: The role checks :func:`require_role` made (the OpenAPI document lists their 403).
+ROLE_CHECKS: set[Callable[..., Any]] = set()
+
+
 def require_role(role: Role) -> Any:
     async def check(operator: CurrentOperator) -> Operator:
         if operator.role.rank < role.rank:
@@ -90,6 +106,7 @@ def require_role(role: Role) -> Any:
             )
         return operator
 
+    ROLE_CHECKS.add(check)
     return Depends(check)
 
 

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from contract.wire import new_event_id
 from dispatch import gateways, schema
 from dispatch.api.deps import CurrentOperator, ServicesDep, Supervisor
+from dispatch.api.openapi import problem_responses
 from dispatch.api.paging import Limit, Offset, equal_to, fetch_page
 from dispatch.errors import BadRequest, Conflict, NotFound
 from dispatch.models import Household, HouseholdIn, Page
@@ -64,7 +65,13 @@ async def list_households(
         )
 
 
-@router.post("/households", response_model=Household, status_code=201, dependencies=[Supervisor])
+@router.post(
+    "/households",
+    response_model=Household,
+    status_code=201,
+    dependencies=[Supervisor],
+    responses=problem_responses(409),
+)
 async def create_household(
     body: HouseholdIn, operator: CurrentOperator, services: ServicesDep
 ) -> Household:

@@ -7,6 +7,7 @@ from sqlalchemy import select
 
 from dispatch import operators, schema
 from dispatch.api.deps import Admin, CurrentOperator, ServicesDep
+from dispatch.api.openapi import problem_responses
 from dispatch.models import Operator, OperatorIn, OperatorPatch
 from dispatch.tx import transaction
 
@@ -23,7 +24,9 @@ async def list_operators(operator: CurrentOperator, services: ServicesDep) -> li
         return [operators.operator_model(r) for r in rows]
 
 
-@router.post("/operators", response_model=Operator, status_code=201)
+@router.post(
+    "/operators", response_model=Operator, status_code=201, responses=problem_responses(409)
+)
 async def create_operator(
     body: OperatorIn, operator: CurrentOperator, services: ServicesDep
 ) -> Operator:
@@ -44,4 +47,7 @@ async def patch_operator(
     username: str, body: OperatorPatch, operator: CurrentOperator, services: ServicesDep
 ) -> Operator:
     async with transaction(services.db) as tx:
-        return await operators.update_operator(tx, username, body, actor=operator.username)
+        updated = await operators.update_operator(tx, username, body, actor=operator.username)
+    if body.disabled:
+        services.feed.wake()  # this process's live streams look at their sessions now
+    return updated

@@ -16,11 +16,19 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dispatch.errors import Problem, StorageError
 
-__all__ = ["BodyLimitMiddleware", "install_problem_handlers", "problem_response"]
+__all__ = [
+    "MEDIA_TYPE",
+    "PROBLEM_TYPE_BASE",
+    "BodyLimitMiddleware",
+    "install_problem_handlers",
+    "problem_response",
+    "send_problem",
+]
 
 log = structlog.get_logger(__name__)
 PROBLEM_TYPE_BASE = "https://dispatch.invalid/problems/"
@@ -80,11 +88,15 @@ def install_problem_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        headers = dict(exc.headers) if exc.headers else {}
+        allowed = _allowed_methods(request) if exc.status_code == 405 else set()
+        if allowed:
+            # Starlette names the methods of the first route on the path only; a path served
+            # by several routes (GET and POST /operators) allows all of theirs.
+            headers["Allow"] = ", ".join(sorted(allowed))
         return problem_response(
-            exc.status_code,
-            str(exc.detail) if exc.detail else "error",
-            headers=dict(exc.headers) if exc.headers else None,
+            exc.status_code, str(exc.detail) if exc.detail else "error", headers=headers or None
         )
 
     @app.exception_handler(StorageError)
@@ -123,6 +135,22 @@ def install_problem_handlers(app: FastAPI) -> None:
             traceback="".join(traceback.format_exception(exc))[-4000:],
         )
         return problem_response(500, "internal error", detail="the error was logged")
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _allowed_methods(request: Request) -> set[str]:
+    """The methods some route serves on this request's path (asked of the router itself, so
+    routes of included routers count)."""
+    return {
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL
+            for route in request.app.router.routes
+        )
+    }
 
 
 class BodyLimitMiddleware:
@@ -200,26 +228,36 @@ class BodyLimitMiddleware:
 
     @staticmethod
     async def _refuse(send: Send, status: int, title: str, detail: str) -> None:
-        body = json.dumps(
-            {
-                "type": PROBLEM_TYPE_BASE + "body-size",
-                "title": title,
-                "status": status,
-                "detail": detail,
-            }
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", MEDIA_TYPE.encode()),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
+        await send_problem(
+            send, status, title, detail, slug="body-size", headers=[(b"connection", b"close")]
         )
-        await send({"type": "http.response.body", "body": body})
+
+
+async def send_problem(
+    send: Send,
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    slug: str,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    """Answer a problem document straight from an ASGI middleware (before any route runs)."""
+    body = json.dumps(
+        {"type": PROBLEM_TYPE_BASE + slug, "title": title, "status": status, "detail": detail}
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", MEDIA_TYPE.encode()),
+                (b"content-length", str(len(body)).encode()),
+                *(headers or []),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 class _TooLarge(Exception):

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
 from dispatch import stream
-from dispatch.api.deps import CurrentOperator, ServicesDep
+from dispatch.api.deps import CurrentOperator, ServicesDep, session_token
 from dispatch.errors import BadRequest
 from dispatch.models import Role
+from dispatch.operators import session_operator
 
 __all__ = ["router"]
 
@@ -46,6 +48,13 @@ async def live_stream(
             raise BadRequest("bad Last-Event-ID", detail="must be a change id")
     if position is None:
         position = await stream.latest_change_id(services.db)
+    token = session_token(request)
+    assert token is not None  # CurrentOperator has checked it
+
+    async def session_valid() -> bool:
+        async with services.db.read() as conn:
+            return await session_operator(conn, token, datetime.now(UTC)) is not None
+
     audiences = ("all", "supervisor") if operator.role.rank >= Role.SUPERVISOR.rank else ("all",)
     poll = services.settings.stream_poll_s if services.db.is_sqlite else 2.0
     return StreamingResponse(
@@ -58,6 +67,7 @@ async def live_stream(
             keepalive_s=services.settings.stream_keepalive_s,
             is_disconnected=request.is_disconnected,
             stopping=services.stopping,
+            session_valid=session_valid,
         ),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},

@@ -204,6 +204,11 @@ def page_for(browser: Any, centre: Centre) -> Iterator[Callable[..., Any]]:
         page.set_default_timeout(5000)
         page.on("request", lambda r: centre.requests.append(r.url))
         page.on("pageerror", lambda e: errors.append(str(e)))
+        # Anything the Content-Security-Policy blocks is an error of the page.
+        page.on(
+            "console",
+            lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None,
+        )
         return page
 
     yield make

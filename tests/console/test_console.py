@@ -40,7 +40,7 @@ def test_alarm_appears_live_and_is_worked_to_resolution(centre: Centre, page_for
     page.click("[data-nav=gateways]")
     assert page.is_visible("#alert-strip")
     assert "Zhang Wei" in page.inner_text("#alert-text")
-    page.wait_for_function("Number(document.body.dataset.sounds || 0) >= 1", timeout=3000)
+    page.wait_for_function("() => Number(document.body.dataset.sounds || 0) >= 1", timeout=3000)
     page.click("[data-nav=queue]")
 
     page.click(f"#queue-body tr[data-id='{incident.id}']")
@@ -177,7 +177,7 @@ def test_reports_page_draws_charts(centre: Centre, page_for: Any) -> None:
     page.select_option("#report-group", "community")
     page.wait_for_selector("#reports-view[data-group=community]")
     page.wait_for_function(
-        "['chart-times', 'chart-targets', 'chart-kinds'].every("
+        "() => ['chart-times', 'chart-targets', 'chart-kinds'].every("
         "(id) => window.Chart && Chart.getChart(document.getElementById(id)))"
     )
     charts = page.evaluate(
@@ -200,7 +200,9 @@ def test_every_asset_comes_from_dispatchd(centre: Centre, page_for: Any) -> None
     page = page_for()
     log_in(page, centre)
     page.click("[data-nav=reports]")
-    page.wait_for_function("window.Chart && Chart.getChart(document.getElementById('chart-kinds'))")
+    page.wait_for_function(
+        "() => window.Chart && Chart.getChart(document.getElementById('chart-kinds'))"
+    )
     for view in ("gateways", "households", "queue"):
         page.click(f"[data-nav={view}]")
     assert any(u.endswith("/console/vendor/chart.umd.min.js") for u in centre.requests)
@@ -234,7 +236,9 @@ def test_queue_screenshots(centre: Centre, page_for: Any, width: int, height: in
 
     page = page_for(width=width, height=height)
     log_in(page, centre)
-    page.wait_for_function(f"document.querySelectorAll('#queue-body tr').length === {len(ids)}")
+    page.wait_for_function(
+        f"() => document.querySelectorAll('#queue-body tr').length === {len(ids)}"
+    )
     order = page.eval_on_selector_all("#queue-body tr", "(rows) => rows.map((r) => r.dataset.id)")
     # Life safety first (SOS before the later fall, the acknowledged smoke alarm among them).
     assert order[-1] == ids[4]
@@ -259,12 +263,14 @@ def test_queue_screenshots(centre: Centre, page_for: Any, width: int, height: in
         if view == "households":
             page.wait_for_selector("#households-body tr")
             page.fill("#household-search", "Li Xiu")
-            page.wait_for_function("document.querySelectorAll('#households-body tr').length === 1")
+            page.wait_for_function(
+                "() => document.querySelectorAll('#households-body tr').length === 1"
+            )
             page.click("#households-body tr")
             page.wait_for_selector("#household-form:not(.hidden) input[name=address]")
         if view == "reports":
             page.wait_for_function(
-                "window.Chart && Chart.getChart(document.getElementById('chart-kinds'))"
+                "() => window.Chart && Chart.getChart(document.getElementById('chart-kinds'))"
             )
         page.screenshot(
             path=str(ARTIFACTS / f"console-{view}-{width}x{height}.png"), full_page=True
@@ -276,3 +282,32 @@ def test_queue_screenshots(centre: Centre, page_for: Any, width: int, height: in
     page.screenshot(
         path=str(ARTIFACTS / f"console-incident-zh-{width}x{height}.png"), full_page=True
     )
+
+
+def test_the_page_runs_under_a_policy_that_blocks_injected_script(
+    centre: Centre, browser: Any
+) -> None:
+    # A page of its own: the blocked scripts here are expected, not errors of the console.
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        response = page.goto(centre.server.url + "/")
+        policy = response.headers["content-security-policy"]
+        assert "script-src 'self'" in policy
+        assert "frame-ancestors 'none'" in policy
+        page.evaluate(
+            """() => { window.blocked = [];
+                document.addEventListener('securitypolicyviolation',
+                    (e) => window.blocked.push(e.violatedDirective)); }"""
+        )
+        # What an injection would do: an inline script and an inline handler; neither runs.
+        page.evaluate(
+            """() => { const s = document.createElement('script');
+                s.textContent = 'window.injected = true'; document.body.append(s);
+                document.body.insertAdjacentHTML(
+                    'beforeend', '<img src="/nothing" onerror="window.injected = true">'); }"""
+        )
+        page.wait_for_function("() => window.blocked.length >= 2", timeout=5000)
+        assert page.evaluate("window.injected === undefined")
+    finally:
+        context.close()
