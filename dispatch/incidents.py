@@ -396,6 +396,8 @@ async def perform(
                 detail=f"allowed from: {', '.join(sorted(s.value for s in allowed))}",
                 extra={"state": state.value},
             )
+        if action == "resolve":
+            _check_call_or_reason(row, detail)
         if not (action == "callback" and state is not IncidentState.ACKNOWLEDGED):
             values["state"] = target.value
         if action == "callback" and row["callback_at"] is None:
@@ -430,6 +432,18 @@ async def perform(
             audience="supervisor",
         )
     return ActionOutcome(incident, took_over_from)
+
+
+def _check_call_or_reason(row: RowMapping, detail: dict[str, Any]) -> None:
+    """An incident is closed only after someone tried to call the household, or with the reason
+    why not: an unchanged form must not record a resolution nobody worked for."""
+    if row["callback_at"] is None and not str(detail.get("no_call_reason") or "").strip():
+        raise Conflict(
+            "no call recorded",
+            detail=f"incident {row['id']} has no call attempt to the household; record one, "
+            "or give no_call_reason (e.g. 'false alarm confirmed on site', 'duplicate of …')",
+            extra={"state": row["state"]},
+        )
 
 
 def queue_order() -> list[Any]:

@@ -333,6 +333,11 @@ class OnSceneRequest(_In):
 class ResolveRequest(_In):
     outcome: Outcome
     note: Long = ""
+    no_call_reason: Short = Field(
+        default="",
+        description="why the incident is resolved with no call to the household recorded "
+        "(e.g. 'false alarm confirmed on site', 'duplicate of …'); required when none is",
+    )
 
 
 class NoteRequest(_In):

@@ -118,6 +118,12 @@ class Settings(BaseSettings):
         gt=0,
         description="Seconds the live stream can be resumed from (older changes are purged).",
     )
+    priority2_alert_after_s: float = Field(
+        60,
+        ge=0,
+        description="Seconds a priority-2 alarm (inactivity, water leak, intrusion) may wait "
+        "unacknowledged before the console sounds it and puts it on the alert strip.",
+    )
     timezone: str | None = Field(
         None, description="The centre's IANA time zone, for the console (default: the browser's)."
     )

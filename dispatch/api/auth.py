@@ -98,9 +98,15 @@ async def me(operator: CurrentOperator) -> Operator:
 
 class ConsoleConfig(BaseModel):
     timezone: str | None = Field(description="the centre's IANA time zone (None: the browser's)")
+    priority2_alert_after_s: float = Field(
+        description="seconds before an unacknowledged priority-2 alarm sounds and joins the strip"
+    )
 
 
 @router.get("/console/config", response_model=ConsoleConfig)
 async def console_config(operator: CurrentOperator, services: ServicesDep) -> ConsoleConfig:
     """Settings the console needs from the server."""
-    return ConsoleConfig(timezone=services.settings.timezone)
+    settings = services.settings
+    return ConsoleConfig(
+        timezone=settings.timezone, priority2_alert_after_s=settings.priority2_alert_after_s
+    )

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from typing import Annotated, Literal
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import PlainTextResponse
 from sqlalchemy import select
 
 from dispatch import schema
@@ -13,7 +14,14 @@ from dispatch.api.deps import CurrentOperator, ServicesDep, Supervisor
 from dispatch.api.paging import Limit, Offset, equal_to, fetch_page
 from dispatch.errors import BadRequest
 from dispatch.models import AuditEntry, Page
-from dispatch.reports import ResponseTimesReport, response_times
+from dispatch.reports import (
+    ReportGroup,
+    ResponseTimesReport,
+    centre_zone,
+    response_times,
+    to_csv,
+)
+from dispatch.settings import Settings
 
 __all__ = ["router"]
 
@@ -47,23 +55,66 @@ async def audit(
         )
 
 
-@router.get("/reports/response-times", response_model=ResponseTimesReport, tags=["reports"])
-async def report_response_times(
-    operator: CurrentOperator,
+def _period(
+    settings: Settings, from_: datetime | None, to: datetime | None
+) -> tuple[datetime, datetime]:
+    """The report's period; a time given without a zone is the centre's local time, so
+    ``from=2026-12-01T00:00`` starts at the centre's midnight."""
+    zone = centre_zone(settings)
+    end = _aware(to, zone) if to else datetime.now(UTC)
+    start = _aware(from_, zone) if from_ else end - timedelta(days=30)
+    if start >= end:
+        raise BadRequest("empty period", detail="'from' must be before 'to'", status=422)
+    return start, end
+
+
+async def _report(
     services: ServicesDep,
     from_: Annotated[datetime | None, Query(alias="from")] = None,
     to: datetime | None = None,
-    group: Literal["community", "day"] = "day",
+    group: ReportGroup = "day",
 ) -> ResponseTimesReport:
-    """Times to acknowledge, call back and arrive; share within each target; alarm counts by
-    kind; false-alarm rate; gateway outages. Default period: the last 30 days."""
-    end = _aware(to) if to else datetime.now(UTC)
-    start = _aware(from_) if from_ else end - timedelta(days=30)
-    if start >= end:
-        raise BadRequest("empty period", detail="'from' must be before 'to'", status=422)
+    """The report the query asks for (a dependency of the JSON and the CSV route)."""
+    start, end = _period(services.settings, from_, to)
     async with services.db.read() as conn:
-        return await response_times(conn, services.settings, start=start, end=end, group=group)
+        return await response_times(
+            conn,
+            services.settings,
+            start=start,
+            end=end,
+            group=group,
+            now=datetime.now(UTC),
+        )
 
 
-def _aware(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+Report = Annotated[ResponseTimesReport, Depends(_report)]
+
+
+@router.get("/reports/response-times", response_model=ResponseTimesReport, tags=["reports"])
+async def report_response_times(operator: CurrentOperator, report: Report) -> ResponseTimesReport:
+    """Times to acknowledge, call back and arrive; shares within the centre's marks (alarms that
+    never reached a step count as misses); alarm counts by kind; false-alarm rate; gateway
+    outages. Grouped by the centre's local day or hour of day, community or acknowledging
+    operator. Default period: the last 30 days."""
+    return report
+
+
+@router.get(
+    "/reports/response-times.csv",
+    response_class=PlainTextResponse,
+    tags=["reports"],
+    responses={200: {"content": {"text/csv": {}}}},
+)
+async def report_response_times_csv(operator: CurrentOperator, report: Report) -> PlainTextResponse:
+    """The same report as CSV (one line per group, then the total)."""
+    period = f"{report.period_from.date()}-{report.period_to.date()}"
+    name = f"response-times-{report.group_by}-{period}.csv"
+    return PlainTextResponse(
+        to_csv(report),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+def _aware(value: datetime, zone: tzinfo) -> datetime:
+    return value.replace(tzinfo=zone) if value.tzinfo is None else value.astimezone(UTC)

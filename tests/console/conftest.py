@@ -174,21 +174,42 @@ class Centre:
         return [u for u in self.requests if urlsplit(u).hostname not in ("127.0.0.1", None)]
 
 
-@pytest.fixture
-def centre(dispatch_factory: Callable[..., DispatchServer]) -> Centre:
-    server = dispatch_factory(args=("--timezone", TIMEZONE))
-    admin = server.operator_client()
-    reply = admin.post(
+def make_centre(
+    dispatch_factory: Callable[..., DispatchServer], *args: str, role: str = "supervisor"
+) -> Centre:
+    """A dispatchd in the centre's zone (with ``args`` besides) and its operator of ``role``."""
+    server = dispatch_factory(args=("--timezone", TIMEZONE, *args))
+    add_operator(server, OPERATOR, OPERATOR_PASSWORD, role=role, display_name=OPERATOR_NAME)
+    return Centre(server)
+
+
+def add_operator(
+    server: DispatchServer, username: str, password: str, *, role: str, display_name: str = ""
+) -> None:
+    reply = server.operator_client().post(
         "/api/v1/operators",
         json={
-            "username": OPERATOR,
-            "display_name": OPERATOR_NAME,
-            "role": "supervisor",
-            "password": OPERATOR_PASSWORD,
+            "username": username,
+            "display_name": display_name or username,
+            "role": role,
+            "password": password,
         },
     )
     assert reply.status_code == 201, reply.text
-    return Centre(server)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "centre_args(*args): more dispatchd serve flags for the test's centre"
+    )
+
+
+@pytest.fixture
+def centre(
+    request: pytest.FixtureRequest, dispatch_factory: Callable[..., DispatchServer]
+) -> Centre:
+    marker = request.node.get_closest_marker("centre_args")
+    return make_centre(dispatch_factory, *(marker.args if marker else ()))
 
 
 @pytest.fixture
@@ -218,9 +239,11 @@ def page_for(browser: Any, centre: Centre) -> Iterator[Callable[..., Any]]:
     assert centre.foreign_requests() == []
 
 
-def log_in(page: Any, centre: Centre) -> None:
+def log_in(
+    page: Any, centre: Centre, username: str = OPERATOR, password: str = OPERATOR_PASSWORD
+) -> None:
     page.goto(centre.server.url + "/")
-    page.fill("#login-form input[name=username]", OPERATOR)
-    page.fill("#login-form input[name=password]", OPERATOR_PASSWORD)
+    page.fill("#login-form input[name=username]", username)
+    page.fill("#login-form input[name=password]", password)
     page.click("#login-form button[type=submit]")
     page.wait_for_selector("#app:not(.hidden)")

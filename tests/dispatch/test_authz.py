@@ -159,7 +159,7 @@ def test_console_page_is_served_at_the_root(server: DispatchApp) -> None:
     assert page.headers["content-type"].startswith("text/html")
     assert "/" not in server.http().get("/openapi.json").json()["paths"]  # not an API path
     config = server.operator_client().get("/api/v1/console/config")
-    assert config.json() == {"timezone": None}
+    assert config.json() == {"timezone": None, "priority2_alert_after_s": 60.0}
 
 
 def test_operation_ids_and_tags_are_pinned(server: DispatchApp) -> None:

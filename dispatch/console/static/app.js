@@ -14,7 +14,11 @@
     current: null,
     stream: null,
     connected: false,
-    sound: localStorage.getItem("sound") !== "off",
+    // Muting lasts for the shift (this login); life-safety alarms sound regardless.
+    muted: sessionStorage.getItem("muted") === "1",
+    p2AfterS: 60,
+    formsFor: null,
+    escalations: [],
     charts: {},
     refreshTimer: null,
     gateways: {},
@@ -40,7 +44,8 @@
     $$("[data-i18n]").forEach((el) => { el.textContent = t(el.dataset.i18n); });
     $$("[data-i18n-placeholder]").forEach((el) => { el.placeholder = t(el.dataset.i18nPlaceholder); });
     $("#lang").value = state.lang;
-    $("#sound-toggle").textContent = t(state.sound ? "sound_on" : "sound_off");
+    $("#sound-toggle").textContent = t(state.muted ? "unmute" : "mute_shift");
+    $("#mute-banner").classList.toggle("hidden", !state.muted);
     if (state.me) $("#whoami-role").textContent = t(`role_${state.me.role}`);
     document.title = t("title");
   }
@@ -61,6 +66,9 @@
     }).formatToParts(new Date(iso)).map((p) => [p.type, p.value]));
     return `${parts.year}-${parts.month}-${parts.day} ${parts.hour}:${parts.minute}:${parts.second}`;
   }
+
+  // Hours and minutes in the centre's zone: "smoke cleared 10:14".
+  function fmtClock(iso) { return fmtTime(iso).slice(11, 16); }
 
   function fmtAge(iso) {
     if (!iso) return "—";
@@ -122,17 +130,29 @@
     $("#whoami-name").textContent = me.display_name || me.username;
     $("#whoami-role").textContent = t(`role_${me.role}`);
     $("#whoami-role").dataset.role = me.role;
+    $$(".supervisor-only").forEach((el) => el.classList.toggle("hidden", !isSupervisor()));
+    applyI18n();
     try {
       const cfg = await api("GET", "/api/v1/console/config");
       if (cfg && cfg.timezone) state.tz = cfg.timezone;
-    } catch (e) { /* the browser's zone is a fine fallback */ }
+      if (cfg && typeof cfg.priority2_alert_after_s === "number") state.p2AfterS = cfg.priority2_alert_after_s;
+    } catch (e) { /* the browser's zone and the default delay are fine fallbacks */ }
     tickClock();
     startStream();
     route();
   }
 
+  function setMuted(muted) {
+    state.muted = muted;
+    if (muted) sessionStorage.setItem("muted", "1"); else sessionStorage.removeItem("muted");
+    applyI18n();
+  }
+
+  const isSupervisor = () => Boolean(state.me && ["supervisor", "admin"].includes(state.me.role));
+
   $("#login-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
+    setMuted(false); // a new shift starts with sound
     const form = new FormData(ev.target);
     $("#login-error").textContent = "";
     try {
@@ -147,6 +167,7 @@
 
   $("#logout").addEventListener("click", async () => {
     try { await api("POST", "/api/v1/auth/logout"); } catch (e) { /* already out */ }
+    setMuted(false);
     showLogin();
   });
 
@@ -172,7 +193,10 @@
       // answered with an error (starting up, or our session is gone): retry from scratch.
       if (es.readyState === EventSource.CLOSED) setTimeout(() => reconnect(es), 2000);
     };
-    const onChange = () => scheduleRefresh(50);
+    const onChange = (ev) => {
+      scheduleRefresh(50);
+      if (ev && /^incident\.(escalated|takeover)$/.test(ev.type) && isSupervisor()) loadEscalations().catch(() => {});
+    };
     es.onmessage = onChange;
     // Named stream events: any change to incidents or gateways re-reads the queue.
     ["incident.opened", "incident.updated", "incident.escalated", "incident.takeover",
@@ -206,6 +230,7 @@
       state.incidents = asList(await api("GET", "/api/v1/incidents?state=open&limit=500"), "incidents");
       renderQueue();
       renderAlert();
+      if (isSupervisor()) await loadEscalations();
       await loadGateways();
       if (state.current) await loadIncident(state.current.id, false);
     } catch (e) { /* the next stream message or reconnect retries */ }
@@ -226,40 +251,54 @@
   }
   // Browsers start audio only after a gesture: any click or key on the page unlocks it.
   ["pointerdown", "keydown"].forEach((ev) => document.addEventListener(ev, unlockAudio, { capture: true }));
-  function beep() {
-    if (!state.sound) return;
+  // Life safety: a loud square tone that no mute silences. Priority 2: a softer, lower sine tone.
+  const TONES = {
+    life: { type: "square", freq: 880, gain: 0.08, counter: "sounds" },
+    soft: { type: "sine", freq: 520, gain: 0.03, counter: "softSounds" },
+  };
+  function beep(tone) {
     unlockAudio();
     if (!audio || audio.state !== "running") {
       $("#sound-blocked").classList.remove("hidden");
       return;
     }
     $("#sound-blocked").classList.add("hidden");
-    document.body.dataset.sounds = String(Number(document.body.dataset.sounds || 0) + 1);
+    const { type, freq, gain: level, counter } = TONES[tone];
+    document.body.dataset[counter] = String(Number(document.body.dataset[counter] || 0) + 1);
     const osc = audio.createOscillator();
     const gain = audio.createGain();
-    osc.type = "square";
-    osc.frequency.value = 880;
-    gain.gain.value = 0.08;
+    osc.type = type;
+    osc.frequency.value = freq;
+    gain.gain.value = level;
     osc.connect(gain).connect(audio.destination);
     osc.start();
     osc.stop(audio.currentTime + 0.25);
   }
   setInterval(() => {
-    if (state.me && state.incidents.some(needsAttention)) beep();
+    if (!state.me) return;
+    const waiting = state.incidents.filter(needsAttention);
+    if (waiting.some(isLifeSafety)) beep("life");
+    else if (waiting.length && !state.muted) beep("soft");
   }, 2000);
-  $("#sound-toggle").addEventListener("click", () => {
-    state.sound = !state.sound;
-    localStorage.setItem("sound", state.sound ? "on" : "off");
-    unlockAudio();
-    applyI18n();
-  });
+  $("#sound-toggle").addEventListener("click", () => { unlockAudio(); setMuted(!state.muted); });
+  $("#unmute").addEventListener("click", () => setMuted(false));
 
-  // A new life-safety incident stands out until someone acknowledges it.
-  function needsAttention(inc) { return inc.state === "new" && Number(inc.priority) <= 1; }
+  const isLifeSafety = (inc) => Number(inc.priority) <= 1;
+  const isRestored = (inc) => Boolean(inc.summary && inc.summary.restored);
+  const waitedS = (inc) => (Date.now() - new Date(inc.opened_at).getTime()) / 1000;
+
+  // An alarm stands out until someone acknowledges it: life safety at once, priority 2 once it
+  // has waited the configured time. Once its condition is restored it stops flashing (it stays
+  // open in the queue, marked as cleared).
+  function needsAttention(inc) {
+    if (inc.state !== "new" || isRestored(inc)) return false;
+    if (isLifeSafety(inc)) return true;
+    return Number(inc.priority) === 2 && waitedS(inc) >= state.p2AfterS;
+  }
 
   // ---------------------------------------------------------------- alert strip
 
-  // Shown above every view while a life-safety incident waits: open or acknowledge in one click.
+  // Shown above every view while an alarm waits: open or acknowledge in one click.
   function renderAlert() {
     const waiting = sortQueue(state.incidents).filter(needsAttention);
     const strip = $("#alert-strip");
@@ -268,8 +307,10 @@
     if (!waiting.length) { strip.dataset.id = ""; return; }
     const inc = waiting[0];
     strip.dataset.id = inc.id;
+    strip.dataset.priority = String(inc.priority);
+    const headline = isLifeSafety(inc) ? t("new_alarm") : t("alarm_waiting");
     $("#alert-text").textContent = [
-      waiting.length > 1 ? `${waiting.length} × ${t("new_alarm")}` : t("new_alarm"),
+      waiting.length > 1 ? `${waiting.length} × ${headline}` : headline,
       kindLabel(inc.kind), inc.household_name || inc.household_id, inc.community || "",
     ].filter(Boolean).join(" · ");
     $("#alert-age").dataset.since = inc.opened_at;
@@ -321,14 +362,15 @@
     $("#queue-body").innerHTML = rows.map((inc) => {
       const hh = inc.household || {};
       const cls = [`prio-${inc.priority}`, needsAttention(inc) ? "attention" : "",
-        (inc.overdue && inc.overdue.length) ? "overdue" : ""].join(" ");
+        isRestored(inc) ? "restored" : "", (inc.overdue && inc.overdue.length) ? "overdue" : ""].join(" ");
       return `<tr class="${cls}" data-id="${esc(inc.id)}" tabindex="0">
         <td><span class="prio prio-${esc(inc.priority)}">${esc(t(`prio_${inc.priority}`))}</span></td>
         <td class="kind">${esc(kindLabel(inc.kind))}</td>
         <td>${esc(hh.name || inc.household_name || inc.household_id || "")}</td>
         <td>${esc(hh.community || inc.community || "")}</td>
         <td class="age" data-since="${esc(inc.opened_at)}">${fmtAge(inc.opened_at)}</td>
-        <td>${esc(t(`state_${inc.state}`))}</td>
+        <td>${esc(t(`state_${inc.state}`))}${isRestored(inc)
+          ? ` <span class="cleared">${esc(kindLabel(`${inc.kind}_restore`))} ${esc(fmtClock(inc.last_event_at))}</span>` : ""}</td>
         <td>${slaCells(inc)}</td>
         <td>${esc(inc.operator || "")}</td>
       </tr>`;
@@ -345,8 +387,11 @@
     $$("#queue-body td.age, #alert-age").forEach((el) => { el.textContent = fmtAge(el.dataset.since); });
     $$("#queue-body tr").forEach((tr) => {
       const inc = state.incidents.find((i) => String(i.id) === tr.dataset.id);
-      if (inc) tr.children[6].innerHTML = slaCells(inc);
+      if (!inc) return;
+      tr.children[6].innerHTML = slaCells(inc);
+      tr.classList.toggle("attention", needsAttention(inc)); // a priority-2 alarm's time comes
     });
+    if (state.me) renderAlert();
     tickClock();
   }, 1000);
   function tickClock() { $("#clock").textContent = fmtTime(new Date().toISOString()); }
@@ -398,9 +443,27 @@
     return parts.join(" · ");
   }
 
+  // Forms belong to one incident: opening another starts them empty, with nothing chosen, so
+  // nothing typed for one household is ever recorded on another's. A live re-render of the same
+  // incident keeps what is being typed.
+  function resetForms(id) {
+    if (state.formsFor === id) return;
+    state.formsFor = id;
+    ["#callback-form", "#resolve-form", "#note-form"].forEach((f) => $(f).reset());
+    $("#responder").value = "";
+    $("#action-error").textContent = "";
+  }
+
+  function canResolve(inc) {
+    const reason = $("#resolve-form input[name=no_call_reason]").value.trim();
+    return Boolean(inc.callback_at) || reason !== "";
+  }
+
   function renderIncident() {
     const inc = state.current;
     if (!inc) return;
+    resetForms(inc.id);
+    $("#incident-view").dataset.id = inc.id;
     const hh = inc.household || {};
     const mine = inc.operator === state.me.username;
     $("#incident-title").textContent = `${kindLabel(inc.kind)} · ${hh.name || inc.household_name || inc.household_id || ""}`;
@@ -457,7 +520,8 @@
     $("#act-dispatch").disabled = !(mine && ["acknowledged", "callback_made"].includes(inc.state));
     $("#act-onscene").disabled = !(mine && inc.state === "responder_dispatched");
     $("#act-callback").disabled = !(mine && worked);
-    $("#act-resolve").disabled = !(mine && worked);
+    $("#act-resolve").disabled = !(mine && worked && canResolve(inc));
+    $("#resolve-hint").classList.toggle("hidden", !(mine && worked) || canResolve(inc));
     $("#incident-view").dataset.state = inc.state;
   }
 
@@ -486,8 +550,13 @@
 
   $("#act-ack").addEventListener("click", () => act("acknowledge"));
   $("#act-dispatch").addEventListener("click", () => {
-    const responder = $("#responder").value.trim() || t("responder_default");
-    act("dispatch", { responder });
+    const responder = $("#responder").value.trim();
+    if (!responder) {
+      $("#action-error").textContent = t("responder_missing");
+      $("#responder").focus();
+      return;
+    }
+    act("dispatch", { responder }).then((ok) => { if (ok) $("#responder").value = ""; });
   });
   $("#act-onscene").addEventListener("click", () => act("on-scene"));
   $("#act-release").addEventListener("click", () => act("release"));
@@ -495,7 +564,11 @@
     ev.preventDefault();
     const f = new FormData(ev.target);
     act("callback", { number: f.get("phone") || "", outcome: f.get("outcome"), note: f.get("note") || "" })
-      .then((ok) => { if (ok) ev.target.elements.note.value = ""; });
+      .then((ok) => {
+        if (!ok) return;
+        ev.target.elements.note.value = "";
+        ev.target.elements.outcome.value = ""; // the next call's outcome is chosen afresh
+      });
   });
   $("#note-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
@@ -505,10 +578,45 @@
   $("#resolve-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
     const f = new FormData(ev.target);
-    act("resolve", { outcome: f.get("outcome"), note: f.get("note") || "" }).then((ok) => {
+    const body = { outcome: f.get("outcome"), note: f.get("note") || "" };
+    const reason = String(f.get("no_call_reason") || "").trim();
+    if (reason) body.no_call_reason = reason;
+    act("resolve", body).then((ok) => {
       if (ok) { ev.target.reset(); location.hash = "#/queue"; }
     });
   });
+
+  $("#resolve-form input[name=no_call_reason]").addEventListener("input", () => renderIncident());
+
+  // ---------------------------------------------------------------- escalations (supervisors)
+
+  function describeEscalation(c) {
+    const d = c.data || {};
+    if (c.kind === "incident.takeover") return t("esc_takeover");
+    const key = `esc_${d.reason}`;
+    return t(key) === key ? String(d.reason || c.kind) : t(key);
+  }
+
+  async function loadEscalations() {
+    state.escalations = await api("GET", "/api/v1/escalations?limit=100");
+    const open = new Set(state.incidents.map((i) => i.id));
+    const live = state.escalations.filter((c) => open.has(c.entity_id));
+    $("#escalation-count").textContent = String(new Set(live.map((c) => c.entity_id)).size);
+    $("#escalation-count").classList.toggle("hidden", live.length === 0);
+    $("#escalations-empty").classList.toggle("hidden", state.escalations.length > 0);
+    $("#escalations-body").innerHTML = state.escalations.map((c) => {
+      const d = c.data || {};
+      const inc = state.incidents.find((i) => i.id === c.entity_id) || d.incident || {};
+      const who = d.from ? t("esc_from_by").replace("{from}", d.from).replace("{by}", d.by || "") : (inc.operator || "");
+      return `<tr data-id="${esc(c.entity_id)}" tabindex="0" class="${open.has(c.entity_id) ? "" : "muted"}">
+        <td>${esc(fmtTime(c.at))}</td><td>${esc(describeEscalation(c))} · ${esc(kindLabel(inc.kind || ""))}</td>
+        <td>${esc(inc.household_name || inc.household_id || "")}</td><td>${esc(who)}</td>
+        <td>${esc(inc.state ? t(`state_${inc.state}`) : "")}</td></tr>`;
+    }).join("");
+    $$("#escalations-body tr").forEach((tr) => tr.addEventListener("click", () => {
+      location.hash = `#/incident/${encodeURIComponent(tr.dataset.id)}`;
+    }));
+  }
 
   // ---------------------------------------------------------------- gateways
 
@@ -594,6 +702,7 @@
     end.setUTCDate(end.getUTCDate() + 1);
     const query = `from=${encodeURIComponent(`${from}T00:00:00`)}&to=${encodeURIComponent(end.toISOString().slice(0, 19))}`;
     const group = $("#report-group").value;
+    $("#report-csv").href = `/api/v1/reports/response-times.csv?${query}&group=${group}`;
     const ticket = ++reportTicket;
     let r;
     try {
@@ -636,18 +745,31 @@
       options: { animation: false, responsive: true, maintainAspectRatio: false,
         plugins: { legend: { position: "right", labels: { color: "#e6e9ee" } } } },
     });
+    renderLevels(r);
     const tot = r.total;
     const line = (label, timing) => `<tr><th>${esc(t(label))}</th><td>${esc(timing.count)}</td>
       <td>${esc(minutes(timing.median_s) ?? "—")}</td><td>${esc(minutes(timing.p90_s) ?? "—")}</td>
-      <td>${timing.within_target == null ? "—" : `${esc(pct(timing.within_target))}%`}</td></tr>`;
+      <td>${timing.within_target == null ? esc(t("no_data")) : `${esc(pct(timing.within_target))}%`}</td></tr>`;
     $("#report-summary").innerHTML = `<h3>${esc(t("incidents"))}: ${esc(tot.incidents)}</h3>
       <table class="compact"><thead><tr><th></th><th>n</th><th>${esc(t("median_min"))}</th>
         <th>${esc(t("p90_min"))}</th><th>${esc(t("within_target"))}</th></tr></thead><tbody>
         ${line("to_ack", tot.to_acknowledge)}${line("to_callback", tot.to_callback)}${line("to_arrive", tot.to_arrive)}
       </tbody></table>
-      <p>${esc(t("false_alarm_rate"))}: ${tot.false_alarm_rate == null ? "—" : `${esc(pct(tot.false_alarm_rate))}%`}
+      <p>${esc(t("false_alarm_rate"))}: ${tot.false_alarm_rate == null ? esc(t("no_data")) : `${esc(pct(tot.false_alarm_rate))}%`}
         · ${esc(t("gateways_offline"))}: ${esc(r.gateways_offline_now)}</p>`;
   }
+  // One line per group: each of the centre's marks as "share (met of due)"; nothing due is
+  // "no data", which is not 0 %.
+  function renderLevels(r) {
+    const marks = r.total.service_levels || [];
+    const cell = (l) => (l.share == null ? `<td class="muted">${esc(t("no_data"))}</td>`
+      : `<td>${esc(Math.round(l.share * 1000) / 10)}% <span class="muted">(${esc(l.met)}/${esc(l.due)})</span></td>`);
+    $("#report-levels").innerHTML = `<thead><tr><th></th>${marks.map((m) =>
+      `<th>${esc(t(`lvl_${m.step}`))} ${esc(m.within_s >= 300 ? `${m.within_s / 60} min` : `${m.within_s} s`)}</th>`).join("")}</tr></thead>
+      <tbody>${[...(r.groups || []), r.total].map((g) => `<tr data-group="${esc(g.group)}"><th>${esc(g.group === "total" ? t("incidents") : g.group)}</th>
+        ${(g.service_levels || []).map(cell).join("")}</tr>`).join("")}</tbody>`;
+  }
+
   $("#report-run").addEventListener("click", loadReports);
   $("#report-group").addEventListener("change", loadReports);
 
@@ -675,6 +797,7 @@
     if (name === "gateways") loadGateways().catch(() => {});
     if (name === "households") loadHouseholds().catch(() => {});
     if (name === "reports") loadReports().catch(() => {});
+    if (name === "escalations") loadEscalations().catch(() => {});
     if (name === "queue") refresh();
   }
 
