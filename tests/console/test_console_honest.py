@@ -66,7 +66,7 @@ def test_nothing_typed_on_one_incident_is_offered_on_the_next(
     colleague.fill("#note-form input[name=text]", "the plumber is on the way")
     colleague.click("#note-form button[type=submit]")
     page.wait_for_function(
-        "document.querySelector('#timeline').innerText.includes('the plumber is on the way')"
+        "() => document.querySelector('#timeline').innerText.includes('the plumber is on the way')"
     )
     assert page.input_value("#responder") == "Plumber Zhou"
     assert page.input_value("#callback-form input[name=note]") == "neighbour has a key"
@@ -107,7 +107,7 @@ def test_no_call_outcome_or_resolution_is_chosen_for_the_operator(
     detail = centre.server.operator_client().get(f"/api/v1/incidents/{fall}").json()
     assert detail["callback_at"] is None
     assert [e for e in detail["timeline"] if e["name"] == "callback_made"] == []
-    assert page.evaluate("document.querySelector('#callback-form').checkValidity()") is False
+    assert page.evaluate("() => document.querySelector('#callback-form').checkValidity()") is False
 
     # A reason without a call enables Resolve; clearing it disables it again.
     page.fill("#resolve-form input[name=no_call_reason]", "false alarm confirmed on site")
@@ -163,7 +163,7 @@ quick = pytest.mark.centre_args("--priority2-alert-after", "1")
 
 def sounds(page: Any) -> dict[str, int]:
     counts: dict[str, int] = page.evaluate(
-        "({life: Number(document.body.dataset.sounds || 0),"
+        "() => ({life: Number(document.body.dataset.sounds || 0),"
         " soft: Number(document.body.dataset.softSounds || 0)})"
     )
     return counts
@@ -184,7 +184,9 @@ def test_a_waiting_priority_two_alarm_sounds_softly_and_joins_the_strip(
     page.wait_for_selector("#alert-strip:not(.hidden)")
     assert "Inactivity" in page.inner_text("#alert-text")
     assert page.get_attribute("#alert-strip", "data-priority") == "2"
-    page.wait_for_function("Number(document.body.dataset.softSounds || 0) >= 1", timeout=4000)
+    page.wait_for_function(
+        "() => Number(document.body.dataset.softSounds || 0) >= 1", timeout=4000
+    )
     assert sounds(page)["life"] == 0  # the softer tone, not the life-safety one
     page.click("#alert-ack")
     page.wait_for_selector("#alert-strip", state="hidden")
@@ -208,7 +210,7 @@ def test_mute_is_for_the_shift_shown_and_ignored_by_life_safety(
     assert sounds(page)["soft"] == 0  # muted: the leak waits visibly, not audibly
     sos = raise_alarm(gateway, EventKind.SOS)
     page.wait_for_selector(f"#queue-body tr[data-id='{sos}']")
-    page.wait_for_function("Number(document.body.dataset.sounds || 0) >= 1", timeout=4000)
+    page.wait_for_function("() => Number(document.body.dataset.sounds || 0) >= 1", timeout=4000)
     # The mute ends with the shift: a new login sounds again.
     page.click("#logout")
     log_in(page, centre)
