@@ -9,7 +9,7 @@ Flags default to "not given", so the environment (read by the settings model) sh
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, get_args, get_origin
 
 import annotated_types
 import click
@@ -64,5 +64,7 @@ def _click_type(name: str, field: FieldInfo) -> click.ParamType[Any]:
         return click.FloatRange(**bounds)
     if field.annotation in (str, str | None) and not bounds:
         return click.STRING
+    if get_origin(field.annotation) is Literal:
+        return click.Choice(get_args(field.annotation))
     # A new kind of setting needs its flag type here; failing at import beats a silent string.
     raise TypeError(f"setting {name!r}: no flag type for {field.annotation!r} with {bounds}")

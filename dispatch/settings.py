@@ -9,7 +9,7 @@ A flag wins over the environment. Adding a setting is adding a field here.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, ValidationError, field_validator
@@ -47,22 +47,42 @@ class Settings(BaseSettings):
         ge=1,
         description="Seconds an acknowledged incident may sit without action before requeue.",
     )
+    routing: Literal["claim", "least_load"] = Field(
+        "claim",
+        description=(
+            "How new incidents find an operator: claim (the default: unassigned, every operator "
+            "on duty sees it and the first free hand claims it, so no alarm waits on one person "
+            "who may be on another call) or least_load (assigned to the operator on duty holding "
+            "the fewest open incidents)."
+        ),
+    )
+    presence_timeout_s: float = Field(
+        20.0,
+        ge=1,
+        description=(
+            "Seconds without a console stream or action after which an operator counts as gone "
+            "and what they hold returns to the queue."
+        ),
+    )
+    late_arrival_s: float = Field(
+        60.0,
+        ge=1,
+        description="Seconds between an alarm and its arrival beyond which it is flagged late.",
+    )
     sla_ack_s: float = Field(
         60,
         ge=1,
-        description="Service level: seconds from an incident's opening to its acknowledgement.",
+        description="Service level: seconds from the alarm to its acknowledgement.",
     )
     sla_callback_s: float = Field(
         5 * 60,
         ge=1,
-        description=(
-            "Service level: seconds from an incident's opening to the call to the household."
-        ),
+        description=("Service level: seconds from the alarm to the call to the household."),
     )
     sla_on_scene_s: float = Field(
         18 * 60,
         ge=1,
-        description="Service level: seconds from an incident's opening to help on scene.",
+        description="Service level: seconds from the alarm to help on scene.",
     )
     heartbeat_misses: float = Field(
         3, ge=1, description="Heartbeat intervals a gateway may miss before it is offline."
