@@ -386,7 +386,10 @@ async def perform(
 ) -> ActionOutcome:
     """Apply one operator action to an incident, or raise :class:`Conflict` naming why not."""
     assert actor.id is not None
-    row = await load_incident(tx.conn, incident_id, for_update=True)
+    await load_incident(tx.conn, incident_id, for_update=True)
+    # Read again once locked: on PostgreSQL a row locked after waiting is re-checked, but its
+    # joined columns (the holder's name) would still be those of the snapshot before the wait.
+    row = await load_incident(tx.conn, incident_id)
     state = IncidentState(row["state"])
     i = schema.incidents
     now = tx.now
