@@ -49,12 +49,9 @@ class Settings(BaseSettings):
     )
     routing: Literal["claim", "least_load"] = Field(
         "claim",
-        description=(
-            "How new incidents find an operator: claim (the default: unassigned, every operator "
-            "on duty sees it and the first free hand claims it, so no alarm waits on one person "
-            "who may be on another call) or least_load (assigned to the operator on duty holding "
-            "the fewest open incidents)."
-        ),
+        # claim is the default: an unassigned alarm is seen by every operator on duty and the
+        # first free hand takes it, so none waits on one person who may be on another call.
+        description="New incidents: claim (unassigned until claimed) or least_load (assigned).",
     )
     presence_timeout_s: float = Field(
         20.0,
