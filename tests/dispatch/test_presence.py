@@ -4,6 +4,7 @@ acknowledgement to the gateway, and no false offline alarms after a restart."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,9 +18,9 @@ from dispatch import schema
 from dispatch.settings import Settings
 from dispatch.supervision import Supervisor
 from dispatch.tx import ChangeFeed, transaction
-from tests.dispatch.conftest import BACKENDS, app_server, new_operator, unique
+from tests.dispatch.conftest import BACKENDS, app_server, module_server, new_operator, unique
 from tests.dispatch.wire import batch, event, heartbeat
-from tests.fixtures.dispatch import EnrolledGateway
+from tests.fixtures.dispatch import DispatchServer, EnrolledGateway
 from tests.fixtures.dispatch_app import DispatchApp
 
 
@@ -237,3 +238,55 @@ def test_after_a_restart_no_gateway_is_declared_offline_within_one_window(
         "/api/v1/incidents", params={"household_id": gw.household_id, "category": "gateway_offline"}
     )
     assert opened.json()["items"] == []
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def quick_presence(request: pytest.FixtureRequest) -> Iterator[DispatchServer]:
+    """A dispatchd process that counts an operator gone after 2 s of silence."""
+    yield from module_server(request.param, ("--presence-timeout", "2", "--supervise-every", "0.2"))
+
+
+def test_the_console_stream_is_presence_and_losing_it_returns_the_work(
+    quick_presence: DispatchServer,
+) -> None:
+    server = quick_presence
+    gw = server.enroll(unique("hh"))
+    _, fall = raise_alarm(gw, EventKind.FALL)
+    alice, alice_client = new_operator(server)
+    viewer = server.operator_client()
+
+    def status() -> str:
+        listed = viewer.get("/api/v1/operators/presence").json()
+        return str({p["username"]: p["status"] for p in listed}[alice])
+
+    streaming = threading.Event()
+    closing = threading.Event()
+
+    def console() -> None:
+        with alice_client.stream("GET", "/api/v1/stream", timeout=30) as response:
+            assert response.status_code == 200
+            streaming.set()
+            for _ in response.iter_lines():
+                if closing.is_set():
+                    return
+
+    reader = threading.Thread(target=console)
+    reader.start()
+    assert streaming.wait(10)
+    assert alice_client.post(f"/api/v1/incidents/{fall}/acknowledge").status_code == 200
+    # Past the timeout with no action: the open stream alone keeps Alice on duty.
+    deadline = time.monotonic() + 4
+    while time.monotonic() < deadline:
+        assert status() == "on_duty"
+        time.sleep(0.5)
+    assert viewer.get(f"/api/v1/incidents/{fall}").json()["operator"] == alice
+
+    closing.set()
+    reader.join(10)
+    deadline = time.monotonic() + 15
+    while viewer.get(f"/api/v1/incidents/{fall}").json()["operator"] is not None:
+        assert time.monotonic() < deadline, "the incident stayed with an operator who left"
+        time.sleep(0.2)
+    assert status() == "gone"
+    returned = [t for t in timeline(viewer, fall) if t["name"] == "returned"]
+    assert [t["detail"]["reason"] for t in returned] == ["console stream lost"]
