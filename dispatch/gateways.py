@@ -280,16 +280,17 @@ def heartbeat_values(
 async def acknowledged_alarms(
     tx: Tx, settings: Settings, gateway_ids: list[str]
 ) -> dict[str, list[str]]:
-    """Per gateway, its alarm events whose incident a person acknowledged recently."""
-    i, e = schema.incidents, schema.events
+    """Per gateway, its alarm events a person acknowledged recently.
+
+    Per event, not per incident: a press that joined an acknowledged incident later has not been
+    seen by anyone, so the home's local escalation must go on until it is acknowledged too.
+    """
+    e = schema.events
     cutoff = tx.now - timedelta(seconds=settings.ack_report_window_s)
-    # Driven by the few recently acknowledged incidents (ix_incidents_acknowledged, then
-    # ix_events_incident): a join let SQLite start from the gateways' events instead, so every
-    # heartbeat batch read all of its gateways' stored events.
-    recent = select(i.c.id).where(i.c.category == "alarm", i.c.acknowledged_at >= cutoff)
+    # Driven by the few recently acknowledged events (ix_events_acknowledged).
     rows = await tx.conn.execute(
         select(e.c.gateway_id, e.c.id)
-        .where(e.c.incident_id.in_(recent), e.c.gateway_id.in_(gateway_ids))
+        .where(e.c.acknowledged_at >= cutoff, e.c.gateway_id.in_(gateway_ids))
         .order_by(e.c.id.desc())
     )
     found: dict[str, list[str]] = {gid: [] for gid in gateway_ids}

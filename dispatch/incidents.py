@@ -1,9 +1,13 @@
 """Incidents: reading them, opening them, and the operator's lifecycle actions.
 
 Lifecycle: new → acknowledged (an operator claims it) → callback_made → responder_dispatched →
-on_scene → resolved. One operator holds an incident at a time; claiming one that another holds
-takes it over (recorded, and flagged in the reply). Every action is an ``incident_actions`` row,
-an audit entry and a change on the live stream.
+on_scene → resolved. One operator holds an incident at a time, and only an operator who is there
+(:mod:`dispatch.presence`): a new incident is routed by ``settings.routing``; a claim on one that
+another operator claimed is refused (409) unless it is an explicit take-over with a reason; what
+an operator holds returns to the queue the moment they go away. Service-level timers run from
+``alarm_at``, the alarm's own time. Acknowledging marks the incident's events acknowledged, and
+only those are reported to the gateway; a later alarm event re-alerts the incident. Every action
+is an ``incident_actions`` row, an audit entry and a change on the live stream.
 """
 
 from __future__ import annotations
@@ -12,13 +16,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, insert, select, update
+from sqlalchemy import Select, func, insert, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contract.wire import IncidentRef
 from contract.wire import new_event_id as new_ulid
-from dispatch import schema
+from dispatch import presence, schema
 from dispatch.errors import Conflict, NotFound
 from dispatch.models import (
     Deadlines,
@@ -39,7 +43,10 @@ __all__ = [
     "load_incident",
     "load_incident_detail",
     "open_incident",
+    "operator_audience",
+    "operator_away",
     "perform",
+    "return_held",
     "to_model",
     "to_ref",
 ]
@@ -49,6 +56,7 @@ OPEN_STATES = tuple(s.value for s in IncidentState if s is not IncidentState.RES
 _op = schema.operators.alias("holder")
 _ack = schema.operators.alias("acker")
 _res = schema.operators.alias("resolver")
+_holder_presence = schema.operator_presence.alias("holder_presence")
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,8 @@ def incident_select() -> Select[Any]:
     return select(
         i,
         _op.c.username.label("operator_name"),
+        _op.c.display_name.label("operator_display_name"),
+        _holder_presence.c.status.label("operator_presence"),
         _ack.c.username.label("acknowledged_by_name"),
         _res.c.username.label("resolved_by_name"),
         h.c.name.label("household_name"),
@@ -73,6 +83,7 @@ def incident_select() -> Select[Any]:
     ).select_from(
         i.join(h, h.c.id == i.c.household_id)
         .outerjoin(_op, _op.c.id == i.c.operator_id)
+        .outerjoin(_holder_presence, _holder_presence.c.operator_id == i.c.operator_id)
         .outerjoin(_ack, _ack.c.id == i.c.acknowledged_by)
         .outerjoin(_res, _res.c.id == i.c.resolved_by)
     )
@@ -117,7 +128,13 @@ def to_model(row: RowMapping, now: datetime) -> Incident:
         priority=row["priority"],
         state=row["state"],
         operator=row["operator_name"],
+        operator_presence=row["operator_presence"] if row["operator_id"] is not None else None,
         opened_at=row["opened_at"],
+        alarm_at=row["alarm_at"] or row["opened_at"],
+        received_at=row["received_at"] or row["opened_at"],
+        first_seen_at=row["first_seen_at"],
+        late=bool(row["late"]),
+        realerted_at=row["realerted_at"],
         last_event_at=row["last_event_at"],
         last_action_at=row["last_action_at"],
         acknowledged_at=row["acknowledged_at"],
@@ -219,6 +236,39 @@ async def load_incident_detail(
     return IncidentDetail(**base.model_dump(), household=household, timeline=timeline)
 
 
+async def _route(tx: Tx, settings: Settings, household_id: str) -> tuple[int | None, str]:
+    """Who a new incident goes to, and why: never anyone who is not there.
+
+    An operator on duty who holds another open incident of the household gets it (they are
+    already talking to that home); otherwise ``least_load`` picks the operator on duty holding
+    the fewest open incidents, and ``claim`` leaves it unassigned.
+    """
+    i, o, p = schema.incidents, schema.operators, schema.operator_presence
+    here = presence.is_present(settings, tx.now)
+    on_duty = o.join(p, p.c.operator_id == o.c.id)
+    holder = (
+        await tx.conn.execute(
+            select(i.c.operator_id)
+            .select_from(i.join(on_duty, o.c.id == i.c.operator_id))
+            .where(i.c.household_id == household_id, i.c.state.in_(OPEN_STATES), here)
+            .order_by(i.c.last_action_at.desc())
+            .limit(1)
+        )
+    ).scalar()
+    if holder is not None:
+        return int(holder), "holds another incident of this household"
+    if settings.routing != "least_load":
+        return None, ""
+    held = (
+        select(func.count())
+        .where(i.c.operator_id == o.c.id, i.c.state.in_(OPEN_STATES))
+        .scalar_subquery()
+    )
+    pick = select(o.c.id).select_from(on_duty).where(here).order_by(held, o.c.id).limit(1)
+    least = (await tx.conn.execute(pick)).scalar()
+    return (int(least), "least load") if least is not None else (None, "")
+
+
 async def open_incident(
     tx: Tx,
     settings: Settings,
@@ -231,25 +281,17 @@ async def open_incident(
     open_key: str | None = None,
     summary: dict[str, Any] | None = None,
     event_count: int = 0,
+    alarm_at: datetime | None = None,
 ) -> str:
-    """Insert a new incident (state new); alarms get service-level deadlines.
+    """Insert a new incident (state new), routed to an operator who is there (or nobody).
 
-    A new alarm from a household whose other incident an operator holds goes to that operator.
+    ``alarm_at`` is when it happened in server time (default: now); alarms get service-level
+    deadlines from it, and one that reaches dispatch ``late_arrival_s`` after is flagged late.
     """
     now = tx.now
+    at = min(alarm_at or now, now)  # a gateway clock running ahead cannot buy time
     i = schema.incidents
-    holder = (
-        await tx.conn.execute(
-            select(i.c.operator_id)
-            .where(
-                i.c.household_id == household_id,
-                i.c.state.in_(OPEN_STATES),
-                i.c.operator_id.is_not(None),
-            )
-            .order_by(i.c.last_action_at.desc())
-            .limit(1)
-        )
-    ).scalar()
+    holder, why = await _route(tx, settings, household_id)
     alarm = category == "alarm"
     incident_id = new_ulid(now)
     await tx.conn.execute(
@@ -264,19 +306,24 @@ async def open_incident(
             open_key=open_key,
             operator_id=holder,
             opened_at=now,
+            alarm_at=at,
+            received_at=now,
+            late=(now - at).total_seconds() > settings.late_arrival_s,
             last_event_at=now,
             last_action_at=now,
-            ack_deadline=now + timedelta(seconds=settings.sla_ack_s) if alarm else None,
-            callback_deadline=now + timedelta(seconds=settings.sla_callback_s) if alarm else None,
-            on_scene_deadline=now + timedelta(seconds=settings.sla_on_scene_s) if alarm else None,
+            ack_deadline=at + timedelta(seconds=settings.sla_ack_s) if alarm else None,
+            callback_deadline=at + timedelta(seconds=settings.sla_callback_s) if alarm else None,
+            on_scene_deadline=at + timedelta(seconds=settings.sla_on_scene_s) if alarm else None,
             event_count=event_count,
             summary=summary or {},
         )
     )
     detail: dict[str, Any] = {"kind": kind, "category": category, "priority": priority}
-    if holder is not None:
-        detail["routed_to_operator_id"] = holder
     await add_action(tx, incident_id, Actor(None, "system"), "opened", detail)
+    if holder is not None:
+        await add_action(
+            tx, incident_id, Actor(None, "system"), "assigned", {"operator_id": holder, "why": why}
+        )
     return incident_id
 
 
@@ -339,12 +386,24 @@ async def perform(
 ) -> ActionOutcome:
     """Apply one operator action to an incident, or raise :class:`Conflict` naming why not."""
     assert actor.id is not None
-    row = await load_incident(tx.conn, incident_id, for_update=True)
+    await load_incident(tx.conn, incident_id, for_update=True)
+    # Read again once locked: on PostgreSQL a row locked after waiting is re-checked, but its
+    # joined columns (the holder's name) would still be those of the snapshot before the wait.
+    row = await load_incident(tx.conn, incident_id)
     state = IncidentState(row["state"])
     i = schema.incidents
     now = tx.now
     values: dict[str, Any] = {"last_action_at": now}
     took_over_from: str | None = None
+    # Acting is being there: an operator working incidents is on duty, whatever their stream.
+    await presence.touch(tx, actor.id, f"incident.{action}", resume=True)
+
+    if action == "seen":
+        if row["first_seen_at"] is not None:
+            return ActionOutcome(to_model(row, now))
+        await tx.conn.execute(update(i).where(i.c.id == incident_id).values(first_seen_at=now))
+        await add_action(tx, incident_id, actor, "first_seen", detail)
+        return ActionOutcome(await publish(tx, incident_id, "incident.updated"))
 
     if action == "note":
         await add_action(tx, incident_id, actor, "note", detail)
@@ -360,16 +419,39 @@ async def perform(
         )
     holder_id, holder_name = row["operator_id"], row["operator_name"]
 
+    lost_to: int | None = None
     if action == "acknowledge":
+        takeover = bool(detail.pop("takeover", False))
         if holder_id is not None and holder_id != actor.id:
-            took_over_from = holder_name
-        values.update(operator_id=actor.id, claimed_at=now)
+            if row["claimed_at"] is not None and not takeover:
+                holder = row["operator_display_name"] or holder_name
+                raise Conflict(
+                    f"already taken by {holder}",
+                    detail=f"incident {incident_id} was claimed by {holder} at "
+                    f"{row['claimed_at'].isoformat()}; to take it over, say so "
+                    "(takeover: true) and give a reason",
+                    extra={"operator": holder_name},
+                )
+            lost_to = holder_id
+            if row["claimed_at"] is not None:
+                took_over_from = holder_name
+                detail = {**detail, "took_over_from": took_over_from}
+            else:
+                detail = {**detail, "was_assigned_to": holder_name}
+        values.update(operator_id=actor.id, claimed_at=now, realerted_at=None)
         if state is IncidentState.NEW:
             values["state"] = IncidentState.ACKNOWLEDGED.value
         if row["acknowledged_at"] is None:
             values.update(acknowledged_at=now, acknowledged_by=actor.id)
-        if took_over_from is not None:
-            detail = {**detail, "took_over_from": took_over_from}
+        if row["category"] == "alarm":
+            # What this operator acknowledged is every event the incident has now, no more:
+            # a press that joins later is reported to the gateway only once acknowledged too.
+            e = schema.events
+            await tx.conn.execute(
+                update(e)
+                .where(e.c.incident_id == incident_id, e.c.acknowledged_at.is_(None))
+                .values(acknowledged_at=now)
+            )
         name = "takeover" if took_over_from else "acknowledged"
     elif action == "release":
         if holder_id != actor.id:
@@ -419,6 +501,18 @@ async def perform(
     await tx.conn.execute(update(i).where(i.c.id == incident_id).values(values))
     await add_action(tx, incident_id, actor, name, detail)
     incident = await publish(tx, incident_id, "incident.updated")
+    if lost_to is not None:
+        tx.change(
+            "operator",
+            "incident.taken_over" if took_over_from else "incident.reassigned",
+            incident_id,
+            {
+                "incident": incident.model_dump(mode="json"),
+                "by": actor.name,
+                "reason": detail.get("reason", ""),
+            },
+            audience=operator_audience(lost_to),
+        )
     if took_over_from is not None:
         tx.change(
             "escalation",
@@ -444,6 +538,52 @@ def _check_call_or_reason(row: RowMapping, detail: dict[str, Any]) -> None:
             "or give no_call_reason (e.g. 'false alarm confirmed on site', 'duplicate of …')",
             extra={"state": row["state"]},
         )
+
+
+def operator_audience(operator_id: int) -> str:
+    """The stream audience of one operator's own changes (what they lost, for one)."""
+    return f"operator:{operator_id}"
+
+
+async def return_held(tx: Tx, operator_id: int, reason: str) -> list[str]:
+    """Return every open incident the operator holds to the queue, on the timeline with why."""
+    i = schema.incidents
+    held = (
+        await tx.conn.execute(
+            select(i.c.id, i.c.state)
+            .where(i.c.operator_id == operator_id, i.c.state.in_(OPEN_STATES))
+            .with_for_update()
+        )
+    ).all()
+    for incident_id, state in held:
+        values: dict[str, Any] = {"operator_id": None, "claimed_at": None, "last_action_at": tx.now}
+        if state == IncidentState.ACKNOWLEDGED.value:
+            values["state"] = IncidentState.NEW.value
+        await tx.conn.execute(update(i).where(i.c.id == incident_id).values(values))
+        await add_action(
+            tx,
+            incident_id,
+            Actor(None, "system"),
+            "returned",
+            {"reason": reason, "operator_id": operator_id},
+        )
+        model = await publish(tx, incident_id, "incident.returned")
+        tx.change(
+            "operator",
+            "incident.returned",
+            incident_id,
+            {"incident": model.model_dump(mode="json"), "reason": reason},
+            audience=operator_audience(operator_id),
+        )
+    return [incident_id for incident_id, _ in held]
+
+
+async def operator_away(
+    tx: Tx, operator_id: int, status: presence.PresenceStatus, reason: str
+) -> list[str]:
+    """The operator is no longer there (on break or gone): mark it, return what they held."""
+    await presence.mark(tx, operator_id, status, reason)
+    return await return_held(tx, operator_id, reason)
 
 
 def queue_order() -> list[Any]:

@@ -12,6 +12,11 @@ Routing, per event (the batch is ordered by lane, then sequence):
 - an alarm restore is attached to the household's latest open incident of its kind;
 - troubles (and their restores) are collected by one open trouble incident per household, which
   closes itself once every trouble it collected is restored and nobody is working it.
+
+A new incident's ``alarm_at`` is the event's own time less the gateway's measured clock offset, so
+an alarm buffered through an outage arrives with its timers already running (and flagged late).
+An alarm that joins an incident already acknowledged re-alerts it. An event is reported back as
+acknowledged only once an operator acknowledged that event, never because its incident was.
 """
 
 from __future__ import annotations
@@ -48,11 +53,20 @@ _MAX_SEQ = 2**63 - 1
 class _Router:
     """Routes one batch's events to incidents, touching each incident once at the end."""
 
-    def __init__(self, tx: Tx, settings: Settings, household_id: str, gateway_id: str) -> None:
+    def __init__(
+        self,
+        tx: Tx,
+        settings: Settings,
+        household_id: str,
+        gateway_id: str,
+        clock_offset_s: float | None,
+    ) -> None:
         self.tx = tx
         self.settings = settings
         self.household_id = household_id
         self.gateway_id = gateway_id
+        # Gateway clock minus server clock, from its heartbeats (unknown before the first).
+        self.clock_offset = timedelta(seconds=clock_offset_s or 0.0)
         self.open_rows: list[dict[str, Any]] = []
         self.opened: set[str] = set()
         self.touched: dict[str, dict[str, Any]] = {}
@@ -76,7 +90,7 @@ class _Router:
         return None
 
     async def _open(
-        self, *, kind: str, category: str, priority: int, open_key: str | None
+        self, event: Event, *, kind: str, category: str, priority: int, open_key: str | None
     ) -> dict[str, Any]:
         incident_id = await incidents.open_incident(
             self.tx,
@@ -88,6 +102,7 @@ class _Router:
             priority=priority,
             open_key=open_key,
             summary={},
+            alarm_at=event.at - self.clock_offset,
         )
         row = {
             "id": incident_id,
@@ -99,6 +114,7 @@ class _Router:
             "state": IncidentState.NEW.value,
             "operator_id": None,
             "event_count": 0,
+            "acknowledged_at": None,
         }
         self.open_rows.insert(0, row)
         self.opened.add(incident_id)
@@ -111,6 +127,8 @@ class _Router:
         entry["count"] += 1
         if not event.kind.is_restore:
             entry["priority"] = min(entry["priority"], int(event.kind.priority))
+            if row["category"] == "alarm" and row.get("acknowledged_at") is not None:
+                entry["realert"] = True
         summary = row["summary"]
         if event.device_id:
             devices = summary.setdefault("devices", [])
@@ -140,7 +158,11 @@ class _Router:
             row = self._find("alarm", kind.value, since=since)
             if row is None:
                 row = await self._open(
-                    kind=kind.value, category="alarm", priority=int(kind.priority), open_key=None
+                    event,
+                    kind=kind.value,
+                    category="alarm",
+                    priority=int(kind.priority),
+                    open_key=None,
                 )
             return self._touch(row, event)
         if kind is EventKind.ESCALATION:
@@ -158,6 +180,7 @@ class _Router:
             if kind.is_restore:
                 return None
             row = await self._open(
+                event,
                 kind="device_trouble",
                 category="trouble",
                 priority=int(Priority.TROUBLE),
@@ -175,6 +198,8 @@ class _Router:
                 "priority": entry["priority"],
                 "summary": row["summary"],
             }
+            if entry.get("realert"):
+                values["realerted_at"] = self.tx.now
             auto_close = (
                 row["category"] == "trouble"
                 and row["summary"].get("troubles")
@@ -200,6 +225,12 @@ class _Router:
                     {"reason": "every trouble restored"},
                 )
             kind = "incident.opened" if incident_id in self.opened else "incident.updated"
+            if entry.get("realert"):
+                # A press nobody has seen yet on an incident someone acknowledged: alert again.
+                kind = "incident.realerted"
+                await incidents.add_action(
+                    self.tx, incident_id, Actor(None, "system"), "realerted", {"new_events": True}
+                )
             await incidents.publish(self.tx, incident_id, kind)
 
 
@@ -210,6 +241,13 @@ async def _refs(tx: Tx, incident_ids: set[str]) -> dict[str, IncidentRef]:
         incidents.incident_select().where(schema.incidents.c.id.in_(incident_ids))
     )
     return {r["id"]: incidents.to_ref(r) for r in rows.mappings()}
+
+
+def _event_ref(ref: IncidentRef | None, acknowledged: bool) -> IncidentRef | None:
+    """The incident as this one event sees it: acknowledged only if the event itself was."""
+    if ref is None:
+        return None
+    return ref.model_copy(update={"acknowledged": acknowledged})
 
 
 async def ingest_batch(
@@ -229,11 +267,15 @@ async def ingest_batch(
         await tx.conn.execute(select(h.c.id).where(h.c.id == household_id).with_for_update())
     e = schema.events
     ids = [ev.id for ev in batch.events]
-    existing: dict[str, str | None] = {
-        r[0]: r[1]
-        for r in await tx.conn.execute(select(e.c.id, e.c.incident_id).where(e.c.id.in_(ids)))
-    }
-    router = _Router(tx, settings, household_id, gateway["id"])
+    existing: dict[str, str | None] = {}
+    acknowledged: set[str] = set()
+    for event_id, incident_id, acked_at in await tx.conn.execute(
+        select(e.c.id, e.c.incident_id, e.c.acknowledged_at).where(e.c.id.in_(ids))
+    ):
+        existing[event_id] = incident_id
+        if acked_at is not None:
+            acknowledged.add(event_id)
+    router = _Router(tx, settings, household_id, gateway["id"], gateway["clock_offset_s"])
     needs_routing = any(
         ev.id not in existing and not ev.test and ev.kind.lane is not Lane.TELEMETRY
         for ev in batch.events
@@ -272,7 +314,11 @@ async def ingest_batch(
     refs = await _refs(tx, {i for _, _, i in statuses if i is not None})
     return IngestReply(
         acks=[
-            EventAck(id=eid, status=status, incident=refs.get(iid) if iid else None)
+            EventAck(
+                id=eid,
+                status=status,
+                incident=_event_ref(refs.get(iid) if iid else None, eid in acknowledged),
+            )
             for eid, status, iid in statuses
         ]
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import structlog
 from sqlalchemy import insert, inspect, select, text
@@ -64,7 +65,41 @@ async def _initial_schema(conn: AsyncConnection, dialect: str) -> None:
             )
 
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "initial schema", _initial_schema),)
+async def _add_missing(conn: AsyncConnection, dialect: str) -> None:
+    """Create the tables, columns and indexes of :mod:`dispatch.schema` the database lacks.
+
+    Additive only: a database that migration 1 made from the current schema already has them.
+    """
+
+    def add(sync: Any) -> None:
+        found = inspect(sync)
+        for table in schema.metadata.sorted_tables:
+            if not found.has_table(table.name):
+                table.create(sync)
+                continue
+            have = {c["name"] for c in found.get_columns(table.name)}
+            for column in table.columns:
+                if column.name in have:
+                    continue
+                ddl = f"ALTER TABLE {table.name} ADD COLUMN {column.name} "
+                ddl += column.type.compile(dialect=sync.dialect)
+                if column.server_default is not None:
+                    ddl += f" DEFAULT '{column.server_default.arg}'"  # type: ignore[attr-defined]
+                if not column.nullable:
+                    ddl += " NOT NULL"
+                sync.exec_driver_sql(ddl)
+            indexes = {i["name"] for i in found.get_indexes(table.name)}
+            for index in table.indexes:
+                if index.name not in indexes:
+                    index.create(sync)
+
+    await conn.run_sync(add)
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "initial schema", _initial_schema),
+    Migration(2, "presence, true alarm times, per-event acknowledgement", _add_missing),
+)
 
 
 async def _version_table_exists(conn: AsyncConnection) -> bool:

@@ -6,7 +6,14 @@ import enum
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, GetJsonSchemaHandler
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    model_validator,
+)
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
@@ -15,6 +22,7 @@ from contract.wire import Identifier
 __all__ = [
     "ActionResult",
     "AuditEntry",
+    "BreakRequest",
     "CallbackOutcome",
     "CallbackRequest",
     "Change",
@@ -36,6 +44,7 @@ __all__ = [
     "Operator",
     "OperatorIn",
     "OperatorPatch",
+    "OperatorPresence",
     "Outcome",
     "Page",
     "Resident",
@@ -269,7 +278,23 @@ class Incident(BaseModel):
     priority: int
     state: IncidentState
     operator: str | None
+    operator_presence: Literal["on_duty", "on_break", "gone"] | None = Field(
+        default=None, description="whether the holder is there (None: nobody holds it)"
+    )
     opened_at: datetime
+    alarm_at: datetime = Field(
+        description="when the alarm happened: the gateway's time, its clock offset taken out; "
+        "service-level timers run from here"
+    )
+    received_at: datetime = Field(description="when dispatch received the alarm")
+    first_seen_at: datetime | None = Field(
+        default=None, description="when a console first showed the incident"
+    )
+    late: bool = Field(default=False, description="the alarm reached dispatch late (buffered)")
+    realerted_at: datetime | None = Field(
+        default=None,
+        description="a new alarm event joined after acknowledgement and nobody acknowledged it yet",
+    )
     last_event_at: datetime
     last_action_at: datetime
     acknowledged_at: datetime | None
@@ -313,6 +338,31 @@ class ActionResult(BaseModel):
 
 class AcknowledgeRequest(_In):
     note: Long = ""
+    takeover: bool = Field(
+        default=False, description="take the incident from the operator who claimed it"
+    )
+    reason: Short = Field(default="", description="why (required for a take-over)")
+
+    @model_validator(mode="after")
+    def _takeover_has_reason(self) -> AcknowledgeRequest:
+        if self.takeover and not self.reason.strip():
+            raise ValueError("a take-over needs a reason")
+        return self
+
+
+class BreakRequest(_In):
+    on_break: bool = Field(description="true: on break (nothing is assigned); false: back")
+
+
+class OperatorPresence(BaseModel):
+    operator_id: int
+    username: str
+    display_name: str
+    status: Literal["on_duty", "on_break", "gone"]
+    seen_at: datetime | None = Field(description="the console stream or an action, last seen")
+    changed_at: datetime | None
+    reason: str | None
+    held: int = Field(description="open incidents the operator holds")
 
 
 class CallbackRequest(_In):

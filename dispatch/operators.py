@@ -20,7 +20,7 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from dispatch import schema
+from dispatch import incidents, presence, schema
 from dispatch.db import Database
 from dispatch.errors import Conflict, NotFound, Unauthorized
 from dispatch.models import LoginReply, Operator, OperatorPatch, Role
@@ -124,9 +124,12 @@ async def update_operator(tx: Tx, username: str, patch: OperatorPatch, *, actor:
     if values:
         await tx.conn.execute(update(o).where(o.c.id == row["id"]).values(values))
     if patch.disabled:
-        # A disabled account loses its sessions at once.
+        # A disabled account loses its sessions, and what it held, at once.
         await tx.conn.execute(
             delete(schema.sessions).where(schema.sessions.c.operator_id == row["id"])
+        )
+        await incidents.operator_away(
+            tx, row["id"], presence.PresenceStatus.GONE, "account disabled"
         )
     changed = sorted(k if k != "password_hash" else "password" for k in values)
     detail: dict[str, object] = {"changed": changed}
@@ -168,10 +171,15 @@ async def login(db: Database, *, username: str, password: str, ttl_s: float) -> 
 
 
 async def logout(tx: Tx, token: str, *, actor: str) -> None:
-    await tx.conn.execute(
-        delete(schema.sessions).where(schema.sessions.c.token_hash == token_hash(token))
+    """End the session; the operator is gone, and what they held returns to the queue."""
+    s = schema.sessions
+    ended = await tx.conn.execute(
+        delete(s).where(s.c.token_hash == token_hash(token)).returning(s.c.operator_id)
     )
+    operator_id = ended.scalar()
     tx.audit(actor, "auth.logout", "operator", actor)
+    if operator_id is not None:
+        await incidents.operator_away(tx, operator_id, presence.PresenceStatus.GONE, "logged out")
 
 
 async def session_operator(conn: AsyncConnection, token: str, now: datetime) -> Operator | None:

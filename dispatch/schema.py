@@ -163,6 +163,15 @@ incidents = Table(
     Column("event_count", Integer, nullable=False, server_default="0"),
     Column("requeue_count", Integer, nullable=False, server_default="0"),
     Column("summary", JSON, nullable=False),
+    # The gateway's event time in server time (its clock offset taken out): service-level timers
+    # run from here, not from when the event happened to reach dispatch.
+    Column("alarm_at", UtcDateTime, nullable=True),
+    Column("received_at", UtcDateTime, nullable=True),
+    # When a console first rendered the incident (the console reports it).
+    Column("first_seen_at", UtcDateTime, nullable=True),
+    Column("late", Boolean, nullable=False, server_default="0"),
+    # A new alarm event joined after the incident was acknowledged: nobody has seen it yet.
+    Column("realerted_at", UtcDateTime, nullable=True),
     Index("ix_incidents_queue", "state", "priority", "opened_at"),
     Index("ix_incidents_household", "household_id", "state"),
     # Heartbeat replies (recently acknowledged alarms) and reports (a period of incidents).
@@ -185,7 +194,10 @@ events = Table(
     Column("test", Boolean, nullable=False),
     Column("payload", JSON, nullable=False),
     Column("incident_id", String(32), nullable=True),
+    # When an operator acknowledged this very event: only these are reported to the gateway.
+    Column("acknowledged_at", UtcDateTime, nullable=True),
     Index("ix_events_incident", "incident_id"),
+    Index("ix_events_acknowledged", "acknowledged_at"),
     Index("ix_events_gateway_received", "gateway_id", "received_at"),
     Index("ix_events_household_received", "household_id", "received_at"),
 )
@@ -223,6 +235,19 @@ operators = Table(
     Column("password_hash", String(256), nullable=False),
     Column("disabled", Boolean, nullable=False, server_default="0"),
     Column("created_at", UtcDateTime, nullable=False),
+)
+
+# Whether an operator is there: on duty while a console stream (or an action) was seen within the
+# presence timeout, on break by their own word, gone after logout, disable or a lost stream.
+operator_presence = Table(
+    "operator_presence",
+    metadata,
+    Column("operator_id", Integer, ForeignKey("operators.id"), primary_key=True),
+    # on_duty | on_break | gone
+    Column("status", String(16), nullable=False),
+    Column("seen_at", UtcDateTime, nullable=True),
+    Column("changed_at", UtcDateTime, nullable=False),
+    Column("reason", String(200), nullable=False, server_default=""),
 )
 
 sessions = Table(

@@ -68,5 +68,7 @@ def _click_type(name: str, field: FieldInfo) -> click.ParamType[Any]:
         return click.BOOL
     if field.annotation in (str, str | None) and not bounds:
         return click.STRING
+    if get_origin(field.annotation) is Literal:
+        return click.Choice(get_args(field.annotation))
     # A new kind of setting needs its flag type here; failing at import beats a silent string.
     raise TypeError(f"setting {name!r}: no flag type for {field.annotation!r} with {bounds}")

@@ -50,22 +50,39 @@ class Settings(BaseSettings):
         ge=1,
         description="Seconds an acknowledged incident may sit without action before requeue.",
     )
+    routing: Literal["claim", "least_load"] = Field(
+        "claim",
+        # claim is the default: an unassigned alarm is seen by every operator on duty and the
+        # first free hand takes it, so none waits on one person who may be on another call.
+        description="New incidents: claim (unassigned until claimed) or least_load (assigned).",
+    )
+    presence_timeout_s: float = Field(
+        20.0,
+        ge=1,
+        description=(
+            "Seconds without a console stream or action after which an operator counts as gone "
+            "and what they hold returns to the queue."
+        ),
+    )
+    late_arrival_s: float = Field(
+        60.0,
+        ge=1,
+        description="Seconds between an alarm and its arrival beyond which it is flagged late.",
+    )
     sla_ack_s: float = Field(
         60,
         ge=1,
-        description="Service level: seconds from an incident's opening to its acknowledgement.",
+        description="Service level: seconds from the alarm to its acknowledgement.",
     )
     sla_callback_s: float = Field(
         5 * 60,
         ge=1,
-        description=(
-            "Service level: seconds from an incident's opening to the call to the household."
-        ),
+        description=("Service level: seconds from the alarm to the call to the household."),
     )
     sla_on_scene_s: float = Field(
         18 * 60,
         ge=1,
-        description="Service level: seconds from an incident's opening to help on scene.",
+        description="Service level: seconds from the alarm to help on scene.",
     )
     heartbeat_misses: float = Field(
         3, ge=1, description="Heartbeat intervals a gateway may miss before it is offline."

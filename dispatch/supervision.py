@@ -1,6 +1,9 @@
 """The supervisor: a background task in every dispatchd process.
 
-Each pass finds lost gateways, acknowledged incidents nobody works, and overdue service levels.
+Each pass finds operators who went away (their incidents return to the queue), lost gateways,
+acknowledged incidents nobody works, and overdue service levels. A gateway is declared lost only
+once this process has been up for that gateway's whole offline window: after a restart, a
+gateway that kept heartbeating has not had the chance to say so yet.
 Every consequence is guarded in the database (a conditional UPDATE, a unique escalation row), so
 with several processes sharing PostgreSQL each thing happens exactly once.
 """
@@ -16,7 +19,7 @@ import structlog
 from sqlalchemy import and_, delete, exists, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from dispatch import gateways, incidents, schema
+from dispatch import gateways, incidents, presence, schema
 from dispatch.db import Database
 from dispatch.incidents import Actor
 from dispatch.models import IncidentState
@@ -35,6 +38,7 @@ class Supervisor:
         self.settings = settings
         self.feed = feed
         self._last_purge = 0.0
+        self.started_at = datetime.now(UTC)
 
     async def run(self) -> None:
         while True:
@@ -48,6 +52,7 @@ class Supervisor:
             await asyncio.sleep(self.settings.supervise_every_s)
 
     async def run_once(self) -> None:
+        await self.absent_operators()
         await self.lost_gateways()
         await self.stale_claims()
         await self.overdue()
@@ -55,21 +60,40 @@ class Supervisor:
             await self.purge()
             self._last_purge = time.monotonic()
 
+    async def absent_operators(self) -> None:
+        """Operators whose console went silent: gone, and what they held back to the queue."""
+        now = await self._now()
+        async with self.db.read() as conn:
+            silent = await presence.stale_operator_ids(conn, self.settings, now)
+        for operator_id in silent:
+            async with transaction(self.db, feed=self.feed) as tx:
+                # Checked again under the write: the stream may have just been seen.
+                if operator_id not in await presence.stale_operator_ids(
+                    tx.conn, self.settings, tx.now
+                ):
+                    continue
+                returned = await incidents.operator_away(
+                    tx, operator_id, presence.PresenceStatus.GONE, "console stream lost"
+                )
+            log.warning("operator gone", operator=operator_id, returned=returned)
+
     async def lost_gateways(self) -> None:
         g = schema.gateways
         async with self.db.read() as conn:
             now = await self._now()
-            lost = (
-                (
-                    await conn.execute(
-                        select(g.c.id).where(
-                            g.c.online.is_(True), g.c.revoked_at.is_(None), g.c.offline_after < now
-                        )
+            candidates = (
+                await conn.execute(
+                    select(g.c.id, g.c.interval_s).where(
+                        g.c.online.is_(True), g.c.revoked_at.is_(None), g.c.offline_after < now
                     )
                 )
-                .scalars()
-                .all()
-            )
+            ).all()
+        up_s = (now - self.started_at).total_seconds()
+        lost = [
+            gateway_id
+            for gateway_id, interval_s in candidates
+            if up_s >= interval_s * self.settings.heartbeat_misses
+        ]
         for gateway_id in lost:
             async with transaction(self.db, feed=self.feed) as tx:
                 await gateways.mark_offline(tx, self.settings, gateway_id)

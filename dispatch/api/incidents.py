@@ -119,9 +119,25 @@ async def acknowledge(
     services: ServicesDep,
     body: AcknowledgeRequest | None = None,
 ) -> ActionResult:
-    """Claim the incident. Claiming one another operator holds takes it over (flagged)."""
-    detail = {"note": body.note} if body and body.note else {}
+    """Claim the incident and acknowledge its alarm events.
+
+    One another operator claimed is refused (409, "already taken by ...") unless the body says
+    ``takeover: true`` with a reason; that operator is told on their stream.
+    """
+    detail: dict[str, Any] = {"note": body.note} if body and body.note else {}
+    if body and body.takeover:
+        detail.update(takeover=True, reason=body.reason)
     return await _act(services, operator, incident_id, "acknowledge", detail)
+
+
+@router.post(
+    "/incidents/{incident_id}/seen",
+    response_model=ActionResult,
+    responses={404: {"description": "no such incident"}},
+)
+async def seen(incident_id: str, operator: CurrentOperator, services: ServicesDep) -> ActionResult:
+    """The console showed this incident: the first report is its ``first_seen_at``."""
+    return await _act(services, operator, incident_id, "seen", {})
 
 
 @router.post(

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
-from dispatch import stream
+from dispatch import incidents, presence, stream
 from dispatch.api.deps import CurrentOperator, ServicesDep, session_token
 from dispatch.errors import BadRequest
 from dispatch.models import Role
@@ -36,7 +36,9 @@ async def live_stream(
     """Incident and gateway changes as server-sent events (id = change id).
 
     Reconnect with ``Last-Event-ID`` (or ``?after=``) to receive every change missed, once.
-    Without either, the stream starts at the present. Supervisors also receive escalations.
+    Without either, the stream starts at the present. Supervisors also receive escalations; each
+    operator also receives their own changes (an incident taken from them, returned). An open
+    stream keeps its operator on duty.
     """
     position: int | None = after
     if last_event_id is not None and last_event_id.strip():
@@ -55,19 +57,25 @@ async def live_stream(
         async with services.db.read() as conn:
             return await session_operator(conn, token, datetime.now(UTC)) is not None
 
-    audiences = ("all", "supervisor") if operator.role.rank >= Role.SUPERVISOR.rank else ("all",)
+    audiences: tuple[str, ...] = (
+        ("all", "supervisor") if operator.role.rank >= Role.SUPERVISOR.rank else ("all",)
+    )
     poll = services.settings.stream_poll_s if services.db.is_sqlite else 2.0
+    audiences += (incidents.operator_audience(operator.id),)
+    events = stream.sse_stream(
+        services.db,
+        services.feed,
+        after=position,
+        audiences=audiences,
+        poll_s=poll,
+        keepalive_s=services.settings.stream_keepalive_s,
+        is_disconnected=request.is_disconnected,
+        stopping=services.stopping,
+        session_valid=session_valid,
+    )
     return StreamingResponse(
-        stream.sse_stream(
-            services.db,
-            services.feed,
-            after=position,
-            audiences=audiences,
-            poll_s=poll,
-            keepalive_s=services.settings.stream_keepalive_s,
-            is_disconnected=request.is_disconnected,
-            stopping=services.stopping,
-            session_valid=session_valid,
+        presence.while_streaming(
+            services.db, services.settings, services.feed, operator.id, events
         ),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},

@@ -177,7 +177,17 @@ def test_takeover_warns_and_new_alarms_go_to_the_holder(server: DispatchApp) -> 
     assert smoke["operator"] == alice
     assert smoke["state"] == "new"
 
-    taken = bob_client.post(f"{base}/acknowledge")
+    # A plain acknowledge cannot take it: the claim is Alice's, and nothing changes.
+    refused = bob_client.post(f"{base}/acknowledge")
+    assert refused.status_code == 409
+    assert refused.json()["title"] == f"already taken by {alice}"
+    assert server.operator_client().get(base).json()["operator"] == alice
+    # A take-over must say so, and why.
+    unexplained = bob_client.post(f"{base}/acknowledge", json={"takeover": True})
+    assert unexplained.status_code == 422
+    taken = bob_client.post(
+        f"{base}/acknowledge", json={"takeover": True, "reason": "Alice is on another call"}
+    )
     assert taken.status_code == 200
     assert taken.json()["took_over_from"] == alice
     assert alice in taken.json()["warning"]
@@ -188,10 +198,16 @@ def test_takeover_warns_and_new_alarms_go_to_the_holder(server: DispatchApp) -> 
     detail = bob_client.get(base).json()
     takeover = [t for t in detail["timeline"] if t["name"] == "takeover"]
     assert takeover[0]["detail"]["took_over_from"] == alice
+    assert takeover[0]["detail"]["reason"] == "Alice is on another call"
+    assert "assigned" in [t["name"] for t in smoke_detail(server, smoke_id)["timeline"]]
     # Release returns it to the queue.
     released = bob_client.post(f"{base}/release").json()["incident"]
     assert released["state"] == "new"
     assert released["operator"] is None
+
+
+def smoke_detail(server: DispatchApp, incident_id: str) -> dict[str, Any]:
+    return dict(server.operator_client().get(f"/api/v1/incidents/{incident_id}").json())
 
 
 def test_action_bodies_are_validated(server: DispatchApp) -> None:
