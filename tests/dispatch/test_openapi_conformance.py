@@ -32,6 +32,9 @@ EXAMPLES = 8
 CANNOT_SAY = {
     # 'from' must be before 'to'.
     "GET /api/v1/reports/response-times": [positive_data_acceptance],
+    "GET /api/v1/reports/response-times.csv": [positive_data_acceptance],
+    # A take-over needs a reason (``takeover: true`` with a non-empty ``reason``).
+    "POST /api/v1/incidents/{incident_id}/acknowledge": [positive_data_acceptance],
     # The body's id must be the URL's.
     "PUT /api/v1/households/{household_id}": [positive_data_acceptance],
 }
