@@ -14,8 +14,8 @@ import pytest
 
 from dispatch.db import Database
 from tests.fixtures.broker import free_port
-from tests.fixtures.gateway import wait_for
 from tests.fixtures.procs import module_cmd, project_env, run_module
+from tests.fixtures.waiting import wait_until
 
 
 def test_serve_refuses_a_database_file_that_is_not_there(tmp_path: Path) -> None:
@@ -53,7 +53,7 @@ def test_migrate_creates_it_and_serve_logs_which_database_it_opened(tmp_path: Pa
             env=project_env(),
         )
     try:
-        opened = wait_for(lambda: _logged(log_path, "database_opened"), 30)
+        opened = wait_until(lambda: _logged(log_path, "database_opened"), 30)
         assert opened["db"] == url
         assert opened["dialect"] == "sqlite"
     finally:
@@ -77,7 +77,7 @@ def test_serve_create_makes_a_new_database(tmp_path: Path) -> None:
         env=project_env(),
     )
     try:
-        wait_for(path.exists, 30)
+        wait_until(path.exists, 30)
     finally:
         proc.terminate()
         proc.wait(15)

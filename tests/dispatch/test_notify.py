@@ -7,8 +7,9 @@ import subprocess
 from pathlib import Path
 
 from tests.fixtures.broker import free_port
-from tests.fixtures.gateway import NotifyListener, wait_for
+from tests.fixtures.gateway import NotifyListener
 from tests.fixtures.procs import module_cmd, project_env
+from tests.fixtures.waiting import wait_until
 
 
 def test_ready_watchdog_and_stopping(tmp_path: Path, notify_listener: NotifyListener) -> None:
@@ -20,8 +21,8 @@ def test_ready_watchdog_and_stopping(tmp_path: Path, notify_listener: NotifyList
         env=project_env(NOTIFY_SOCKET=notify_listener.path, WATCHDOG_USEC="1000000"),
     )
     try:
-        wait_for(lambda: notify_listener.seen("READY", "1"), 30)
-        wait_for(lambda: notify_listener.seen("WATCHDOG", "1"), 5)
+        wait_until(lambda: notify_listener.seen("READY", "1"), 30)
+        wait_until(lambda: notify_listener.seen("WATCHDOG", "1"), 5)
         proc.send_signal(signal.SIGTERM)
         # uvicorn re-raises the captured SIGTERM once it has shut down cleanly; systemd counts
         # an exit by SIGTERM after a stop request as a clean stop.

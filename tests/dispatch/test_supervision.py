@@ -9,7 +9,7 @@ bench/supervision.py, not an assertion.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,6 +24,7 @@ from tests.dispatch.conftest import BACKENDS, app_server, module_server, unique
 from tests.dispatch.wire import batch, event, heartbeat, sse_events
 from tests.fixtures.dispatch import DispatchHarness, DispatchServer
 from tests.fixtures.dispatch_app import DispatchApp
+from tests.fixtures.waiting import wait_until
 
 FAST = Settings(
     heartbeat_misses=2,
@@ -37,17 +38,6 @@ FAST = Settings(
 FAST_FLAGS = tuple(
     part for name in FAST.model_fields_set for part in (flag_name(name), str(getattr(FAST, name)))
 )
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met in {timeout} s (last: {value!r})")
-        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -74,7 +64,7 @@ def supervisor_has_looked(server: DispatchHarness) -> None:
     witness = server.enroll(unique("hh-witness"))
     assert witness.heartbeat(heartbeat(witness.gateway_id, interval_s=0.3)).status_code == 200
     client = server.operator_client()
-    wait_for(lambda: offline_incidents(client, witness.household_id, "open"))
+    wait_until(lambda: offline_incidents(client, witness.household_id, "open"))
 
 
 def test_lost_gateway_opens_one_incident_per_outage(fast_server: DispatchApp) -> None:
@@ -83,7 +73,7 @@ def test_lost_gateway_opens_one_incident_per_outage(fast_server: DispatchApp) ->
     client = fast_server.operator_client()
     started = time.monotonic()
     assert gw.heartbeat(heartbeat(gw.gateway_id, interval_s=0.3)).status_code == 200
-    [incident] = wait_for(lambda: offline_incidents(client, household, "open"))
+    [incident] = wait_until(lambda: offline_incidents(client, household, "open"))
     # Never before it has missed its 2 heartbeats (lateness is bench/supervision.py's figure).
     assert time.monotonic() - started >= 2 * 0.3
     assert incident["kind"] == "gateway_offline"
@@ -98,7 +88,7 @@ def test_lost_gateway_opens_one_incident_per_outage(fast_server: DispatchApp) ->
 
     # A second outage is a second incident.
     gw.heartbeat(heartbeat(gw.gateway_id, interval_s=0.3))
-    wait_for(lambda: offline_incidents(client, household, "open"))
+    wait_until(lambda: offline_incidents(client, household, "open"))
     assert len(offline_incidents(client, household, "all")) == 2
 
 
@@ -188,7 +178,7 @@ def test_overdue_service_levels_are_flagged_and_escalated_once(fast_server: Disp
     assert due == alarm_at + timedelta(seconds=FAST.sla_ack_s)
     if answered < due:  # answered before the deadline (not so on a machine slower than 1 s)
         assert first["overdue"] == []
-    wait_for(lambda: "acknowledge" in client.get(base).json()["overdue"])
+    wait_until(lambda: "acknowledge" in client.get(base).json()["overdue"])
     assert datetime.now(UTC) >= due  # flagged only once due
 
     def escalated(reason: str) -> list[Any]:
@@ -198,12 +188,12 @@ def test_overdue_service_levels_are_flagged_and_escalated_once(fast_server: Disp
             if e["entity_id"] == incident_id and e["data"]["reason"] == reason
         ]
 
-    wait_for(lambda: escalated("overdue_acknowledge"))
+    wait_until(lambda: escalated("overdue_acknowledge"))
     client.post(f"{base}/acknowledge")
     assert client.get(base).json()["overdue"] == []  # acknowledged late, but acknowledged
     client.post(f"{base}/dispatch", json={"responder": "neighbour with key"})
-    wait_for(lambda: "on_scene" in client.get(base).json()["overdue"])
-    wait_for(lambda: escalated("overdue_on_scene"))
+    wait_until(lambda: "on_scene" in client.get(base).json()["overdue"])
+    wait_until(lambda: escalated("overdue_on_scene"))
     supervisor_has_looked(fast_server)
     assert len(escalated("overdue_acknowledge")) == 1
     assert len(escalated("overdue_on_scene")) == 1

@@ -16,6 +16,7 @@ from buffer.store import EventBuffer
 from contract.home import parse_config
 from gatewayd import daemon
 from replay.recorder import Recorder
+from tests.fixtures.waiting import await_until
 
 
 def home(state_dir: Path, *, record: bool = False) -> str:
@@ -59,12 +60,6 @@ async def start(tmp_path: Path, **kwargs: Any) -> Running:
     return Running(gateway, task)
 
 
-async def until(predicate: Any, within: float = 5.0) -> None:
-    async with asyncio.timeout(within):
-        while not predicate():  # noqa: ASYNC110 (polls the daemon's state, as a person would)
-            await asyncio.sleep(0.02)
-
-
 def buffer_can_be_opened_again(tmp_path: Path) -> bool:
     """The buffer's lock is free: the daemon closed it, and a restart can open it."""
     buffer = EventBuffer.open(tmp_path / "state" / "buffer.db", gateway_id="gw-life-1")
@@ -96,7 +91,9 @@ async def test_test_mode_ends_by_itself_and_its_timer_ends_with_the_daemon(
     gateway.test_mode_limit_s = 0.2
     await gateway.set_mode("test")
     assert gateway.pipeline is not None
-    await until(lambda: gateway.pipeline is not None and gateway.pipeline.mode == "normal")
+    await await_until(
+        lambda: gateway.pipeline is not None and gateway.pipeline.mode == "normal", 5
+    )
     assert [e["after_s"] for e in logs if e["event"] == "test_mode_expired"] == [0.2]
 
     # A second walk test still running when the daemon stops: its expiry is cancelled with it.
@@ -122,7 +119,7 @@ async def test_a_reload_that_fails_is_logged_and_keeps_the_running_drivers(
     monkeypatch.setattr(daemon, "load_rules", broken)
     decider = gateway.pipeline.decider if gateway.pipeline else None
     gateway.request_reload()
-    await until(lambda: any(e["event"] == "task_failed" for e in logs))
+    await await_until(lambda: any(e["event"] == "task_failed" for e in logs), 5)
     failed = next(e for e in logs if e["event"] == "task_failed")
     assert failed["task"] == "reload"
     assert "rules exploded" in failed["error"]

@@ -17,19 +17,9 @@ from gatewayd.control import ControlClient
 from gatewayd.status import GatewayStatus, parse_status
 from tests.fixtures.broker import Broker
 from tests.fixtures.gateway import GatewayProcess, zigbee_home
+from tests.fixtures.waiting import await_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.broker]
-
-
-async def until(predicate: Callable[[], Any], within: float = 15.0, what: str = "") -> Any:
-    deadline = time.monotonic() + within
-    while True:
-        value = await predicate() if asyncio.iscoroutinefunction(predicate) else predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {within} s: {what or predicate}")
-        await asyncio.sleep(0.05)
 
 
 class Watched:
@@ -58,7 +48,7 @@ class Watched:
     async def settled(self, quiet: float = 1.0) -> int:
         """Wait until no frame has arrived for ``quiet`` seconds (reconnects send link
         frames); the frame count then."""
-        await until(self.connected, 20, "the driver connected")
+        await await_until(self.connected, 20, "the driver connected")
         count, since = await self.frames(), time.monotonic()
         while time.monotonic() - since < quiet:
             await asyncio.sleep(0.1)
@@ -78,14 +68,14 @@ async def test_a_burst_of_sighups_leaves_one_transport_per_driver(
 ) -> None:
     gw = gateway_factory(**zigbee_home(mqtt_broker.url, base_topic))
     gw.start()
-    await until(lambda: gw.logged("gateway_ready"), 30, "gateway ready")
+    await await_until(lambda: gw.logged("gateway_ready"), 30, "gateway ready")
     watched = Watched(gw)
     await watched.settled()
 
     for _ in range(20):
         gw.signal(signal.SIGHUP)
         await asyncio.sleep(0.005)
-    await until(lambda: gw.logged("reloaded"), 20, "reloaded")
+    await await_until(lambda: gw.logged("reloaded"), 20, "reloaded")
     before = await watched.settled(quiet=1.5)
 
     await publish(mqtt_broker, f"{base_topic}/kitchen_smoke", {"smoke": False, "battery": 91})
@@ -93,7 +83,7 @@ async def test_a_burst_of_sighups_leaves_one_transport_per_driver(
     async def counted() -> bool:
         return await watched.frames() > before
 
-    await until(counted, 10, "the message counted")
+    await await_until(counted, 10, "the message counted")
     await asyncio.sleep(1.0)  # a second transport would have delivered its copy by now
     assert await watched.frames() == before + 1, "one message must count once"
     status = await watched.status()

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import signal
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,6 +11,7 @@ import pytest
 
 from firmware_sim.rflink import RflinkSimulator
 from tests.fixtures.gateway import GatewayProcess
+from tests.fixtures.waiting import await_until
 
 pytestmark = pytest.mark.slow
 
@@ -41,17 +40,24 @@ default_s = 0
     }
 
 
-async def until(predicate: Callable[[], Any], within: float, what: str) -> Any:
-    deadline = time.monotonic() + within
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {within} s: {what}")
-        await asyncio.sleep(0.05)
-    return value
-
-
 def of_kind(gw: GatewayProcess, kind: str) -> list[dict[str, Any]]:
     return [e for e in gw.buffered() if e["kind"] == kind]
+
+
+async def _door_opened(gw: GatewayProcess, sim: RflinkSimulator) -> None:
+    gw.start()
+    await await_until(lambda: gw.logged("gateway_ready"), 30, "gateway ready")
+    await sim.button("NewKaku", DOOR, cmd="ON", switch="1")
+    await await_until(lambda: of_kind(gw, "contact"), 15, "the door's contact event")
+
+
+def _assert_clock_went_on(alarm: dict[str, Any], since: datetime) -> None:
+    """The inactivity alarm counts from the door opened before ``since``, not from ``since``."""
+    last = alarm["payload"]["last_activity"]
+    assert last is not None, "the rules forgot the last activity"
+    assert datetime.fromisoformat(last) < since
+    due = datetime.fromisoformat(alarm["payload"]["due_at"])
+    assert due == datetime.fromisoformat(last) + timedelta(seconds=AFTER_S)
 
 
 async def test_a_restart_does_not_reset_the_inactivity_clock(
@@ -59,22 +65,15 @@ async def test_a_restart_does_not_reset_the_inactivity_clock(
 ) -> None:
     async with RflinkSimulator() as sim:
         gw = gateway_factory(**door_home(sim.port))
-        gw.start()
-        await until(lambda: gw.logged("gateway_ready"), 30, "gateway ready")
-        await sim.button("NewKaku", DOOR, cmd="ON", switch="1")
-        await until(lambda: of_kind(gw, "contact"), 15, "the door's contact event")
+        await _door_opened(gw, sim)
         assert gw.stop() == 0
         # Restarted within the inactivity time: the clock must not start again from zero.
         restarted_at = datetime.now(UTC)
         gw.start()
-        await until(lambda: gw.logged("gateway_ready"), 30, "gateway ready again")
-        (alarm,) = await until(lambda: of_kind(gw, "inactivity"), 30, "the inactivity alarm")
+        await await_until(lambda: gw.logged("gateway_ready"), 30, "gateway ready again")
+        (alarm,) = await await_until(lambda: of_kind(gw, "inactivity"), 30, "the inactivity alarm")
         assert gw.stop() == 0
-    last = alarm["payload"]["last_activity"]
-    assert last is not None, "the restarted gateway forgot the last activity"
-    assert datetime.fromisoformat(last) < restarted_at
-    due = datetime.fromisoformat(alarm["payload"]["due_at"])
-    assert due == datetime.fromisoformat(last) + timedelta(seconds=AFTER_S)
+    _assert_clock_went_on(alarm, restarted_at)
 
 
 async def test_a_reload_does_not_reset_the_inactivity_clock(
@@ -83,20 +82,13 @@ async def test_a_reload_does_not_reset_the_inactivity_clock(
     """A config reload (SIGHUP, after every `devices pair`) is no restart for the rules either."""
     async with RflinkSimulator() as sim:
         gw = gateway_factory(**door_home(sim.port))
-        gw.start()
-        await until(lambda: gw.logged("gateway_ready"), 30, "gateway ready")
-        await sim.button("NewKaku", DOOR, cmd="ON", switch="1")
-        await until(lambda: of_kind(gw, "contact"), 15, "the door's contact event")
+        await _door_opened(gw, sim)
         reloaded_at = datetime.now(UTC)
         gw.signal(signal.SIGHUP)
-        await until(lambda: gw.logged("reloaded"), 15, "the reload")
-        (alarm,) = await until(lambda: of_kind(gw, "inactivity"), 30, "the inactivity alarm")
+        await await_until(lambda: gw.logged("reloaded"), 15, "the reload")
+        (alarm,) = await await_until(lambda: of_kind(gw, "inactivity"), 30, "the inactivity alarm")
         assert gw.stop() == 0
-    last = alarm["payload"]["last_activity"]
-    assert last is not None, "the reloaded rules forgot the last activity"
-    assert datetime.fromisoformat(last) < reloaded_at
-    due = datetime.fromisoformat(alarm["payload"]["due_at"])
-    assert due == datetime.fromisoformat(last) + timedelta(seconds=AFTER_S)
+    _assert_clock_went_on(alarm, reloaded_at)
 
 
 # -- what the daemon keeps, without a process ----------------------------------------------------

@@ -6,9 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import time
 from collections.abc import Callable
-from typing import Any
 
 import aiomqtt
 import pytest
@@ -20,16 +18,9 @@ from gatewayd.control import ControlClient
 from gatewayd.status import parse_status
 from tests.fixtures.broker import Broker
 from tests.fixtures.gateway import GatewayProcess, zigbee_home
+from tests.fixtures.waiting import await_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.broker]
-
-
-async def until(predicate: Callable[[], Any], within: float = 20.0, what: str = "") -> None:
-    deadline = time.monotonic() + within
-    while not await predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {within} s: {what}")
-        await asyncio.sleep(0.05)
 
 
 async def test_the_walk_test_shows_the_signal_and_battery_the_device_reported(
@@ -45,7 +36,7 @@ async def test_the_walk_test_shows_the_signal_and_battery_the_device_reported(
         drivers = parse_status(await client.status()).status.drivers
         return bool(drivers) and all((d.driver_status or {}).get("connected") for d in drivers)
 
-    await until(driver_connected, 30, "the gateway ready and its driver connected")
+    await await_until(driver_connected, 30, "the gateway ready and its driver connected")
 
     runner = CliRunner(env={"COLUMNS": "200", "GATEWAYD_CONFIG": None})
     walk = asyncio.create_task(
@@ -60,7 +51,7 @@ async def test_the_walk_test_shows_the_signal_and_battery_the_device_reported(
     async def in_test_mode() -> bool:
         return parse_status(await client.status()).status.mode == "test"
 
-    await until(in_test_mode, 20, "test mode")
+    await await_until(in_test_mode, 20, "test mode")
     # Test spray on the detector: Zigbee2MQTT publishes its state with battery and link quality.
     async with aiomqtt.Client(mqtt_broker.host, mqtt_broker.port) as mqtt:
         message = {"smoke": True, "battery": 87, "linkquality": 120}
