@@ -37,7 +37,7 @@ import os
 import re
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -1033,6 +1033,11 @@ class EventBuffer:
         """Events are held in memory, or the reserve is to be made again: see
         :meth:`persist_held`."""
         return self._disk_full or bool(self._held)
+
+    def still_held(self, event_ids: Iterable[str]) -> set[str]:
+        """Those of ``event_ids`` that are held in memory: neither written nor delivered yet."""
+        with self._lock:
+            return {i for i in event_ids if i in self._held}
 
     @property
     def next_seq(self) -> int:

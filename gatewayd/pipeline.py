@@ -133,6 +133,8 @@ class Pipeline:
         # A resumed engine may come back in away mode.
         self.mode: Mode = engine.mode
         self.stats = PipelineStats()
+        #: Frames whose alarms are held in memory: acknowledged once those are safe.
+        self._awaiting_durable: list[tuple[list[Durable], set[str]]] = []
         # event id -> condition, for end-to-end acknowledgements of alarms (bounded).
         self._alarm_conditions: dict[str, str] = {}
 
@@ -257,13 +259,17 @@ class Pipeline:
         committed: list[Event | None] = await self._commit(drafts) if drafts else []
         if tick and self.buffer.buffer.needs_retry:
             await self.buffer.persist_held()
-        # Every frame of the round is durable now, decided nothing, or (on a disk that refuses
-        # even the reserve) its alarms are held in memory and forwarded from there: its
-        # transport may acknowledge it, before the local actions that may take seconds. Not
-        # acknowledging held alarms would stop the broker delivering anything more.
-        for durable in durables:
-            if not durable.done():
-                durable.set_result(None)
+        # Every frame of the round is durable now (or decided nothing): its transport may
+        # acknowledge it, before the local actions that may take seconds. A round with alarms
+        # held in memory (a disk that refuses even the reserve) is acknowledged only once they
+        # are written or dispatch has them: until then the broker keeps them for us.
+        held = self.buffer.buffer.still_held(e.id for e in committed if e is not None)
+        if held:
+            self._awaiting_durable.append((durables, held))
+        else:
+            _resolve(durables)
+        if tick and self._awaiting_durable:
+            self._resolve_no_longer_held()
         self.stats.last_progress_mono = time.monotonic()
         for change in mode_changes:
             if not change.done.done():
@@ -279,6 +285,15 @@ class Pipeline:
         if self.memory is not None:
             await self.memory.save_if_changed(self.engine)
         return events
+
+    def _resolve_no_longer_held(self) -> None:
+        waiting, self._awaiting_durable = self._awaiting_durable, []
+        for durables, held in waiting:
+            still = self.buffer.buffer.still_held(held)
+            if still:
+                self._awaiting_durable.append((durables, still))
+            else:
+                _resolve(durables)
 
     @staticmethod
     def _record(method: Callable[..., None], *args: Any) -> None:
@@ -399,3 +414,9 @@ def describe_status(pipeline: Pipeline) -> PipelineStatus:
         engine_errors=pipeline.decider.engine_errors,
         mode=pipeline.mode,
     )
+
+
+def _resolve(durables: Iterable[Durable]) -> None:
+    for durable in durables:
+        if not durable.done():
+            durable.set_result(None)

@@ -98,10 +98,12 @@ class DriverRunner:
                 self._backoff.reset()
             await self._backoff.wait()
 
-    async def _emit(self, frame: RawFrame) -> None:
+    async def _emit(self, frame: RawFrame) -> Any:
         if frame.kind == "link":
             self._note_link(frame)
-        await self._submit(frame)
+        # What submit returns (the pipeline's future of the frame being durable) goes back to
+        # the transport, which acknowledges its wire only then.
+        return await self._submit(frame)
 
     def _note_link(self, frame: RawFrame) -> None:
         if frame.payload == b"up":

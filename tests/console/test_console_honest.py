@@ -232,7 +232,11 @@ def test_supervisors_see_escalations(centre: Centre, page_for: Any) -> None:
     page = page_for()
     log_in(page, centre)
     open_incident(page, fall)
-    page.click("#act-ack")  # a takeover: an escalation to supervisors
+    page.click("#act-ack")  # a takeover: asked to confirm, with a reason
+    page.wait_for_selector("#takeover-form:not(.hidden)")
+    assert COLLEAGUE in page.inner_text("#incident-holder"), "taken over without a confirmation"
+    page.fill("#takeover-form input[name=reason]", "the caller asked for the senior operator")
+    page.click("#takeover-form button[type=submit]")  # an escalation to supervisors
     page.wait_for_selector(f"#incident-holder:has-text('{OPERATOR}')")
     page.wait_for_selector("#escalation-count:not(.hidden)")
     page.click("[data-nav=escalations]")

@@ -449,7 +449,8 @@
   function resetForms(id) {
     if (state.formsFor === id) return;
     state.formsFor = id;
-    ["#callback-form", "#resolve-form", "#note-form"].forEach((f) => $(f).reset());
+    ["#callback-form", "#resolve-form", "#note-form", "#takeover-form"].forEach((f) => $(f).reset());
+    $("#takeover-form").classList.add("hidden");
     $("#responder").value = "";
     $("#action-error").textContent = "";
   }
@@ -548,7 +549,27 @@
     renderAlert();
   }
 
-  $("#act-ack").addEventListener("click", () => act("acknowledge"));
+  // Acknowledging an incident another operator holds takes it over: that needs a confirmation
+  // and a reason, and the other operator is told.
+  function acknowledgeOrTakeOver() {
+    const inc = state.current;
+    const mine = inc && state.me && inc.operator === state.me.username;
+    if (inc && inc.operator && !mine) {
+      $("#takeover-form").classList.remove("hidden");
+      $("#takeover-form input[name=reason]").value = "";
+      $("#takeover-form input[name=reason]").focus();
+      return;
+    }
+    act("acknowledge");
+  }
+  $("#act-ack").addEventListener("click", acknowledgeOrTakeOver);
+  $("#takeover-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const reason = $("#takeover-form input[name=reason]").value.trim();
+    if (!reason) return;
+    if (await act("acknowledge", { takeover: true, reason })) $("#takeover-form").classList.add("hidden");
+  });
+  $("#takeover-cancel").addEventListener("click", () => $("#takeover-form").classList.add("hidden"));
   $("#act-dispatch").addEventListener("click", () => {
     const responder = $("#responder").value.trim();
     if (!responder) {
@@ -821,7 +842,7 @@
     }
     if (typing) return;
     const inIncident = !$("#incident-view").classList.contains("hidden") && state.current;
-    if (inIncident && e.key.toLowerCase() === "a" && !$("#act-ack").disabled) { e.preventDefault(); act("acknowledge"); }
+    if (inIncident && e.key.toLowerCase() === "a" && !$("#act-ack").disabled) { e.preventDefault(); acknowledgeOrTakeOver(); }
     if (inIncident && e.key.toLowerCase() === "n") { e.preventDefault(); $("#note-form input").focus(); }
     const idle = document.activeElement === document.body;
     if (!inIncident && idle && e.key === "Enter" && !$("#alert-strip").classList.contains("hidden")) $("#alert-open").click();
