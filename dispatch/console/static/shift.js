@@ -35,8 +35,7 @@
 
   // Going on break returns what one holds to the queue (the server does, with a timeline entry);
   // coming back is on duty at once.
-  $("#break-toggle").addEventListener("click", async () => {
-    const onBreak = kit.myStatus() !== "on_break";
+  async function setBreak(onBreak) {
     try {
       kit.state.people = await kit.api("POST", "/api/v1/operators/me/break", { on_break: onBreak });
       renderPresence();
@@ -44,7 +43,9 @@
       showNotice(kit.errorText(e));
     }
     kit.scheduleRefresh(0);
-  });
+  }
+  $("#break-toggle").addEventListener("click", () => setBreak(kit.myStatus() !== "on_break"));
+  $("#break-end").addEventListener("click", () => setBreak(false));
 
   // ---------------------------------------------------------------- what happened to my incidents
 
