@@ -1002,6 +1002,11 @@ window.ConsoleKit = { views: {}, onRefresh: [], onRender: [], onEvent: [] };
   }
 
   window.addEventListener("hashchange", route);
+  // The skip link moves the focus into the page without touching the route in the URL.
+  $("#skip-link").addEventListener("click", (e) => {
+    e.preventDefault();
+    $("#main").focus();
+  });
 
   // Keyboard: Esc back to the queue; in an incident, A acknowledges and N writes a note.
   // Letters act only when no field has the focus, so typing a note never triggers anything.
