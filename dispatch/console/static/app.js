@@ -457,6 +457,7 @@ window.ConsoleKit = { views: {}, onRefresh: [], onRender: [], onEvent: [] };
     $("#queue-empty").classList.toggle("hidden", rows.length > 0);
     const focusedId = document.activeElement && document.activeElement.parentElement === body
       ? document.activeElement.dataset.id : null;
+    const focusedTop = focusedId ? document.activeElement.getBoundingClientRect().top : null;
     const existing = new Map(Array.from(body.children).map((tr) => [tr.dataset.id, tr]));
     rows.forEach((inc, n) => {
       const id = String(inc.id);
@@ -478,6 +479,11 @@ window.ConsoleKit = { views: {}, onRefresh: [], onRender: [], onEvent: [] };
     const current = (focusedId && body.querySelector(`tr[data-id="${CSS.escape(focusedId)}"]`)) || null;
     Array.from(body.children).forEach((tr, n) => { tr.tabIndex = (current ? tr === current : n === 0) ? 0 : -1; });
     if (current && document.activeElement !== current) current.focus({ preventScroll: true });
+    // Rows added above the focused one would push it down: scroll by as much, so it stays put.
+    if (current && focusedTop !== null) {
+      const moved = current.getBoundingClientRect().top - focusedTop;
+      if (moved) window.scrollBy(0, moved);
+    }
     if (!$("#queue-view").classList.contains("hidden")) rows.forEach(reportSeen);
   }
 
