@@ -132,7 +132,9 @@ def test_an_operator_whose_incident_is_taken_over_is_told(centre: Centre, page_f
     assert "took over" in told
     colleague.click("#notice-open")
     colleague.wait_for_selector(f"#incident-view[data-id='{sos}']")
-    assert colleague.inner_text("#act-ack") == "Take over"
+    # Her open incident view follows too: the incident is no longer hers to work.
+    colleague.wait_for_selector("#act-ack:text-is('Take over')")
+    assert colleague.is_disabled("#act-callback")
 
 
 def test_timers_run_from_the_alarm_and_a_late_alarm_says_so(
