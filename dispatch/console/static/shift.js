@@ -90,7 +90,9 @@
     renderHandover(incidents);
   }
 
+  let handedOver = null; // what the view shows, to redraw it in another language
   function renderHandover(incidents) {
+    handedOver = incidents;
     const { t, esc } = kit;
     const overdue = incidents.filter((i) => (i.overdue || []).length);
     const unheld = incidents.filter((i) => !i.operator);
@@ -129,6 +131,9 @@
 
   kit.views.handover = loadHandover;
   kit.onRefresh.push(loadPresence);
-  kit.onRender.push(() => { if (kit.state.people.length) renderPresence(); });
+  kit.onRender.push(() => {
+    if (kit.state.people.length) renderPresence();
+    if (handedOver && !$("#handover-view").classList.contains("hidden")) renderHandover(handedOver);
+  });
   kit.onEvent.push(onStreamEvent);
 })();
