@@ -257,6 +257,11 @@ class Pipeline:
                 decided.extend(decider.acknowledge(item.condition, now))
             elif isinstance(item, _Absence):
                 decided.extend(decider.set_absence(item.until, self._clock()))
+                log.info(
+                    "household_absence",
+                    until=item.until.isoformat() if item.until else None,
+                    inactivity="resting" if item.until else "watched",
+                )
             else:
                 now = self._clock()
                 if rec is not None:

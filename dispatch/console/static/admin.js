@@ -563,9 +563,16 @@
           await loadOperators();
         } catch (e) { result.textContent = `${t("adm_error")}: ${e.message}`; result.classList.add("error"); }
       };
-      tr.querySelector(".adm-op-save").addEventListener("click", () => patch({
-        display_name: tr.querySelector('[name="display_name"]').value.trim(),
-        role: tr.querySelector('[name="role"]').value }, t("adm_saved")));
+      tr.querySelector(".adm-op-save").addEventListener("click", () => {
+        // Only what changed, so the audit log says what was done.
+        const was = ops.find((o) => o.username === user);
+        const body = {};
+        const name = tr.querySelector('[name="display_name"]').value.trim();
+        const role = tr.querySelector('[name="role"]').value;
+        if (name !== was.display_name) body.display_name = name;
+        if (role !== was.role) body.role = role;
+        patch(body, t("adm_saved"));
+      });
       tr.querySelector(".adm-op-toggle").addEventListener("click", () => patch({
         disabled: !ops.find((o) => o.username === user).disabled }));
       tr.querySelector(".adm-op-password").addEventListener("click", () => {
