@@ -290,6 +290,7 @@ def test_a_centre_is_set_up_from_the_console_alone(
         page.wait_for_selector(ready)
         assert "adm_" not in page.inner_text("body")
         shot(page, f"{view}-zh")
+    page.click("[data-nav=households]")
     page.click("#adm-hh-new")
     page.wait_for_selector("#adm-hh-form")
     shot(page, "household-new-zh")

@@ -314,7 +314,7 @@
     const residents = (h.residents || []).map((r) => `<dl class="facts">
         <dt>${L("resident")}</dt><dd><strong>${esc(r.name)}</strong></dd>
         ${row("adm_birth_date", r.birth_date || r.birth_year)}${row("adm_language", r.language)}
-        ${row("adm_phones", (r.phones || []).join(", "))}${row("adm_medical", r.medical_notes)}
+        ${row("phones", (r.phones || []).join(", "))}${row("adm_medical", r.medical_notes)}
         ${row("adm_medications", r.medications)}${row("adm_allergies", r.allergies)}
         ${row("adm_doctor", r.doctor)}${row("adm_advance_care", r.advance_care)}</dl>`).join("");
     const contacts = [...(h.emergency_contacts || [])].sort((a, b) => a.priority - b.priority)
