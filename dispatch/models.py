@@ -227,6 +227,11 @@ class HouseholdIn(_In):
     residents: list[Resident] = Field(default_factory=list, max_length=16)
     emergency_contacts: list[Contact] = Field(default_factory=list, max_length=16)
     devices: list[Device] = Field(default_factory=list, max_length=256)
+    expected_updated_at: AwareDatetime | None = Field(
+        default=None,
+        description="on update: the updated_at the editor read; if the household changed since, "
+        "the update is refused (409) instead of overwriting the other change",
+    )
 
 
 class Household(BaseModel):

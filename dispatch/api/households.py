@@ -26,7 +26,7 @@ router = APIRouter(prefix="/api/v1", tags=["households"])
 
 
 def _household_values(body: HouseholdIn) -> dict[str, Any]:
-    values = body.model_dump(mode="json", exclude={"id"})
+    values = body.model_dump(mode="json", exclude={"id", "expected_updated_at"})
     values["search_text"] = search_text(values)
     return values
 
@@ -104,7 +104,12 @@ async def get_household(
         return await households.household(conn, household_id)
 
 
-@router.put("/households/{household_id}", response_model=Household, dependencies=[Supervisor])
+@router.put(
+    "/households/{household_id}",
+    response_model=Household,
+    dependencies=[Supervisor],
+    responses=problem_responses(409),
+)
 async def update_household(
     household_id: str, body: HouseholdIn, operator: CurrentOperator, services: ServicesDep
 ) -> Household:
@@ -112,14 +117,26 @@ async def update_household(
         raise BadRequest("id mismatch", detail="the body's id differs from the URL's")
     async with transaction(services.db, feed=services.feed) as tx:
         h = schema.households
-        result = await tx.conn.execute(
+        current = (
+            await tx.conn.execute(
+                select(h.c.updated_at).where(h.c.id == household_id).with_for_update()
+            )
+        ).scalar()
+        if current is None:
+            raise NotFound("no such household", detail=f"household {household_id!r} does not exist")
+        expected = body.expected_updated_at
+        if expected is not None and expected != current:
+            raise Conflict(
+                "household changed",
+                slug="household-changed",
+                detail=f"household {household_id!r} was changed at {current.isoformat()}, after "
+                "it was opened for this edit; reload it and make the change again",
+            )
+        await tx.conn.execute(
             update(h)
             .where(h.c.id == household_id)
             .values(updated_at=tx.now, **_household_values(body))
-            .returning(h.c.id)
         )
-        if result.first() is None:
-            raise NotFound("no such household", detail=f"household {household_id!r} does not exist")
         tx.audit(operator.username, "household.updated", "household", household_id)
         tx.change("household", "household.updated", household_id, {"name": body.name})
         return await households.household(tx.conn, household_id)

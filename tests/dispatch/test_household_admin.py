@@ -327,3 +327,28 @@ def test_the_last_admin_cannot_lock_everyone_out() -> None:
         )
         assert made.status_code == 201
         assert root.patch("/api/v1/operators/root", json={"role": "supervisor"}).status_code == 200
+
+
+def test_an_edit_made_from_a_stale_card_is_refused_not_overwritten(
+    roles: dict[str, httpx.Client], household: dict[str, Any]
+) -> None:
+    hid = household["id"]
+    opened = roles["supervisor"].get(f"/api/v1/households/{hid}").json()
+    body = card(hid, phone_tail="0000")
+    first = roles["admin"].put(
+        f"/api/v1/households/{hid}",
+        json=body | {"address": "first", "expected_updated_at": opened["updated_at"]},
+    )
+    assert first.status_code == 200, first.text
+    stale = roles["supervisor"].put(
+        f"/api/v1/households/{hid}",
+        json=body | {"address": "second", "expected_updated_at": opened["updated_at"]},
+    )
+    assert stale.status_code == 409
+    assert "reload" in stale.json()["detail"]
+    assert roles["operator"].get(f"/api/v1/households/{hid}").json()["address"] == "first"
+    again = roles["supervisor"].put(
+        f"/api/v1/households/{hid}",
+        json=body | {"address": "second", "expected_updated_at": first.json()["updated_at"]},
+    )
+    assert again.status_code == 200

@@ -42,7 +42,8 @@
     adm_kind_motion: "Motion sensor", adm_kind_door: "Door contact", adm_kind_inactivity: "Inactivity sensor",
     adm_kind_other: "Other", adm_choose_kind: "Choose what it is", adm_state_open: "open",
     adm_state_resolved: "resolved", adm_see_household: "Household page", adm_alarm_history: "This home's recent alarms",
-    adm_gateway_devices: "devices", adm_revoked: "revoked", adm_operators_only_admin: "Only administrators manage operators.",
+    adm_gateway_devices: "devices", adm_revoked: "revoked",
+    adm_changed_meanwhile: "Not saved: someone changed this household since you opened it. Reload the page and make your change again.", adm_operators_only_admin: "Only administrators manage operators.",
   };
   const zh = {
     adm_nav_operators: "接警员",
@@ -83,7 +84,8 @@
     adm_kind_motion: "人体感应器", adm_kind_door: "门磁", adm_kind_inactivity: "无活动传感器",
     adm_kind_other: "其他", adm_choose_kind: "请选择设备类型", adm_state_open: "处理中",
     adm_state_resolved: "已结束", adm_see_household: "住户页面", adm_alarm_history: "本户最近报警",
-    adm_gateway_devices: "个设备", adm_revoked: "已吊销", adm_operators_only_admin: "只有管理员可以管理接警员。",
+    adm_gateway_devices: "个设备", adm_revoked: "已吊销",
+    adm_changed_meanwhile: "未保存：您打开后，有人修改了该住户。请刷新页面后重新修改。", adm_operators_only_admin: "只有管理员可以管理接警员。",
   };
   Object.assign(window.I18N.en, en);
   Object.assign(window.I18N["zh-CN"], zh);

@@ -296,7 +296,9 @@
       const body = collect(form);
       try {
         if (h) {
-          await api("PUT", `/api/v1/households/${enc(h.id)}`, body);
+          // Another supervisor's change since this form was opened is refused, not overwritten.
+          const saved = await api("PUT", `/api/v1/households/${enc(h.id)}`, { ...body, expected_updated_at: h.updated_at });
+          h.updated_at = saved.updated_at;
           $("#adm-hh-status").textContent = t("adm_saved");
           $("#adm-hh-title").textContent = body.name;
         } else {
@@ -304,7 +306,7 @@
           location.hash = `#/household/${enc(made.id)}`;
         }
       } catch (e) {
-        $("#adm-hh-error").textContent = `${t("adm_error")}: ${e.message}`;
+        $("#adm-hh-error").textContent = e.status === 409 && h ? t("adm_changed_meanwhile") : `${t("adm_error")}: ${e.message}`;
       }
     });
   }
