@@ -616,10 +616,11 @@ window.ConsoleKit = { views: {}, onRefresh: [], onRender: [], onEvent: [] };
   // Replace a block only when its content changed: a live update then leaves the focus (a Call
   // back button, the phone list) where the operator put it. True if it was replaced.
   const shownHtml = new WeakMap();
-  function setHtml(el, html) {
-    if (shownHtml.get(el) === html) return false;
+  function setHtml(el, html, extra = "") {
+    const key = `${html}\u0000${extra}`;
+    if (shownHtml.get(el) === key) return false;
     el.innerHTML = html;
-    shownHtml.set(el, html);
+    shownHtml.set(el, key);
     return true;
   }
   $("#household-card").addEventListener("click", (e) => {
@@ -657,7 +658,7 @@ window.ConsoleKit = { views: {}, onRefresh: [], onRender: [], onEvent: [] };
     const backlog = gw ? Object.values(gw.buffer_depth || {}).reduce((a, b) => a + Number(b || 0), 0) : null;
     const age = (r) => (r.birth_year ? new Date().getFullYear() - r.birth_year : null);
     const row = (label, html) => (html ? `<dt>${esc(label)}</dt><dd>${html}</dd>` : "");
-    setHtml($("#household-card"), `
+    if (setHtml($("#household-card"), `
       <h3>${esc(hh.name || inc.household_id || "")}</h3>
       <dl class="facts">
         ${residents.map((r) => row(t("resident"), `<strong>${esc(r.name)}</strong>${age(r) ? ` · ${esc(t("age"))} ${esc(age(r))}` : ""}${r.language ? ` · ${esc(label("lang", r.language))}` : ""}`)).join("")}
@@ -671,7 +672,11 @@ window.ConsoleKit = { views: {}, onRefresh: [], onRender: [], onEvent: [] };
           : esc(inc.gateway_id || "—"))}
       </dl>
       <h4>${esc(t("phones"))} / ${esc(t("contacts"))}</h4>
-      <ul class="phones">${phones.map(phoneRow).join("") || `<li class="muted">—</li>`}</ul>`);
+      <ul class="phones">${phones.map(phoneRow).join("") || `<li class="muted">—</li>`}</ul>`,
+    // Redrawn when the household or incident changed, not on every live update (focus stays).
+    `${inc.id}|${JSON.stringify(hh)}`)) {
+      if (window.ConsoleAdmin) window.ConsoleAdmin.householdCard($("#household-card"), hh, inc);
+    }
     const selected = $("#callback-phone").value;
     if (setHtml($("#callback-phone"), phones.map((p) =>
       `<option value="${esc(p.number)}">${esc(p.who)} ${esc(p.number)}</option>`).join(""))
@@ -815,60 +820,11 @@ window.ConsoleKit = { views: {}, onRefresh: [], onRender: [], onEvent: [] };
 
   // ---------------------------------------------------------------- gateways
 
+  // The gateways page and the household pages are admin.js's; the incident card reads these.
   async function loadGateways() {
-    // Offline gateways first: they are the ones somebody needs to look at.
-    const list = asList(await api("GET", "/api/v1/gateways"), "gateways")
-      .sort((a, b) => (a.online - b.online) || String(a.id).localeCompare(String(b.id)));
+    const list = asList(await api("GET", "/api/v1/gateways"), "gateways");
     state.gateways = Object.fromEntries(list.map((g) => [g.id, g]));
-    $("#gateways-body").innerHTML = list.map((g) => {
-      const depth = g.buffer_depth || {};
-      const backlog = typeof depth === "object" ? Object.values(depth).reduce((a, b) => a + Number(b || 0), 0) : depth;
-      return `<tr>
-        <td>${esc(g.id || g.gateway_id)}</td><td>${esc(g.household_name || g.household_id || "")}</td>
-        <td><span class="${g.online ? "ok" : "bad"}">${esc(t(g.online ? "online" : "offline"))}</span></td>
-        <td>${esc(fmtTime(g.last_heartbeat_at))}</td><td>${esc(backlog)}</td><td>${esc(g.version || "")}</td>
-      </tr>`;
-    }).join("");
-  }
-
-  // ---------------------------------------------------------------- households
-
-  let households = [];
-  async function loadHouseholds() {
-    const q = $("#household-search").value.trim();
-    households = asList(await api("GET", `/api/v1/households${q ? `?q=${encodeURIComponent(q)}` : ""}`), "households");
-    $("#households-body").innerHTML = households.map((h) => `<tr data-id="${esc(h.id)}" tabindex="0">
-        <td>${esc(h.name)}</td><td>${esc(h.address || "")}</td><td>${esc(h.community || "")}</td></tr>`).join("");
-    $$("#households-body tr").forEach((tr) => tr.addEventListener("click", () => editHousehold(tr.dataset.id)));
-  }
-  let searchTimer = null;
-  $("#household-search").addEventListener("input", () => {
-    clearTimeout(searchTimer);
-    searchTimer = setTimeout(loadHouseholds, 250);
-  });
-
-  const HOUSEHOLD_FIELDS = ["name", "address", "community", "phone", "access_notes", "key_safe", "notes"];
-  async function editHousehold(id) {
-    const h = await api("GET", `/api/v1/households/${encodeURIComponent(id)}`);
-    const form = $("#household-form");
-    form.classList.remove("hidden");
-    form.innerHTML = `<h3>${esc(h.name)} <span class="muted">${esc(h.id)}</span></h3>` +
-      HOUSEHOLD_FIELDS.map((f) => `<label>${esc(t(`hh_${f}`))}
-        <input name="${f}" value="${esc(h[f] ?? "")}"></label>`).join("") +
-      `<button type="submit">${esc(t("save"))}</button><span class="muted" id="hh-saved"></span>`;
-    form.onsubmit = async (ev) => {
-      ev.preventDefault();
-      const body = {};
-      new FormData(form).forEach((v, k) => { body[k] = v; });
-      try {
-        const full = { ...h, ...body };
-        delete full.created_at;
-        delete full.updated_at;
-        await api("PUT", `/api/v1/households/${encodeURIComponent(id)}`, full);
-        $("#hh-saved").textContent = t("saved");
-        loadHouseholds();
-      } catch (e) { $("#hh-saved").textContent = errorText(e); }
-    };
+    if (window.ConsoleAdmin) window.ConsoleAdmin.gateways(list);
   }
 
   // ---------------------------------------------------------------- reports
@@ -990,10 +946,9 @@ window.ConsoleKit = { views: {}, onRefresh: [], onRender: [], onEvent: [] };
       return;
     }
     state.current = null;
+    if (window.ConsoleAdmin && window.ConsoleAdmin.route(name, id)) return;
     const section = $(`#${name}-view`) || $("#queue-view");
     section.classList.remove("hidden");
-    if (name === "gateways") loadGateways().catch(() => {});
-    if (name === "households") loadHouseholds().catch(() => {});
     if (name === "reports") loadReports().catch(() => {});
     if (name === "escalations") loadEscalations().catch(() => {});
     if (kit.views[name]) kit.views[name]().catch(() => {});
@@ -1033,6 +988,10 @@ window.ConsoleKit = { views: {}, onRefresh: [], onRender: [], onEvent: [] };
   });
   $("#lang").addEventListener("change", (e) => setLang(e.target.value));
   $$("[data-lang]").forEach((b) => b.addEventListener("click", () => setLang(b.dataset.lang)));
+
+  // What admin.js (the administration pages) borrows from this page.
+  window.Console = { t, api, esc, fmtTime, kindLabel, me: () => state.me, tz: () => state.tz,
+    setGateways: (list) => { state.gateways = Object.fromEntries(list.map((g) => [g.id, g])); } };
 
   // ---------------------------------------------------------------- start
 
