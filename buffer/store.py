@@ -40,12 +40,12 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Final, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 import structlog
 from pydantic import ValidationError
-from sqlite_utils import Database
 
 from buffer.files import (
     MIGRATIONS,
@@ -76,6 +76,9 @@ from contract.wire import (
     Priority,
     new_event_id,
 )
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
 
 __all__ = [
     "MIGRATIONS",
@@ -182,7 +185,6 @@ class EventBuffer:
         self.path = path
         self.gateway_id = gateway_id
         self.disk_budget_bytes = disk_budget_bytes
-        self.db = Database(conn)
         self._conn = conn
         self._lock = threading.Lock()
         self._lock_fd = lock_fd
@@ -1038,6 +1040,14 @@ class EventBuffer:
         """Those of ``event_ids`` that are held in memory: neither written nor delivered yet."""
         with self._lock:
             return {i for i in event_ids if i in self._held}
+
+    @cached_property
+    def db(self) -> Database:
+        """The connection as a sqlite-utils ``Database``, for inspection (tests, tools). Imported
+        on first use: the daemon never needs it, and it costs about 4 MiB resident."""
+        from sqlite_utils import Database
+
+        return Database(self._conn)
 
     @property
     def next_seq(self) -> int:
