@@ -780,11 +780,18 @@ class EventBuffer:
 
     # -- reading and acknowledging --------------------------------------------------------
 
-    def pending(self, *, max_events: int = 500, max_bytes: int = 512 * 1024) -> list[Event]:
+    def pending(
+        self,
+        *,
+        max_events: int = 500,
+        max_bytes: int = 512 * 1024,
+        telemetry_after: int | None = None,
+    ) -> list[Event]:
         """Unacknowledged events in lane order (alarm, trouble, telemetry), then seq.
 
         At most ``max_events`` (and never more than a batch may hold) and about ``max_bytes``
-        of JSON; the first event is always included, whatever its size.
+        of JSON; the first event is always included, whatever its size. ``telemetry_after``
+        skips telemetry up to that seq (batches already on their way: see the forwarder).
         """
         limit = max(1, min(max_events, MAX_BATCH_EVENTS))
         with self._lock:
@@ -792,7 +799,7 @@ class EventBuffer:
             # Held events first: they are alarms and troubles, and only in memory.
             events = [p.event for p in sorted(self._held.values(), key=_lane_order)][:limit]
             bad: list[tuple[int, str]] = []
-            self._collect_pending(events, bad, limit, max_bytes)
+            self._collect_pending(events, bad, limit, max_bytes, telemetry_after)
             if bad:
                 # A row that no longer reads as an event (edited by hand, or a bug) is set
                 # aside where it can be inspected, so it cannot block its lane.
@@ -800,15 +807,22 @@ class EventBuffer:
             return events
 
     def _collect_pending(
-        self, events: list[Event], bad: list[tuple[int, str]], limit: int, max_bytes: int
+        self,
+        events: list[Event],
+        bad: list[tuple[int, str]],
+        limit: int,
+        max_bytes: int,
+        telemetry_after: int | None = None,
     ) -> None:
         total = 0
         for lane in Lane:
             if len(events) >= limit or self._depth[lane] == 0:
                 continue
+            after = -1 if lane is not Lane.TELEMETRY or telemetry_after is None else telemetry_after
             cursor = self._conn.execute(
-                f"SELECT {_EVENT_COLUMNS} FROM events WHERE lane = ? ORDER BY seq LIMIT ?",
-                (_LANE_CODE[lane], limit - len(events)),
+                f"SELECT {_EVENT_COLUMNS} FROM events WHERE lane = ? AND seq > ? "
+                "ORDER BY seq LIMIT ?",
+                (_LANE_CODE[lane], after, limit - len(events)),
             )
             for row in cursor:
                 size = row[9]
