@@ -432,6 +432,7 @@ class HeartbeatSender:
         make_heartbeat: Callable[[], Heartbeat],
         interval: float = 30.0,
         on_acknowledged: Callable[[Sequence[str]], object] | None = None,
+        on_away: Callable[[datetime | None], object] | None = None,
         clock: Callable[[], datetime] = _utcnow,
         max_clock_offset_s: float = 60.0,
     ) -> None:
@@ -441,6 +442,8 @@ class HeartbeatSender:
         self.make_heartbeat = make_heartbeat
         self.interval = interval
         self.on_acknowledged = on_acknowledged
+        #: Called with every reply's ``away_until`` (None: the household is at home).
+        self.on_away = on_away
         self.clock = clock
         self.max_clock_offset_s = max_clock_offset_s
         self.status = HeartbeatStatus()
@@ -482,4 +485,9 @@ class HeartbeatSender:
                 self.on_acknowledged(list(reply.acknowledged_events))
             except Exception as exc:
                 log.error("on_acknowledged_failed", error=repr(exc))
+        if self.on_away is not None:
+            try:
+                self.on_away(reply.away_until)
+            except Exception as exc:
+                log.error("on_away_failed", error=repr(exc))
         return reply
