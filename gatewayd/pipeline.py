@@ -212,9 +212,11 @@ class Pipeline:
         while True:
             timeout = max(0.0, next_tick - loop.time())
             items: list[_Item] = []
-            with contextlib.suppress(TimeoutError):
-                items.append(await asyncio.wait_for(self._queue.get(), timeout))
-            while items and len(items) < self._max_batch and not self._queue.empty():
+            if self._queue.empty():
+                # wait_for costs a task per call: only when there is nothing to take yet.
+                with contextlib.suppress(TimeoutError):
+                    items.append(await asyncio.wait_for(self._queue.get(), timeout))
+            while len(items) < self._max_batch and not self._queue.empty():
                 items.append(self._queue.get_nowait())
             tick = loop.time() >= next_tick
             if tick:
