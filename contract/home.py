@@ -32,6 +32,7 @@ __all__ = [
 
 DEFAULT_STATE_DIR = Path("/var/lib/gatewayd")
 
+
 class ConfigError(ValueError):
     """The home config is wrong. ``problems`` lists each as ``file:line: key: message``."""
 

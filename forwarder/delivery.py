@@ -92,9 +92,12 @@ class Forwarder:
         rng: random.Random | None = None,
         quarantine_retry_s: float = 3600.0,
         clock: Callable[[], datetime] = _utcnow,
+        channel: str | None = None,
     ) -> None:
         self.buffer = buffer
         self.client = client
+        #: This forwarder's name in the buffer's per-channel bookkeeping (dual reporting).
+        self.channel = channel
         self.max_events = max_events
         self.max_bytes = max_bytes
         self.backoff_initial = backoff_initial
@@ -131,7 +134,7 @@ class Forwarder:
             try:
                 await self._maybe_release_quarantined()
                 batch = await self.buffer.pending(
-                    max_events=self.max_events, max_bytes=self.max_bytes
+                    max_events=self.max_events, max_bytes=self.max_bytes, channel=self.channel
                 )
                 if not batch:
                     await _wait_any((self.buffer.new_events, self._wake), limit_s=60.0)
@@ -232,7 +235,7 @@ class Forwarder:
         if strangers:
             log.warning("acks_for_unknown_events", ids=strangers[:10], count=len(strangers))
         if matched:
-            await self.buffer.acknowledge([a for _, a in matched])
+            await self.buffer.acknowledge([a for _, a in matched], channel=self.channel)
             self.status.sent_total += len(matched)
         if self.on_acks is not None and matched:
             try:
@@ -258,7 +261,7 @@ class Forwarder:
             detail=exc.detail,
             action="quarantined in the buffer; retried every quarantine_retry_s",
         )
-        await self.buffer.quarantine([event.id], reason=str(exc)[:500])
+        await self.buffer.quarantine([event.id], reason=str(exc)[:500], channel=self.channel)
         self.status.quarantined_total += 1
 
     async def _maybe_release_quarantined(self) -> None:
@@ -266,7 +269,7 @@ class Forwarder:
             return
         self._next_release = time.monotonic() + self.quarantine_retry_s
         if self.buffer.stats(self.clock()).quarantined_events:
-            released = await self.buffer.release_quarantined()
+            released = await self.buffer.release_quarantined(channel=self.channel)
             log.warning("quarantined_events_retried", count=released)
 
     async def _raise_trouble(self, exc: DispatchRejected) -> None:
