@@ -1,5 +1,6 @@
 """SIA DC-09: the alarm-receiving world's IP transport, spoken by the gateway and by dispatchd."""
 
+from contract.dc09.config import Dc09Config, Dc09ReceiverConfig
 from contract.dc09.content import (
     SIA_CODES,
     ContactIdData,
@@ -30,8 +31,10 @@ __all__ = [
     "REASONS",
     "SIA_CODES",
     "ContactIdData",
+    "Dc09Config",
     "Dc09Error",
     "Dc09Message",
+    "Dc09ReceiverConfig",
     "SiaData",
     "cid_for",
     "crc16",
