@@ -66,7 +66,8 @@ _HEADER = re.compile(
     r'"(?P<star>\*?)(?P<type>SIA-DCS|ADM-CID|NULL|ACK|NAK|DUH|RSP)"'
     r"(?P<seq>\d{4})"
     r"(?:R(?P<receiver>[0-9A-Fa-f]{1,6}))?"
-    r"L(?P<line>[0-9A-Fa-f]{1,6})"
+    # Lazy, so that a NAK's "A0" after the line number is read as its account field.
+    r"L(?P<line>[0-9A-Fa-f]{1,6}?)"
     r"(?:[#A](?P<account>[0-9A-Fa-f]{1,16}))?"
     r"\[(?P<rest>.*)\Z",
     re.S,
@@ -167,7 +168,11 @@ def encode(
         raise ValueError(f"sequence must be 0..9999, got {message.sequence}")
     star = "*" if key is not None else ""
     receiver = f"R{message.receiver}" if message.receiver is not None else ""
-    account = f"#{message.account}" if message.account else ""
+    # A NAK names no account: the standard writes it "A0" ("NAK"0000R0L0A0[]_timestamp).
+    if message.type == "NAK":
+        account = f"A{message.account or '0'}"
+    else:
+        account = f"#{message.account}" if message.account else ""
     header = f'"{star}{message.type}"{message.sequence:04d}{receiver}L{message.line}{account}['
     tail = "".join(f"[{x}]" for x in message.xdata)
     if message.timestamp is not None:
