@@ -33,6 +33,7 @@ from gatewayd.control import ControlServer, WatchHub
 from gatewayd.dc09_wiring import (
     DISPATCH_CHANNEL,
     buffer_channels,
+    dc09_status,
     make_dc09_channel,
     reports_to_dispatchd,
 )
@@ -510,6 +511,7 @@ class Gateway:
                 not_durable=stats.not_durable if stats else None,
             ),
             forwarder=self._forwarder_status(),
+            dc09=dc09_status(self.dc09),
             troubles=self._open_troubles(stats),
             pipeline=describe_status(self.pipeline) if self.pipeline else None,
         )

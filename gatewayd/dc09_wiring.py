@@ -5,8 +5,15 @@ from __future__ import annotations
 from buffer.aio import AsyncEventBuffer
 from contract.home import HomeConfig
 from forwarder.dc09 import CHANNEL, Dc09Channel
+from gatewayd.status import Dc09LinkStatus
 
-__all__ = ["DISPATCH_CHANNEL", "buffer_channels", "make_dc09_channel", "reports_to_dispatchd"]
+__all__ = [
+    "DISPATCH_CHANNEL",
+    "buffer_channels",
+    "dc09_status",
+    "make_dc09_channel",
+    "reports_to_dispatchd",
+]
 
 #: The dispatchd forwarder's name in the buffer's per-channel bookkeeping.
 DISPATCH_CHANNEL = "dispatch"
@@ -36,3 +43,19 @@ def make_dc09_channel(config: HomeConfig, buffer: AsyncEventBuffer) -> Dc09Chann
         return 0 if device_id is None else min(zones.get(device_id, 0), 999)
 
     return Dc09Channel(buffer, dc09, zone_of=zone_of)
+
+
+def dc09_status(channel: Dc09Channel | None) -> Dc09LinkStatus | None:
+    if channel is None:
+        return None
+    status = channel.status
+    return Dc09LinkStatus(
+        receiver=status.receiver or (channel.links[0].name if channel.links else None),
+        reachable=status.reachable,
+        last_success_at=status.last_success_at,
+        last_error=status.last_error,
+        sent_total=status.sent_total,
+        refused_total=status.refused_total,
+        failovers=status.failovers,
+        nulls_sent=status.nulls_sent,
+    )

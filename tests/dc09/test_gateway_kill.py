@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -12,6 +14,7 @@ from buffer.store import EventBuffer, EventDraft
 from contract.wire import EventKind
 from tests.dc09.sia_receiver import ACCOUNT, SiaReceiver
 from tests.fixtures.gateway import GatewayProcess
+from tests.fixtures.procs import run_module
 from tests.fixtures.waiting import await_until
 
 pytestmark = pytest.mark.slow
@@ -52,6 +55,15 @@ async def test_kill_9_mid_flow_every_alarm_arrives_repeats_keep_their_sequence(
             what="every alarm arrived",
         )
         await await_until(lambda: gw.buffered() == [], within=30, what="buffer drained")
+        shown = await asyncio.to_thread(
+            run_module, "gatewayd", "status", "--json", "--config", str(gw.config_path)
+        )
+    assert shown.returncode == 0, shown.stderr
+    link = json.loads(shown.stdout)["dc09"]
+    assert link["reachable"] is True
+    assert link["receiver"] == f"tcp://127.0.0.1:{receiver.port}"
+    assert link["refused_total"] == 0
+    assert 0 < link["sent_total"] <= ALARMS
     counts = collections.Counter(e.sequence for e in receiver.alarms)
     repeats = {seq: n for seq, n in counts.items() if n > 1}
     # A repeat is the same message again (same sequence number, same event), never a new one,
