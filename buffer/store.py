@@ -208,6 +208,10 @@ class EventBuffer:
         self._channels: tuple[str, ...] = ()
         #: Channels that delivered (or refused) a held event, by id.
         self._held_done: dict[str, set[str]] = {}
+        #: Per channel and lane, a seq below which that channel is done with every event: its
+        #: reads start there, not at the lane's head (a long outage of the other channel leaves
+        #: many rows it already delivered).
+        self._floor: dict[tuple[str, Lane], int] = {}
         self._load_state()
 
     # -- opening --------------------------------------------------------------------------
@@ -448,6 +452,9 @@ class EventBuffer:
                 return [r if isinstance(r, EventBufferError) else error for r in results]
             self.commits += 1
             self._next_seq = seq
+            if self._held:
+                # Held events are written with the seqs they were given earlier.
+                self._floor.clear()
             self._held.clear()
             self._held_done.clear()
             if evicted and not durable:
@@ -860,18 +867,27 @@ class EventBuffer:
         for lane in Lane:
             if len(events) >= limit or self._depth[lane] == 0:
                 continue
+            cursor: Iterable[Any]
             if channel is None:
                 cursor = self._conn.execute(
                     f"SELECT {_EVENT_COLUMNS} FROM events WHERE lane = ? ORDER BY seq LIMIT ?",
                     (_LANE_CODE[lane], limit - len(events)),
                 )
             else:
-                cursor = self._conn.execute(
-                    f"SELECT {_EVENT_COLUMNS} FROM events WHERE lane = ? AND NOT EXISTS "
-                    "(SELECT 1 FROM deliveries d WHERE d.channel = ? AND d.id = events.id) "
-                    "ORDER BY seq LIMIT ?",
-                    (_LANE_CODE[lane], channel, limit - len(events)),
-                )
+                rows = self._conn.execute(
+                    f"SELECT {_EVENT_COLUMNS} FROM events WHERE lane = ? AND seq >= ? AND "
+                    "NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.channel = ? AND "
+                    "d.id = events.id) ORDER BY seq LIMIT ?",
+                    (
+                        _LANE_CODE[lane],
+                        self._floor.get((channel, lane), 0),
+                        channel,
+                        limit - len(events),
+                    ),
+                ).fetchall()
+                # Everything of this lane below the first row (or all of it) is done.
+                self._floor[(channel, lane)] = rows[0][0] if rows else self._next_seq
+                cursor = iter(rows)
             for row in cursor:
                 size = row[9]
                 if events and total + size > max_bytes:
@@ -1092,6 +1108,8 @@ class EventBuffer:
             self._quarantined_events = self._conn.execute(
                 "SELECT COUNT(*) FROM deliveries WHERE state = 'refused'"
             ).fetchone()[0]
+            # Events back in line have the seqs they had: every channel reads from the head.
+            self._floor.clear()
             self._refresh_counts()
             return int(count)
 

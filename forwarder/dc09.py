@@ -9,7 +9,8 @@ transmitter wait for each answer:
   goes again at once stamped with it (and every later one, until the clocks agree again).
 - ``DUH``: the receiver does not understand the message. Sending it again would not help: it is
   set aside for this channel (kept in the buffer's bookkeeping, logged), and a ``driver_fault``
-  trouble tells dispatch, restored by the next ``ACK``.
+  trouble tells dispatch. It is not restored by a later ``ACK`` (that would close the trouble
+  incident before anyone saw it): an operator resolves it; the daemon raises it once per run.
 - No answer, a closed connection or a refused connection: tried ``attempts`` times, then the next
   receiver (the backups, in order); when every receiver failed, back off and start again at the
   primary. An alarm appended meanwhile ends the wait.
@@ -117,7 +118,8 @@ class Dc09Channel:
         self.status = Dc09Status()
         self._retry = Backoff(min(0.5, config.backoff_max), config.backoff_max, rng=rng)
         self._new_events, self._alarm = buffer.listen()
-        self._trouble_open: bool | None = None
+        #: The DUH trouble was raised in this run (once per run: it stays open at dispatch).
+        self._trouble_open = False
         self._null_due = asyncio.get_running_loop().time() + config.null_interval
 
     # -- the loop -------------------------------------------------------------------------
@@ -131,9 +133,6 @@ class Dc09Channel:
                     await link.aclose()
 
     async def _run(self) -> None:
-        if self._trouble_open is None:
-            active = await self.buffer.active_conditions()
-            self._trouble_open = any(c.condition == REFUSED_CONDITION for c in active)
         loop = asyncio.get_running_loop()
         while True:
             self._new_events.clear()
@@ -178,8 +177,6 @@ class Dc09Channel:
                     continue
                 done.append(event.id)
                 self.status.sent_total += 1
-                if self._trouble_open:
-                    await self._restore_trouble()
         finally:
             if done:
                 await self.buffer.acknowledge(done, channel=self.channel)
@@ -333,18 +330,6 @@ class Dc09Channel:
             ]
         )
         self._trouble_open = True
-
-    async def _restore_trouble(self) -> None:
-        await self.buffer.append(
-            [
-                EventDraft(
-                    kind=EventKind.DRIVER_FAULT_RESTORE,
-                    at=self.clock(),
-                    payload={"condition": REFUSED_CONDITION, "component": "dc09"},
-                )
-            ]
-        )
-        self._trouble_open = False
 
 
 def _replace_time(message: Dc09Message, at: datetime) -> Dc09Message:

@@ -394,6 +394,8 @@ class Gateway:
         # no await before the swap, so no reading falls between the two engines.
         engine.resume(self.buffer.buffer.active_conditions(), self.pipeline.decider.engine.memory())
         self.pipeline.decider = decider
+        if new.dc09 != self.config.dc09:
+            self.log.warning("dc09_change_needs_restart", detail="[dc09] is read at start")
         self.config = new
         for driver_id, driver in drivers.items():
             runner = DriverRunner(driver, self.pipeline.submit)

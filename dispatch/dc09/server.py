@@ -59,6 +59,7 @@ class Dc09Receiver:
         self._server: asyncio.Server | None = None
         self._udp: asyncio.DatagramTransport | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._connections: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -86,6 +87,11 @@ class Dc09Receiver:
         peer = writer.get_extra_info("peername")
         name = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         pending = b""
+        # Known, so that stopping the receiver ends open connections too (by closing them:
+        # asyncio reports a cancelled connection handler as an error).
+        task = asyncio.current_task()
+        if task is not None:
+            self._connections[task] = writer
         try:
             while True:
                 async with asyncio.timeout(IDLE_S):
@@ -107,6 +113,8 @@ class Dc09Receiver:
         except Exception as exc:
             log.error("dc09_connection_error", peer=name, error=repr(exc))
         finally:
+            if task is not None:
+                self._connections.pop(task, None)
             writer.close()
             with contextlib.suppress(OSError, TimeoutError):
                 async with asyncio.timeout(1.0):
@@ -120,6 +128,10 @@ class Dc09Receiver:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        for writer in list(self._connections.values()):
+            writer.close()
+        if self._connections:
+            await asyncio.wait(list(self._connections), timeout=2.0)
         if self._server is not None:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(2.0):

@@ -77,3 +77,23 @@ def test_one_channel_alone_removes_at_once(tmp_path: Path) -> None:
 def test_channel_names_are_unique(buf: EventBuffer) -> None:
     with pytest.raises(ValueError, match="unique"):
         buf.set_channels(["dc09", "dc09"])
+
+
+def test_a_channel_reads_on_from_what_it_delivered(buf: EventBuffer) -> None:
+    first = buf.append([alarm("a"), alarm("b"), alarm("c")])
+    buf.acknowledge([e.id for e in first[:2]], channel="dc09")
+    assert [e.id for e in buf.pending(channel="dc09")] == [first[2].id]
+    later = buf.append([alarm("d")])
+    assert [e.id for e in buf.pending(channel="dc09")] == [first[2].id, later[0].id]
+    # The other channel still has all of them, from the head.
+    assert len(buf.pending(channel="dispatch")) == 4
+
+
+def test_released_refusals_come_back_for_that_channel(buf: EventBuffer) -> None:
+    events = buf.append([alarm("a"), alarm("b")])
+    buf.quarantine([events[0].id], reason="DUH", channel="dc09")
+    buf.acknowledge([events[1].id], channel="dc09")
+    assert buf.pending(channel="dc09") == []
+    buf.release_quarantined(channel="dc09")
+    assert [e.id for e in buf.pending(channel="dc09")] == [events[0].id]
+    assert buf.stats(T0).quarantined_events == 0

@@ -64,6 +64,14 @@ class SiaReceiver:
         return [e for e in self.events if str(e.message_type.value) != "NULL"]
 
     @property
+    def firsts(self) -> list[SIAEvent]:
+        """The alarms, each sequence number once (a repeat after a lost answer is allowed)."""
+        seen: dict[str | None, SIAEvent] = {}
+        for event in self.alarms:
+            seen.setdefault(event.sequence, event)
+        return list(seen.values())
+
+    @property
     def nulls(self) -> list[SIAEvent]:
         return [e for e in self.events if str(e.message_type.value) == "NULL"]
 

@@ -369,3 +369,85 @@ async def test_our_gateway_channel_end_to_end(tmp_path: Path, transport: str) ->
         assert all(e["payload"]["encrypted"] for e in events)
         assert (await centre.gateway("dc09:4321"))["last_heartbeat_at"] is not None
         assert dict(centre.intake.rejections) == {}
+
+
+async def test_silent_transmitter_goes_offline_and_its_null_brings_it_back(
+    tmp_path: Path,
+) -> None:
+    from dispatch.supervision import Supervisor
+    from dispatch.tx import ChangeFeed
+
+    async with centre_at(tmp_path / "d.db", heartbeat_misses=1) as centre:
+        await centre.add("1234", supervision=0.3)
+        null = encode(Dc09Message("NULL", 0, "1234", timestamp=now()))
+        assert decode((await centre.tcp(null))[0]).type == "ACK"
+        supervisor = Supervisor(centre.db, centre.intake.settings, ChangeFeed())
+        supervisor.started_at = now() - timedelta(minutes=1)
+
+        async def offline_incidents() -> list[dict[str, Any]]:
+            await supervisor.run_once()
+            return [i for i in await centre.incidents() if i["kind"] == "gateway_offline"]
+
+        (lost,) = await await_until(offline_incidents, within=10)
+        assert lost["gateway_id"] == "dc09:1234"
+        assert lost["household_id"] == "hh-1"
+        assert (await centre.gateway("dc09:1234"))["online"] is False
+        null = encode(Dc09Message("NULL", 0, "1234", timestamp=now()))
+        assert decode((await centre.tcp(null))[0]).type == "ACK"
+        assert (await centre.gateway("dc09:1234"))["online"] is True
+        (back,) = [i for i in await centre.incidents() if i["kind"] == "gateway_offline"]
+        assert back["state"] == "resolved"
+
+
+async def test_malformed_frames_never_stop_the_receiver(tmp_path: Path) -> None:
+    """Frames mutated at random (bytes changed, cut short, CR and LF thrown in) over one TCP
+    connection: every answer is a frame we can read, and a good one is still acknowledged
+    after them."""
+    import random
+
+    rng = random.Random(9)
+    async with centre_at(tmp_path / "d.db") as centre:
+        await centre.add("1234", key=KEY_HEX)
+        key = bytes.fromhex(KEY_HEX)
+        sent = 0
+        reader, writer = await asyncio.open_connection("127.0.0.1", centre.port)
+        try:
+            for i in range(300):
+                good = Dc09Message(
+                    rng.choice(["ADM-CID", "SIA-DCS", "NULL"]),
+                    i % 9999,
+                    "1234",
+                    data=rng.choice(["#1234|1101 01 001", "#1234|NFA001", "", "#1234|x"]),
+                    timestamp=now(),
+                )
+                frame = bytearray(encode(good, key=key if rng.random() < 0.5 else None))
+                for _ in range(rng.randint(1, 4)):
+                    at = rng.randrange(len(frame))
+                    frame[at] = rng.choice([rng.randrange(256), 0x0D, 0x0A, 0x5B, 0x5D, 0x7C])
+                if rng.random() < 0.2:
+                    frame = frame[: rng.randrange(1, len(frame))]
+                writer.write(bytes(frame))
+                sent += 1
+            await writer.drain()
+            # A CR ends whatever cut-short frame is pending; then a good frame.
+            writer.write(b"\r")
+            writer.write(
+                encode(
+                    Dc09Message("ADM-CID", 77, "1234", data="#1234|1101 01 002", timestamp=now()),
+                    key=key,
+                )
+            )
+            await writer.drain()
+            answers: list[bytes] = []
+            while True:
+                async with asyncio.timeout(10):
+                    answer = await reader.readuntil(b"\r")
+                answers.append(answer)
+                message = decode(answer, keys=lambda _a: key)
+                if message.type == "ACK" and message.sequence == 77:
+                    break
+        finally:
+            writer.close()
+        assert all(decode(a, keys=lambda _a: key).type in ("ACK", "NAK", "DUH") for a in answers)
+        assert sum(centre.intake.rejections.values()) > 0
+        assert sent == 300

@@ -53,8 +53,10 @@ def test_account_cli_and_a_transmitter_opening_an_incident(
     )
 
     def answered() -> str:
-        return decode(exchange(dc09_port, encode(alarm, key=bytes.fromhex(KEY))),
-                      keys=lambda _a: bytes.fromhex(KEY)).type
+        return decode(
+            exchange(dc09_port, encode(alarm, key=bytes.fromhex(KEY))),
+            keys=lambda _a: bytes.fromhex(KEY),
+        ).type
 
     # The server reads accounts added by another process within a second.
     assert wait_until(answered, check=lambda t: t == "ACK", within=10) == "ACK"
