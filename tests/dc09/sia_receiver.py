@@ -20,11 +20,11 @@ HEX_KEY = ASCII_KEY.encode("ascii").hex()
 
 
 class SiaReceiver:
-    def __init__(self, *, transport: str = "tcp", key: str | None = None) -> None:
+    def __init__(self, *, transport: str = "tcp", key: str | None = None, port: int = 0) -> None:
         self.transport = transport
         self.key = key
         self.events: list[SIAEvent] = []
-        self.port = 0
+        self.port = port
         self._client: Any = None
 
     async def _on_event(self, event: SIAEvent) -> None:
@@ -36,7 +36,7 @@ class SiaReceiver:
         )
         self._client = SIAClient(
             "127.0.0.1",
-            0,
+            self.port,
             [SIAAccount(ACCOUNT, self.key)],
             self._on_event,
             protocol=protocol,
