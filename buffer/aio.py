@@ -167,10 +167,19 @@ class AsyncEventBuffer:
         return written
 
     async def pending(
-        self, *, max_events: int = 500, max_bytes: int = 512 * 1024, channel: str | None = None
+        self,
+        *,
+        max_events: int = 500,
+        max_bytes: int = 512 * 1024,
+        telemetry_after: int | None = None,
+        channel: str | None = None,
     ) -> list[Event]:
         result: list[Event] = await self._run(
-            self.buffer.pending, max_events=max_events, max_bytes=max_bytes, channel=channel
+            self.buffer.pending,
+            max_events=max_events,
+            max_bytes=max_bytes,
+            telemetry_after=telemetry_after,
+            channel=channel,
         )
         return result
 

@@ -40,12 +40,12 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Final, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 import structlog
 from pydantic import ValidationError
-from sqlite_utils import Database
 
 from buffer.files import (
     MIGRATIONS,
@@ -76,6 +76,9 @@ from contract.wire import (
     Priority,
     new_event_id,
 )
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
 
 __all__ = [
     "MIGRATIONS",
@@ -182,7 +185,6 @@ class EventBuffer:
         self.path = path
         self.gateway_id = gateway_id
         self.disk_budget_bytes = disk_budget_bytes
-        self.db = Database(conn)
         self._conn = conn
         self._lock = threading.Lock()
         self._lock_fd = lock_fd
@@ -828,13 +830,19 @@ class EventBuffer:
         return channel is not None and len(self._channels) > 1 and channel in self._channels
 
     def pending(
-        self, *, max_events: int = 500, max_bytes: int = 512 * 1024, channel: str | None = None
+        self,
+        *,
+        max_events: int = 500,
+        max_bytes: int = 512 * 1024,
+        telemetry_after: int | None = None,
+        channel: str | None = None,
     ) -> list[Event]:
         """Unacknowledged events in lane order (alarm, trouble, telemetry), then seq.
 
         At most ``max_events`` (and never more than a batch may hold) and about ``max_bytes``
-        of JSON; the first event is always included, whatever its size. With ``channel`` (see
-        :meth:`set_channels`), those that channel has not delivered yet.
+        of JSON; the first event is always included, whatever its size. ``telemetry_after``
+        skips telemetry up to that seq (batches already on their way: see the forwarder). With
+        ``channel`` (see :meth:`set_channels`), those that channel has not delivered yet.
         """
         limit = max(1, min(max_events, MAX_BATCH_EVENTS))
         with self._lock:
@@ -848,7 +856,7 @@ class EventBuffer:
                 if own is None or own not in self._held_done.get(p.event.id, ())
             ][:limit]
             bad: list[tuple[int, str]] = []
-            self._collect_pending(events, bad, limit, max_bytes, own)
+            self._collect_pending(events, bad, limit, max_bytes, telemetry_after, own)
             if bad:
                 # A row that no longer reads as an event (edited by hand, or a bug) is set
                 # aside where it can be inspected, so it cannot block its lane.
@@ -861,32 +869,38 @@ class EventBuffer:
         bad: list[tuple[int, str]],
         limit: int,
         max_bytes: int,
-        channel: str | None,
+        telemetry_after: int | None = None,
+        channel: str | None = None,
     ) -> None:
         total = 0
         for lane in Lane:
             if len(events) >= limit or self._depth[lane] == 0:
                 continue
+            after = -1 if lane is not Lane.TELEMETRY or telemetry_after is None else telemetry_after
             cursor: Iterable[Any]
             if channel is None:
                 cursor = self._conn.execute(
-                    f"SELECT {_EVENT_COLUMNS} FROM events WHERE lane = ? ORDER BY seq LIMIT ?",
-                    (_LANE_CODE[lane], limit - len(events)),
+                    f"SELECT {_EVENT_COLUMNS} FROM events WHERE lane = ? AND seq > ? "
+                    "ORDER BY seq LIMIT ?",
+                    (_LANE_CODE[lane], after, limit - len(events)),
                 )
             else:
                 rows = self._conn.execute(
-                    f"SELECT {_EVENT_COLUMNS} FROM events WHERE lane = ? AND seq >= ? AND "
-                    "NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.channel = ? AND "
+                    f"SELECT {_EVENT_COLUMNS} FROM events WHERE lane = ? AND seq > ? AND seq >= ? "
+                    "AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.channel = ? AND "
                     "d.id = events.id) ORDER BY seq LIMIT ?",
                     (
                         _LANE_CODE[lane],
+                        after,
                         self._floor.get((channel, lane), 0),
                         channel,
                         limit - len(events),
                     ),
                 ).fetchall()
-                # Everything of this lane below the first row (or all of it) is done.
-                self._floor[(channel, lane)] = rows[0][0] if rows else self._next_seq
+                if after < 0:
+                    # Read from the head: everything of this lane below the first row (or all
+                    # of it) is done for this channel.
+                    self._floor[(channel, lane)] = rows[0][0] if rows else self._next_seq
                 cursor = iter(rows)
             for row in cursor:
                 size = row[9]
@@ -1216,6 +1230,14 @@ class EventBuffer:
         """Those of ``event_ids`` that are held in memory: neither written nor delivered yet."""
         with self._lock:
             return {i for i in event_ids if i in self._held}
+
+    @cached_property
+    def db(self) -> Database:
+        """The connection as a sqlite-utils ``Database``, for inspection (tests, tools). Imported
+        on first use: the daemon never needs it, and it costs about 4 MiB resident."""
+        from sqlite_utils import Database
+
+        return Database(self._conn)
 
     @property
     def next_seq(self) -> int:
