@@ -419,6 +419,7 @@ def household_add(
 
     from dispatch import schema
     from dispatch.errors import Conflict
+    from dispatch.households import household_values
     from dispatch.models import HouseholdIn
     from dispatch.tx import transaction
 
@@ -437,9 +438,10 @@ def household_add(
                 raise Conflict("household exists", detail=f"household {household_id!r} exists")
             await tx.conn.execute(
                 insert(h).values(
+                    id=household_id,
                     created_at=tx.now,
                     updated_at=tx.now,
-                    **spec.model_dump(mode="json"),
+                    **household_values(spec),
                 )
             )
             tx.audit("cli", "household.created", "household", household_id, {"name": name})
