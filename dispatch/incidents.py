@@ -528,6 +528,79 @@ async def perform(
     return ActionOutcome(incident, took_over_from)
 
 
+async def assign(
+    tx: Tx, settings: Settings, incident_id: str, supervisor: Actor, username: str, reason: str
+) -> Incident:
+    """A supervisor hands an incident to an operator who is on duty, saying why.
+
+    The operator holds it unclaimed: it is theirs to acknowledge, so its acknowledge timer keeps
+    running and a gateway hears "acknowledged" only when they do. Whoever held it is told.
+    """
+    await load_incident(tx.conn, incident_id, for_update=True)
+    row = await load_incident(tx.conn, incident_id)
+    if row["state"] == IncidentState.RESOLVED.value:
+        raise Conflict(
+            "incident is resolved", detail=f"incident {incident_id} was resolved; nothing to assign"
+        )
+    o, p = schema.operators, schema.operator_presence
+    target = (
+        await tx.conn.execute(
+            select(o.c.id, o.c.username, o.c.display_name, p.c.status)
+            .select_from(o.outerjoin(p, p.c.operator_id == o.c.id))
+            .where(o.c.username == username)
+        )
+    ).first()
+    if target is None:
+        raise NotFound("no such operator", detail=f"no operator is called {username!r}")
+    on_duty = (
+        await tx.conn.execute(
+            select(o.c.id)
+            .select_from(o.join(p, p.c.operator_id == o.c.id))
+            .where(o.c.id == target.id, presence.is_present(settings, tx.now))
+        )
+    ).first()
+    name = target.display_name or target.username
+    if on_duty is None:
+        raise Conflict(
+            f"{name} is not on duty",
+            detail=f"operator {username!r} is not on duty now; assign it to someone who is there",
+            extra={"operator": username},
+        )
+    holder_id, holder_name = row["operator_id"], row["operator_name"]
+    if holder_id == target.id:
+        raise Conflict(
+            f"already held by {name}",
+            detail=f"incident {incident_id} is already held by {username!r}",
+            extra={"operator": username},
+        )
+    if supervisor.id is not None:
+        await presence.touch(tx, supervisor.id, "incident.assign", resume=True)
+    i = schema.incidents
+    await tx.conn.execute(
+        update(i)
+        .where(i.c.id == incident_id)
+        .values(operator_id=target.id, claimed_at=None, last_action_at=tx.now)
+    )
+    detail: dict[str, Any] = {"operator_id": target.id, "operator": username, "why": reason}
+    if holder_name:
+        detail["was_assigned_to"] = holder_name
+    await add_action(tx, incident_id, supervisor, "assigned", detail)
+    incident = await publish(tx, incident_id, "incident.updated")
+    if holder_id is not None:
+        tx.change(
+            "operator",
+            "incident.reassigned",
+            incident_id,
+            {
+                "incident": incident.model_dump(mode="json"),
+                "by": supervisor.name,
+                "reason": reason,
+            },
+            audience=operator_audience(holder_id),
+        )
+    return incident
+
+
 def _check_call_or_reason(row: RowMapping, detail: dict[str, Any]) -> None:
     """An incident is closed only after someone tried to call the household, or with the reason
     why not: an unchanged form must not record a resolution nobody worked for."""

@@ -401,6 +401,12 @@ class AcknowledgeRequest(_In):
         return self
 
 
+class AssignRequest(_In):
+    # "\S": a name and a reason of spaces alone are refused by the schema itself.
+    operator: Short = Field(pattern=r"\S", description="the username of an operator on duty")
+    reason: Short = Field(pattern=r"\S", description="why this operator (required)")
+
+
 class BreakRequest(_In):
     on_break: bool = Field(description="true: on break (nothing is assigned); false: back")
 

@@ -15,6 +15,7 @@ from dispatch.api.paging import Limit, Offset, equal_to, fetch_page, fetch_rows
 from dispatch.models import (
     AcknowledgeRequest,
     ActionResult,
+    AssignRequest,
     CallbackRequest,
     Change,
     DispatchRequest,
@@ -200,6 +201,26 @@ async def add_note(
     incident_id: str, body: NoteRequest, operator: CurrentOperator, services: ServicesDep
 ) -> ActionResult:
     return await _act(services, operator, incident_id, "note", {"text": body.text})
+
+
+@router.post(
+    "/incidents/{incident_id}/assign",
+    response_model=ActionResult,
+    dependencies=[Supervisor],
+    responses={
+        404: {"description": "no such incident or operator"},
+        409: {"description": "resolved, already theirs, or the operator is not on duty"},
+    },
+)
+async def assign(
+    incident_id: str, body: AssignRequest, operator: CurrentOperator, services: ServicesDep
+) -> ActionResult:
+    """(Supervisors) Hand the incident to an operator on duty, with a reason, to acknowledge."""
+    async with transaction(services.db, feed=services.feed) as tx:
+        incident = await incidents.assign(
+            tx, services.settings, incident_id, actor_of(operator), body.operator, body.reason
+        )
+    return ActionResult(incident=incident)
 
 
 @router.get("/escalations", response_model=list[Change], dependencies=[Supervisor])

@@ -245,5 +245,14 @@ def test_supervisors_see_escalations(centre: Centre, page_for: Any) -> None:
     assert "Taken over" in text
     assert "Qian Jun" in text
     assert COLLEAGUE in text
-    page.click(f"#escalations-body tr[data-id='{fall}']")
+    # The supervisor hands it back to an operator on duty: nobody is chosen for them.
+    form = f"#escalations-body form.assign[data-id='{fall}']"
+    assert page.input_value(f"{form} select") == ""
+    page.select_option(f"{form} select", COLLEAGUE)
+    page.fill(f"{form} input[name=reason]", "back to the operator who knows the caller")
+    page.click(f"{form} button[type=submit]")
+    page.wait_for_selector(f"#escalations-body tr[data-id='{fall}'] .assigned")
+    page.click(f"#escalations-body tr[data-id='{fall}'] td:first-child")
     page.wait_for_selector(f"#incident-view[data-id='{fall}']")
+    page.wait_for_selector(f"#incident-holder:has-text('{COLLEAGUE}')")
+    assert "back to the operator who knows the caller" in page.inner_text("#timeline")

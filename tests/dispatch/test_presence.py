@@ -290,3 +290,40 @@ def test_the_console_stream_is_presence_and_losing_it_returns_the_work(
     assert status() == "gone"
     returned = [t for t in timeline(viewer, fall) if t["name"] == "returned"]
     assert [t["detail"]["reason"] for t in returned] == ["console stream lost"]
+
+
+def test_a_supervisor_assigns_only_to_an_operator_on_duty_and_says_why(
+    server: DispatchApp,
+) -> None:
+    gw = server.enroll(unique("hh"))
+    _, sos = raise_alarm(gw)
+    alice, alice_client = new_operator(server)
+    assert alice_client.post(f"/api/v1/incidents/{sos}/acknowledge").status_code == 200
+    bob, bob_client = new_operator(server)
+    _, supervisor = new_operator(server, role="supervisor")
+    url = f"/api/v1/incidents/{sos}/assign"
+
+    # Bob has logged in but never shown up: nothing is parked on someone who is not there.
+    away = supervisor.post(url, json={"operator": bob, "reason": "Alice is on a long call"})
+    assert away.status_code == 409, away.text
+    assert "not on duty" in away.json()["title"]
+
+    back = bob_client.post("/api/v1/operators/me/break", json={"on_break": False})
+    assert back.status_code == 200
+    assert alice_client.post(url, json={"operator": bob, "reason": "x"}).status_code == 403
+    assert supervisor.post(url, json={"operator": bob, "reason": " "}).status_code == 422
+    assert supervisor.post(url, json={"operator": "nobody-here", "reason": "x"}).status_code == 404
+
+    done = supervisor.post(url, json={"operator": bob, "reason": "Alice is on a long call"})
+    assert done.status_code == 200, done.text
+    detail = bob_client.get(f"/api/v1/incidents/{sos}").json()
+    assert detail["operator"] == bob
+    [assigned] = [t for t in detail["timeline"] if t["name"] == "assigned"]
+    assert assigned["detail"]["why"] == "Alice is on a long call"
+    assert assigned["detail"]["was_assigned_to"] == alice
+    assert assigned["actor"] != "system"
+    # Bob now acknowledges it himself; Alice no longer holds it and cannot move it on.
+    assert alice_client.post(f"/api/v1/incidents/{sos}/callback", json={}).status_code in (409, 422)
+    again = supervisor.post(url, json={"operator": bob, "reason": "twice"})
+    assert again.status_code == 409
+    assert bob_client.post(f"/api/v1/incidents/{sos}/acknowledge").status_code == 200

@@ -132,6 +132,8 @@ window.ConsoleKit = { views: {}, onRefresh: [], onRender: [], onEvent: [] };
     [/^no such incident$/, "err_no_incident"],
     [/^invalid request$/, "err_invalid"],
     [/role required$/, "err_forbidden"],
+    [/^already held by (.+)$/, "err_already_held"],
+    [/^(.+) is not on duty$/, "err_not_on_duty"],
   ];
   function errorText(e) {
     const title = String((e && e.title) || "");
@@ -803,6 +805,7 @@ window.ConsoleKit = { views: {}, onRefresh: [], onRender: [], onEvent: [] };
     $("#escalation-count").textContent = String(new Set(live.map((c) => c.entity_id)).size);
     $("#escalation-count").classList.toggle("hidden", live.length === 0);
     $("#escalations-empty").classList.toggle("hidden", state.escalations.length > 0);
+    const shown = new Set();  // one assign form per incident, on its newest escalation
     $("#escalations-body").innerHTML = state.escalations.map((c) => {
       const d = c.data || {};
       const inc = state.incidents.find((i) => i.id === c.entity_id) || d.incident || {};
@@ -811,11 +814,43 @@ window.ConsoleKit = { views: {}, onRefresh: [], onRender: [], onEvent: [] };
       return `<tr data-id="${esc(c.entity_id)}" tabindex="0" class="${open.has(c.entity_id) ? "" : "muted"}">
         <td>${esc(fmtTime(c.at))}</td><td>${esc(describeEscalation(c))} · ${esc(kindLabel(inc.kind || ""))}</td>
         <td>${esc(inc.household_name || inc.household_id || "")}</td><td>${esc(who)}</td>
-        <td>${esc(inc.state ? t(`state_${inc.state}`) : "")}</td></tr>`;
+        <td>${esc(inc.state ? t(`state_${inc.state}`) : "")}</td>
+        <td>${open.has(c.entity_id) && !shown.has(c.entity_id) && shown.add(c.entity_id) ? assignForm(c.entity_id) : ""}</td></tr>`;
     }).join("");
-    $$("#escalations-body tr").forEach((tr) => tr.addEventListener("click", () => {
+    $$("#escalations-body tr").forEach((tr) => tr.addEventListener("click", (ev) => {
+      if (ev.target.closest(".assign")) return;
       location.hash = `#/incident/${encodeURIComponent(tr.dataset.id)}`;
     }));
+    $$("#escalations-body form.assign").forEach((form) => form.addEventListener("submit", assignFrom));
+  }
+
+  // A supervisor hands an escalated incident to an operator on duty: nobody is chosen for them,
+  // and the reason is required, as it is on the timeline.
+  function assignForm(incidentId) {
+    const people = state.people.filter((p) => p.status === "on_duty");
+    const options = people.map((p) => `<option value="${esc(p.username)}">${esc(p.display_name || p.username)}</option>`).join("");
+    return `<form class="assign" data-id="${esc(incidentId)}">
+      <select name="operator" required aria-label="${esc(t("esc_assign"))}"><option value="">${esc(t("choose"))}</option>${options}</select>
+      <input name="reason" required maxlength="200" aria-label="${esc(t("reason"))}" placeholder="${esc(t("reason"))}">
+      <button type="submit">${esc(t("esc_assign_button"))}</button>
+      <span class="assign-error" role="status"></span></form>`;
+  }
+
+  async function assignFrom(ev) {
+    ev.preventDefault();
+    const form = ev.currentTarget;
+    const out = form.querySelector(".assign-error");
+    out.textContent = "";
+    try {
+      const who = operatorName(form.operator.value);
+      await api("POST", `/api/v1/incidents/${encodeURIComponent(form.dataset.id)}/assign`,
+        { operator: form.operator.value, reason: form.reason.value.trim() });
+      const done = document.createElement("span");
+      done.className = "assigned";
+      done.setAttribute("role", "status");
+      done.textContent = t("esc_assigned").replace("{who}", who);
+      form.replaceWith(done);
+    } catch (e) { out.textContent = errorText(e); }
   }
 
   // ---------------------------------------------------------------- gateways
