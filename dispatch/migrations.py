@@ -99,6 +99,7 @@ async def _add_missing(conn: AsyncConnection, dialect: str) -> None:
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _initial_schema),
     Migration(2, "presence, true alarm times, per-event acknowledgement", _add_missing),
+    Migration(3, "wristbands: JT/T 808 terminals, their fixes, incident positions", _add_missing),
 )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from dispatch.api import auth, events, gateways, households, incidents, operators, records, stream
+from dispatch.api import wristbands as wristbands
 
 __all__ = ["router"]
 
@@ -17,3 +18,4 @@ router = APIRouter()
 # The OpenAPI document lists the resources in this order.
 for resource in (auth, households, gateways, incidents, events, operators, records, stream):
     router.include_router(resource.router)
+router.include_router(wristbands.router)
