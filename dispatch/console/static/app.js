@@ -524,6 +524,7 @@
     $("#act-resolve").disabled = !(mine && worked && canResolve(inc));
     $("#resolve-hint").classList.toggle("hidden", !(mine && worked) || canResolve(inc));
     $("#incident-view").dataset.state = inc.state;
+    window.IncidentLocation.show(inc, { t, esc, fmtTime, api });
   }
 
   async function act(path, body) {

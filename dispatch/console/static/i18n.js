@@ -85,6 +85,11 @@ window.I18N = {
     kind_left_open: "Left open", kind_left_open_restore: "Closed again",
     kind_low_battery_restore: "Battery replaced", kind_tamper_restore: "Tamper cleared",
     kind_device_offline_restore: "Device back online",
+    loc_title: "Location", loc_latest: "Latest position", loc_fix_real: "GNSS fix",
+    loc_fix_none: "no fix: last known position", loc_unverified: "unverified (damaged frame)",
+    loc_distance: "From home", loc_home_unset: "home place not set", loc_track: "Last hour",
+    loc_points: "{n} reports", loc_open_map: "Open map", loc_wearer: "Worn by",
+    loc_unavailable: "Location unavailable",
   },
   "zh-CN": {
     title: "调度台",
@@ -166,5 +171,10 @@ window.I18N = {
     kind_left_open: "门窗未关", kind_left_open_restore: "已关闭",
     kind_low_battery_restore: "电池已更换", kind_tamper_restore: "防拆已恢复",
     kind_device_offline_restore: "设备已上线",
+    loc_title: "位置", loc_latest: "最新位置", loc_fix_real: "卫星定位",
+    loc_fix_none: "未定位：最后已知位置", loc_unverified: "未校验（报文损坏）",
+    loc_distance: "距家", loc_home_unset: "未设置住址坐标", loc_track: "近一小时",
+    loc_points: "{n} 条位置", loc_open_map: "打开地图", loc_wearer: "佩戴人",
+    loc_unavailable: "位置暂不可用",
   },
 };
