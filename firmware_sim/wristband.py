@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from contract import jt808
 from contract.jt808 import AlarmBit, MsgId, StatusBit
 
-__all__ = ["Reply", "Wristband", "walk"]
+__all__ = ["Reply", "Walker", "Wristband", "walk"]
 
 
 @dataclass(frozen=True)
@@ -186,6 +186,56 @@ def walk(lat: float, lon: float, *, metres_per_step: float = 15.0) -> Iterator[t
         dlon = 200.0 * (1 - math.cos(angle)) / (111_320 * math.cos(math.radians(lat)))
         yield lat + dlat, lon + dlon
         step += 1
+
+
+class Walker:
+    """A wristband out for a walk: registered and authenticated, then a position and a heartbeat
+    every ``every`` seconds along :func:`walk` until closed. ``press_sos`` and ``battery_low``
+    act at once, between two reports."""
+
+    def __init__(self, band: Wristband, *, every: float = 1.0) -> None:
+        self.band = band
+        self.every = every
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._path = walk(band.lat, band.lon)
+        self.reports = 0
+
+    async def __aenter__(self) -> Walker:
+        await self.band.connect()
+        await self.band.register()
+        await self.band.authenticate()
+        self._task = asyncio.create_task(self._walk(), name="wristband-walk")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self.band.close()
+
+    async def _step(self) -> None:
+        async with self._lock:
+            self.band.lat, self.band.lon = next(self._path)
+            await self.band.report()
+            await self.band.heartbeat()
+            self.reports += 1
+
+    async def _walk(self) -> None:
+        while True:
+            await self._step()
+            await asyncio.sleep(self.every)
+
+    async def press_sos(self) -> None:
+        async with self._lock:
+            self.band.set_alarm(AlarmBit.EMERGENCY)
+            await self.band.report()
+
+    async def battery_low(self, percent: int = 9) -> None:
+        async with self._lock:
+            self.band.battery = percent
+            self.band.set_alarm(AlarmBit.UNDERVOLTAGE)
+            await self.band.report()
 
 
 async def run(args: argparse.Namespace) -> None:
