@@ -25,6 +25,8 @@ from dispatch.tx import ChangeFeed, Tx, transaction
 __all__ = ["Tracker"]
 
 log = structlog.get_logger(__name__)
+#: Positions kept per wristband while the database cannot be written (two hours at one a minute).
+_MAX_KEPT = 120
 
 
 class Tracker:
@@ -66,7 +68,11 @@ class Tracker:
 
     def report(self, report: Report) -> None:
         self._seen[report.terminal] = report.received_at
-        self._reports.setdefault(report.terminal, []).append(report)
+        kept = self._reports.setdefault(report.terminal, [])
+        kept.append(report)
+        if len(kept) > _MAX_KEPT:
+            # The database has been away a long time: keep the newest of the track.
+            del kept[: len(kept) - _MAX_KEPT]
 
     @property
     def pending(self) -> int:

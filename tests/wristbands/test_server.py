@@ -6,6 +6,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from contract import jt808
 from contract.jt808 import AlarmBit, MsgId, Result
@@ -327,3 +329,43 @@ def test_binding_refuses_an_unknown_household_and_a_double_binding(centre: Dispa
     assert twice.status_code == 409
     assert client.delete(f"/api/v1/wristbands/{terminal}").status_code == 204
     assert client.delete(f"/api/v1/wristbands/{terminal}").status_code == 404
+
+
+@settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    junk=st.lists(
+        st.one_of(
+            st.binary(max_size=120),
+            st.builds(
+                lambda msg_id, body, bad: jt808.encode_frame(
+                    msg_id, "13700000000", 1, body, corrupt_check=bad
+                ),
+                st.sampled_from([0x0001, 0x0100, 0x0102, 0x0200, 0x0704, 0x0900, 0x8001]),
+                st.binary(max_size=80),
+                st.booleans(),
+            ),
+        ),
+        max_size=6,
+    )
+)
+def test_whatever_a_terminal_sends_the_port_keeps_answering(
+    centre: DispatchApp, junk: list[bytes]
+) -> None:
+    async def go() -> int:
+        async with band(centre) as w:
+            for piece in junk:
+                await w.send_raw(piece)
+            # An unclosed frame in the junk swallows the next frame's opening flag (the
+            # framing has no other way to resynchronise), so a terminal's next message may be
+            # lost, never the one after it; answers to the junk may come first.
+            serials = set()
+            for _ in range(2):
+                await w.send_raw(w.frame(MsgId.HEARTBEAT))
+                serials.add(w.serial)
+            while True:
+                answer = await w.reply()
+                general = answer.general
+                if general is not None and general[0] in serials and general[1] == 0x0002:
+                    return general[2]
+
+    assert run(go()) == Result.SUCCESS
