@@ -176,7 +176,8 @@ def _bcd(data: bytes) -> str:
 
 
 def _to_bcd(digits: str, size: int) -> bytes:
-    if not digits.isdigit():
+    # Hex nibbles too: an answer carries back the phone exactly as a terminal wrote it.
+    if not digits or any(c not in "0123456789abcdefABCDEF" for c in digits):
         raise ValueError(f"not a number of digits: {digits!r}")
     if len(digits) > size * 2:
         raise ValueError(f"{digits!r} is longer than {size * 2} digits")

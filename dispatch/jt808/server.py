@@ -119,7 +119,15 @@ class Jt808Server:
                 if not data:
                     break
                 for frame in splitter.feed(data):
-                    await self._frame(conn, frame, writer)
+                    try:
+                        await self._frame(conn, frame, writer)
+                    except (SQLAlchemyError, ConnectionError, OSError):
+                        raise
+                    except Exception:
+                        # A frame this server cannot handle must not end the terminal's link:
+                        # unanswered, it is sent again.
+                        self.stats["frame_failed"] += 1
+                        log.exception("jt808 frame failed", peer=peer, terminal=conn.terminal)
                 if splitter.discarded:
                     self.stats["discarded_bytes"] += splitter.discarded
                     splitter.discarded = 0
@@ -168,8 +176,12 @@ class Jt808Server:
         try:
             terminal = jt808.normalise_phone(header.phone)
         except ValueError:
+            # Not BCD: nobody to file it under but the terminal this link already proved it is.
             self.stats["bad_phone"] += 1
-            terminal = conn.terminal or "0"
+            if conn.terminal is not None:
+                await self._salvage(conn.terminal, msg)
+            await self._general(conn, writer, header, Result.MESSAGE_ERROR)
+            return
         if not (msg.check_ok and msg.length_ok):
             self.stats["bad_check" if not msg.check_ok else "bad_length"] += 1
             # The terminal this link already proved it is, not a phone number read from noise.

@@ -112,7 +112,7 @@ class Tracker:
                 await tx.conn.execute(self._touch, touch)
             moved: list[dict[str, object]] = []
             fixes: list[dict[str, object]] = []
-            for terminal, items in reports.items():
+            for terminal, items in sorted(reports.items()):  # rows locked in one order
                 fixes.extend(fix_row(r, tx.now) for r in items)
                 last = max(items, key=lambda r: r.at).location
                 moved.append(

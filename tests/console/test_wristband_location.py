@@ -99,3 +99,26 @@ def test_wristband_sos_shows_its_position_on_the_console(centre: Centre, page_fo
         "() => document.querySelector('#location-card h3')?.textContent === '位置'"
     )
     assert "卫星定位" in page.inner_text("#loc-latest")
+
+
+@pytest.mark.browser
+def test_a_supervisor_binds_and_removes_a_wristband_in_the_console(
+    centre: Centre, page_for: Any
+) -> None:
+    server = centre.server
+    server.ensure_household("hh-wb-02")
+    page = page_for()
+    log_in(page, centre)
+    page.click("[data-nav=households]")
+    page.click("#households-body tr[data-id='hh-wb-02']")
+    page.wait_for_selector("#wristband-panel #wb-bind")
+    assert page.input_value("#wb-terminal") == ""  # nothing chosen for the supervisor
+    page.fill("#wb-terminal", "139 0000 4242")
+    page.fill("#wb-resident", "Zhao Lan")
+    page.click("#wb-bind")
+    page.wait_for_selector("#wristband-panel li[data-terminal='13900004242']")
+    listed = server.cli("wristband", "list")
+    assert "13900004242\thh-wb-02\tZhao Lan" in listed.stdout
+    page.click("#wristband-panel li[data-terminal='13900004242'] .wb-remove")
+    page.wait_for_selector("#wristband-panel li[data-terminal='13900004242']", state="detached")
+    assert "13900004242" not in server.cli("wristband", "list").stdout

@@ -250,3 +250,17 @@ def test_batch_round_trip(batch: list[jt808.Location], kind: int) -> None:
     got_kind, got = jt808.decode_batch(jt808.encode_batch(batch, kind))
     assert got_kind == kind
     assert [g.at for g in got] == [b.at for b in batch]
+
+
+def test_a_phone_with_hex_nibbles_is_refused_but_can_be_answered() -> None:
+    """Noise may put 0xA-0xF nibbles in the phone: it is no terminal's number, yet the answer
+    (message error) carries it back exactly."""
+    frame = bytearray(jt808.unescape(jt808.encode_frame(0x0002, "1", 5)[1:-1]))
+    frame[9] = 0x0A
+    frame[-1] = jt808.checksum(bytes(frame[:-1]))
+    msg = jt808.decode_frame(b"\x7e" + jt808.escape(bytes(frame)) + b"\x7e")
+    assert msg.header.phone == "00000000000a"
+    with pytest.raises(ValueError, match="20 digits"):
+        jt808.normalise_phone(msg.header.phone)
+    answer = jt808.decode_frame(jt808.encode_frame(0x8001, msg.header.phone, 1, b""))
+    assert answer.header.phone == "00000000000a"

@@ -696,6 +696,7 @@
         loadHouseholds();
       } catch (e) { $("#hh-saved").textContent = e.message; }
     };
+    window.WristbandPanel.show(h, { t, esc, api, fmtTime });
   }
 
   // ---------------------------------------------------------------- reports

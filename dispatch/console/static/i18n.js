@@ -90,6 +90,9 @@ window.I18N = {
     loc_distance: "From home", loc_home_unset: "home place not set", loc_track: "Last hour",
     loc_points: "{n} reports", loc_open_map: "Open map", loc_wearer: "Worn by",
     loc_unavailable: "Location unavailable",
+    wb_title: "Wristbands", wb_none: "No wristband bound.", wb_terminal: "Terminal phone number",
+    wb_resident: "Worn by", wb_bind: "Bind", wb_remove: "Remove", wb_seen: "seen",
+    wb_unbound_hint: "{n} registered, not bound", wb_terminal_missing: "Type the wristband's phone number.",
   },
   "zh-CN": {
     title: "调度台",
@@ -176,5 +179,8 @@ window.I18N = {
     loc_distance: "距家", loc_home_unset: "未设置住址坐标", loc_track: "近一小时",
     loc_points: "{n} 条位置", loc_open_map: "打开地图", loc_wearer: "佩戴人",
     loc_unavailable: "位置暂不可用",
+    wb_title: "定位手环", wb_none: "未绑定手环。", wb_terminal: "终端手机号",
+    wb_resident: "佩戴人", wb_bind: "绑定", wb_remove: "解除", wb_seen: "最近上报",
+    wb_unbound_hint: "{n} 个已注册未绑定", wb_terminal_missing: "请输入手环的手机号。",
   },
 };
