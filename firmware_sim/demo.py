@@ -583,6 +583,16 @@ class Demo:
                 [Expected("sos", f"wristband-{WRISTBAND_TERMINAL}", "SOS wristband outdoors")],
             ),
             Step(
+                14.0,
+                "the Beidou wristband's battery runs low (a trouble, not an alarm)",
+                lambda: call(outdoors.battery_low),
+                [
+                    Expected(
+                        "low_battery", f"wristband-{WRISTBAND_TERMINAL}", "wristband battery low"
+                    )
+                ],
+            ),
+            Step(
                 12.0,
                 "the bedroom smoke clears",
                 lambda: call(lambda: rflink.smoke("123456", on=False, repeats=3)),

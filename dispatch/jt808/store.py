@@ -105,11 +105,14 @@ def edges(previous: int, now: int, *, verified: bool) -> tuple[list[EventKind], 
     return kinds, now & WATCHED
 
 
-async def load(conn: AsyncConnection, terminal: str) -> RowMapping | None:
+async def load(
+    conn: AsyncConnection, terminal: str, *, for_update: bool = False
+) -> RowMapping | None:
     w = schema.wristbands
-    row: RowMapping | None = (
-        (await conn.execute(select(w).where(w.c.terminal == terminal))).mappings().first()
-    )
+    query = select(w).where(w.c.terminal == terminal)
+    if for_update:
+        query = query.with_for_update()
+    row: RowMapping | None = (await conn.execute(query)).mappings().first()
     return row
 
 
@@ -252,12 +255,11 @@ async def raise_alarms(
     w, i = schema.wristbands, schema.incidents
     loc = report.location
     async with transaction(db, feed=feed) as tx:
-        await ensure(tx, report.terminal)
-        if tx.is_pg:
-            await tx.conn.execute(
-                select(w.c.terminal).where(w.c.terminal == report.terminal).with_for_update()
-            )
-        row = await load(tx.conn, report.terminal)
+        # One read in the usual case (the row exists), locked on PostgreSQL.
+        row = await load(tx.conn, report.terminal, for_update=tx.is_pg)
+        if row is None:
+            await ensure(tx, report.terminal)
+            row = await load(tx.conn, report.terminal, for_update=tx.is_pg)
         assert row is not None
         kinds, flags = edges(int(row["alarm_flags"]), loc.alarm, verified=report.verified)
         values: dict[str, Any] = {"alarm_flags": flags, "last_seen_at": tx.now, "online": True}

@@ -23,6 +23,7 @@ def test_demo_delivers_every_scripted_alarm() -> None:
         "SOS button (Zigbee)",
         "inactivity (no movement)",
         "SOS wristband outdoors",
+        "wristband battery low",
     ):
         assert label in out
     assert "NO" not in out.split("demo summary", 1)[1]
