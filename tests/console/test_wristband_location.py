@@ -110,7 +110,7 @@ def test_a_supervisor_binds_and_removes_a_wristband_in_the_console(
     page = page_for()
     log_in(page, centre)
     page.click("[data-nav=households]")
-    page.click("#households-body tr[data-id='hh-wb-02']")
+    page.click("#adm-hh-body tr[data-id='hh-wb-02'] a")
     page.wait_for_selector("#wristband-panel #wb-bind")
     assert page.input_value("#wb-terminal") == ""  # nothing chosen for the supervisor
     page.fill("#wb-terminal", "139 0000 4242")

@@ -1,7 +1,6 @@
-// A household's wristbands (JT/T 808), for supervisors editing the household: those bound to it,
-// remove one, bind another by its terminal number (a registered, unbound one is offered, none
-// chosen for the person), with the resident who wears it. Lives inside the household form, so
-// its inputs have no name (the household's Save never sends them) and Enter does not save.
+// A household's wristbands (JT/T 808), a card on the household page for supervisors: those
+// bound to it, remove one, bind another by its terminal number (a registered, unbound one is
+// offered, none chosen for the person), with the resident who wears it.
 "use strict";
 
 window.WristbandPanel = (() => {
@@ -17,12 +16,14 @@ window.WristbandPanel = (() => {
 
   async function show(household, h) {
     const { t, esc, api } = h;
-    const form = document.getElementById("household-form");
+    const side = document.querySelector("#household-view .adm-side");
+    if (!side) return;
     let panel = document.getElementById("wristband-panel");
-    if (!panel || panel.parentNode !== form) {
-      panel = document.createElement("fieldset");
+    if (!panel || panel.parentNode !== side) {
+      panel = document.createElement("div");
       panel.id = "wristband-panel";
-      form.appendChild(panel);
+      panel.className = "card";
+      side.insertBefore(panel, side.children[1] || null);
     }
     let all;
     try {
@@ -33,7 +34,7 @@ window.WristbandPanel = (() => {
     }
     const mine = all.filter((w) => w.household_id === household.id);
     const unbound = all.filter((w) => w.household_id === null);
-    panel.innerHTML = `<legend>${esc(t("wb_title"))}</legend>
+    panel.innerHTML = `<h3>${esc(t("wb_title"))}</h3>
       <ul class="wristbands">${mine.map((w) => row(w, h)).join("") || `<li class="muted">${esc(t("wb_none"))}</li>`}</ul>
       <input id="wb-terminal" list="wb-unbound" inputmode="numeric" autocomplete="off"
         placeholder="${esc(t("wb_terminal"))}" aria-label="${esc(t("wb_terminal"))}">
