@@ -32,6 +32,7 @@ BENCHMARKS: dict[str, tuple[str, list[str]]] = {
     "drain": ("bench.drain", ["--quick"]),
     "footprint": ("bench.footprint", ["--quick"]),
     "replay": ("bench.replay_bench", ["--weeks", "6"]),
+    "wristbands": ("bench.wristbands", ["--quick"]),
 }
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -19,6 +19,7 @@ import structlog
 from sqlalchemy import insert, select
 
 from dispatch import __version__
+from dispatch.jt808.cli import wristband
 from dispatch.serve_flags import given_settings, settings_options
 from dispatch.settings import Settings, env_var
 from runtime.cli import fail
@@ -395,6 +396,10 @@ def gateway_revoke(db_url: str, gateway_id: str) -> None:
     _run(db_url, action)
     click.echo(f"gateway {gateway_id} revoked")
 
+
+# -- wristbands (their commands live with the JT/T 808 server) -----------------------------------
+
+cli.add_command(wristband)
 
 # -- households ---------------------------------------------------------------------------------
 

@@ -31,6 +31,7 @@ from dispatch.models import (
     IncidentDetail,
     IncidentState,
     OverdueStep,
+    Position,
     TimelineEntry,
 )
 from dispatch.settings import Settings
@@ -154,6 +155,21 @@ def to_model(row: RowMapping, now: datetime) -> Incident:
         ),
         overdue=overdue(row, now),
         summary=row["summary"] or {},
+        position=position_of(row),
+    )
+
+
+def position_of(row: RowMapping) -> Position | None:
+    """The incident's position, if a wristband gave it one."""
+    if row.get("terminal") is None or row.get("lat") is None:
+        return None
+    return Position(
+        terminal=row["terminal"],
+        lat=row["lat"],
+        lon=row["lon"],
+        fix=bool(row["fix"]),
+        fix_at=row["fix_at"],
+        verified=row["position_verified"] is not False,
     )
 
 

@@ -21,6 +21,7 @@ acknowledged only once an operator acknowledged that event, never because its in
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -251,7 +252,7 @@ def _event_ref(ref: IncidentRef | None, acknowledged: bool) -> IncidentRef | Non
 
 
 async def ingest_batch(
-    tx: Tx, settings: Settings, gateway: RowMapping, batch: IngestBatch
+    tx: Tx, settings: Settings, gateway: RowMapping | Mapping[str, Any], batch: IngestBatch
 ) -> IngestReply:
     household_id = gateway["household_id"]
     too_big = [ev.id for ev in batch.events if ev.seq > _MAX_SEQ]

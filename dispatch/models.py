@@ -318,6 +318,19 @@ class Deadlines(BaseModel):
     on_scene: datetime | None
 
 
+class Position(BaseModel):
+    """Where a wristband was: its latest fix while the incident is open."""
+
+    terminal: str = Field(description="the wristband's terminal phone number")
+    lat: float
+    lon: float
+    fix: bool = Field(description="a real GNSS fix (False: the terminal's last known position)")
+    fix_at: datetime = Field(description="the time of the position, the terminal's own")
+    verified: bool = Field(
+        default=True, description="False: read from a frame whose check code or length was wrong"
+    )
+
+
 class Incident(BaseModel):
     id: str
     household_id: str
@@ -361,6 +374,9 @@ class Incident(BaseModel):
     deadlines: Deadlines
     overdue: list[OverdueStep]
     summary: dict[str, Any]
+    position: Position | None = Field(
+        default=None, description="where the alarm is, for a wristband's (dispatch.jt808)"
+    )
 
 
 class TimelineEntry(BaseModel):

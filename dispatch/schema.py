@@ -192,7 +192,15 @@ incidents = Table(
     Column("late", Boolean, nullable=False, server_default="0"),
     # A new alarm event joined after the incident was acknowledged: nobody has seen it yet.
     Column("realerted_at", UtcDateTime, nullable=True),
+    # Where a wristband's alarm is (its latest fix while the incident is open; dispatch.jt808).
+    Column("terminal", String(20), nullable=True),
+    Column("lat", Float, nullable=True),
+    Column("lon", Float, nullable=True),
+    Column("fix", Boolean, nullable=True),
+    Column("fix_at", UtcDateTime, nullable=True),
+    Column("position_verified", Boolean, nullable=True),
     Index("ix_incidents_queue", "state", "priority", "opened_at"),
+    Index("ix_incidents_terminal", "terminal", "state"),
     Index("ix_incidents_household", "household_id", "state"),
     # Heartbeat replies (recently acknowledged alarms) and reports (a period of incidents).
     Index("ix_incidents_acknowledged", "acknowledged_at"),
@@ -307,6 +315,67 @@ changes = Table(
     Column("audience", String(32), nullable=False),
     Column("data", JSON, nullable=False),
     Index("ix_changes_at", "at"),
+)
+
+# JT/T 808 wristbands (dispatch.jt808), by terminal phone number (digits, leading zeros dropped).
+# A terminal that registered but is bound to no household has household_id NULL: a supervisor
+# binds it. The latest fix and status are kept here; the track in wristband_fixes.
+wristbands = Table(
+    "wristbands",
+    metadata,
+    Column("terminal", String(20), primary_key=True),
+    Column("household_id", String(128), ForeignKey("households.id"), nullable=True),
+    Column("resident", String(200), nullable=False, server_default=""),
+    Column("auth_code", String(64), nullable=False, server_default=""),
+    Column("manufacturer", String(64), nullable=False, server_default=""),
+    Column("model", String(64), nullable=False, server_default=""),
+    Column("device_id", String(64), nullable=False, server_default=""),
+    Column("protocol", String(8), nullable=False, server_default=""),
+    Column("seq", BigInteger, nullable=False, server_default="0"),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("registered_at", UtcDateTime, nullable=True),
+    Column("bound_at", UtcDateTime, nullable=True),
+    Column("last_seen_at", UtcDateTime, nullable=True),
+    Column("online", Boolean, nullable=False, server_default="0"),
+    Column("alarm_flags", BigInteger, nullable=False, server_default="0"),
+    Column("last_alarm_at", UtcDateTime, nullable=True),
+    Column("battery", Integer, nullable=True),
+    Column("signal", Integer, nullable=True),
+    Column("satellites", Integer, nullable=True),
+    Column("lat", Float, nullable=True),
+    Column("lon", Float, nullable=True),
+    Column("fix", Boolean, nullable=True),
+    Column("fix_at", UtcDateTime, nullable=True),
+    Index("ix_wristbands_household", "household_id"),
+    Index("ix_wristbands_seen", "online", "last_seen_at"),
+)
+
+wristband_fixes = Table(
+    "wristband_fixes",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("terminal", String(20), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("received_at", UtcDateTime, nullable=False),
+    Column("lat", Float, nullable=False),
+    Column("lon", Float, nullable=False),
+    Column("fix", Boolean, nullable=False),
+    Column("speed_kmh", Float, nullable=False, server_default="0"),
+    Column("alarm_flags", BigInteger, nullable=False, server_default="0"),
+    # False when the frame's check code or length was wrong (an alarm salvaged from it).
+    Column("verified", Boolean, nullable=False, server_default="1"),
+    Index("ix_wristband_fixes_terminal_at", "terminal", "at"),
+    Index("ix_wristband_fixes_received", "received_at"),
+)
+
+# Where a household's home is, for a wristband fix's distance from it.
+household_places = Table(
+    "household_places",
+    metadata,
+    Column("household_id", String(128), ForeignKey("households.id"), primary_key=True),
+    Column("lat", Float, nullable=False),
+    Column("lon", Float, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
 )
 
 # SIA DC-09 transmitters (alarm panels, telecare units) reporting straight into dispatchd. Each

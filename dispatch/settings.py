@@ -156,6 +156,26 @@ class Settings(BaseSettings):
     timezone: str | None = Field(
         None, description="The centre's IANA time zone, for the console (default: the browser's)."
     )
+    # JT/T 808 wristbands (dispatch.jt808; docs/wristbands.md).
+    jt808_port: int = Field(
+        0, ge=0, le=65535, description="TCP port for JT/T 808 wristbands; 0 turns it off."
+    )
+    jt808_host: str = Field("0.0.0.0", description="Address the JT/T 808 port listens on.")
+    jt808_heartbeat_s: float = Field(
+        60.0,
+        gt=0,
+        le=86_400,
+        description="Seconds between a wristband's heartbeats; silent for heartbeat-misses of "
+        "them, it is a 'wristband offline' trouble.",
+    )
+    jt808_max_connections: int = Field(
+        20_000, ge=1, description="Wristband connections held at once; more are refused."
+    )
+    jt808_map_url: str | None = Field(
+        None,
+        description="Link template for a fix's 'open map' ({lat}, {lon}), e.g. "
+        "https://www.openstreetmap.org/?mlat={lat}&mlon={lon}#map=17/{lat}/{lon}; none by default.",
+    )
 
     @field_validator("timezone")
     @classmethod

@@ -22,6 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from dispatch import gateways, incidents, presence, schema
 from dispatch.db import Database
 from dispatch.incidents import Actor
+from dispatch.jt808 import store as wristbands
 from dispatch.models import IncidentState
 from dispatch.settings import Settings
 from dispatch.tx import ChangeFeed, transaction
@@ -54,6 +55,7 @@ class Supervisor:
     async def run_once(self) -> None:
         await self.absent_operators()
         await self.lost_gateways()
+        await wristbands.lost_wristbands(self.db, self.settings, self.feed, self.started_at)
         await self.stale_claims()
         await self.overdue()
         if time.monotonic() - self._last_purge > 60:

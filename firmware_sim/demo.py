@@ -41,6 +41,10 @@ __all__ = ["demo"]
 OPERATOR = ("demo", "demo-operator")
 HOUSEHOLD = "hh-demo-0001"
 GATEWAY = "gw-demo-0001"
+#: The resident's Beidou wristband (JT/T 808, straight to dispatch), its home and the park.
+WRISTBAND_TERMINAL = "13800000001"
+HOME_PLACE = (39.9087, 116.3975)
+PARK = (39.9125, 116.3910)
 console = Console(highlight=False, soft_wrap=True)
 
 
@@ -137,6 +141,7 @@ class DispatchProcess:
         self.db_url = f"sqlite:///{workdir / 'dispatch.db'}"
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
+        self.jt808_port = _free_port()
         self.log_path = workdir / "dispatchd.log"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -176,6 +181,10 @@ class DispatchProcess:
                     "127.0.0.1",
                     "--port",
                     str(self.port),
+                    "--jt808-port",
+                    str(self.jt808_port),
+                    "--jt808-host",
+                    "127.0.0.1",
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -367,6 +376,7 @@ class Demo:
         from firmware_sim.ble import BleBroadcaster, BthomeDevice
         from firmware_sim.modbus import GAS, LEAK, ModbusSimulator
         from firmware_sim.rflink import RflinkSimulator
+        from firmware_sim.wristband import Walker, Wristband
         from forwarder.client import DispatchClient
         from gatewayd.daemon import Gateway, credential_path
         from runtime.logs import configure_logging
@@ -405,6 +415,20 @@ class Demo:
             "--password-stdin",
             input=OPERATOR[1] + "\n",
         )
+        dispatch.cli(
+            "wristband",
+            "add",
+            "--household",
+            HOUSEHOLD,
+            "--resident",
+            "Wang Xiuying 王秀英",
+            "--terminal",
+            WRISTBAND_TERMINAL,
+        )
+        lat, lon = HOME_PLACE
+        dispatch.cli(
+            "wristband", "place", "--household", HOUSEHOLD, "--lat", str(lat), "--lon", str(lon)
+        )
         code = dispatch.cli("enroll-code", "--household", HOUSEHOLD).splitlines()[-1].strip()
         console.print(
             f"console: [bold cyan]{dispatch.url}/[/]  (log in as "
@@ -429,6 +453,18 @@ class Demo:
             modbus = await stack.enter_async_context(ModbusSimulator({1: GAS, 2: LEAK}))
             ble = stack.enter_context(BleBroadcaster(ble_port))
             wristband = BthomeDevice("A4:C1:38:00:00:01", name="SOS wristband")
+            outdoors = await stack.enter_async_context(
+                Walker(
+                    Wristband(
+                        "127.0.0.1",
+                        dispatch.jt808_port,
+                        WRISTBAND_TERMINAL,
+                        lat=PARK[0],
+                        lon=PARK[1],
+                    ),
+                    every=2.0,
+                )
+            )
             bridge = None
             if broker_up:
                 bridge = await stack.enter_async_context(self._zigbee_bridge(base_topic))
@@ -466,7 +502,7 @@ class Demo:
                     )
                 raise click.ClickException("the gateway did not become ready within 30 s")
             watcher = asyncio.create_task(self._watch(dispatch.url), name="demo-watch")
-            steps = self._script(rflink, modbus, ble, wristband, bridge)
+            steps = self._script(rflink, modbus, ble, wristband, bridge, outdoors)
             self.expected = [e for s in steps for e in s.expect]
             started = time.monotonic()
             try:
@@ -494,7 +530,7 @@ class Demo:
             yield bridge
 
     def _script(
-        self, rflink: Any, modbus: Any, ble: Any, wristband: Any, bridge: Any
+        self, rflink: Any, modbus: Any, ble: Any, wristband: Any, bridge: Any, outdoors: Any
     ) -> list[Step]:
         async def nothing() -> None:
             return None
@@ -539,6 +575,22 @@ class Demo:
                 "gas in the kitchen (Modbus gas detector, alarm 1)",
                 lambda: call(lambda: modbus.set_gas(1, alarm1=True, lel=22.0)),
                 [Expected("gas", "gas-kitchen", "gas, kitchen (Modbus)")],
+            ),
+            Step(
+                13.0,
+                "outdoors in the park: SOS on the Beidou wristband (JT/T 808, with its position)",
+                lambda: call(outdoors.press_sos),
+                [Expected("sos", f"wristband-{WRISTBAND_TERMINAL}", "SOS wristband outdoors")],
+            ),
+            Step(
+                14.0,
+                "the Beidou wristband's battery runs low (a trouble, not an alarm)",
+                lambda: call(outdoors.battery_low),
+                [
+                    Expected(
+                        "low_battery", f"wristband-{WRISTBAND_TERMINAL}", "wristband battery low"
+                    )
+                ],
             ),
             Step(
                 12.0,
@@ -621,6 +673,7 @@ class Demo:
                                 f"[bold]{entry['name']}[/] {entry.get('device_id') or ''} "
                                 f"{('(' + entry['room'] + ')') if entry.get('room') else ''} "
                                 f"→ incident {incident['id']} [{incident['state']}]"
+                                + _where(detail.get("position"))
                             )
                 await asyncio.sleep(0.5)
 
@@ -686,6 +739,14 @@ def _force_exit(dispatch: DispatchProcess, workdir: Path) -> None:
 
 #: Exit code of a demo stopped by a second signal.
 EXIT_FORCED = 130
+
+
+def _where(position: dict[str, Any] | None) -> str:
+    """A wristband incident's position, as the console's location card shows it."""
+    if not position:
+        return ""
+    fix = "GNSS fix" if position.get("fix") else "no fix"
+    return f" at position {position['lat']:.5f}, {position['lon']:.5f} ({fix})"
 
 
 def _clock() -> str:

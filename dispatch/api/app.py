@@ -23,6 +23,7 @@ from dispatch.db import Database
 from dispatch.dc09.server import start_dc09
 from dispatch.errors import StorageError
 from dispatch.heartbeats import HeartbeatBatcher
+from dispatch.jt808.server import Jt808Server
 from dispatch.settings import Settings
 from dispatch.supervision import Supervisor
 
@@ -56,9 +57,14 @@ def create_app(db: Database, settings: Settings, *, supervise: bool = True) -> F
                     stream.listen_postgres(conninfo, services.feed, services.stopping)
                 )
             )
+        if settings.jt808_port:
+            services.jt808 = Jt808Server(db, settings, services.feed)
+            await services.jt808.start(settings.jt808_host, settings.jt808_port)
         try:
             yield
         finally:
+            if services.jt808 is not None:
+                await services.jt808.close()
             services.stopping.set()
             services.feed.wake()
             for task in tasks:

@@ -14,6 +14,7 @@ from dispatch.db import Database
 from dispatch.errors import Forbidden, Unauthorized
 from dispatch.heartbeats import HeartbeatBatcher
 from dispatch.incidents import Actor
+from dispatch.jt808.server import Jt808Server
 from dispatch.login_throttle import LoginThrottle
 from dispatch.models import Operator, Role
 from dispatch.operators import session_operator
@@ -45,6 +46,7 @@ class Services:
     feed: ChangeFeed = field(default_factory=ChangeFeed)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     heartbeats: HeartbeatBatcher | None = None
+    jt808: Jt808Server | None = None
     login_throttle: LoginThrottle = field(init=False)
 
     def __post_init__(self) -> None:

@@ -20,6 +20,7 @@ from dispatch.api import (
     records,
     stream,
 )
+from dispatch.api import wristbands as wristbands
 
 __all__ = ["router"]
 
@@ -37,3 +38,4 @@ for resource in (
     stream,
 ):
     router.include_router(resource.router)
+router.include_router(wristbands.router)

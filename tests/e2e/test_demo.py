@@ -22,10 +22,14 @@ def test_demo_delivers_every_scripted_alarm() -> None:
         "water leak, bathroom (Modbus)",
         "SOS button (Zigbee)",
         "inactivity (no movement)",
+        "SOS wristband outdoors",
+        "wristband battery low",
     ):
         assert label in out
     assert "NO" not in out.split("demo summary", 1)[1]
     assert out.count("dispatch stored") >= 9
+    # The outdoor SOS arrives with the wristband's position, as the console shows it.
+    assert "position 39.91" in out
 
 
 def test_demo_rejects_a_bad_duration() -> None:

@@ -144,6 +144,7 @@
       </div>`;
     if (isSupervisor()) wireEditor(h);
     if (!isNew) wireSide(h);
+    if (!isNew && isSupervisor() && window.WristbandPanel) window.WristbandPanel.show(h, C());
   }
 
   function field(name, key, value, attrs = "") {

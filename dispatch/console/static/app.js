@@ -702,6 +702,7 @@ window.ConsoleKit = { views: {}, onRefresh: [], onRender: [], onEvent: [] };
     $("#act-resolve").disabled = !(mine && worked && canResolve(inc));
     $("#resolve-hint").classList.toggle("hidden", !(mine && worked) || canResolve(inc));
     $("#incident-view").dataset.state = inc.state;
+    window.IncidentLocation.show(inc, { t, esc, fmtTime, api });
   }
 
   async function act(path, body) {
