@@ -99,6 +99,7 @@ async def _add_missing(conn: AsyncConnection, dialect: str) -> None:
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _initial_schema),
     Migration(2, "presence, true alarm times, per-event acknowledgement", _add_missing),
+    Migration(3, "rescuers: roster, assignments, presses", _add_missing),
 )
 
 

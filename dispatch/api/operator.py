@@ -9,7 +9,18 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from dispatch.api import auth, events, gateways, households, incidents, operators, records, stream
+from dispatch.api import (
+    auth,
+    events,
+    gateways,
+    households,
+    incidents,
+    operators,
+    records,
+    rescue,
+    rescuer,
+    stream,
+)
 
 __all__ = ["router"]
 
@@ -17,3 +28,7 @@ router = APIRouter()
 # The OpenAPI document lists the resources in this order.
 for resource in (auth, households, gateways, incidents, events, operators, records, stream):
     router.include_router(resource.router)
+# Rescuers in the field: the roster and dispatching, and the rescuer's own phone page.
+for resource in (rescue, rescuer):
+    router.include_router(resource.router)
+router.include_router(rescuer.page_router)
