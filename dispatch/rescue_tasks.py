@@ -302,6 +302,12 @@ async def press(tx: Tx, settings: Settings, rescuer_id: int, body: PressRequest)
     row = await _load(tx.conn, body.assignment_id)
     if row["rescuer_id"] != rescuer_id:
         raise NotFound("no such assignment", detail=f"assignment {body.assignment_id} is not yours")
+    # Once the task is locked, look again: the same press from another connection (a phone
+    # resending while the first request is still open) may have been applied while we waited.
+    await tx.conn.execute(select(_a.c.id).where(_a.c.id == row["id"]).with_for_update())
+    earlier = await _replayed(tx, body.key, rescuer_id)
+    if earlier is not None:
+        return earlier
     row = await _open_assignment(tx, body.assignment_id)
     allowed, after, status = _PRESSES[body.action]
     if row["state"] not in allowed:

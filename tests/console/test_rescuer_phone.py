@@ -193,6 +193,12 @@ def test_sos_dispatched_accepted_en_route_on_scene_done_with_an_offline_press(
     [arrived] = actions(centre, incident.id, "rescuer_on_scene")
     assert on_scene_at.replace("Z", "+00:00") == arrived["detail"]["at"]
 
+    # The supervisor's reports measure the rescuer from their own presses.
+    console.click("[data-nav=reports]")
+    console.wait_for_selector("#rescue-report td:text('Chen Gang')")
+    row_text = console.inner_text("#rescue-report tbody tr:first-child")
+    assert "no data" not in row_text.split("Chen Gang", 1)[1].split("\t")[2]  # time to accept
+
 
 @pytest.mark.centre_args("--rescue-accept-within", "1")
 def test_reassigned_task_moves_between_phones_and_a_second_phone_sees_it(

@@ -5,6 +5,7 @@ a second team, what a rescuer account may open, and the report from the presses.
 from __future__ import annotations
 
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -311,3 +312,43 @@ def test_report_measures_accept_travel_and_on_scene_from_presses(
     assert row["on_scene"]["count"] == 1
     assert row["accepted_within_target"] == 1.0
     assert op.get("/api/v1/reports/rescue").status_code == 403
+
+
+def test_the_rescuers_own_on_scene_replaces_an_operators_click(server: DispatchApp) -> None:
+    boss = supervisor(server)
+    rescuer, phone = add_rescuer(server, boss)
+    assert phone is not None
+    _hh, incident_id, op = held_alarm(server)
+    sent = op.post(f"/api/v1/incidents/{incident_id}/rescue", json={"rescuer_id": rescuer["id"]})
+    aid = sent.json()["assignments"][0]["id"]
+    arrived = datetime.now(UTC)  # pressed on the phone while it had no connection
+    clicked = op.post(f"/api/v1/incidents/{incident_id}/on-scene")
+    assert clicked.status_code == 200, clicked.text
+    assert datetime.fromisoformat(clicked.json()["incident"]["on_scene_at"]) > arrived
+    late = press(phone, aid, "on_scene", pressed_at=arrived.isoformat())
+    assert late.status_code == 200, late.text
+    incident = op.get(f"/api/v1/incidents/{incident_id}").json()
+    assert datetime.fromisoformat(incident["on_scene_at"]) == arrived
+    assert incident["state"] == "on_scene"
+
+
+def test_the_same_press_sent_at_once_twice_is_applied_once(server: DispatchApp) -> None:
+    boss = supervisor(server)
+    rescuer, phone = add_rescuer(server, boss)
+    assert phone is not None
+    _hh, incident_id, op = held_alarm(server)
+    sent = op.post(f"/api/v1/incidents/{incident_id}/rescue", json={"rescuer_id": rescuer["id"]})
+    aid = sent.json()["assignments"][0]["id"]
+    body = {"key": uuid.uuid4().hex, "assignment_id": aid, "action": "en_route"}
+    token = phone.cookies["dispatch_session"]
+    phones = [server.http() for _ in range(4)]  # one connection each, as retries from a phone
+    auth = {"Authorization": f"Bearer {token}"}
+
+    def send(client: httpx.Client) -> httpx.Response:
+        return client.post("/api/v1/rescuer/presses", json=body, headers=auth)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        replies = list(pool.map(send, phones))
+    assert [r.status_code for r in replies] == [200] * 4, [r.text for r in replies]
+    assert sorted(r.json()["replayed"] for r in replies) == [False, True, True, True]
+    assert len([a for a in timeline(op, incident_id) if a["name"] == "rescuer_en_route"]) == 1

@@ -219,12 +219,43 @@
     // A rescuer's login opens the phone page, not the operators' console.
     if (st.me && st.me.role === "rescuer") { location.href = "/rescuer/"; return; }
     scheduleBoard();
+    $("#rescue-report-card").classList.toggle("hidden", !isSupervisor());
     if (onBoard()) loadBoard().catch(() => {});
+    if (onReports()) rescueReport();
   });
   $("#lang").addEventListener("change", () => setTimeout(() => {
     if (onBoard()) loadBoard().catch(() => {});
     if (st.incident) { renderPicker(); renderAssignments(); }
   }, 0));
+
+  // ------------------------------------------------------------------ the rescue report
+
+  const onReports = () => location.hash.replace(/^#\//, "").split("/")[0] === "reports";
+  const mmss = (s) => (s == null ? t("r_no_data") : `${Math.floor(s / 60)}:${String(Math.round(s % 60)).padStart(2, "0")}`);
+
+  async function loadRescueReport() {
+    if (!onReports() || !isSupervisor()) return;
+    const params = new URLSearchParams({ group: $("#rescue-report-group").value });
+    const from = $("#report-from").value;
+    const to = $("#report-to").value;
+    if (from) params.set("from", `${from}T00:00:00`);
+    if (to) {
+      const end = new Date(`${to}T00:00:00Z`);
+      end.setUTCDate(end.getUTCDate() + 1);
+      params.set("to", end.toISOString().slice(0, 19));
+    }
+    const r = await api("GET", `/api/v1/reports/rescue?${params}`);
+    const pct = (v) => (v == null ? t("r_no_data") : `${Math.round(v * 1000) / 10} %`);
+    const line = (g) => `<tr><td>${esc(g.key === "total" ? "Σ" : g.key)}</td><td>${g.assignments}</td>
+      <td>${esc(mmss(g.time_to_accept.median_s))}</td><td>${esc(mmss(g.travel.median_s))}</td>
+      <td>${esc(mmss(g.on_scene.median_s))}</td><td>${esc(pct(g.accepted_within_target))}</td></tr>`;
+    $("#rescue-report").innerHTML = `<thead><tr>${["r_rep_group", "r_rep_assignments", "r_rep_accept", "r_rep_travel", "r_rep_scene", "r_rep_within"]
+      .map((k) => `<th>${esc(t(k))}</th>`).join("")}</tr></thead><tbody>${r.groups.map(line).join("")}${line(r.total)}</tbody>`;
+  }
+  const rescueReport = () => setTimeout(() => loadRescueReport().catch(() => {}), 50);
+  window.addEventListener("hashchange", () => { if (onReports()) rescueReport(); });
+  ["#report-run", "#report-group"].forEach((sel) => $(sel).addEventListener("click", rescueReport));
+  ["#report-from", "#report-to", "#rescue-report-group"].forEach((sel) => $(sel).addEventListener("change", rescueReport));
 
   $("#rescuer-board").addEventListener("click", async (ev) => {
     const button = ev.target.closest("button[data-status]");

@@ -46,6 +46,10 @@
     r_queued: "presses waiting for the connection", r_offline: "Offline — presses are kept and sent later",
     r_refused: "Dispatch refused a press", r_choose_outcome: "Choose an outcome first.",
     r_age: "age",
+    r_report_title: "Rescuers, from their own presses", r_by_rescuer: "Rescuer",
+    r_rep_group: "Group", r_rep_assignments: "Tasks", r_rep_accept: "Time to accept (median)",
+    r_rep_travel: "Travel (median)", r_rep_scene: "On scene (median)", r_rep_within: "Accepted within target",
+    r_no_data: "no data",
   };
   const zh = {
     nav_rescuers: "救援人员", rescuers_title: "现场救援人员",
@@ -88,6 +92,10 @@
     r_queued: "条操作等待网络", r_offline: "离线 — 操作已保存，联网后发送",
     r_refused: "调度中心拒绝了一条操作", r_choose_outcome: "请先选择结果。",
     r_age: "年龄",
+    r_report_title: "救援员（按其本人操作计时）", r_by_rescuer: "救援员",
+    r_rep_group: "分组", r_rep_assignments: "任务数", r_rep_accept: "接受用时（中位数）",
+    r_rep_travel: "路途用时（中位数）", r_rep_scene: "现场用时（中位数）", r_rep_within: "按时接受比例",
+    r_no_data: "无数据",
   };
   window.I18N = window.I18N || { en: {}, "zh-CN": {} };
   Object.assign(window.I18N.en, en);
