@@ -257,8 +257,6 @@ async def update_rescuer(
     if "team_id" in values:
         await _check_team(tx.conn, values["team_id"])
     status = values.pop("status", None)
-    if ("lat" in values) != ("lon" in values):
-        raise Conflict("incomplete location", detail="set lat and lon together")
     if "lat" in values:
         values["located_at"] = tx.now
     if values:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, Field, model_validator
 
 from dispatch.models import Contact, Long, Phone, Resident, Short, Str, Username, _In
 
@@ -28,6 +28,7 @@ __all__ = [
     "RescuerStatus",
     "RescuerStatusRequest",
     "RescuerTask",
+    "RowId",
     "TaskHousehold",
     "TaskIncident",
     "Team",
@@ -60,6 +61,8 @@ PressAction = Literal["accept", "en_route", "on_scene", "need_help", "handed_ove
 RescueOutcome = Literal[
     "treated_on_site", "taken_to_hospital", "handed_to_family", "false_alarm", "no_access", "other"
 ]
+#: Row ids as the API takes them (the database's integer columns are 32-bit on PostgreSQL).
+RowId = Annotated[int, Field(ge=1, le=2**31 - 1)]
 Latitude = Annotated[float, Field(ge=-90, le=90)]
 Longitude = Annotated[float, Field(ge=-180, le=180)]
 
@@ -77,7 +80,7 @@ class Team(BaseModel):
 class RescuerIn(_In):
     name: Annotated[Str, Field(min_length=1, max_length=200)]
     phone: Phone
-    team_id: int | None = None
+    team_id: RowId | None = None
     shift: Short = Field(default="", description="e.g. 'day 07:00-19:00'")
     username: Username | None = Field(
         default=None, description="a login for the rescuer's phone page (role rescuer)"
@@ -95,13 +98,19 @@ class RescuerIn(_In):
 class RescuerPatch(_In):
     name: Annotated[Str, Field(min_length=1, max_length=200)] | None = None
     phone: Phone | None = None
-    team_id: int | None = None
+    team_id: RowId | None = None
     shift: Short | None = None
     status: Literal["available", "returning", "off_duty"] | None = Field(
         default=None, description="assigned, en route and on scene follow the rescuer's presses"
     )
     lat: Latitude | None = None
     lon: Longitude | None = None
+
+    @model_validator(mode="after")
+    def _whole_location(self) -> RescuerPatch:
+        if ("lat" in self.model_fields_set) != ("lon" in self.model_fields_set):
+            raise ValueError("set lat and lon together")
+        return self
 
 
 class AssignmentBrief(BaseModel):
@@ -146,8 +155,8 @@ class HomeLocation(_In):
 
 
 class RescueDispatchRequest(_In):
-    rescuer_id: int | None = Field(default=None, description="one rescuer")
-    team_id: int | None = Field(default=None, description="every available member of a team")
+    rescuer_id: RowId | None = Field(default=None, description="one rescuer")
+    team_id: RowId | None = Field(default=None, description="every available member of a team")
     note: Long = ""
 
     @model_validator(mode="after")
@@ -158,7 +167,7 @@ class RescueDispatchRequest(_In):
 
 
 class ReassignRequest(_In):
-    rescuer_id: int
+    rescuer_id: RowId
     reason: Annotated[Str, Field(min_length=1, max_length=200)]
 
 
@@ -194,10 +203,10 @@ class PressRequest(_In):
     key: Annotated[str, Field(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_\-]+$")] = Field(
         description="the page's idempotency key: a press sent twice is applied once"
     )
-    assignment_id: int
+    assignment_id: RowId
     action: PressAction
-    pressed_at: datetime | None = Field(
-        default=None, description="when the rescuer pressed, by the phone's clock"
+    pressed_at: AwareDatetime | None = Field(
+        default=None, description="when the rescuer pressed, by the phone's clock (with its zone)"
     )
     lat: Latitude | None = None
     lon: Longitude | None = None

@@ -26,6 +26,7 @@ from dispatch.rescue_models import (
     Rescuer,
     RescuerIn,
     RescuerPatch,
+    RowId,
     Team,
     TeamIn,
 )
@@ -98,7 +99,7 @@ async def create_rescuer(
     responses=_ERRORS,
 )
 async def update_rescuer(
-    rescuer_id: int, body: RescuerPatch, operator: CurrentOperator, services: ServicesDep
+    rescuer_id: RowId, body: RescuerPatch, operator: CurrentOperator, services: ServicesDep
 ) -> Rescuer:
     async with transaction(services.db, feed=services.feed) as tx:
         return await rescue.update_rescuer(
@@ -162,7 +163,7 @@ async def dispatch_rescue(
     responses=_ERRORS,
 )
 async def reassign(
-    assignment_id: int, body: ReassignRequest, operator: CurrentOperator, services: ServicesDep
+    assignment_id: RowId, body: ReassignRequest, operator: CurrentOperator, services: ServicesDep
 ) -> Assignment:
     """End this rescuer's task and give it to another (the new assignment is returned)."""
     async with transaction(services.db, feed=services.feed) as tx:
@@ -175,7 +176,7 @@ async def reassign(
     "/rescue/assignments/{assignment_id}/cancel", response_model=Assignment, responses=_ERRORS
 )
 async def cancel(
-    assignment_id: int, body: CancelRequest, operator: CurrentOperator, services: ServicesDep
+    assignment_id: RowId, body: CancelRequest, operator: CurrentOperator, services: ServicesDep
 ) -> Assignment:
     """Call the rescuer off; their phone is told."""
     async with transaction(services.db, feed=services.feed) as tx:

@@ -352,3 +352,22 @@ def test_the_same_press_sent_at_once_twice_is_applied_once(server: DispatchApp) 
     assert [r.status_code for r in replies] == [200] * 4, [r.text for r in replies]
     assert sorted(r.json()["replayed"] for r in replies) == [False, True, True, True]
     assert len([a for a in timeline(op, incident_id) if a["name"] == "rescuer_en_route"]) == 1
+
+
+def test_bad_presses_and_roster_edits_are_refused_naming_the_field(server: DispatchApp) -> None:
+    boss = supervisor(server)
+    rescuer, phone = add_rescuer(server, boss)
+    assert phone is not None
+    _hh, incident_id, op = held_alarm(server)
+    sent = op.post(f"/api/v1/incidents/{incident_id}/rescue", json={"rescuer_id": rescuer["id"]})
+    aid = sent.json()["assignments"][0]["id"]
+    naive = press(phone, aid, "accept", pressed_at="2026-12-06T07:00:00")  # no zone
+    assert naive.status_code == 422
+    assert [e["loc"] for e in naive.json()["errors"]] == ["body.pressed_at"]
+    assert press(phone, aid, "en_route", lat=31.2).status_code == 422  # half a location
+    assert press(phone, 2**40, "accept").status_code == 422
+    half = boss.patch(f"/api/v1/rescue/rescuers/{rescuer['id']}", json={"lat": 31.2})
+    assert half.status_code == 422
+    assert boss.patch(f"/api/v1/rescue/rescuers/{2**40}", json={}).status_code == 422
+    assert boss.patch("/api/v1/rescue/rescuers/999999", json={}).status_code == 404
+    assert phone.get("/api/v1/rescuer/task").json()["assignment"]["state"] == "assigned"
