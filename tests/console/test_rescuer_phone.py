@@ -169,7 +169,9 @@ def test_sos_dispatched_accepted_en_route_on_scene_done_with_an_offline_press(
     phone.click("[data-press=on_scene]")
     phone.wait_for_selector("body[data-task=on_scene][data-queued='1']")
     phone.wait_for_selector("#offline:not(.hidden)")
-    assert delivered == [200]  # dispatch applied it; the phone never heard back
+    # Dispatch answered (and may be asked again by the page's retry); the phone never heard.
+    assert delivered
+    assert set(delivered) == {200}
     # ...and sends it again when the connection returns: dispatch applies it once.
     phone.unroute("**/api/v1/rescuer/presses")
     phone.wait_for_selector("body[data-queued='0']", timeout=10000)
