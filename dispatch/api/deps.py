@@ -108,8 +108,9 @@ async def current_operator(account: CurrentAccount) -> Operator:
 CurrentOperator = Annotated[Operator, Depends(current_operator)]
 
 
-#: The role checks :func:`require_role` made (the OpenAPI document lists their 403).
-ROLE_CHECKS: set[Callable[..., Any]] = set()
+#: The role checks :func:`require_role` made (the OpenAPI document lists their 403), and the
+#: one every operator endpoint makes (a rescuer's account is refused).
+ROLE_CHECKS: set[Callable[..., Any]] = {current_operator}
 
 
 def require_role(role: Role) -> Any:
