@@ -467,4 +467,14 @@ def main() -> None:
     cli(prog_name="dispatchd")
 
 
+def _add_dc09() -> None:
+    # Imported here: the group's module uses this one's helpers.
+    from dispatch.dc09.cli import dc09
+
+    cli.add_command(dc09)
+
+
+_add_dc09()
+
+
 __all__ = ["cli", "main"]

@@ -96,10 +96,21 @@ async def _add_missing(conn: AsyncConnection, dialect: str) -> None:
     await conn.run_sync(add)
 
 
+async def _household_admin(conn: AsyncConnection, dialect: str) -> None:
+    """Archive, away, operators' notes and search: the new columns, then search text for the
+    households that exist."""
+    from dispatch.households import backfill_search_text
+
+    await _add_missing(conn, dialect)
+    await backfill_search_text(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _initial_schema),
     Migration(2, "presence, true alarm times, per-event acknowledgement", _add_missing),
-    Migration(3, "rescuers: roster, assignments, presses", _add_missing),
+    Migration(3, "household administration: archive, away, notes, search", _household_admin),
+    Migration(4, "SIA DC-09 receiver: accounts and replay protection", _add_missing),
+    Migration(5, "rescuers: roster, assignments, presses", _add_missing),
 )
 
 

@@ -82,6 +82,26 @@ households = Table(
     Column("devices", JSON, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+    # Household administration: archived households leave the lists (their history stays);
+    # "away / in hospital" until an instant is sent to the gateway with each heartbeat reply.
+    Column("archived_at", UtcDateTime, nullable=True),
+    Column("away_until", UtcDateTime, nullable=True),
+    Column("away_reason", String(32), nullable=False, server_default=""),
+    Column("away_note", String(500), nullable=False, server_default=""),
+    # Lower-cased names, phones (also digits only), addresses and device ids: what search finds.
+    Column("search_text", Text, nullable=False, server_default=""),
+)
+
+# Operators' notes on a household (append-only, like the audit log's view of them).
+household_notes = Table(
+    "household_notes",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("household_id", String(128), ForeignKey("households.id"), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("author", String(200), nullable=False),
+    Column("text", Text, nullable=False),
+    Index("ix_household_notes_household", "household_id", "id"),
 )
 
 gateways = Table(
@@ -287,6 +307,33 @@ changes = Table(
     Column("audience", String(32), nullable=False),
     Column("data", JSON, nullable=False),
     Index("ix_changes_at", "at"),
+)
+
+# SIA DC-09 transmitters (alarm panels, telecare units) reporting straight into dispatchd. Each
+# account belongs to a household and reports under a gateway row of its own ("dc09:<account>"),
+# so its alarms enter the same incident queue and its NULL messages supervise it like heartbeats.
+dc09_accounts = Table(
+    "dc09_accounts",
+    metadata,
+    Column("account", String(16), primary_key=True),
+    Column("household_id", String(128), ForeignKey("households.id"), nullable=False),
+    Column("gateway_id", String(128), nullable=False, unique=True),
+    # AES key as hex (32, 48 or 64 digits); NULL: messages in the clear are accepted.
+    Column("key", String(64), nullable=True),
+    # Seconds between the transmitter's NULL messages; 0: not supervised.
+    Column("supervision_s", Float, nullable=False, server_default="0"),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+# Replay protection: the last message seen per account and sequence number. A repeat (same
+# account, sequence and content) within the window is acknowledged again and stored once.
+dc09_seen = Table(
+    "dc09_seen",
+    metadata,
+    Column("account", String(16), primary_key=True),
+    Column("sequence", Integer, primary_key=True),
+    Column("digest", String(64), nullable=False),
+    Column("seen_at", UtcDateTime, nullable=False),
 )
 
 # -- rescuers in the field (dispatch/rescue.py) --------------------------------------------------

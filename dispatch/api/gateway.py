@@ -117,11 +117,17 @@ async def events(request: Request, services: ServicesDep) -> Response:
     description=_SIGNED,
 )
 async def heartbeat(request: Request, services: ServicesDep) -> Response:
-    """Record the gateway's health; answer with the alarms dispatch has acknowledged."""
+    """Record the gateway's health; answer with the alarms dispatch has acknowledged and, while
+    the household is away or in hospital, until when (``away_until``)."""
     body = await request.body()
     assert services.heartbeats is not None, "the application's lifespan did not run"
-    acked = await services.heartbeats.submit(
+    answer = await services.heartbeats.submit(
         headers=request.headers, path=request.url.path, body=body, parsed=_parse(Heartbeat, body)
     )
-    reply = HeartbeatReply(server_time=datetime.now(UTC), acknowledged_events=acked)
-    return Response(reply.model_dump_json(), media_type="application/json")
+    reply = HeartbeatReply(
+        server_time=datetime.now(UTC),
+        acknowledged_events=answer.acknowledged_events,
+        away_until=answer.away_until,
+    )
+    # away_until is left out when unset: a gateway older than the field refuses unknown fields.
+    return Response(reply.model_dump_json(exclude_none=True), media_type="application/json")

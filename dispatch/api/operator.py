@@ -13,6 +13,7 @@ from dispatch.api import (
     auth,
     events,
     gateways,
+    household_admin,
     households,
     incidents,
     operators,
@@ -26,7 +27,17 @@ __all__ = ["router"]
 
 router = APIRouter()
 # The OpenAPI document lists the resources in this order.
-for resource in (auth, households, gateways, incidents, events, operators, records, stream):
+for resource in (
+    auth,
+    households,
+    household_admin,
+    gateways,
+    incidents,
+    events,
+    operators,
+    records,
+    stream,
+):
     router.include_router(resource.router)
 # Rescuers in the field: the roster and dispatching, and the rescuer's own phone page.
 for resource in (rescue, rescuer):

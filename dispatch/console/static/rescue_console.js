@@ -90,7 +90,7 @@
         ${live && open ? `<span class="rescue-change">
           <select name="to" aria-label="${esc(t("r_reassign_to"))}"><option value="">${esc(t("r_reassign_to"))}</option>
             ${others.map((r) => `<option value="${r.id}">${esc(r.name)}</option>`).join("")}</select>
-          <input name="reason" maxlength="200" placeholder="${esc(t("r_reason"))}">
+          <input name="reason" maxlength="200" aria-label="${esc(t("r_reason"))}" placeholder="${esc(t("r_reason"))}">
           <button type="button" class="small secondary" data-do="reassign">${esc(t("r_reassign"))}</button>
           <button type="button" class="small secondary" data-do="cancel">${esc(t("r_cancel_task"))}</button>
         </span>` : ""}
