@@ -111,6 +111,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "household administration: archive, away, notes, search", _household_admin),
     Migration(4, "SIA DC-09 receiver: accounts and replay protection", _add_missing),
     Migration(5, "wristbands: JT/T 808 terminals, their fixes, incident positions", _add_missing),
+    Migration(6, "rescuers: roster, assignments, presses", _add_missing),
 )
 
 

@@ -101,13 +101,15 @@ class _In(BaseModel):
 
 
 class Role(enum.StrEnum):
+    # A rescuer's account opens only the rescuer's own endpoints (dispatch/api/rescuer.py).
+    RESCUER = "rescuer"
     OPERATOR = "operator"
     SUPERVISOR = "supervisor"
     ADMIN = "admin"
 
     @property
     def rank(self) -> int:
-        return {"operator": 0, "supervisor": 1, "admin": 2}[self.value]
+        return {"rescuer": -1, "operator": 0, "supervisor": 1, "admin": 2}[self.value]
 
 
 class IncidentState(enum.StrEnum):

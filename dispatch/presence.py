@@ -144,7 +144,7 @@ async def listing(conn: AsyncConnection, settings: Settings, now: datetime) -> l
                 load, load.c.operator_id == o.c.id
             )
         )
-        .where(o.c.disabled.is_(False))
+        .where(o.c.disabled.is_(False), o.c.role != "rescuer")  # rescuers: the roster
         .order_by(o.c.username)
     )
     cutoff = now - timedelta(seconds=settings.presence_timeout_s)

@@ -404,3 +404,83 @@ dc09_seen = Table(
     Column("digest", String(64), nullable=False),
     Column("seen_at", UtcDateTime, nullable=False),
 )
+
+# -- rescuers in the field (dispatch/rescue.py) --------------------------------------------------
+
+rescue_teams = Table(
+    "rescue_teams",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+# One row per rescuer: the roster. ``operator_id`` is the rescuer's own login (role rescuer).
+rescuers = Table(
+    "rescuers",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False),
+    Column("phone", String(64), nullable=False, server_default=""),
+    Column("team_id", Integer, ForeignKey("rescue_teams.id"), nullable=True),
+    Column("shift", String(200), nullable=False, server_default=""),
+    Column("operator_id", Integer, ForeignKey("operators.id"), nullable=True, unique=True),
+    # available | assigned | en_route | on_scene | returning | off_duty
+    Column("status", String(16), nullable=False),
+    Column("status_since", UtcDateTime, nullable=False),
+    Column("lat", Float, nullable=True),
+    Column("lon", Float, nullable=True),
+    Column("located_at", UtcDateTime, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index("ix_rescuers_status", "status"),
+)
+
+# Where a home is, for ordering the roster by distance (set by supervisors; optional).
+household_locations = Table(
+    "household_locations",
+    metadata,
+    Column("household_id", String(128), ForeignKey("households.id"), primary_key=True),
+    Column("lat", Float, nullable=False),
+    Column("lon", Float, nullable=False),
+)
+
+# One rescuer sent to one incident. Open while ``ended_at`` is NULL.
+rescue_assignments = Table(
+    "rescue_assignments",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("incident_id", String(32), ForeignKey("incidents.id"), nullable=False),
+    Column("rescuer_id", Integer, ForeignKey("rescuers.id"), nullable=False),
+    # assigned | accepted | en_route | on_scene | handed_over | done | cancelled | reassigned
+    Column("state", String(16), nullable=False),
+    Column("assigned_at", UtcDateTime, nullable=False),
+    Column("assigned_by", String(200), nullable=False),
+    Column("accepted_at", UtcDateTime, nullable=True),
+    Column("en_route_at", UtcDateTime, nullable=True),
+    Column("on_scene_at", UtcDateTime, nullable=True),
+    Column("handed_over_at", UtcDateTime, nullable=True),
+    Column("handed_over_to", String(32), nullable=True),
+    Column("need_help_at", UtcDateTime, nullable=True),
+    Column("ended_at", UtcDateTime, nullable=True),
+    Column("outcome", String(64), nullable=True),
+    Column("note", Text, nullable=False, server_default=""),
+    Index("ix_rescue_assignments_incident", "incident_id"),
+    Index("ix_rescue_assignments_rescuer", "rescuer_id", "ended_at"),
+)
+
+# Every press on a rescuer's phone, once: the idempotency key is the page's own.
+rescue_presses = Table(
+    "rescue_presses",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("assignment_id", Integer, ForeignKey("rescue_assignments.id"), nullable=False),
+    Column("rescuer_id", Integer, ForeignKey("rescuers.id"), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("pressed_at", UtcDateTime, nullable=True),
+    Column("received_at", UtcDateTime, nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("lat", Float, nullable=True),
+    Column("lon", Float, nullable=True),
+    Column("accuracy_m", Float, nullable=True),
+    Column("detail", JSON, nullable=False),
+)

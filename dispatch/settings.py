@@ -176,6 +176,14 @@ class Settings(BaseSettings):
         description="Link template for a fix's 'open map' ({lat}, {lon}), e.g. "
         "https://www.openstreetmap.org/?mlat={lat}&mlon={lon}#map=17/{lat}/{lon}; none by default.",
     )
+    rescue_accept_within_s: float = Field(
+        120, ge=1, description="Seconds a rescuer has to accept a task before the board flags it."
+    )
+    rescue_map_url_template: str = Field(
+        "https://www.openstreetmap.org/search?query={address}",
+        description="The rescuer's navigation link: {address} (URL-encoded), {lat} and {lon} "
+        "(the home's location, when known) are filled in.",
+    )
 
     @field_validator("timezone")
     @classmethod
@@ -185,6 +193,17 @@ class Settings(BaseSettings):
                 ZoneInfo(value)
             except (ZoneInfoNotFoundError, ValueError) as exc:
                 raise ValueError(f"unknown time zone {value!r}; use an IANA name") from exc
+        return value
+
+    @field_validator("rescue_map_url_template")
+    @classmethod
+    def _map_template(cls, value: str) -> str:
+        try:
+            link = value.format(address="x", lat="0", lon="0")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"use only {{address}}, {{lat}} and {{lon}} ({exc!r})") from exc
+        if not link.startswith(("https://", "http://", "geo:")):
+            raise ValueError("must start with https://, http:// or geo:")
         return value
 
     @field_validator("log_level", mode="before")

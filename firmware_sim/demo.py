@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 __all__ = ["demo"]
 
 OPERATOR = ("demo", "demo-operator")
+RESCUER = ("rescuer", "demo-rescuer")
 HOUSEHOLD = "hh-demo-0001"
 GATEWAY = "gw-demo-0001"
 #: The resident's Beidou wristband (JT/T 808, straight to dispatch), its home and the park.
@@ -79,6 +80,31 @@ ZIGBEE_KIT: tuple[ZigbeeKitDevice, ...] = (
     ZigbeeKitDevice("door-front", "front_door", "MCCGQ11LM", "door", "hall", "0x00158d0000000004"),
     ZigbeeKitDevice("siren-hall", "hall_siren", "HS2WD-E", "siren", "hall", "0x00124b0000000005"),
 )
+
+
+async def _add_rescuer(url: str) -> None:
+    """A rescuer on the roster with a login, near the demo home, ready to be sent."""
+    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+        login = {"username": OPERATOR[0], "password": OPERATOR[1]}
+        (await client.post("/api/v1/auth/login", json=login)).raise_for_status()
+        home = {"lat": 39.9087, "lon": 116.3975}
+        located = await client.put(f"/api/v1/rescue/homes/{HOUSEHOLD}/location", json=home)
+        located.raise_for_status()
+        added = await client.post(
+            "/api/v1/rescue/rescuers",
+            json={
+                "name": "Demo rescuer 救援员",
+                "phone": "+86 139 0000 0120",
+                "shift": "day 07:00-19:00",
+                "status": "available",
+                "username": RESCUER[0],
+                "password": RESCUER[1],
+            },
+        )
+        added.raise_for_status()
+        near = {"lat": home["lat"] + 0.01, "lon": home["lon"]}
+        moved = await client.patch(f"/api/v1/rescue/rescuers/{added.json()['id']}", json=near)
+        moved.raise_for_status()
 
 
 def zigbee_sim_devices() -> list[SimDevice]:
@@ -433,6 +459,11 @@ class Demo:
         console.print(
             f"console: [bold cyan]{dispatch.url}/[/]  (log in as "
             f"[bold]{OPERATOR[0]}[/] / [bold]{OPERATOR[1]}[/])"
+        )
+        await _add_rescuer(dispatch.url)
+        console.print(
+            f"rescuer's phone: [bold cyan]{dispatch.url}/rescuer/[/]  (log in as "
+            f"[bold]{RESCUER[0]}[/] / [bold]{RESCUER[1]}[/])"
         )
 
         broker_up = _port_open(*self.broker)

@@ -11,7 +11,14 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 
 from dispatch import operators
-from dispatch.api.deps import SESSION_COOKIE, CurrentOperator, Services, ServicesDep, session_token
+from dispatch.api.deps import (
+    SESSION_COOKIE,
+    CurrentAccount,
+    CurrentOperator,
+    Services,
+    ServicesDep,
+    session_token,
+)
 from dispatch.api.openapi import RETRY_AFTER, problem_responses
 from dispatch.errors import TooManyRequests
 from dispatch.login_throttle import retry_after_header
@@ -74,7 +81,7 @@ def _over_tls(request: Request, services: Services) -> bool:
 
 
 @router.post("/auth/logout", status_code=204, responses=problem_responses(401))
-async def logout(request: Request, operator: CurrentOperator, services: ServicesDep) -> Response:
+async def logout(request: Request, operator: CurrentAccount, services: ServicesDep) -> Response:
     token = session_token(request)
     assert token is not None
     async with transaction(services.db) as tx:
@@ -92,7 +99,7 @@ async def logout(request: Request, operator: CurrentOperator, services: Services
 
 
 @router.get("/auth/me", response_model=Operator)
-async def me(operator: CurrentOperator) -> Operator:
+async def me(operator: CurrentAccount) -> Operator:
     return operator
 
 

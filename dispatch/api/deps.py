@@ -25,6 +25,7 @@ __all__ = [
     "ROLE_CHECKS",
     "SESSION_COOKIE",
     "Admin",
+    "CurrentAccount",
     "CurrentOperator",
     "Services",
     "ServicesDep",
@@ -73,7 +74,8 @@ def session_token(request: Request) -> str | None:
     return request.cookies.get(SESSION_COOKIE) or None
 
 
-async def current_operator(request: Request, services: ServicesDep) -> Operator:
+async def current_account(request: Request, services: ServicesDep) -> Operator:
+    """The session's account, whatever its role (log out, who am I)."""
     token = session_token(request)
     if not token:
         raise Unauthorized(
@@ -92,11 +94,25 @@ async def current_operator(request: Request, services: ServicesDep) -> Operator:
     return operator
 
 
+CurrentAccount = Annotated[Operator, Depends(current_account)]
+
+
+async def current_operator(account: CurrentAccount) -> Operator:
+    """The session's operator: a rescuer's account opens only the rescuer's own endpoints."""
+    if account.role is Role.RESCUER:
+        raise Forbidden(
+            "operator role required",
+            detail=f"{account.username!r} is a rescuer account: use the rescuer's page (/rescuer/)",
+        )
+    return account
+
+
 CurrentOperator = Annotated[Operator, Depends(current_operator)]
 
 
-#: The role checks :func:`require_role` made (the OpenAPI document lists their 403).
-ROLE_CHECKS: set[Callable[..., Any]] = set()
+#: The role checks :func:`require_role` made (the OpenAPI document lists their 403), and the
+#: one every operator endpoint makes (a rescuer's account is refused).
+ROLE_CHECKS: set[Callable[..., Any]] = {current_operator}
 
 
 def require_role(role: Role) -> Any:

@@ -18,7 +18,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 from starlette.routing import BaseRoute
 
-from dispatch.api.deps import ROLE_CHECKS, current_operator
+from dispatch.api.deps import ROLE_CHECKS, current_account
 from dispatch.api.problems import MEDIA_TYPE
 
 __all__ = ["RETRY_AFTER", "document_problems", "problem_responses"]
@@ -82,7 +82,7 @@ def _implied_statuses(route: RouteContext, method: str) -> set[int]:
     """The errors a route can answer without saying so itself."""
     statuses = {400, 413, 503}
     calls = set(_calls(route.dependant))
-    if current_operator in calls:
+    if current_account in calls:
         statuses.add(401)
     if calls & ROLE_CHECKS or method not in SAFE_METHODS:
         statuses.add(403)
@@ -124,7 +124,7 @@ def document_problems(doc: dict[str, Any], routes: Sequence[BaseRoute]) -> None:
                 response["content"] = {MEDIA_TYPE: {"schema": PROBLEM_REF}}
                 if status in ("429", "503"):
                     response.setdefault("headers", {}).update(RETRY_AFTER)
-                elif status == "401" and current_operator in set(_calls(route.dependant)):
+                elif status == "401" and current_account in set(_calls(route.dependant)):
                     response.setdefault("headers", {}).update(WWW_AUTHENTICATE)
     # FastAPI's own validation error schemas describe a body this server never sends.
     for name in ("HTTPValidationError", "ValidationError"):

@@ -18,6 +18,8 @@ from dispatch.api import (
     incidents,
     operators,
     records,
+    rescue,
+    rescuer,
     stream,
 )
 from dispatch.api import wristbands as wristbands
@@ -39,3 +41,7 @@ for resource in (
 ):
     router.include_router(resource.router)
 router.include_router(wristbands.router)
+# Rescuers in the field: the roster and dispatching, and the rescuer's own phone page.
+for resource in (rescue, rescuer):
+    router.include_router(resource.router)
+router.include_router(rescuer.page_router)

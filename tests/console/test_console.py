@@ -77,8 +77,16 @@ def test_alarm_appears_live_and_is_worked_to_resolution(centre: Centre, page_for
     page.wait_for_selector("#incident-view[data-state=callback_made]")
     assert "on her way with the key" in page.inner_text("#timeline")
 
-    page.fill("#responder", "Ambulance 120-7")
-    page.click("#act-dispatch")
+    # The responder is picked from the roster, not typed.
+    rescuer = centre.server.operator_client().post(
+        "/api/v1/rescue/rescuers",
+        json={"name": "Ambulance 120-7", "phone": "+86 120", "status": "available"},
+    )
+    assert rescuer.status_code == 201, rescuer.text
+    option = f"#rescue-form select[name=rescuer] option[value='{rescuer.json()['id']}']"
+    page.wait_for_selector(option, state="attached")
+    page.select_option("#rescue-form select[name=rescuer]", str(rescuer.json()["id"]))
+    page.click("#rescue-send")
     page.wait_for_selector("#incident-view[data-state=responder_dispatched]")
     page.click("#act-onscene")
     page.wait_for_selector("#incident-view[data-state=on_scene]")

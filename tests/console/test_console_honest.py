@@ -51,11 +51,18 @@ def test_nothing_typed_on_one_incident_is_offered_on_the_next(
     colleague = page_for()
     log_in(colleague, centre, COLLEAGUE, COLLEAGUE_PASSWORD)
 
+    plumber = centre.server.operator_client().post(
+        "/api/v1/rescue/rescuers",
+        json={"name": "Plumber Zhou", "phone": "+86 139 0000 0009", "status": "available"},
+    )
+    assert plumber.status_code == 201, plumber.text
+    plumber_id = str(plumber.json()["id"])
     page.wait_for_selector(f"#queue-body tr[data-id='{gas}']")
     open_incident(page, leak)
     page.click("#act-ack")
     page.wait_for_selector("#incident-view[data-state=acknowledged]")
-    page.fill("#responder", "Plumber Zhou")
+    page.wait_for_selector(f"#rescue-form option[value='{plumber_id}']", state="attached")
+    page.select_option("#rescue-form select[name=rescuer]", plumber_id)
     page.fill("#callback-form input[name=note]", "neighbour has a key")
     page.fill("#resolve-form input[name=note]", "valve closed")
     page.fill("#resolve-form input[name=no_call_reason]", "warden on site")
@@ -68,13 +75,13 @@ def test_nothing_typed_on_one_incident_is_offered_on_the_next(
     page.wait_for_function(
         "() => document.querySelector('#timeline').innerText.includes('the plumber is on the way')"
     )
-    assert page.input_value("#responder") == "Plumber Zhou"
+    assert page.input_value("#rescue-form select[name=rescuer]") == plumber_id
     assert page.input_value("#callback-form input[name=note]") == "neighbour has a key"
 
     # Another incident: every field starts empty, nothing chosen.
     page.click("[data-nav=queue]")
     open_incident(page, gas)
-    assert page.input_value("#responder") == ""
+    assert page.input_value("#rescue-form select[name=rescuer]") == ""
     assert page.input_value("#callback-form input[name=note]") == ""
     assert page.input_value("#resolve-form input[name=note]") == ""
     assert page.input_value("#resolve-form input[name=no_call_reason]") == ""
@@ -83,7 +90,7 @@ def test_nothing_typed_on_one_incident_is_offered_on_the_next(
     # Back on the first incident, nothing of it was kept either.
     page.click("[data-nav=queue]")
     open_incident(page, leak)
-    assert page.input_value("#responder") == ""
+    assert page.input_value("#rescue-form select[name=rescuer]") == ""
 
 
 def test_no_call_outcome_or_resolution_is_chosen_for_the_operator(

@@ -40,6 +40,13 @@ CANNOT_SAY = {
     "POST /api/v1/households": [positive_data_acceptance],
     # An absence ends in the future, within a year of now.
     "PUT /api/v1/households/{household_id}/away": [positive_data_acceptance],
+    # A rescuer's login needs both username and password; a location both lat and lon.
+    "POST /api/v1/rescue/rescuers": [positive_data_acceptance],
+    "PATCH /api/v1/rescue/rescuers/{rescuer_id}": [positive_data_acceptance],
+    # Exactly one of rescuer_id and team_id.
+    "POST /api/v1/incidents/{incident_id}/rescue": [positive_data_acceptance],
+    # 'from' must be before 'to'.
+    "GET /api/v1/reports/rescue": [positive_data_acceptance],
 }
 
 

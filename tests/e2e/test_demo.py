@@ -15,6 +15,8 @@ def test_demo_delivers_every_scripted_alarm() -> None:
     assert result.returncode == 0, out + result.stderr
     assert "every scripted alarm reached dispatch" in out
     assert "console: http://127.0.0.1:" in out
+    assert "rescuer's phone: http://127.0.0.1:" in out
+    assert "/rescuer/  (log in as rescuer / demo-rescuer)" in out
     # Every driver took part, the Zigbee2MQTT path through the running broker included.
     for label in (
         "SOS wristband (BLE)",

@@ -171,6 +171,7 @@ window.ConsoleKit = { views: {}, onRefresh: [], onRender: [], onEvent: [] };
 
   async function afterLogin(me) {
     state.me = me;
+    window.dispatchEvent(new CustomEvent("console:me", { detail: me }));
     $("#login-view").classList.add("hidden");
     $("#app").classList.remove("hidden");
     $("#whoami-name").textContent = me.display_name || me.username;
@@ -232,6 +233,7 @@ window.ConsoleKit = { views: {}, onRefresh: [], onRender: [], onEvent: [] };
     // EventSource reconnects by itself and sends Last-Event-ID, so nothing is missed.
     const es = new EventSource("/api/v1/stream", { withCredentials: true });
     state.stream = es;
+    window.dispatchEvent(new CustomEvent("console:stream", { detail: es }));
     es.onopen = () => { setConnected(true); scheduleRefresh(0); };
     es.onerror = () => {
       setConnected(false);
@@ -606,7 +608,6 @@ window.ConsoleKit = { views: {}, onRefresh: [], onRender: [], onEvent: [] };
     state.formsFor = id;
     ["#callback-form", "#resolve-form", "#note-form", "#takeover-form"].forEach((f) => $(f).reset());
     $("#takeover-form").classList.add("hidden");
-    $("#responder").value = "";
     $("#action-error").textContent = "";
   }
 
@@ -696,13 +697,13 @@ window.ConsoleKit = { views: {}, onRefresh: [], onRender: [], onEvent: [] };
     $("#act-ack").textContent = inc.operator && !mine ? t("act_takeover_btn") : t("act_ack");
     $("#act-ack").classList.toggle("urgent", inc.state === "new");
     $("#act-release").disabled = !open || !mine;
-    $("#act-dispatch").disabled = !(mine && ["acknowledged", "callback_made"].includes(inc.state));
     $("#act-onscene").disabled = !(mine && inc.state === "responder_dispatched");
     $("#act-callback").disabled = !(mine && worked);
     $("#act-resolve").disabled = !(mine && worked && canResolve(inc));
     $("#resolve-hint").classList.toggle("hidden", !(mine && worked) || canResolve(inc));
     $("#incident-view").dataset.state = inc.state;
     window.IncidentLocation.show(inc, { t, esc, fmtTime, api });
+    window.dispatchEvent(new CustomEvent("console:incident", { detail: { incident: inc, me: state.me } }));
   }
 
   async function act(path, body) {
@@ -751,15 +752,8 @@ window.ConsoleKit = { views: {}, onRefresh: [], onRender: [], onEvent: [] };
     if (await act("acknowledge", { takeover: true, reason })) $("#takeover-form").classList.add("hidden");
   });
   $("#takeover-cancel").addEventListener("click", () => $("#takeover-form").classList.add("hidden"));
-  $("#act-dispatch").addEventListener("click", () => {
-    const responder = $("#responder").value.trim();
-    if (!responder) {
-      $("#action-error").textContent = t("responder_missing");
-      $("#responder").focus();
-      return;
-    }
-    act("dispatch", { responder }).then((ok) => { if (ok) $("#responder").value = ""; });
-  });
+  // Rescuers are sent from the roster (rescue_console.js), which asks for a re-read when done.
+  window.addEventListener("console:reload", () => scheduleRefresh(0));
   $("#act-onscene").addEventListener("click", () => act("on-scene"));
   $("#act-release").addEventListener("click", () => act("release"));
   $("#callback-form").addEventListener("submit", (ev) => {
