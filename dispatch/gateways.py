@@ -28,9 +28,10 @@ from contract.signing import (
     verify_request,
 )
 from contract.wire import Heartbeat, Priority
-from dispatch import incidents, schema
-from dispatch.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
+from dispatch import enrollment, incidents, schema
+from dispatch.errors import BadRequest, Conflict, Forbidden, NotFound, StorageError, Unauthorized
 from dispatch.models import EnrollReply, GatewayOut, IncidentState
+from dispatch.sealing import SealError, SecretBox
 from dispatch.settings import Settings
 from dispatch.tx import Tx
 
@@ -84,7 +85,7 @@ async def make_enroll_code(tx: Tx, *, household_id: str, ttl_s: float, actor: st
 
 
 async def enroll(
-    tx: Tx, settings: Settings, *, code: str, gateway_id: str, version: str
+    tx: Tx, settings: Settings, box: SecretBox, *, code: str, gateway_id: str, version: str
 ) -> EnrollReply:
     c = schema.enroll_codes
     row = (
@@ -120,10 +121,15 @@ async def enroll(
                 detail=f"gateway {gateway_id!r} belongs to another household; revoke and "
                 "remove it there first",
             )
+        # Same household: only with a supervisor's one-use permission (a leaked household code
+        # must not take over a working gateway's identity or lift its revocation).
+        await enrollment.take_reenroll_allowance(tx, gateway_id)
         await tx.conn.execute(
             update(g)
             .where(g.c.id == gateway_id)
-            .values(secret=secret, version=version, revoked_at=None)
+            .values(
+                secret=box.seal(secret, gateway_id=gateway_id), version=version, revoked_at=None
+            )
         )
         action = "gateway.reenrolled"
     else:
@@ -131,7 +137,7 @@ async def enroll(
             insert(g).values(
                 id=gateway_id,
                 household_id=household_id,
-                secret=secret,
+                secret=box.seal(secret, gateway_id=gateway_id),
                 version=version,
                 enrolled_at=tx.now,
                 online=True,
@@ -163,12 +169,15 @@ def check_signature(
     gateway: RowMapping | None,
     signed: SignedHeaders,
     *,
+    box: SecretBox,
     now: datetime,
     method: str,
     path: str,
     body: bytes,
-) -> RowMapping:
-    """Everything about a signed request but its nonce: known, not revoked, fresh, authentic."""
+) -> tuple[RowMapping, str]:
+    """Everything about a signed request but its nonce: known, not revoked, fresh, authentic.
+
+    Returns the gateway's row and its opened secret (which signs the reply)."""
     if gateway is None:
         raise Unauthorized(
             "unknown gateway", detail=f"gateway {signed.gateway_id!r} is not enrolled here"
@@ -190,12 +199,16 @@ def check_signature(
             extra={"server_time": now.isoformat()},
         )
     try:
-        verify_request(
-            signed, secret=gateway["secret"], method=method, path=path, body=body, now=clock
-        )
+        secret = box.open(gateway["secret"], gateway_id=gateway["id"])
+    except SealError as exc:
+        # The centre's fault, not the gateway's: a 5xx, so the gateway keeps its events.
+        log.error("gateway secret does not open", gateway=gateway["id"], error=str(exc))
+        raise StorageError(f"gateway {gateway['id']!r}'s secret cannot be opened") from exc
+    try:
+        verify_request(signed, secret=secret, method=method, path=path, body=body, now=clock)
     except SignatureError as exc:
         raise Unauthorized("bad signature", detail=str(exc)) from exc
-    return gateway
+    return gateway, secret
 
 
 def nonce_row(signed: SignedHeaders) -> dict[str, Any]:
@@ -217,9 +230,10 @@ def replayed(signed: SignedHeaders) -> Conflict:
 
 
 async def authenticate(
-    tx: Tx, *, headers: Mapping[str, str], method: str, path: str, body: bytes
-) -> RowMapping:
-    """Verify a gateway's signed request and burn its nonce; return the gateway's row."""
+    tx: Tx, box: SecretBox, *, headers: Mapping[str, str], method: str, path: str, body: bytes
+) -> tuple[RowMapping, str]:
+    """Verify a gateway's signed request and burn its nonce; return the gateway's row and its
+    opened secret."""
     signed = read_signature(headers)
     g = schema.gateways
     row = (
@@ -227,7 +241,7 @@ async def authenticate(
         .mappings()
         .first()
     )
-    gateway = check_signature(row, signed, now=tx.now, method=method, path=path, body=body)
+    gateway = check_signature(row, signed, box=box, now=tx.now, method=method, path=path, body=body)
     n = schema.gateway_nonces
     inserted = await tx.conn.execute(
         insert_ignore(tx.dialect, n).values(nonce_row(signed)).returning(n.c.nonce)

@@ -23,6 +23,7 @@ from contract.wire import Heartbeat
 from dispatch import gateways, schema
 from dispatch.db import Database
 from dispatch.errors import BadRequest, Problem, StorageError
+from dispatch.sealing import SecretBox
 from dispatch.settings import Settings
 from dispatch.tx import ChangeFeed, transaction
 
@@ -52,16 +53,24 @@ class _Pending:
     path: str
     body: bytes
     parsed: Heartbeat | BadRequest
-    result: asyncio.Future[list[str]] = field(
+    #: The acknowledged alarm ids, and the gateway's opened secret (it signs the reply).
+    result: asyncio.Future[tuple[list[str], str]] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
 
 
 class HeartbeatBatcher:
     def __init__(
-        self, db: Database, settings: Settings, feed: ChangeFeed, *, max_batch: int = 500
+        self,
+        db: Database,
+        settings: Settings,
+        feed: ChangeFeed,
+        box: SecretBox,
+        *,
+        max_batch: int = 500,
     ) -> None:
         self.db = db
+        self.box = box
         self.settings = settings
         self.feed = feed
         self.max_batch = max_batch
@@ -75,8 +84,9 @@ class HeartbeatBatcher:
 
     async def submit(
         self, *, headers: Mapping[str, str], path: str, body: bytes, parsed: Heartbeat | BadRequest
-    ) -> list[str]:
-        """Queue one heartbeat; its acknowledged alarm ids, or its error (a Problem)."""
+    ) -> tuple[list[str], str]:
+        """Queue one heartbeat; its acknowledged alarm ids and the gateway's secret, or its
+        error (a Problem)."""
         pending = _Pending(gateways.read_signature(headers), path, body, parsed)
         await self._queue.put(pending)
         return await pending.result
@@ -104,7 +114,7 @@ class HeartbeatBatcher:
                 raise
 
     async def _process(self, batch: list[_Pending]) -> None:
-        results: dict[int, list[str] | Problem] = {}
+        results: dict[int, tuple[list[str], str] | Problem | StorageError] = {}
         async with transaction(self.db, feed=self.feed, durable=False) as tx:
             g, n = schema.gateways, schema.gateway_nonces
             ids = sorted({item.signed.gateway_id for item in batch})
@@ -118,11 +128,13 @@ class HeartbeatBatcher:
                 ).mappings()
             }
             valid: list[tuple[int, _Pending, Any, Heartbeat]] = []
+            secrets: dict[str, str] = {}
             for index, item in enumerate(batch):
                 try:
-                    gateway = gateways.check_signature(
+                    gateway, secrets[item.signed.gateway_id] = gateways.check_signature(
                         rows.get(item.signed.gateway_id),
                         item.signed,
+                        box=self.box,
                         now=tx.now,
                         method="POST",
                         path=item.path,
@@ -131,7 +143,7 @@ class HeartbeatBatcher:
                     if isinstance(item.parsed, BadRequest):
                         raise item.parsed
                     gateways.heartbeat_problem(gateway, item.parsed)
-                except Problem as problem:
+                except (Problem, StorageError) as problem:  # a secret that does not open
                     results[index] = problem
                     continue
                 valid.append((index, item, gateway, item.parsed))
@@ -166,12 +178,12 @@ class HeartbeatBatcher:
                             await gateways.gateway_back_online(tx, rows[gateway_id])
                     acked = await gateways.acknowledged_alarms(tx, self.settings, list(latest))
                     for index, _, gateway, _ in fresh:
-                        results[index] = acked[gateway["id"]]
+                        results[index] = (acked[gateway["id"]], secrets[gateway["id"]])
         for index, item in enumerate(batch):
             outcome = results[index]
             if item.result.done():
                 continue
-            if isinstance(outcome, Problem):
+            if isinstance(outcome, Problem | StorageError):
                 item.result.set_exception(outcome)
             else:
                 item.result.set_result(outcome)

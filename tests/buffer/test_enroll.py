@@ -59,7 +59,8 @@ def server() -> Iterator[EnrollServer]:
 
 
 def enroll(*args: str) -> tuple[int, str]:
-    result = run_module("gatewayd", "enroll", *args, timeout=60)
+    # The fake dispatch listens on loopback: plain http, allowed by name.
+    result = run_module("gatewayd", "enroll", *args, "--insecure-http", timeout=60)
     return result.returncode, result.stdout + result.stderr
 
 
