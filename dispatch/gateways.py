@@ -29,7 +29,7 @@ from contract.signing import (
 )
 from contract.wire import Heartbeat, Priority
 from dispatch import enrollment, incidents, schema
-from dispatch.errors import BadRequest, Conflict, Forbidden, NotFound, StorageError, Unauthorized
+from dispatch.errors import BadRequest, Conflict, Forbidden, NotFound, Problem, Unauthorized
 from dispatch.models import EnrollReply, GatewayOut, IncidentState
 from dispatch.sealing import SealError, SecretBox
 from dispatch.settings import Settings
@@ -203,7 +203,13 @@ def check_signature(
     except SealError as exc:
         # The centre's fault, not the gateway's: a 5xx, so the gateway keeps its events.
         log.error("gateway secret does not open", gateway=gateway["id"], error=str(exc))
-        raise StorageError(f"gateway {gateway['id']!r}'s secret cannot be opened") from exc
+        raise Problem(
+            "gateway secret unreadable at dispatch",
+            slug="secret-unreadable",
+            detail="the centre's secrets key does not open this gateway's secret; the centre "
+            "must restore its key (the gateway keeps its events and retries)",
+            status=500,
+        ) from exc
     try:
         verify_request(signed, secret=secret, method=method, path=path, body=body, now=clock)
     except SignatureError as exc:

@@ -43,6 +43,15 @@ _SIGNED = (
     "status and the reply body's SHA-256."
 )
 _GATEWAY_ERRORS: dict[int | str, dict[str, Any]] = {
+    200: {
+        "headers": {
+            HEADER_REPLY_SIGNATURE: {
+                "description": "dispatch's signature over this reply (see the description)",
+                "schema": {"type": "string"},
+                "required": True,
+            }
+        }
+    },
     401: {"description": "unsigned, unknown gateway, bad signature or stale timestamp"},
     403: {"description": "revoked gateway, or a body naming another gateway"},
     409: {"description": "replayed nonce"},
