@@ -232,14 +232,14 @@ class Gateway:
                 detail="events are kept in the buffer until `gatewayd enroll` is run",
             )
             return False
-        assert self.buffer is not None
-        assert self.pipeline is not None
         credential = Credential.load(path)
         url = cfg.dispatch.url or credential.dispatch_url
         # The credential's URL is checked as the config's is: plain http needs the config's word.
         refused = insecure_url_problem(url, allowed=cfg.dispatch.insecure_http, option=INSECURE_KEY)
         if refused:
             raise CredentialError(refused)
+        assert self.buffer is not None
+        assert self.pipeline is not None
         self.client = DispatchClient(
             url,
             credential=credential,

@@ -78,19 +78,24 @@ class FakeDispatch:
     nonces: set[str] = field(default_factory=set)
     #: False: answer like a forger who can reach the gateway but lacks its secret.
     sign_replies: bool = True
+    #: Sign replies with this secret instead of the gateway's (a forger's guess).
+    reply_secret: str | None = None
+    #: Every signed reply sent, in order (a forger on the path can record them).
+    replies: list[httpx.Response] = field(default_factory=list)
 
     def transport(self) -> httpx.MockTransport:
         return httpx.MockTransport(self.handle)
 
     def handle(self, request: httpx.Request) -> httpx.Response:
+        if self.fault is not None:  # answered as given: a fault is not dispatch's reply
+            return self.fault(request)
         response = self._handle(request)
         if response.status_code == 200 and self.sign_replies:
-            return signed(request, response, self.secret)
+            response = signed(request, response, self.reply_secret or self.secret)
+            self.replies.append(response)
         return response
 
     def _handle(self, request: httpx.Request) -> httpx.Response:
-        if self.fault is not None:
-            return self.fault(request)
         body = request.content
         try:
             headers = parse_headers(request.headers)
