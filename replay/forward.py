@@ -73,6 +73,7 @@ class ReplayForwarder:
         url: str | None = None,
         credential_path: Path | None = None,
         transport: Any = None,
+        insecure_http: bool = False,
     ) -> ReplayForwarder:
         from forwarder.client import Credential, CredentialError
 
@@ -88,7 +89,7 @@ class ReplayForwarder:
             credential,
             target,
             ca_file=config.dispatch.ca_file,
-            insecure_http=config.dispatch.insecure_http,
+            insecure_http=insecure_http or config.dispatch.insecure_http,
         )
         forwarder._thread.start()
         try:
