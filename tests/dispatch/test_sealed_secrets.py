@@ -21,6 +21,8 @@ from dispatch.sealing import is_sealed
 from tests.fixtures.dispatch import DispatchServer
 from tests.fixtures.procs import run_module
 
+pytestmark = pytest.mark.slow  # dispatchd processes, started and refused
+
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
