@@ -12,8 +12,9 @@ buffer is empty. Checked afterwards, in dispatch's own database: every event sto
 every alarm received before any trouble, every trouble before any telemetry.
 
 The limit, measured in the same run on the same server: dispatch's raw ingest rate, posting
-pre-signed batches of the same size and mix (500 events) directly, one request at a time like the
-forwarder (and over four connections, for reference). Goal: the whole backlog in under 60 s.
+pre-signed batches of the same size and mix (500 events) directly over as many connections as the
+forwarder keeps batches in flight (``PIPELINE_DEPTH``; and over one, for reference). Goals: the
+whole backlog in under 60 s, and at least 0.9 of that limit.
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ from forwarder.client import Credential, DispatchClient
 from forwarder.delivery import Forwarder
 
 GOAL_S = 60.0
+RATIO_GOAL = 0.9
+#: Batches the forwarder keeps in flight (its default), and the limit's connections.
+PIPELINE_DEPTH = 4
 GATEWAY = "gw-bench-drain"
 HOUSEHOLD = "hh-bench-drain"
 GROUP = 5_000
@@ -86,7 +90,9 @@ async def drain(buffer_path: Path, dispatch: DispatchServer, secret: str) -> dic
     await buffer.start()
     credential = Credential(GATEWAY, HOUSEHOLD, secret, dispatch.url)
     client = DispatchClient(dispatch.url, credential=credential, timeout=30, insecure_http=True)
-    forwarder = Forwarder(buffer, client, backoff_initial=30.0, backoff_max=60.0)
+    forwarder = Forwarder(
+        buffer, client, backoff_initial=30.0, backoff_max=60.0, pipeline_depth=PIPELINE_DEPTH
+    )
     dispatch.stop()  # the outage
     task = asyncio.create_task(forwarder.run())
     try:
@@ -174,7 +180,7 @@ def main(argv: list[str] | None = None) -> None:
         try:
             limit_events = min(total, 100_000)
             limit_1 = raw_ingest_rate(dispatch, limit_events, 1)
-            limit_4 = raw_ingest_rate(dispatch, limit_events, 4)
+            limit_n = raw_ingest_rate(dispatch, limit_events, PIPELINE_DEPTH)
             enrolled = dispatch.enroll(HOUSEHOLD, GATEWAY)
             result = asyncio.run(drain(workdir / "buffer.db", dispatch, enrolled.secret))
         finally:
@@ -187,14 +193,16 @@ def main(argv: list[str] | None = None) -> None:
         "drain rate",
         rate,
         "events/s",
-        limit_1,
-        "raw ingest, pre-signed, 1 connection",
+        limit_n,
+        f"raw ingest, pre-signed, {PIPELINE_DEPTH} connections",
+        goal=f">= {RATIO_GOAL}x limit",
     )
-    report.add("raw ingest, 4 connections", limit_4, "events/s")
+    report.add("raw ingest, 1 connection", limit_1, "events/s")
     report.notes.append(
         f"{total:,} events (alarm lane {counts[Lane.ALARM]:,}, trouble {counts[Lane.TROUBLE]:,}, "
         f"telemetry {counts[Lane.TELEMETRY]:,}) buffered in {fill_s:.1f} s; "
-        f"{result['requests']:.0f} requests; dispatch stored {check['distinct']:,} distinct "
+        f"{result['requests']:.0f} requests, up to {PIPELINE_DEPTH} in flight; "
+        f"dispatch stored {check['distinct']:,} distinct "
         f"(alarms {check['alarms']:,}, troubles {check['troubles']:,}, "
         f"telemetry {check['telemetry']:,}); lanes in order: {check['ordered']}"
     )
@@ -202,6 +210,11 @@ def main(argv: list[str] | None = None) -> None:
         report.notes.append(f"LOST OR EXTRA EVENTS: {check['distinct']:,} stored of {total:,}")
     if not check["ordered"]:
         report.notes.append("ORDER BROKEN: an alarm arrived after a trouble or telemetry event")
+    if rate < RATIO_GOAL * limit_n:
+        report.notes.append(
+            f"GOAL MISSED: drain {rate:,.0f} events/s < {RATIO_GOAL} x {limit_n:,.0f} "
+            f"(raw ingest over {PIPELINE_DEPTH} connections)"
+        )
     if result["elapsed_s"] >= GOAL_S * total / 1_000_000:
         report.notes.append(
             f"GOAL MISSED: {total:,} events took {result['elapsed_s']:.1f} s "

@@ -36,17 +36,21 @@ from typing import Any
 
 from bench.common import Report
 from bench.harness import DispatchServer, free_port, port_open, start_dispatch
-from bench.home import gateway_process, project_env
+from bench.home import ZigbeeDevice, gateway_process, project_env, zigbee_home_toml
 
 BROKER = ("127.0.0.1", 1883)
 RSS_GOAL_MIB = 50.0
+ZIGBEE_RSS_GOAL_MIB = 40.0
 CPU_GOAL_PCT = 1.0
 TICK = os.sysconf("SC_CLK_TCK")
 
 _SAME_IMPORTS = (
     "import asyncio, sys\n"
+    "from gatewayd.cli import DAEMON_SKIPS\n"
+    "sys.modules.update(dict.fromkeys(DAEMON_SKIPS))\n"
     "import gatewayd.commands.run, gatewayd.daemon, runtime.logs\n"
     "import drivers.zigbee2mqtt, drivers.rflink, drivers.modbus, drivers.ble\n"
+    "drivers.ble.bthome.load_bthome()\n"
     "async def idle():\n"
     "    print('ready', flush=True)\n"
     "    await asyncio.sleep(float(sys.argv[1]))\n"
@@ -68,11 +72,13 @@ _IMPORT_STEPS = (
     "drivers.zigbee2mqtt",
     "drivers.rflink",
     "drivers.modbus",
-    "bthome_ble",
     "drivers.ble",
+    "bthome_ble",
 )
 _IMPORT_COSTS = (
     "import importlib, json, sys\n"
+    "from gatewayd.cli import DAEMON_SKIPS\n"
+    "sys.modules.update(dict.fromkeys(DAEMON_SKIPS))\n"
     "def rss():\n"
     "    for line in open('/proc/self/status'):\n"
     "        if line.startswith('VmRSS'):\n"
@@ -215,7 +221,54 @@ async def measure(
             loaded = await window(process.pid, load_s)
             await loader
             alive = process.poll() is None
-    return {"idle": idle, "load": loaded, "sent": sent, "zigbee": broker_up, "alive": alive}
+        zigbee_only = None
+        if bridge is not None:
+            zigbee_only = await zigbee_only_idle(dispatch, workdir, base_topic, idle_s)
+    return {
+        "idle": idle,
+        "load": loaded,
+        "sent": sent,
+        "zigbee": broker_up,
+        "alive": alive,
+        "zigbee_only": zigbee_only,
+    }
+
+
+async def zigbee_only_idle(
+    dispatch: DispatchServer, workdir: Path, base_topic: str, idle_s: float
+) -> dict[str, float]:
+    """A second gateway whose home has only the Zigbee2MQTT driver (the demo's Zigbee devices,
+    on the same simulated bridge), idle for the same window."""
+    from firmware_sim.demo import ZIGBEE_KIT
+    from forwarder.client import Credential
+
+    gateway, household = "gw-footprint-zigbee", "hh-footprint-zigbee"
+    enrolled = dispatch.enroll(household, gateway)
+    state_dir = workdir / "gateway-zigbee"
+    state_dir.mkdir()
+    Credential(gateway, household, enrolled.secret, dispatch.url).save(
+        state_dir / "credential.json"
+    )
+    devices = [ZigbeeDevice(d.id, d.friendly_name, d.model, d.role, d.ieee) for d in ZIGBEE_KIT]
+    config_path = workdir / "home-zigbee.toml"
+    config_path.write_text(
+        zigbee_home_toml(
+            gateway_id=gateway,
+            household=household,
+            state_dir=state_dir,
+            dispatch_url=dispatch.url,
+            broker=BROKER,
+            base_topic=base_topic,
+            devices=devices,
+            rules='pack = "elderly_care"',
+        )
+    )
+    log_path = workdir / "gateway-zigbee.log"
+    with gateway_process(config_path, log_path, log_level="INFO") as process:
+        await asyncio.sleep(8.0)
+        if process.poll() is not None:
+            raise SystemExit(f"the gateway exited: {log_path.read_text(errors='replace')[-3000:]}")
+        return await window(process.pid, idle_s)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -253,6 +306,17 @@ def main(argv: list[str] | None = None) -> None:
         "bare interpreter, same imports",
         goal=f"< {CPU_GOAL_PCT:.0f}%",
     )
+    zigbee_only = result["zigbee_only"]
+    if zigbee_only is not None:
+        report.add(
+            "RSS idle, Zigbee only",
+            zigbee_only["VmRSS"],
+            "MiB",
+            ref["VmRSS"],
+            "bare interpreter, every driver's imports",
+            goal=f"< {ZIGBEE_RSS_GOAL_MIB:.0f} MiB",
+        )
+        report.add("CPU idle, Zigbee only", zigbee_only["cpu_pct"], "% of a core")
     report.add("RSS under load", load["VmRSS"], "MiB", ref["VmRSS"], "bare interpreter")
     report.add("RSS peak (VmHWM)", load["VmHWM"], "MiB", ref["VmRSS"], "bare interpreter")
     report.add("CPU under load", load["cpu_pct"], "% of a core")
@@ -272,6 +336,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     if idle["VmRSS"] >= RSS_GOAL_MIB:
         report.notes.append(f"GOAL MISSED: idle RSS {idle['VmRSS']:.1f} MiB >= {RSS_GOAL_MIB} MiB")
+    if zigbee_only is not None and zigbee_only["VmRSS"] >= ZIGBEE_RSS_GOAL_MIB:
+        report.notes.append(
+            f"GOAL MISSED: Zigbee-only idle RSS {zigbee_only['VmRSS']:.1f} MiB >= "
+            f"{ZIGBEE_RSS_GOAL_MIB} MiB"
+        )
     if idle["cpu_pct"] >= CPU_GOAL_PCT:
         report.notes.append(
             f"GOAL MISSED: idle CPU {idle['cpu_pct']:.2f}% >= {CPU_GOAL_PCT}% of a core"

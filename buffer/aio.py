@@ -150,9 +150,18 @@ class AsyncEventBuffer:
         written: int = await self._run(self.buffer.persist_held)
         return written
 
-    async def pending(self, *, max_events: int = 500, max_bytes: int = 512 * 1024) -> list[Event]:
+    async def pending(
+        self,
+        *,
+        max_events: int = 500,
+        max_bytes: int = 512 * 1024,
+        telemetry_after: int | None = None,
+    ) -> list[Event]:
         result: list[Event] = await self._run(
-            self.buffer.pending, max_events=max_events, max_bytes=max_bytes
+            self.buffer.pending,
+            max_events=max_events,
+            max_bytes=max_bytes,
+            telemetry_after=telemetry_after,
         )
         return result
 

@@ -40,12 +40,12 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Final, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 import structlog
 from pydantic import ValidationError
-from sqlite_utils import Database
 
 from buffer.files import (
     MIGRATIONS,
@@ -76,6 +76,9 @@ from contract.wire import (
     Priority,
     new_event_id,
 )
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
 
 __all__ = [
     "MIGRATIONS",
@@ -182,7 +185,6 @@ class EventBuffer:
         self.path = path
         self.gateway_id = gateway_id
         self.disk_budget_bytes = disk_budget_bytes
-        self.db = Database(conn)
         self._conn = conn
         self._lock = threading.Lock()
         self._lock_fd = lock_fd
@@ -778,11 +780,18 @@ class EventBuffer:
 
     # -- reading and acknowledging --------------------------------------------------------
 
-    def pending(self, *, max_events: int = 500, max_bytes: int = 512 * 1024) -> list[Event]:
+    def pending(
+        self,
+        *,
+        max_events: int = 500,
+        max_bytes: int = 512 * 1024,
+        telemetry_after: int | None = None,
+    ) -> list[Event]:
         """Unacknowledged events in lane order (alarm, trouble, telemetry), then seq.
 
         At most ``max_events`` (and never more than a batch may hold) and about ``max_bytes``
-        of JSON; the first event is always included, whatever its size.
+        of JSON; the first event is always included, whatever its size. ``telemetry_after``
+        skips telemetry up to that seq (batches already on their way: see the forwarder).
         """
         limit = max(1, min(max_events, MAX_BATCH_EVENTS))
         with self._lock:
@@ -790,7 +799,7 @@ class EventBuffer:
             # Held events first: they are alarms and troubles, and only in memory.
             events = [p.event for p in sorted(self._held.values(), key=_lane_order)][:limit]
             bad: list[tuple[int, str]] = []
-            self._collect_pending(events, bad, limit, max_bytes)
+            self._collect_pending(events, bad, limit, max_bytes, telemetry_after)
             if bad:
                 # A row that no longer reads as an event (edited by hand, or a bug) is set
                 # aside where it can be inspected, so it cannot block its lane.
@@ -798,15 +807,22 @@ class EventBuffer:
             return events
 
     def _collect_pending(
-        self, events: list[Event], bad: list[tuple[int, str]], limit: int, max_bytes: int
+        self,
+        events: list[Event],
+        bad: list[tuple[int, str]],
+        limit: int,
+        max_bytes: int,
+        telemetry_after: int | None = None,
     ) -> None:
         total = 0
         for lane in Lane:
             if len(events) >= limit or self._depth[lane] == 0:
                 continue
+            after = -1 if lane is not Lane.TELEMETRY or telemetry_after is None else telemetry_after
             cursor = self._conn.execute(
-                f"SELECT {_EVENT_COLUMNS} FROM events WHERE lane = ? ORDER BY seq LIMIT ?",
-                (_LANE_CODE[lane], limit - len(events)),
+                f"SELECT {_EVENT_COLUMNS} FROM events WHERE lane = ? AND seq > ? "
+                "ORDER BY seq LIMIT ?",
+                (_LANE_CODE[lane], after, limit - len(events)),
             )
             for row in cursor:
                 size = row[9]
@@ -1038,6 +1054,14 @@ class EventBuffer:
         """Those of ``event_ids`` that are held in memory: neither written nor delivered yet."""
         with self._lock:
             return {i for i in event_ids if i in self._held}
+
+    @cached_property
+    def db(self) -> Database:
+        """The connection as a sqlite-utils ``Database``, for inspection (tests, tools). Imported
+        on first use: the daemon never needs it, and it costs about 4 MiB resident."""
+        from sqlite_utils import Database
+
+        return Database(self._conn)
 
     @property
     def next_seq(self) -> int:

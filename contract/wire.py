@@ -421,10 +421,18 @@ class Heartbeat(_Wire):
 
 
 class HeartbeatReply(_Wire):
+    # Unknown fields are ignored, so a later dispatch may add to its reply without breaking
+    # gateways of this version (fields a gateway must not ignore need a new contract version).
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
     v: Literal[1] = CONTRACT_VERSION
     server_time: UtcDatetime
     #: Incidents of this gateway's household that dispatch has acknowledged, by event id.
     acknowledged_events: list[str] = Field(default_factory=list)
+    #: The household is away or in hospital until then: the home's inactivity rule rests until
+    #: that instant. Absent (dispatch leaves it out) when nobody marked the household away, so
+    #: gateways that predate the field never see it until a household is marked away.
+    away_until: UtcDatetime | None = None
 
 
 def parse_message(model: type[M], data: bytes | str | dict[str, Any]) -> M:

@@ -27,7 +27,7 @@ from contract.signing import (
     parse_headers,
     verify_request,
 )
-from contract.wire import Heartbeat, Priority
+from contract.wire import DeviceHealth, DriverHealth, Heartbeat, Priority
 from dispatch import enrollment, incidents, schema
 from dispatch.errors import BadRequest, Conflict, Forbidden, NotFound, Problem, Unauthorized
 from dispatch.models import EnrollReply, GatewayOut, IncidentState
@@ -39,6 +39,7 @@ __all__ = [
     "authenticate",
     "enroll",
     "gateway_model",
+    "gateway_select",
     "hash_code",
     "make_enroll_code",
 ]
@@ -293,6 +294,7 @@ def heartbeat_values(
         "health": {
             "drivers": [d.model_dump(mode="json") for d in heartbeat.drivers],
             "devices_offline": [d.id for d in heartbeat.devices if not d.online],
+            "devices": [d.model_dump(mode="json") for d in heartbeat.devices],
         },
     }
 
@@ -396,6 +398,7 @@ async def mark_offline(tx: Tx, settings: Settings, gateway_id: str) -> bool:
 
 def gateway_model(row: RowMapping) -> GatewayOut:
     depth = row["buffer_depth"] or {}
+    health = row["health"] or {}
     return GatewayOut(
         id=row["id"],
         household_id=row["household_id"],
@@ -410,6 +413,17 @@ def gateway_model(row: RowMapping) -> GatewayOut:
         oldest_unsent_age_s=row["oldest_unsent_age_s"],
         evicted_total=row["evicted_total"],
         clock_offset_s=row["clock_offset_s"],
+        household_name=row.get("household_name"),
+        devices=[DeviceHealth.model_validate(d) for d in health.get("devices") or []],
+        drivers=[DriverHealth.model_validate(d) for d in health.get("drivers") or []],
+    )
+
+
+def gateway_select() -> Any:
+    """Gateways with their household's name."""
+    g, h = schema.gateways, schema.households
+    return select(g, h.c.name.label("household_name")).select_from(
+        g.outerjoin(h, h.c.id == g.c.household_id)
     )
 
 

@@ -4,7 +4,8 @@ Thousands of gateways report every 30 s. One transaction per heartbeat would spe
 time beginning and committing; instead each request queues its heartbeat and awaits its result,
 and one writer task takes everything queued (up to ``max_batch``) into one transaction: one
 gateway lookup, one multi-row nonce insert (a nonce not inserted is a replay), one executemany
-update and one query for acknowledged alarms. Each request still gets its own answer or error.
+update, one query for acknowledged alarms and one for households away. Each request still gets
+its own answer or error.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -20,14 +22,14 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from contract.signing import SignedHeaders
 from contract.wire import Heartbeat
-from dispatch import gateways, schema
+from dispatch import gateways, households, schema
 from dispatch.db import Database
 from dispatch.errors import BadRequest, Problem, StorageError
 from dispatch.sealing import SecretBox
 from dispatch.settings import Settings
 from dispatch.tx import ChangeFeed, transaction
 
-__all__ = ["HeartbeatBatcher"]
+__all__ = ["HeartbeatAnswer", "HeartbeatBatcher"]
 
 log = structlog.get_logger(__name__)
 
@@ -47,14 +49,23 @@ _UPDATED = (
 )
 
 
+@dataclass(frozen=True)
+class HeartbeatAnswer:
+    """What the reply tells one gateway: alarms acknowledged, and its household's absence."""
+
+    acknowledged_events: list[str]
+    away_until: datetime | None = None
+    #: The gateway's opened secret: it signs the reply.
+    secret: str = field(default="", repr=False)
+
+
 @dataclass
 class _Pending:
     signed: SignedHeaders
     path: str
     body: bytes
     parsed: Heartbeat | BadRequest
-    #: The acknowledged alarm ids, and the gateway's opened secret (it signs the reply).
-    result: asyncio.Future[tuple[list[str], str]] = field(
+    result: asyncio.Future[HeartbeatAnswer] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
 
@@ -84,9 +95,8 @@ class HeartbeatBatcher:
 
     async def submit(
         self, *, headers: Mapping[str, str], path: str, body: bytes, parsed: Heartbeat | BadRequest
-    ) -> tuple[list[str], str]:
-        """Queue one heartbeat; its acknowledged alarm ids and the gateway's secret, or its
-        error (a Problem)."""
+    ) -> HeartbeatAnswer:
+        """Queue one heartbeat; its answer, or its error (a Problem)."""
         pending = _Pending(gateways.read_signature(headers), path, body, parsed)
         await self._queue.put(pending)
         return await pending.result
@@ -114,7 +124,7 @@ class HeartbeatBatcher:
                 raise
 
     async def _process(self, batch: list[_Pending]) -> None:
-        results: dict[int, tuple[list[str], str] | Problem | StorageError] = {}
+        results: dict[int, HeartbeatAnswer | Problem | StorageError] = {}
         async with transaction(self.db, feed=self.feed, durable=False) as tx:
             g, n = schema.gateways, schema.gateway_nonces
             ids = sorted({item.signed.gateway_id for item in batch})
@@ -177,8 +187,11 @@ class HeartbeatBatcher:
                         if not rows[gateway_id]["online"]:
                             await gateways.gateway_back_online(tx, rows[gateway_id])
                     acked = await gateways.acknowledged_alarms(tx, self.settings, list(latest))
+                    away = await households.away_until_for(tx.conn, list(latest), tx.now)
                     for index, _, gateway, _ in fresh:
-                        results[index] = (acked[gateway["id"]], secrets[gateway["id"]])
+                        results[index] = HeartbeatAnswer(
+                            acked[gateway["id"]], away.get(gateway["id"]), secrets[gateway["id"]]
+                        )
         for index, item in enumerate(batch):
             outcome = results[index]
             if item.result.done():

@@ -96,6 +96,15 @@ async def _add_missing(conn: AsyncConnection, dialect: str) -> None:
     await conn.run_sync(add)
 
 
+async def _household_admin(conn: AsyncConnection, dialect: str) -> None:
+    """Archive, away, operators' notes and search: the new columns, then search text for the
+    households that exist."""
+    from dispatch.households import backfill_search_text
+
+    await _add_missing(conn, dialect)
+    await backfill_search_text(conn)
+
+
 async def _gateway_identity(conn: AsyncConnection, dialect: str) -> None:
     """Enrollment failures and re-enroll permissions (new tables), and event ids unique per
     gateway: the events table's primary key becomes (gateway_id, id)."""
@@ -129,7 +138,8 @@ async def _gateway_identity(conn: AsyncConnection, dialect: str) -> None:
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _initial_schema),
     Migration(2, "presence, true alarm times, per-event acknowledgement", _add_missing),
-    Migration(3, "gateway identity: per-gateway event ids, enrollment limits", _gateway_identity),
+    Migration(3, "household administration: archive, away, notes, search", _household_admin),
+    Migration(4, "gateway identity: per-gateway event ids, enrollment limits", _gateway_identity),
 )
 
 

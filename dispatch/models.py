@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import enum
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -17,11 +18,12 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
-from contract.wire import Identifier
+from contract.wire import DeviceHealth, DriverHealth, Identifier
 
 __all__ = [
     "ActionResult",
     "AuditEntry",
+    "AwayRequest",
     "BreakRequest",
     "CallbackOutcome",
     "CallbackRequest",
@@ -35,6 +37,7 @@ __all__ = [
     "GatewayOut",
     "Household",
     "HouseholdIn",
+    "HouseholdNote",
     "Incident",
     "IncidentDetail",
     "IncidentState",
@@ -177,9 +180,24 @@ class OperatorPatch(_In):
 class Resident(_In):
     name: Annotated[Str, Field(min_length=1, max_length=200)]
     birth_year: Annotated[int, Field(ge=1890, le=2100)] | None = None
+    birth_date: date | None = Field(default=None, description="sets birth_year when given")
     phones: list[Phone] = Field(default_factory=list, max_length=8)
     medical_notes: Long = ""
-    language: Short = ""
+    language: Short = Field(default="", description="the language to call the resident in")
+    medications: Long = ""
+    allergies: Long = ""
+    doctor: Short = Field(default="", description="family doctor or hospital, with a phone")
+    advance_care: Long = Field(default="", description="advance-care wishes, DNR")
+
+    @model_validator(mode="after")
+    def _year_from_date(self) -> Resident:
+        if self.birth_date is not None:
+            if not 1890 <= self.birth_date.year <= 2100:
+                raise ValueError("birth_date: year must be between 1890 and 2100")
+            if self.birth_year is not None and self.birth_year != self.birth_date.year:
+                raise ValueError("birth_year differs from birth_date's year")
+            self.birth_year = self.birth_date.year
+        return self
 
 
 class Contact(_In):
@@ -209,6 +227,11 @@ class HouseholdIn(_In):
     residents: list[Resident] = Field(default_factory=list, max_length=16)
     emergency_contacts: list[Contact] = Field(default_factory=list, max_length=16)
     devices: list[Device] = Field(default_factory=list, max_length=256)
+    expected_updated_at: AwareDatetime | None = Field(
+        default=None,
+        description="on update: the updated_at the editor read; if the household changed since, "
+        "the update is refused (409) instead of overwriting the other change",
+    )
 
 
 class Household(BaseModel):
@@ -225,6 +248,29 @@ class Household(BaseModel):
     devices: list[Device]
     created_at: datetime
     updated_at: datetime
+    archived_at: datetime | None = None
+    away_until: datetime | None = Field(
+        default=None, description="away or in hospital until then (inactivity alarms rest)"
+    )
+    away_reason: Literal["", "away", "hospital"] = ""
+    away_note: str = ""
+
+
+AwayReason = Literal["away", "hospital"]
+
+
+class AwayRequest(_In):
+    until: AwareDatetime = Field(description="when the resident is expected back (in the future)")
+    reason: AwayReason
+    note: Annotated[Str, Field(max_length=500)] = ""
+
+
+class HouseholdNote(BaseModel):
+    id: int
+    household_id: str
+    at: datetime
+    author: str
+    text: str
 
 
 # -- gateways -----------------------------------------------------------------------------------
@@ -256,6 +302,11 @@ class GatewayOut(BaseModel):
     oldest_unsent_age_s: float | None
     evicted_total: int
     clock_offset_s: float | None = Field(description="gateway clock minus server clock, seconds")
+    household_name: str | None = None
+    devices: list[DeviceHealth] = Field(
+        default_factory=list, description="each device's health from the last heartbeat"
+    )
+    drivers: list[DriverHealth] = Field(default_factory=list)
 
 
 # -- incidents ----------------------------------------------------------------------------------

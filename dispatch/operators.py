@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 import structlog
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -121,6 +121,23 @@ async def update_operator(tx: Tx, username: str, patch: OperatorPatch, *, actor:
     row = (await tx.conn.execute(select(o).where(o.c.username == username))).mappings().first()
     if row is None:
         raise NotFound("no such operator", detail=f"operator {username!r} does not exist")
+    loses_admin = row["role"] == Role.ADMIN.value and (
+        patch.disabled is True or (patch.role is not None and patch.role is not Role.ADMIN)
+    )
+    if loses_admin and not row["disabled"]:
+        admins = (
+            await tx.conn.execute(
+                select(func.count())
+                .select_from(o)
+                .where(o.c.role == Role.ADMIN.value, o.c.disabled.is_(False))
+            )
+        ).scalar_one()
+        if admins <= 1:
+            raise Conflict(
+                "last admin",
+                detail=f"{username!r} is the only enabled admin; make another admin first, "
+                "so that someone can still manage operators",
+            )
     if values:
         await tx.conn.execute(update(o).where(o.c.id == row["id"]).values(values))
     if patch.disabled:

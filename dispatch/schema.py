@@ -82,6 +82,26 @@ households = Table(
     Column("devices", JSON, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+    # Household administration: archived households leave the lists (their history stays);
+    # "away / in hospital" until an instant is sent to the gateway with each heartbeat reply.
+    Column("archived_at", UtcDateTime, nullable=True),
+    Column("away_until", UtcDateTime, nullable=True),
+    Column("away_reason", String(32), nullable=False, server_default=""),
+    Column("away_note", String(500), nullable=False, server_default=""),
+    # Lower-cased names, phones (also digits only), addresses and device ids: what search finds.
+    Column("search_text", Text, nullable=False, server_default=""),
+)
+
+# Operators' notes on a household (append-only, like the audit log's view of them).
+household_notes = Table(
+    "household_notes",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("household_id", String(128), ForeignKey("households.id"), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("author", String(200), nullable=False),
+    Column("text", Text, nullable=False),
+    Index("ix_household_notes_household", "household_id", "id"),
 )
 
 gateways = Table(

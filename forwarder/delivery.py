@@ -5,6 +5,12 @@ batches bounded by count and bytes, and removes from the buffer exactly the ids 
 acknowledged. Each event keeps its id, and dispatch stores by id, so sending an event twice
 (after a lost reply or a crash) is harmless: exactly once as dispatch sees it.
 
+A backlog goes out pipelined: up to ``pipeline_depth`` batches of telemetry in flight at once,
+their acknowledgements applied to the buffer in the order the batches were sent. A batch with an
+alarm or a trouble waits until everything sent before it is acknowledged and is then sent alone,
+so those lanes reach dispatch in order, one request at a time (dispatch routes them to incidents
+in arrival order), and an alarm appended meanwhile is the next thing sent.
+
 While dispatch is unreachable it backs off exponentially with full jitter, capped at
 ``backoff_max``; an alarm appended meanwhile ends the wait at once. A batch that dispatch
 refuses as a whole (a 4xx that is not about the credential) is split in halves until the one
@@ -19,10 +25,11 @@ batch is sent again with back-off.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import random
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -30,7 +37,16 @@ import structlog
 
 from buffer.aio import AsyncEventBuffer
 from buffer.store import EventBufferError, EventDraft
-from contract.wire import Event, EventAck, EventKind, Heartbeat, HeartbeatReply, IngestBatch
+from contract.wire import (
+    Event,
+    EventAck,
+    EventKind,
+    Heartbeat,
+    HeartbeatReply,
+    IngestBatch,
+    IngestReply,
+    Lane,
+)
 from forwarder.client import (
     DispatchAuthRejected,
     DispatchClient,
@@ -81,6 +97,14 @@ async def _wait_any(events: Iterable[asyncio.Event], limit_s: float | None) -> N
                 await waiter
 
 
+@dataclass(slots=True)
+class _Flight:
+    """A batch of telemetry sent, its reply not yet applied."""
+
+    events: list[Event]
+    reply: asyncio.Task[IngestReply]
+
+
 class Forwarder:
     """Sends pending events to dispatch until cancelled."""
 
@@ -97,8 +121,13 @@ class Forwarder:
         rng: random.Random | None = None,
         quarantine_retry_s: float = 3600.0,
         clock: Callable[[], datetime] = _utcnow,
+        pipeline_depth: int = 4,
     ) -> None:
         self.buffer = buffer
+        self.pipeline_depth = max(1, pipeline_depth)
+        self._flights: collections.deque[_Flight] = collections.deque()
+        #: The last telemetry seq sent in a batch still in flight (None: nothing in flight).
+        self._cursor: int | None = None
         self.client = client
         self.max_events = max_events
         self.max_bytes = max_bytes
@@ -125,6 +154,18 @@ class Forwarder:
         self._wake.set()
 
     async def run(self) -> None:
+        try:
+            await self._run()
+        finally:
+            # Unacknowledged events stay in the buffer: sent again later, stored once by id.
+            for flight in self._flights:
+                if flight.reply.done() and not flight.reply.cancelled():
+                    flight.reply.exception()  # retrieved: a failure no one will act on now
+                flight.reply.cancel()
+            self._flights.clear()
+            self._cursor = None
+
+    async def _run(self) -> None:
         if self._trouble_open is None:
             active = await self.buffer.active_conditions()
             self._trouble_open = any(c.condition == CREDENTIAL_CONDITION for c in active)
@@ -136,12 +177,24 @@ class Forwarder:
             try:
                 await self._maybe_release_quarantined()
                 batch = await self.buffer.pending(
-                    max_events=self.max_events, max_bytes=self.max_bytes
+                    max_events=self.max_events,
+                    max_bytes=self.max_bytes,
+                    telemetry_after=self._cursor,
                 )
                 if not batch:
-                    await _wait_any((self.buffer.new_events, self._wake), limit_s=60.0)
-                    continue
-                delay = await self._deliver(batch)
+                    if not self._flights:
+                        await _wait_any((self.buffer.new_events, self._wake), limit_s=60.0)
+                        continue
+                    delay = await self._land()
+                elif self._may_pipeline(batch):
+                    self._launch(batch)
+                    full = len(self._flights) >= self.pipeline_depth
+                    delay = await self._land() if full else None
+                else:
+                    # Alarms and troubles: after everything sent before them, and alone.
+                    delay = await self._land_all()
+                    if delay is None:
+                        delay = await self._deliver(batch)
             except EventBufferError as exc:
                 # The buffer is the source of truth: if it cannot be read or updated, wait and
                 # retry (an unacknowledged event is only sent again, never lost).
@@ -152,10 +205,62 @@ class Forwarder:
                 self.last_delay = delay
                 await _wait_any((self.buffer.alarm_appended, self._wake), limit_s=delay)
 
+    def _may_pipeline(self, batch: list[Event]) -> bool:
+        """Telemetry only, and dispatch answered the last request (no burst at a dead link)."""
+        return (
+            self.pipeline_depth > 1
+            and self.status.reachable is True
+            and all(e.lane is Lane.TELEMETRY for e in batch)
+        )
+
+    def _launch(self, batch: list[Event]) -> None:
+        events = self._as_sent(batch)
+        self.requests += 1
+        gateway_id = self.client.credential.gateway_id
+        reply = asyncio.create_task(
+            self.client.send_events(IngestBatch(gateway_id=gateway_id, events=events))
+        )
+        self._flights.append(_Flight(events, reply))
+        self._cursor = batch[-1].seq
+
+    async def _land(self) -> float | None:
+        """Apply the reply to the oldest batch in flight. After a failure, what is still in
+        flight is landed too and the unacknowledged events are read afresh."""
+        delay = await self._settle(self._finish(self._flights.popleft()))
+        if delay is not None:
+            await self._land_all()
+        if not self._flights:
+            self._cursor = None
+        return delay
+
+    async def _land_all(self) -> float | None:
+        """Apply every reply in flight, in the order the batches were sent; the first failure's
+        back-off, if any."""
+        first: float | None = None
+        while self._flights:
+            delay = await self._settle(self._finish(self._flights.popleft()))
+            first = delay if first is None else first
+        self._cursor = None
+        return first
+
+    async def _finish(self, flight: _Flight) -> None:
+        try:
+            reply = await flight.reply
+        except DispatchAuthRejected:
+            raise
+        except DispatchRejected:
+            await self._send(flight.events)  # one request at a time: find the refused event
+            return
+        await self._apply(flight.events, reply.acks)
+
     async def _deliver(self, batch: list[Event]) -> float | None:
         """Send a batch; returns how long to back off, or None to go on at once."""
+        return await self._settle(self._send(batch))
+
+    async def _settle(self, attempt: Awaitable[None]) -> float | None:
+        """Await a delivery; returns how long to back off, or None to go on at once."""
         try:
-            await self._send(batch)
+            await attempt
         except DispatchAuthRejected as exc:
             self._failed(str(exc))
             if self.status.rejected is None:
@@ -175,7 +280,7 @@ class Forwarder:
             log.error(
                 "dispatch_reply_not_authentic",
                 error=str(exc),
-                events_kept=len(batch),
+                action="the batch is kept and sent again",
                 total=self.status.unauthentic_replies,
             )
             self._failed(str(exc))
@@ -211,7 +316,7 @@ class Forwarder:
             delay = max(delay, min(retry_after, self.backoff_max))
         return delay
 
-    async def _send(self, events: list[Event]) -> None:
+    def _as_sent(self, events: list[Event]) -> list[Event]:
         gateway_id = self.client.credential.gateway_id
         if events[0].gateway_id != gateway_id:
             # The credential is who dispatch knows; the buffer's id may be a stale config value.
@@ -224,6 +329,11 @@ class Forwarder:
                 )
                 self._id_mismatch_logged = True
             events = [e.model_copy(update={"gateway_id": gateway_id}) for e in events]
+        return events
+
+    async def _send(self, events: list[Event]) -> None:
+        events = self._as_sent(events)
+        gateway_id = self.client.credential.gateway_id
         self.requests += 1
         try:
             reply = await self.client.send_events(IngestBatch(gateway_id=gateway_id, events=events))
@@ -338,6 +448,7 @@ class HeartbeatSender:
         make_heartbeat: Callable[[], Heartbeat],
         interval: float = 30.0,
         on_acknowledged: Callable[[Sequence[str]], object] | None = None,
+        on_away: Callable[[datetime | None], object] | None = None,
         clock: Callable[[], datetime] = _utcnow,
         max_clock_offset_s: float = 60.0,
     ) -> None:
@@ -347,6 +458,8 @@ class HeartbeatSender:
         self.make_heartbeat = make_heartbeat
         self.interval = interval
         self.on_acknowledged = on_acknowledged
+        #: Called with every reply's ``away_until`` (None: the household is at home).
+        self.on_away = on_away
         self.clock = clock
         self.max_clock_offset_s = max_clock_offset_s
         self.status = HeartbeatStatus()
@@ -388,4 +501,9 @@ class HeartbeatSender:
                 self.on_acknowledged(list(reply.acknowledged_events))
             except Exception as exc:
                 log.error("on_acknowledged_failed", error=repr(exc))
+        if self.on_away is not None:
+            try:
+                self.on_away(reply.away_until)
+            except Exception as exc:
+                log.error("on_away_failed", error=repr(exc))
         return reply

@@ -263,6 +263,7 @@ class Gateway:
             make_heartbeat=self.make_heartbeat,
             interval=cfg.dispatch.heartbeat_interval,
             on_acknowledged=pipeline.acknowledged,
+            on_away=pipeline.absence,
         )
         self._spawn(self.forwarder.run(), "forwarder")
         self._spawn(self.heartbeats.run(), "heartbeat")

@@ -82,7 +82,12 @@ class _ModeChange:
     done: asyncio.Future[None]
 
 
-_Item = RawFrame | _Frame | _Ack | _ModeChange
+@dataclass(frozen=True, slots=True)
+class _Absence:
+    until: datetime | None
+
+
+_Item = RawFrame | _Frame | _Ack | _ModeChange | _Absence
 
 
 @dataclass
@@ -137,6 +142,8 @@ class Pipeline:
         self._awaiting_durable: list[tuple[list[Durable], set[str]]] = []
         # event id -> condition, for end-to-end acknowledgements of alarms (bounded).
         self._alarm_conditions: dict[str, str] = {}
+        #: The household's absence as last queued for the engine (see absence()).
+        self._absent_until: datetime | None = None
 
     # -- inputs ---------------------------------------------------------------------------
 
@@ -154,6 +161,16 @@ class Pipeline:
             if condition is not None:
                 with contextlib.suppress(asyncio.QueueFull):
                     self._queue.put_nowait(_Ack(condition))
+
+    def absence(self, until: datetime | None) -> None:
+        """Dispatch says the household is away or in hospital until ``until`` (None: at home):
+        the inactivity rule rests until then. Told with every heartbeat reply; queued only when
+        it changes."""
+        if until == self._absent_until:
+            return
+        with contextlib.suppress(asyncio.QueueFull):  # told again with the next reply
+            self._queue.put_nowait(_Absence(until))
+            self._absent_until = until
 
     async def set_mode(self, mode: str) -> None:
         if mode not in ("normal", "away", "test"):
@@ -195,9 +212,11 @@ class Pipeline:
         while True:
             timeout = max(0.0, next_tick - loop.time())
             items: list[_Item] = []
-            with contextlib.suppress(TimeoutError):
-                items.append(await asyncio.wait_for(self._queue.get(), timeout))
-            while items and len(items) < self._max_batch and not self._queue.empty():
+            if self._queue.empty():
+                # wait_for costs a task per call: only when there is nothing to take yet.
+                with contextlib.suppress(TimeoutError):
+                    items.append(await asyncio.wait_for(self._queue.get(), timeout))
+            while len(items) < self._max_batch and not self._queue.empty():
                 items.append(self._queue.get_nowait())
             tick = loop.time() >= next_tick
             if tick:
@@ -238,6 +257,13 @@ class Pipeline:
                 if rec is not None:
                     self._record(rec.note_ack, item.condition, now)
                 decided.extend(decider.acknowledge(item.condition, now))
+            elif isinstance(item, _Absence):
+                decided.extend(decider.set_absence(item.until, self._clock()))
+                log.info(
+                    "household_absence",
+                    until=item.until.isoformat() if item.until else None,
+                    inactivity="resting" if item.until else "watched",
+                )
             else:
                 now = self._clock()
                 if rec is not None:

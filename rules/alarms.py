@@ -99,7 +99,7 @@ class Alarms:
         new = self.alarm(out, K.SOS, spec, device, key, detail, at)
         if new is not None and carry is not None and carry[0] is not None:
             new.escalate_at, new.attempt = carry
-            state.timers_changed()  # the new alarm keeps the old one's (earlier) escalation
+            state.rare_timers_changed()  # the new alarm keeps the old one's (earlier) escalation
 
     def action(self, out: list[Decision], spec: DeviceSpec, reading: Reading, at: datetime) -> None:
         if spec.role in SOS_ROLES and reading.value in self.sos_actions:
@@ -131,12 +131,12 @@ class Alarms:
                 self.pending[key] = Pending(
                     at + timedelta(seconds=delay), kind, spec, device, detail
                 )
-                state.timers_changed()
+                state.rare_timers_changed()
                 return
             self.alarm(out, kind, spec, device, key, detail, at)
         elif value is False:
             if self.pending.pop(key, None) is not None:
-                state.timers_changed()
+                state.rare_timers_changed()
             state.restore(out, key, at, payload(spec, reading))
         elif value is not None:
             state.counts["ignored_readings"] += 1
@@ -207,7 +207,7 @@ class Alarms:
         cond = state.active[key]
         cond.attempt += 1
         cond.escalate_at = due + self.escalate_every
-        state.timers_changed()
+        state.rare_timers_changed()
         spec = state.devices.get(cond.device_id) if cond.device_id else None
         detail = payload(
             spec,
@@ -240,7 +240,7 @@ class Alarms:
             return False
         cond.acked = True
         cond.escalate_at = None
-        state.timers_changed()
+        state.rare_timers_changed()
         spec = state.devices.get(cond.device_id) if cond.device_id else None
         if spec is not None and spec.role in SOS_ROLES:
             command = LocalCommand(device=spec.id, action="ack", params={"condition": condition})

@@ -116,7 +116,7 @@ class Contacts:
             self.opened_at[dev] = at
         else:
             self.opened_at.pop(dev, None)
-        self.state.timers_changed()  # its left-open timer started or ended
+        self.state.rare_timers_changed()  # its left-open timer started or ended
         return True
 
     def flapping(self, out: list[Decision], spec: DeviceSpec, dev: str, at: datetime) -> bool:
@@ -128,7 +128,7 @@ class Contacts:
             changes.popleft()
         key = f"flapping:{dev}"
         if key in self.state.active:
-            self.state.timers_changed()  # its quiet time starts again
+            self.state.rare_timers_changed()  # its quiet time starts again
             return True
         if not 0 < settings.flapping_changes < len(changes):
             return False
@@ -161,7 +161,7 @@ class Contacts:
         delay = self.rules[dev][0]
         if delay > 0:
             self.entry_due[dev] = at + timedelta(seconds=delay)
-            self.state.timers_changed()
+            self.state.rare_timers_changed()
         else:
             self.intrusion(out, dev, at, delayed=False)
 
@@ -186,7 +186,7 @@ class Contacts:
         state = self.state
         if self.entry_due:
             self.entry_due.clear()
-            state.timers_changed()
+            state.rare_timers_changed()
         for key in [k for k, c in state.active.items() if c.kind is K.INTRUSION]:
             state.restore(out, key, at, {"reason": "disarmed"})
 

@@ -104,6 +104,9 @@ class Decider:
     def acknowledge(self, condition: str, now: datetime) -> list[Decided]:
         return self._step(lambda t: self.engine.acknowledge(condition, t), self._time(now))
 
+    def set_absence(self, until: datetime | None, now: datetime) -> list[Decided]:
+        return self._step(lambda t: self.engine.set_absence(until, t), self._time(now))
+
     def set_mode(self, mode: str, now: datetime) -> list[Decided]:
         return self._step(lambda t: self.engine.set_mode(mode, t), self._time(now))  # type: ignore[arg-type]
 

@@ -49,7 +49,9 @@ What it decides (the elderly-care pack; settings in :mod:`rules.config`):
   ``inactivity.after_s`` counted inside the active hours only, or none between ``night_end``
   and ``not_up_by`` local time. Suspended in ``away`` and ``test`` modes (going away restores
   an open inactivity alarm); the count starts afresh on return to ``normal``. The morning check
-  needs the engine to have watched since ``night_end``.
+  needs the engine to have watched since ``night_end``. While dispatch says the household is
+  away or in hospital (:meth:`RuleEngine.set_absence`, until an end instant) it rests too: it
+  counts afresh from the end instant, and an open inactivity alarm is restored when it begins.
 - **Memory**: :meth:`RuleEngine.memory` exports everything above that a restart would otherwise
   forget (clocks, states, open conditions, timers; :mod:`rules.memory`) and
   :meth:`RuleEngine.resume` takes it back with the conditions the buffer holds open, so the
@@ -260,6 +262,16 @@ class RuleEngine:
             self._activity.restart(at)
         return out
 
+    def set_absence(self, until: datetime | None, now: datetime) -> list[Decision]:
+        """Dispatch's word that the household is away or in hospital until ``until`` (None: at
+        home): the inactivity rule rests until then (:mod:`rules.inactivity`)."""
+        if until is not None and until.tzinfo is None:
+            raise ValueError("the rule engine needs aware datetimes (UTC)")
+        out = self._enter(now)
+        if self._activity.set_absence(out, until, self._state.at()):
+            self.revision += 1
+        return out
+
     def acknowledge(self, condition: str, now: datetime) -> list[Decision]:
         out = self._enter(now)
         if self._alarms.acknowledge(out, condition, self._state.at()):
@@ -343,6 +355,7 @@ class RuleEngine:
             "seeded_other": sorted(self._other_seeded),
             "last_activity": iso(last_activity) if last_activity else None,
             "inactivity_due": iso(due) if (due := self._activity.watch()) else None,
+            "absent_until": iso(absent) if (absent := self._activity.absent_until) else None,
             "next_deadline": iso(deadline) if deadline else None,
             "counts": dict(state.counts),
         }

@@ -50,7 +50,7 @@ class Flapping:
         while alarms and at - alarms[0] > self.window:
             alarms.popleft()
         state.flap_last[key] = at
-        state.timers_changed()  # a flapping device's quiet time restarts
+        state.rare_timers_changed()  # a flapping device's quiet time restarts
         if len(alarms) >= self.max_alarms:
             device_id = spec.id if spec is not None else None
             held = Condition(key, kind, device_id, at, detail=detail, suppressed=True)
@@ -65,7 +65,7 @@ class Flapping:
         self, out: list[Decision], spec: DeviceSpec | None, device: str, key: str, at: datetime
     ) -> None:
         self.sources.setdefault(device, set()).add(key)
-        self.state.timers_changed()
+        self.state.rare_timers_changed()
         detail = payload(
             spec,
             None,
@@ -110,7 +110,7 @@ class Flapping:
     def end(self, out: list[Decision], device: str, at: datetime) -> None:
         state = self.state
         sources = sorted(self.sources.pop(device, set()))
-        state.timers_changed()
+        state.rare_timers_changed()
         quiet = self.quiet_window(device).total_seconds()
         state.restore(out, f"flapping:{device}", at, {"quiet_s": quiet})
         self.contacts.end_flapping(out, device)

@@ -5,6 +5,11 @@ mode it moves the inactivity clock (counted inside ``active_hours`` only) and re
 ``inactivity:-`` alarm; a walk test keeps it without moving the clock; in ``away`` mode it is
 not the resident's and is ignored. The morning check raises the same alarm when nothing moved
 between ``night_end`` and ``not_up_by`` local time, if the engine watched since ``night_end``.
+
+While the household is absent (dispatch marked it away or in hospital, until an end instant) the
+count rests: it starts afresh at the end instant, activity meanwhile does not move it (it is not
+the resident's), an open inactivity alarm is restored when the absence begins, and the morning
+check needs the engine to have watched since the absence ended.
 """
 
 from __future__ import annotations
@@ -38,13 +43,45 @@ class Inactivity:
         self.morning_next: datetime | None = None
         self.device_activity: dict[str, datetime] = {}
         self.motion: dict[str, bool] = {}
+        #: The household is away or in hospital until then (dispatch's word); None: at home.
+        self.absent_until: datetime | None = None
 
     def restart(self, at: datetime) -> None:
-        """Count afresh from ``at`` (a start, or a return to ``normal``)."""
-        self.anchor = at
-        self.watch_since = at
+        """Count afresh from ``at`` (a start, or a return to ``normal``), or from the end of an
+        absence still under way."""
+        start = at
+        if self.absent_until is not None and self.absent_until > at:
+            start = self.absent_until
+        self.anchor = start
+        self.watch_since = start
         self.morning_next = self.next_morning(at)
         self.state.timers_changed()
+
+    def absent(self, at: datetime) -> bool:
+        return self.absent_until is not None and at < self.absent_until
+
+    def set_absence(self, out: list[Decision], until: datetime | None, at: datetime) -> bool:
+        """The household is away or in hospital until ``until`` (None: back home). True if that
+        changed anything."""
+        if until is not None and until <= at:
+            until = None  # already over: nothing to suppress
+        before = self.absent_until
+        if until == before:
+            return False
+        self.absent_until = until
+        state = self.state
+        if until is not None:
+            # The count starts afresh when the absence ends; nothing watched before counts for
+            # the morning check either.
+            self.anchor = until
+            self.watch_since = until
+            if INACTIVITY_KEY in state.active:
+                state.restore(out, INACTIVITY_KEY, at, {"reason": "absent"})
+        elif before is not None and at < before:
+            self.restart(at)  # back early: count from now
+        state.best_valid = False
+        state.timers_changed()
+        return True
 
     def next_morning(self, after: datetime) -> datetime | None:
         if self.morning is None:
@@ -89,7 +126,7 @@ class Inactivity:
         self.last_activity = at
         if state.feeding is not None:
             self.device_activity[state.feeding] = at
-        if state.mode != "normal":
+        if state.mode != "normal" or self.absent(at):
             return
         self.anchor = at
         state.best_valid = False  # the inactivity deadline moved

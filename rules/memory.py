@@ -76,6 +76,8 @@ class EngineMemory(_Plain):
     #: When the inactivity count last (re)started, and since when the engine has watched.
     inactivity_anchor: AwareDatetime | None = None
     watch_since: AwareDatetime | None = None
+    #: Dispatch said the household is away or in hospital until then (inactivity rests).
+    absent_until: AwareDatetime | None = None
     last_seen: dict[str, AwareDatetime] = Field(default_factory=dict)
     device_activity: dict[str, AwareDatetime] = Field(default_factory=dict)
     motion: dict[str, bool] = Field(default_factory=dict)

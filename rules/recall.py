@@ -52,6 +52,7 @@ def export_memory(rules: Rules) -> EngineMemory:
         last_activity=activity.last_activity,
         inactivity_anchor=activity.anchor,
         watch_since=activity.watch_since,
+        absent_until=activity.absent_until,
         last_seen=dict(rules.supervision.last_seen),
         device_activity=dict(activity.device_activity),
         motion=dict(activity.motion),
@@ -86,6 +87,7 @@ def take_back(rules: Rules, memory: EngineMemory) -> None:
     activity.last_activity = memory.last_activity
     activity.anchor = memory.inactivity_anchor
     activity.watch_since = memory.watch_since
+    activity.absent_until = memory.absent_until
     rules.supervision.last_seen.update({d: t for d, t in memory.last_seen.items() if d in known})
     activity.device_activity.update({d: t for d, t in memory.device_activity.items() if d in known})
     activity.motion.update({d: v for d, v in memory.motion.items() if d in known})

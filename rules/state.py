@@ -144,6 +144,20 @@ class EngineState:
         self.supervision_stale = True
         self.best_valid = False
 
+    def rare_timers_changed(self) -> None:
+        """Only a rare timer changed (an alarm's delay or escalation, a contact's, flapping):
+        supervision's heap stays as it is. A reading that moves a contact timer must not cost
+        a rebuild over every supervised device."""
+        self.timers_stale = True
+        self.best_valid = False
+
+    def _condition_changed(self, key: str) -> None:
+        # Supervision skips offline devices: only a device_offline condition changes its heap.
+        if key.startswith("device_offline:"):
+            self.timers_changed()
+        else:
+            self.rare_timers_changed()
+
     def open(
         self,
         out: list[Decision],
@@ -160,7 +174,7 @@ class EngineState:
             return None
         cond = Condition(key, kind, device_id, at, detail=detail, priority=priority)
         self.active[key] = cond
-        self.timers_changed()
+        self._condition_changed(key)
         out.append(EmitEvent(kind, device_id, key, detail, priority=priority))
         return cond
 
@@ -168,7 +182,7 @@ class EngineState:
         cond = self.active.pop(key, None)
         if cond is None:
             return
-        self.timers_changed()
+        self._condition_changed(key)
         if cond.kind in DETECTOR_KINDS:
             self.flap_last[key] = at
         if cond.suppressed:
@@ -195,4 +209,4 @@ class EngineState:
             self.sirens_command(out, "siren_on", f"alarm:{cond.key}")
         if (cond.priority or cond.kind.priority) is Priority.LIFE_SAFETY:
             cond.escalate_at = at + self.escalate_after
-            self.timers_changed()
+            self.rare_timers_changed()

@@ -55,9 +55,13 @@ def configure_logging(*, level: str = "INFO", json: bool | None = None) -> None:
             )
         ]
     else:
-        renderer = structlog.dev.ConsoleRenderer(
-            exception_formatter=structlog.dev.RichTracebackFormatter(show_locals=False)
+        # rich is absent from the daemon's process (gatewayd.cli.DAEMON_SKIPS): plain tracebacks.
+        tracebacks: structlog.typing.ExceptionRenderer = (
+            structlog.dev.RichTracebackFormatter(show_locals=False)
+            if getattr(structlog.dev, "rich", None) is not None
+            else structlog.dev.plain_traceback
         )
+        renderer = structlog.dev.ConsoleRenderer(exception_formatter=tracebacks)
         shared_tail = []
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):

@@ -150,7 +150,7 @@ async def events(request: Request, services: ServicesDep) -> Response:
             raise parsed
         gateways.require_same_gateway(gateway, parsed.gateway_id)
         reply = await ingest.ingest_batch(tx, services.settings, gateway, parsed)
-    return _signed_reply(request, secret, reply)
+    return _signed_reply(request, secret, reply.model_dump_json())
 
 
 @router.post(
@@ -161,27 +161,33 @@ async def events(request: Request, services: ServicesDep) -> Response:
     description=_SIGNED,
 )
 async def heartbeat(request: Request, services: ServicesDep) -> Response:
-    """Record the gateway's health; answer with the alarms dispatch has acknowledged."""
+    """Record the gateway's health; answer with the alarms dispatch has acknowledged and, while
+    the household is away or in hospital, until when (``away_until``)."""
     body = await request.body()
     assert services.heartbeats is not None, "the application's lifespan did not run"
-    acked, secret = await services.heartbeats.submit(
+    answer = await services.heartbeats.submit(
         headers=request.headers, path=request.url.path, body=body, parsed=_parse(Heartbeat, body)
     )
-    reply = HeartbeatReply(server_time=datetime.now(UTC), acknowledged_events=acked)
-    return _signed_reply(request, secret, reply)
+    reply = HeartbeatReply(
+        server_time=datetime.now(UTC),
+        acknowledged_events=answer.acknowledged_events,
+        away_until=answer.away_until,
+    )
+    # away_until is left out when unset: a gateway older than the field refuses unknown fields.
+    return _signed_reply(request, answer.secret, reply.model_dump_json(exclude_none=True))
 
 
-def _signed_reply(request: Request, secret: str, reply: BaseModel) -> Response:
+def _signed_reply(request: Request, secret: str, content: str) -> Response:
     """The reply, signed with the gateway's secret for the request it answers: the gateway
     deletes events only on an acknowledgement that verifies."""
-    content = reply.model_dump_json().encode()
+    body = content.encode()
     signature = sign_reply(
         secret=secret,
         path=request.url.path,
         request_nonce=request.headers[HEADER_NONCE],
         status=200,
-        body=content,
+        body=body,
     )
     return Response(
-        content, media_type="application/json", headers={HEADER_REPLY_SIGNATURE: signature}
+        body, media_type="application/json", headers={HEADER_REPLY_SIGNATURE: signature}
     )

@@ -11,7 +11,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
-from sqlalchemy import select
 
 from dispatch import enrollment, gateways, schema
 from dispatch.api.deps import Admin, CurrentOperator, ServicesDep, Supervisor
@@ -41,7 +40,7 @@ async def list_gateways(
     async with services.db.read() as conn:
         return await fetch_rows(
             conn,
-            select(g),
+            gateways.gateway_select(),
             where=where,
             order_by=[g.c.id],
             limit=limit,
@@ -56,7 +55,11 @@ async def get_gateway(
 ) -> GatewayOut:
     g = schema.gateways
     async with services.db.read() as conn:
-        row = (await conn.execute(select(g).where(g.c.id == gateway_id))).mappings().first()
+        row = (
+            (await conn.execute(gateways.gateway_select().where(g.c.id == gateway_id)))
+            .mappings()
+            .first()
+        )
     if row is None:
         raise NotFound("no such gateway", detail=f"gateway {gateway_id!r} is not enrolled")
     return gateways.gateway_model(row)
@@ -69,7 +72,11 @@ async def revoke_gateway(
     async with transaction(services.db, feed=services.feed) as tx:
         await gateways.revoke(tx, gateway_id, actor=operator.username)
         g = schema.gateways
-        row = (await tx.conn.execute(select(g).where(g.c.id == gateway_id))).mappings().one()
+        row = (
+            (await tx.conn.execute(gateways.gateway_select().where(g.c.id == gateway_id)))
+            .mappings()
+            .one()
+        )
         return gateways.gateway_model(row)
 
 

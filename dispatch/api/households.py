@@ -8,15 +8,15 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
-from sqlalchemy import func, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import insert, select, update
 
 from contract.wire import new_event_id
-from dispatch import gateways, schema
+from dispatch import gateways, households, schema
 from dispatch.api.deps import CurrentOperator, ServicesDep, Supervisor
 from dispatch.api.openapi import problem_responses
 from dispatch.api.paging import Limit, Offset, equal_to, fetch_page
 from dispatch.errors import BadRequest, Conflict, NotFound
+from dispatch.households import search_text
 from dispatch.models import Household, HouseholdIn, Page
 from dispatch.tx import transaction
 
@@ -25,16 +25,10 @@ __all__ = ["router"]
 router = APIRouter(prefix="/api/v1", tags=["households"])
 
 
-async def _household(conn: AsyncConnection, household_id: str) -> Household:
-    h = schema.households
-    row = (await conn.execute(select(h).where(h.c.id == household_id))).mappings().first()
-    if row is None:
-        raise NotFound("no such household", detail=f"household {household_id!r} does not exist")
-    return Household.model_validate(dict(row))
-
-
 def _household_values(body: HouseholdIn) -> dict[str, Any]:
-    return body.model_dump(mode="json", exclude={"id"})
+    values = body.model_dump(mode="json", exclude={"id", "expected_updated_at"})
+    values["search_text"] = search_text(values)
+    return values
 
 
 @router.get("/households", response_model=Page[Household])
@@ -42,15 +36,25 @@ async def list_households(
     operator: CurrentOperator,
     services: ServicesDep,
     community: Annotated[str | None, Query(max_length=200)] = None,
-    q: Annotated[str | None, Query(max_length=200, description="name or address contains")] = None,
+    q: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            description="every word found in a name (household, resident, contact), phone "
+            "number (any spelling of its digits), address, community or device id",
+        ),
+    ] = None,
+    archived: Annotated[
+        bool, Query(description="list archived households instead of active ones")
+    ] = False,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> Page[Household]:
     h = schema.households
     where = equal_to(h, community=community)
-    if q:
-        pattern = f"%{q.lower()}%"
-        where.append(func.lower(h.c.name).like(pattern) | func.lower(h.c.address).like(pattern))
+    where.append(h.c.archived_at.is_not(None) if archived else h.c.archived_at.is_(None))
+    if q and q.strip():
+        where.append(households.search_filter(q))
     async with services.db.read() as conn:
         return await fetch_page(
             conn,
@@ -58,7 +62,7 @@ async def list_households(
             select(h),
             counted=h,
             where=where,
-            order_by=[h.c.id],
+            order_by=[h.c.name, h.c.id],
             limit=limit,
             offset=offset,
             item=lambda row: Household.model_validate(dict(row)),
@@ -89,7 +93,7 @@ async def create_household(
             operator.username, "household.created", "household", household_id, {"name": body.name}
         )
         tx.change("household", "household.created", household_id, {"name": body.name})
-        return await _household(tx.conn, household_id)
+        return await households.household(tx.conn, household_id)
 
 
 @router.get("/households/{household_id}", response_model=Household)
@@ -97,10 +101,15 @@ async def get_household(
     household_id: str, operator: CurrentOperator, services: ServicesDep
 ) -> Household:
     async with services.db.read() as conn:
-        return await _household(conn, household_id)
+        return await households.household(conn, household_id)
 
 
-@router.put("/households/{household_id}", response_model=Household, dependencies=[Supervisor])
+@router.put(
+    "/households/{household_id}",
+    response_model=Household,
+    dependencies=[Supervisor],
+    responses=problem_responses(409),
+)
 async def update_household(
     household_id: str, body: HouseholdIn, operator: CurrentOperator, services: ServicesDep
 ) -> Household:
@@ -108,17 +117,29 @@ async def update_household(
         raise BadRequest("id mismatch", detail="the body's id differs from the URL's")
     async with transaction(services.db, feed=services.feed) as tx:
         h = schema.households
-        result = await tx.conn.execute(
+        current = (
+            await tx.conn.execute(
+                select(h.c.updated_at).where(h.c.id == household_id).with_for_update()
+            )
+        ).scalar()
+        if current is None:
+            raise NotFound("no such household", detail=f"household {household_id!r} does not exist")
+        expected = body.expected_updated_at
+        if expected is not None and expected != current:
+            raise Conflict(
+                "household changed",
+                slug="household-changed",
+                detail=f"household {household_id!r} was changed at {current.isoformat()}, after "
+                "it was opened for this edit; reload it and make the change again",
+            )
+        await tx.conn.execute(
             update(h)
             .where(h.c.id == household_id)
             .values(updated_at=tx.now, **_household_values(body))
-            .returning(h.c.id)
         )
-        if result.first() is None:
-            raise NotFound("no such household", detail=f"household {household_id!r} does not exist")
         tx.audit(operator.username, "household.updated", "household", household_id)
         tx.change("household", "household.updated", household_id, {"name": body.name})
-        return await _household(tx.conn, household_id)
+        return await households.household(tx.conn, household_id)
 
 
 class EnrollCode(BaseModel):

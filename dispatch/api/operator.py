@@ -9,11 +9,31 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from dispatch.api import auth, events, gateways, households, incidents, operators, records, stream
+from dispatch.api import (
+    auth,
+    events,
+    gateways,
+    household_admin,
+    households,
+    incidents,
+    operators,
+    records,
+    stream,
+)
 
 __all__ = ["router"]
 
 router = APIRouter()
 # The OpenAPI document lists the resources in this order.
-for resource in (auth, households, gateways, incidents, events, operators, records, stream):
+for resource in (
+    auth,
+    households,
+    household_admin,
+    gateways,
+    incidents,
+    events,
+    operators,
+    records,
+    stream,
+):
     router.include_router(resource.router)

@@ -23,18 +23,27 @@ configured key, counter replay) are done here first, so that each refusal has a 
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bleak.backends.device import BLEDevice
-from bthome_ble import BTHomeBluetoothDeviceData
-from habluetooth import BluetoothServiceInfoBleak
 
 from contract.parsing import FrameRejected
 from drivers.ble.frames import BTHOME_UUID
 
-__all__ = ["BthomeDecoded", "BthomeRejected", "EncryptionState", "decode_bthome"]
+if TYPE_CHECKING:
+    from bthome_ble import BTHomeBluetoothDeviceData
+    from habluetooth import BluetoothServiceInfoBleak
+
+__all__ = [
+    "BthomeDecoded",
+    "BthomeRejected",
+    "EncryptionState",
+    "decode_bthome",
+    "load_bthome",
+]
 
 # bthome-ble logs every refused advertisement at WARNING/ERROR (and a few malformed ones at
 # ERROR); our parser counts refusals and logs each reason once, so its own logger would only
@@ -46,6 +55,17 @@ _ENCRYPTION_OVERHEAD = 8
 #: bthome-ble accepts a counter below the last one only when it restarted near zero
 #: (a battery change); the same threshold here keeps the two checks in step.
 _COUNTER_RESTART_BELOW = 100
+
+
+@functools.cache
+def load_bthome() -> tuple[type[BTHomeBluetoothDeviceData], type[BluetoothServiceInfoBleak]]:
+    """bthome-ble and habluetooth, imported when first needed (the BLE driver loads them as it
+    starts scanning for advertising devices): with cryptography and habluetooth's Bluetooth
+    stack they cost about 16 MiB resident, which a gateway with no BTHome device never pays."""
+    from bthome_ble import BTHomeBluetoothDeviceData
+    from habluetooth import BluetoothServiceInfoBleak
+
+    return BTHomeBluetoothDeviceData, BluetoothServiceInfoBleak
 
 
 class BthomeRejected(FrameRejected):
@@ -124,13 +144,14 @@ def decode_bthome(
         ):
             raise BthomeRejected("replayed_counter")
 
-    decoder = BTHomeBluetoothDeviceData(bindkey=bind_key)
+    device_data, service_info = load_bthome()
+    decoder = device_data(bindkey=bind_key)
     if state.counter is not None:
         decoder.encryption_counter = float(state.counter)
     decoder.bindkey_verified = state.verified
     device = BLEDevice(address, name, None)
     update = decoder.update(
-        BluetoothServiceInfoBleak(
+        service_info(
             name=name or address,
             address=address,
             rssi=0,

@@ -32,6 +32,7 @@ from drivers.base import (
     TransportError,
     data_frame,
 )
+from drivers.ble.bthome import load_bthome
 from drivers.ble.config import BleOptions, DeviceConfig, parse_endpoint, resolve_devices
 from drivers.ble.frames import encode_advertisement, encode_presence, normalize_address
 from drivers.ble.gatt import GattLink
@@ -145,6 +146,9 @@ class BleDriver(Driver):
         tasks: list[asyncio.Task[None]] = []
         try:
             if advertisers:
+                # BTHome's decoder is imported only by a config with advertising devices, off
+                # the event loop so the other drivers keep running meanwhile.
+                await asyncio.to_thread(load_bthome)
                 scanner = self.make_scanner()
                 try:
                     await scanner.start(on_advertisement)

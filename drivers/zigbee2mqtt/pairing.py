@@ -33,7 +33,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import aiomqtt
 import structlog
@@ -155,8 +155,10 @@ class BridgeSession:
         base_topic: str = "zigbee2mqtt",
         *,
         answer_timeout: float = 10.0,
+        mqtt_version: Literal["5", "3.1.1"] = "5",
     ) -> None:
         self.broker = broker
+        self.mqtt_version: Literal["5", "3.1.1"] = mqtt_version
         self.base = base_topic.strip("/")
         self.answer_timeout = answer_timeout
         self.events: asyncio.Queue[BridgeEvent] = asyncio.Queue()
@@ -168,7 +170,9 @@ class BridgeSession:
         self._reader: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> BridgeSession:
-        client = make_client(self.broker, timeout=self.answer_timeout)
+        client = make_client(
+            self.broker, timeout=self.answer_timeout, mqtt_version=self.mqtt_version
+        )
         try:
             await client.__aenter__()
         except aiomqtt.MqttError as exc:
@@ -388,11 +392,12 @@ class Zigbee2MqttPairing(Pairing):
         super().__init__(driver)
         self.broker = options.broker()
         self.base_topic = options.base_topic
+        self.mqtt_version = options.mqtt_version
         self._session: BridgeSession | None = None
 
     async def _bridge(self) -> BridgeSession:
         if self._session is None:
-            session = BridgeSession(self.broker, self.base_topic)
+            session = BridgeSession(self.broker, self.base_topic, mqtt_version=self.mqtt_version)
             await session.__aenter__()
             self._session = session
         return self._session

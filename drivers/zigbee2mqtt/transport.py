@@ -195,6 +195,8 @@ class Zigbee2MqttDriver(Driver):
             identifier=self.client_id,
             persistent=self.persistent,
             keepalive=self.opts.keepalive,
+            mqtt_version=self.opts.mqtt_version,
+            receive_maximum=self.opts.receive_maximum,
         )
         acks = self._acks = ManualAcks(client)
         if self.opts.clean_session and not self.observer:

@@ -261,13 +261,13 @@ def test_queue_screenshots(centre: Centre, page_for: Any, width: int, height: in
             page.wait_for_selector("#gateways-body tr")
             assert "1.4.0" in page.inner_text("#gateways-body")
         if view == "households":
-            page.wait_for_selector("#households-body tr")
-            page.fill("#household-search", "Li Xiu")
+            page.wait_for_selector("#adm-hh-body tr")
+            page.fill("#adm-hh-search", "Li Xiu")
             page.wait_for_function(
-                "() => document.querySelectorAll('#households-body tr').length === 1"
+                "() => document.querySelectorAll('#adm-hh-body tr').length === 1"
             )
-            page.click("#households-body tr")
-            page.wait_for_selector("#household-form:not(.hidden) input[name=address]")
+            page.click("#adm-hh-body tr a")
+            page.wait_for_selector("#adm-hh-form input[name=address]")
         if view == "reports":
             page.wait_for_function(
                 "() => window.Chart && Chart.getChart(document.getElementById('chart-kinds'))"

@@ -35,8 +35,11 @@ CANNOT_SAY = {
     "GET /api/v1/reports/response-times.csv": [positive_data_acceptance],
     # A take-over needs a reason (``takeover: true`` with a non-empty ``reason``).
     "POST /api/v1/incidents/{incident_id}/acknowledge": [positive_data_acceptance],
-    # The body's id must be the URL's.
+    # The body's id must be the URL's; a resident's birth_date must agree with birth_year.
     "PUT /api/v1/households/{household_id}": [positive_data_acceptance],
+    "POST /api/v1/households": [positive_data_acceptance],
+    # An absence ends in the future, within a year of now.
+    "PUT /api/v1/households/{household_id}/away": [positive_data_acceptance],
 }
 
 

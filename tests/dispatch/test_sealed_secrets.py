@@ -16,12 +16,15 @@ from sqlalchemy import MetaData, Table, insert, inspect, select, text
 from contract.signing import new_secret
 from dispatch import schema
 from dispatch.db import Database
-from dispatch.migrations import migrate
+from dispatch.migrations import MIGRATIONS, migrate
 from dispatch.sealing import is_sealed
 from tests.fixtures.dispatch import DispatchServer
 from tests.fixtures.procs import run_module
 
 pytestmark = pytest.mark.slow  # dispatchd processes, started and refused
+
+#: The migration that made event ids unique per gateway.
+IDENTITY = next(m.version for m in MIGRATIONS if m.name.startswith("gateway identity"))
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
@@ -175,7 +178,7 @@ async def test_events_primary_key_becomes_per_gateway_with_rows_kept(db_url: str
             await conn.execute(text("DROP TABLE events"))
             await conn.run_sync(old_events.create)
             await conn.execute(
-                schema.schema_version.delete().where(schema.schema_version.c.version >= 3)
+                schema.schema_version.delete().where(schema.schema_version.c.version == IDENTITY)
             )
             now = datetime.now(UTC)
             await conn.execute(
@@ -197,7 +200,7 @@ async def test_events_primary_key_becomes_per_gateway_with_rows_kept(db_url: str
                 ],
             )
         applied = await migrate(db)
-        assert 3 in applied
+        assert applied == [IDENTITY]
         async with db.read() as conn:
             pk = await conn.run_sync(lambda sync: inspect(sync).get_pk_constraint("events"))
             indexes = await conn.run_sync(

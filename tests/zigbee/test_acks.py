@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Literal
 
 import aiomqtt
 import pytest
@@ -81,3 +82,32 @@ async def test_qos_0_needs_no_acknowledgement() -> None:
     acks.durable(None)
     acks.durable(Receipt(connection=5, position=0))  # unknown: ignored
     assert (acks.sent, acks.pending) == (0, 0)
+
+
+@pytest.mark.parametrize(("version", "window"), [("5", 200), ("3.1.1", 20)])
+async def test_the_broker_sends_receive_maximum_messages_ahead_of_their_acknowledgements(
+    mqtt_broker: Broker, base_topic: str, version: Literal["5", "3.1.1"], window: int
+) -> None:
+    """Acknowledging only what is durable must not hold ingest to a few messages per commit:
+    under MQTT 5 the client sets the window (Mosquitto's own is 20, what 3.1.1 gets)."""
+    topic = f"{base_topic}/door"
+    broker = BrokerAddress(host=mqtt_broker.host, port=mqtt_broker.port)
+    client = make_client(
+        broker,
+        identifier=f"window-{uuid.uuid4().hex[:8]}",
+        persistent=True,
+        mqtt_version=version,
+        receive_maximum=200,
+    )
+    acks = ManualAcks(client)
+    async with aiomqtt.Client(mqtt_broker.host, mqtt_broker.port) as bridge, client:
+        await client.subscribe(topic, qos=1)
+        for n in range(300):
+            await bridge.publish(topic, f"m{n}", qos=1)
+        receipts = [acks.received(m) for m in await take(client, window)]
+        assert await nothing_comes(client), "more than the window arrived unacknowledged"
+        for receipt in receipts:
+            acks.durable(receipt)
+        more = await take(client, min(window, 300 - window))
+    assert len(receipts) == window
+    assert bytes(more[0].payload) == f"m{window}".encode()  # type: ignore[arg-type]

@@ -497,6 +497,7 @@
       </dl>
       <h4>${esc(t("phones"))} / ${esc(t("contacts"))}</h4>
       <ul class="phones">${phones.map(phoneRow).join("") || `<li class="muted">—</li>`}</ul>`;
+    if (window.ConsoleAdmin) window.ConsoleAdmin.householdCard($("#household-card"), hh, inc);
     $$("#household-card .call-back").forEach((b) => b.addEventListener("click", () => {
       $("#callback-phone").value = b.dataset.number;
       $("#callback-form select[name=outcome]").focus();
@@ -641,60 +642,11 @@
 
   // ---------------------------------------------------------------- gateways
 
+  // The gateways page and the household pages are admin.js's; the incident card reads these.
   async function loadGateways() {
-    // Offline gateways first: they are the ones somebody needs to look at.
-    const list = asList(await api("GET", "/api/v1/gateways"), "gateways")
-      .sort((a, b) => (a.online - b.online) || String(a.id).localeCompare(String(b.id)));
+    const list = asList(await api("GET", "/api/v1/gateways"), "gateways");
     state.gateways = Object.fromEntries(list.map((g) => [g.id, g]));
-    $("#gateways-body").innerHTML = list.map((g) => {
-      const depth = g.buffer_depth || {};
-      const backlog = typeof depth === "object" ? Object.values(depth).reduce((a, b) => a + Number(b || 0), 0) : depth;
-      return `<tr>
-        <td>${esc(g.id || g.gateway_id)}</td><td>${esc(g.household_name || g.household_id || "")}</td>
-        <td><span class="${g.online ? "ok" : "bad"}">${esc(t(g.online ? "online" : "offline"))}</span></td>
-        <td>${esc(fmtTime(g.last_heartbeat_at))}</td><td>${esc(backlog)}</td><td>${esc(g.version || "")}</td>
-      </tr>`;
-    }).join("");
-  }
-
-  // ---------------------------------------------------------------- households
-
-  let households = [];
-  async function loadHouseholds() {
-    const q = $("#household-search").value.trim();
-    households = asList(await api("GET", `/api/v1/households${q ? `?q=${encodeURIComponent(q)}` : ""}`), "households");
-    $("#households-body").innerHTML = households.map((h) => `<tr data-id="${esc(h.id)}" tabindex="0">
-        <td>${esc(h.name)}</td><td>${esc(h.address || "")}</td><td>${esc(h.community || "")}</td></tr>`).join("");
-    $$("#households-body tr").forEach((tr) => tr.addEventListener("click", () => editHousehold(tr.dataset.id)));
-  }
-  let searchTimer = null;
-  $("#household-search").addEventListener("input", () => {
-    clearTimeout(searchTimer);
-    searchTimer = setTimeout(loadHouseholds, 250);
-  });
-
-  const HOUSEHOLD_FIELDS = ["name", "address", "community", "phone", "access_notes", "key_safe", "notes"];
-  async function editHousehold(id) {
-    const h = await api("GET", `/api/v1/households/${encodeURIComponent(id)}`);
-    const form = $("#household-form");
-    form.classList.remove("hidden");
-    form.innerHTML = `<h3>${esc(h.name)} <span class="muted">${esc(h.id)}</span></h3>` +
-      HOUSEHOLD_FIELDS.map((f) => `<label>${esc(t(`hh_${f}`))}
-        <input name="${f}" value="${esc(h[f] ?? "")}"></label>`).join("") +
-      `<button type="submit">${esc(t("save"))}</button><span class="muted" id="hh-saved"></span>`;
-    form.onsubmit = async (ev) => {
-      ev.preventDefault();
-      const body = {};
-      new FormData(form).forEach((v, k) => { body[k] = v; });
-      try {
-        const full = { ...h, ...body };
-        delete full.created_at;
-        delete full.updated_at;
-        await api("PUT", `/api/v1/households/${encodeURIComponent(id)}`, full);
-        $("#hh-saved").textContent = t("saved");
-        loadHouseholds();
-      } catch (e) { $("#hh-saved").textContent = e.message; }
-    };
+    if (window.ConsoleAdmin) window.ConsoleAdmin.gateways(list);
   }
 
   // ---------------------------------------------------------------- reports
@@ -813,10 +765,9 @@
       return;
     }
     state.current = null;
+    if (window.ConsoleAdmin && window.ConsoleAdmin.route(name, id)) return;
     const section = $(`#${name}-view`) || $("#queue-view");
     section.classList.remove("hidden");
-    if (name === "gateways") loadGateways().catch(() => {});
-    if (name === "households") loadHouseholds().catch(() => {});
     if (name === "reports") loadReports().catch(() => {});
     if (name === "escalations") loadEscalations().catch(() => {});
     if (name === "queue") refresh();
@@ -849,6 +800,10 @@
   });
   $("#lang").addEventListener("change", (e) => setLang(e.target.value));
   $$("[data-lang]").forEach((b) => b.addEventListener("click", () => setLang(b.dataset.lang)));
+
+  // What admin.js (the administration pages) borrows from this page.
+  window.Console = { t, api, esc, fmtTime, kindLabel, me: () => state.me, tz: () => state.tz,
+    setGateways: (list) => { state.gateways = Object.fromEntries(list.map((g) => [g.id, g])); } };
 
   // ---------------------------------------------------------------- start
 
