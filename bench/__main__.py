@@ -25,6 +25,7 @@ from typing import Any
 BENCHMARKS: dict[str, tuple[str, list[str]]] = {
     "dispatch_ingest": ("bench.dispatch_ingest", ["--quick"]),
     "supervision": ("bench.supervision", ["--quick"]),
+    "dc09": ("bench.dc09", ["--quick"]),
     "login_storm": ("bench.login_storm", ["--quick"]),
     "latency": ("bench.latency", ["--quick"]),
     "ingest": ("bench.ingest", ["--quick"]),

@@ -63,6 +63,15 @@ class AsyncEventBuffer:
         self._closed = False
         #: Groups committed (one transaction each), for tests and metrics.
         self.groups_committed = 0
+        #: Each further consumer's own (new_events, alarm_appended) pair: a consumer clears
+        #: its own signals, never another's.
+        self._listeners: list[tuple[asyncio.Event, asyncio.Event]] = []
+
+    def listen(self) -> tuple[asyncio.Event, asyncio.Event]:
+        """Signals of one's own, set like :attr:`new_events` and :attr:`alarm_appended`."""
+        pair = (asyncio.Event(), asyncio.Event())
+        self._listeners.append(pair)
+        return pair
 
     async def start(self) -> None:
         if self._committer is not None:
@@ -127,8 +136,12 @@ class AsyncEventBuffer:
                 future.set_result(result)
         if committed:
             self.new_events.set()
+            for new_events, _ in self._listeners:
+                new_events.set()
         if alarm:
             self.alarm_appended.set()
+            for _, alarm_appended in self._listeners:
+                alarm_appended.set()
 
     async def _run(self, func: Any, *args: Any, **kwargs: Any) -> Any:
         if self._executor is None:
@@ -143,6 +156,9 @@ class AsyncEventBuffer:
         if result:
             self.new_events.set()
             self.alarm_appended.set()
+            for new_events, alarm_appended in self._listeners:
+                new_events.set()
+                alarm_appended.set()
         return result
 
     async def persist_held(self) -> int:
@@ -156,27 +172,37 @@ class AsyncEventBuffer:
         max_events: int = 500,
         max_bytes: int = 512 * 1024,
         telemetry_after: int | None = None,
+        channel: str | None = None,
     ) -> list[Event]:
         result: list[Event] = await self._run(
             self.buffer.pending,
             max_events=max_events,
             max_bytes=max_bytes,
             telemetry_after=telemetry_after,
+            channel=channel,
         )
         return result
 
-    async def acknowledge(self, acks: Sequence[EventAck] | Sequence[str]) -> int:
-        result: int = await self._run(self.buffer.acknowledge, acks)
+    async def acknowledge(
+        self, acks: Sequence[EventAck] | Sequence[str], *, channel: str | None = None
+    ) -> int:
+        result: int = await self._run(self.buffer.acknowledge, acks, channel=channel)
         return result
 
-    async def quarantine(self, event_ids: Sequence[str], *, reason: str) -> int:
-        result: int = await self._run(self.buffer.quarantine, event_ids, reason=reason)
+    async def quarantine(
+        self, event_ids: Sequence[str], *, reason: str, channel: str | None = None
+    ) -> int:
+        result: int = await self._run(
+            self.buffer.quarantine, event_ids, reason=reason, channel=channel
+        )
         return result
 
-    async def release_quarantined(self) -> int:
-        result: int = await self._run(self.buffer.release_quarantined)
+    async def release_quarantined(self, *, channel: str | None = None) -> int:
+        result: int = await self._run(self.buffer.release_quarantined, channel=channel)
         if result:
             self.new_events.set()
+            for new_events, _ in self._listeners:
+                new_events.set()
         return result
 
     async def active_conditions(self) -> list[ActiveConditionRow]:

@@ -102,6 +102,19 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         memory TEXT NOT NULL
     );
     """,
+    # Delivery per channel, when more than one channel (dispatchd, a DC-09 receiver) must have an
+    # event before it leaves the buffer: 'delivered', or 'refused' (set aside for that channel).
+    """
+    CREATE TABLE deliveries (
+        channel TEXT NOT NULL,
+        id TEXT NOT NULL,
+        state TEXT NOT NULL,
+        reason TEXT,
+        at TEXT NOT NULL,
+        PRIMARY KEY (channel, id)
+    );
+    CREATE INDEX deliveries_id ON deliveries (id);
+    """,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 

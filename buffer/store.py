@@ -206,6 +206,14 @@ class EventBuffer:
         self._disk_full = False
         #: Events that could not be committed, by id, oldest first: forwarded from memory.
         self._held: dict[str, _Prepared] = {}
+        #: Channels that must each deliver an event before it leaves (see :meth:`set_channels`).
+        self._channels: tuple[str, ...] = ()
+        #: Channels that delivered (or refused) a held event, by id.
+        self._held_done: dict[str, set[str]] = {}
+        #: Per channel and lane, a seq below which that channel is done with every event: its
+        #: reads start there, not at the lane's head (a long outage of the other channel leaves
+        #: many rows it already delivered).
+        self._floor: dict[tuple[str, Lane], int] = {}
         self._load_state()
 
     # -- opening --------------------------------------------------------------------------
@@ -351,6 +359,12 @@ class EventBuffer:
         for lane in Lane:
             self._evicted[lane] = int(self._meta(f"evicted_{lane.value}") or 0)
         self._quarantined_events = conn.execute("SELECT COUNT(*) FROM quarantine").fetchone()[0]
+        with self._transaction("NORMAL"):
+            # Bookkeeping of events evicted or quarantined since: nothing left to deliver.
+            conn.execute("DELETE FROM deliveries WHERE id NOT IN (SELECT id FROM events)")
+        self._quarantined_events += conn.execute(
+            "SELECT COUNT(*) FROM deliveries WHERE state = 'refused'"
+        ).fetchone()[0]
         self._refresh_oldest(Lane)
         self._used = self.used_bytes()
 
@@ -440,7 +454,11 @@ class EventBuffer:
                 return [r if isinstance(r, EventBufferError) else error for r in results]
             self.commits += 1
             self._next_seq = seq
+            if self._held:
+                # Held events are written with the seqs they were given earlier.
+                self._floor.clear()
             self._held.clear()
+            self._held_done.clear()
             if evicted and not durable:
                 # The eviction report is a trouble: make it as durable as one.
                 self._fsync_wal()
@@ -700,6 +718,18 @@ class EventBuffer:
             for p in rows
             if (cond := condition_of(p.event.kind, p.event.payload)) is not None
         ]
+        done = [
+            (channel, p.event.id, appended_at)
+            for p in rows
+            for channel in self._held_done.get(p.event.id, ())
+        ]
+        if done:
+            # A held event some channel already delivered keeps that once written.
+            conn.executemany(
+                "INSERT OR IGNORE INTO deliveries (channel, id, state, at) "
+                "VALUES (?, ?, 'delivered', ?)",
+                done,
+            )
         if conditions:
             conn.executemany(
                 "INSERT INTO conditions (condition, kind, device_id, test, open, seq, at) "
@@ -780,26 +810,53 @@ class EventBuffer:
 
     # -- reading and acknowledging --------------------------------------------------------
 
+    def set_channels(self, channels: Sequence[str]) -> None:
+        """Name the channels that must each deliver an event before it leaves the buffer.
+
+        With two or more, :meth:`pending`, :meth:`acknowledge`, :meth:`quarantine` and
+        :meth:`release_quarantined` given a ``channel`` keep that channel's own bookkeeping;
+        with fewer, an acknowledgement removes the event at once (one channel, as before).
+        """
+        if len(set(channels)) != len(channels):
+            raise ValueError(f"channel names must be unique, got {list(channels)}")
+        with self._lock:
+            self._channels = tuple(channels)
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        return self._channels
+
+    def _per_channel(self, channel: str | None) -> bool:
+        return channel is not None and len(self._channels) > 1 and channel in self._channels
+
     def pending(
         self,
         *,
         max_events: int = 500,
         max_bytes: int = 512 * 1024,
         telemetry_after: int | None = None,
+        channel: str | None = None,
     ) -> list[Event]:
         """Unacknowledged events in lane order (alarm, trouble, telemetry), then seq.
 
         At most ``max_events`` (and never more than a batch may hold) and about ``max_bytes``
         of JSON; the first event is always included, whatever its size. ``telemetry_after``
-        skips telemetry up to that seq (batches already on their way: see the forwarder).
+        skips telemetry up to that seq (batches already on their way: see the forwarder). With
+        ``channel`` (see :meth:`set_channels`), those that channel has not delivered yet.
         """
         limit = max(1, min(max_events, MAX_BATCH_EVENTS))
         with self._lock:
             self._check_open()
+            own = channel if self._per_channel(channel) else None
             # Held events first: they are alarms and troubles, and only in memory.
-            events = [p.event for p in sorted(self._held.values(), key=_lane_order)][:limit]
+            held = sorted(self._held.values(), key=_lane_order)
+            events = [
+                p.event
+                for p in held
+                if own is None or own not in self._held_done.get(p.event.id, ())
+            ][:limit]
             bad: list[tuple[int, str]] = []
-            self._collect_pending(events, bad, limit, max_bytes, telemetry_after)
+            self._collect_pending(events, bad, limit, max_bytes, telemetry_after, own)
             if bad:
                 # A row that no longer reads as an event (edited by hand, or a bug) is set
                 # aside where it can be inspected, so it cannot block its lane.
@@ -813,17 +870,38 @@ class EventBuffer:
         limit: int,
         max_bytes: int,
         telemetry_after: int | None = None,
+        channel: str | None = None,
     ) -> None:
         total = 0
         for lane in Lane:
             if len(events) >= limit or self._depth[lane] == 0:
                 continue
             after = -1 if lane is not Lane.TELEMETRY or telemetry_after is None else telemetry_after
-            cursor = self._conn.execute(
-                f"SELECT {_EVENT_COLUMNS} FROM events WHERE lane = ? AND seq > ? "
-                "ORDER BY seq LIMIT ?",
-                (_LANE_CODE[lane], after, limit - len(events)),
-            )
+            cursor: Iterable[Any]
+            if channel is None:
+                cursor = self._conn.execute(
+                    f"SELECT {_EVENT_COLUMNS} FROM events WHERE lane = ? AND seq > ? "
+                    "ORDER BY seq LIMIT ?",
+                    (_LANE_CODE[lane], after, limit - len(events)),
+                )
+            else:
+                rows = self._conn.execute(
+                    f"SELECT {_EVENT_COLUMNS} FROM events WHERE lane = ? AND seq > ? AND seq >= ? "
+                    "AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.channel = ? AND "
+                    "d.id = events.id) ORDER BY seq LIMIT ?",
+                    (
+                        _LANE_CODE[lane],
+                        after,
+                        self._floor.get((channel, lane), 0),
+                        channel,
+                        limit - len(events),
+                    ),
+                ).fetchall()
+                if after < 0:
+                    # Read from the head: everything of this lane below the first row (or all
+                    # of it) is done for this channel.
+                    self._floor[(channel, lane)] = rows[0][0] if rows else self._next_seq
+                cursor = iter(rows)
             for row in cursor:
                 size = row[9]
                 if events and total + size > max_bytes:
@@ -849,16 +927,26 @@ class EventBuffer:
             payload=json.loads(payload),
         )
 
-    def acknowledge(self, acks: Sequence[EventAck] | Sequence[str]) -> int:
-        """Remove the acknowledged events (by id); returns how many were still pending."""
+    def acknowledge(
+        self, acks: Sequence[EventAck] | Sequence[str], *, channel: str | None = None
+    ) -> int:
+        """Remove the acknowledged events (by id); returns how many were still pending.
+
+        With ``channel`` (see :meth:`set_channels`), the events are delivered for that channel
+        and leave the buffer once every channel has them; returns how many left.
+        """
         ids = [a if isinstance(a, str) else a.id for a in acks]
         if not ids:
             return 0
+        if self._per_channel(channel):
+            assert channel is not None
+            return self._mark_done(ids, channel, "delivered", None)
         with self._lock:
             self._check_open()
             removed: dict[Lane, int] = {}
             for event_id in ids:
                 gone = self._held.pop(event_id, None)
+                self._held_done.pop(event_id, None)
                 if gone is not None:
                     removed[gone.event.lane] = removed.get(gone.event.lane, 0) + 1
             try:
@@ -878,17 +966,95 @@ class EventBuffer:
                 raise BufferStorageError(
                     f"acknowledging in buffer {self.path} failed: {exc}"
                 ) from exc
-            for lane, count in removed.items():
-                self._depth[lane] -= count
-            self._refresh_oldest(removed)
-            self._maybe_vacuum()
-            self._used = self.used_bytes()
+            self._removed(removed)
         if self._disk_full:
             self.keep_reserve()
         return sum(removed.values())
 
-    def quarantine(self, event_ids: Sequence[str], *, reason: str) -> int:
-        """Set events aside (dispatch refuses them): kept in ``quarantine``, no longer sent."""
+    def _removed(self, removed: dict[Lane, int]) -> None:
+        for lane, count in removed.items():
+            self._depth[lane] -= count
+        self._refresh_oldest(removed)
+        self._maybe_vacuum()
+        self._used = self.used_bytes()
+
+    def _mark_done(self, ids: Sequence[str], channel: str, state: str, reason: str | None) -> int:
+        """Record ``channel``'s delivery (or refusal) of ``ids``; remove those every channel
+        is done with. Returns how many left the buffer."""
+        with self._lock:
+            self._check_open()
+            everyone = set(self._channels)
+            removed: dict[Lane, int] = {}
+            for event_id in ids:
+                held = self._held.get(event_id)
+                if held is None:
+                    continue
+                done = self._held_done.setdefault(event_id, set())
+                done.add(channel)
+                if done >= everyone:
+                    del self._held[event_id]
+                    del self._held_done[event_id]
+                    removed[held.event.lane] = removed.get(held.event.lane, 0) + 1
+            now = self._clock().isoformat()
+            marks_ch = ",".join("?" * len(self._channels))
+            refused = 0
+            try:
+                with self._transaction("NORMAL"):
+                    for start in range(0, len(ids), 500):
+                        chunk = list(ids[start : start + 500])
+                        marks = ",".join("?" * len(chunk))
+                        refused += self._conn.execute(
+                            "INSERT OR IGNORE INTO deliveries (channel, id, state, reason, at) "
+                            f"SELECT ?, id, ?, ?, ? FROM events WHERE id IN ({marks})",
+                            [channel, state, reason, now, *chunk],
+                        ).rowcount
+                        complete = self._conn.execute(
+                            f"SELECT e.id, e.lane FROM events e WHERE e.id IN ({marks}) AND "
+                            "(SELECT COUNT(*) FROM deliveries d WHERE d.id = e.id "
+                            f"AND d.channel IN ({marks_ch})) >= ?",
+                            [*chunk, *self._channels, len(self._channels)],
+                        ).fetchall()
+                        gone = [row[0] for row in complete]
+                        for _, code in complete:
+                            lane = _CODE_LANE[code]
+                            removed[lane] = removed.get(lane, 0) + 1
+                        for begin in range(0, len(gone), 400):
+                            part = gone[begin : begin + 400]
+                            where = ",".join("?" * len(part))
+                            self._conn.execute(f"DELETE FROM events WHERE id IN ({where})", part)
+                            self._conn.execute(
+                                f"DELETE FROM deliveries WHERE id IN ({where})", part
+                            )
+            except sqlite3.Error as exc:
+                raise BufferStorageError(
+                    f"recording {channel}'s delivery in buffer {self.path} failed: {exc}"
+                ) from exc
+            if state == "refused":
+                self._quarantined_events += refused
+            self._removed(removed)
+        if self._disk_full:
+            self.keep_reserve()
+        return sum(removed.values())
+
+    def quarantine(
+        self, event_ids: Sequence[str], *, reason: str, channel: str | None = None
+    ) -> int:
+        """Set events aside (dispatch refuses them): kept in ``quarantine``, no longer sent.
+
+        With ``channel`` (see :meth:`set_channels`), set aside for that channel only: the
+        others still deliver them, and they leave once every channel is done with them.
+        """
+        if self._per_channel(channel):
+            assert channel is not None
+            log.error(
+                "events_refused_for_channel",
+                path=str(self.path),
+                channel=channel,
+                ids=list(event_ids)[:20],
+                reason=reason,
+            )
+            self._mark_done(event_ids, channel, "refused", reason)
+            return len(event_ids)
         with self._lock:
             self._check_open()
             rows: list[tuple[int, str]] = []
@@ -937,17 +1103,27 @@ class EventBuffer:
         )
         return sum(moved.values())
 
-    def release_quarantined(self) -> int:
-        """Put every quarantined event back in line (after dispatch was fixed)."""
+    def release_quarantined(self, *, channel: str | None = None) -> int:
+        """Put every quarantined event back in line (after dispatch was fixed); with
+        ``channel``, also those set aside for that channel only."""
         with self._lock:
             self._check_open()
             with self._transaction("FULL"):
+                if self._per_channel(channel):
+                    self._conn.execute(
+                        "DELETE FROM deliveries WHERE channel = ? AND state = 'refused'",
+                        (channel,),
+                    )
                 count = self._conn.execute(
                     f"INSERT OR IGNORE INTO events ({_EVENT_COLUMNS}, appended_at) "
                     f"SELECT {_EVENT_COLUMNS}, appended_at FROM quarantine"
                 ).rowcount
                 self._conn.execute("DELETE FROM quarantine")
-            self._quarantined_events = 0
+            self._quarantined_events = self._conn.execute(
+                "SELECT COUNT(*) FROM deliveries WHERE state = 'refused'"
+            ).fetchone()[0]
+            # Events back in line have the seqs they had: every channel reads from the head.
+            self._floor.clear()
             self._refresh_counts()
             return int(count)
 

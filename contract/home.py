@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from contract.dc09.config import Dc09Config
 from contract.devices import ROLES, DeviceSpec, DriverEntry
 
 __all__ = [
@@ -138,6 +139,8 @@ class HomeConfig(_Section):
     status: StatusConfig = StatusConfig()
     record: RecordConfig = RecordConfig()
     actions: ActionsConfig = ActionsConfig()
+    #: Reporting to standard alarm receivers over SIA DC-09 (docs/dc09.md); none when absent.
+    dc09: Dc09Config | None = None
     drivers: list[DriverEntry] = Field(default_factory=list)
     devices: list[DeviceSpec] = Field(default_factory=list)
     #: The rule pack and its settings; validated by :mod:`rules`.

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dispatch import incidents, schema
 from dispatch.errors import BadRequest, Conflict, NotFound
-from dispatch.models import AwayRequest, Household, HouseholdNote, Incident
+from dispatch.models import AwayRequest, Household, HouseholdIn, HouseholdNote, Incident
 from dispatch.tx import Tx
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "clear_away",
     "history",
     "household",
+    "household_values",
     "notes",
     "restore",
     "search_filter",
@@ -40,6 +41,14 @@ __all__ = [
 #: The longest absence one can enter: a longer one is more likely a typo than a plan.
 MAX_AWAY = timedelta(days=366)
 _NOT_DIGIT = re.compile(r"[^0-9]")
+
+
+def household_values(body: HouseholdIn) -> dict[str, Any]:
+    """The columns a household's edit writes (not its id), search text included: one place for
+    the API and the CLI, so neither can forget a column."""
+    values = body.model_dump(mode="json", exclude={"id", "expected_updated_at"})
+    values["search_text"] = search_text(values)
+    return values
 
 
 def search_text(values: Mapping[str, Any]) -> str:

@@ -139,7 +139,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _initial_schema),
     Migration(2, "presence, true alarm times, per-event acknowledgement", _add_missing),
     Migration(3, "household administration: archive, away, notes, search", _household_admin),
-    Migration(4, "gateway identity: per-gateway event ids, enrollment limits", _gateway_identity),
+    Migration(4, "SIA DC-09 receiver: accounts and replay protection", _add_missing),
+    Migration(5, "gateway identity: per-gateway event ids, enrollment limits", _gateway_identity),
 )
 
 

@@ -337,3 +337,30 @@ changes = Table(
     Column("data", JSON, nullable=False),
     Index("ix_changes_at", "at"),
 )
+
+# SIA DC-09 transmitters (alarm panels, telecare units) reporting straight into dispatchd. Each
+# account belongs to a household and reports under a gateway row of its own ("dc09:<account>"),
+# so its alarms enter the same incident queue and its NULL messages supervise it like heartbeats.
+dc09_accounts = Table(
+    "dc09_accounts",
+    metadata,
+    Column("account", String(16), primary_key=True),
+    Column("household_id", String(128), ForeignKey("households.id"), nullable=False),
+    Column("gateway_id", String(128), nullable=False, unique=True),
+    # AES key as hex (32, 48 or 64 digits); NULL: messages in the clear are accepted.
+    Column("key", String(64), nullable=True),
+    # Seconds between the transmitter's NULL messages; 0: not supervised.
+    Column("supervision_s", Float, nullable=False, server_default="0"),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+# Replay protection: the last message seen per account and sequence number. A repeat (same
+# account, sequence and content) within the window is acknowledged again and stored once.
+dc09_seen = Table(
+    "dc09_seen",
+    metadata,
+    Column("account", String(16), primary_key=True),
+    Column("sequence", Integer, primary_key=True),
+    Column("digest", String(64), nullable=False),
+    Column("seen_at", UtcDateTime, nullable=False),
+)

@@ -141,6 +141,18 @@ class Settings(BaseSettings):
         description="Seconds a priority-2 alarm (inactivity, water leak, intrusion) may wait "
         "unacknowledged before the console sounds it and puts it on the alert strip.",
     )
+    dc09_port: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        description="TCP and UDP port of the SIA DC-09 receiver (on --host); 0: no receiver.",
+    )
+    dc09_window_past_s: float = Field(
+        40, ge=0, description="Seconds a DC-09 message's timestamp may lag the server's clock."
+    )
+    dc09_window_future_s: float = Field(
+        20, ge=0, description="Seconds a DC-09 message's timestamp may lead the server's clock."
+    )
     timezone: str | None = Field(
         None, description="The centre's IANA time zone, for the console (default: the browser's)."
     )

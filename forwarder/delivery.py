@@ -122,6 +122,7 @@ class Forwarder:
         quarantine_retry_s: float = 3600.0,
         clock: Callable[[], datetime] = _utcnow,
         pipeline_depth: int = 4,
+        channel: str | None = None,
     ) -> None:
         self.buffer = buffer
         self.pipeline_depth = max(1, pipeline_depth)
@@ -129,6 +130,8 @@ class Forwarder:
         #: The last telemetry seq sent in a batch still in flight (None: nothing in flight).
         self._cursor: int | None = None
         self.client = client
+        #: This forwarder's name in the buffer's per-channel bookkeeping (dual reporting).
+        self.channel = channel
         self.max_events = max_events
         self.max_bytes = max_bytes
         self.backoff_initial = backoff_initial
@@ -180,6 +183,7 @@ class Forwarder:
                     max_events=self.max_events,
                     max_bytes=self.max_bytes,
                     telemetry_after=self._cursor,
+                    channel=self.channel,
                 )
                 if not batch:
                     if not self._flights:
@@ -358,7 +362,7 @@ class Forwarder:
         if strangers:
             log.warning("acks_for_unknown_events", ids=strangers[:10], count=len(strangers))
         if matched:
-            await self.buffer.acknowledge([a for _, a in matched])
+            await self.buffer.acknowledge([a for _, a in matched], channel=self.channel)
             self.status.sent_total += len(matched)
         if self.on_acks is not None and matched:
             try:
@@ -384,7 +388,7 @@ class Forwarder:
             detail=exc.detail,
             action="quarantined in the buffer; retried every quarantine_retry_s",
         )
-        await self.buffer.quarantine([event.id], reason=str(exc)[:500])
+        await self.buffer.quarantine([event.id], reason=str(exc)[:500], channel=self.channel)
         self.status.quarantined_total += 1
 
     async def _maybe_release_quarantined(self) -> None:
@@ -392,7 +396,7 @@ class Forwarder:
             return
         self._next_release = time.monotonic() + self.quarantine_retry_s
         if self.buffer.stats(self.clock()).quarantined_events:
-            released = await self.buffer.release_quarantined()
+            released = await self.buffer.release_quarantined(channel=self.channel)
             log.warning("quarantined_events_retried", count=released)
 
     async def _raise_trouble(self, exc: DispatchRejected) -> None:

@@ -27,8 +27,16 @@ from contract.wire import Event, Heartbeat, Lane, Reading
 from drivers import registry
 from drivers.base import Driver, DriverConfigError, LocalCommand
 from forwarder.client import Credential, CredentialError, DispatchClient
+from forwarder.dc09 import Dc09Channel
 from forwarder.delivery import Forwarder, HeartbeatSender
 from gatewayd.control import ControlServer, WatchHub
+from gatewayd.dc09_wiring import (
+    DISPATCH_CHANNEL,
+    buffer_channels,
+    dc09_status,
+    make_dc09_channel,
+    reports_to_dispatchd,
+)
 from gatewayd.devicestate import DeviceStates
 from gatewayd.memory import MemoryKeeper, resume_engine
 from gatewayd.pipeline import Pipeline, TraceSink, describe_status
@@ -122,6 +130,7 @@ class Gateway:
         self.forwarder: Forwarder | None = None
         self.heartbeats: HeartbeatSender | None = None
         self.client: DispatchClient | None = None
+        self.dc09: Dc09Channel | None = None
         self.devices = DeviceStates(config.devices)
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -168,6 +177,7 @@ class Gateway:
             gateway_id=cfg.gateway.id,
             disk_budget_bytes=int(cfg.buffer.disk_budget_mib * 2**20),
         )
+        raw.set_channels(buffer_channels(cfg))
         self.buffer = AsyncEventBuffer(raw)
         await self.buffer.start()
         engine = RuleEngine(rules, cfg.devices, timezone=cfg.gateway.timezone)
@@ -189,9 +199,12 @@ class Gateway:
             runner = DriverRunner(driver, self.pipeline.submit)
             self.runners[driver_id] = runner
             runner.start()
+        self.dc09 = make_dc09_channel(cfg, self.buffer)
+        if self.dc09 is not None:
+            self._spawn(self.dc09.run(), "dc09")
         problem = ""
         try:
-            enrolled = await self._start_forwarding()
+            enrolled = not reports_to_dispatchd(cfg) or await self._start_forwarding()
         except CredentialError as exc:
             # Local alarms still work without dispatch; a good credential is picked up later.
             problem = str(exc)
@@ -254,6 +267,7 @@ class Gateway:
             max_events=cfg.dispatch.batch_max_events,
             max_bytes=cfg.dispatch.batch_max_bytes,
             backoff_max=cfg.dispatch.backoff_max,
+            channel=DISPATCH_CHANNEL,
             on_acks=lambda acks: pipeline.acknowledged(
                 event.id for event, ack in acks if ack.incident and ack.incident.acknowledged
             ),
@@ -295,7 +309,7 @@ class Gateway:
             self.log.error("task_failed", task=task.get_name(), error=repr(exc))
             # The pipeline and forwarder are essential: without them, stop and let systemd
             # restart us rather than run on silently broken.
-            if task.get_name() in ("pipeline", "forwarder"):
+            if task.get_name() in ("pipeline", "forwarder", "dc09"):
                 self.request_stop()
 
     async def _shutdown(self) -> None:
@@ -389,6 +403,8 @@ class Gateway:
         # no await before the swap, so no reading falls between the two engines.
         engine.resume(self.buffer.buffer.active_conditions(), self.pipeline.decider.engine.memory())
         self.pipeline.decider = decider
+        if new.dc09 != self.config.dc09:
+            self.log.warning("dc09_change_needs_restart", detail="[dc09] is read at start")
         self.config = new
         for driver_id, driver in drivers.items():
             runner = DriverRunner(driver, self.pipeline.submit)
@@ -506,6 +522,7 @@ class Gateway:
                 not_durable=stats.not_durable if stats else None,
             ),
             forwarder=self._forwarder_status(),
+            dc09=dc09_status(self.dc09),
             troubles=self._open_troubles(stats),
             pipeline=describe_status(self.pipeline) if self.pipeline else None,
         )

@@ -208,6 +208,25 @@ class ForwarderStatus(_Part):
         return "forwarder."
 
 
+class Dc09LinkStatus(_Part):
+    """Reporting to DC-09 receivers (docs/dc09.md); absent when none is configured."""
+
+    #: The receiver in use (the primary, or a backup after a failover).
+    receiver: Text | None = None
+    reachable: Flag | None = None
+    last_success_at: Time | None = None
+    last_error: Text | None = None
+    sent_total: Count | None = None
+    #: Answered DUH: set aside for DC-09, never retried.
+    refused_total: Count | None = None
+    failovers: Count | None = None
+    nulls_sent: Count | None = None
+
+    @classmethod
+    def _label(cls) -> str:
+        return "dc09."
+
+
 class Trouble(_Part):
     kind: Text | None = None
     device_id: Text | None = None
@@ -252,6 +271,7 @@ class GatewayStatus(_Part):
     )
     buffer: BufferStatus = Field(default_factory=BufferStatus)
     forwarder: ForwarderStatus = Field(default_factory=ForwarderStatus)
+    dc09: Dc09LinkStatus | None = None
     troubles: Annotated[list[Trouble], BeforeValidator(_objects_only)] = Field(default_factory=list)
     pipeline: PipelineStatus | None = None
 

@@ -20,6 +20,7 @@ from dispatch.api.openapi import document_problems
 from dispatch.api.problems import BodyLimitMiddleware, install_problem_handlers
 from dispatch.console import mount_console
 from dispatch.db import Database
+from dispatch.dc09.server import start_dc09
 from dispatch.errors import StorageError
 from dispatch.heartbeats import HeartbeatBatcher
 from dispatch.sealing import load_secret_box, seal_plaintext_secrets
@@ -50,6 +51,7 @@ def create_app(db: Database, settings: Settings, *, supervise: bool = True) -> F
         tasks: list[asyncio.Task[None]] = [asyncio.create_task(services.heartbeats.run())]
         if supervise:
             tasks.append(asyncio.create_task(Supervisor(db, settings, services.feed).run()))
+        receiver = await start_dc09(db, settings, services.feed)
         if not db.is_sqlite:
             conninfo = db.url.set(drivername="postgresql").render_as_string(hide_password=False)
             tasks.append(
@@ -65,6 +67,8 @@ def create_app(db: Database, settings: Settings, *, supervise: bool = True) -> F
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if receiver is not None:
+                await receiver.aclose()
             await db.dispose()
 
     app = FastAPI(

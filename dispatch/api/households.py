@@ -4,7 +4,7 @@ one-time codes that enroll a household's gateway; every operator may read them."
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
@@ -16,19 +16,13 @@ from dispatch.api.deps import CurrentOperator, ServicesDep, Supervisor
 from dispatch.api.openapi import problem_responses
 from dispatch.api.paging import Limit, Offset, equal_to, fetch_page
 from dispatch.errors import BadRequest, Conflict, NotFound
-from dispatch.households import search_text
+from dispatch.households import household_values
 from dispatch.models import Household, HouseholdIn, Page
 from dispatch.tx import transaction
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/api/v1", tags=["households"])
-
-
-def _household_values(body: HouseholdIn) -> dict[str, Any]:
-    values = body.model_dump(mode="json", exclude={"id", "expected_updated_at"})
-    values["search_text"] = search_text(values)
-    return values
 
 
 @router.get("/households", response_model=Page[Household])
@@ -86,7 +80,7 @@ async def create_household(
             raise Conflict("household exists", detail=f"household {household_id!r} exists")
         await tx.conn.execute(
             insert(h).values(
-                id=household_id, created_at=tx.now, updated_at=tx.now, **_household_values(body)
+                id=household_id, created_at=tx.now, updated_at=tx.now, **household_values(body)
             )
         )
         tx.audit(
@@ -135,7 +129,7 @@ async def update_household(
         await tx.conn.execute(
             update(h)
             .where(h.c.id == household_id)
-            .values(updated_at=tx.now, **_household_values(body))
+            .values(updated_at=tx.now, **household_values(body))
         )
         tx.audit(operator.username, "household.updated", "household", household_id)
         tx.change("household", "household.updated", household_id, {"name": body.name})

@@ -196,6 +196,19 @@ def _buffer_and_forwarder(status: GatewayStatus, now: datetime) -> Table:
     failures = forwarder.consecutive_failures or 0
     table.add_row("failures in a row", Text(str(failures), "red" if failures else ""))
     table.add_row("last error", _dash(forwarder.last_error))
+    dc09 = status.dc09
+    if dc09 is not None:
+        table.add_row("DC-09 receiver", _dash(dc09.receiver))
+        table.add_row(
+            "DC-09 reachable",
+            Text("yes", "green") if dc09.reachable else Text("NO", "bold red"),
+        )
+        refused = dc09.refused_total or 0
+        table.add_row(
+            "DC-09 sent / refused (DUH)",
+            Text(f"{dc09.sent_total or 0} / {refused}", "bold red" if refused else ""),
+        )
+        table.add_row("DC-09 last error", _dash(dc09.last_error))
     return table
 
 

@@ -82,12 +82,15 @@ class Gateway:
     def id(self) -> str:
         return self.credential.gateway_id
 
-    def raise_alarm(self, kind: EventKind, *, device: str = "pendant-1") -> IngestReply:
+    def raise_alarm(
+        self, kind: EventKind, *, device: str = "pendant-1", at: datetime | None = None
+    ) -> IngestReply:
+        """Send one alarm; ``at`` (the sensor's time, default now) in the past is a late one."""
         event = Event.create(
             gateway_id=self.id,
             seq=next(_seq),
             kind=kind,
-            at=datetime.now(UTC),
+            at=at or datetime.now(UTC),
             device_id=device,
             payload={"battery_pct": 80},
         )

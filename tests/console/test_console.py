@@ -22,7 +22,7 @@ def test_alarm_appears_live_and_is_worked_to_resolution(centre: Centre, page_for
     assert page.inner_text("#whoami-name") == OPERATOR_NAME
     assert page.inner_text("#whoami-role") == "Supervisor"
     page.wait_for_selector("body[data-live=connected]")
-    assert page.is_visible("#queue-empty")
+    page.wait_for_selector("#queue-empty:not(.hidden)")  # the first read of the queue is done
     assert page.is_hidden("#alert-strip")
 
     raised = time.monotonic()
@@ -67,7 +67,7 @@ def test_alarm_appears_live_and_is_worked_to_resolution(centre: Centre, page_for
     page.click("#act-ack")
     page.wait_for_selector("#incident-view[data-state=acknowledged]")
     page.wait_for_selector("#alert-strip", state="hidden", timeout=1000)
-    assert OPERATOR in page.inner_text("#incident-holder")
+    assert OPERATOR_NAME in page.inner_text("#incident-holder")  # the display name
 
     # Call back the daughter from her line on the card, and record that she answered.
     page.click("#household-card .call-back[data-number='+86 139 0000 0002']")

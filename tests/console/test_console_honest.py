@@ -14,7 +14,7 @@ import pytest
 
 from contract.wire import EventKind
 from tests.console.conftest import (
-    OPERATOR,
+    OPERATOR_NAME,
     TIMEZONE,
     Centre,
     add_operator,
@@ -237,7 +237,7 @@ def test_supervisors_see_escalations(centre: Centre, page_for: Any) -> None:
     assert COLLEAGUE in page.inner_text("#incident-holder"), "taken over without a confirmation"
     page.fill("#takeover-form input[name=reason]", "the caller asked for the senior operator")
     page.click("#takeover-form button[type=submit]")  # an escalation to supervisors
-    page.wait_for_selector(f"#incident-holder:has-text('{OPERATOR}')")
+    page.wait_for_selector(f"#incident-holder:has-text('{OPERATOR_NAME}')")
     page.wait_for_selector("#escalation-count:not(.hidden)")
     page.click("[data-nav=escalations]")
     page.wait_for_selector(f"#escalations-body tr[data-id='{fall}']")

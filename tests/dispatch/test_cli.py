@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,10 @@ def test_administration_round_trip(tmp_path: Path) -> None:
     )
     listed = run("household", "list").stdout
     assert "hh-7\tHerr Braun\tSüd" in listed
+    # Search reads the text every write keeps: a household added here is found like any other.
+    with sqlite3.connect(tmp_path / "state" / "dispatch.db") as conn:
+        (text,) = conn.execute("SELECT search_text FROM households WHERE id = 'hh-7'").fetchone()
+    assert "herr braun" in text
     duplicate = run("household", "add", "hh-7", "--name", "again")
     assert duplicate.returncode == 6
     assert "exists" in duplicate.stderr

@@ -3,7 +3,12 @@
 // so a missed or repeated stream message can never leave the page showing a wrong queue.
 "use strict";
 
+// Hooks for the console's other modules, filled in before they load: views by route name, and
+// functions called on each refresh (async), each render, and each named stream event.
+window.ConsoleKit = { views: {}, onRefresh: [], onRender: [], onEvent: [] };
+
 (() => {
+  const kit = window.ConsoleKit;
   const $ = (sel, root = document) => root.querySelector(sel);
   const $$ = (sel, root = document) => Array.from(root.querySelectorAll(sel));
   const state = {
@@ -22,13 +27,18 @@
     charts: {},
     refreshTimer: null,
     gateways: {},
+    // Who is there (GET /operators/presence): display names, and this operator's own status.
+    people: [],
+    // Incidents this page reported as shown (POST /seen), and alarms already announced once.
+    seenSent: new Set(),
+    announced: new Set(),
   };
 
   function describeDetail(detail) {
     if (!detail || typeof detail !== "object") return "";
     return Object.entries(detail)
       .filter(([k, v]) => v !== null && v !== "" && typeof v !== "object" && k !== "condition")
-      .map(([k, v]) => `${t(`detail_${k}`) === `detail_${k}` ? k : t(`detail_${k}`)}: ${
+      .map(([k, v]) => `${t(`detail_${k}`) === `detail_${k}` ? t("detail_other") : t(`detail_${k}`)}: ${
         typeof v === "string" && /^\d{4}-\d\d-\d\dT/.test(v) ? fmtTime(v) : v}`).join(", ");
   }
 
@@ -43,6 +53,7 @@
     document.documentElement.lang = state.lang;
     $$("[data-i18n]").forEach((el) => { el.textContent = t(el.dataset.i18n); });
     $$("[data-i18n-placeholder]").forEach((el) => { el.placeholder = t(el.dataset.i18nPlaceholder); });
+    $$("[data-i18n-label]").forEach((el) => el.setAttribute("aria-label", t(el.dataset.i18nLabel)));
     $("#lang").value = state.lang;
     $("#sound-toggle").textContent = t(state.muted ? "unmute" : "mute_shift");
     $("#mute-banner").classList.toggle("hidden", !state.muted);
@@ -103,10 +114,41 @@
     if (!resp.ok) {
       const err = new Error((data && (data.detail || data.title)) || resp.statusText);
       err.status = resp.status;
+      err.title = (data && data.title) || "";
       err.data = data;
       throw err;
     }
     return data;
+  }
+
+  // The server's refusals in the operator's language: known titles by pattern, anything else as a
+  // translated "refused" with its status (the English detail stays in the server's log).
+  const ERRORS = [
+    [/^already taken by (.+)$/, "err_already_taken"],
+    [/^incident not held by you$/, "err_not_held"],
+    [/^no call recorded$/, "err_no_call"],
+    [/^incident is resolved$/, "err_resolved"],
+    [/^cannot (.+) an incident that is (.+)$/, "err_wrong_state"],
+    [/^no such incident$/, "err_no_incident"],
+    [/^invalid request$/, "err_invalid"],
+    [/role required$/, "err_forbidden"],
+  ];
+  function errorText(e) {
+    const title = String((e && e.title) || "");
+    for (const [pattern, key] of ERRORS) {
+      const m = title.match(pattern);
+      if (m) return t(key).replace("{who}", operatorName(m[1]));
+    }
+    if (e && e.status === 403) return t("err_forbidden");
+    return e && e.status ? `${t("err_refused")} (${e.status})` : t("err_network");
+  }
+
+  // Operators by their display name where the presence list knows them, else their username.
+  function operatorName(username) {
+    if (!username) return "";
+    if (username === "system") return t("actor_system");
+    const who = state.people.find((p) => p.username === username || p.display_name === username);
+    return (who && who.display_name) || username;
   }
 
   const asList = (data, key) => (Array.isArray(data) ? data : (data && (data[key] || data.items)) || []);
@@ -121,6 +163,8 @@
     renderAlert();
     $("#app").classList.add("hidden");
     $("#login-view").classList.remove("hidden");
+    // The autofocus attribute acts only on page load, when the form is still hidden.
+    $("#login-form input[name=username]").focus();
   }
 
   async function afterLogin(me) {
@@ -161,7 +205,7 @@
       unlockAudio();
       await afterLogin(await api("GET", "/api/v1/auth/me"));
     } catch (e) {
-      $("#login-error").textContent = t("login_failed");
+      $("#login-error").textContent = e.status === 429 ? t("login_throttled") : t("login_failed");
     }
   });
 
@@ -196,12 +240,14 @@
     const onChange = (ev) => {
       scheduleRefresh(50);
       if (ev && /^incident\.(escalated|takeover)$/.test(ev.type) && isSupervisor()) loadEscalations().catch(() => {});
+      if (ev && ev.type) kit.onEvent.forEach((hook) => hook(ev.type, ev.data));
     };
     es.onmessage = onChange;
     // Named stream events: any change to incidents or gateways re-reads the queue.
     ["incident.opened", "incident.updated", "incident.escalated", "incident.takeover",
       "gateway.online", "gateway.offline", "gateway.enrolled", "gateway.reenrolled",
-      "gateway.revoked", "household.created", "household.updated"].forEach((name) => es.addEventListener(name, onChange));
+      "gateway.revoked", "household.created", "household.updated", "incident.returned",
+      "incident.realerted", "incident.taken_over", "incident.reassigned", "operator.presence"].forEach((name) => es.addEventListener(name, onChange));
   }
 
   async function reconnect(es) {
@@ -230,6 +276,9 @@
       state.incidents = asList(await api("GET", "/api/v1/incidents?state=open&limit=500"), "incidents");
       renderQueue();
       renderAlert();
+      // Presence (display names, one's own break) follows; the rows then show the names.
+      await Promise.all(kit.onRefresh.map((hook) => hook().catch(() => {})));
+      renderQueue();
       if (isSupervisor()) await loadEscalations();
       await loadGateways();
       if (state.current) await loadIncident(state.current.id, false);
@@ -285,12 +334,19 @@
 
   const isLifeSafety = (inc) => Number(inc.priority) <= 1;
   const isRestored = (inc) => Boolean(inc.summary && inc.summary.restored);
-  const waitedS = (inc) => (Date.now() - new Date(inc.opened_at).getTime()) / 1000;
+  // Timers run from when the alarm happened (alarm_at), not from when it reached dispatch.
+  const alarmAt = (inc) => inc.alarm_at || inc.opened_at;
+  const waitedS = (inc) => (Date.now() - new Date(alarmAt(inc)).getTime()) / 1000;
+  const isMine = (inc) => Boolean(inc && state.me && inc.operator === state.me.username);
+  // A new alarm event joined after acknowledgement: it alerts whoever holds the incident, and
+  // everyone (the strip) when nobody does.
+  const isRealerted = (inc) => Boolean(inc.realerted_at) && (!inc.operator || isMine(inc));
 
   // An alarm stands out until someone acknowledges it: life safety at once, priority 2 once it
   // has waited the configured time. Once its condition is restored it stops flashing (it stays
   // open in the queue, marked as cleared).
   function needsAttention(inc) {
+    if (isRealerted(inc)) return true;
     if (inc.state !== "new" || isRestored(inc)) return false;
     if (isLifeSafety(inc)) return true;
     return Number(inc.priority) === 2 && waitedS(inc) >= state.p2AfterS;
@@ -298,23 +354,35 @@
 
   // ---------------------------------------------------------------- alert strip
 
-  // Shown above every view while an alarm waits: open or acknowledge in one click.
+  // Shown above every view while an alarm waits: open or acknowledge in one click. The strip
+  // itself is not a live region (its age ticks every second); a screen reader hears each new
+  // alarm once, from #alert-announce.
   function renderAlert() {
     const waiting = sortQueue(state.incidents).filter(needsAttention);
     const strip = $("#alert-strip");
     strip.classList.toggle("hidden", waiting.length === 0);
     document.title = waiting.length ? `⚠ (${waiting.length}) ${t("title")}` : t("title");
+    announce(waiting);
     if (!waiting.length) { strip.dataset.id = ""; return; }
     const inc = waiting[0];
     strip.dataset.id = inc.id;
     strip.dataset.priority = String(inc.priority);
-    const headline = isLifeSafety(inc) ? t("new_alarm") : t("alarm_waiting");
+    const headline = isRealerted(inc) ? t("alarm_again") : isLifeSafety(inc) ? t("new_alarm") : t("alarm_waiting");
     $("#alert-text").textContent = [
       waiting.length > 1 ? `${waiting.length} × ${headline}` : headline,
       kindLabel(inc.kind), inc.household_name || inc.household_id, inc.community || "",
     ].filter(Boolean).join(" · ");
-    $("#alert-age").dataset.since = inc.opened_at;
-    $("#alert-age").textContent = fmtAge(inc.opened_at);
+    $("#alert-age").dataset.since = alarmAt(inc);
+    $("#alert-age").textContent = fmtAge(alarmAt(inc));
+  }
+
+  function announce(waiting) {
+    const fresh = waiting.filter((inc) => !state.announced.has(`${inc.id}@${inc.realerted_at || ""}`));
+    if (!fresh.length) return;
+    fresh.forEach((inc) => state.announced.add(`${inc.id}@${inc.realerted_at || ""}`));
+    $("#alert-announce").textContent = fresh.map((inc) => [
+      isRealerted(inc) ? t("alarm_again") : isLifeSafety(inc) ? t("new_alarm") : t("alarm_waiting"),
+      kindLabel(inc.kind), inc.household_name || inc.household_id].filter(Boolean).join(" · ")).join(". ");
   }
   $("#alert-open").addEventListener("click", () => {
     const id = $("#alert-strip").dataset.id;
@@ -327,7 +395,7 @@
       const result = await api("POST", `/api/v1/incidents/${encodeURIComponent(id)}/acknowledge`, {});
       if (result && result.incident) applyIncident(result.incident);
       location.hash = `#/incident/${encodeURIComponent(id)}`;
-    } catch (e) { $("#alert-text").textContent = e.message; }
+    } catch (e) { $("#alert-text").textContent = errorText(e); }
     scheduleRefresh(0);
   });
 
@@ -345,7 +413,7 @@
         on_scene: inc.on_scene_at }[key];
       const cls = done ? "sla-done" : left < 0 ? "sla-over" : left < 30 ? "sla-warn" : "sla-ok";
       const txt = done ? "✓" : left < 0 ? `-${fmtAgeSeconds(-left)}` : fmtAgeSeconds(left);
-      return `<span class="sla ${cls}" title="${esc(key)}">${esc(t(label))} ${txt}</span>`;
+      return `<span class="sla ${cls}" title="${esc(t(`step_${key}`))}">${esc(t(label))} ${txt}</span>`;
     }).join(" ");
   }
 
@@ -355,40 +423,112 @@
     return `${m}:${String(s % 60).padStart(2, "0")}`;
   }
 
-  function renderQueue() {
-    const rows = sortQueue(state.incidents);
-    $("#queue-count").textContent = `${rows.length}`;
-    $("#queue-empty").classList.toggle("hidden", rows.length > 0);
-    $("#queue-body").innerHTML = rows.map((inc) => {
-      const hh = inc.household || {};
-      const cls = [`prio-${inc.priority}`, needsAttention(inc) ? "attention" : "",
-        isRestored(inc) ? "restored" : "", (inc.overdue && inc.overdue.length) ? "overdue" : ""].join(" ");
-      return `<tr class="${cls}" data-id="${esc(inc.id)}" tabindex="0">
-        <td><span class="prio prio-${esc(inc.priority)}">${esc(t(`prio_${inc.priority}`))}</span></td>
+  // The row's cells. The age column ticks from alarm_at; an alarm that reached dispatch late
+  // says so ("happened 10 min ago, arrived late"), as its timers already ran while it waited.
+  function rowCells(inc) {
+    const hh = inc.household || {};
+    const late = inc.late ? ` <span class="late" data-late-since="${esc(alarmAt(inc))}">${esc(lateText(inc))}</span>` : "";
+    const holder = inc.operator ? `${esc(operatorName(inc.operator))}${inc.operator_presence && inc.operator_presence !== "on_duty"
+      ? ` <span class="tag">${esc(t(`presence_${inc.operator_presence}`))}</span>` : ""}` : "";
+    return `<td><span class="prio prio-${esc(inc.priority)}">${esc(t(`prio_${inc.priority}`))}</span></td>
         <td class="kind">${esc(kindLabel(inc.kind))}</td>
         <td>${esc(hh.name || inc.household_name || inc.household_id || "")}</td>
         <td>${esc(hh.community || inc.community || "")}</td>
-        <td class="age" data-since="${esc(inc.opened_at)}">${fmtAge(inc.opened_at)}</td>
+        <td class="age"><span class="since" data-since="${esc(alarmAt(inc))}">${fmtAge(alarmAt(inc))}</span>${late}</td>
         <td>${esc(t(`state_${inc.state}`))}${isRestored(inc)
-          ? ` <span class="cleared">${esc(kindLabel(`${inc.kind}_restore`))} ${esc(fmtClock(inc.last_event_at))}</span>` : ""}</td>
+          ? ` <span class="cleared">${esc(kindLabel(`${inc.kind}_restore`))} ${esc(fmtClock(inc.last_event_at))}</span>` : ""}${
+          inc.realerted_at ? ` <span class="again">${esc(t("alarm_again_short"))}</span>` : ""}</td>
         <td>${slaCells(inc)}</td>
-        <td>${esc(inc.operator || "")}</td>
-      </tr>`;
-    }).join("");
-    $$("#queue-body tr").forEach((tr) => {
-      const open = () => { location.hash = `#/incident/${tr.dataset.id}`; };
-      tr.addEventListener("click", open);
-      tr.addEventListener("keydown", (e) => { if (e.key === "Enter") open(); });
+        <td>${holder}</td>`;
+  }
+
+  function lateText(inc) {
+    const minutes = Math.max(1, Math.round(waitedS(inc) / 60));
+    return t("late_arrival").replace("{min}", String(minutes));
+  }
+
+  // Live updates change rows in place: the focused row keeps the focus and the page its scroll
+  // position, so a keyboard user is never thrown back to the top by an alarm elsewhere.
+  const rowHtml = new WeakMap();
+  function renderQueue() {
+    const rows = sortQueue(state.incidents);
+    const body = $("#queue-body");
+    $("#queue-count").textContent = `${rows.length}`;
+    $("#queue-empty").classList.toggle("hidden", rows.length > 0);
+    const focusedId = document.activeElement && document.activeElement.parentElement === body
+      ? document.activeElement.dataset.id : null;
+    const focusedTop = focusedId ? document.activeElement.getBoundingClientRect().top : null;
+    const existing = new Map(Array.from(body.children).map((tr) => [tr.dataset.id, tr]));
+    rows.forEach((inc, n) => {
+      const id = String(inc.id);
+      let tr = existing.get(id);
+      existing.delete(id);
+      if (!tr) {
+        tr = document.createElement("tr");
+        tr.dataset.id = id;
+        tr.tabIndex = -1;
+      }
+      tr.className = [`prio-${inc.priority}`, needsAttention(inc) ? "attention" : "",
+        isRestored(inc) ? "restored" : "", (inc.overdue && inc.overdue.length) ? "overdue" : ""].join(" ").trim();
+      const html = rowCells(inc);
+      if (rowHtml.get(tr) !== html) { tr.innerHTML = html; rowHtml.set(tr, html); }
+      if (body.children[n] !== tr) body.insertBefore(tr, body.children[n] || null);
     });
+    existing.forEach((tr) => tr.remove());
+    // One row is in the Tab order (the focused one, else the first); arrows move between rows.
+    const current = (focusedId && body.querySelector(`tr[data-id="${CSS.escape(focusedId)}"]`)) || null;
+    Array.from(body.children).forEach((tr, n) => { tr.tabIndex = (current ? tr === current : n === 0) ? 0 : -1; });
+    if (current && document.activeElement !== current) current.focus({ preventScroll: true });
+    // Rows added above the focused one would push it down: scroll by as much, so it stays put.
+    if (current && focusedTop !== null) {
+      const moved = current.getBoundingClientRect().top - focusedTop;
+      if (moved) window.scrollBy(0, moved);
+    }
+    if (!$("#queue-view").classList.contains("hidden")) rows.forEach(reportSeen);
+  }
+
+  const openRow = (tr) => { location.hash = `#/incident/${encodeURIComponent(tr.dataset.id)}`; };
+  $("#queue-body").addEventListener("click", (e) => {
+    const tr = e.target.closest("tr");
+    if (tr) openRow(tr);
+  });
+  $("#queue-body").addEventListener("keydown", (e) => {
+    const tr = e.target.closest("tr");
+    if (!tr) return;
+    const rows = Array.from($("#queue-body").children);
+    const at = rows.indexOf(tr);
+    const to = { ArrowDown: at + 1, ArrowUp: at - 1, Home: 0, End: rows.length - 1 }[e.key];
+    if (e.key === "Enter" || e.key === " ") { e.preventDefault(); openRow(tr); return; }
+    if (to === undefined || !rows[to]) return;
+    e.preventDefault();
+    rows.forEach((r) => { r.tabIndex = r === rows[to] ? 0 : -1; });
+    rows[to].focus();
+  });
+
+  // The console tells dispatch when an incident first appears on this screen (first_seen_at).
+  // Not while on break: the operator is not looking, and reporting would end the break.
+  function reportSeen(inc) {
+    if (inc.first_seen_at || state.seenSent.has(inc.id) || document.hidden) return;
+    if (!state.me || $("#app").classList.contains("hidden") || myStatus() === "on_break") return;
+    state.seenSent.add(inc.id);
+    api("POST", `/api/v1/incidents/${encodeURIComponent(inc.id)}/seen`, {})
+      .catch(() => state.seenSent.delete(inc.id));
+  }
+
+  function myStatus() {
+    const me = state.me && state.people.find((p) => p.username === state.me.username);
+    return me ? me.status : null;
   }
 
   // The age and timer columns tick every second without re-reading the API.
   setInterval(() => {
-    $$("#queue-body td.age, #alert-age").forEach((el) => { el.textContent = fmtAge(el.dataset.since); });
+    $$("#queue-body .since, #alert-age").forEach((el) => { el.textContent = fmtAge(el.dataset.since); });
     $$("#queue-body tr").forEach((tr) => {
       const inc = state.incidents.find((i) => String(i.id) === tr.dataset.id);
       if (!inc) return;
       tr.children[6].innerHTML = slaCells(inc);
+      const late = tr.querySelector(".late");
+      if (late) late.textContent = lateText(inc);
       tr.classList.toggle("attention", needsAttention(inc)); // a priority-2 alarm's time comes
     });
     if (state.me) renderAlert();
@@ -412,7 +552,7 @@
       ...(hh.phone ? [{ number: hh.phone, who: t("home_phone") }] : []),
       ...residents.flatMap((r) => (r.phones || []).map((n) => ({ number: n, who: r.name }))),
       ...contacts.flatMap((c) => (c.phones || []).map((n) => ({
-        number: n, who: `${c.name}${c.relation ? ` (${c.relation})` : ""}`, contact: c }))),
+        number: n, who: `${c.name}${c.relation ? ` (${label("rel", c.relation)})` : ""}`, contact: c }))),
     ];
   }
 
@@ -422,10 +562,17 @@
       <button type="button" class="small call-back" data-number="${esc(p.number)}">${esc(t("callback"))}</button></li>`;
   }
 
+  // A translated label for an internal value (prefix_value), or the value itself when it is
+  // something a person typed (a relation such as "neighbour" that has no entry).
+  function label(prefix, value) {
+    const key = `${prefix}_${String(value).replace(/[^a-z0-9]+/gi, "_").toLowerCase()}`;
+    return t(key) === key ? String(value) : t(key);
+  }
+
   function describeTimeline(e) {
     if (e.type === "event") return kindLabel(e.name);
     const key = `act_${e.name}`;
-    return t(key) === key ? e.name : t(key);
+    return t(key) === key ? t("act_other") : t(key);
   }
 
   function describeAction(e) {
@@ -437,9 +584,15 @@
     if (d.responder) parts.push(d.responder);
     if (d.text) parts.push(d.text);
     if (d.note) parts.push(d.note);
-    if (d.took_over_from) parts.push(`${t("from_operator")} ${d.took_over_from}`);
-    if (d.overdue) parts.push(`${t("overdue")}: ${d.overdue}`);
-    if (d.reason) parts.push(d.reason);
+    if (d.took_over_from) parts.push(`${t("from_operator")} ${operatorName(d.took_over_from)}`);
+    if (d.was_assigned_to) parts.push(`${t("from_operator")} ${operatorName(d.was_assigned_to)}`);
+    if (d.overdue) parts.push(`${t("overdue")}: ${t(`step_${d.overdue}`)}`);
+    if (d.reason) parts.push(label("reason", d.reason));
+    if (d.why) parts.push(label("reason", d.why));
+    if (e.name === "assigned" && d.operator_id != null) {
+      const who = state.people.find((p) => p.operator_id === d.operator_id);
+      if (who) parts.unshift(who.display_name || who.username);
+    }
     return parts.join(" · ");
   }
 
@@ -460,18 +613,41 @@
     return Boolean(inc.callback_at) || reason !== "";
   }
 
+  // Replace a block only when its content changed: a live update then leaves the focus (a Call
+  // back button, the phone list) where the operator put it. True if it was replaced.
+  const shownHtml = new WeakMap();
+  function setHtml(el, html, extra = "") {
+    const key = `${html}\u0000${extra}`;
+    if (shownHtml.get(el) === key) return false;
+    el.innerHTML = html;
+    shownHtml.set(el, key);
+    return true;
+  }
+  $("#household-card").addEventListener("click", (e) => {
+    const b = e.target.closest(".call-back");
+    if (!b) return;
+    $("#callback-phone").value = b.dataset.number;
+    $("#callback-form select[name=outcome]").focus();
+  });
+
   function renderIncident() {
     const inc = state.current;
     if (!inc) return;
     resetForms(inc.id);
+    reportSeen(inc);
     $("#incident-view").dataset.id = inc.id;
     const hh = inc.household || {};
-    const mine = inc.operator === state.me.username;
+    const mine = isMine(inc);
     $("#incident-title").textContent = `${kindLabel(inc.kind)} · ${hh.name || inc.household_name || inc.household_id || ""}`;
     $("#incident-state").textContent = t(`state_${inc.state}`);
     $("#incident-state").className = `pill state-${inc.state}`;
-    $("#incident-holder").textContent = inc.operator ? `${t("col_operator")}: ${inc.operator}` : "";
+    $("#incident-holder").textContent = inc.operator ? `${t("col_operator")}: ${operatorName(inc.operator)}` : "";
     $("#incident-sla").innerHTML = slaCells(inc);
+    // When it happened, when dispatch had it, when a screen first showed it.
+    $("#incident-times").innerHTML = [
+      ["time_alarm", inc.alarm_at], ["time_received", inc.received_at], ["time_first_seen", inc.first_seen_at],
+    ].map(([key, at]) => `<span><span class="muted">${esc(t(key))}</span> ${esc(at ? fmtTime(at) : "—")}</span>`).join("")
+      + (inc.late ? ` <span class="late">${esc(lateText(inc))}</span>` : "");
     const residents = hh.residents || [];
     const phones = phoneList(hh);
     const timelineAll = inc.timeline || [];
@@ -482,10 +658,10 @@
     const backlog = gw ? Object.values(gw.buffer_depth || {}).reduce((a, b) => a + Number(b || 0), 0) : null;
     const age = (r) => (r.birth_year ? new Date().getFullYear() - r.birth_year : null);
     const row = (label, html) => (html ? `<dt>${esc(label)}</dt><dd>${html}</dd>` : "");
-    $("#household-card").innerHTML = `
+    if (setHtml($("#household-card"), `
       <h3>${esc(hh.name || inc.household_id || "")}</h3>
       <dl class="facts">
-        ${residents.map((r) => row(t("resident"), `<strong>${esc(r.name)}</strong>${age(r) ? ` · ${esc(t("age"))} ${esc(age(r))}` : ""}${r.language ? ` · ${esc(r.language)}` : ""}`)).join("")}
+        ${residents.map((r) => row(t("resident"), `<strong>${esc(r.name)}</strong>${age(r) ? ` · ${esc(t("age"))} ${esc(age(r))}` : ""}${r.language ? ` · ${esc(label("lang", r.language))}` : ""}`)).join("")}
         ${row(t("address"), esc([hh.address, hh.community].filter(Boolean).join(" · ")))}
         ${row(t("medical"), residents.filter((r) => r.medical_notes).map((r) => `<span class="medical">${esc(r.medical_notes)}</span>`).join("<br>"))}
         ${row(t("access"), esc([hh.access_notes, hh.key_safe].filter(Boolean).join(" · ")))}
@@ -496,26 +672,25 @@
           : esc(inc.gateway_id || "—"))}
       </dl>
       <h4>${esc(t("phones"))} / ${esc(t("contacts"))}</h4>
-      <ul class="phones">${phones.map(phoneRow).join("") || `<li class="muted">—</li>`}</ul>`;
-    if (window.ConsoleAdmin) window.ConsoleAdmin.householdCard($("#household-card"), hh, inc);
-    $$("#household-card .call-back").forEach((b) => b.addEventListener("click", () => {
-      $("#callback-phone").value = b.dataset.number;
-      $("#callback-form select[name=outcome]").focus();
-    }));
+      <ul class="phones">${phones.map(phoneRow).join("") || `<li class="muted">—</li>`}</ul>`,
+    // Redrawn when the household or incident changed, not on every live update (focus stays).
+    `${inc.id}|${JSON.stringify(hh)}`)) {
+      if (window.ConsoleAdmin) window.ConsoleAdmin.householdCard($("#household-card"), hh, inc);
+    }
     const selected = $("#callback-phone").value;
-    $("#callback-phone").innerHTML = phones.map((p) =>
-      `<option value="${esc(p.number)}">${esc(p.who)} ${esc(p.number)}</option>`).join("");
-    if (phones.some((p) => p.number === selected)) $("#callback-phone").value = selected;
-    $("#timeline").innerHTML = [...timelineAll].reverse().map((e) => `<li class="tl-${esc(e.type)}">
+    if (setHtml($("#callback-phone"), phones.map((p) =>
+      `<option value="${esc(p.number)}">${esc(p.who)} ${esc(p.number)}</option>`).join(""))
+      && phones.some((p) => p.number === selected)) $("#callback-phone").value = selected;
+    setHtml($("#timeline"), [...timelineAll].reverse().map((e) => `<li class="tl-${esc(e.type)}">
         <time>${esc(fmtTime(e.at))}</time>
         <span class="what">${esc(describeTimeline(e))}</span>
-        <span class="who">${esc(e.type === "event" ? (e.device_id || "") : (e.actor || ""))}</span>
+        <span class="who">${esc(e.type === "event" ? (e.device_id || "") : operatorName(e.actor || ""))}</span>
         <span class="detail">${esc(e.type === "event" ? [e.room, describeDetail(e.detail)].filter(Boolean).join(" · ") : describeAction(e))}</span>
-      </li>`).join("");
+      </li>`).join(""));
     // Only what the incident's state allows is enabled; the server still has the last word.
     const open = inc.state !== "resolved";
     const worked = ["acknowledged", "callback_made", "responder_dispatched", "on_scene"].includes(inc.state);
-    $("#act-ack").disabled = !open || (mine && inc.state !== "new");
+    $("#act-ack").disabled = !open || (mine && inc.state !== "new" && !inc.realerted_at);
     $("#act-ack").textContent = inc.operator && !mine ? t("act_takeover_btn") : t("act_ack");
     $("#act-ack").classList.toggle("urgent", inc.state === "new");
     $("#act-release").disabled = !open || !mine;
@@ -531,13 +706,15 @@
     $("#action-error").textContent = "";
     try {
       const result = await api("POST", `/api/v1/incidents/${encodeURIComponent(state.current.id)}/${path}`, body || {});
-      if (result && result.warning) $("#action-error").textContent = result.warning;
+      if (result && result.took_over_from) {
+        $("#action-error").textContent = t("took_over_warning").replace("{who}", operatorName(result.took_over_from));
+      }
       if (result && result.incident) applyIncident(result.incident);
       await loadIncident(state.current.id, false);
       scheduleRefresh(0);
       return result;
     } catch (e) {
-      $("#action-error").textContent = e.message;
+      $("#action-error").textContent = errorText(e);
       return null;
     }
   }
@@ -554,7 +731,7 @@
   // and a reason, and the other operator is told.
   function acknowledgeOrTakeOver() {
     const inc = state.current;
-    const mine = inc && state.me && inc.operator === state.me.username;
+    const mine = isMine(inc);
     if (inc && inc.operator && !mine) {
       $("#takeover-form").classList.remove("hidden");
       $("#takeover-form input[name=reason]").value = "";
@@ -629,7 +806,8 @@
     $("#escalations-body").innerHTML = state.escalations.map((c) => {
       const d = c.data || {};
       const inc = state.incidents.find((i) => i.id === c.entity_id) || d.incident || {};
-      const who = d.from ? t("esc_from_by").replace("{from}", d.from).replace("{by}", d.by || "") : (inc.operator || "");
+      const who = d.from ? t("esc_from_by").replace("{from}", operatorName(d.from)).replace("{by}", operatorName(d.by || ""))
+        : operatorName(inc.operator || "");
       return `<tr data-id="${esc(c.entity_id)}" tabindex="0" class="${open.has(c.entity_id) ? "" : "muted"}">
         <td>${esc(fmtTime(c.at))}</td><td>${esc(describeEscalation(c))} · ${esc(kindLabel(inc.kind || ""))}</td>
         <td>${esc(inc.household_name || inc.household_id || "")}</td><td>${esc(who)}</td>
@@ -671,6 +849,9 @@
     $("#report-from").value = from;
     $("#report-to").value = to;
     $("#report-error").textContent = "";
+    // Dates are typed in the page's one format (YYYY-MM-DD), not the browser's picker format.
+    const valid = (d) => /^\d{4}-\d{2}-\d{2}$/.test(d) && !Number.isNaN(Date.parse(`${d}T00:00:00Z`));
+    if (!valid(from) || !valid(to)) { $("#report-error").textContent = t("date_format_error"); return; }
     const end = new Date(`${to}T00:00:00Z`);
     end.setUTCDate(end.getUTCDate() + 1);
     const query = `from=${encodeURIComponent(`${from}T00:00:00`)}&to=${encodeURIComponent(end.toISOString().slice(0, 19))}`;
@@ -681,7 +862,7 @@
     try {
       r = await api("GET", `/api/v1/reports/response-times?${query}&group=${group}`);
     } catch (e) {
-      if (ticket === reportTicket) $("#report-error").textContent = e.status === 403 ? t("reports_forbidden") : e.message;
+      if (ticket === reportTicket) $("#report-error").textContent = e.status === 403 ? t("reports_forbidden") : errorText(e);
       return;
     }
     if (ticket !== reportTicket) return; // a newer request (other dates or grouping) is under way
@@ -706,7 +887,7 @@
     chart("chart-targets", {
       type: "bar",
       data: { labels, datasets: steps.map(([key, label, color]) => ({
-        label: `${t(label)} (${t("target")} ${minutes(r.total[key].target_s)} min)`,
+        label: `${t(label)} (${t("target")} ${minutes(r.total[key].target_s)} ${t("unit_min")})`,
         backgroundColor: color, data: groups.map((g) => pct(g[key].within_target)) })) },
       options: { ...common, scales: { ...common.scales, y: { grid, ticks, min: 0, max: 100 } } },
     });
@@ -738,7 +919,7 @@
     const cell = (l) => (l.share == null ? `<td class="muted">${esc(t("no_data"))}</td>`
       : `<td>${esc(Math.round(l.share * 1000) / 10)}% <span class="muted">(${esc(l.met)}/${esc(l.due)})</span></td>`);
     $("#report-levels").innerHTML = `<thead><tr><th></th>${marks.map((m) =>
-      `<th>${esc(t(`lvl_${m.step}`))} ${esc(m.within_s >= 300 ? `${m.within_s / 60} min` : `${m.within_s} s`)}</th>`).join("")}</tr></thead>
+      `<th>${esc(t(`lvl_${m.step}`))} ${esc(m.within_s >= 300 ? `${m.within_s / 60} ${t("unit_min")}` : `${m.within_s} ${t("unit_s")}`)}</th>`).join("")}</tr></thead>
       <tbody>${[...(r.groups || []), r.total].map((g) => `<tr data-group="${esc(g.group)}"><th>${esc(g.group === "total" ? t("incidents") : g.group)}</th>
         ${(g.service_levels || []).map(cell).join("")}</tr>`).join("")}</tbody>`;
   }
@@ -770,6 +951,7 @@
     section.classList.remove("hidden");
     if (name === "reports") loadReports().catch(() => {});
     if (name === "escalations") loadEscalations().catch(() => {});
+    if (kit.views[name]) kit.views[name]().catch(() => {});
     if (name === "queue") refresh();
   }
 
@@ -777,9 +959,15 @@
     renderQueue();
     renderAlert();
     renderIncident();
+    kit.onRender.forEach((hook) => hook());
   }
 
   window.addEventListener("hashchange", route);
+  // The skip link moves the focus into the page without touching the route in the URL.
+  $("#skip-link").addEventListener("click", (e) => {
+    e.preventDefault();
+    $("#main").focus();
+  });
 
   // Keyboard: Esc back to the queue; in an incident, A acknowledges and N writes a note.
   // Letters act only when no field has the focus, so typing a note never triggers anything.
@@ -806,6 +994,10 @@
     setGateways: (list) => { state.gateways = Object.fromEntries(list.map((g) => [g.id, g])); } };
 
   // ---------------------------------------------------------------- start
+
+  // What the page's other modules (shift.js: presence and handover) build on.
+  Object.assign(kit, { $, $$, api, t, esc, fmtTime, fmtAge, kindLabel, label, state, operatorName, errorText,
+    slaCells, sortQueue, alarmAt, lateText, isSupervisor, scheduleRefresh, myStatus });
 
   applyI18n();
   setConnected(true);
