@@ -109,6 +109,8 @@ async def _gateway_identity(conn: AsyncConnection, dialect: str) -> None:
     """Enrollment failures and re-enroll permissions (new tables), and event ids unique per
     gateway: the events table's primary key becomes (gateway_id, id)."""
     await _add_missing(conn, dialect)
+    if dialect == "postgresql":  # room for a sealed secret (SQLite does not enforce lengths)
+        await conn.execute(text("ALTER TABLE gateways ALTER COLUMN secret TYPE VARCHAR(256)"))
     pk = await conn.run_sync(lambda sync: inspect(sync).get_pk_constraint("events"))
     if list(pk["constrained_columns"]) == ["gateway_id", "id"]:
         return  # made by migration 1 from the current schema

@@ -109,7 +109,8 @@ gateways = Table(
     metadata,
     Column("id", String(128), primary_key=True),
     Column("household_id", String(128), ForeignKey("households.id"), nullable=False),
-    Column("secret", String(128), nullable=False),
+    # Sealed (dispatch.sealing): a prefix and base64 of nonce, ciphertext and tag.
+    Column("secret", String(256), nullable=False),
     Column("version", String(64), nullable=False, server_default=""),
     Column("enrolled_at", UtcDateTime, nullable=False),
     Column("revoked_at", UtcDateTime, nullable=True),
