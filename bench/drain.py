@@ -89,7 +89,7 @@ async def drain(buffer_path: Path, dispatch: DispatchServer, secret: str) -> dic
     buffer = AsyncEventBuffer(raw)
     await buffer.start()
     credential = Credential(GATEWAY, HOUSEHOLD, secret, dispatch.url)
-    client = DispatchClient(dispatch.url, credential=credential, timeout=30)
+    client = DispatchClient(dispatch.url, credential=credential, timeout=30, insecure_http=True)
     forwarder = Forwarder(
         buffer, client, backoff_initial=30.0, backoff_max=60.0, pipeline_depth=PIPELINE_DEPTH
     )

@@ -44,6 +44,7 @@ def zigbee_home_toml(
         "",
         "[dispatch]",
         f'url = "{dispatch_url}"',
+        "insecure_http = true",
         "heartbeat_interval = 30",
         "",
         "[rules]",

@@ -22,11 +22,14 @@ from contract.dc09.config import Dc09Config
 from contract.devices import ROLES, DeviceSpec, DriverEntry
 
 __all__ = [
+    "INSECURE_FLAG",
+    "INSECURE_KEY",
     "BufferConfig",
     "ConfigError",
     "DispatchConfig",
     "GatewaySection",
     "HomeConfig",
+    "insecure_url_problem",
     "load_config",
     "parse_config",
 ]
@@ -74,13 +77,39 @@ class DispatchConfig(_Section):
     batch_max_events: int = Field(default=500, ge=1, le=1000)
     batch_max_bytes: int = Field(default=512 * 1024, ge=4096, le=8 * 1024 * 1024)
     backoff_max: float = Field(default=60.0, gt=0, le=3600)
+    #: Plain http:// to dispatch carries alarms, acknowledgements and the enrolment secret
+    #: unprotected: allowed only when said explicitly (a loopback demo or test).
+    insecure_http: bool = False
 
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str) -> str:
         if value and urlparse(value).scheme not in ("http", "https"):
-            raise ValueError(f"dispatch url must start with http:// or https://, got {value!r}")
+            raise ValueError(f"dispatch url must start with https:// or http://, got {value!r}")
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _https_unless_allowed(self) -> DispatchConfig:
+        problem = insecure_url_problem(self.url, allowed=self.insecure_http, option=INSECURE_KEY)
+        if problem:
+            raise ValueError(problem)
+        return self
+
+
+#: The config key and the command-line flag that allow a plain http:// dispatch URL.
+INSECURE_KEY = "insecure_http = true in [dispatch]"
+INSECURE_FLAG = "--insecure-http"
+
+
+def insecure_url_problem(url: str, *, allowed: bool, option: str) -> str | None:
+    """Why a dispatch URL may not be used, or None: plain http needs an explicit ``option``."""
+    if allowed or urlparse(url).scheme != "http":
+        return None
+    return (
+        f"dispatch url {url!r} is plain http://: alarms, acknowledgements and the enrolment "
+        f"secret would cross the network unprotected; use https://, or set {option} to allow "
+        "it (a loopback demo or test only)"
+    )
 
 
 class BufferConfig(_Section):

@@ -4,6 +4,14 @@ Every gateway request carries its gateway id, a timestamp, a random nonce and an
 signature over the method, path, timestamp, nonce and the SHA-256 of the body. Dispatch refuses a
 signature that does not verify, a timestamp outside :data:`MAX_SKEW_S`, and a nonce it has seen
 before within that window, so a captured request cannot be replayed.
+
+Dispatch signs its answer to a signed request (ingest acknowledgements, heartbeat replies) with the
+same secret in header :data:`HEADER_REPLY_SIGNATURE`: HMAC-SHA256 over a purpose label, the path,
+the request's nonce, the status and the SHA-256 of the reply body. The label is not an HTTP method
+(it contains ``/``), so no request signature verifies as a reply; the request's nonce ties the
+reply to the one request it answers, so an old reply cannot be played back to a new request. The
+gateway deletes an event only on a reply that verifies: anything that can merely answer on the
+network cannot acknowledge an alarm as stored.
 """
 
 from __future__ import annotations
@@ -19,13 +27,16 @@ from typing import Final
 __all__ = [
     "HEADER_GATEWAY",
     "HEADER_NONCE",
+    "HEADER_REPLY_SIGNATURE",
     "HEADER_SIGNATURE",
     "HEADER_TIMESTAMP",
     "MAX_SKEW_S",
     "SignatureError",
     "SignedHeaders",
     "new_secret",
+    "sign_reply",
     "sign_request",
+    "verify_reply",
     "verify_request",
 ]
 
@@ -33,6 +44,9 @@ HEADER_GATEWAY: Final = "X-Gateway-Id"
 HEADER_TIMESTAMP: Final = "X-Gateway-Timestamp"
 HEADER_NONCE: Final = "X-Gateway-Nonce"
 HEADER_SIGNATURE: Final = "X-Gateway-Signature"
+HEADER_REPLY_SIGNATURE: Final = "X-Dispatch-Signature"
+#: Domain separation: what a reply signature is for (never a request's first line).
+REPLY_PURPOSE: Final = "DISPATCH-REPLY/1"
 #: How far a request's timestamp may be from the server's clock, in seconds.
 MAX_SKEW_S: Final = 300
 
@@ -108,6 +122,38 @@ def verify_request(
     expected = _mac(secret, _message(method, path, headers.timestamp, headers.nonce, body))
     if not hmac.compare_digest(expected, headers.signature):
         raise SignatureError("signature does not match this gateway's credential")
+
+
+def _reply_message(path: str, request_nonce: str, status: int, body: bytes) -> bytes:
+    digest = hashlib.sha256(body).hexdigest()
+    return f"{REPLY_PURPOSE}\n{path}\n{request_nonce}\n{status}\n{digest}".encode()
+
+
+def sign_reply(*, secret: str, path: str, request_nonce: str, status: int, body: bytes) -> str:
+    """The signature dispatch puts on its answer to the request that carried ``request_nonce``."""
+    return _mac(secret, _reply_message(path, request_nonce, status, body))
+
+
+def verify_reply(
+    signature: str | None,
+    *,
+    secret: str,
+    path: str,
+    request_nonce: str,
+    status: int,
+    body: bytes,
+) -> None:
+    """Raise :class:`SignatureError` unless ``signature`` is dispatch's on exactly this reply."""
+    if not signature:
+        raise SignatureError(f"the reply carries no {HEADER_REPLY_SIGNATURE} header")
+    expected = sign_reply(
+        secret=secret, path=path, request_nonce=request_nonce, status=status, body=body
+    )
+    # Compared as bytes: a header may carry any characters, and str comparison wants ASCII.
+    if not hmac.compare_digest(expected.encode(), signature.strip().encode("utf-8", "replace")):
+        raise SignatureError(
+            f"the reply's {HEADER_REPLY_SIGNATURE} does not match this gateway's credential"
+        )
 
 
 def parse_headers(headers: dict[str, str] | object) -> SignedHeaders:

@@ -130,6 +130,7 @@ def serve(create: bool, **options: Any) -> None:
     from dispatch.db import Database
     from dispatch.errors import ConfigError, StorageError
     from dispatch.migrations import migrate
+    from dispatch.sealing import load_secret_box, seal_plaintext_secrets
     from runtime import sdnotify
     from runtime.logs import configure_logging
 
@@ -146,9 +147,14 @@ def serve(create: bool, **options: Any) -> None:
         try:
             await db.check()
             await migrate(db)
+            # Before listening: a missing or wrong secrets key is a clear error, not a 500.
+            await seal_plaintext_secrets(db, await load_secret_box(db, settings))
         except StorageError as exc:
             await db.dispose()
             _fail(str(exc), EXIT_DATABASE)
+        except ConfigError as exc:
+            await db.dispose()
+            _fail(str(exc), EXIT_CONFIG)
         structlog.get_logger("dispatch").info("database_opened", db=db.where, dialect=db.dialect)
         app = create_app(db, settings)
         config = uvicorn.Config(
@@ -208,24 +214,38 @@ def migrate_cmd(db_url: str) -> None:
     from dispatch.db import Database, missing_sqlite_file
     from dispatch.errors import ConfigError, StorageError
     from dispatch.migrations import MIGRATIONS, migrate
+    from dispatch.sealing import NoSecretsKey, load_secret_box, seal_plaintext_secrets
 
-    async def main() -> list[int]:
+    async def main() -> tuple[list[int], int | None]:
         db = Database(db_url)
         try:
             await db.check()
-            return await migrate(db)
+            applied = await migrate(db)
+            # Secrets stored before sealing existed are sealed now, if the key is at hand.
+            try:
+                box = await load_secret_box(db, Settings.load({"db": db_url}))
+            except NoSecretsKey:
+                return applied, None
+            return applied, await seal_plaintext_secrets(db, box)
         finally:
             await db.dispose()
 
     try:
         new_file = missing_sqlite_file(db_url)
-        applied = asyncio.run(main())
+        applied, sealed = asyncio.run(main())
     except ConfigError as exc:
         _fail(str(exc), EXIT_CONFIG)
     except StorageError as exc:
         _fail(str(exc), EXIT_DATABASE)
     if new_file is not None:
         click.echo(f"created a new database at {new_file}")
+    if sealed:
+        click.echo(f"sealed {sealed} gateway secret(s) stored in plaintext")
+    elif sealed is None:
+        click.echo(
+            f"gateway secrets not sealed: no key ({env_var('secrets_key_file')} or "
+            f"{env_var('secrets_key')}); `dispatchd serve` needs one"
+        )
     latest = MIGRATIONS[-1].version
     if applied:
         click.echo(f"applied {', '.join(map(str, applied))}; schema at version {latest}")
@@ -361,7 +381,7 @@ def operator_disable(db_url: str, username: str) -> None:
 
 @cli.group()
 def gateway() -> None:
-    """Enrolled gateways: list them, revoke one."""
+    """Enrolled gateways: list them, revoke one, allow one to be enrolled again."""
 
 
 @gateway.command("list")
@@ -379,6 +399,25 @@ def gateway_list(db_url: str) -> None:
         status = "revoked" if row["revoked_at"] else ("online" if row["online"] else "offline")
         last = row["last_heartbeat_at"].isoformat() if row["last_heartbeat_at"] else "-"
         click.echo(f"{row['id']}\t{row['household_id']}\t{status}\t{last}\t{row['version']}")
+
+
+@gateway.command("allow-reenroll")
+@db_option
+@click.argument("gateway_id")
+def gateway_allow_reenroll(db_url: str, gateway_id: str) -> None:
+    """Allow one new enrollment of an existing (or revoked) gateway id, for a while (audited)."""
+    from dispatch.enrollment import allow_reenroll
+    from dispatch.tx import transaction
+
+    async def action(db: Any) -> Any:
+        async with transaction(db) as tx:
+            return await allow_reenroll(tx, Settings.load({"db": db_url}), gateway_id, actor="cli")
+
+    expires = _run(db_url, action)
+    click.echo(
+        f"gateway {gateway_id} may be enrolled again once, with a new code, until "
+        f"{expires.isoformat(timespec='seconds')}"
+    )
 
 
 @gateway.command("revoke")

@@ -28,9 +28,10 @@ from contract.signing import (
     verify_request,
 )
 from contract.wire import DeviceHealth, DriverHealth, Heartbeat, Priority
-from dispatch import incidents, schema
-from dispatch.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
+from dispatch import enrollment, incidents, schema
+from dispatch.errors import BadRequest, Conflict, Forbidden, NotFound, Problem, Unauthorized
 from dispatch.models import EnrollReply, GatewayOut, IncidentState
+from dispatch.sealing import SealError, SecretBox
 from dispatch.settings import Settings
 from dispatch.tx import Tx
 
@@ -85,7 +86,7 @@ async def make_enroll_code(tx: Tx, *, household_id: str, ttl_s: float, actor: st
 
 
 async def enroll(
-    tx: Tx, settings: Settings, *, code: str, gateway_id: str, version: str
+    tx: Tx, settings: Settings, box: SecretBox, *, code: str, gateway_id: str, version: str
 ) -> EnrollReply:
     c = schema.enroll_codes
     row = (
@@ -121,10 +122,15 @@ async def enroll(
                 detail=f"gateway {gateway_id!r} belongs to another household; revoke and "
                 "remove it there first",
             )
+        # Same household: only with a supervisor's one-use permission (a leaked household code
+        # must not take over a working gateway's identity or lift its revocation).
+        await enrollment.take_reenroll_allowance(tx, gateway_id)
         await tx.conn.execute(
             update(g)
             .where(g.c.id == gateway_id)
-            .values(secret=secret, version=version, revoked_at=None)
+            .values(
+                secret=box.seal(secret, gateway_id=gateway_id), version=version, revoked_at=None
+            )
         )
         action = "gateway.reenrolled"
     else:
@@ -132,7 +138,7 @@ async def enroll(
             insert(g).values(
                 id=gateway_id,
                 household_id=household_id,
-                secret=secret,
+                secret=box.seal(secret, gateway_id=gateway_id),
                 version=version,
                 enrolled_at=tx.now,
                 online=True,
@@ -164,12 +170,15 @@ def check_signature(
     gateway: RowMapping | None,
     signed: SignedHeaders,
     *,
+    box: SecretBox,
     now: datetime,
     method: str,
     path: str,
     body: bytes,
-) -> RowMapping:
-    """Everything about a signed request but its nonce: known, not revoked, fresh, authentic."""
+) -> tuple[RowMapping, str]:
+    """Everything about a signed request but its nonce: known, not revoked, fresh, authentic.
+
+    Returns the gateway's row and its opened secret (which signs the reply)."""
     if gateway is None:
         raise Unauthorized(
             "unknown gateway", detail=f"gateway {signed.gateway_id!r} is not enrolled here"
@@ -191,12 +200,22 @@ def check_signature(
             extra={"server_time": now.isoformat()},
         )
     try:
-        verify_request(
-            signed, secret=gateway["secret"], method=method, path=path, body=body, now=clock
-        )
+        secret = box.open(gateway["secret"], gateway_id=gateway["id"])
+    except SealError as exc:
+        # The centre's fault, not the gateway's: a 5xx, so the gateway keeps its events.
+        log.error("gateway secret does not open", gateway=gateway["id"], error=str(exc))
+        raise Problem(
+            "gateway secret unreadable at dispatch",
+            slug="secret-unreadable",
+            detail="the centre's secrets key does not open this gateway's secret; the centre "
+            "must restore its key (the gateway keeps its events and retries)",
+            status=500,
+        ) from exc
+    try:
+        verify_request(signed, secret=secret, method=method, path=path, body=body, now=clock)
     except SignatureError as exc:
         raise Unauthorized("bad signature", detail=str(exc)) from exc
-    return gateway
+    return gateway, secret
 
 
 def nonce_row(signed: SignedHeaders) -> dict[str, Any]:
@@ -218,9 +237,10 @@ def replayed(signed: SignedHeaders) -> Conflict:
 
 
 async def authenticate(
-    tx: Tx, *, headers: Mapping[str, str], method: str, path: str, body: bytes
-) -> RowMapping:
-    """Verify a gateway's signed request and burn its nonce; return the gateway's row."""
+    tx: Tx, box: SecretBox, *, headers: Mapping[str, str], method: str, path: str, body: bytes
+) -> tuple[RowMapping, str]:
+    """Verify a gateway's signed request and burn its nonce; return the gateway's row and its
+    opened secret."""
     signed = read_signature(headers)
     g = schema.gateways
     row = (
@@ -228,7 +248,7 @@ async def authenticate(
         .mappings()
         .first()
     )
-    gateway = check_signature(row, signed, now=tx.now, method=method, path=path, body=body)
+    gateway = check_signature(row, signed, box=box, now=tx.now, method=method, path=path, body=body)
     n = schema.gateway_nonces
     inserted = await tx.conn.execute(
         insert_ignore(tx.dialect, n).values(nonce_row(signed)).returning(n.c.nonce)

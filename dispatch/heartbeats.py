@@ -25,6 +25,7 @@ from contract.wire import Heartbeat
 from dispatch import gateways, households, schema
 from dispatch.db import Database
 from dispatch.errors import BadRequest, Problem, StorageError
+from dispatch.sealing import SecretBox
 from dispatch.settings import Settings
 from dispatch.tx import ChangeFeed, transaction
 
@@ -54,6 +55,8 @@ class HeartbeatAnswer:
 
     acknowledged_events: list[str]
     away_until: datetime | None = None
+    #: The gateway's opened secret: it signs the reply.
+    secret: str = field(default="", repr=False)
 
 
 @dataclass
@@ -69,9 +72,16 @@ class _Pending:
 
 class HeartbeatBatcher:
     def __init__(
-        self, db: Database, settings: Settings, feed: ChangeFeed, *, max_batch: int = 500
+        self,
+        db: Database,
+        settings: Settings,
+        feed: ChangeFeed,
+        box: SecretBox,
+        *,
+        max_batch: int = 500,
     ) -> None:
         self.db = db
+        self.box = box
         self.settings = settings
         self.feed = feed
         self.max_batch = max_batch
@@ -114,7 +124,7 @@ class HeartbeatBatcher:
                 raise
 
     async def _process(self, batch: list[_Pending]) -> None:
-        results: dict[int, HeartbeatAnswer | Problem] = {}
+        results: dict[int, HeartbeatAnswer | Problem | StorageError] = {}
         async with transaction(self.db, feed=self.feed, durable=False) as tx:
             g, n = schema.gateways, schema.gateway_nonces
             ids = sorted({item.signed.gateway_id for item in batch})
@@ -128,11 +138,13 @@ class HeartbeatBatcher:
                 ).mappings()
             }
             valid: list[tuple[int, _Pending, Any, Heartbeat]] = []
+            secrets: dict[str, str] = {}
             for index, item in enumerate(batch):
                 try:
-                    gateway = gateways.check_signature(
+                    gateway, secrets[item.signed.gateway_id] = gateways.check_signature(
                         rows.get(item.signed.gateway_id),
                         item.signed,
+                        box=self.box,
                         now=tx.now,
                         method="POST",
                         path=item.path,
@@ -141,7 +153,7 @@ class HeartbeatBatcher:
                     if isinstance(item.parsed, BadRequest):
                         raise item.parsed
                     gateways.heartbeat_problem(gateway, item.parsed)
-                except Problem as problem:
+                except (Problem, StorageError) as problem:  # a secret that does not open
                     results[index] = problem
                     continue
                 valid.append((index, item, gateway, item.parsed))
@@ -178,13 +190,13 @@ class HeartbeatBatcher:
                     away = await households.away_until_for(tx.conn, list(latest), tx.now)
                     for index, _, gateway, _ in fresh:
                         results[index] = HeartbeatAnswer(
-                            acked[gateway["id"]], away.get(gateway["id"])
+                            acked[gateway["id"]], away.get(gateway["id"]), secrets[gateway["id"]]
                         )
         for index, item in enumerate(batch):
             outcome = results[index]
             if item.result.done():
                 continue
-            if isinstance(outcome, Problem):
+            if isinstance(outcome, Problem | StorageError):
                 item.result.set_exception(outcome)
             else:
                 item.result.set_result(outcome)

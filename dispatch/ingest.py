@@ -1,8 +1,9 @@
 """Event ingest: store a gateway's batch once, route alarms and troubles to incidents.
 
-Idempotent by event id: a resent event answers ``duplicate`` with the incident it belongs to. The
-household is locked for the batch (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite serialises
-writers), so two processes receiving the same retry cannot both store it or open two incidents.
+Idempotent by (gateway, event id): a resent event answers ``duplicate`` with the incident it belongs
+to; another gateway's event of the same id is a new event. The household is locked for the batch
+(``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite serialises writers), so two processes receiving
+the same retry cannot both store it or open two incidents.
 
 Routing, per event (the batch is ordered by lane, then sequence):
 
@@ -270,8 +271,11 @@ async def ingest_batch(
     ids = [ev.id for ev in batch.events]
     existing: dict[str, str | None] = {}
     acknowledged: set[str] = set()
+    # This gateway's own events only: another gateway's event of the same id is another event.
     for event_id, incident_id, acked_at in await tx.conn.execute(
-        select(e.c.id, e.c.incident_id, e.c.acknowledged_at).where(e.c.id.in_(ids))
+        select(e.c.id, e.c.incident_id, e.c.acknowledged_at).where(
+            e.c.gateway_id == gateway["id"], e.c.id.in_(ids)
+        )
     ):
         existing[event_id] = incident_id
         if acked_at is not None:

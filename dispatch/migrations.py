@@ -105,6 +105,38 @@ async def _household_admin(conn: AsyncConnection, dialect: str) -> None:
     await backfill_search_text(conn)
 
 
+async def _gateway_identity(conn: AsyncConnection, dialect: str) -> None:
+    """Enrollment failures and re-enroll permissions (new tables), and event ids unique per
+    gateway: the events table's primary key becomes (gateway_id, id)."""
+    await _add_missing(conn, dialect)
+    if dialect == "postgresql":  # room for a sealed secret (SQLite does not enforce lengths)
+        await conn.execute(text("ALTER TABLE gateways ALTER COLUMN secret TYPE VARCHAR(256)"))
+    pk = await conn.run_sync(lambda sync: inspect(sync).get_pk_constraint("events"))
+    if list(pk["constrained_columns"]) == ["gateway_id", "id"]:
+        return  # made by migration 1 from the current schema
+    if dialect == "postgresql":
+        name = pk.get("name") or "events_pkey"
+        await conn.execute(text(f'ALTER TABLE events DROP CONSTRAINT "{name}"'))
+        await conn.execute(
+            text(f'ALTER TABLE events ADD CONSTRAINT "{name}" PRIMARY KEY (gateway_id, id)')
+        )
+        return
+
+    # SQLite cannot alter a primary key: rebuild the table under its name, rows kept.
+    def rebuild(sync: Any) -> None:
+        for index in inspect(sync).get_indexes("events"):
+            sync.exec_driver_sql(f'DROP INDEX "{index["name"]}"')
+        sync.exec_driver_sql("ALTER TABLE events RENAME TO events_before_identity")
+        schema.events.create(sync)
+        columns = ", ".join(c.name for c in schema.events.columns)
+        sync.exec_driver_sql(
+            f"INSERT INTO events ({columns}) SELECT {columns} FROM events_before_identity"
+        )
+        sync.exec_driver_sql("DROP TABLE events_before_identity")
+
+    await conn.run_sync(rebuild)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _initial_schema),
     Migration(2, "presence, true alarm times, per-event acknowledgement", _add_missing),
@@ -112,6 +144,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "SIA DC-09 receiver: accounts and replay protection", _add_missing),
     Migration(5, "wristbands: JT/T 808 terminals, their fixes, incident positions", _add_missing),
     Migration(6, "rescuers: roster, assignments, presses", _add_missing),
+    Migration(7, "gateway identity: per-gateway event ids, enrollment limits", _gateway_identity),
 )
 
 

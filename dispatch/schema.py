@@ -109,7 +109,8 @@ gateways = Table(
     metadata,
     Column("id", String(128), primary_key=True),
     Column("household_id", String(128), ForeignKey("households.id"), nullable=False),
-    Column("secret", String(128), nullable=False),
+    # Sealed (dispatch.sealing): a prefix and base64 of nonce, ciphertext and tag.
+    Column("secret", String(256), nullable=False),
     Column("version", String(64), nullable=False, server_default=""),
     Column("enrolled_at", UtcDateTime, nullable=False),
     Column("revoked_at", UtcDateTime, nullable=True),
@@ -139,6 +140,33 @@ enroll_codes = Table(
     Column("expires_at", UtcDateTime, nullable=False),
     Column("used_at", UtcDateTime, nullable=True),
     Column("used_by", String(128), nullable=True),
+)
+
+# Failed enrollments, counted per address and per code over a window (every process sees them)
+# and kept for the audit; purged with the nonces once older than a day.
+enroll_failures = Table(
+    "enroll_failures",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("at", UtcDateTime, nullable=False),
+    Column("address", String(64), nullable=False),
+    Column("code_hash", String(64), nullable=False),
+    Column("gateway_id", String(128), nullable=False),
+    Column("reason", String(64), nullable=False),
+    Index("ix_enroll_failures_address", "address", "at"),
+    Index("ix_enroll_failures_code", "code_hash", "at"),
+)
+
+# A supervisor's explicit, one-use, expiring permission to enroll an existing (or revoked)
+# gateway id again: without one, a household code cannot take over a gateway id.
+reenroll_allowances = Table(
+    "reenroll_allowances",
+    metadata,
+    Column("gateway_id", String(128), primary_key=True),
+    Column("allowed_by", String(200), nullable=False),
+    Column("allowed_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("used_at", UtcDateTime, nullable=True),
 )
 
 gateway_nonces = Table(
@@ -207,11 +235,13 @@ incidents = Table(
     Index("ix_incidents_opened", "opened_at"),
 )
 
+# An event id is unique per gateway, not across gateways: a home's gateway cannot make another
+# home's event a "duplicate" by reusing its id (nor learn that home's incident from the answer).
 events = Table(
     "events",
     metadata,
+    Column("gateway_id", String(128), primary_key=True),
     Column("id", String(26), primary_key=True),
-    Column("gateway_id", String(128), nullable=False),
     Column("household_id", String(128), nullable=False),
     Column("seq", BigInteger, nullable=False),
     Column("kind", String(64), nullable=False),

@@ -184,6 +184,29 @@ class Settings(BaseSettings):
         description="The rescuer's navigation link: {address} (URL-encoded), {lat} and {lon} "
         "(the home's location, when known) are filled in.",
     )
+    secrets_key_file: str | None = Field(
+        None,
+        description="File of the key sealing gateway secrets (created, 0600, on first start; "
+        "default: beside an SQLite database; required for PostgreSQL unless the key is given).",
+    )
+    secrets_key: str | None = Field(
+        None,
+        repr=False,
+        description="The key sealing gateway secrets, URL-safe base64 of 32 bytes (prefer the "
+        "environment to the flag: a flag shows in the process list).",
+    )
+    enroll_failures_per_address: int = Field(
+        10, ge=1, description="Failed enrollments from one address allowed per window."
+    )
+    enroll_failures_per_code: int = Field(
+        5, ge=1, description="Failed enrollments with one code allowed per window."
+    )
+    enroll_failure_window_s: float = Field(
+        15 * 60, ge=1, description="Seconds over which failed enrollments are counted."
+    )
+    reenroll_allow_ttl_s: float = Field(
+        3600, ge=60, description="Seconds a supervisor's permission to re-enroll a gateway lasts."
+    )
 
     @field_validator("timezone")
     @classmethod

@@ -300,6 +300,8 @@ timezone = "Asia/Shanghai"
 
 [dispatch]
 url = "{dispatch_url}"
+# The demo's dispatch listens on loopback only: plain http is allowed here, by name.
+insecure_http = true
 heartbeat_interval = 5
 
 [rules]
@@ -513,7 +515,9 @@ class Demo:
             )
             config = load_config(config_path)
             config.gateway.state_dir.mkdir(parents=True, exist_ok=True)
-            credential = await DispatchClient.enroll(dispatch.url, code=code, gateway_id=GATEWAY)
+            credential = await DispatchClient.enroll(
+                dispatch.url, code=code, gateway_id=GATEWAY, insecure_http=True
+            )
             credential.save(credential_path(config))
             gateway = Gateway(config, config_path=config_path)
             gateway_task = asyncio.create_task(gateway.run(), name="gateway")

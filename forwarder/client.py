@@ -9,11 +9,14 @@ Errors::
     DispatchError
     ├── DispatchUnreachable       no answer we can use: connect error, timeout, 5xx, 408, 429
     │   └── DispatchProtocolError a 2xx whose body is not the contract's reply
+    │       └── ReplyNotAuthentic a 2xx without dispatch's valid signature (forged or altered)
     └── DispatchRejected          a 4xx: dispatch understood and refused (title, detail, status)
         ├── DispatchAuthRejected  401/403: the credential is refused or the gateway revoked
         └── EnrollmentRefused     the enrolment code is unknown, used or expired
 
-Unreachable is retried with back-off; rejected is not retried as is.
+Unreachable is retried with back-off; rejected is not retried as is. A reply to a signed request
+counts only if it carries dispatch's signature over it (:func:`contract.signing.verify_reply`):
+anything else that answers on the network cannot make the gateway delete an event.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ import structlog
 from pydantic import BaseModel
 
 from contract import __version__
-from contract.signing import sign_request
+from contract.home import INSECURE_FLAG, INSECURE_KEY, insecure_url_problem
+from contract.signing import HEADER_REPLY_SIGNATURE, SignatureError, sign_request, verify_reply
 from contract.wire import (
     ContractError,
     Heartbeat,
@@ -55,6 +59,8 @@ __all__ = [
     "DispatchRejected",
     "DispatchUnreachable",
     "EnrollmentRefused",
+    "InsecureDispatchURL",
+    "ReplyNotAuthentic",
 ]
 
 log = structlog.get_logger(__name__)
@@ -88,6 +94,10 @@ class DispatchProtocolError(DispatchUnreachable):
     """Dispatch answered 2xx with a body that is not the contract's reply."""
 
 
+class ReplyNotAuthentic(DispatchProtocolError):
+    """A 2xx reply that dispatch did not sign for this request: nothing in it is believed."""
+
+
 class DispatchRejected(DispatchError):
     """Dispatch refused the request (4xx); ``title`` and ``detail`` are from its problem+json."""
 
@@ -106,6 +116,10 @@ class DispatchAuthRejected(DispatchRejected):
 
 class EnrollmentRefused(DispatchRejected):
     """The enrolment code is unknown, already used or expired."""
+
+
+class InsecureDispatchURL(DispatchError):
+    """A plain http:// dispatch URL without the explicit permission to use one."""
 
 
 class CredentialError(Exception):
@@ -184,10 +198,16 @@ def _make_http(
     ca_file: Path | None,
     timeout: float,
     transport: httpx.AsyncBaseTransport | None,
+    insecure_http: bool,
 ) -> httpx.AsyncClient:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise DispatchError(f"dispatch URL must be http(s)://host[:port][/prefix], got {url!r}")
+    problem = insecure_url_problem(
+        url, allowed=insecure_http, option=f"{INSECURE_FLAG} (or {INSECURE_KEY})"
+    )
+    if problem:
+        raise InsecureDispatchURL(problem)
     return httpx.AsyncClient(
         base_url=url.rstrip("/"),
         timeout=httpx.Timeout(timeout),
@@ -209,11 +229,14 @@ class DispatchClient:
         ca_file: Path | None = None,
         timeout: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        insecure_http: bool = False,
     ) -> None:
         self.url = url.rstrip("/")
         self.credential = credential
         self.timeout = timeout
-        self._http = _make_http(url, ca_file=ca_file, timeout=timeout, transport=transport)
+        self._http = _make_http(
+            url, ca_file=ca_file, timeout=timeout, transport=transport, insecure_http=insecure_http
+        )
         self._prefix = urlsplit(self.url).path.rstrip("/")
         #: Dispatch's clock minus ours, learnt from its ``Date`` header once they disagree by
         #: more than :data:`CLOCK_TOLERANCE_S`: a gateway that boots with a wrong clock (no
@@ -228,15 +251,30 @@ class DispatchClient:
 
     async def _post(self, path: str, message: BaseModel, reply: type[M]) -> M:
         body = message.model_dump_json().encode()
-        response = await self._signed_post(path, body)
+        response, nonce = await self._signed_post(path, body)
         if response.status_code == 401 and self._learn_clock(response):
             # Refused for clock skew: sign again with dispatch's time (the nonce is new).
-            response = await self._signed_post(path, body)
+            response, nonce = await self._signed_post(path, body)
         else:
             self._learn_clock(response)
-        return _reply(response, reply)
+        parsed = _reply(response, reply)
+        try:
+            verify_reply(
+                response.headers.get(HEADER_REPLY_SIGNATURE),
+                secret=self.credential.secret,
+                path=self._prefix + path,
+                request_nonce=nonce,
+                status=response.status_code,
+                body=response.content,
+            )
+        except SignatureError as exc:
+            raise ReplyNotAuthentic(
+                f"dispatch's {reply.__name__} at {self.url}{path} is not authentic: {exc}; "
+                "nothing in it is believed (events are kept and sent again)"
+            ) from exc
+        return parsed
 
-    async def _signed_post(self, path: str, body: bytes) -> httpx.Response:
+    async def _signed_post(self, path: str, body: bytes) -> tuple[httpx.Response, str]:
         signed = sign_request(
             gateway_id=self.credential.gateway_id,
             secret=self.credential.secret,
@@ -246,7 +284,7 @@ class DispatchClient:
             now=time.time() + self.clock_offset_s,
         )
         headers = {"Content-Type": "application/json", **signed.as_dict()}
-        return await _request(self._http, path, body, headers, self.timeout)
+        return await _request(self._http, path, body, headers, self.timeout), signed.nonce
 
     def _learn_clock(self, response: httpx.Response) -> bool:
         """Update the clock offset from the reply's Date header; True if it changed."""
@@ -281,10 +319,14 @@ class DispatchClient:
         ca_file: Path | None = None,
         timeout: float = 10.0,  # noqa: ASYNC109 -- passed on to httpx's per-phase timeouts
         transport: httpx.AsyncBaseTransport | None = None,
+        insecure_http: bool = False,
     ) -> Credential:
         """Exchange a one-time enrolment code for this gateway's credential."""
         body = json.dumps({"code": code, "gateway_id": gateway_id, "version": __version__})
-        async with _make_http(url, ca_file=ca_file, timeout=timeout, transport=transport) as http:
+        http_client = _make_http(
+            url, ca_file=ca_file, timeout=timeout, transport=transport, insecure_http=insecure_http
+        )
+        async with http_client as http:
             response = await _request(
                 http, ENROLL_PATH, body.encode(), {"Content-Type": "application/json"}, timeout
             )

@@ -17,7 +17,9 @@ refuses as a whole (a 4xx that is not about the credential) is split in halves u
 refused event is found; that event is quarantined in the buffer (kept, logged, retried
 hourly) so that it never blocks its lane. A refused credential (401/403) stops nothing from being
 kept: the forwarder appends a ``driver_fault`` trouble, retries at ``backoff_max``, and appends
-the restore once dispatch accepts it again.
+the restore once dispatch accepts it again. A reply without dispatch's valid signature
+acknowledges nothing: the batch stays in the buffer, the forgery is logged and counted, and the
+batch is sent again with back-off.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ from forwarder.client import (
     DispatchProtocolError,
     DispatchRejected,
     DispatchUnreachable,
+    ReplyNotAuthentic,
 )
 from runtime.backoff import Backoff
 
@@ -78,6 +81,8 @@ class ForwarderStatus:
     quarantined_total: int = 0
     #: Set while dispatch refuses the credential (revoked, wrong secret).
     rejected: str | None = None
+    #: Replies that did not carry dispatch's valid signature (each one's events were kept).
+    unauthentic_replies: int = 0
 
 
 async def _wait_any(events: Iterable[asyncio.Event], limit_s: float | None) -> None:
@@ -273,6 +278,17 @@ class Forwarder:
             self.status.rejected = str(exc)
             await self._raise_trouble(exc)
             return self.backoff_max
+        except ReplyNotAuthentic as exc:
+            # Logged every time: something answers in dispatch's name.
+            self.status.unauthentic_replies += 1
+            log.error(
+                "dispatch_reply_not_authentic",
+                error=str(exc),
+                action="the batch is kept and sent again",
+                total=self.status.unauthentic_replies,
+            )
+            self._failed(str(exc))
+            return self._backoff(None)
         except DispatchUnreachable as exc:
             self._failed(str(exc))
             return self._backoff(exc.retry_after)

@@ -22,7 +22,7 @@ import structlog
 from buffer.aio import AsyncEventBuffer
 from buffer.store import BufferStats, EventBuffer
 from contract import __version__
-from contract.home import ConfigError, HomeConfig, load_config
+from contract.home import INSECURE_KEY, ConfigError, HomeConfig, insecure_url_problem, load_config
 from contract.wire import Event, Heartbeat, Lane, Reading
 from drivers import registry
 from drivers.base import Driver, DriverConfigError, LocalCommand
@@ -245,12 +245,20 @@ class Gateway:
                 detail="events are kept in the buffer until `gatewayd enroll` is run",
             )
             return False
-        assert self.buffer is not None
-        assert self.pipeline is not None
         credential = Credential.load(path)
         url = cfg.dispatch.url or credential.dispatch_url
+        # The credential's URL is checked as the config's is: plain http needs the config's word.
+        refused = insecure_url_problem(url, allowed=cfg.dispatch.insecure_http, option=INSECURE_KEY)
+        if refused:
+            raise CredentialError(refused)
+        assert self.buffer is not None
+        assert self.pipeline is not None
         self.client = DispatchClient(
-            url, credential=credential, ca_file=cfg.dispatch.ca_file, timeout=cfg.dispatch.timeout
+            url,
+            credential=credential,
+            ca_file=cfg.dispatch.ca_file,
+            timeout=cfg.dispatch.timeout,
+            insecure_http=cfg.dispatch.insecure_http,
         )
         pipeline = self.pipeline
         self.forwarder = Forwarder(

@@ -45,10 +45,13 @@ class ForwardError(Exception):
 
 
 class ReplayForwarder:
-    def __init__(self, credential: Credential, url: str, *, ca_file: Path | None) -> None:
+    def __init__(
+        self, credential: Credential, url: str, *, ca_file: Path | None, insecure_http: bool
+    ) -> None:
         self.credential = credential
         self.url = url
         self.ca_file = ca_file
+        self.insecure_http = insecure_http
         self.submitted = 0
         self.failed = 0
         self._loop = asyncio.new_event_loop()
@@ -70,6 +73,7 @@ class ReplayForwarder:
         url: str | None = None,
         credential_path: Path | None = None,
         transport: Any = None,
+        insecure_http: bool = False,
     ) -> ReplayForwarder:
         from forwarder.client import Credential, CredentialError
 
@@ -81,7 +85,12 @@ class ReplayForwarder:
         target = url or config.dispatch.url or credential.dispatch_url
         if not target:
             raise ForwardError("--forward: no dispatch URL (give one, or enrol the gateway)")
-        forwarder = cls(credential, target, ca_file=config.dispatch.ca_file)
+        forwarder = cls(
+            credential,
+            target,
+            ca_file=config.dispatch.ca_file,
+            insecure_http=insecure_http or config.dispatch.insecure_http,
+        )
         forwarder._thread.start()
         try:
             asyncio.run_coroutine_threadsafe(forwarder._open(transport), forwarder._loop).result(30)
@@ -101,7 +110,11 @@ class ReplayForwarder:
         self.buffer = AsyncEventBuffer(raw)
         await self.buffer.start()
         self.client = DispatchClient(
-            self.url, credential=self.credential, ca_file=self.ca_file, transport=transport
+            self.url,
+            credential=self.credential,
+            ca_file=self.ca_file,
+            transport=transport,
+            insecure_http=self.insecure_http,
         )
         self.forwarder = Forwarder(self.buffer, self.client, backoff_max=5.0)
         self._task = asyncio.create_task(self.forwarder.run(), name="replay-forwarder")

@@ -24,6 +24,7 @@ from dispatch.dc09.server import start_dc09
 from dispatch.errors import StorageError
 from dispatch.heartbeats import HeartbeatBatcher
 from dispatch.jt808.server import Jt808Server
+from dispatch.sealing import load_secret_box, seal_plaintext_secrets
 from dispatch.settings import Settings
 from dispatch.supervision import Supervisor
 
@@ -45,7 +46,9 @@ def create_app(db: Database, settings: Settings, *, supervise: bool = True) -> F
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         services.stopping.clear()
-        services.heartbeats = HeartbeatBatcher(db, settings, services.feed)
+        services.box = await load_secret_box(db, settings)
+        await seal_plaintext_secrets(db, services.box)
+        services.heartbeats = HeartbeatBatcher(db, settings, services.feed, services.box)
         tasks: list[asyncio.Task[None]] = [asyncio.create_task(services.heartbeats.run())]
         if supervise:
             tasks.append(asyncio.create_task(Supervisor(db, settings, services.feed).run()))

@@ -18,6 +18,7 @@ from dispatch.jt808.server import Jt808Server
 from dispatch.login_throttle import LoginThrottle
 from dispatch.models import Operator, Role
 from dispatch.operators import session_operator
+from dispatch.sealing import SecretBox
 from dispatch.settings import Settings
 from dispatch.tx import ChangeFeed
 
@@ -48,6 +49,8 @@ class Services:
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     heartbeats: HeartbeatBatcher | None = None
     jt808: Jt808Server | None = None
+    #: Seals and opens gateway secrets; loaded when the application starts.
+    box: SecretBox | None = None
     login_throttle: LoginThrottle = field(init=False)
 
     def __post_init__(self) -> None:
@@ -56,6 +59,11 @@ class Services:
             per_address=self.settings.login_failures_per_address,
             max_delay_s=self.settings.login_lockout_max_s,
         )
+
+    @property
+    def secret_box(self) -> SecretBox:
+        assert self.box is not None, "the application's lifespan did not run"
+        return self.box
 
 
 async def get_services(request: Request) -> Services:

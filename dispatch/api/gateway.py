@@ -9,6 +9,7 @@ import structlog
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 
+from contract.signing import HEADER_NONCE, HEADER_REPLY_SIGNATURE, sign_reply
 from contract.wire import (
     ContractError,
     Heartbeat,
@@ -18,9 +19,9 @@ from contract.wire import (
     UnsupportedVersion,
     parse_message,
 )
-from dispatch import gateways, ingest
+from dispatch import enrollment, gateways, ingest
 from dispatch.api.deps import ServicesDep
-from dispatch.errors import BadRequest
+from dispatch.errors import BadRequest, Conflict, Unauthorized
 from dispatch.models import EnrollReply, EnrollRequest
 from dispatch.tx import transaction
 
@@ -37,9 +38,20 @@ BODY_MODELS: tuple[type[BaseModel], ...] = (IngestBatch, Heartbeat)
 _SIGNED = (
     "Signed request: headers X-Gateway-Id, X-Gateway-Timestamp, X-Gateway-Nonce and "
     "X-Gateway-Signature (HMAC-SHA256 over method, path, timestamp, nonce and the body's "
-    "SHA-256, with the secret from enrollment)."
+    "SHA-256, with the secret from enrollment). The 200 reply carries X-Dispatch-Signature: "
+    "HMAC-SHA256 with the same secret over DISPATCH-REPLY/1, the path, the request's nonce, the "
+    "status and the reply body's SHA-256."
 )
 _GATEWAY_ERRORS: dict[int | str, dict[str, Any]] = {
+    200: {
+        "headers": {
+            HEADER_REPLY_SIGNATURE: {
+                "description": "dispatch's signature over this reply (see the description)",
+                "schema": {"type": "string"},
+                "required": True,
+            }
+        }
+    },
     401: {"description": "unsigned, unknown gateway, bad signature or stale timestamp"},
     403: {"description": "revoked gateway, or a body naming another gateway"},
     409: {"description": "replayed nonce"},
@@ -73,18 +85,45 @@ def _parse(model: type[M], body: bytes) -> M | BadRequest:
     response_model=EnrollReply,
     responses={
         401: {"description": "unknown, used or expired code"},
-        409: {"description": "the gateway id is enrolled to another household"},
+        409: {
+            "description": "the gateway id is enrolled to another household, or enrolled "
+            "already without a supervisor's permission to enroll it again"
+        },
+        429: {"description": "too many failed enrollments from this address or with this code"},
     },
 )
-async def enroll(body: EnrollRequest, services: ServicesDep) -> EnrollReply:
+async def enroll(request: Request, body: EnrollRequest, services: ServicesDep) -> EnrollReply:
     """Exchange a one-time enrollment code for the gateway's signing secret (unsigned).
 
-    Re-enrolling an existing gateway id of the same household with a new code rotates its secret.
+    An existing gateway id (revoked or not) is enrolled again, with a new secret, only after a
+    supervisor allowed it (POST /api/v1/gateways/{id}/allow-reenroll). Failures are audited and
+    throttled per address and per code.
     """
+    address = request.client.host if request.client else "unknown"
+    code_hash = gateways.hash_code(body.code)
     async with transaction(services.db, feed=services.feed) as tx:
-        return await gateways.enroll(
-            tx, services.settings, code=body.code, gateway_id=body.gateway_id, version=body.version
-        )
+        await enrollment.check_throttle(tx, services.settings, address=address, code_hash=code_hash)
+    try:
+        async with transaction(services.db, feed=services.feed) as tx:
+            return await gateways.enroll(
+                tx,
+                services.settings,
+                services.secret_box,
+                code=body.code,
+                gateway_id=body.gateway_id,
+                version=body.version,
+            )
+    except (Unauthorized, Conflict) as refused:
+        # Counted and audited in a transaction of its own: the refused one rolled back.
+        async with transaction(services.db, feed=services.feed) as tx:
+            await enrollment.record_failure(
+                tx,
+                address=address,
+                code_hash=code_hash,
+                gateway_id=body.gateway_id,
+                reason=refused.title,
+            )
+        raise
 
 
 @router.post(
@@ -99,14 +138,19 @@ async def events(request: Request, services: ServicesDep) -> Response:
     body = await request.body()
     parsed = _parse(IngestBatch, body)
     async with transaction(services.db, feed=services.feed) as tx:
-        gateway = await gateways.authenticate(
-            tx, headers=request.headers, method=request.method, path=request.url.path, body=body
+        gateway, secret = await gateways.authenticate(
+            tx,
+            services.secret_box,
+            headers=request.headers,
+            method=request.method,
+            path=request.url.path,
+            body=body,
         )
         if isinstance(parsed, BadRequest):
             raise parsed
         gateways.require_same_gateway(gateway, parsed.gateway_id)
         reply = await ingest.ingest_batch(tx, services.settings, gateway, parsed)
-    return Response(reply.model_dump_json(), media_type="application/json")
+    return _signed_reply(request, secret, reply.model_dump_json())
 
 
 @router.post(
@@ -130,4 +174,20 @@ async def heartbeat(request: Request, services: ServicesDep) -> Response:
         away_until=answer.away_until,
     )
     # away_until is left out when unset: a gateway older than the field refuses unknown fields.
-    return Response(reply.model_dump_json(exclude_none=True), media_type="application/json")
+    return _signed_reply(request, answer.secret, reply.model_dump_json(exclude_none=True))
+
+
+def _signed_reply(request: Request, secret: str, content: str) -> Response:
+    """The reply, signed with the gateway's secret for the request it answers: the gateway
+    deletes events only on an acknowledgement that verifies."""
+    body = content.encode()
+    signature = sign_reply(
+        secret=secret,
+        path=request.url.path,
+        request_nonce=request.headers[HEADER_NONCE],
+        status=200,
+        body=body,
+    )
+    return Response(
+        body, media_type="application/json", headers={HEADER_REPLY_SIGNATURE: signature}
+    )

@@ -1,16 +1,19 @@
-"""Enrolled gateways as operators see them: list, one, revoke (admins).
+"""Enrolled gateways as operators see them: list, one, revoke (admins), allow re-enrolling
+(supervisors).
 
 (The gateways' own signed endpoints, enroll, events and heartbeat, are in ``gateway.py``.)
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from pydantic import BaseModel
 
-from dispatch import gateways, schema
-from dispatch.api.deps import Admin, CurrentOperator, ServicesDep
+from dispatch import enrollment, gateways, schema
+from dispatch.api.deps import Admin, CurrentOperator, ServicesDep, Supervisor
 from dispatch.api.paging import Limit, Offset, equal_to, fetch_rows
 from dispatch.errors import NotFound
 from dispatch.models import GatewayOut
@@ -75,3 +78,25 @@ async def revoke_gateway(
             .one()
         )
         return gateways.gateway_model(row)
+
+
+class ReenrollAllowance(BaseModel):
+    gateway_id: str
+    expires_at: datetime
+
+
+@router.post(
+    "/gateways/{gateway_id}/allow-reenroll",
+    response_model=ReenrollAllowance,
+    dependencies=[Supervisor],
+)
+async def allow_reenroll(
+    gateway_id: str, operator: CurrentOperator, services: ServicesDep
+) -> ReenrollAllowance:
+    """Allow the next enrollment of this existing (or revoked) gateway id, once, until it
+    expires (``reenroll_allow_ttl_s``); audited."""
+    async with transaction(services.db, feed=services.feed) as tx:
+        expires = await enrollment.allow_reenroll(
+            tx, services.settings, gateway_id, actor=operator.username
+        )
+    return ReenrollAllowance(gateway_id=gateway_id, expires_at=expires)

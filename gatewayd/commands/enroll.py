@@ -18,7 +18,14 @@ from pathlib import Path
 
 import click
 
-from contract.home import DEFAULT_STATE_DIR, ConfigError, load_config
+from contract.home import (
+    DEFAULT_STATE_DIR,
+    INSECURE_FLAG,
+    INSECURE_KEY,
+    ConfigError,
+    insecure_url_problem,
+    load_config,
+)
 from forwarder.client import CREDENTIAL_FILE, DispatchClient, DispatchError
 from gatewayd.cli import EXIT_CONFIG, EXIT_USAGE
 from gatewayd.commands.daemon_options import DEFAULT_CONFIG
@@ -91,6 +98,13 @@ def _give_to_folder_owner(target: Path, folder: Path) -> None:
     help="Seconds to wait for dispatch's answer.",
 )
 @click.option("--force", is_flag=True, help="Replace an existing credential.")
+@click.option(
+    INSECURE_FLAG,
+    "insecure_http",
+    is_flag=True,
+    help="Allow a plain http:// dispatch URL (the secret crosses the network in clear; a "
+    "loopback demo or test only).",
+)
 def enroll(
     dispatch_url: str | None,
     code: str,
@@ -100,6 +114,7 @@ def enroll(
     ca_file: Path | None,
     timeout: float,
     force: bool,
+    insecure_http: bool,
 ) -> None:
     """Enrol this gateway with dispatch and store its credential (mode 0600).
 
@@ -116,6 +131,7 @@ def enroll(
         state_dir = state_dir or config.gateway.state_dir
         dispatch_url = dispatch_url or config.dispatch.url or None
         ca_file = ca_file or config.dispatch.ca_file
+        insecure_http = insecure_http or config.dispatch.insecure_http
     if not gateway_id:
         _fail(
             f"no gateway id: pass --config (no {DEFAULT_CONFIG} here; write one with "
@@ -131,6 +147,11 @@ def enroll(
         _fail("no dispatch URL: pass --dispatch or set [dispatch] url in the config", EXIT_CONFIG)
     if not dispatch_url.startswith(("http://", "https://")):
         _fail(f"dispatch URL must start with https:// or http://, got {dispatch_url!r}", EXIT_USAGE)
+    refused = insecure_url_problem(
+        dispatch_url, allowed=insecure_http, option=f"{INSECURE_FLAG} (or {INSECURE_KEY})"
+    )
+    if refused:
+        _fail(refused, EXIT_USAGE)
     if ca_file is not None and not ca_file.is_file():
         _fail(f"CA file {ca_file} does not exist", EXIT_CONFIG)
     if not code.strip():
@@ -157,6 +178,7 @@ def enroll(
                 ca_file=ca_file,
                 timeout=timeout,
                 transport=witness,
+                insecure_http=insecure_http,
             )
         )
     except DispatchError as exc:

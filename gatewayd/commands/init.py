@@ -32,7 +32,13 @@ import tomlkit
 from rich.console import Console
 from rich.prompt import Prompt
 
-from contract.home import DEFAULT_STATE_DIR, ConfigError, parse_config
+from contract.home import (
+    DEFAULT_STATE_DIR,
+    INSECURE_FLAG,
+    ConfigError,
+    insecure_url_problem,
+    parse_config,
+)
 from drivers.registry import load_driver
 from gatewayd.cli import EXIT_CONFIG, EXIT_USAGE
 from gatewayd.commands.daemon_options import DEFAULT_CONFIG, fail
@@ -76,6 +82,8 @@ def check_household(value: str) -> str:
 
 def check_dispatch_url(value: str) -> str:
     value = value.strip()
+    if value and "://" not in value:
+        value = "https://" + value  # a bare host name means TLS, never plain http
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https"):
         raise InitError(f"dispatch url must start with https:// (or http://), got {value!r}")
@@ -196,6 +204,7 @@ class HomeAnswers:
     zigbee_url: str = ""
     zigbee_base_topic: str = DEFAULT_ZIGBEE_BASE_TOPIC
     status_socket: str = str(DEFAULT_SOCKET)
+    insecure_http: bool = False
 
 
 def _commented(table: Any, key: str, value: Any, comment: str) -> None:
@@ -232,6 +241,13 @@ def render_config(answers: HomeAnswers, *, now: datetime | None = None) -> str:
 
     dispatch = tomlkit.table()
     _commented(dispatch, "url", answers.dispatch_url, "The dispatch centre events go to.")
+    if answers.insecure_http:
+        _commented(
+            dispatch,
+            "insecure_http",
+            True,
+            "Plain http:// allowed: alarms and acknowledgements travel unprotected.",
+        )
     dispatch.add(tomlkit.comment('ca_file = "/etc/gatewayd/dispatch-ca.pem"  # a private CA'))
     dispatch.add(tomlkit.comment("heartbeat_interval = 30.0  # seconds"))
     dispatch.add(tomlkit.comment("timeout = 10.0  # seconds per request"))
@@ -359,10 +375,17 @@ def _ask(console: Console, key: str, question: Question) -> str:
 )
 @click.option("--force", is_flag=True, help="Replace an existing config (kept as .bak).")
 @click.option("--no-input", is_flag=True, help="Never prompt; missing required values fail.")
+@click.option(
+    INSECURE_FLAG,
+    "insecure_http",
+    is_flag=True,
+    help="Allow a plain http:// dispatch URL (writes insecure_http = true; loopback only).",
+)
 def init(
     config_path: Path,
     force: bool,
     no_input: bool,
+    insecure_http: bool,
     zigbee_base_topic: str,
     status_socket: Path,
     **given: str | None,
@@ -397,8 +420,16 @@ def init(
         fail(f"--status-socket must be an absolute path, got {status_socket}", EXIT_USAGE)
     if not re.fullmatch(r"[A-Za-z0-9_\-/]{1,128}", zigbee_base_topic):
         fail(f"--zigbee-base-topic {zigbee_base_topic!r} is not a plain MQTT topic", EXIT_USAGE)
+    refused = insecure_url_problem(
+        answers["dispatch_url"], allowed=insecure_http, option=INSECURE_FLAG
+    )
+    if refused:
+        fail(f"--dispatch-url: {refused}", EXIT_USAGE)
     home = HomeAnswers(
-        zigbee_base_topic=zigbee_base_topic, status_socket=str(status_socket), **answers
+        zigbee_base_topic=zigbee_base_topic,
+        status_socket=str(status_socket),
+        insecure_http=insecure_http and answers["dispatch_url"].startswith("http://"),
+        **answers,
     )
     text = render_config(home)
     try:
@@ -413,8 +444,8 @@ def init(
         fail(f"cannot write {config_path}: {exc.strerror or exc}", EXIT_CONFIG)
     out = Console(soft_wrap=True, markup=False, highlight=False)
     out.print(f"Wrote {config_path}" + (f" (previous kept as {backup})" if backup else ""))
-    if home.dispatch_url.startswith("http://"):
-        console.print("[yellow]warning: the dispatch URL is plain http://; use https://[/]")
+    if home.insecure_http:
+        console.print("[yellow]warning: the dispatch URL is plain http:// (allowed by flag)[/]")
     out.print(
         "Next: add the home's devices ([[devices]]), then\n"
         "  systemctl enable --now gatewayd\n"

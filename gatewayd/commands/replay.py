@@ -194,6 +194,11 @@ def _open_out(out: str | None, expect: Path | None) -> tuple[IO[str] | None, boo
     help="The enrolled gateway credential for --forward (default: <state_dir>/credential.json).",
 )
 @click.option(
+    "--insecure-http",
+    is_flag=True,
+    help="Allow --forward to a plain http:// dispatch URL (a loopback demo or test only).",
+)
+@click.option(
     "--summary",
     "summary_format",
     type=click.Choice(["text", "json", "none"]),
@@ -214,6 +219,7 @@ def replay(
     tick_grid: float | None,
     forward: str | None,
     credential: Path | None,
+    insecure_http: bool,
     summary_format: str,
     progress: bool,
     log_level: str,
@@ -278,7 +284,10 @@ def replay(
 
         try:
             forwarder = ReplayForwarder.start(
-                config, url=forward or None, credential_path=credential
+                config,
+                url=forward or None,
+                credential_path=credential,
+                insecure_http=insecure_http,
             )
         except ForwardError as exc:
             fail(str(exc), EXIT_FAILURE)

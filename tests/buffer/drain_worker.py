@@ -22,7 +22,8 @@ async def drain(path: Path, url: str, gateway: str, household: str, secret: str)
     raw = EventBuffer.open(path, gateway_id=gateway)
     buffer = AsyncEventBuffer(raw)
     await buffer.start()
-    client = DispatchClient(url, credential=Credential(gateway, household, secret, url))
+    credential = Credential(gateway, household, secret, url)
+    client = DispatchClient(url, credential=credential, insecure_http=True)  # loopback
     forwarder = Forwarder(buffer, client, max_events=100, pipeline_depth=4, backoff_max=0.5)
     task = asyncio.create_task(forwarder.run())
     try:

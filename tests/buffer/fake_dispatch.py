@@ -1,20 +1,32 @@
 """An in-process dispatch for client and forwarder tests, served through httpx.MockTransport.
 
 It verifies each request's signature with :mod:`contract.signing` exactly as the real server must,
-stores events by id (so a resend is a ``duplicate``), and can be told to fail in the ways a real
+signs its 200 replies as the real server does (``sign_replies=False`` makes it a forger), stores
+events by id (so a resend is a ``duplicate``), and can be told to fail in the ways a real
 server or network does.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import httpx
 
-from contract.signing import SignatureError, parse_headers, verify_request
+from contract.signing import (
+    HEADER_NONCE,
+    HEADER_REPLY_SIGNATURE,
+    SignatureError,
+    parse_headers,
+    sign_reply,
+    verify_request,
+)
 from contract.wire import Event, Heartbeat, IngestBatch, parse_message
 from forwarder.client import Credential
 
@@ -22,6 +34,20 @@ SECRET = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA=="
 CREDENTIAL = Credential(
     gateway_id="gw-1", household_id="hh-1", secret=SECRET, dispatch_url="https://dispatch.test"
 )
+
+
+def signed(
+    request: httpx.Request, response: httpx.Response, secret: str = SECRET
+) -> httpx.Response:
+    """``response`` with dispatch's signature for ``request`` (as the real server signs)."""
+    response.headers[HEADER_REPLY_SIGNATURE] = sign_reply(
+        secret=secret,
+        path=request.url.path,
+        request_nonce=request.headers[HEADER_NONCE],
+        status=response.status_code,
+        body=response.content,
+    )
+    return response
 
 
 def problem(status: int, title: str, detail: str | None = None) -> httpx.Response:
@@ -50,13 +76,26 @@ class FakeDispatch:
     #: Incident acknowledged by a person, by event id.
     taken: set[str] = field(default_factory=set)
     nonces: set[str] = field(default_factory=set)
+    #: False: answer like a forger who can reach the gateway but lacks its secret.
+    sign_replies: bool = True
+    #: Sign replies with this secret instead of the gateway's (a forger's guess).
+    reply_secret: str | None = None
+    #: Every signed reply sent, in order (a forger on the path can record them).
+    replies: list[httpx.Response] = field(default_factory=list)
 
     def transport(self) -> httpx.MockTransport:
         return httpx.MockTransport(self.handle)
 
     def handle(self, request: httpx.Request) -> httpx.Response:
-        if self.fault is not None:
+        if self.fault is not None:  # answered as given: a fault is not dispatch's reply
             return self.fault(request)
+        response = self._handle(request)
+        if response.status_code == 200 and self.sign_replies:
+            response = signed(request, response, self.reply_secret or self.secret)
+            self.replies.append(response)
+        return response
+
+    def _handle(self, request: httpx.Request) -> httpx.Response:
         body = request.content
         try:
             headers = parse_headers(request.headers)
@@ -122,3 +161,40 @@ def server_error(request: httpx.Request) -> httpx.Response:
 
 def revoked(request: httpx.Request) -> httpx.Response:
     return problem(403, "Gateway revoked", "this gateway was revoked by an administrator")
+
+
+@contextlib.contextmanager
+def serve_on_loopback(dispatch: FakeDispatch) -> Iterator[int]:
+    """Serve ``dispatch`` over real HTTP on 127.0.0.1; yields the port."""
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            request = httpx.Request(
+                "POST", f"http://dispatch{self.path}", headers=dict(self.headers), content=body
+            )
+            with lock:
+                response = dispatch.handle(request)
+            self.send_response(response.status_code)
+            for name, value in response.headers.items():
+                if name.lower() not in ("content-length", "transfer-encoding"):
+                    self.send_header(name, value)
+            self.send_header("Content-Length", str(len(response.content)))
+            self.end_headers()
+            self.wfile.write(response.content)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield httpd.server_address[1]
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

@@ -16,7 +16,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from contract.signing import HEADER_SIGNATURE, parse_headers, verify_request
+from contract.signing import (
+    HEADER_NONCE,
+    HEADER_REPLY_SIGNATURE,
+    HEADER_SIGNATURE,
+    parse_headers,
+    sign_reply,
+    verify_request,
+)
 from contract.wire import Heartbeat, IngestBatch, Lane
 from forwarder.client import (
     Credential,
@@ -31,7 +38,7 @@ from forwarder.client import (
     ssl_context,
 )
 from forwarder.delivery import HeartbeatSender
-from tests.buffer.fake_dispatch import CREDENTIAL, SECRET, FakeDispatch, problem
+from tests.buffer.fake_dispatch import CREDENTIAL, SECRET, FakeDispatch, problem, signed
 
 
 def heartbeat() -> Heartbeat:
@@ -57,7 +64,8 @@ async def test_requests_are_signed_over_the_full_path() -> None:
             path=request.url.path,
             body=request.content,
         )
-        return httpx.Response(200, json={"v": 1, "server_time": "2026-11-29T08:30:00Z"})
+        reply = httpx.Response(200, json={"v": 1, "server_time": "2026-11-29T08:30:00Z"})
+        return signed(request, reply)
 
     async with DispatchClient(
         "https://dispatch.test/centre/",
@@ -338,8 +346,19 @@ async def tls_server(tmp_path: Path) -> AsyncIterator[tuple[str, Path]]:
             )
             await reader.readexactly(length)
             body = json.dumps({"v": 1, "server_time": "2026-11-29T08:30:00Z"}).encode()
+            lines = head.decode("latin-1").split("\r\n")
+            path = lines[0].split(" ")[1]
+            nonce = next(
+                line.split(":", 1)[1].strip()
+                for line in lines
+                if line.lower().startswith(HEADER_NONCE.lower() + ":")
+            )
+            signature = sign_reply(
+                secret=SECRET, path=path, request_nonce=nonce, status=200, body=body
+            )
             writer.write(
                 b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                + f"{HEADER_REPLY_SIGNATURE}: {signature}\r\n".encode()
                 + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
                 + body
             )

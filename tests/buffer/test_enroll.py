@@ -59,7 +59,8 @@ def server() -> Iterator[EnrollServer]:
 
 
 def enroll(*args: str) -> tuple[int, str]:
-    result = run_module("gatewayd", "enroll", *args, timeout=60)
+    # The fake dispatch listens on loopback: plain http, allowed by name.
+    result = run_module("gatewayd", "enroll", *args, "--insecure-http", timeout=60)
     return result.returncode, result.stdout + result.stderr
 
 
@@ -92,7 +93,7 @@ def test_takes_id_state_folder_and_url_from_the_config(
     config = tmp_path / "home.toml"
     config.write_text(
         f'[gateway]\nid = "gw-5"\nstate_dir = "{tmp_path / "st"}"\n\n'
-        f'[dispatch]\nurl = "{server.url}"\n'
+        f'[dispatch]\nurl = "{server.url}"\ninsecure_http = true\n'
     )
     code, out = enroll("--code", "abc", "--config", str(config))
     assert code == 0, out

@@ -11,7 +11,7 @@ import httpx
 from contract.wire import HeartbeatReply, parse_message
 from forwarder.client import DispatchClient
 from forwarder.delivery import HeartbeatSender
-from tests.buffer.fake_dispatch import CREDENTIAL
+from tests.buffer.fake_dispatch import CREDENTIAL, signed
 from tests.buffer.test_dispatch_client import heartbeat
 
 UNTIL = dt.datetime(2026, 12, 8, 2, 0, tzinfo=dt.UTC)
@@ -34,7 +34,7 @@ async def test_every_reply_tells_the_gateway_whether_the_household_is_away() -> 
     told: list[dt.datetime | None] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, json=replies.pop(0))
+        return signed(request, httpx.Response(200, json=replies.pop(0)))
 
     async with DispatchClient(
         "https://dispatch.test", credential=CREDENTIAL, transport=httpx.MockTransport(handler)
@@ -47,7 +47,8 @@ async def test_every_reply_tells_the_gateway_whether_the_household_is_away() -> 
 
 async def test_a_failing_away_callback_does_not_fail_the_heartbeat() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, json={"v": 1, "server_time": "2026-11-29T08:30:00Z"})
+        reply = httpx.Response(200, json={"v": 1, "server_time": "2026-11-29T08:30:00Z"})
+        return signed(request, reply)
 
     def broken(_until: dt.datetime | None) -> None:
         raise RuntimeError("boom")

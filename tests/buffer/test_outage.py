@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 
 from buffer.aio import AsyncEventBuffer
 from buffer.store import EventBuffer
 from forwarder.client import DispatchClient
 from forwarder.delivery import Forwarder
-from tests.buffer.fake_dispatch import CREDENTIAL, FakeDispatch
+from tests.buffer.fake_dispatch import CREDENTIAL, FakeDispatch, serve_on_loopback
 from tests.buffer.helpers import alarm, draft, trouble
 from tests.buffer.test_forwarder import Running
 from tests.fixtures.netfault import FaultProxy
@@ -27,38 +23,8 @@ from tests.fixtures.waiting import await_until
 def http_dispatch() -> Iterator[tuple[FakeDispatch, int]]:
     """The fake dispatch served over real HTTP on loopback."""
     dispatch = FakeDispatch()
-    lock = threading.Lock()
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            request = httpx.Request(
-                "POST", f"http://dispatch{self.path}", headers=dict(self.headers), content=body
-            )
-            with lock:
-                response = dispatch.handle(request)
-            self.send_response(response.status_code)
-            for name, value in response.headers.items():
-                if name.lower() not in ("content-length", "transfer-encoding"):
-                    self.send_header(name, value)
-            self.send_header("Content-Length", str(len(response.content)))
-            self.end_headers()
-            self.wfile.write(response.content)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield dispatch, httpd.server_address[1]
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with serve_on_loopback(dispatch) as port:
+        yield dispatch, port
 
 
 async def test_outage_modes_then_recovery_exactly_once(
@@ -70,7 +36,7 @@ async def test_outage_modes_then_recovery_exactly_once(
     proxy = fault_proxy_factory("127.0.0.1", port)
     proxy.start()
     abuf = AsyncEventBuffer(EventBuffer.open(tmp_path / "b.db", gateway_id="gw-1"))
-    client = DispatchClient(proxy.url, credential=CREDENTIAL, timeout=0.3)
+    client = DispatchClient(proxy.url, credential=CREDENTIAL, timeout=0.3, insecure_http=True)
     forwarder = Forwarder(abuf, client, backoff_initial=0.02, backoff_max=0.2)
     appended = []
     try:

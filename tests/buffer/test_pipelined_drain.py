@@ -79,7 +79,7 @@ async def test_pipelined_drain_keeps_alarm_and_trouble_lanes_in_order_and_first(
     buffer = AsyncEventBuffer(raw)
     await buffer.start()
     credential = Credential(gw.gateway_id, gw.household_id, gw.secret, gw.url)
-    client = DispatchClient(gw.url, credential=credential)
+    client = DispatchClient(gw.url, credential=credential, insecure_http=True)  # loopback
     in_flight = InFlight(client)
     forwarder = Forwarder(buffer, client, max_events=50, pipeline_depth=4)
     task = asyncio.create_task(forwarder.run())

@@ -178,7 +178,9 @@ def away_until_local(days: int) -> tuple[str, datetime]:
 
 def enroll_with(code: str, server: DispatchServer) -> None:
     """The installer's side: enroll with the console's code, then one heartbeat with health."""
-    credential = run_async(lambda: DispatchClient.enroll(server.url, code=code, gateway_id=GATEWAY))
+    credential = run_async(
+        lambda: DispatchClient.enroll(server.url, code=code, gateway_id=GATEWAY, insecure_http=True)
+    )
     beat = Heartbeat(
         gateway_id=GATEWAY,
         sent_at=datetime.now(UTC),
@@ -191,7 +193,7 @@ def enroll_with(code: str, server: DispatchServer) -> None:
     )
 
     async def send() -> None:
-        async with DispatchClient(server.url, credential=credential) as client:
+        async with DispatchClient(server.url, credential=credential, insecure_http=True) as client:
             await client.send_heartbeat(beat)
 
     run_async(send)

@@ -22,7 +22,7 @@ import pytest
 
 from dispatch.settings import Settings
 from tests.fixtures.broker import port_open
-from tests.fixtures.dispatch import DispatchHarness, DispatchServer
+from tests.fixtures.dispatch import SHARED_ADDRESS_FAILURES, DispatchHarness, DispatchServer
 from tests.fixtures.dispatch_app import DispatchApp
 from tests.fixtures.postgres import PG_ADMIN_URL
 
@@ -65,7 +65,9 @@ def app_server(backend: str, settings: Settings | None = None) -> Iterator[Dispa
     """The application in this process over a fresh database of the backend."""
     workdir = Path(tempfile.mkdtemp(prefix="dispatch-app-"))
     with database(backend, workdir) as db_url:
-        app = DispatchApp(db_url=db_url, workdir=workdir, settings=settings or Settings())
+        # Every test reaches it from one address: see SHARED_ADDRESS_FAILURES.
+        settings = settings or Settings(enroll_failures_per_address=SHARED_ADDRESS_FAILURES)
+        app = DispatchApp(db_url=db_url, workdir=workdir, settings=settings)
         try:
             app.start()
             yield app

@@ -103,7 +103,10 @@ def test_revoked_gateway_is_refused(server: DispatchApp) -> None:
     assert "revoked" in reply.json()["detail"]
     again = server.cli("gateway", "revoke", gw.gateway_id)
     assert again.returncode == 6
-    # A new code re-enrolls it with a fresh secret; the old secret stays dead.
+    # A new code re-enrolls it with a fresh secret once a supervisor allowed it; the old secret
+    # stays dead.
+    allowed = server.cli("gateway", "allow-reenroll", gw.gateway_id)
+    assert allowed.returncode == 0, allowed.stderr
     renewed = server.enroll(household, gw.gateway_id)
     assert renewed.secret != gw.secret
     assert renewed.heartbeat(heartbeat(gw.gateway_id)).status_code == 200

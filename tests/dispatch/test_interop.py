@@ -18,13 +18,17 @@ async def test_gateway_client_enrolls_sends_and_learns_of_acknowledgement(
     household = unique("hh")
     code = server.enroll_code(household)
     gateway_id = unique("gw")
-    credential = await DispatchClient.enroll(server.url, code=code, gateway_id=gateway_id)
+    credential = await DispatchClient.enroll(
+        server.url, code=code, gateway_id=gateway_id, insecure_http=True
+    )
     assert credential.household_id == household
     with pytest.raises(EnrollmentRefused) as refused:
-        await DispatchClient.enroll(server.url, code=code, gateway_id=unique("gw"))
+        await DispatchClient.enroll(
+            server.url, code=code, gateway_id=unique("gw"), insecure_http=True
+        )
     assert refused.value.status == 401
 
-    async with DispatchClient(server.url, credential=credential) as client:
+    async with DispatchClient(server.url, credential=credential, insecure_http=True) as client:
         sos = event(gateway_id, EventKind.SOS)
         reply = await client.send_events(
             batch(gateway_id, sos, event(gateway_id, EventKind.MOTION))

@@ -55,6 +55,7 @@ async def test_init_pair_run_walk_test_enroll_status(
         household,
         "--dispatch-url",
         dispatch_server.url,
+        "--insecure-http",  # the test's dispatch listens on loopback
         "--timezone",
         "UTC",
         "--state-dir",

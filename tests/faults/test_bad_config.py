@@ -28,7 +28,7 @@ MISTAKES = [
     Mistake("timezone", 'timezone = "Mars/Olympus"', 'timezone = "UTC"', ("Mars/Olympus",)),
     Mistake("stall", "stall_after_s = -5", "stall_after_s = 5", ("stall_after_s",)),
     Mistake("unknown key", 'colour = "blue"', "", ("colour", "unknown key")),
-    Mistake("url scheme", 'url = "ftp://x"', 'url = "http://x"', ("dispatch.url", "ftp://x")),
+    Mistake("url scheme", 'url = "ftp://x"', 'url = "https://x"', ("dispatch.url", "ftp://x")),
     Mistake("heartbeat", "heartbeat_interval = 0", "heartbeat_interval = 5", ("heartbeat",)),
     Mistake("wrong type", 'timeout = "soon"', "timeout = 5", ("dispatch.timeout", "soon")),
     Mistake("budget", "disk_budget_mib = -1", "disk_budget_mib = 1", ("disk_budget_mib",)),

@@ -266,6 +266,7 @@ def init_config(
     done = run_module(
         "gatewayd", "init", "--config", str(config), "--no-input",
         "--gateway-id", gateway_id, "--dispatch-url", dispatch_url, "--timezone", "UTC",
+        "--insecure-http",
         "--state-dir", str(tmp_path / "gw" / "state"), "--status-socket", str(sock),
         "--zigbee-url", broker.url, "--zigbee-base-topic", base_topic,
     )  # fmt: skip

@@ -158,7 +158,9 @@ async def test_clock_jumps_lose_nothing_duplicate_nothing_and_raise_no_flood(
     # The buffer, as jumpy as it is, goes to a real dispatch.
     enrolled = dispatch_server.enroll("hh-clock", "gw-clock")
     credential = Credential("gw-clock", enrolled.household_id, enrolled.secret, dispatch_server.url)
-    client = DispatchClient(dispatch_server.url, credential=credential, timeout=5)
+    client = DispatchClient(
+        dispatch_server.url, credential=credential, timeout=5, insecure_http=True
+    )
     forwarder = Forwarder(buffer, client, max_events=200)
     task = asyncio.create_task(forwarder.run())
     try:
@@ -220,7 +222,9 @@ async def test_alarm_delivered_while_the_gateway_clock_is_ten_minutes_ahead(
             )
         ]
     )
-    client = DispatchClient(dispatch_server.url, credential=credential, timeout=5)
+    client = DispatchClient(
+        dispatch_server.url, credential=credential, timeout=5, insecure_http=True
+    )
     forwarder = Forwarder(buffer, client, backoff_max=1.0)
     task = asyncio.create_task(forwarder.run())
     try:

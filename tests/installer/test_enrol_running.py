@@ -97,6 +97,7 @@ def test_enrolling_as_a_user_leaves_the_owner_alone(
     state = Path(tempfile.mkdtemp(prefix="gw-state-", dir=tmp_path))
     done = run_module(
         "gatewayd", "enroll", "--dispatch", dispatch_server.url, "--gateway-id", "gw-enrol-2",
+        "--insecure-http",
         "--state-dir", str(state), "--code", dispatch_server.enroll_code("hh-enrol-2"),
     )  # fmt: skip
     assert done.returncode == 0, done.stderr

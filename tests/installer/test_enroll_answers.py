@@ -52,7 +52,7 @@ def server() -> Iterator[Callable[[Answer], str]]:
 
 def enroll(url: str, tmp_path: Path) -> Result:
     args = ["enroll", "--code", "K7Q2-9XRT", "--dispatch", url, "--gateway-id", "gw-1"]
-    args += ["--state-dir", str(tmp_path / "state"), "--timeout", "5"]
+    args += ["--state-dir", str(tmp_path / "state"), "--timeout", "5", "--insecure-http"]
     return CliRunner().invoke(cli, args, env={"COLUMNS": "200", "GATEWAYD_CONFIG": None})
 
 

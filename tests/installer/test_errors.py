@@ -124,6 +124,7 @@ def test_enroll_reads_the_config_from_the_environment(config: Path) -> None:
     """As `status` and `test` do: `gatewayd enroll --code C` alone is enough on a set-up host."""
     result = gatewayd(
         "enroll", "--code", "K7Q2-9XRT", "--dispatch", "http://127.0.0.1:9", "--timeout", "2",
+        "--insecure-http",
         GATEWAYD_CONFIG=str(config),
     )  # fmt: skip
     assert result.exit_code == 4, result.output
@@ -136,10 +137,14 @@ def test_enroll_uses_the_default_config_when_it_exists(
     config: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(enroll_module, "DEFAULT_CONFIG", config)
-    result = gatewayd("enroll", "--code", "K7Q2", "--dispatch", "http://127.0.0.1:9")
+    result = gatewayd(
+        "enroll", "--code", "K7Q2", "--dispatch", "http://127.0.0.1:9", "--insecure-http"
+    )
     assert result.exit_code == 4, result.output
     monkeypatch.setattr(enroll_module, "DEFAULT_CONFIG", config.parent / "absent.toml")
-    result = gatewayd("enroll", "--code", "K7Q2", "--dispatch", "http://127.0.0.1:9")
+    result = gatewayd(
+        "enroll", "--code", "K7Q2", "--dispatch", "http://127.0.0.1:9", "--insecure-http"
+    )
     assert result.exit_code == 3, result.output
     assert "gatewayd init" in result.output
 

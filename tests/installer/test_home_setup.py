@@ -146,7 +146,7 @@ async def test_an_installer_sets_a_home_up_from_the_cli(
         # 1. The config, entirely by flags.
         code, out = await gatewayd(
             "init", "--config", str(config), "--no-input", "--gateway-id", gateway_id,
-            "--household", household, "--dispatch-url", dispatch_server.url,
+            "--household", household, "--dispatch-url", dispatch_server.url, "--insecure-http",
             "--timezone", "UTC", "--state-dir", str(tmp_path / "state"),
             "--zigbee-url", mqtt_broker.url, "--zigbee-base-topic", base_topic,
             "--status-socket", str(sock),

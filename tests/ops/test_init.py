@@ -151,7 +151,8 @@ def test_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
     [
         ("--gateway-id", "gw/42", "--gateway-id: gateway id 'gw/42' must be 1-128 characters"),
         ("--gateway-id", "x" * 129, "must be 1-128 characters"),
-        ("--dispatch-url", "dispatch.example.org", "--dispatch-url: dispatch url must start"),
+        ("--dispatch-url", "ftp://dispatch.example.org", "--dispatch-url: dispatch url must start"),
+        ("--dispatch-url", "http://dispatch.example.org", "--dispatch-url: dispatch url"),
         ("--dispatch-url", "https://", "names no host"),
         ("--dispatch-url", "https://u:p@d.example.org", "must not carry credentials"),
         ("--dispatch-url", "https://d.example.org:0x50", "has a bad port"),

@@ -103,6 +103,7 @@ def test_replay_forward_reaches_a_real_dispatch_server(
         "--forward",
         "--credential",
         str(credential),
+        "--insecure-http",  # the test's dispatch listens on loopback
         "--out",
         str(tmp_path / "decisions.jsonl"),
         "--summary",
