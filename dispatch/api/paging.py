@@ -8,19 +8,35 @@ for the few lists that answer a bare list, :func:`fetch_rows`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Query
+from pydantic import BeforeValidator
 from sqlalchemy import ColumnElement, FromClause, RowMapping, Select, Table, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dispatch.models import Page
 
-__all__ = ["Limit", "Offset", "equal_to", "fetch_page", "fetch_rows"]
+__all__ = ["Limit", "Offset", "QueryTime", "equal_to", "fetch_page", "fetch_rows"]
 
 Limit = Annotated[int, Query(ge=1, le=500)]
 Offset = Annotated[int, Query(ge=0, le=1_000_000)]
+
+_NUMBER = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*")
+
+
+def _not_a_number(value: object) -> object:
+    # pydantic reads a bare number as seconds since 1970; in a query that is a typo, not a date.
+    if isinstance(value, str) and _NUMBER.fullmatch(value):
+        raise ValueError("expected a date and time (ISO 8601, e.g. 2026-12-01T08:00), not a number")
+    return value
+
+
+#: A date and time in a query (ISO 8601, as the OpenAPI document says): never a bare number.
+QueryTime = Annotated[datetime, BeforeValidator(_not_a_number)]
 
 T = TypeVar("T")
 

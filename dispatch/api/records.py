@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from dispatch import schema
 from dispatch.api.deps import CurrentOperator, ServicesDep, Supervisor
-from dispatch.api.paging import Limit, Offset, equal_to, fetch_page
+from dispatch.api.paging import Limit, Offset, QueryTime, equal_to, fetch_page
 from dispatch.errors import BadRequest
 from dispatch.models import AuditEntry, Page
 from dispatch.reports import (
@@ -70,8 +70,8 @@ def _period(
 
 async def _report(
     services: ServicesDep,
-    from_: Annotated[datetime | None, Query(alias="from")] = None,
-    to: datetime | None = None,
+    from_: Annotated[QueryTime | None, Query(alias="from")] = None,
+    to: QueryTime | None = None,
     group: ReportGroup = "day",
 ) -> ResponseTimesReport:
     """The report the query asks for (a dependency of the JSON and the CSV route)."""

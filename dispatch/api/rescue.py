@@ -14,6 +14,7 @@ from fastapi import APIRouter, Query
 
 from dispatch import rescue, rescue_reports, rescue_tasks
 from dispatch.api.deps import CurrentOperator, ServicesDep, Supervisor, actor_of
+from dispatch.api.paging import QueryTime
 from dispatch.errors import BadRequest
 from dispatch.reports import centre_zone
 from dispatch.rescue_models import (
@@ -191,8 +192,8 @@ async def cancel(
 async def rescue_report(
     operator: CurrentOperator,
     services: ServicesDep,
-    from_: Annotated[datetime | None, Query(alias="from")] = None,
-    to: datetime | None = None,
+    from_: Annotated[QueryTime | None, Query(alias="from")] = None,
+    to: QueryTime | None = None,
     group: Literal["rescuer", "community"] = "rescuer",
 ) -> RescueReport:
     """Time to accept, travel time and on-scene time per rescuer or community, from the

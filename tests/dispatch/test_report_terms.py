@@ -249,3 +249,15 @@ def test_every_grouping_exports_as_csv(centre: DispatchApp, history: dict[str, A
     assert total["false_alarm_pct"] == "no data"
     refused = client.get(f"{REPORT}.csv", params={"group": "weekday"})
     assert refused.status_code == 422
+
+
+@pytest.mark.parametrize("value", ["1.0", "-39500", " 17e3 "])
+def test_a_number_is_not_a_date_in_a_report_query(centre: DispatchApp, value: str) -> None:
+    """pydantic would read a bare number as seconds since 1970; the document says ISO 8601."""
+    client = centre.operator_client()
+    for path in (REPORT, "/api/v1/reports/rescue"):
+        refused = client.get(path, params={"to": value})
+        assert refused.status_code == 422, (path, refused.text)
+        assert "not a number" in refused.text
+    day_only = client.get(REPORT, params={"from": "2026-03-10", "to": "2026-03-11T00:00"})
+    assert day_only.status_code == 200, day_only.text
