@@ -220,6 +220,9 @@ def test_every_asset_comes_from_dispatchd(centre: Centre, page_for: Any) -> None
     html = page.content()
     assert "http://" not in html.replace(centre.server.url, "")
     assert "https://" not in html
+    # Each script once: a module loaded twice registers its handlers twice.
+    scripts = page.eval_on_selector_all("script[src]", "(els) => els.map((e) => e.src)")
+    assert len(scripts) == len(set(scripts)), scripts
 
 
 @pytest.mark.parametrize(("width", "height"), [(1280, 800), (1920, 1080)])
