@@ -32,6 +32,7 @@ window.ConsoleKit = { views: {}, onRefresh: [], onRender: [], onEvent: [] };
     // Incidents this page reported as shown (POST /seen), and alarms already announced once.
     seenSent: new Set(),
     announced: new Set(),
+    assignedHere: {},  // incident id → the operator this supervisor assigned it to
   };
 
   function describeDetail(detail) {
@@ -801,6 +802,12 @@ window.ConsoleKit = { views: {}, onRefresh: [], onRender: [], onEvent: [] };
     $("#escalation-count").classList.toggle("hidden", live.length === 0);
     $("#escalations-empty").classList.toggle("hidden", state.escalations.length > 0);
     const shown = new Set();  // one assign form per incident, on its newest escalation
+    // A live redraw keeps what the supervisor has chosen and typed, and where the cursor was.
+    const typed = {};
+    $$("#escalations-body form.assign").forEach((f) => {
+      typed[f.dataset.id] = { operator: f.operator.value, reason: f.reason.value,
+        focus: f.contains(document.activeElement) ? document.activeElement.name : "" };
+    });
     $("#escalations-body").innerHTML = state.escalations.map((c) => {
       const d = c.data || {};
       const inc = state.incidents.find((i) => i.id === c.entity_id) || d.incident || {};
@@ -810,17 +817,31 @@ window.ConsoleKit = { views: {}, onRefresh: [], onRender: [], onEvent: [] };
         <td>${esc(fmtTime(c.at))}</td><td>${esc(describeEscalation(c))} · ${esc(kindLabel(inc.kind || ""))}</td>
         <td>${esc(inc.household_name || inc.household_id || "")}</td><td>${esc(who)}</td>
         <td>${esc(inc.state ? t(`state_${inc.state}`) : "")}</td>
-        <td>${open.has(c.entity_id) && !shown.has(c.entity_id) && shown.add(c.entity_id) ? assignForm(c.entity_id) : ""}</td></tr>`;
+        <td>${open.has(c.entity_id) && !shown.has(c.entity_id) && shown.add(c.entity_id) ? assignCell(c.entity_id) : ""}</td></tr>`;
     }).join("");
     $$("#escalations-body tr").forEach((tr) => tr.addEventListener("click", (ev) => {
       if (ev.target.closest(".assign")) return;
       location.hash = `#/incident/${encodeURIComponent(tr.dataset.id)}`;
     }));
-    $$("#escalations-body form.assign").forEach((form) => form.addEventListener("submit", assignFrom));
+    $$("#escalations-body form.assign").forEach((form) => {
+      form.addEventListener("submit", assignFrom);
+      const kept = typed[form.dataset.id];
+      if (!kept) return;
+      form.operator.value = kept.operator;
+      form.reason.value = kept.reason;
+      if (kept.focus) form[kept.focus].focus();
+    });
   }
 
   // A supervisor hands an escalated incident to an operator on duty: nobody is chosen for them,
   // and the reason is required, as it is on the timeline.
+  // What this supervisor assigned stays said on its row through the panel's live redraws.
+  function assignCell(incidentId) {
+    const who = state.assignedHere[incidentId];
+    const said = who ? `<span class="assigned" role="status">${esc(t("esc_assigned").replace("{who}", who))}</span> ` : "";
+    return said + assignForm(incidentId);
+  }
+
   function assignForm(incidentId) {
     const people = state.people.filter((p) => p.status === "on_duty");
     const options = people.map((p) => `<option value="${esc(p.username)}">${esc(p.display_name || p.username)}</option>`).join("");
@@ -840,11 +861,8 @@ window.ConsoleKit = { views: {}, onRefresh: [], onRender: [], onEvent: [] };
       const who = operatorName(form.operator.value);
       await api("POST", `/api/v1/incidents/${encodeURIComponent(form.dataset.id)}/assign`,
         { operator: form.operator.value, reason: form.reason.value.trim() });
-      const done = document.createElement("span");
-      done.className = "assigned";
-      done.setAttribute("role", "status");
-      done.textContent = t("esc_assigned").replace("{who}", who);
-      form.replaceWith(done);
+      state.assignedHere[form.dataset.id] = who;
+      await loadEscalations();
     } catch (e) { out.textContent = errorText(e); }
   }
 
