@@ -33,6 +33,7 @@ PAGES = (
     "reports",
     "escalations",
     "handover",
+    "rescuers",
 )
 
 #: Collects what a person can read or hear on the page: visible text, the title, labels,
@@ -156,6 +157,7 @@ def show(page: Any, view: str, sos: str) -> None:
         "operators": "#operators-view:not(.hidden) > *",
         "escalations": "#escalations-body tr",
         "handover": "#handover-body tr",
+        "rescuers": "#rescuers-view:not(.hidden) #roster-form",
     }
     if view in ready:
         page.wait_for_selector(ready[view])
