@@ -492,6 +492,19 @@ window.ConsoleKit = { views: {}, onRefresh: [], onRender: [], onEvent: [] };
     if (!$("#queue-view").classList.contains("hidden")) rows.forEach(reportSeen);
   }
 
+  // Whatever is redrawn above the queue (the presence strip, say) keeps the focused row where
+  // it is on screen, as renderQueue does for rows added above it.
+  function keepFocusedRow(update) {
+    const el = document.activeElement;
+    const row = el && el.parentElement === $("#queue-body") ? el : null;
+    const top = row ? row.getBoundingClientRect().top : null;
+    update();
+    if (row && row.isConnected && top !== null) {
+      const moved = row.getBoundingClientRect().top - top;
+      if (moved) window.scrollBy(0, moved);
+    }
+  }
+
   const openRow = (tr) => { location.hash = `#/incident/${encodeURIComponent(tr.dataset.id)}`; };
   $("#queue-body").addEventListener("click", (e) => {
     const tr = e.target.closest("tr");
@@ -1045,7 +1058,7 @@ window.ConsoleKit = { views: {}, onRefresh: [], onRender: [], onEvent: [] };
 
   // What the page's other modules (shift.js: presence and handover) build on.
   Object.assign(kit, { $, $$, api, t, esc, fmtTime, fmtAge, kindLabel, label, state, operatorName, errorText,
-    slaCells, sortQueue, alarmAt, lateText, isSupervisor, scheduleRefresh, myStatus });
+    slaCells, sortQueue, alarmAt, lateText, isSupervisor, scheduleRefresh, myStatus, keepFocusedRow });
 
   applyI18n();
   setConnected(true);

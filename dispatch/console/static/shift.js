@@ -24,7 +24,7 @@
         ${here.map((p) => `<span class="person" data-username="${esc(p.username)}">${esc(p.display_name || p.username)}${
           p.held ? ` <span class="held" title="${esc(t("held_title"))}">${esc(t("held_n").replace("{n}", p.held))}</span>` : ""}</span>`).join("")}</span>`;
     }).join("");
-    $("#presence").innerHTML = groups;
+    kit.keepFocusedRow(() => { $("#presence").innerHTML = groups; });
     const mine = kit.myStatus();
     document.body.dataset.presence = mine || "";
     $("#my-presence").textContent = mine ? t(`presence_${mine}`) : "";
