@@ -313,3 +313,62 @@ def test_server_refusals_read_in_the_operators_language(centre: Centre, a11y_pag
     assert page.evaluate(refusal, f"/api/v1/incidents/{fall}/acknowledge") == "已被 Li Na 接警。"
     assert page.evaluate(refusal, f"/api/v1/incidents/{fall}/release") == "此警情不在您名下。"
     assert page.evaluate(refusal, "/api/v1/incidents/nothing-here/release") == "此警情不存在。"
+
+
+def tab_to(page: Any, selector: str, limit: int = 80) -> None:
+    """Press Tab until the focus is on ``selector``: reachable by keyboard, or the test fails."""
+    for _ in range(limit):
+        if page.evaluate("(s) => Boolean(document.activeElement?.matches(s))", selector):
+            return
+        page.keyboard.press("Tab")
+    raise AssertionError(f"{selector} is not reachable with Tab")
+
+
+def test_an_incident_is_worked_to_resolution_with_the_keyboard_alone(
+    centre: Centre, a11y_page: Any
+) -> None:
+    fall = incident_id(
+        centre.household("hh-0701", resident="Kong Wei", community="East Lake"), EventKind.FALL
+    )
+    page = a11y_page
+    page.goto(centre.server.url + "/")
+    page.wait_for_selector("#login-view:not(.hidden)")
+    page.keyboard.type(OPERATOR)
+    page.keyboard.press("Tab")
+    page.keyboard.type(OPERATOR_PASSWORD)
+    page.keyboard.press("Enter")
+    page.wait_for_selector(f"#queue-body tr[data-id='{fall}']")
+
+    # The queue is one Tab stop; the arrows reach the alarm, Enter opens it.
+    tab_to(page, "#queue-body tr")
+    for _ in range(60):
+        if page.evaluate("document.activeElement.dataset.id") == fall:
+            break
+        page.keyboard.press("ArrowDown")
+    assert page.evaluate("document.activeElement.dataset.id") == fall
+    page.keyboard.press("Enter")
+    page.wait_for_selector(f"#incident-view[data-id='{fall}']")
+
+    tab_to(page, "#act-ack")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#incident-view[data-state=acknowledged]")
+
+    # Nothing is chosen for the operator: the arrow picks the first real outcome.
+    tab_to(page, "#callback-form select[name=outcome]")
+    assert page.input_value("#callback-form select[name=outcome]") == ""
+    page.keyboard.press("ArrowDown")
+    assert page.input_value("#callback-form select[name=outcome]") == "reached"
+    tab_to(page, "#act-callback")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#incident-view[data-state=callback_made]")
+
+    tab_to(page, "#resolve-form select[name=outcome]")
+    assert page.input_value("#resolve-form select[name=outcome]") == ""
+    page.keyboard.press("ArrowDown")
+    tab_to(page, "#act-resolve")
+    page.keyboard.press("Enter")
+    # Resolved, the console goes back to the queue.
+    page.wait_for_selector("#incident-view[data-state=resolved]", state="attached")
+    detail = centre.server.operator_client().get(f"/api/v1/incidents/{fall}").json()
+    assert detail["state"] == "resolved"
+    assert detail["outcome"] == "real_emergency"
