@@ -22,9 +22,10 @@ import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers import Cipher, modes
 
 __all__ = [
     "ANSWER_TYPES",
@@ -142,6 +143,10 @@ def parse_timestamp(text: str) -> datetime:
 
 
 def _cipher(key: bytes) -> Cipher[modes.CBC]:
+    # Imported when a key is used: a gateway that reports in the clear, or not over DC-09 at all,
+    # never loads the cryptography library (it is most of a small gateway's memory).
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
     return Cipher(algorithms.AES(key), modes.CBC(_IV))
 
 
