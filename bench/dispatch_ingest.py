@@ -7,8 +7,10 @@ request signed as a gateway signs it, prepared before the clock starts and sent 
 connections by a lean HTTP client (see :mod:`bench.harness`). Batches are 500 events, 99%
 telemetry and 1% alarms alternating with their restores, so incident routing is exercised.
 
-The limit, measured in the same run on the same database: a bare ``executemany`` of rows shaped
-like the events table, committed every 500 rows (fsync'd on SQLite, as dispatch commits events).
+The limits, measured in the same run: for events, a bare ``executemany`` of rows shaped like the
+events table into the same database, committed every 500 rows (fsync'd on SQLite, as dispatch
+commits events); for heartbeats, a bare ASGI application (:mod:`bench.bare_asgi`) under the same
+server, sent the same requests by the same client, answering with a reply of the same shape.
 Goal: 20,000 events/s batched and 5,000 heartbeats/s in one process on SQLite.
 """
 
@@ -18,6 +20,8 @@ import argparse
 import asyncio
 import json
 import sqlite3
+import subprocess
+import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
@@ -29,8 +33,10 @@ from bench.harness import (
     DispatchServer,
     EnrolledGateway,
     enroll_many,
+    free_port,
     pg_available,
     pg_database,
+    port_open,
     post_all,
     signed_request,
     start_dispatch,
@@ -181,6 +187,29 @@ def limit_postgres(url: str, rows: int) -> float:
     return rows / elapsed
 
 
+def limit_bare_asgi(requests: list[bytes], *, connections: int) -> float:
+    """Requests/s of the bare ASGI application (same server, same client, same requests)."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.bare_asgi", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not port_open("127.0.0.1", port):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("the bare ASGI application did not start")
+            time.sleep(0.05)
+        result = asyncio.run(post_all([(port, r) for r in requests], connections=connections))
+        if result.ok != len(requests):
+            raise SystemExit(f"bare ASGI refused: {dict(result.statuses)}")
+        return len(requests) / result.elapsed_s
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
 def run_case(
     db_url: str,
     workdir: Path,
@@ -213,10 +242,12 @@ def run_case(
         hb = asyncio.run(post_all(beat_requests, connections=32 * processes))
         if hb.ok != len(beat_requests):
             raise SystemExit(f"heartbeats refused: {dict(hb.statuses)} {hb.sample_error}")
+        bare = limit_bare_asgi([r for _, r in beat_requests], connections=32 * processes)
         stored = servers[0].operator_client().get("/api/v1/events", params={"limit": 1})
         return {
             "events_per_s": len(batches) * BATCH / ev.elapsed_s,
             "heartbeats_per_s": len(beats) / hb.elapsed_s,
+            "bare_asgi_per_s": bare,
             "stored_check": float(stored.status_code),
         }
     finally:
@@ -280,8 +311,8 @@ def main(argv: list[str] | None = None) -> None:
                 f"heartbeats/s ({label})",
                 result["heartbeats_per_s"],
                 "heartbeats/s",
-                limit,
-                "bare executemany rows/s",
+                result["bare_asgi_per_s"],
+                "bare ASGI app requests/s",
                 goal=f">= {HEARTBEATS_GOAL:,.0f}" if one_sqlite else "",
             )
             if one_sqlite:

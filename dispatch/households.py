@@ -215,15 +215,19 @@ async def clear_away(tx: Tx, household_id: str, *, actor: str) -> Household:
 
 
 async def away_until_for(
-    conn: AsyncConnection, gateway_ids: Iterable[str], now: datetime
+    conn: AsyncConnection, gateway_ids: Iterable[str] | None, now: datetime
 ) -> dict[str, datetime]:
-    """Per gateway, the end of its household's absence (only absences still under way)."""
+    """Per gateway (every one whose household is away when ``gateway_ids`` is None), the end of
+    its household's absence (only absences still under way)."""
     h, g = schema.households, schema.gateways
-    rows = await conn.execute(
+    query = (
         select(g.c.id, h.c.away_until)
         .select_from(g.join(h, h.c.id == g.c.household_id))
-        .where(g.c.id.in_(list(gateway_ids)), h.c.away_until > now)
+        .where(h.c.away_until > now)
     )
+    if gateway_ids is not None:
+        query = query.where(g.c.id.in_(list(gateway_ids)))
+    rows = await conn.execute(query)
     return {gateway_id: until for gateway_id, until in rows}
 
 

@@ -87,6 +87,13 @@ class Settings(BaseSettings):
     heartbeat_misses: float = Field(
         3, ge=1, description="Heartbeat intervals a gateway may miss before it is offline."
     )
+    heartbeat_flush_s: float = Field(
+        0.5,
+        ge=0.01,
+        le=5,
+        description="Seconds between group writes of answered heartbeats (a gateway's last-seen "
+        "time); a gateway is declared lost only twice this long after its deadline.",
+    )
     supervise_every_s: float = Field(
         1.0,
         ge=0.05,

@@ -21,6 +21,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from dispatch import gateways, incidents, presence, schema
 from dispatch.db import Database
+from dispatch.errors import StorageError
+from dispatch.heartbeats import HeartbeatBatcher
 from dispatch.incidents import Actor
 from dispatch.jt808 import store as wristbands
 from dispatch.models import IncidentState
@@ -34,8 +36,17 @@ _SYSTEM = Actor(None, "system")
 
 
 class Supervisor:
-    def __init__(self, db: Database, settings: Settings, feed: ChangeFeed) -> None:
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        feed: ChangeFeed,
+        *,
+        heartbeats: HeartbeatBatcher | None = None,
+    ) -> None:
         self.db = db
+        #: This process's answered heartbeats: written before each look for lost gateways.
+        self.heartbeats = heartbeats
         self.settings = settings
         self.feed = feed
         self._last_purge = 0.0
@@ -45,7 +56,7 @@ class Supervisor:
         while True:
             try:
                 await self.run_once()
-            except (SQLAlchemyError, OSError) as exc:
+            except (SQLAlchemyError, OSError, StorageError) as exc:
                 # The database may be restarting; the next pass tries again.
                 log.warning("supervision pass failed", error=str(exc))
             except Exception:
@@ -81,12 +92,17 @@ class Supervisor:
 
     async def lost_gateways(self) -> None:
         g = schema.gateways
+        if self.heartbeats is not None:
+            await self.heartbeats.flush()
         async with self.db.read() as conn:
             now = await self._now()
+            deadline = now - gateways.offline_grace(self.settings)
             candidates = (
                 await conn.execute(
                     select(g.c.id, g.c.interval_s).where(
-                        g.c.online.is_(True), g.c.revoked_at.is_(None), g.c.offline_after < now
+                        g.c.online.is_(True),
+                        g.c.revoked_at.is_(None),
+                        g.c.offline_after < deadline,
                     )
                 )
             ).all()
@@ -99,6 +115,8 @@ class Supervisor:
         for gateway_id in lost:
             async with transaction(self.db, feed=self.feed) as tx:
                 await gateways.mark_offline(tx, self.settings, gateway_id)
+            if self.heartbeats is not None:
+                self.heartbeats.cache.evict(gateway_id)  # its next heartbeat reads it offline
 
     async def stale_claims(self) -> None:
         i = schema.incidents

@@ -33,8 +33,11 @@ class ChangeFeed:
 
     def __init__(self) -> None:
         self._event = asyncio.Event()
+        #: Counts wakes: a snapshot read at generation N is stale once this is above N.
+        self.generation = 0
 
     def wake(self) -> None:
+        self.generation += 1
         self._event.set()
         self._event = asyncio.Event()
 

@@ -22,6 +22,7 @@ from dispatch.console import mount_console
 from dispatch.db import Database
 from dispatch.dc09.server import start_dc09
 from dispatch.errors import StorageError
+from dispatch.gateway_cache import GatewayCache
 from dispatch.heartbeats import HeartbeatBatcher
 from dispatch.jt808.server import Jt808Server
 from dispatch.sealing import load_secret_box, seal_plaintext_secrets
@@ -48,10 +49,12 @@ def create_app(db: Database, settings: Settings, *, supervise: bool = True) -> F
         services.stopping.clear()
         services.box = await load_secret_box(db, settings)
         await seal_plaintext_secrets(db, services.box)
-        services.heartbeats = HeartbeatBatcher(db, settings, services.feed, services.box)
+        services.gateway_cache = GatewayCache(services.box)
+        services.heartbeats = HeartbeatBatcher(db, settings, services.feed, services.gateway_cache)
         tasks: list[asyncio.Task[None]] = [asyncio.create_task(services.heartbeats.run())]
         if supervise:
-            tasks.append(asyncio.create_task(Supervisor(db, settings, services.feed).run()))
+            supervisor = Supervisor(db, settings, services.feed, heartbeats=services.heartbeats)
+            tasks.append(asyncio.create_task(supervisor.run()))
         receiver = await start_dc09(db, settings, services.feed)
         if not db.is_sqlite:
             conninfo = db.url.set(drivername="postgresql").render_as_string(hide_password=False)
@@ -73,6 +76,9 @@ def create_app(db: Database, settings: Settings, *, supervise: bool = True) -> F
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            # What was answered is written before the database closes.
+            with contextlib.suppress(StorageError):
+                await services.heartbeats.flush()
             if receiver is not None:
                 await receiver.aclose()
             await db.dispose()

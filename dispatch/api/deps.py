@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -11,7 +12,8 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 
 from dispatch.db import Database
-from dispatch.errors import Forbidden, Unauthorized
+from dispatch.errors import Forbidden, StorageError, Unauthorized
+from dispatch.gateway_cache import GatewayCache
 from dispatch.heartbeats import HeartbeatBatcher
 from dispatch.incidents import Actor
 from dispatch.jt808.server import Jt808Server
@@ -48,6 +50,8 @@ class Services:
     feed: ChangeFeed = field(default_factory=ChangeFeed)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     heartbeats: HeartbeatBatcher | None = None
+    #: Gateways with their opened secrets (request authentication).
+    gateway_cache: GatewayCache | None = None
     jt808: Jt808Server | None = None
     #: Seals and opens gateway secrets; loaded when the application starts.
     box: SecretBox | None = None
@@ -59,6 +63,18 @@ class Services:
             per_address=self.settings.login_failures_per_address,
             max_delay_s=self.settings.login_lockout_max_s,
         )
+
+    async def heartbeats_written(self) -> None:
+        """Write the heartbeats answered so far, so a read shows what this process knows
+        (a database that does not answer is the read's own error to report)."""
+        if self.heartbeats is not None:
+            with contextlib.suppress(StorageError):
+                await self.heartbeats.flush()
+
+    def forget_gateway(self, gateway_id: str) -> None:
+        """A gateway revoked or re-enrolled here: its cached identity is gone at once."""
+        if self.gateway_cache is not None:
+            self.gateway_cache.evict(gateway_id)
 
     @property
     def secret_box(self) -> SecretBox:

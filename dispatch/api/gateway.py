@@ -105,7 +105,7 @@ async def enroll(request: Request, body: EnrollRequest, services: ServicesDep) -
         await enrollment.check_throttle(tx, services.settings, address=address, code_hash=code_hash)
     try:
         async with transaction(services.db, feed=services.feed) as tx:
-            return await gateways.enroll(
+            reply = await gateways.enroll(
                 tx,
                 services.settings,
                 services.secret_box,
@@ -113,6 +113,8 @@ async def enroll(request: Request, body: EnrollRequest, services: ServicesDep) -
                 gateway_id=body.gateway_id,
                 version=body.version,
             )
+        services.forget_gateway(body.gateway_id)  # re-enrolled: the old secret is dead here
+        return reply
     except (Unauthorized, Conflict) as refused:
         # Counted and audited in a transaction of its own: the refused one rolled back.
         async with transaction(services.db, feed=services.feed) as tx:
@@ -145,6 +147,7 @@ async def events(request: Request, services: ServicesDep) -> Response:
             method=request.method,
             path=request.url.path,
             body=body,
+            cache=services.gateway_cache,
         )
         if isinstance(parsed, BadRequest):
             raise parsed

@@ -37,6 +37,7 @@ async def list_gateways(
     where = equal_to(g, household_id=household_id)
     if online is not None:
         where.append(g.c.online.is_(online))
+    await services.heartbeats_written()
     async with services.db.read() as conn:
         return await fetch_rows(
             conn,
@@ -54,6 +55,7 @@ async def get_gateway(
     gateway_id: str, operator: CurrentOperator, services: ServicesDep
 ) -> GatewayOut:
     g = schema.gateways
+    await services.heartbeats_written()
     async with services.db.read() as conn:
         row = (
             (await conn.execute(gateways.gateway_select().where(g.c.id == gateway_id)))
@@ -77,7 +79,8 @@ async def revoke_gateway(
             .mappings()
             .one()
         )
-        return gateways.gateway_model(row)
+    services.forget_gateway(gateway_id)
+    return gateways.gateway_model(row)
 
 
 class ReenrollAllowance(BaseModel):
