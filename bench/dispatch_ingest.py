@@ -263,7 +263,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--processes", default="1,2", help="process counts to run, e.g. 1,2")
     args = parser.parse_args(argv)
     events = 20_000 if args.quick else 200_000
-    heartbeats = 2_000 if args.quick else 20_000
+    heartbeats = 10_000 if args.quick else 40_000
     gateways = 16 if args.quick else 64
     report = Report("dispatch_ingest")
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]

@@ -243,12 +243,12 @@ class HeartbeatBatcher:
                     )
                 ).mappings()
             }
+            # One statement compiled once (executemany), not a VALUES list compiled per write.
             inserted = {
                 (r[0], r[1])
                 for r in await tx.conn.execute(
-                    gateways.insert_ignore(tx.dialect, n)
-                    .values([beat.nonce for beat in beats])
-                    .returning(n.c.gateway_id, n.c.nonce)
+                    gateways.insert_ignore(tx.dialect, n).returning(n.c.gateway_id, n.c.nonce),
+                    [beat.nonce for beat in beats],
                 )
             }
             latest: dict[str, _Beat] = {}

@@ -95,6 +95,8 @@ def create_app(db: Database, settings: Settings, *, supervise: bool = True) -> F
     )
     app.state.services = services
     install_problem_handlers(app)
+    # Innermost of ours: inside the body limit and the security headers.
+    app.add_middleware(gateway.HeartbeatFastPath, services=services, fastapi=app)
     app.add_middleware(
         BodyLimitMiddleware,
         default=settings.max_body_bytes,
