@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import json
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -42,6 +43,7 @@ from bench.harness import (
     start_dispatch,
 )
 from contract.wire import Event, EventKind, Heartbeat, IngestBatch, Lane, new_event_id
+from dispatch.timing import parse_server_timing
 
 EVENTS_GOAL = 20_000.0
 HEARTBEATS_GOAL = 5_000.0
@@ -210,6 +212,15 @@ def limit_bare_asgi(requests: list[bytes], *, connections: int) -> float:
         proc.wait(timeout=10)
 
 
+def stage_medians(headers: list[str]) -> dict[str, float]:
+    """Median milliseconds of each stage of the events requests (their Server-Timing)."""
+    by_stage: dict[str, list[float]] = {}
+    for header in headers:
+        for name, ms in parse_server_timing(header).items():
+            by_stage.setdefault(name, []).append(ms)
+    return {name: statistics.median(values) for name, values in by_stage.items()}
+
+
 def run_case(
     db_url: str,
     workdir: Path,
@@ -244,7 +255,9 @@ def run_case(
             raise SystemExit(f"heartbeats refused: {dict(hb.statuses)} {hb.sample_error}")
         bare = limit_bare_asgi([r for _, r in beat_requests], connections=32 * processes)
         stored = servers[0].operator_client().get("/api/v1/events", params={"limit": 1})
+        stage_ms = stage_medians(ev.server_timings)
         return {
+            **{f"stage_{name}_ms": ms for name, ms in stage_ms.items()},
             "events_per_s": len(batches) * BATCH / ev.elapsed_s,
             "heartbeats_per_s": len(beats) / hb.elapsed_s,
             "bare_asgi_per_s": bare,
@@ -315,6 +328,12 @@ def main(argv: list[str] | None = None) -> None:
                 "bare ASGI app requests/s",
                 goal=f">= {HEARTBEATS_GOAL:,.0f}" if one_sqlite else "",
             )
+            stages = {k[6:-3]: v for k, v in result.items() if k.startswith("stage_")}
+            if stages:
+                report.notes.append(
+                    f"events request stages ({label}), median ms: "
+                    + ", ".join(f"{name} {ms:.2f}" for name, ms in stages.items())
+                )
             if one_sqlite:
                 for name, value, goal in (
                     ("events/s", result["events_per_s"], EVENTS_GOAL),

@@ -16,7 +16,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from contract.signing import sign_request
@@ -114,23 +114,30 @@ class LoadResult:
     elapsed_s: float
     latencies_ms: list[float]
     sample_error: str = ""
+    #: Each reply's ``Server-Timing`` header, when it had one.
+    server_timings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> int:
         return self.statuses.get(200, 0)
 
 
-async def _read_reply(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+async def _read_reply(reader: asyncio.StreamReader) -> tuple[int, bytes, str]:
+    """Status, body and ``Server-Timing`` of one reply."""
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split(" ", 2)[1])
     length = 0
+    timing = ""
     for line in lines[1:]:
         name, _, value = line.partition(":")
-        if name.strip().lower() == "content-length":
+        name = name.strip().lower()
+        if name == "content-length":
             length = int(value.strip())
+        elif name == "server-timing":
+            timing = value.strip()
     body = await reader.readexactly(length) if length else b""
-    return status, body
+    return status, body, timing
 
 
 async def post_all(
@@ -151,6 +158,7 @@ async def post_all(
     statuses: Counter[int] = Counter()
     latencies: list[float] = []
     errors: list[str] = []
+    timings: list[str] = []
 
     async def worker(port: int, queue: list[bytes]) -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -159,8 +167,10 @@ async def post_all(
                 request = queue.pop()
                 t0 = time.perf_counter()
                 writer.write(request)
-                status, body = await _read_reply(reader)
+                status, body, timing = await _read_reply(reader)
                 latencies.append((time.perf_counter() - t0) * 1000)
+                if timing:
+                    timings.append(timing)
                 statuses[status] += 1
                 if status != 200 and not errors:
                     errors.append(f"{status}: {body[:300]!r}")
@@ -177,4 +187,6 @@ async def post_all(
     t0 = time.perf_counter()
     async with asyncio.timeout(timeout_s):
         await asyncio.gather(*workers)
-    return LoadResult(statuses, time.perf_counter() - t0, latencies, errors[0] if errors else "")
+    return LoadResult(
+        statuses, time.perf_counter() - t0, latencies, errors[0] if errors else "", timings
+    )

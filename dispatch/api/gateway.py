@@ -26,6 +26,7 @@ from dispatch import enrollment, gateways, ingest
 from dispatch.api.deps import Services, ServicesDep
 from dispatch.errors import BadRequest, Conflict, Unauthorized
 from dispatch.models import EnrollReply, EnrollRequest
+from dispatch.timing import Stages
 from dispatch.tx import transaction
 
 __all__ = ["BODY_MODELS", "HEARTBEAT_PATH", "HeartbeatFastPath", "router"]
@@ -140,10 +141,17 @@ async def enroll(request: Request, body: EnrollRequest, services: ServicesDep) -
     description=_SIGNED,
 )
 async def events(request: Request, services: ServicesDep) -> Response:
-    """Store a batch of events (idempotent by event id) and report each one's incident."""
+    """Store a batch of events (idempotent by event id) and report each one's incident.
+
+    The reply's ``Server-Timing`` header says where the request's time went: parse, lock
+    (waiting for the write transaction), auth, ingest (dedupe, routing, the rows), changes (the
+    live stream's rows), commit, reply."""
+    stages = Stages()
     body = await request.body()
     parsed = _parse(IngestBatch, body)
+    stages.mark("parse")
     async with transaction(services.db, feed=services.feed) as tx:
+        stages.mark("lock")
         gateway, secret = await gateways.authenticate(
             tx,
             services.secret_box,
@@ -153,11 +161,19 @@ async def events(request: Request, services: ServicesDep) -> Response:
             body=body,
             cache=services.gateway_cache,
         )
+        stages.mark("auth")
         if isinstance(parsed, BadRequest):
             raise parsed
         gateways.require_same_gateway(gateway, parsed.gateway_id)
         reply = await ingest.ingest_batch(tx, services.settings, gateway, parsed)
-    return _signed_reply(request, secret, reply.model_dump_json())
+        stages.mark("ingest")
+        await tx.flush()
+        stages.mark("changes")
+    stages.mark("commit")
+    response = _signed_reply(request, secret, reply.model_dump_json())
+    stages.mark("reply")
+    response.headers["Server-Timing"] = stages.header()
+    return response
 
 
 @router.post(
