@@ -17,6 +17,7 @@ from contract.wire import (
     Lane,
     Priority,
     UnsupportedVersion,
+    _size_bound,
     new_event_id,
     parse_message,
 )
@@ -154,3 +155,42 @@ def test_contract_doc_has_a_valid_example_of_every_kind() -> None:
         assert event.kind.value == name
         documented[name] = event
     assert set(documented) == {k.value for k in EventKind}
+
+
+_FLAT_VALUES = (
+    st.text()
+    | st.integers(min_value=-(10**400), max_value=10**400)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.booleans()
+    | st.none()
+)
+
+
+@given(st.dictionaries(st.text(), _FLAT_VALUES, max_size=20))
+def test_payload_size_bound_is_never_below_the_serialised_size(
+    payload: dict[str, object],
+) -> None:
+    """The size check skips serialising only what the bound proves small enough."""
+    bound = _size_bound(payload)
+    assert bound is not None
+    assert bound >= len(json.dumps(payload, separators=(",", ":"), default=str))
+
+
+@given(st.dictionaries(st.text(max_size=5), st.text(max_size=1200), max_size=6))
+def test_payload_limit_is_the_serialised_size(payload: dict[str, str]) -> None:
+    """Accepted exactly when the compact JSON fits, whichever way the size was checked."""
+    fits = len(json.dumps(payload, separators=(",", ":"))) <= 4096
+    data = {
+        "id": new_event_id(),
+        "gateway_id": "g",
+        "seq": 1,
+        "kind": "sos",
+        "priority": 1,
+        "at": AT.isoformat(),
+        "payload": payload,
+    }
+    if fits:
+        assert parse_message(Event, data).payload == payload
+    else:
+        with pytest.raises(ContractError, match="limit"):
+            parse_message(Event, data)
