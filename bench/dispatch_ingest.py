@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import Report
+from bench.footprint import cpu_seconds
 from bench.harness import (
     DispatchServer,
     EnrolledGateway,
@@ -189,8 +190,9 @@ def limit_postgres(url: str, rows: int) -> float:
     return rows / elapsed
 
 
-def limit_bare_asgi(requests: list[bytes], *, connections: int) -> float:
-    """Requests/s of the bare ASGI application (same server, same client, same requests)."""
+def limit_bare_asgi(requests: list[bytes], *, connections: int) -> tuple[float, float]:
+    """Requests/s of the bare ASGI application (same server, same client, same requests), and
+    requests per second of its process's CPU."""
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "bench.bare_asgi", "--port", str(port)],
@@ -203,10 +205,12 @@ def limit_bare_asgi(requests: list[bytes], *, connections: int) -> float:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit("the bare ASGI application did not start")
             time.sleep(0.05)
+        cpu0 = cpu_seconds(proc.pid)
         result = asyncio.run(post_all([(port, r) for r in requests], connections=connections))
+        cpu = cpu_seconds(proc.pid) - cpu0
         if result.ok != len(requests):
             raise SystemExit(f"bare ASGI refused: {dict(result.statuses)}")
-        return len(requests) / result.elapsed_s
+        return len(requests) / result.elapsed_s, len(requests) / max(cpu, 0.01)
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -247,13 +251,19 @@ def run_case(
             (ports[i % len(ports)], signed_request(g, HEARTBEAT_PATH, body, ports[i % len(ports)]))
             for i, (g, body) in enumerate(beats)
         ]
+        pids = [s.process.pid for s in servers if s.process is not None]
+        cpu0 = sum(cpu_seconds(pid) for pid in pids)
         ev = asyncio.run(post_all(event_requests, connections=4 * processes))
         if ev.ok != len(event_requests):
             raise SystemExit(f"event batches refused: {dict(ev.statuses)} {ev.sample_error}")
+        cpu1 = sum(cpu_seconds(pid) for pid in pids)
         hb = asyncio.run(post_all(beat_requests, connections=32 * processes))
         if hb.ok != len(beat_requests):
             raise SystemExit(f"heartbeats refused: {dict(hb.statuses)} {hb.sample_error}")
-        bare = limit_bare_asgi([r for _, r in beat_requests], connections=32 * processes)
+        cpu2 = sum(cpu_seconds(pid) for pid in pids)
+        bare, bare_per_cpu_s = limit_bare_asgi(
+            [r for _, r in beat_requests], connections=32 * processes
+        )
         stored = servers[0].operator_client().get("/api/v1/events", params={"limit": 1})
         stage_ms = stage_medians(ev.server_timings)
         return {
@@ -261,6 +271,10 @@ def run_case(
             "events_per_s": len(batches) * BATCH / ev.elapsed_s,
             "heartbeats_per_s": len(beats) / hb.elapsed_s,
             "bare_asgi_per_s": bare,
+            # Per second of the servers' CPU: what a busy machine's scheduling does not skew.
+            "events_per_cpu_s": len(batches) * BATCH / max(cpu1 - cpu0, 0.01),
+            "heartbeats_per_cpu_s": len(beats) / max(cpu2 - cpu1, 0.01),
+            "bare_asgi_per_cpu_s": bare_per_cpu_s,
             "stored_check": float(stored.status_code),
         }
     finally:
@@ -327,6 +341,18 @@ def main(argv: list[str] | None = None) -> None:
                 result["bare_asgi_per_s"],
                 "bare ASGI app requests/s",
                 goal=f">= {HEARTBEATS_GOAL:,.0f}" if one_sqlite else "",
+            )
+            report.add(
+                f"heartbeats per CPU-second ({label})",
+                result["heartbeats_per_cpu_s"],
+                "heartbeats/CPU-s",
+                result["bare_asgi_per_cpu_s"],
+                "bare ASGI app requests/CPU-s",
+            )
+            report.add(
+                f"events per CPU-second ({label})",
+                result["events_per_cpu_s"],
+                "events/CPU-s",
             )
             stages = {k[6:-3]: v for k, v in result.items() if k.startswith("stage_")}
             if stages:

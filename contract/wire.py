@@ -467,6 +467,12 @@ def parse_message(model: type[M], data: bytes | str | dict[str, Any]) -> M:
     """
     if isinstance(data, bytes | str):
         try:
+            # The common case in one pass (pydantic parses the JSON itself); anything it refuses
+            # takes the path below, which names the problem (an unknown version first).
+            return model.model_validate_json(data)
+        except ValidationError:
+            pass
+        try:
             data = json.loads(data)
         except ValueError as exc:
             raise ContractError(f"not JSON: {exc}") from exc

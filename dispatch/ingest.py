@@ -317,13 +317,13 @@ async def ingest_batch(
     if router.touched:
         await router.finish()
     refs = await _refs(tx, {i for _, _, i in statuses if i is not None})
-    return IngestReply(
-        acks=[
-            EventAck(
-                id=eid,
-                status=status,
-                incident=_event_ref(refs.get(iid) if iid else None, eid in acknowledged),
-            )
-            for eid, status, iid in statuses
-        ]
-    )
+    # Built from values this function produced (ids, statuses and refs already models), so
+    # not validated again: for a batch of telemetry that validation was most of the reply.
+    seen: dict[tuple[str | None, bool], IncidentRef | None] = {}
+    acks = []
+    for eid, status, iid in statuses:
+        key = (iid, eid in acknowledged)
+        if key not in seen:
+            seen[key] = _event_ref(refs.get(iid) if iid else None, key[1])
+        acks.append(EventAck.model_construct(id=eid, status=status, incident=seen[key]))
+    return IngestReply.model_construct(acks=acks)
