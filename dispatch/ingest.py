@@ -190,8 +190,11 @@ class _Router:
             )
         return self._touch(row, event)
 
-    async def finish(self) -> None:
+    async def finish(self) -> dict[str, RowMapping]:
+        """Write every touched incident, then read them all back in one query for the live
+        stream (and the reply); returns those rows by id."""
         i = schema.incidents
+        published: dict[str, str] = {}
         for incident_id, entry in self.touched.items():
             row = entry["row"]
             values: dict[str, Any] = {
@@ -233,16 +236,21 @@ class _Router:
                 await incidents.add_action(
                     self.tx, incident_id, Actor(None, "system"), "realerted", {"new_events": True}
                 )
-            await incidents.publish(self.tx, incident_id, kind)
+            published[incident_id] = kind
+        rows = await _incident_rows(self.tx, set(published))
+        for incident_id, kind in published.items():
+            model = incidents.to_model(rows[incident_id], self.tx.now)
+            self.tx.change("incident", kind, incident_id, model.model_dump(mode="json"))
+        return rows
 
 
-async def _refs(tx: Tx, incident_ids: set[str]) -> dict[str, IncidentRef]:
+async def _incident_rows(tx: Tx, incident_ids: set[str]) -> dict[str, RowMapping]:
     if not incident_ids:
         return {}
     rows = await tx.conn.execute(
         incidents.incident_select().where(schema.incidents.c.id.in_(incident_ids))
     )
-    return {r["id"]: incidents.to_ref(r) for r in rows.mappings()}
+    return {r["id"]: r for r in rows.mappings()}
 
 
 def _event_ref(ref: IncidentRef | None, acknowledged: bool) -> IncidentRef | None:
@@ -314,9 +322,11 @@ async def ingest_batch(
         statuses.append((ev.id, AckStatus.STORED, incident_id))
     if rows:
         await tx.conn.execute(insert(e), rows)
-    if router.touched:
-        await router.finish()
-    refs = await _refs(tx, {i for _, _, i in statuses if i is not None})
+    loaded = await router.finish() if router.touched else {}
+    # Incidents only resent events belong to (duplicates) are read here; the rest were above.
+    wanted = {i for _, _, i in statuses if i is not None}
+    loaded |= await _incident_rows(tx, wanted - loaded.keys())
+    refs = {incident_id: incidents.to_ref(row) for incident_id, row in loaded.items()}
     # Built from values this function produced (ids, statuses and refs already models), so
     # not validated again: for a batch of telemetry that validation was most of the reply.
     seen: dict[tuple[str | None, bool], IncidentRef | None] = {}
