@@ -10,6 +10,9 @@
   incident window) is acknowledged again and stored once: replay protection.
 - An event is stored, and routed to the household's incidents exactly like a gateway's, before
   its ACK goes out; if it cannot be stored there is no answer, and the transmitter retries.
+  Messages arriving together on several connections share one transaction (group commit,
+  :mod:`dispatch.group_commit`): each is ACKed once that transaction has committed, and waits
+  behind at most one commit besides its own.
 - ``NULL`` supervises the transmitter: it counts as a heartbeat of its gateway row.
 
 Every rejection is counted (:attr:`Dc09Intake.rejections`) and logged with its reason.
@@ -40,6 +43,7 @@ from contract.wire import Event, EventKind, IngestBatch, new_event_id
 from dispatch import gateways, schema
 from dispatch.db import Database
 from dispatch.dc09.accounts import UNSUPERVISED_UNTIL, Dc09Account, load_accounts
+from dispatch.group_commit import GroupCommit
 from dispatch.ingest import ingest_batch
 from dispatch.settings import Settings
 from dispatch.tx import ChangeFeed, Tx, transaction
@@ -67,6 +71,11 @@ class Dc09Intake:
         self.rejections: collections.Counter[str] = collections.Counter()
         #: Messages acknowledged, by type (``ADM-CID``, ``SIA-DCS``, ``NULL``, ``repeat``).
         self.accepted: collections.Counter[str] = collections.Counter()
+        #: Events are stored in transactions shared by the messages that arrive together.
+        self.commits = GroupCommit(db, feed)
+
+    async def aclose(self) -> None:
+        await self.commits.aclose()
 
     async def reload(self) -> None:
         async with transaction(self.db, durable=False) as tx:
@@ -194,52 +203,61 @@ class Dc09Intake:
     ) -> bytes | None:
         digest = hashlib.sha256(f"{message.type}|{message.data}".encode()).hexdigest()
         zone = content.zone
+
+        async def store(tx: Tx) -> bool:
+            """Store and route the event; True for a repeat (stored before)."""
+            if await _seen(tx, self.settings, message, digest):
+                return True
+            g = schema.gateways
+            gateway = (
+                (await tx.conn.execute(select(g).where(g.c.id == account.gateway_id)))
+                .mappings()
+                .one()
+            )
+            at = message.timestamp or tx.now
+            event = Event(
+                id=new_event_id(at),
+                gateway_id=account.gateway_id,
+                seq=message.sequence,
+                kind=kind,
+                priority=kind.priority,
+                device_id=f"zone-{zone:03d}" if zone else None,
+                at=at,
+                test=kind in (EventKind.TEST,),
+                payload={
+                    "source": "dc09",
+                    "account": account.account,
+                    "sequence": message.sequence,
+                    "data": message.data[:200],
+                    "transport": transport,
+                    "encrypted": message.encrypted,
+                    "condition": f"{kind.condition.value}:zone-{zone:03d}",
+                    **(
+                        {"qualifier": content.qualifier, "code": content.code}
+                        if isinstance(content, ContactIdData)
+                        else {"sia_code": content.code}
+                    ),
+                },
+            )
+            await ingest_batch(
+                tx,
+                self.settings,
+                gateway,
+                IngestBatch(gateway_id=account.gateway_id, events=[event]),
+            )
+            return False
+
         try:
-            async with transaction(self.db, feed=self.feed) as tx:
-                if await _seen(tx, self.settings, message, digest):
-                    self.accepted["repeat"] += 1
-                    log.info("dc09_repeat", account=account.account, seq=message.sequence)
-                    return self._ack(message, account)
-                g = schema.gateways
-                gateway = (
-                    (await tx.conn.execute(select(g).where(g.c.id == account.gateway_id)))
-                    .mappings()
-                    .one()
-                )
-                at = message.timestamp or tx.now
-                event = Event(
-                    id=new_event_id(at),
-                    gateway_id=account.gateway_id,
-                    seq=message.sequence,
-                    kind=kind,
-                    priority=kind.priority,
-                    device_id=f"zone-{zone:03d}" if zone else None,
-                    at=at,
-                    test=kind in (EventKind.TEST,),
-                    payload={
-                        "source": "dc09",
-                        "account": account.account,
-                        "sequence": message.sequence,
-                        "data": message.data[:200],
-                        "transport": transport,
-                        "encrypted": message.encrypted,
-                        "condition": f"{kind.condition.value}:zone-{zone:03d}",
-                        **(
-                            {"qualifier": content.qualifier, "code": content.code}
-                            if isinstance(content, ContactIdData)
-                            else {"sia_code": content.code}
-                        ),
-                    },
-                )
-                await ingest_batch(
-                    tx,
-                    self.settings,
-                    gateway,
-                    IngestBatch(gateway_id=account.gateway_id, events=[event]),
-                )
+            # Shared with the messages arriving on other connections meanwhile; the ACK below
+            # goes out only once that transaction has committed.
+            repeat = await self.commits.run(store)
         except (SQLAlchemyError, OSError) as exc:
             self._storage_failed(exc, peer)
             return None
+        if repeat:
+            self.accepted["repeat"] += 1
+            log.info("dc09_repeat", account=account.account, seq=message.sequence)
+            return self._ack(message, account)
         self.accepted[message.type] += 1
         log.info(
             "dc09_event",

@@ -136,6 +136,7 @@ class Dc09Receiver:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(2.0):
                     await self._server.wait_closed()
+        await self.intake.aclose()
 
 
 async def start_dc09(db: Database, settings: Settings, feed: ChangeFeed) -> Dc09Receiver | None:
