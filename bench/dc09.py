@@ -10,8 +10,10 @@ answer awaited (the round trip with nothing of ours in it).
 
 In: N Contact ID alarms sent one at a time by a bare transmitter over loopback TCP to dispatchd's
 receiver on SQLite; each is checked, stored and routed to the household's incident before its ACK.
-Limit: the same frames answered by a bare server that acknowledges without looking (the loopback
-round trip), and, as a note, one fsync'd SQLite commit (each accepted message is one).
+Then the same N over 16 transmitters at once (``--transmitters``), each one message at a time:
+messages arriving together share a commit. Limit: the same frames answered by a bare server that
+acknowledges without looking (the loopback round trips, over as many connections), and, as a
+note, one fsync'd SQLite commit.
 
 No goal: the figures are what a centre can expect of one connection (one home's worst day is a
 few hundred messages; a centre's load is many connections).
@@ -65,26 +67,30 @@ def _frame(i: int) -> bytes:
     )
 
 
-async def _round_trips(port: int, count: int) -> float:
+async def _round_trips(port: int, count: int, connections: int = 1) -> float:
     """Seconds to send ``count`` frames, each stamped as it goes, and read each answer, one at a
-    time, over one connection."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    pending = b""
+    time on each of ``connections`` connections (the frames dealt out among them)."""
+
+    async def one(indexes: range) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        pending = b""
+        try:
+            for i in indexes:
+                writer.write(_frame(i))
+                await writer.drain()
+                while True:
+                    got, pending = split_frames(pending)
+                    if got:
+                        break
+                    chunk = await reader.read(1024)
+                    if not chunk:
+                        raise RuntimeError("the receiver closed the connection")
+                    pending += chunk
+        finally:
+            writer.close()
+
     started = time.perf_counter()
-    try:
-        for i in range(count):
-            writer.write(_frame(i))
-            await writer.drain()
-            while True:
-                got, pending = split_frames(pending)
-                if got:
-                    break
-                chunk = await reader.read(1024)
-                if not chunk:
-                    raise RuntimeError("the receiver closed the connection")
-                pending += chunk
-    finally:
-        writer.close()
+    await asyncio.gather(*(one(range(c, count, connections)) for c in range(connections)))
     return time.perf_counter() - started
 
 
@@ -158,10 +164,14 @@ async def outbound(count: int, workdir: Path) -> tuple[float, float, int]:
         await client.async_stop()
 
 
-async def inbound(count: int, workdir: Path) -> tuple[float, float, int]:
+async def inbound(
+    count: int, workdir: Path, connections: int = 1
+) -> tuple[float, float, int, float]:
+    """Seconds for ``count`` messages over ``connections`` transmitters, the bare round trips'
+    seconds, messages stored, and messages per commit (group commit)."""
     async with _bare_acker() as port:
-        bare = await _round_trips(port, count)
-    db = Database(f"sqlite:///{workdir / 'dispatch.db'}")
+        bare = await _round_trips(port, count, connections)
+    db = Database(f"sqlite:///{workdir / f'dispatch-{connections}.db'}")
     await db.check()
     await migrate(db)
     settings = Settings()
@@ -184,16 +194,18 @@ async def inbound(count: int, workdir: Path) -> tuple[float, float, int]:
     receiver = Dc09Receiver(Dc09Intake(db, settings), host="127.0.0.1", port=0)
     port = await receiver.start()
     try:
-        elapsed = await _round_trips(port, count)
+        elapsed = await _round_trips(port, count, connections)
         async with db.read() as conn:
             stored = (await conn.execute(select(func.count()).select_from(schema.events))).scalar()
         rejected = sum(receiver.intake.rejections.values())
         if rejected:
             raise RuntimeError(f"{rejected} messages rejected: {dict(receiver.intake.rejections)}")
+        commits = receiver.intake.commits
+        per_commit = commits.writes / max(commits.commits, 1)
     finally:
         await receiver.aclose()
         await db.dispose()
-    return elapsed, bare, int(stored or 0)
+    return elapsed, bare, int(stored or 0), per_commit
 
 
 async def _until(predicate: Callable[[], bool | Awaitable[bool]], limit_s: float) -> None:
@@ -213,6 +225,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2,000 messages each way")
     parser.add_argument("--messages", type=int, default=None)
+    parser.add_argument(
+        "--transmitters", type=int, default=16, help="connections of the many-transmitter run"
+    )
     args = parser.parse_args(argv)
     # One log line per message would be most of what is measured.
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
@@ -220,22 +235,35 @@ def main(argv: list[str] | None = None) -> None:
     report = Report("dc09")
     with tempfile.TemporaryDirectory(prefix="bench-dc09-") as tmp:
         out_s, out_bare_s, received = asyncio.run(outbound(count, Path(tmp)))
-        in_s, in_bare_s, stored = asyncio.run(inbound(count, Path(tmp)))
-        commit = fsync_commit_ms(Path(tmp))
-    for name, elapsed, bare, done in (
-        ("gateway -> pysiaalarm receiver", out_s, out_bare_s, received),
-        ("transmitter -> dispatchd", in_s, in_bare_s, stored),
-    ):
-        report.add(
-            f"{name}, messages/s",
-            count / elapsed,
-            "msg/s",
-            count / bare,
-            "bare round trips, one at a time",
+        in_s, in_bare_s, stored, _ = asyncio.run(inbound(count, Path(tmp)))
+        many_s, many_bare_s, many_stored, per_commit = asyncio.run(
+            inbound(count, Path(tmp), args.transmitters)
         )
+        commit = fsync_commit_ms(Path(tmp))
+    for name, elapsed, bare, done, limit_name in (
+        (
+            "gateway -> pysiaalarm receiver",
+            out_s,
+            out_bare_s,
+            received,
+            "bare round trips, one at a time",
+        ),
+        ("transmitter -> dispatchd", in_s, in_bare_s, stored, "bare round trips, one at a time"),
+        (
+            f"{args.transmitters} transmitters -> dispatchd",
+            many_s,
+            many_bare_s,
+            many_stored,
+            f"bare round trips, {args.transmitters} connections",
+        ),
+    ):
+        report.add(f"{name}, messages/s", count / elapsed, "msg/s", count / bare, limit_name)
         report.notes.append(f"{name}: {count:,} messages in {elapsed:.2f} s ({done:,} arrived)")
         if done != count:
             report.notes.append(f"MISMATCH: {name}: {done:,} of {count:,} arrived")
+    report.notes.append(
+        f"{args.transmitters} transmitters: {per_commit:.1f} messages per commit (group commit)"
+    )
     report.notes.append(f"one fsync'd SQLite commit: {commit['p50']:.2f} ms (p50)")
     report.print()
 
