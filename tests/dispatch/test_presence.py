@@ -101,7 +101,9 @@ def test_a_console_on_break_reporting_seen_stays_on_break(server: DispatchApp) -
     presence = {
         p["username"]: p["status"] for p in alice_client.get("/api/v1/operators/presence").json()
     }
-    assert presence[alice] == "on_break"
+    # Still on break, or gone (this console has no stream, so the supervisor may find it silent
+    # meanwhile): never on duty.
+    assert presence[alice] in ("on_break", "gone")
     _, sos = raise_alarm(gw, EventKind.SOS)
     assert alice_client.get(f"/api/v1/incidents/{sos}").json()["operator"] != alice
 
