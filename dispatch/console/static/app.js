@@ -129,6 +129,7 @@ window.ConsoleKit = { views: {}, onRefresh: [], onRender: [], onEvent: [] };
     [/^incident not held by you$/, "err_not_held"],
     [/^no call recorded$/, "err_no_call"],
     [/^incident is resolved$/, "err_resolved"],
+    [/^rescuer on scene$/, "err_rescuer_on_scene"],
     [/^cannot (.+) an incident that is (.+)$/, "err_wrong_state"],
     [/^no such incident$/, "err_no_incident"],
     [/^invalid request$/, "err_invalid"],
@@ -791,6 +792,8 @@ window.ConsoleKit = { views: {}, onRefresh: [], onRender: [], onEvent: [] };
     const body = { outcome: f.get("outcome"), note: f.get("note") || "" };
     const reason = String(f.get("no_call_reason") || "").trim();
     if (reason) body.no_call_reason = reason;
+    const handover = String(f.get("on_scene_handover") || "").trim();
+    if (handover) body.on_scene_handover = handover;
     act("resolve", body).then((ok) => {
       if (ok) { ev.target.reset(); location.hash = "#/queue"; }
     });
