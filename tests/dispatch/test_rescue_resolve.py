@@ -21,6 +21,17 @@ def send(op: httpx.Client, incident_id: str, rescuer_id: int) -> int:
     return int(sent.json()["assignments"][0]["id"])
 
 
+def sent_rescuer(
+    server: DispatchApp,
+) -> tuple[dict[str, Any], httpx.Client, str, httpx.Client, int]:
+    """A rescuer with a login sent to a fresh SOS: (rescuer, their phone, incident, the holding
+    operator's session, the task's id)."""
+    rescuer, phone = add_rescuer(server, supervisor(server))
+    assert phone is not None
+    _hh, incident_id, op = held_alarm(server)
+    return rescuer, phone, incident_id, op, send(op, incident_id, rescuer["id"])
+
+
 def assignments(op: httpx.Client, incident_id: str) -> dict[int, dict[str, Any]]:
     return {a["id"]: a for a in op.get(f"/api/v1/incidents/{incident_id}/rescue").json()}
 
@@ -63,11 +74,7 @@ def test_resolving_calls_off_every_rescuer_still_on_the_way(server: DispatchApp)
 def test_a_rescuer_on_scene_hands_over_before_the_incident_is_resolved(
     server: DispatchApp,
 ) -> None:
-    boss = supervisor(server)
-    rescuer, phone = add_rescuer(server, boss)
-    assert phone is not None
-    _hh, incident_id, op = held_alarm(server)
-    task = send(op, incident_id, rescuer["id"])
+    rescuer, phone, incident_id, op, task = sent_rescuer(server)
     assert press(phone, task, "on_scene").status_code == 200
 
     refused = op.post(f"/api/v1/incidents/{incident_id}/resolve", json=FALSE_ALARM)
@@ -99,11 +106,7 @@ def test_a_rescuer_on_scene_hands_over_before_the_incident_is_resolved(
 
 
 def test_a_rescuer_who_pressed_done_needs_no_handover(server: DispatchApp) -> None:
-    boss = supervisor(server)
-    rescuer, phone = add_rescuer(server, boss)
-    assert phone is not None
-    _hh, incident_id, op = held_alarm(server)
-    task = send(op, incident_id, rescuer["id"])
+    _rescuer, phone, incident_id, op, task = sent_rescuer(server)
     assert press(phone, task, "on_scene").status_code == 200
     assert press(phone, task, "done", outcome="treated_on_site").status_code == 200
     resolved = op.post(f"/api/v1/incidents/{incident_id}/resolve", json=FALSE_ALARM)
@@ -113,11 +116,7 @@ def test_a_rescuer_who_pressed_done_needs_no_handover(server: DispatchApp) -> No
 
 
 def test_only_the_holder_resolves_and_nothing_is_called_off_otherwise(server: DispatchApp) -> None:
-    boss = supervisor(server)
-    rescuer, phone = add_rescuer(server, boss)
-    assert phone is not None
-    _hh, incident_id, op = held_alarm(server)
-    task = send(op, incident_id, rescuer["id"])
+    _rescuer, _phone, incident_id, op, task = sent_rescuer(server)
     _name, other = new_operator(server)
     refused = other.post(f"/api/v1/incidents/{incident_id}/resolve", json=FALSE_ALARM)
     assert refused.status_code == 409

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.dispatch.conftest import BACKENDS, database
-from tests.dispatch.test_rescue import add_rescuer, held_alarm, supervisor
+from tests.dispatch.test_rescue_resolve import sent_rescuer
 from tests.fixtures.dispatch_app import DispatchApp
 from tests.fixtures.procs import run_module
 
@@ -113,12 +113,7 @@ def test_mistakes_are_named_with_their_exit_codes(dispatchd: Cli) -> None:
 
 def test_a_rescuer_with_a_task_is_not_disabled(server: DispatchApp) -> None:
     """The roster's own rule holds from the command line: reassign or call off first."""
-    boss = supervisor(server)
-    rescuer, phone = add_rescuer(server, boss)
-    assert phone is not None
-    _hh, incident_id, op = held_alarm(server)
-    sent = op.post(f"/api/v1/incidents/{incident_id}/rescue", json={"rescuer_id": rescuer["id"]})
-    assert sent.status_code == 201, sent.text
+    rescuer, phone, incident_id, _op, _task = sent_rescuer(server)
 
     busy = run_module(
         "dispatch", "rescuer", "disable", str(rescuer["id"]), DISPATCHD_DB=server.db_url
