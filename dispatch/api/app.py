@@ -55,7 +55,7 @@ def create_app(db: Database, settings: Settings, *, supervise: bool = True) -> F
         if supervise:
             supervisor = Supervisor(db, settings, services.feed, heartbeats=services.heartbeats)
             tasks.append(asyncio.create_task(supervisor.run()))
-        receiver = await start_dc09(db, settings, services.feed)
+        receiver = services.dc09 = await start_dc09(db, settings, services.feed)
         if not db.is_sqlite:
             conninfo = db.url.set(drivername="postgresql").render_as_string(hide_password=False)
             tasks.append(

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 
 from dispatch.db import Database
+from dispatch.dc09.server import Dc09Receiver
 from dispatch.errors import Forbidden, StorageError, Unauthorized
 from dispatch.gateway_cache import GatewayCache
 from dispatch.heartbeats import HeartbeatBatcher
@@ -53,6 +54,7 @@ class Services:
     #: Gateways with their opened secrets (request authentication).
     gateway_cache: GatewayCache | None = None
     jt808: Jt808Server | None = None
+    dc09: Dc09Receiver | None = None
     #: Seals and opens gateway secrets; loaded when the application starts.
     box: SecretBox | None = None
     login_throttle: LoginThrottle = field(init=False)

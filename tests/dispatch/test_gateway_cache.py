@@ -9,7 +9,6 @@ from sqlalchemy import select, update
 
 from contract.wire import EventKind
 from dispatch import schema
-from dispatch.api.deps import Services
 from dispatch.tx import transaction
 from tests.dispatch.conftest import unique
 from tests.dispatch.wire import batch, event, heartbeat
@@ -17,14 +16,8 @@ from tests.fixtures.dispatch_app import DispatchApp
 from tests.fixtures.waiting import wait_until
 
 
-def services(server: DispatchApp) -> Services:
-    assert server.app is not None
-    found: Services = server.app.state.services
-    return found
-
-
 def cached(server: DispatchApp, gateway_id: str) -> bool:
-    cache = services(server).gateway_cache
+    cache = server.services.gateway_cache
     assert cache is not None
     return cache.get(gateway_id) is not None
 
@@ -95,7 +88,7 @@ def test_revocation_elsewhere_refuses_events_at_once_and_heartbeats_are_not_writ
     reply = gw.send_events(batch(gw.gateway_id, event(gw.gateway_id, EventKind.SOS)))
     assert reply.status_code == 403
     assert reply.json()["title"] == "gateway revoked"
-    heartbeats = services(server).heartbeats
+    heartbeats = server.services.heartbeats
     assert heartbeats is not None
     server.run(heartbeats.flush())
     before = server.run(row())["uptime_s"]
