@@ -137,6 +137,11 @@ class HeartbeatBatcher:
             raise gateways.replayed(signed)
         self._remember(key, signed.timestamp)
         values = gateways.heartbeat_values(self.settings, now, entry.row, parsed)
+        # The in-memory truth at once: an alarm arriving before the write takes its clock offset
+        # from here (online and its time change only when written, with the offline incident).
+        entry.row.update(
+            {k: v for k, v in values.items() if k not in ("online", "status_changed_at")}
+        )
         self._pending.append(
             _Beat(signed.gateway_id, gateways.nonce_row(signed), entry.sealed, now, values)
         )
