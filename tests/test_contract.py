@@ -84,20 +84,12 @@ def test_batch_refuses_foreign_gateway_events() -> None:
         )
 
 
+_SOS = {"gateway_id": "g", "seq": 1, "kind": "sos", "priority": 1, "at": AT.isoformat()}
+
+
 def test_oversized_payload_and_naive_time_are_refused() -> None:
     with pytest.raises(ContractError, match="limit"):
-        parse_message(
-            Event,
-            {
-                "id": new_event_id(),
-                "gateway_id": "g",
-                "seq": 1,
-                "kind": "sos",
-                "priority": 1,
-                "at": AT.isoformat(),
-                "payload": {"x": "a" * 5000},
-            },
-        )
+        parse_message(Event, {"id": new_event_id(), **_SOS, "payload": {"x": "a" * 5000}})
     with pytest.raises(ContractError, match="timezone"):
         parse_message(
             Event,
@@ -180,15 +172,7 @@ def test_payload_size_bound_is_never_below_the_serialised_size(
 def test_payload_limit_is_the_serialised_size(payload: dict[str, str]) -> None:
     """Accepted exactly when the compact JSON fits, whichever way the size was checked."""
     fits = len(json.dumps(payload, separators=(",", ":"))) <= 4096
-    data = {
-        "id": new_event_id(),
-        "gateway_id": "g",
-        "seq": 1,
-        "kind": "sos",
-        "priority": 1,
-        "at": AT.isoformat(),
-        "payload": payload,
-    }
+    data = {"id": new_event_id(), **_SOS, "payload": payload}
     if fits:
         assert parse_message(Event, data).payload == payload
     else:
