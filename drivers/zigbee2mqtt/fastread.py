@@ -16,8 +16,9 @@ own partial-packet state, so a packet split across reads is handled as before. B
 lost connection are never fed to the next one: the buffer belongs to one socket.
 
 :func:`share_property_tables` makes ``Properties`` share those tables (they are never changed
-after construction). Both reach paho's internals, as :mod:`drivers.zigbee2mqtt.acks` does: this
-module is the one place to change when paho or aiomqtt change them.
+after construction), and clear an instance by what it holds rather than by every name. Both
+reach paho's internals, as :mod:`drivers.zigbee2mqtt.acks` does: this module is the one place
+to change when paho or aiomqtt change them.
 """
 
 from __future__ import annotations
@@ -57,7 +58,15 @@ def share_property_tables() -> None:
         object.__setattr__(self, "names", names)
         object.__setattr__(self, "properties", table)
 
+    private = frozenset(("packetType", "types", "names", "properties"))
+
+    def clear(self: Properties) -> None:
+        # paho walks every property name with hasattr (unpack clears first, on each message).
+        for name in [n for n in vars(self) if n not in private]:
+            delattr(self, name)
+
     Properties.__init__ = __init__  # type: ignore[method-assign]
+    Properties.clear = clear  # type: ignore[method-assign]
     _shared = True
 
 

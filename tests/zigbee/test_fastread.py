@@ -196,6 +196,10 @@ def test_shared_property_tables_read_and_write_as_before() -> None:
     back.unpack(packed[0:])  # type: ignore[no-untyped-call]
     assert back.ReceiveMaximum == 2000
     assert back.UserProperty == [("a", "b")]
+    back.clear()  # type: ignore[no-untyped-call]
+    assert not hasattr(back, "ReceiveMaximum")
+    assert not hasattr(back, "UserProperty")
+    assert back.packetType == PacketTypes.CONNECT
     assert not hasattr(Properties(PacketTypes.CONNECT), "ReceiveMaximum")  # type: ignore[no-untyped-call]
     with pytest.raises(Exception, match="does not apply"):
         Properties(PacketTypes.PUBLISH).ReceiveMaximum = 5  # type: ignore[no-untyped-call]
