@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from multiprocessing.sharedctypes import Synchronized
 from multiprocessing.synchronize import Event as MpEvent
 
-__all__ = ["Flood", "contact_name", "smoke_name", "start"]
+__all__ = ["Flood", "contact_name", "remaining_length", "smoke_name", "start"]
 
 BATCH = 200
 
@@ -38,7 +38,8 @@ def smoke_name(i: int) -> str:
     return f"smoke_{i:04d}"
 
 
-def _remaining_length(n: int) -> bytes:
+def remaining_length(n: int) -> bytes:
+    """MQTT's variable-length integer (a packet's remaining length)."""
     out = bytearray()
     while True:
         byte, n = n % 128, n // 128
@@ -50,14 +51,14 @@ def _remaining_length(n: int) -> bytes:
 def _publish_packet(topic: str, payload: bytes) -> bytes:
     t = topic.encode()
     body = struct.pack("!H", len(t)) + t + payload
-    return b"\x30" + _remaining_length(len(body)) + body
+    return b"\x30" + remaining_length(len(body)) + body
 
 
 def _connect_packet(client_id: str) -> bytes:
     cid = client_id.encode()
     variable = b"\x00\x04MQTT\x04\x02\x00\x00"  # MQTT 3.1.1, clean session, keepalive 0
     body = variable + struct.pack("!H", len(cid)) + cid
-    return b"\x10" + _remaining_length(len(body)) + body
+    return b"\x10" + remaining_length(len(body)) + body
 
 
 class Messages:

@@ -144,6 +144,7 @@ class Zigbee2MqttBridge:
         seed: int = 0,
         version: str = "2.6.2",
         clear_retained_on_close: bool = False,
+        subscriptions: Sequence[str] = ("#",),
     ) -> None:
         self.host = host
         self.port = port
@@ -156,6 +157,9 @@ class Zigbee2MqttBridge:
         self.version = version
         #: Zigbee2MQTT leaves its retained messages when it stops; a demo should not.
         self.clear_retained_on_close = clear_retained_on_close
+        #: What it subscribes to under its base topic. Zigbee2MQTT takes ``#``; a benchmark
+        #: sharing a process with the gateway narrows it so the bridge does not read the flood.
+        self.subscriptions = tuple(subscriptions)
         #: Every ``/set`` received, oldest first.
         self.sent_commands: list[SentCommand] = []
         #: Every ``permit_join`` request payload received.
@@ -243,7 +247,8 @@ class Zigbee2MqttBridge:
         while True:
             try:
                 async with client:
-                    await client.subscribe(f"{self.base}/#", qos=1)
+                    for topic in self.subscriptions:
+                        await client.subscribe(f"{self.base}/{topic}", qos=1)
                     self._client = client
                     backoff.reset()
                     await self._announce(client)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib
 import sys
-from importlib.metadata import entry_points
 
 import click
 
@@ -34,6 +33,8 @@ COMMAND_GROUP = "gatewayd.commands"
 
 
 def _targets() -> dict[str, str]:
+    from importlib.metadata import entry_points  # reads every installed package's metadata
+
     targets = {ep.name: ep.value for ep in entry_points(group=COMMAND_GROUP)}
     targets.update(COMMANDS)  # a plug-in never shadows a built-in command
     return targets
@@ -53,7 +54,8 @@ class LazyGroup(click.Group):
         return sorted(_targets())
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        target = _targets().get(cmd_name)
+        # A built-in command (the daemon's `run` above all) is found without the plug-ins' scan.
+        target = COMMANDS.get(cmd_name) or _targets().get(cmd_name)
         if target is None:
             return None
         module_name, _, attr = target.partition(":")

@@ -51,7 +51,6 @@ from gatewayd.status import (
     one_line_summary,
 )
 from gatewayd.supervisor import DriverRunner
-from replay.recorder import Recorder
 from rules import RuleConfigError, RuleEngine, load_rules
 from rules.decider import Decider
 from runtime import sdnotify
@@ -170,7 +169,10 @@ class Gateway:
         drivers = (
             self._drivers_override if self._drivers_override is not None else build_drivers(cfg)
         )
-        if self.recorder is None:
+        if self.recorder is None and cfg.record.enabled:
+            # Imported only when recording is on: an idle gateway does without it (1 MiB).
+            from replay.recorder import Recorder
+
             self.recorder = Recorder.from_config(cfg)
         raw = EventBuffer.open(
             state_dir / "buffer.db",

@@ -22,8 +22,11 @@ from rules.inactivity import Inactivity
 from rules.localtime import windows_from
 from rules.state import EngineState, Timer, iso, payload
 
-__all__ = ["RANK_ENTRY", "RANK_LEFT_OPEN", "Contacts"]
+__all__ = ["RANK_ENTRY", "RANK_FLAPPING", "RANK_LEFT_OPEN", "Contacts"]
 
+#: Timer rank of a flapping device's quiet window (:mod:`rules.flapping`'s; a contact's
+#: flapping moves it).
+RANK_FLAPPING = 3
 #: Timer ranks of the entry delay and the left-open alarm.
 RANK_ENTRY = 6
 RANK_LEFT_OPEN = 7
@@ -112,12 +115,21 @@ class Contacts:
             return False
         if dev not in self.rules:
             return True
+        old = self.left_open_timer(dev)
         if value:
             self.opened_at[dev] = at
         else:
             self.opened_at.pop(dev, None)
-        self.state.rare_timers_changed()  # its left-open timer started or ended
+        self.state.rare_timer_replaced(old, self.left_open_timer(dev))
         return True
+
+    def left_open_timer(self, dev: str) -> Timer | None:
+        """The contact's left-open timer as :meth:`timers` lists it, if it has one."""
+        since = self.opened_at.get(dev)
+        if since is None or self.state.mode == "test":
+            return None
+        due = self.left_open_due(dev, since)
+        return None if due is None else (due, RANK_LEFT_OPEN, dev)
 
     def flapping(self, out: list[Decision], spec: DeviceSpec, dev: str, at: datetime) -> bool:
         """Count a change; True while the contact flaps (its telemetry is held back)."""
@@ -128,7 +140,8 @@ class Contacts:
             changes.popleft()
         key = f"flapping:{dev}"
         if key in self.state.active:
-            self.state.rare_timers_changed()  # its quiet time starts again
+            # Its quiet time starts again: the end of its flapping moves later.
+            self.state.rare_timer_later(RANK_FLAPPING, dev)
             return True
         if not 0 < settings.flapping_changes < len(changes):
             return False

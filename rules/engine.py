@@ -160,7 +160,6 @@ class RuleEngine:
         # The other timers (delay_on, escalations, flapping, contacts, the morning check)
         # change only on rare events, each of which calls state.timers_changed() and so also
         # rebuilds the heap. Inactivity is cheap and is read afresh each time.
-        self._timers_best: Timer | None = None
         # The rules' own tables, under the names a walk over every timer reads them by.
         self._active: dict[str, Condition] = state.active
         self._pending: dict[str, Pending] = self._alarms.pending
@@ -402,9 +401,9 @@ class RuleEngine:
         if state.best_valid:
             return state.best
         if state.timers_stale:
-            self._timers_best = self._scan_timers()
+            state.rare_best = self._scan_timers()
             state.timers_stale = False
-        best = self._timers_best
+        best = state.rare_best
         candidate = self._supervision.earliest()
         if candidate is not None and (best is None or candidate < best):
             best = candidate

@@ -14,14 +14,11 @@ from typing import Any
 
 from contract.devices import DeviceSpec
 from contract.wire import EventKind
-from rules.contacts import Contacts
+from rules.contacts import RANK_FLAPPING, Contacts
 from rules.decisions import Decision, EmitEvent
 from rules.state import Condition, EngineState, Timer, payload
 
 __all__ = ["RANK_FLAPPING", "Flapping"]
-
-#: Timer rank of a flapping device's quiet window.
-RANK_FLAPPING = 3
 
 
 class Flapping:

@@ -131,6 +131,8 @@ class EngineState:
         # valid until a timer changes.
         self.timers_stale = True
         self.supervision_stale = True
+        #: The earliest rare timer as last scanned (valid while not ``timers_stale``).
+        self.rare_best: Timer | None = None
         self.best: Timer | None = None
         self.best_valid = False
 
@@ -150,6 +152,29 @@ class EngineState:
         a rebuild over every supervised device."""
         self.timers_stale = True
         self.best_valid = False
+
+    def rare_timer_replaced(self, old: Timer | None, new: Timer | None) -> None:
+        """One rare timer went (``old``) and another came (``new``), nothing else changed.
+
+        A contact flips thousands of times a second in a busy home: rather than rescan every
+        rare timer, the kept earliest is updated, unless the one that went was the earliest.
+        """
+        self.best_valid = False
+        if self.timers_stale:
+            return
+        if old is not None and old == self.rare_best:
+            self.timers_stale = True
+            return
+        if new is not None and (self.rare_best is None or new < self.rare_best):
+            self.rare_best = new
+
+    def rare_timer_later(self, rank: int, key: str) -> None:
+        """One rare timer moved later (a flapping device's quiet time restarting): the kept
+        earliest stays, unless it was that one."""
+        self.best_valid = False
+        best = self.rare_best
+        if not self.timers_stale and best is not None and best[1:] == (rank, key):
+            self.timers_stale = True
 
     def _condition_changed(self, key: str) -> None:
         # Supervision skips offline devices: only a device_offline condition changes its heap.

@@ -36,6 +36,7 @@ from paho.mqtt.properties import Properties
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from drivers.base import DriverOptions
+from drivers.zigbee2mqtt.fastread import speed_up
 
 __all__ = [
     "DEFAULT_URL",
@@ -202,7 +203,7 @@ def make_client(
             "clean_start": not persistent,
             "properties": properties,
         }
-    return aiomqtt.Client(
+    client = aiomqtt.Client(
         broker.host,
         broker.port,
         username=broker.username,
@@ -214,3 +215,4 @@ def make_client(
         tls_params=tls_params,
         timeout=timeout,
     )
+    return speed_up(client)

@@ -19,7 +19,8 @@ from tests.fixtures.waiting import wait_until
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
 #: Libraries a Zigbee-only gateway has no use for: the other drivers' transports and decoders,
-#: and the optional extras of structlog and httpx (rich, pygments, greenlet).
+#: the optional extras of structlog and httpx (rich, pygments, greenlet), and the trace
+#: recorder (its home does not record).
 NOT_FOR_ZIGBEE = (
     "drivers.ble",
     "drivers.modbus",
@@ -33,6 +34,7 @@ NOT_FOR_ZIGBEE = (
     "pygments",
     "greenlet",
     "sqlite_utils",
+    "replay",
 )
 
 

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from contract.wire import Reading
 from rules import RuleEngine
 from tests.rules.builders import HOME, T0, engine
+from tests.rules.builders import dev as device
 from tests.rules.test_properties import SETTINGS, Step, step_strategy
 
 
@@ -30,7 +31,15 @@ def walk(e: RuleEngine) -> tuple[datetime, int, str] | None:
         if interval > 0 and f"device_offline:{dev}" not in e._active:
             candidates.append((e._last_seen[dev] + timedelta(seconds=interval), 2, dev))
     for dev in e._flapping_devices():
-        candidates.append((e._flap_quiet_since(dev) + e._flap_window, 3, dev))
+        candidates.append((e._flap_quiet_since(dev) + e._flapping.quiet_window(dev), 3, dev))
+    contacts = e._contacts
+    for dev, entry in contacts.entry_due.items():
+        candidates.append((entry, 6, dev))
+    if e.mode != "test":
+        for dev, since in contacts.opened_at.items():
+            left_open = contacts.left_open_due(dev, since)
+            if left_open is not None:
+                candidates.append((left_open, 7, dev))
     due = e._inactivity_watch()
     if due is not None:
         candidates.append((due, 4, "after"))
@@ -199,3 +208,86 @@ def test_seeded_offline_device_leaves_supervision() -> None:
 class _Seeded:
     def __init__(self, condition: str, kind: str, device_id: str) -> None:
         self.condition, self.kind, self.device_id = condition, kind, device_id
+
+
+DOORS = [f"door-{i}" for i in range(1, 5)]
+
+
+def doors_engine() -> RuleEngine:
+    """Several doors that flap, are left open inside hours, and are opened in away mode: the
+    timers a busy door updates in place of a walk over every timer."""
+    home = (*HOME, *(device(d, "door", room="hall") for d in DOORS[1:]))
+    return engine(
+        {
+            "contacts": {
+                "left_open_after_s": 120,
+                "left_open_hours": "07:00-22:00",
+                "flapping_changes": 3,
+                "flapping_window_s": 60,
+                "entry_delay_s": 20,
+            },
+            "flapping": {"max_alarms": 2, "window_s": 300},
+            "supervision": {"default_s": 3000, "siren": 900, "motion": 120},
+            "escalate_after_s": 30,
+        },
+        home,
+        inactivity=True,
+        supervision=True,
+        timezone="Europe/Berlin",
+    )
+
+
+def door_step() -> st.SearchStrategy[Step]:
+    read = st.builds(
+        Step,
+        kind=st.just("read"),
+        dt=st.sampled_from([0, 1, 5, 30, 61, 130, 3600]),
+        device=st.sampled_from([*DOORS, "smoke-k"]),
+        prop=st.sampled_from(["contact_open", "contact_open", "contact_open", "smoke"]),
+        value=st.booleans(),
+        retained=st.booleans(),
+    )
+    tick = st.builds(Step, kind=st.just("tick"), dt=st.sampled_from([1, 20, 61, 130, 40_000]))
+    mode = st.builds(
+        Step, kind=st.just("mode"), dt=st.just(1), value=st.sampled_from(["normal", "away", "test"])
+    )
+    return st.one_of(read, read, read, read, tick, mode)
+
+
+@SETTINGS
+@given(st.lists(door_step(), max_size=120))
+def test_kept_earliest_timer_through_busy_doors(steps: list[Step]) -> None:
+    check_each_step(doors_engine(), steps)
+
+
+def test_a_closing_door_whose_left_open_timer_was_the_earliest() -> None:
+    """The earliest rare timer goes with its door: the next one comes from a rescan."""
+    check_each_step(
+        doors_engine(),
+        [
+            Step("tick", dt=8 * 3600),  # inside the left-open hours
+            Step("read", dt=1, device="door-1", prop="contact_open", value=True),
+            Step("read", dt=10, device="door-2", prop="contact_open", value=True),
+            Step("read", dt=10, device="door-1", prop="contact_open", value=False),
+            Step("tick", dt=150),
+        ],
+    )
+
+
+def test_a_flapping_door_moves_its_quiet_end_while_it_is_the_earliest() -> None:
+    """Each change of a flapping door restarts its quiet time: the kept timer moves with it."""
+    flips = [
+        Step("read", dt=1, device="door-1", prop="contact_open", value=i % 2 == 0)
+        for i in range(6)
+    ]
+    check_each_step(
+        doors_engine(),
+        [
+            Step("tick", dt=8 * 3600),
+            *flips,
+            Step("read", dt=5, device="door-1", prop="contact_open", value=True),
+            Step("read", dt=5, device="door-1", prop="contact_open", value=False),
+            Step("tick", dt=59),
+            Step("tick", dt=10),
+        ],
+    )
