@@ -39,7 +39,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import resource
 import tempfile
 import time
@@ -52,8 +51,13 @@ from typing import Any
 from bench.city_db import PgProbe, proc_cpu_s, store_gateways
 from bench.city_sizing import sizing
 from bench.common import Report, percentile
-from bench.harness import DispatchServer, pg_available, pg_database, start_dispatch
-from contract.signing import sign_request
+from bench.harness import (
+    DispatchServer,
+    pg_available,
+    pg_database,
+    signed_request,
+    start_dispatch,
+)
 from contract.wire import Event, EventKind, Heartbeat, IngestBatch, Lane, new_event_id
 
 HEARTBEAT_PATH = "/api/v1/gateway/heartbeat"
@@ -90,19 +94,7 @@ class Tally:
 
 
 def _request(gateway: Gateway, path: str, body: bytes) -> bytes:
-    signed = sign_request(
-        gateway_id=gateway.gateway_id,
-        secret=gateway.secret,
-        method="POST",
-        path=path,
-        body=body,
-        nonce=os.urandom(16).hex(),
-    )
-    head = "".join(f"{k}: {v}\r\n" for k, v in signed.as_dict().items())
-    return (
-        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{gateway.port}\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n{head}\r\n"
-    ).encode() + body
+    return signed_request(gateway, path, body, gateway.port)
 
 
 def heartbeat_request(gateway: Gateway, interval_s: float, uptime_s: float) -> bytes:
