@@ -33,6 +33,7 @@ BENCHMARKS: dict[str, tuple[str, list[str]]] = {
     "footprint": ("bench.footprint", ["--quick"]),
     "replay": ("bench.replay_bench", ["--weeks", "6"]),
     "wristbands": ("bench.wristbands", ["--quick"]),
+    "city": ("bench.city", ["--quick"]),
 }
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from contract.signing import sign_request
 from tests.fixtures.dispatch import DispatchServer, EnrolledGateway
@@ -88,7 +89,16 @@ def enroll_many(
     ]
 
 
-def signed_request(gateway: EnrolledGateway, path: str, body: bytes, port: int) -> bytes:
+class Credentials(Protocol):
+    """What signing needs of a gateway: an enrolled one, or one stored in bulk."""
+
+    @property
+    def gateway_id(self) -> str: ...
+    @property
+    def secret(self) -> str: ...
+
+
+def signed_request(gateway: Credentials, path: str, body: bytes, port: int) -> bytes:
     """A complete signed HTTP/1.1 POST, ready to write to a socket (valid for MAX_SKEW_S)."""
     signed = sign_request(
         gateway_id=gateway.gateway_id,

@@ -37,3 +37,37 @@ def test_runner_reports_dispatch_ingest_figures_with_limits_and_ratios() -> None
         assert figure["ratio"] == pytest.approx(figure["value"] / figure["limit"], abs=1e-4)
     assert lines[0]["machine"]["cpus"] >= 1
     assert "== summary" in result.stdout
+
+
+@pytest.mark.postgres
+def test_city_bench_runs_signed_gateways_against_two_processes_and_sizes_a_city() -> None:
+    result = run_module(
+        "bench",
+        "--only",
+        "city",
+        "--",
+        "--gateways",
+        "200",
+        "--interval",
+        "2",
+        "--warmup",
+        "2",
+        "--duration",
+        "3",
+        "--alarm-rate",
+        "5",
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert [line["benchmark"] for line in lines] == ["city"]
+    figures = {f["name"]: f for f in lines[0]["figures"]}
+    # Every request was signed as a gateway signs it and accepted: no refusal, no lost alarm.
+    assert figures["errors"]["value"] == 0, lines[0]["notes"]
+    assert figures["heartbeats answered/s"]["value"] > 0
+    assert figures["heartbeats answered/s"]["limit"] == pytest.approx(100.0)
+    assert figures["alarms stored/s"]["value"] > 0
+    assert figures["alarm latency p99"]["value"] >= figures["alarm latency p50"]["value"] > 0
+    assert {"CPU dispatchd 1", "CPU dispatchd 2", "CPU PostgreSQL backends"} <= set(figures)
+    assert figures["database bytes per alarm"]["value"] > 0
+    assert any(note.startswith("sizing for 500,000 homes") for note in lines[0]["notes"])

@@ -47,8 +47,6 @@ count per problem found) and each reason is logged once.
 
 from __future__ import annotations
 
-import json
-import math
 from collections import deque
 from collections.abc import Sequence
 from typing import Any, Final
@@ -66,30 +64,12 @@ from drivers.zigbee2mqtt.bridge import (
     parse_event,
     parse_online,
 )
+from drivers.zigbee2mqtt.state import StateDecoder, decode_json, number
 
 __all__ = ["MAX_DEVICES", "Zigbee2MqttParser"]
 
 log = structlog.get_logger(__name__)
 
-#: Zigbee2MQTT boolean property -> our vocabulary.
-_BOOLEANS: Final = {
-    "smoke": "smoke",
-    "gas": "gas",
-    "carbon_monoxide": "carbon_monoxide",
-    "water_leak": "water_leak",
-    "tamper": "tamper",
-    "battery_low": "battery_low",
-    "test": "test",
-    "occupancy": "motion",
-    "presence": "motion",
-    "fall": "fall",
-}
-#: Zigbee2MQTT numeric property -> (our property, lowest, highest).
-_NUMBERS: Final = {
-    "battery": ("battery", 0.0, 100.0),
-    "voltage": ("voltage", 0.0, 100_000.0),
-    "linkquality": ("signal", 0.0, 255.0),
-}
 _MAX_NAME: Final = 128
 _MAX_ACTION: Final = 64
 _EVENTS_KEPT: Final = 64
@@ -126,6 +106,8 @@ class Zigbee2MqttParser(ParserBase):
         self._identities: dict[str, tuple[str, dict[str, Any]]] = {}
         #: Remembered values by native name, in our vocabulary; numbers are the last emitted.
         self._state: dict[str, dict[str, Any]] = {}
+        #: Payload -> its meaning, for the payloads a home repeats (see .state).
+        self._decode = StateDecoder()
         self._broker_up = False
         self._bridge_online: bool | None = None
         self._link: bool | None = None
@@ -248,48 +230,14 @@ class Zigbee2MqttParser(ParserBase):
             # Zigbee2MQTT clears a removed or renamed device's retained state this way.
             self._state.pop(name, None)
             return []
-        data = _json(frame)
-        if not isinstance(data, dict):
-            raise FrameRejected("device state is not a JSON object")
-        values: dict[str, Any] = {}
-        problems: list[str] = []
-        for key, value in data.items():
-            if value is None:
-                continue  # unknown: neither alarm nor restore, and nothing remembered
-            if key in _BOOLEANS:
-                if isinstance(value, bool):
-                    values[_BOOLEANS[key]] = value
-                else:
-                    problems.append(f"{key} is not a boolean")
-            elif key == "contact":
-                if isinstance(value, bool):
-                    values["contact_open"] = not value
-                else:
-                    problems.append("contact is not a boolean")
-            elif key in _NUMBERS:
-                ours, low, high = _NUMBERS[key]
-                kind = type(value)
-                if (kind is int or kind is float) and low <= value <= high:
-                    # The common case, what _number gives for it without its checks (NaN and
-                    # out-of-range values fail the comparison and take the full path).
-                    values[ours] = float(value)
-                    continue
-                number = _number(value)
-                if number is None or not low <= number <= high:
-                    problems.append(f"{key} is not a number in range")
-                else:
-                    values[ours] = number
-            elif key == "sos":
-                if isinstance(value, bool):
-                    values["sos_state"] = value
-                else:
-                    problems.append("sos is not a boolean")
+        state = self._decode(frame.payload)
+        problems = state.problems
         for problem in problems:
             self.reject(problem, frame)
-        readings = self._changes(name, values, frame)
-        action = data.get("action")
+        readings = self._changes(name, state.values, frame)
+        action = state.action
         if action is not None and not isinstance(action, str):
-            problems.append("action is not text")
+            problems += ("action is not text",)
             self.reject("action is not text", frame)
         elif action and not frame.retained:
             device, extra = self._identity(name)  # Reading copies the kept extra
@@ -365,23 +313,10 @@ class Zigbee2MqttParser(ParserBase):
         return self._identity(name)[0]
 
 
-
-#: What :func:`decode_json` decodes with, made once: ``json.loads`` with an option builds a new
-#: decoder per call, a tenth of a replayed frame's time.
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-_DECODER: Final = json.JSONDecoder(parse_constant=_no_constants)
-
-
 def _json(frame: RawFrame) -> Any:
-    """:func:`decode_json` of the payload (same result, same refusals), faster."""
-    try:
-        return _DECODER.decode(frame.payload.decode("utf-8"))
-    except (ValueError, RecursionError) as exc:
-        # decode_json's reason for anything it refuses (bad UTF-8, NaN, a leading BOM, ...).
-        raise FrameRejected("not JSON") from exc
+    """:func:`~drivers.zigbee2mqtt.bridge.decode_json` of the payload (same result, same
+    refusals), faster."""
+    return decode_json(frame.payload)
 
 
 def _check_name(name: str) -> None:
@@ -396,14 +331,4 @@ def _is_command_topic(rest: str) -> bool:
     )
 
 
-def _number(value: Any) -> float | None:
-    # Some older converters send numbers as text ("80.00"); booleans are not numbers.
-    if isinstance(value, bool):
-        return None
-    if not isinstance(value, int | float | str) or (isinstance(value, str) and len(value) > 32):
-        return None
-    try:
-        number = float(value)
-    except (ValueError, OverflowError):
-        return None
-    return number if math.isfinite(number) else None
+_number = number

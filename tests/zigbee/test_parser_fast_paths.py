@@ -2,7 +2,8 @@
 
 A replay runs tens of thousands of frames a second through the parser, so the parser keeps a
 JSON decoder, takes in-range JSON numbers without the full number check, and keeps each native
-name's device id and extra. Each is checked here against the plain function it stands for.
+name's device id and extra, and remembers what the payloads it saw last mean. Each is checked
+here against the plain function it stands for.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from drivers.base import data_frame
 from drivers.zigbee2mqtt import Zigbee2MqttParser
 from drivers.zigbee2mqtt.bridge import BridgeMessageError, decode_json
 from drivers.zigbee2mqtt.parser import _json, _number
+from drivers.zigbee2mqtt.state import MEMO_SIZE, DecodedState, StateDecoder, decode_state
 from tests.fixtures.zigbee import spec
 
 BASE = "zigbee2mqtt"
@@ -150,3 +152,54 @@ def test_a_leave_carries_its_reason_beside_the_kept_extra() -> None:
     ]
     later = parser.parse(data_frame("zigbee", f"{BASE}/kitchen", b'{"smoke": true}'))
     assert [r.extra for r in later] == [{"native": "kitchen"}]
+
+
+class _Forgetful(StateDecoder):
+    """Decodes every payload afresh: what the parser did before it remembered payloads."""
+
+    def __call__(self, payload: bytes) -> DecodedState:
+        return decode_state(payload)
+
+
+state_payloads = st.fixed_dictionaries(
+    {},
+    optional={
+        "occupancy": st.booleans() | st.just("yes"),
+        "battery": st.sampled_from([100, 99.5, -1, "80", None]),
+        "linkquality": st.sampled_from([80, 95, 120, 300]),
+        "contact": st.booleans(),
+        "sos": st.booleans() | st.just(1),
+        "action": st.sampled_from(["single", "", 7]),
+    },
+).map(lambda d: json.dumps(d).encode())
+
+
+@SETTINGS
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b"]),
+            # A small pool, so that payloads repeat as a home's do.
+            st.sampled_from([b'{"occupancy": true}', b"[1]", b"{bad", b""]) | state_payloads,
+            st.booleans(),
+        ),
+        max_size=40,
+    )
+)
+def test_remembered_payloads_give_the_readings_and_refusals_of_fresh_decoding(
+    frames: list[tuple[str, bytes, bool]],
+) -> None:
+    remembering = Zigbee2MqttParser(driver_id="zigbee", base_topic=BASE)
+    forgetful = Zigbee2MqttParser(driver_id="zigbee", base_topic=BASE)
+    forgetful._decode = _Forgetful()
+    for name, payload, retained in frames:
+        frame = data_frame("zigbee", f"{BASE}/{name}", payload, retained=retained)
+        assert remembering.parse(frame) == forgetful.parse(frame)
+    assert vars(remembering.stats) == vars(forgetful.stats)
+
+
+def test_the_memory_of_payloads_is_bounded() -> None:
+    decode = StateDecoder()
+    for n in range(MEMO_SIZE * 3):
+        assert decode(f'{{"battery": {n % 100}, "linkquality": {n}}}'.encode()).values
+    assert len(decode._memo) <= MEMO_SIZE
