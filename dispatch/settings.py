@@ -168,6 +168,16 @@ class Settings(BaseSettings):
         description="Seconds between a wristband's heartbeats; silent for heartbeat-misses of "
         "them, it is a 'wristband offline' trouble.",
     )
+    jt808_answer_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="Seconds a wristband has to answer what the centre sends it (the heartbeat "
+        "interval, 0x8103) before it is sent again; the n-th resend waits n+1 times longer.",
+    )
+    jt808_resends: int = Field(
+        2, ge=0, le=10, description="Times an unanswered message to a wristband is sent again."
+    )
     jt808_max_connections: int = Field(
         20_000, ge=1, description="Wristband connections held at once; more are refused."
     )
@@ -264,3 +274,4 @@ def env_var(field: str) -> str:
 def flag_name(field: str) -> str:
     """The ``dispatchd serve`` flag of a setting: ``sla_ack_s`` -> ``--sla-ack``."""
     return "--" + field.removesuffix("_s").replace("_", "-")
+
