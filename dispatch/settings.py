@@ -189,16 +189,14 @@ class Settings(BaseSettings):
     )
     map_tile_url_template: str | None = Field(
         None,
-        description="Tiles for the map on an incident's location card, e.g. "
-        "https://tile.example.org/{z}/{x}/{y}.png ({z}, {x}, {y} filled in); none by default: "
-        "no map is drawn and nothing is fetched. The console's Content-Security-Policy allows "
-        "images from this host only.",
+        # The console's Content-Security-Policy lets images in from this host, and no other.
+        description="Tiles of the location card's map, e.g. https://tiles.example/{z}/{x}/{y}.png; "
+        "none: no map, nothing fetched.",
     )
     map_tile_attribution: str = Field(
         "",
         max_length=300,
-        description="Text shown on the map, as the tiles' licence asks (e.g. "
-        "'© OpenStreetMap contributors').",
+        description="Text shown on the map, as the tiles' licence asks.",
     )
     rescue_accept_within_s: float = Field(
         120, ge=1, description="Seconds a rescuer has to accept a task before the board flags it."
