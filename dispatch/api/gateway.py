@@ -137,7 +137,8 @@ async def events(request: Request, services: ServicesDep) -> Response:
     """Store a batch of events (idempotent by event id) and report each one's incident."""
     body = await request.body()
     parsed = _parse(IngestBatch, body)
-    async with transaction(services.db, feed=services.feed) as tx:
+    alarms = not isinstance(parsed, BadRequest) and any(ev.kind.is_alarm for ev in parsed.events)
+    async with transaction(services.db, feed=services.feed, urgent=alarms) as tx:
         gateway, secret = await gateways.authenticate(
             tx,
             services.secret_box,
