@@ -338,20 +338,18 @@ class Jt808Server:
                 self.stats["heartbeat_set"] += 1
                 return
             if result != Result.MESSAGE_ERROR:  # a garbled copy is worth sending again
-                self.stats["heartbeat_refused"] += 1
-                log.warning(
-                    "jt808 terminal refused its heartbeat interval",
-                    terminal=conn.terminal,
-                    result=result,
-                    heartbeat_s=seconds,
-                )
+                self._not_set(conn, "refused", seconds, result=result)
                 return
-        self.stats["heartbeat_unanswered"] += 1
+        self._not_set(conn, "unanswered", seconds, sent=sends)
+
+    def _not_set(self, conn: _Conn, outcome: str, seconds: int, **detail: int) -> None:
+        """Counted and logged; the terminal is still served (its silence is supervised)."""
+        self.stats[f"heartbeat_{outcome}"] += 1
         log.warning(
-            "jt808 terminal did not answer its heartbeat interval",
+            f"jt808 heartbeat interval {outcome}",
             terminal=conn.terminal,
-            sent=sends,
             heartbeat_s=seconds,
+            **detail,
         )
 
     async def _location(self, conn: _Conn, report: store.Report) -> None:
