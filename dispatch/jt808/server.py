@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -88,13 +87,6 @@ class Jt808Server:
         return port
 
     async def start(self, host: str, port: int) -> None:
-        # Ten thousand links are a heap of a million objects that the collector's full passes
-        # walked for 0.5-3 s each, the event loop frozen and every SOS waiting (measured in
-        # bench/wristbands.py). Everything alive at start is kept out of those passes, and young
-        # objects are collected less often, so that telemetry kept for half a second dies by
-        # its reference count instead of being promoted to the old generation.
-        gc.freeze()
-        gc.set_threshold(50_000, 20, 20)
         self._server = await asyncio.start_server(self._accept, host, port, backlog=4096)
         self._tracking = asyncio.create_task(self.tracker.run())
         log.info("jt808 listening", host=host, port=self.port)

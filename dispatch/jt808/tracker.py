@@ -42,7 +42,7 @@ class Tracker:
         feed: ChangeFeed,
         *,
         flush_s: float = 0.5,
-        chunk: int = 50,
+        chunk: int = 100,
     ) -> None:
         self.db = db
         self.settings = settings
