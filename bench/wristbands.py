@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,7 +35,7 @@ from pathlib import Path
 from bench.common import Report, percentile
 from bench.harness import free_port, start_dispatch
 from contract import jt808
-from contract.jt808 import AlarmBit, MsgId, StatusBit
+from contract.jt808 import AlarmBit, MsgId, Result, StatusBit
 
 AUTH = "benchcode"
 ECHO = """
@@ -141,12 +142,28 @@ class Load:
     _all_connected: asyncio.Event = field(default_factory=asyncio.Event)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
-    async def _answer(self, reader: asyncio.StreamReader, splitter: jt808.Splitter) -> None:
+    async def _answer(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        splitter: jt808.Splitter,
+        frame: Callable[[int, bytes], bytes],
+    ) -> None:
+        """Until the platform's answer; its commands on the way (the heartbeat interval, 0x8103)
+        are answered as a terminal does."""
         while True:
             data = await reader.read(4096)
             if not data:
                 raise ConnectionError("closed")
-            if splitter.feed(data):
+            answered = False
+            for raw in splitter.feed(data):
+                if raw[1:3] != b"\x81\x03":
+                    answered = True
+                    continue
+                serial = jt808.decode_frame(raw).header.serial
+                body = jt808.encode_general_response(serial, MsgId.SET_PARAMS, Result.SUCCESS)
+                writer.write(frame(MsgId.TERMINAL_RESPONSE, body))
+            if answered:
                 self.answered += 1
                 return
 
@@ -163,7 +180,7 @@ class Load:
         async with gate:
             reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
             writer.write(frame(MsgId.AUTHENTICATE, AUTH.encode()))
-            await self._answer(reader, splitter)
+            await self._answer(reader, writer, splitter, frame)
         self.connected += 1
         if self.connected == self.count:
             self._all_connected.set()
@@ -196,13 +213,13 @@ class Load:
                 )
                 sent = time.perf_counter()
                 writer.write(frame(MsgId.LOCATION, jt808.encode_location(loc)))
-                await self._answer(reader, splitter)
+                await self._answer(reader, writer, splitter, frame)
                 if pressed:
                     self.alarm_ms.append((time.perf_counter() - sent) * 1000)
                     self.sos_sent.append(number)
                     continue  # the next regular report releases it
                 writer.write(frame(MsgId.HEARTBEAT))
-                await self._answer(reader, splitter)
+                await self._answer(reader, writer, splitter, frame)
                 next_at += self.interval
         except (ConnectionError, OSError):
             self.errors += 1

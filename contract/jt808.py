@@ -31,6 +31,7 @@ __all__ = [
     "Location",
     "Message",
     "MsgId",
+    "Param",
     "Registration",
     "Result",
     "Splitter",
@@ -44,6 +45,7 @@ __all__ = [
     "decode_location",
     "decode_register_reply",
     "decode_registration",
+    "decode_set_params",
     "encode_authentication",
     "encode_batch",
     "encode_frame",
@@ -51,6 +53,7 @@ __all__ = [
     "encode_location",
     "encode_register_reply",
     "encode_registration",
+    "encode_set_params",
     "escape",
     "normalise_phone",
     "unescape",
@@ -82,6 +85,7 @@ class MsgId(enum.IntEnum):
     BATCH_LOCATION = 0x0704
     PLATFORM_RESPONSE = 0x8001
     REGISTER_REPLY = 0x8100
+    SET_PARAMS = 0x8103
 
 
 class Result(enum.IntEnum):
@@ -105,6 +109,13 @@ class AlarmBit(enum.IntEnum):
     #: Collision and rollover: how wristbands of this kind report a fall.
     COLLISION = 29
     ROLLOVER = 30
+
+
+class Param(enum.IntEnum):
+    """Terminal parameter ids (0x8103) this product sets."""
+
+    #: Heartbeat interval, seconds (DWORD).
+    HEARTBEAT_S = 0x0001
 
 
 class StatusBit(enum.IntEnum):
@@ -562,3 +573,41 @@ def encode_batch(locations: list[Location], kind: int = 0) -> bytes:
         item = encode_location(loc)
         out += struct.pack(">H", len(item)) + item
     return out
+
+
+def encode_set_params(params: dict[int, int | bytes]) -> bytes:
+    """A 0x8103 body: count (1), then per parameter id (4), length (1), value.
+
+    An ``int`` value is sent as a DWORD, as the standard's numeric parameters are.
+    """
+    if len(params) > 0xFF:
+        raise ValueError(f"at most 255 parameters in one message, got {len(params)}")
+    out = bytes([len(params)])
+    for param, value in params.items():
+        if not 0 <= param <= 0xFFFFFFFF:
+            raise ValueError(f"parameter id {param:#x} does not fit a DWORD")
+        if isinstance(value, int):
+            if not 0 <= value <= 0xFFFFFFFF:
+                raise ValueError(f"parameter {param:#06x} value {value} does not fit a DWORD")
+            value = struct.pack(">I", value)
+        if len(value) > 0xFF:
+            raise ValueError(f"parameter {param:#06x} value is {len(value)} bytes, at most 255")
+        out += struct.pack(">IB", param, len(value)) + value
+    return out
+
+
+def decode_set_params(body: bytes) -> dict[int, bytes]:
+    """A 0x8103 body to parameter id -> raw value; raises :class:`FrameError` if cut short."""
+    if not body:
+        raise FrameError("length", "parameter body is empty")
+    params: dict[int, bytes] = {}
+    pos = 1
+    for n in range(body[0]):
+        if pos + 5 > len(body):
+            raise FrameError("length", f"{body[0]} parameters announced, body ends after {n}")
+        param, size = struct.unpack_from(">IB", body, pos)
+        if pos + 5 + size > len(body):
+            raise FrameError("length", f"parameter {param:#06x} is cut short")
+        params[param] = body[pos + 5 : pos + 5 + size]
+        pos += 5 + size
+    return params

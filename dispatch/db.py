@@ -2,13 +2,13 @@
 
 ``sqlite:///path`` and ``postgresql://user@host/db`` URLs are accepted as operators write them and
 mapped to the async drivers (aiosqlite, psycopg 3). Every write goes through :meth:`Database.write`:
-on SQLite it is serialised in-process and begins ``IMMEDIATE`` (so two writers never deadlock on a
-lock upgrade), with WAL and a busy timeout for other processes such as the CLI.
+on SQLite it is serialised in-process, alarms first (:mod:`dispatch.write_gate`), and begins
+``IMMEDIATE`` (so two writers never deadlock on a lock upgrade), with WAL and a busy timeout for
+other processes such as the CLI.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -20,6 +20,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from dispatch.errors import ConfigError, StorageError
+from dispatch.write_gate import Priority, WriteGate
 
 __all__ = ["DEFAULT_DB_URL", "Database", "missing_sqlite_file", "normalise_url"]
 
@@ -75,7 +76,7 @@ class Database:
             kwargs["max_overflow"] = pool_size
             kwargs["pool_pre_ping"] = True
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
-        self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
+        self._write_gate = WriteGate() if self.dialect == "sqlite" else None
         if self.dialect == "sqlite":
             self._install_sqlite_hooks()
 
@@ -106,13 +107,21 @@ class Database:
             conn.exec_driver_sql(f"BEGIN {options.get('sqlite_begin', 'DEFERRED')}")
 
     @asynccontextmanager
-    async def write(self, *, durable: bool = True) -> AsyncIterator[AsyncConnection]:
+    async def write(
+        self, *, durable: bool = True, urgent: bool = False
+    ) -> AsyncIterator[AsyncConnection]:
         """A write transaction: committed on exit, rolled back on error.
 
-        ``durable=False`` lets SQLite skip the fsync at commit (heartbeats, housekeeping).
+        ``durable=False`` lets SQLite skip the fsync at commit (heartbeats, housekeeping); such
+        writes wait behind durable ones, and ``urgent`` ones (alarms) go before all others
+        (:mod:`dispatch.write_gate`).
         """
-        if self._write_lock is not None:
-            async with self._write_lock, self.engine.connect() as conn:
+        if self._write_gate is not None:
+            if urgent:
+                priority = Priority.ALARM
+            else:
+                priority = Priority.DURABLE if durable else Priority.TELEMETRY
+            async with self._write_gate.hold(priority), self.engine.connect() as conn:
                 conn = await conn.execution_options(sqlite_begin="IMMEDIATE", durable=durable)
                 async with conn.begin():
                     yield conn

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, ValidationError, field_validator
@@ -18,7 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from dispatch.errors import ConfigError
 from runtime.logs import LOG_LEVELS
 
-__all__ = ["ENV_PREFIX", "Settings", "env_var", "flag_name"]
+__all__ = ["ENV_PREFIX", "Settings", "env_var", "flag_name", "tile_origin"]
 
 ENV_PREFIX = "DISPATCHD_"
 
@@ -175,6 +176,16 @@ class Settings(BaseSettings):
         description="Seconds between a wristband's heartbeats; silent for heartbeat-misses of "
         "them, it is a 'wristband offline' trouble.",
     )
+    jt808_answer_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="Seconds a wristband has to answer what the centre sends it (the heartbeat "
+        "interval, 0x8103) before it is sent again; the n-th resend waits n+1 times longer.",
+    )
+    jt808_resends: int = Field(
+        2, ge=0, le=10, description="Times an unanswered message to a wristband is sent again."
+    )
     jt808_max_connections: int = Field(
         20_000, ge=1, description="Wristband connections held at once; more are refused."
     )
@@ -182,6 +193,17 @@ class Settings(BaseSettings):
         None,
         description="Link template for a fix's 'open map' ({lat}, {lon}), e.g. "
         "https://www.openstreetmap.org/?mlat={lat}&mlon={lon}#map=17/{lat}/{lon}; none by default.",
+    )
+    map_tile_url_template: str | None = Field(
+        None,
+        # The console's Content-Security-Policy lets images in from this host, and no other.
+        description="Tiles of the location card's map, e.g. https://tiles.example/{z}/{x}/{y}.png; "
+        "none: no map, nothing fetched.",
+    )
+    map_tile_attribution: str = Field(
+        "",
+        max_length=300,
+        description="Text shown on the map, as the tiles' licence asks.",
     )
     rescue_accept_within_s: float = Field(
         120, ge=1, description="Seconds a rescuer has to accept a task before the board flags it."
@@ -242,6 +264,22 @@ class Settings(BaseSettings):
             raise ValueError("must start with https://, http:// or geo:")
         return value
 
+    @field_validator("map_tile_url_template")
+    @classmethod
+    def _tile_template(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        try:
+            url = value.format(z=0, x=0, y=0)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"use only {{z}}, {{x}} and {{y}} ({exc!r})") from exc
+        if any(f"{{{part}}}" not in value for part in "zxy"):
+            raise ValueError("must contain {z}, {x} and {y}")
+        parts = urlsplit(url)
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise ValueError("must be an https:// (or http://) URL with a host")
+        return value
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _known_level(cls, value: Any) -> str:
@@ -277,3 +315,11 @@ def env_var(field: str) -> str:
 def flag_name(field: str) -> str:
     """The ``dispatchd serve`` flag of a setting: ``sla_ack_s`` -> ``--sla-ack``."""
     return "--" + field.removesuffix("_s").replace("_", "-")
+
+
+def tile_origin(template: str | None) -> str | None:
+    """Where map tiles come from (``scheme://host[:port]``), for the Content-Security-Policy."""
+    if not template:
+        return None
+    parts = urlsplit(template.format(z=0, x=0, y=0))
+    return f"{parts.scheme}://{parts.netloc}"

@@ -118,11 +118,15 @@ async def transaction(
     *,
     feed: ChangeFeed | None = None,
     durable: bool = True,
+    urgent: bool = False,
     now: datetime | None = None,
 ) -> AsyncIterator[Tx]:
-    """A write transaction; its audit entries and changes are written just before commit."""
+    """A write transaction; its audit entries and changes are written just before commit.
+
+    ``urgent``: an alarm's, served before any other write waiting (see :meth:`Database.write`).
+    """
     wrote_changes = False
-    async with db.write(durable=durable) as conn:
+    async with db.write(durable=durable, urgent=urgent) as conn:
         tx = Tx(conn=conn, now=now or datetime.now(UTC), dialect=db.dialect)
         yield tx
         wrote_changes = bool(tx.changes)

@@ -3,6 +3,9 @@
 It registers (0x0100), authenticates with the code it was given (0x0102), sends heartbeats
 (0x0002) and location reports (0x0200) along a walk, and can press SOS, fall, run its battery
 low or send a batch (0x0704). Every message waits for the platform's answer, as a terminal does.
+What the platform sends of its own accord (0x8103, set terminal parameters) is answered with a
+terminal general response (0x0001) and obeyed: the heartbeat interval it is told is the one it
+keeps.
 
     python -m firmware_sim.wristband --port 7018 --terminal 13912345678 --sos-after 20
 """
@@ -29,6 +32,8 @@ class Reply:
     body: bytes
     #: For a general response: (answered serial, answered message id, result).
     general: tuple[int, int, int] | None = None
+    serial: int = 0
+    is_2019: bool = False
 
 
 @dataclass
@@ -48,10 +53,17 @@ class Wristband:
     auth_code: str = ""
     serial: int = 0
     timeout_s: float = 10.0
+    #: Seconds between heartbeats, as the platform set it (0x8103 parameter 0x0001); None: untold.
+    heartbeat_s: int | None = None
+    #: False: receive the platform's commands but never answer them (a terminal out of reach).
+    answer_commands: bool = True
+    #: The platform's commands received, oldest first.
+    commands: list[Reply] = field(default_factory=list)
     _reader: asyncio.StreamReader | None = field(default=None, repr=False)
     _writer: asyncio.StreamWriter | None = field(default=None, repr=False)
     _splitter: jt808.Splitter = field(default_factory=jt808.Splitter, repr=False)
     _frames: list[bytes] = field(default_factory=list, repr=False)
+    _last_heartbeat: float | None = field(default=None, repr=False)
 
     async def connect(self) -> None:
         self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
@@ -98,8 +110,7 @@ class Wristband:
         self._writer.write(data)
         await self._writer.drain()
 
-    async def reply(self) -> Reply:
-        """The platform's next answer."""
+    async def _next_frame(self) -> Reply:
         assert self._reader is not None, "connect() first"
         while not self._frames:
             data = await asyncio.wait_for(self._reader.read(4096), self.timeout_s)
@@ -110,7 +121,33 @@ class Wristband:
         general = None
         if msg.header.msg_id == MsgId.PLATFORM_RESPONSE:
             general = jt808.decode_general_response(msg.body)
-        return Reply(msg.header.msg_id, msg.body, general)
+        return Reply(msg.header.msg_id, msg.body, general, msg.header.serial, msg.header.is_2019)
+
+    async def reply(self) -> Reply:
+        """The platform's next answer; its commands met on the way are obeyed and answered."""
+        while True:
+            answer = await self._next_frame()
+            if answer.msg_id != MsgId.SET_PARAMS:
+                return answer
+            await self._obey(answer)
+
+    async def command(self) -> Reply:
+        """Wait for the platform's next command (obeyed and answered like any other)."""
+        answer = await self._next_frame()
+        if answer.msg_id != MsgId.SET_PARAMS:
+            raise ConnectionError(f"expected a command, the platform sent {answer.msg_id:#06x}")
+        await self._obey(answer)
+        return answer
+
+    async def _obey(self, command: Reply) -> None:
+        self.commands.append(command)
+        params = jt808.decode_set_params(command.body)
+        value = params.get(jt808.Param.HEARTBEAT_S)
+        if value is not None and len(value) == 4:
+            self.heartbeat_s = int.from_bytes(value, "big")
+        if self.answer_commands:
+            body = jt808.encode_general_response(command.serial, command.msg_id, 0)
+            await self.send_raw(self.frame(MsgId.TERMINAL_RESPONSE, body))
 
     async def request(
         self, msg_id: int, body: bytes = b"", *, corrupt_check: bool = False
@@ -141,7 +178,17 @@ class Wristband:
     async def heartbeat(self) -> int:
         answer = await self.request(MsgId.HEARTBEAT)
         assert answer.general is not None
+        self._last_heartbeat = asyncio.get_running_loop().time()
         return answer.general[2]
+
+    async def heartbeat_if_due(self) -> int | None:
+        """A heartbeat if the interval the platform set has passed (always, if it set none)."""
+        last, every = self._last_heartbeat, self.heartbeat_s
+        if every is not None and last is not None:
+            due = last + every
+            if asyncio.get_running_loop().time() < due:
+                return None
+        return await self.heartbeat()
 
     def location(self, at: datetime | None = None) -> jt808.Location:
         status = 1 << StatusBit.FIX if self.fix else 0
@@ -218,7 +265,7 @@ class Walker:
         async with self._lock:
             self.band.lat, self.band.lon = next(self._path)
             await self.band.report()
-            await self.band.heartbeat()
+            await self.band.heartbeat_if_due()
             self.reports += 1
 
     async def _walk(self) -> None:
@@ -251,7 +298,7 @@ async def run(args: argparse.Namespace) -> None:
             if args.sos_after is not None and elapsed >= args.sos_after:
                 band.set_alarm(AlarmBit.EMERGENCY)
             await band.report()
-            await band.heartbeat()
+            await band.heartbeat_if_due()
             await asyncio.sleep(args.every)
 
 

@@ -26,7 +26,7 @@ from dispatch.gateway_cache import GatewayCache
 from dispatch.heartbeats import HeartbeatBatcher
 from dispatch.jt808.server import Jt808Server
 from dispatch.sealing import load_secret_box, seal_plaintext_secrets
-from dispatch.settings import Settings
+from dispatch.settings import Settings, tile_origin
 from dispatch.supervision import Supervisor
 
 __all__ = ["create_app"]
@@ -103,7 +103,12 @@ def create_app(db: Database, settings: Settings, *, supervise: bool = True) -> F
         limits={"/api/v1/gateway/events": settings.max_ingest_bytes},
     )
     # Outermost: its headers go on every answer, the body limit's refusals too.
-    app.add_middleware(BrowserSecurityMiddleware, trust_forwarded_host=settings.trust_proxy_headers)
+    tiles = tile_origin(settings.map_tile_url_template)
+    app.add_middleware(
+        BrowserSecurityMiddleware,
+        trust_forwarded_host=settings.trust_proxy_headers,
+        image_sources=(tiles,) if tiles else (),
+    )
     app.include_router(gateway.router)
     app.include_router(operator.router)
 

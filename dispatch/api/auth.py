@@ -103,10 +103,18 @@ async def me(operator: CurrentAccount) -> Operator:
     return operator
 
 
+class MapTiles(BaseModel):
+    url_template: str = Field(description="tile URL with {z}, {x} and {y}")
+    attribution: str = Field(description="text the tiles' licence asks to show on the map")
+
+
 class ConsoleConfig(BaseModel):
     timezone: str | None = Field(description="the centre's IANA time zone (None: the browser's)")
     priority2_alert_after_s: float = Field(
         description="seconds before an unacknowledged priority-2 alarm sounds and joins the strip"
+    )
+    map_tiles: MapTiles | None = Field(
+        None, description="the location card's map tiles; None: no map, nothing fetched"
     )
 
 
@@ -114,6 +122,11 @@ class ConsoleConfig(BaseModel):
 async def console_config(operator: CurrentOperator, services: ServicesDep) -> ConsoleConfig:
     """Settings the console needs from the server."""
     settings = services.settings
+    tiles = settings.map_tile_url_template
     return ConsoleConfig(
-        timezone=settings.timezone, priority2_alert_after_s=settings.priority2_alert_after_s
+        timezone=settings.timezone,
+        priority2_alert_after_s=settings.priority2_alert_after_s,
+        map_tiles=MapTiles(url_template=tiles, attribution=settings.map_tile_attribution)
+        if tiles
+        else None,
     )

@@ -150,7 +150,8 @@ async def events(request: Request, services: ServicesDep) -> Response:
     body = await request.body()
     parsed = _parse(IngestBatch, body)
     stages.mark("parse")
-    async with transaction(services.db, feed=services.feed) as tx:
+    alarms = not isinstance(parsed, BadRequest) and any(ev.kind.is_alarm for ev in parsed.events)
+    async with transaction(services.db, feed=services.feed, urgent=alarms) as tx:
         stages.mark("lock")
         gateway, secret = await gateways.authenticate(
             tx,

@@ -9,6 +9,10 @@ raised at once all the same, marked unverified: the resend may never come.
 
 An alarm is durable before its frame is answered. Heartbeats and ordinary positions go through
 the :class:`~dispatch.jt808.tracker.Tracker`'s group commit.
+
+Once a terminal has authenticated, it is told the centre's heartbeat interval (0x8103,
+parameter 0x0001) and answers with a terminal general response (0x0001); unanswered, it is sent
+again a bounded number of times, each wait longer (the standard's T(n+1) = T(n) x (n+1)).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import structlog
 from sqlalchemy.exc import SQLAlchemyError
 
 from contract import jt808
-from contract.jt808 import Message, MsgId, Result
+from contract.jt808 import Message, MsgId, Param, Result
 from dispatch.db import Database
 from dispatch.jt808 import store
 from dispatch.jt808.tracker import Tracker
@@ -50,6 +54,10 @@ class _Conn:
     flags: int = 0
     serial: int = 0
     assemblies: dict[tuple[int, int, int], dict[int, bytes]] = field(default_factory=dict)
+    #: Telling the terminal its heartbeat interval: the task, the serials sent, its answer.
+    configuring: asyncio.Task[None] | None = None
+    param_serials: set[int] = field(default_factory=set)
+    param_answer: asyncio.Future[int] | None = None
 
     def next_serial(self) -> int:
         self.serial = (self.serial + 1) & 0xFFFF
@@ -139,6 +147,8 @@ class Jt808Server:
             self.stats["store_failed"] += 1
         finally:
             self._conns.discard(task)
+            if conn.configuring is not None:
+                conn.configuring.cancel()
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
@@ -260,6 +270,10 @@ class Jt808Server:
                 if ok:
                     self.tracker.seen(terminal, now)
                 await self._general(conn, writer, header, Result.SUCCESS if ok else Result.FAILURE)
+                if ok:
+                    if conn.configuring is not None:
+                        conn.configuring.cancel()
+                    conn.configuring = asyncio.create_task(self._configure(conn, writer, header))
             elif header.msg_id == MsgId.LOCATION:
                 loc = jt808.decode_location(msg.body)
                 await self._location(conn, store.Report(terminal, loc, True, now))
@@ -272,6 +286,11 @@ class Jt808Server:
             elif header.msg_id == MsgId.TERMINAL_RESPONSE:
                 self.stats["terminal_responses"] += 1
                 self.tracker.seen(terminal, now)
+                serial, answered, result = jt808.decode_general_response(msg.body)
+                waiting = conn.param_answer
+                ours = answered == MsgId.SET_PARAMS and serial in conn.param_serials
+                if ours and waiting is not None and not waiting.done():
+                    waiting.set_result(result)
             else:
                 self.stats["unknown"] += 1
                 await self._general(conn, writer, header, Result.UNSUPPORTED)
@@ -279,6 +298,51 @@ class Jt808Server:
             self.stats[f"bad_{exc.reason}"] += 1
             log.warning("jt808 body unreadable", terminal=terminal, error=str(exc))
             await self._general(conn, writer, header, Result.MESSAGE_ERROR)
+
+    async def _configure(
+        self, conn: _Conn, writer: asyncio.StreamWriter, header: jt808.Header
+    ) -> None:
+        """Tell the terminal the heartbeat interval the centre supervises it with."""
+        seconds = max(1, round(self.settings.jt808_heartbeat_s))
+        body = jt808.encode_set_params({Param.HEARTBEAT_S: seconds})
+        wait = self.settings.jt808_answer_timeout_s
+        conn.param_serials = set()
+        sends = 1 + self.settings.jt808_resends
+        for attempt in range(sends):
+            conn.param_answer = asyncio.get_running_loop().create_future()
+            serial = conn.next_serial()
+            conn.param_serials.add(serial)
+            frame = jt808.encode_frame(
+                MsgId.SET_PARAMS, header.phone, serial, body, version=header.version
+            )
+            try:
+                writer.write(frame)
+                await writer.drain()
+            except (ConnectionError, OSError):
+                return
+            self.stats["heartbeat_sent"] += 1
+            try:
+                result = await asyncio.wait_for(conn.param_answer, wait)
+            except TimeoutError:
+                wait *= attempt + 2
+                continue
+            if result == Result.SUCCESS:
+                self.stats["heartbeat_set"] += 1
+                return
+            if result != Result.MESSAGE_ERROR:  # a garbled copy is worth sending again
+                self._not_set(conn, "refused", seconds, result=result)
+                return
+        self._not_set(conn, "unanswered", seconds, sent=sends)
+
+    def _not_set(self, conn: _Conn, outcome: str, seconds: int, **detail: int) -> None:
+        """Counted and logged; the terminal is still served (its silence is supervised)."""
+        self.stats[f"heartbeat_{outcome}"] += 1
+        log.warning(
+            f"jt808 heartbeat interval {outcome}",
+            terminal=conn.terminal,
+            heartbeat_s=seconds,
+            **detail,
+        )
 
     async def _location(self, conn: _Conn, report: store.Report) -> None:
         self.stats["locations"] += 1

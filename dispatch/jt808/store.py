@@ -254,7 +254,8 @@ async def raise_alarms(
     """
     w, i = schema.wristbands, schema.incidents
     loc = report.location
-    async with transaction(db, feed=feed) as tx:
+    # Urgent: served before any telemetry write waiting, so an SOS never queues behind positions.
+    async with transaction(db, feed=feed, urgent=True) as tx:
         # One read in the usual case (the row exists), locked on PostgreSQL.
         row = await load(tx.conn, report.terminal, for_update=tx.is_pg)
         if row is None:

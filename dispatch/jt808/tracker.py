@@ -3,8 +3,13 @@
 Ten thousand wristbands reporting every minute are a few hundred messages a second; one
 transaction each would spend the database on commits. Heartbeats and positions that change no
 alarm bit are queued here and written together every ``flush_s``: one executemany per kind,
-one insert of the fixes, the positions of open wristband incidents moved along. An alarm never
-waits here: :func:`dispatch.jt808.store.raise_alarms` writes it at once, durably.
+one insert of the fixes, the positions of open wristband incidents moved along.
+
+An alarm never waits here: :func:`dispatch.jt808.store.raise_alarms` writes it at once, durably,
+and goes before any telemetry write waiting (:mod:`dispatch.write_gate`). What it may wait for is
+the telemetry transaction already running, so a flush is cut into transactions of at most
+``chunk`` wristbands: after a start or an outage ten thousand of them are pending at once, and
+one transaction of them all held the database for seconds.
 """
 
 from __future__ import annotations
@@ -31,12 +36,19 @@ _MAX_KEPT = 120
 
 class Tracker:
     def __init__(
-        self, db: Database, settings: Settings, feed: ChangeFeed, *, flush_s: float = 0.5
+        self,
+        db: Database,
+        settings: Settings,
+        feed: ChangeFeed,
+        *,
+        flush_s: float = 0.5,
+        chunk: int = 100,
     ) -> None:
         self.db = db
         self.settings = settings
         self.feed = feed
         self.flush_s = flush_s
+        self.chunk = chunk
         self._seen: dict[str, datetime] = {}
         self._reports: dict[str, list[Report]] = {}
         self._wake = asyncio.Event()
@@ -92,14 +104,21 @@ class Tracker:
             return
         seen, reports = self._seen, self._reports
         self._seen, self._reports = {}, {}
+        terminals = sorted(seen)  # rows locked in one order
+        done = 0
         try:
-            await self._write(seen, reports)
+            while done < len(terminals):
+                part = terminals[done : done + self.chunk]
+                await self._write(
+                    {t: seen[t] for t in part}, {t: reports[t] for t in part if t in reports}
+                )
+                done += len(part)
         except BaseException:
-            # Put them back under anything newer that arrived meanwhile.
-            for terminal, at in seen.items():
-                self._seen.setdefault(terminal, at)
-            for terminal, items in reports.items():
-                self._reports[terminal] = items + self._reports.get(terminal, [])
+            # What was not written goes back under anything newer that arrived meanwhile.
+            for terminal in terminals[done:]:
+                self._seen.setdefault(terminal, seen[terminal])
+                if terminal in reports:
+                    self._reports[terminal] = reports[terminal] + self._reports.get(terminal, [])
             raise
         self.flushes += 1
 

@@ -66,6 +66,21 @@ def test_variables_are_read_and_a_flag_wins() -> None:
         ({"DISPATCHD_TIMEZONE": "Mars/Olympus_Mons"}, {"timezone": "Mars/X"}, "--timezone"),
         ({}, {"max_body_bytes": 10}, "--max-body-bytes"),
         ({"DISPATCHD_LOG_LEVEL": "chatty"}, {}, "DISPATCHD_LOG_LEVEL: unknown log level"),
+        (
+            {"DISPATCHD_MAP_TILE_URL_TEMPLATE": "https://tiles.example/{z}/{x}.png"},
+            {},
+            "DISPATCHD_MAP_TILE_URL_TEMPLATE: must contain {z}, {x} and {y}",
+        ),
+        (
+            {},
+            {"map_tile_url_template": "https://{s}.tiles.example/{z}/{x}/{y}.png"},
+            "--map-tile-url-template: use only {z}, {x} and {y}",
+        ),
+        (
+            {},
+            {"map_tile_url_template": "file:///srv/tiles/{z}/{x}/{y}.png"},
+            "--map-tile-url-template: must be an https:// (or http://) URL with a host",
+        ),
     ],
 )
 def test_a_bad_setting_is_named_with_where_it_came_from(
@@ -124,3 +139,16 @@ def test_every_variable_is_documented() -> None:
     doc = (Path(__file__).resolve().parents[2] / "docs" / "dispatch-api.md").read_text()
     missing = [env_var(n) for n in Settings.model_fields if f"`{env_var(n)}`" not in doc]
     assert missing == []
+
+
+def test_the_map_tiles_host_alone_is_added_to_the_content_security_policy() -> None:
+    from dispatch.api.browser_security import content_security_policy
+    from dispatch.settings import tile_origin
+
+    template = "https://tiles.example.org:8443/osm/{z}/{x}/{y}.png?key=abc"
+    assert Settings.load({"map_tile_url_template": template}).map_tile_url_template == template
+    assert tile_origin(template) == "https://tiles.example.org:8443"
+    assert tile_origin(None) is None
+    policy = content_security_policy(("https://tiles.example.org:8443",))
+    assert "img-src 'self' data: https://tiles.example.org:8443;" in policy
+    assert "img-src 'self' data:;" in content_security_policy()

@@ -20,7 +20,14 @@ from tests.fixtures.dispatch_app import DispatchApp
 T = TypeVar("T")
 
 #: Short windows: a wristband is offline after 2 silent seconds (tests that need it wait on it).
-FAST = Settings(jt808_heartbeat_s=1.0, heartbeat_misses=2, supervise_every_s=0.1)
+#: Answers to what the centre sends a terminal are awaited 0.2 s, then 0.4 s, then 1.2 s.
+FAST = Settings(
+    jt808_heartbeat_s=1.0,
+    heartbeat_misses=2,
+    supervise_every_s=0.1,
+    jt808_answer_timeout_s=0.2,
+    jt808_resends=2,
+)
 
 
 def free_port() -> int:

@@ -194,6 +194,7 @@ def test_decoder_never_crashes_on_noise(noise: bytes) -> None:
             jt808.decode_registration,
             jt808.decode_authentication,
             jt808.decode_general_response,
+            jt808.decode_set_params,
         ):
             with contextlib.suppress(jt808.FrameError):
                 decode(msg.body)
@@ -264,3 +265,74 @@ def test_a_phone_with_hex_nibbles_is_refused_but_can_be_answered() -> None:
         jt808.normalise_phone(msg.header.phone)
     answer = jt808.decode_frame(jt808.encode_frame(0x8001, msg.header.phone, 1, b""))
     assert answer.header.phone == "00000000000a"
+
+
+# -- set terminal parameters (0x8103) ----------------------------------------------------------
+
+
+def test_set_params_from_smallchi() -> None:
+    msg = jt808.decode_frame(F.frame(F.SET_PARAMS))
+    assert msg.check_ok
+    assert msg.length_ok
+    assert (msg.header.msg_id, msg.header.serial) == (jt808.MsgId.SET_PARAMS, 10)
+    params = jt808.decode_set_params(msg.body)
+    sizes = {param: len(value) for param, value in params.items()}
+    assert sizes == {0x75: 21, 0x76: 27, 0x77: 43, 0x79: 3, 0x7A: 4, 0x7B: 2, 0x7C: 20}
+    assert params[0x7A] == b"\x00\x00\x00\x01"
+    # Encoding what was decoded gives the same body back, byte for byte.
+    assert jt808.encode_set_params(dict(params)) == msg.body
+
+
+def test_heartbeat_interval_is_a_dword() -> None:
+    body = jt808.encode_set_params({jt808.Param.HEARTBEAT_S: 60})
+    assert body == bytes.fromhex("01 00000001 04 0000003c")
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({0x0001: -1}, "does not fit a DWORD"),
+        ({0x0001: 2**32}, "does not fit a DWORD"),
+        ({2**32: 1}, "does not fit a DWORD"),
+        ({0x0083: b"x" * 256}, "at most 255"),
+        ({n: 0 for n in range(256)}, "at most 255 parameters"),
+    ],
+)
+def test_set_params_refuses_what_does_not_fit(params: dict[int, int | bytes], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        jt808.encode_set_params(params)
+
+
+@pytest.mark.parametrize(
+    ("body", "match"),
+    [
+        (b"", "empty"),
+        (bytes.fromhex("02 00000001 04 0000003c"), "ends after 1"),
+        (bytes.fromhex("01 00000001 04 0000"), "0x0001 is cut short"),
+    ],
+)
+def test_set_params_cut_short_is_named(body: bytes, match: str) -> None:
+    with pytest.raises(jt808.FrameError, match=match):
+        jt808.decode_set_params(body)
+
+
+param_values = st.one_of(st.integers(0, 0xFFFFFFFF), st.binary(max_size=255))
+
+
+@given(params=st.dictionaries(st.integers(0, 0xFFFFFFFF), param_values, max_size=20))
+def test_set_params_round_trip(params: dict[int, int | bytes]) -> None:
+    back = jt808.decode_set_params(jt808.encode_set_params(params))
+    assert list(back) == list(params)
+    for param, value in params.items():
+        if isinstance(value, int):
+            assert int.from_bytes(back[param], "big") == value
+            assert len(back[param]) == 4
+        else:
+            assert back[param] == value
+
+
+@given(body=st.binary(max_size=300))
+def test_set_params_decoder_raises_only_frame_error(body: bytes) -> None:
+    with contextlib.suppress(jt808.FrameError):
+        params = jt808.decode_set_params(body)
+        assert len(params) <= body[0]

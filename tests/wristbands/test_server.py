@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -167,16 +168,75 @@ def test_2019_header_terminal_is_answered_in_its_own_header(centre: DispatchApp)
         async with w:
             await w.register()
             auth = await w.authenticate()
-            await w.send_raw(w.frame(MsgId.LOCATION, jt808.encode_location(w.location())))
-            assert w._reader is not None
-            raw = await w._reader.read(4096)
-            msg = jt808.decode_frame(raw)
-            assert msg.header.is_2019
-            return auth, msg.header.msg_id, jt808.decode_general_response(msg.body)[2]
+            answer = await w.request(MsgId.LOCATION, jt808.encode_location(w.location()))
+            assert answer.is_2019
+            assert answer.general is not None
+            return auth, answer.msg_id, answer.general[2]
 
     assert run(go()) == (Result.SUCCESS, MsgId.PLATFORM_RESPONSE, Result.SUCCESS)
     got = wait_until(lambda: wristband(centre, terminal), check=lambda r: r.get("lat") is not None)
     assert got["protocol"] == "2019"
+
+
+def counters(centre: DispatchApp) -> dict[str, Any]:
+    reply = supervisor(centre).get("/api/v1/wristbands-port")
+    assert reply.status_code == 200, reply.text
+    got: dict[str, Any] = reply.json()
+    return got
+
+
+@pytest.mark.parametrize("version", [None, 1], ids=["2013", "2019"])
+def test_an_authenticated_terminal_is_told_its_heartbeat_interval_and_keeps_it(
+    centre: DispatchApp, version: int | None
+) -> None:
+    before = counters(centre).get("heartbeat_set", 0)
+
+    async def go(w: Wristband) -> tuple[list[int | None], bool]:
+        async with w:
+            await w.register()
+            assert await w.authenticate() == Result.SUCCESS
+            command = await w.command()
+            assert w.heartbeat_s == 1  # FAST: the centre supervises a 1 s heartbeat
+            beats = [await w.heartbeat_if_due(), await w.heartbeat_if_due()]
+            await asyncio.sleep(w.heartbeat_s)  # the interval itself is what is tested
+            beats.append(await w.heartbeat_if_due())
+            return beats, command.is_2019
+
+    beats, is_2019 = run(go(band(centre, version=version)))
+    # Due at once (none sent yet), not again within the interval, due once it has passed.
+    assert beats == [Result.SUCCESS, None, Result.SUCCESS]
+    assert is_2019 is (version is not None)  # told in the terminal's own header
+    wait_until(lambda: counters(centre).get("heartbeat_set", 0) == before + 1, what="answer seen")
+
+
+def test_an_unanswered_heartbeat_interval_is_sent_again_a_bounded_number_of_times(
+    centre: DispatchApp,
+) -> None:
+    before = counters(centre)
+
+    def gave_up() -> bool:
+        return bool(
+            counters(centre).get("heartbeat_unanswered", 0) > before.get("heartbeat_unanswered", 0)
+        )
+
+    async def go(w: Wristband) -> list[int]:
+        async with w:
+            await w.register()
+            await w.authenticate()
+            while not await asyncio.to_thread(gave_up):
+                # The terminal's own heartbeats keep the link up meanwhile; each round trip
+                # takes in whatever the centre sent before its answer.
+                await w.heartbeat()
+                await asyncio.sleep(0.2)
+            await w.heartbeat()  # one more round trip: nothing was left in flight
+            return [c.serial for c in w.commands]
+
+    serials = run(go(band(centre, answer_commands=False)))
+    assert len(serials) == 3  # sent once, then resent twice (FAST: jt808_resends=2)
+    assert len(set(serials)) == 3
+    after = counters(centre)
+    assert after["heartbeat_sent"] - before.get("heartbeat_sent", 0) == 3
+    assert after.get("heartbeat_set", 0) == before.get("heartbeat_set", 0)
 
 
 def test_sos_opens_a_life_safety_incident_with_its_position(centre: DispatchApp) -> None:

@@ -1,10 +1,17 @@
 // A wristband incident's location: the latest fix with its time, whether it is a real fix,
-// the distance from home, the last hour's track drawn from the positions alone (no map tiles:
-// nothing is fetched from outside the centre), and the centre's "open map" link if configured.
+// the distance from home, the last hour's track, and the centre's "open map" link if configured.
+// The track is drawn from the positions alone, unless the centre configured map tiles: then the
+// latest fix, the home and the track are drawn on a slippy map (Leaflet, served by dispatchd and
+// loaded only then). Without that setting nothing is fetched from outside the centre.
 "use strict";
 
 window.IncidentLocation = (() => {
   let seq = 0;
+  // The centre's map tiles ({url_template, attribution}); null: none; undefined: not asked yet.
+  let tiles;
+  let leaflet = null;
+  // The one map, kept across redraws: {m, layer, zoom, zoomTitles, incident}.
+  let map = null;
 
   function card() {
     let el = document.getElementById("location-card");
@@ -12,10 +19,82 @@ window.IncidentLocation = (() => {
       el = document.createElement("div");
       el.id = "location-card";
       el.className = "card hidden";
+      el.innerHTML = `<div id="loc-body"></div><div id="loc-map" class="hidden"></div>`;
       const household = document.getElementById("household-card");
       household.parentNode.insertBefore(el, household.nextSibling);
     }
     return el;
+  }
+
+  async function tileConfig(h) {
+    if (tiles === undefined) {
+      try {
+        tiles = (await h.api("GET", "/api/v1/console/config")).map_tiles || null;
+      } catch (err) {
+        return null; // asked again at the next redraw
+      }
+    }
+    return tiles;
+  }
+
+  function loadLeaflet() {
+    if (!leaflet) {
+      leaflet = new Promise((resolve, reject) => {
+        const css = document.createElement("link");
+        css.rel = "stylesheet";
+        css.href = "/console/vendor/leaflet.css";
+        document.head.appendChild(css);
+        const js = document.createElement("script");
+        js.src = "/console/vendor/leaflet.js";
+        js.onload = () => resolve(window.L);
+        js.onerror = () => { leaflet = null; reject(new Error("leaflet did not load")); };
+        document.head.appendChild(js);
+      });
+    }
+    return leaflet;
+  }
+
+  // The latest fix, the home and the track on the map. The view is fitted when the incident
+  // changes, not on its live updates: a map the operator has moved stays where they put it.
+  function drawMap(L, el, loc, cfg, incidentId, h) {
+    const { t, esc } = h;
+    if (!map) {
+      const m = L.map(el, { zoomControl: false, attributionControl: true });
+      m.attributionControl.setPrefix(false);
+      L.tileLayer(cfg.url_template, { attribution: esc(cfg.attribution || ""), maxZoom: 19 }).addTo(m);
+      map = { m, layer: L.layerGroup().addTo(m), zoom: null, zoomTitles: "", incident: null };
+    }
+    el.setAttribute("role", "region");
+    el.setAttribute("aria-label", t("loc_map"));
+    const titles = [t("loc_zoom_in"), t("loc_zoom_out")];
+    if (map.zoomTitles !== titles.join("|")) {
+      if (map.zoom) map.zoom.remove();
+      map.zoom = L.control.zoom({ zoomInTitle: titles[0], zoomOutTitle: titles[1] }).addTo(map.m);
+      map.zoomTitles = titles.join("|");
+    }
+    const latest = loc.latest || loc.position;
+    const here = [latest.lat, latest.lon];
+    map.layer.clearLayers();
+    const line = loc.track.map((f) => [f.lat, f.lon]);
+    if (line.length > 1) {
+      L.polyline(line, { className: "loc-track", color: "#1f5fd1", weight: 4, opacity: 0.9 })
+        .addTo(map.layer);
+    }
+    if (loc.home) {
+      L.circleMarker([loc.home.lat, loc.home.lon], {
+        className: "loc-home", radius: 7, color: "#ffffff", weight: 2, fillColor: "#1e7d44", fillOpacity: 1,
+      }).addTo(map.layer);
+    }
+    L.circleMarker(here, {
+      className: "loc-here", radius: 9, color: "#ffffff", weight: 3, fillColor: "#c81e1e", fillOpacity: 1,
+    }).addTo(map.layer);
+    map.m.invalidateSize(false); // the card may have been hidden when the map was made
+    if (map.incident !== incidentId) {
+      map.incident = incidentId;
+      const points = [here, ...line];
+      if (loc.home) points.push([loc.home.lat, loc.home.lon]);
+      map.m.fitBounds(L.latLngBounds(points), { padding: [24, 24], maxZoom: 17 });
+    }
   }
 
   function distance(m, t) {
@@ -47,7 +126,7 @@ window.IncidentLocation = (() => {
     </svg>`;
   }
 
-  function html(loc, h) {
+  function html(loc, h, withMap) {
     const { t, esc, fmtTime } = h;
     const latest = loc.latest || loc.position;
     const fixTag = latest.fix
@@ -67,26 +146,49 @@ window.IncidentLocation = (() => {
         <dt>${esc(t("loc_track"))}</dt><dd id="loc-track">${esc(t("loc_points").replace("{n}", loc.track.length))}</dd>
         ${loc.resident ? `<dt>${esc(t("loc_wearer"))}</dt><dd>${esc(loc.resident)} · ${esc(loc.terminal)}</dd>` : ""}
       </dl>
-      ${trackSvg(loc.track, loc.home, esc)}
+      ${withMap ? "" : trackSvg(loc.track, loc.home, esc)}
       <p>${link}</p>`;
   }
 
   // Called by the console each time it renders an incident.
   async function show(inc, h) {
     const el = card();
+    const body = document.getElementById("loc-body");
+    const mapEl = document.getElementById("loc-map");
     const mine = ++seq;
     if (!inc.position) {
       el.classList.add("hidden");
-      el.innerHTML = "";
+      body.innerHTML = "";
       return;
     }
     el.classList.remove("hidden");
+    let loc;
+    let cfg;
     try {
-      const loc = await h.api("GET", `/api/v1/incidents/${encodeURIComponent(inc.id)}/location`);
-      if (mine === seq) el.innerHTML = html(loc, h);
+      [loc, cfg] = await Promise.all([
+        h.api("GET", `/api/v1/incidents/${encodeURIComponent(inc.id)}/location`),
+        tileConfig(h),
+      ]);
     } catch (err) {
-      if (mine === seq) el.innerHTML = `<p class="bad">${h.esc(h.t("loc_unavailable"))}</p>`;
+      if (mine === seq) {
+        body.innerHTML = `<p class="bad">${h.esc(h.t("loc_unavailable"))}</p>`;
+        mapEl.classList.add("hidden");
+      }
+      return;
     }
+    if (mine !== seq) return;
+    let L = null;
+    if (cfg) {
+      try {
+        L = await loadLeaflet();
+      } catch (err) {
+        L = null; // the track is drawn without a map instead
+      }
+      if (mine !== seq) return;
+    }
+    body.innerHTML = html(loc, h, Boolean(L));
+    mapEl.classList.toggle("hidden", !L);
+    if (L) drawMap(L, mapEl, loc, cfg, inc.id, h);
   }
 
   return { show };
