@@ -43,6 +43,14 @@
     adm_kind_other: "Other", adm_choose_kind: "Choose what it is", adm_state_open: "open",
     adm_state_resolved: "resolved", adm_see_household: "Household page", adm_alarm_history: "This home's recent alarms",
     adm_gateway_devices: "devices", adm_revoked: "revoked",
+    dc09_title: "DC-09 receiver", dc09_since: "this server, since", dc09_accepted: "Acknowledged",
+    dc09_rejected: "Rejected", dc09_reason: "Reason", dc09_count: "Count", dc09_none: "nothing rejected",
+    dc09_r_framing: "Bad framing", dc09_r_length: "Bad length", dc09_r_crc: "Bad CRC",
+    dc09_r_header: "Unreadable header", dc09_r_encoding: "Not ASCII", dc09_r_no_key: "Encrypted, account has no key",
+    dc09_r_decrypt: "Does not decrypt", dc09_r_content: "Unreadable data",
+    dc09_r_timestamp: "Timestamp out of window", dc09_r_unknown_account: "Unknown account",
+    dc09_r_not_encrypted: "In the clear, account has a key", dc09_r_unknown_code: "Unknown code",
+    dc09_r_storage: "Not stored (database)", dc09_repeat: "Replays (acknowledged again, stored once)",
     adm_changed_meanwhile: "Not saved: someone changed this household since you opened it. Reload the page and make your change again.", adm_operators_only_admin: "Only administrators manage operators.",
   };
   const zh = {
@@ -85,6 +93,14 @@
     adm_kind_other: "其他", adm_choose_kind: "请选择设备类型", adm_state_open: "处理中",
     adm_state_resolved: "已结束", adm_see_household: "住户页面", adm_alarm_history: "本户最近报警",
     adm_gateway_devices: "个设备", adm_revoked: "已吊销",
+    dc09_title: "DC-09 接收机", dc09_since: "本服务器，自", dc09_accepted: "已确认",
+    dc09_rejected: "已拒收", dc09_reason: "原因", dc09_count: "次数", dc09_none: "无拒收",
+    dc09_r_framing: "帧格式错误", dc09_r_length: "长度错误", dc09_r_crc: "CRC 错误",
+    dc09_r_header: "报头无法读取", dc09_r_encoding: "非 ASCII", dc09_r_no_key: "已加密但账户无密钥",
+    dc09_r_decrypt: "无法解密", dc09_r_content: "数据无法读取",
+    dc09_r_timestamp: "时间戳超出窗口", dc09_r_unknown_account: "未知账户",
+    dc09_r_not_encrypted: "未加密但账户有密钥", dc09_r_unknown_code: "未知代码",
+    dc09_r_storage: "未能存储（数据库）", dc09_repeat: "重放（再次确认，仅存一次）",
     adm_changed_meanwhile: "未保存：您打开后，有人修改了该住户。请刷新页面后重新修改。", adm_operators_only_admin: "只有管理员可以管理接警员。",
   };
   Object.assign(window.I18N.en, en);

@@ -129,6 +129,7 @@ window.ConsoleKit = { views: {}, onRefresh: [], onRender: [], onEvent: [] };
     [/^incident not held by you$/, "err_not_held"],
     [/^no call recorded$/, "err_no_call"],
     [/^incident is resolved$/, "err_resolved"],
+    [/^rescuer on scene$/, "err_rescuer_on_scene"],
     [/^cannot (.+) an incident that is (.+)$/, "err_wrong_state"],
     [/^no such incident$/, "err_no_incident"],
     [/^invalid request$/, "err_invalid"],
@@ -524,7 +525,7 @@ window.ConsoleKit = { views: {}, onRefresh: [], onRender: [], onEvent: [] };
   });
 
   // The console tells dispatch when an incident first appears on this screen (first_seen_at).
-  // Not while on break: the operator is not looking, and reporting would end the break.
+  // Not while on break: the operator is not looking (dispatch keeps the break either way).
   function reportSeen(inc) {
     if (inc.first_seen_at || state.seenSent.has(inc.id) || document.hidden) return;
     if (!state.me || $("#app").classList.contains("hidden") || myStatus() === "on_break") return;
@@ -791,6 +792,8 @@ window.ConsoleKit = { views: {}, onRefresh: [], onRender: [], onEvent: [] };
     const body = { outcome: f.get("outcome"), note: f.get("note") || "" };
     const reason = String(f.get("no_call_reason") || "").trim();
     if (reason) body.no_call_reason = reason;
+    const handover = String(f.get("on_scene_handover") || "").trim();
+    if (handover) body.on_scene_handover = handover;
     act("resolve", body).then((ok) => {
       if (ok) { ev.target.reset(); location.hash = "#/queue"; }
     });
