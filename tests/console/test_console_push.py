@@ -1,0 +1,85 @@
+"""The console draws the change it is pushed: an alarm reaches the queue and the open incident
+without the page asking the server for anything."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from contract.wire import EventKind
+from tests.console.conftest import Centre, log_in
+
+pytestmark = pytest.mark.browser
+
+
+def _reads(page: Any) -> int:
+    """How many full re-reads of the queue the page has made (its safety net among them)."""
+    return int(page.evaluate("() => Number(document.body.dataset.reads || 0)"))
+
+
+class Requests:
+    """The page's requests while recording, but the live stream's own connection."""
+
+    def __init__(self, page: Any) -> None:
+        self.seen: list[tuple[str, str]] = []
+        self.on = False
+        page.on("request", self._add)
+
+    def _add(self, request: Any) -> None:
+        if self.on and not request.url.endswith("/api/v1/stream"):
+            self.seen.append((request.method, request.url.split("/", 3)[3]))
+
+
+def test_a_pushed_alarm_is_drawn_without_a_request(centre: Centre, page_for: Any) -> None:
+    gateway = centre.household("hh-0101", resident="Sun Li", community="North Park")
+    page = page_for()
+    requests = Requests(page)
+    log_in(page, centre)
+    page.wait_for_selector("body[data-live=connected]")
+    page.wait_for_function("() => Number(document.body.dataset.reads || 0) >= 1")
+    page.wait_for_selector("#queue-empty:not(.hidden)")
+
+    # The safety re-read every 30 s may fall in the window: then the window is measured again.
+    for attempt in range(3):
+        before = _reads(page)
+        requests.seen.clear()
+        requests.on = True
+        incident = gateway.raise_alarm(EventKind.SOS).acks[0].incident
+        assert incident is not None
+        row = page.wait_for_selector(f"#queue-body tr[data-id='{incident.id}']", timeout=3000)
+        assert "Sun Li" in row.inner_text()
+        # The one request the page makes for a new row is its report that a screen showed it.
+        page.wait_for_function(
+            "(id) => window.ConsoleKit.state.seenSent.has(id)", arg=incident.id, timeout=3000
+        )
+        requests.on = False
+        if _reads(page) == before:
+            break
+    assert requests.seen == [("POST", f"api/v1/incidents/{incident.id}/seen")], requests.seen
+
+    # The incident is open with a note being typed; another press joins it.
+    page.click(f"#queue-body tr[data-id='{incident.id}']")
+    page.wait_for_selector(f"#incident-view[data-id='{incident.id}']")
+    page.wait_for_function("() => document.querySelectorAll('#timeline li').length >= 2")
+    page.fill("#note-form input[name=text]", "calling the daughter")
+    events = page.locator("#timeline li.tl-event").count()
+    for attempt in range(3):
+        before = _reads(page)
+        requests.seen.clear()
+        requests.on = True
+        again = gateway.raise_alarm(EventKind.SOS).acks[0].incident
+        assert again is not None and again.id == incident.id
+        page.wait_for_function(
+            "(n) => document.querySelectorAll('#timeline li.tl-event').length > n", arg=events
+        )
+        requests.on = False
+        if _reads(page) == before:
+            break
+        events = page.locator("#timeline li.tl-event").count()
+    assert requests.seen == [], requests.seen
+    # The newest entry is on top, with the room the household's card gives its device.
+    assert "bedroom" in page.inner_text("#timeline li.tl-event >> nth=0")
+    # What the operator was typing, and where, is kept.
+    assert page.input_value("#note-form input[name=text]") == "calling the daughter"
+    assert page.evaluate("() => document.activeElement.name") == "text"
