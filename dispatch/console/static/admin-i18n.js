@@ -43,6 +43,9 @@
     adm_kind_other: "Other", adm_choose_kind: "Choose what it is", adm_state_open: "open",
     adm_state_resolved: "resolved", adm_see_household: "Household page", adm_alarm_history: "This home's recent alarms",
     adm_gateway_devices: "devices", adm_revoked: "revoked",
+    adm_record_changed: "Someone else changed this household while you were editing it. What you typed is kept, but saving it would be refused.",
+    adm_show_theirs: "Show their version (discards what you typed)",
+    adm_operator_changed: "Changed elsewhere meanwhile; what you typed is kept:",
     adm_changed_meanwhile: "Not saved: someone changed this household since you opened it. Reload the page and make your change again.", adm_operators_only_admin: "Only administrators manage operators.",
   };
   const zh = {
@@ -85,6 +88,9 @@
     adm_kind_other: "其他", adm_choose_kind: "请选择设备类型", adm_state_open: "处理中",
     adm_state_resolved: "已结束", adm_see_household: "住户页面", adm_alarm_history: "本户最近报警",
     adm_gateway_devices: "个设备", adm_revoked: "已吊销",
+    adm_record_changed: "您编辑时，有人修改了该住户。您输入的内容仍保留，但保存会被拒绝。",
+    adm_show_theirs: "显示对方的版本（放弃您输入的内容）",
+    adm_operator_changed: "其他人刚修改了此账号；您输入的内容仍保留：",
     adm_changed_meanwhile: "未保存：您打开后，有人修改了该住户。请刷新页面后重新修改。", adm_operators_only_admin: "只有管理员可以管理接警员。",
   };
   Object.assign(window.I18N.en, en);

@@ -122,6 +122,8 @@ function onChange(type, change, raw) {
   }
   if (/^incident\.(escalated|takeover)$/.test(type) && isSupervisor()) loadEscalations().catch(() => {});
   kit.onEvent.forEach((hook) => hook(type, raw, change));
+  // The administration pages (classic scripts) follow the stream through this event.
+  if (change) window.dispatchEvent(new CustomEvent("console:change", { detail: { type, change } }));
 }
 streamOn.change = onChange;
 // On (re)connecting, everything is read once: what changed while the page was away.
@@ -135,6 +137,7 @@ export function scheduleRefresh(delay) {
 async function refresh() {
   if (!state.me) return;
   try {
+    // Counted, begun and done, so a test can tell this re-read from the drawing of a change.
     document.body.dataset.reads = String(Number(document.body.dataset.reads || 0) + 1);
     state.incidents = asList(await api("GET", "/api/v1/incidents?state=open&limit=500"), "incidents");
     renderQueue();
@@ -145,6 +148,7 @@ async function refresh() {
     if (isSupervisor()) await loadEscalations();
     await loadGateways();
     if (state.current) await loadIncident(state.current.id, false);
+    document.body.dataset.readsDone = String(Number(document.body.dataset.readsDone || 0) + 1);
   } catch (e) { /* the next stream message or reconnect retries */ }
 }
 
