@@ -72,9 +72,11 @@ def measure(workdir: Path, *, alarms: int, households: int) -> dict[str, Any]:
             requests: list[tuple[str, str]] = []
             page.on(
                 "request",
-                lambda r: requests.append((r.method, r.url))
-                if not r.url.endswith("/api/v1/stream")
-                else None,
+                lambda r: (
+                    requests.append((r.method, r.url))
+                    if not r.url.endswith("/api/v1/stream")
+                    else None
+                ),
             )
             page.goto(dispatch.url + "/")
             page.fill("#login-form input[name=username]", OPERATOR[0])

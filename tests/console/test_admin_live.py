@@ -78,7 +78,8 @@ def test_an_operator_changed_elsewhere_is_redrawn_but_typing_is_kept(
     other = centre.server.operator_client()
 
     # Nothing typed: another admin's rename shows at once.
-    assert other.patch("/api/v1/operators/li.na", json={"display_name": "Li Na (nights)"}).is_success
+    renamed = other.patch("/api/v1/operators/li.na", json={"display_name": "Li Na (nights)"})
+    assert renamed.is_success
     page.wait_for_function(
         "(sel) => document.querySelector(sel).value === 'Li Na (nights)'", arg=name
     )

@@ -44,7 +44,7 @@ def test_a_pushed_alarm_is_drawn_without_a_request(centre: Centre, page_for: Any
     page.wait_for_selector("#queue-empty:not(.hidden)")
 
     # The safety re-read every 30 s may fall in the window: then the window is measured again.
-    for attempt in range(3):
+    for _attempt in range(3):
         before = _reads(page)
         requests.seen.clear()
         requests.on = True
@@ -67,12 +67,13 @@ def test_a_pushed_alarm_is_drawn_without_a_request(centre: Centre, page_for: Any
     page.wait_for_function("() => document.querySelectorAll('#timeline li').length >= 2")
     page.fill("#note-form input[name=text]", "calling the daughter")
     events = page.locator("#timeline li.tl-event").count()
-    for attempt in range(3):
+    for _attempt in range(3):
         before = _reads(page)
         requests.seen.clear()
         requests.on = True
         again = gateway.raise_alarm(EventKind.SOS).acks[0].incident
-        assert again is not None and again.id == incident.id
+        assert again is not None
+        assert again.id == incident.id
         page.wait_for_function(
             "(n) => document.querySelectorAll('#timeline li.tl-event').length > n", arg=events
         )
