@@ -1,7 +1,7 @@
 // Administration pages of the console: households (list, card, editor, away, archive, notes,
-// history, enroll codes), operators (admins) and gateways (health per device).
-// app.js owns the page; it hands each route here first (window.ConsoleAdmin.route) and lends
-// its helpers through window.Console. Static labels carry data-i18n, so a change of language
+// history, enroll codes); the operators and gateways pages (operators.js, gateways.js) borrow
+// this module's helpers through window.ConsoleAdmin.kit. app.js owns the page; it hands each
+// route here first (window.ConsoleAdmin.route) and lends its helpers through window.Console. Static labels carry data-i18n, so a change of language
 // relabels them without rebuilding a form somebody is typing in.
 "use strict";
 
@@ -563,5 +563,5 @@
   // app.js re-reads the gateways on a gateway's change: the page shows what it read.
   const gateways = (list) => { if ($("#gateways-body")) window.ConsoleGateways.load(list).catch(() => {}); };
 
-  window.ConsoleAdmin = { route, householdCard, gateways, kit: { show, field, section, L } };
+  window.ConsoleAdmin = { route, householdCard, gateways, kit: { $, $$, C, t, esc, api, L, enc, show, field, section } };
 })();
