@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import pytest
 
 from contract.wire import EventKind
-from tests.console.conftest import Centre, log_in
+from tests.console.conftest import Centre, add_operator, log_in
 
 pytestmark = pytest.mark.browser
 
@@ -31,16 +31,19 @@ class Requests:
         if self.on and path not in ("api/v1/stream", "api/v1/operators/presence"):
             self.seen.append((request.method, path))
 
-    def during(self, page: Any, step: Callable[[], T]) -> T:
+    def during(self, page: Any, step: Callable[[], T], *, timer: str = "") -> T:
         """Record the requests the page makes while ``step`` runs. The safety re-read every
-        30 s may fall in the window: then the step is measured again (at most three times)."""
+        30 s, or a page's own timer (known by its request for ``timer``), may fall in the
+        window: then the step is measured again (at most three times)."""
         for _attempt in range(3):
             before = page.evaluate("() => Number(document.body.dataset.reads || 0)")
             self.seen.clear()
             self.on = True
             result = step()
             self.on = False
-            if page.evaluate("() => Number(document.body.dataset.reads || 0)") == before:
+            timed = any(path == timer for _method, path in self.seen)
+            reads = page.evaluate("() => Number(document.body.dataset.reads || 0)")
+            if not timed and reads == before:
                 break
         return result
 
@@ -90,3 +93,42 @@ def test_a_pushed_alarm_is_drawn_without_a_request(centre: Centre, page_for: Any
     # What the operator was typing, and where, is kept.
     assert page.input_value("#note-form input[name=text]") == "calling the daughter"
     assert page.evaluate("() => document.activeElement.name") == "text"
+
+
+def test_a_gateway_revoked_elsewhere_is_drawn_without_a_request(
+    centre: Centre, page_for: Any
+) -> None:
+    add_operator(centre.server, "admin.qin", "admin-qin-pass-2026", role="admin")
+    gateways = [
+        centre.household(f"hh-020{n}", resident=f"Resident {n}", community="East Gate")
+        for n in range(3)
+    ]
+    page = page_for()
+    requests = Requests(page)
+    log_in(page, centre, "admin.qin", "admin-qin-pass-2026")
+    page.goto(centre.server.url + "/#/gateways")
+    for gateway in gateways:
+        page.wait_for_selector(f"#gateways-body tr[data-id='{gateway.id}']")
+    other = centre.server.operator_client()
+    waiting = list(gateways)
+
+    def revoke_one() -> str:
+        gateway_id = waiting.pop(0).id
+        assert other.post(f"/api/v1/gateways/{gateway_id}/revoke").is_success
+        page.wait_for_function(
+            """(id) => {
+              const row = document.querySelector(`#gateways-body tr[data-id="${id}"]`);
+              return Boolean(row) && row.textContent.includes("revoked");
+            }""",
+            arg=gateway_id,
+        )
+        return gateway_id
+
+    # The page re-reads every 15 s for the devices' health (with the DC-09 receiver's figures).
+    requests.during(page, revoke_one, timer="api/v1/dc09/receiver")
+    assert requests.seen == [], requests.seen
+    # Only what was revoked says so.
+    revoked = {g.id for g in gateways} - {g.id for g in waiting}
+    for gateway in gateways:
+        row = page.inner_text(f"#gateways-body tr[data-id='{gateway.id}']")
+        assert ("revoked" in row) == (gateway.id in revoked), row

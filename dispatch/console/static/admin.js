@@ -560,7 +560,7 @@
   $("#lang").addEventListener("change", relabel);
   $$("[data-lang]").forEach((b) => b.addEventListener("click", relabel));
 
-  // app.js re-reads the gateways on a gateway's change: the page shows what it read.
+  // app.js hands over the gateways on a gateway's change (read again, or the change applied).
   const gateways = (list) => { if ($("#gateways-body")) window.ConsoleGateways.load(list).catch(() => {}); };
 
   window.ConsoleAdmin = { route, householdCard, gateways, kit: { $, $$, C, t, esc, api, L, enc, show, field, section } };

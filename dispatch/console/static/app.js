@@ -3,8 +3,8 @@
 // live stream's changes are applied as they are pushed (state.js); the queue is still re-read
 // whole when the stream (re)connects and every 30 s, so a missed message cannot last.
 
-import { $, $$, state, alarmAt, applyHouseholdChange, applyIncidentChange, isSupervisor, lateText, myStatus,
-  operatorName, sortQueue } from "./state.js";
+import { $, $$, state, alarmAt, applyGatewayChange, applyHouseholdChange, applyIncidentChange, isSupervisor,
+  lateText, myStatus, operatorName, sortQueue } from "./state.js";
 import { t, esc, fmtAge, fmtTime, kindLabel, label } from "./text.js";
 import { api, asList, errorText, onUnauthorized } from "./api.js";
 import { on as streamOn, setConnected, startStream, stopStream } from "./stream.js";
@@ -105,8 +105,8 @@ $("#logout").addEventListener("click", async () => {
 // ---------------------------------------------------------------- the live stream and re-reads
 
 // A change is applied as it is pushed: the queue, the strip and the open incident are redrawn
-// from the model, with no request. Only what the change does not carry is read (gateways'
-// health, the escalations list); the other modules get every change too.
+// from the model, with no request. Only what the change does not carry is read (a gateway
+// newly enrolled, the escalations list); the other modules get every change too.
 function onChange(type, change, raw) {
   const data = change && change.data;
   if (change && change.topic === "incident" && data && data.id) {
@@ -118,7 +118,10 @@ function onChange(type, change, raw) {
     if (applyHouseholdChange(data)) renderIncident();
     renderQueue();
   } else if (change && change.topic === "gateway") {
-    loadGateways().catch(() => {});
+    if (applyGatewayChange(change)) {
+      showGateways(Object.values(state.gateways));
+      if (state.current && state.current.gateway_id === change.entity_id) renderIncident();
+    } else loadGateways().catch(() => {});
   }
   if (/^incident\.(escalated|takeover)$/.test(type) && isSupervisor()) loadEscalations().catch(() => {});
   kit.onEvent.forEach((hook) => hook(type, raw, change));
@@ -164,6 +167,10 @@ $("#unmute").addEventListener("click", () => setMuted(false));
 async function loadGateways() {
   const list = asList(await api("GET", "/api/v1/gateways"), "gateways");
   state.gateways = Object.fromEntries(list.map((g) => [g.id, g]));
+  showGateways(list);
+}
+
+function showGateways(list) {
   if (window.ConsoleAdmin) window.ConsoleAdmin.gateways(list);
 }
 

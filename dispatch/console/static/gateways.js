@@ -1,6 +1,7 @@
 // The gateways page: every gateway, offline ones first, with its household, heartbeat, backlog,
-// version and the health of each device from its last heartbeat. app.js reads the list again
-// on a gateway's change on the live stream; the page also re-reads it every 15 s while shown.
+// version and the health of each device from its last heartbeat. A gateway going offline,
+// online or revoked on the live stream is applied by app.js without a read (an enrollment is
+// read); the page also re-reads the list every 15 s while shown, for the devices' health.
 "use strict";
 
 (() => {

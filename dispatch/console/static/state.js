@@ -127,3 +127,19 @@ export function applyHouseholdChange(data) {
   state.current = { ...state.current, household: data, household_name: data.name, community: data.community };
   return true;
 }
+
+// A gateway going offline or online, or revoked: the change says which (its time is the
+// status's), so the page's list is updated without reading every gateway again, which a centre
+// losing its network would otherwise ask of each console once per gateway. False when the
+// change says something else (an enrollment) or the gateway is not known yet: then read.
+export function applyGatewayChange(change) {
+  const known = state.gateways[change.entity_id];
+  const data = change.data || {};
+  if (!known) return false;
+  if (typeof data.online === "boolean") {
+    if (known.online !== data.online) Object.assign(known, { online: data.online, status_changed_at: change.at });
+    return true;
+  }
+  if (data.revoked === true) { known.revoked = true; return true; }
+  return false;
+}
