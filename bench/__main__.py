@@ -28,6 +28,7 @@ BENCHMARKS: dict[str, tuple[str, list[str]]] = {
     "dc09": ("bench.dc09", ["--quick"]),
     "login_storm": ("bench.login_storm", ["--quick"]),
     "latency": ("bench.latency", ["--quick"]),
+    "console_push": ("bench.console_push", ["--quick"]),
     "ingest": ("bench.ingest", ["--quick"]),
     "drain": ("bench.drain", ["--quick"]),
     "footprint": ("bench.footprint", ["--quick"]),

@@ -156,8 +156,13 @@ async def archive(tx: Tx, household_id: str, *, actor: str) -> Household:
     h = schema.households
     await tx.conn.execute(update(h).where(h.c.id == household_id).values(archived_at=tx.now))
     tx.audit(actor, "household.archived", "household", household_id)
-    tx.change("household", "household.archived", household_id, {"name": row["name"]})
-    return await household(tx.conn, household_id)
+    return _changed(tx, "household.archived", await household(tx.conn, household_id))
+
+
+def _changed(tx: Tx, kind: str, record: Household) -> Household:
+    """Put the household's new record on the live stream: a page showing it redraws from it."""
+    tx.change("household", kind, record.id, record.model_dump(mode="json"))
+    return record
 
 
 async def restore(tx: Tx, household_id: str, *, actor: str) -> Household:
@@ -167,8 +172,7 @@ async def restore(tx: Tx, household_id: str, *, actor: str) -> Household:
     h = schema.households
     await tx.conn.execute(update(h).where(h.c.id == household_id).values(archived_at=None))
     tx.audit(actor, "household.restored", "household", household_id)
-    tx.change("household", "household.restored", household_id, {"name": row["name"]})
-    return await household(tx.conn, household_id)
+    return _changed(tx, "household.restored", await household(tx.conn, household_id))
 
 
 async def set_away(tx: Tx, household_id: str, body: AwayRequest, *, actor: str) -> Household:
@@ -195,8 +199,7 @@ async def set_away(tx: Tx, household_id: str, body: AwayRequest, *, actor: str) 
     )
     detail = {"until": body.until.isoformat(), "reason": body.reason}
     tx.audit(actor, "household.away", "household", household_id, detail)
-    tx.change("household", "household.away", household_id, detail)
-    return await household(tx.conn, household_id)
+    return _changed(tx, "household.away", await household(tx.conn, household_id))
 
 
 async def clear_away(tx: Tx, household_id: str, *, actor: str) -> Household:
@@ -210,7 +213,7 @@ async def clear_away(tx: Tx, household_id: str, *, actor: str) -> Household:
             .values(away_until=None, away_reason="", away_note="")
         )
         tx.audit(actor, "household.back", "household", household_id)
-        tx.change("household", "household.back", household_id, {})
+        return _changed(tx, "household.back", await household(tx.conn, household_id))
     return await household(tx.conn, household_id)
 
 

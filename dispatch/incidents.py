@@ -352,13 +352,24 @@ async def add_action(
         )
     )
     tx.audit(actor.name, f"incident.{action}", "incident", incident_id, detail)
+    tx.timeline_entry(
+        incident_id,
+        {"at": tx.now, "type": "action", "name": action, "actor": actor.name, "detail": detail},
+    )
 
 
 async def publish(tx: Tx, incident_id: str, kind: str) -> Incident:
-    """Read the incident back and put it on the live stream."""
+    """Read the incident back and put it on the live stream, with the timeline entries this
+    transaction added to it (a console applies the change as it is, without reading it again)."""
     row = await load_incident(tx.conn, incident_id)
     model = to_model(row, tx.now)
-    tx.change("incident", kind, incident_id, model.model_dump(mode="json"))
+    data = model.model_dump(mode="json")  # an IncidentChange
+    data["timeline_added"] = [
+        TimelineEntry(**entry).model_dump(mode="json")
+        # In the order the incident's timeline has them: at one instant, events before actions.
+        for entry in sorted(tx.take_timeline(incident_id), key=lambda e: e["type"] != "event")
+    ]
+    tx.change("incident", kind, incident_id, data)
     return model
 
 

@@ -320,6 +320,18 @@ async def ingest_batch(
             }
         )
         statuses.append((ev.id, AckStatus.STORED, incident_id))
+        if incident_id is not None:
+            tx.timeline_entry(
+                incident_id,
+                {
+                    "at": tx.now,
+                    "type": "event",
+                    "name": ev.kind.value,
+                    "event_id": ev.id,
+                    "device_id": ev.device_id,
+                    "detail": {"gateway_time": ev.at.isoformat(), "payload": ev.payload},
+                },
+            )
     if rows:
         await tx.conn.execute(insert(e), rows)
     loaded = await router.finish() if router.touched else {}

@@ -39,6 +39,7 @@ __all__ = [
     "HouseholdIn",
     "HouseholdNote",
     "Incident",
+    "IncidentChange",
     "IncidentDetail",
     "IncidentState",
     "LoginReply",
@@ -395,6 +396,16 @@ class TimelineEntry(BaseModel):
 class IncidentDetail(Incident):
     household: Household | None
     timeline: list[TimelineEntry]
+
+
+class IncidentChange(Incident):
+    """The ``data`` of an incident change on the live stream: the incident as it now is, and
+    what the change added to its timeline (oldest first)."""
+
+    timeline_added: list[TimelineEntry] = Field(
+        default_factory=list,
+        description="the timeline entries this change added; an event's room is not filled in",
+    )
 
 
 class ActionResult(BaseModel):

@@ -104,7 +104,7 @@ async def create_operator(
     new_id = result.inserted_primary_key[0] if result.inserted_primary_key else None
     row = (await tx.conn.execute(select(o).where(o.c.id == new_id))).mappings().one()
     tx.audit(actor, "operator.created", "operator", username, {"role": role.value})
-    return operator_model(row)
+    return _changed(tx, "operator.created", operator_model(row))
 
 
 async def update_operator(tx: Tx, username: str, patch: OperatorPatch, *, actor: str) -> Operator:
@@ -156,7 +156,15 @@ async def update_operator(tx: Tx, username: str, patch: OperatorPatch, *, actor:
         detail["disabled"] = patch.disabled
     tx.audit(actor, "operator.updated", "operator", username, detail)
     row = (await tx.conn.execute(select(o).where(o.c.id == row["id"]))).mappings().one()
-    return operator_model(row)
+    return _changed(tx, "operator.updated", operator_model(row))
+
+
+def _changed(tx: Tx, kind: str, record: Operator) -> Operator:
+    """The operators page of every supervisor and admin follows the stream: the new record."""
+    tx.change(
+        "operator", kind, record.username, record.model_dump(mode="json"), audience="supervisor"
+    )
+    return record
 
 
 async def login(db: Database, *, username: str, password: str, ttl_s: float) -> LoginReply:

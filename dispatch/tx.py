@@ -55,6 +55,9 @@ class Tx:
     dialect: str
     changes: list[dict[str, Any]] = field(default_factory=list)
     audits: list[dict[str, Any]] = field(default_factory=list)
+    # Timeline entries written in this transaction and not yet published, per incident: the
+    # incident's next change carries them, so a console draws them without reading them back.
+    timeline: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     @property
     def is_pg(self) -> bool:
@@ -79,6 +82,12 @@ class Tx:
                 "data": data,
             }
         )
+
+    def timeline_entry(self, incident_id: str, entry: dict[str, Any]) -> None:
+        self.timeline.setdefault(incident_id, []).append(entry)
+
+    def take_timeline(self, incident_id: str) -> list[dict[str, Any]]:
+        return self.timeline.pop(incident_id, [])
 
     def audit(
         self,

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from dispatch import __version__, stream
 from dispatch.api import gateway, operator
+from dispatch.api import stream as stream_api
 from dispatch.api.browser_security import BrowserSecurityMiddleware
 from dispatch.api.deps import Services
 from dispatch.api.openapi import document_problems
@@ -130,7 +131,7 @@ def create_app(db: Database, settings: Settings, *, supervise: bool = True) -> F
             title=app.title, version=app.version, description=app.description, routes=app.routes
         )
         components = doc.setdefault("components", {}).setdefault("schemas", {})
-        for model in gateway.BODY_MODELS:
+        for model in (*gateway.BODY_MODELS, *stream_api.CHANGE_MODELS):
             model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
             for name, sub in model_schema.pop("$defs", {}).items():
                 components.setdefault(name, sub)

@@ -86,8 +86,9 @@ async def create_household(
         tx.audit(
             operator.username, "household.created", "household", household_id, {"name": body.name}
         )
-        tx.change("household", "household.created", household_id, {"name": body.name})
-        return await households.household(tx.conn, household_id)
+        created = await households.household(tx.conn, household_id)
+        tx.change("household", "household.created", household_id, created.model_dump(mode="json"))
+        return created
 
 
 @router.get("/households/{household_id}", response_model=Household)
@@ -132,8 +133,10 @@ async def update_household(
             .values(updated_at=tx.now, **household_values(body))
         )
         tx.audit(operator.username, "household.updated", "household", household_id)
-        tx.change("household", "household.updated", household_id, {"name": body.name})
-        return await households.household(tx.conn, household_id)
+        # The whole record: a console showing it redraws from the change, reading nothing.
+        updated = await households.household(tx.conn, household_id)
+        tx.change("household", "household.updated", household_id, updated.model_dump(mode="json"))
+        return updated
 
 
 class EnrollCode(BaseModel):

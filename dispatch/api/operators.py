@@ -72,7 +72,7 @@ async def create_operator(
     body: OperatorIn, operator: CurrentOperator, services: ServicesDep
 ) -> Operator:
     hashed = await operators.hash_password(body.password)
-    async with transaction(services.db) as tx:
+    async with transaction(services.db, feed=services.feed) as tx:
         return await operators.create_operator(
             tx,
             username=body.username,

@@ -7,14 +7,19 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
 
 from dispatch import incidents, presence, stream
 from dispatch.api.deps import CurrentOperator, ServicesDep, session_token
 from dispatch.errors import BadRequest
-from dispatch.models import Role
+from dispatch.models import Change, IncidentChange, Role
 from dispatch.operators import session_operator
 
-__all__ = ["router"]
+__all__ = ["CHANGE_MODELS", "router"]
+
+#: What a stream event's data is, put in the OpenAPI document's schemas (an event stream's body
+#: has no JSON schema of its own to refer to them).
+CHANGE_MODELS: tuple[type[BaseModel], ...] = (Change, IncidentChange)
 
 router = APIRouter(prefix="/api/v1", tags=["stream"])
 
@@ -34,6 +39,11 @@ async def live_stream(
     ] = None,
 ) -> StreamingResponse:
     """Incident and gateway changes as server-sent events (id = change id).
+
+    Each event's data is ``{"id", "at", "topic", "kind", "entity_id", "data"}``. An incident
+    change's ``data`` is the incident with ``timeline_added`` (the IncidentChange schema): the
+    timeline entries the change added. Household changes carry the household's record; operator
+    changes (supervisors and admins) the operator's.
 
     Reconnect with ``Last-Event-ID`` (or ``?after=``) to receive every change missed, once.
     Without either, the stream starts at the present. Supervisors also receive escalations; each

@@ -1,7 +1,7 @@
 // Administration pages of the console: households (list, card, editor, away, archive, notes,
-// history, enroll codes), operators (admins) and gateways (health per device).
-// app.js owns the page; it hands each route here first (window.ConsoleAdmin.route) and lends
-// its helpers through window.Console. Static labels carry data-i18n, so a change of language
+// history, enroll codes); the operators and gateways pages (operators.js, gateways.js) borrow
+// this module's helpers through window.ConsoleAdmin.kit. app.js owns the page; it hands each
+// route here first (window.ConsoleAdmin.route) and lends its helpers through window.Console. Static labels carry data-i18n, so a change of language
 // relabels them without rebuilding a form somebody is typing in.
 "use strict";
 
@@ -17,10 +17,8 @@
   const isAdmin = () => me().role === "admin";
   const L = (key) => `<span data-i18n="${key}">${esc(t(key))}</span>`;
   const enc = encodeURIComponent;
-  const LOW_BATTERY = 20;
   const DEVICE_KINDS = ["sos", "smoke", "gas", "water", "motion", "door", "inactivity", "other"];
 
-  let gatewaysTimer = null;
   let searchTimer = null;
   const list = { q: "", archived: false };
   const historyCache = new Map();
@@ -41,14 +39,6 @@
     el.classList.remove("hidden");
     $$("[data-nav]").forEach((a) => a.classList.toggle("active", a.dataset.nav === nav));
     return el;
-  }
-
-  function fmtDuration(ms) {
-    const min = Math.max(0, Math.floor(ms / 60000));
-    const d = Math.floor(min / 1440);
-    const h = Math.floor((min % 1440) / 60);
-    const m = min % 60;
-    return d ? `${d} d ${h} h` : h ? `${h} h ${m} min` : `${m} min`;
   }
 
   // A wall-clock date and time in the centre's zone, as a UTC instant (ISO 8601).
@@ -120,19 +110,26 @@
 
   // ---------------------------------------------------------------- household page
 
-  async function renderHouseholdPage(id) {
+  // The household on screen, for the live stream: its record, whether the person typed in its
+  // form since it was drawn, and a change that came in while their save was under way.
+  let shown = { id: null, record: null, dirty: false, saving: false, missed: null };
+
+  async function renderHouseholdPage(id, given = null) {
     const el = show("household-view", "households");
     const isNew = id === "new";
     if (isNew && !isSupervisor()) { location.hash = "#/households"; return; }
-    let h = null;
-    if (!isNew) {
+    let h = given;
+    if (!isNew && !h) {
       try { h = await api("GET", `/api/v1/households/${enc(id)}`); } catch (e) {
         el.innerHTML = `<p class="error" role="alert">${esc(e.message)}</p>`;
         return;
       }
     }
     el.dataset.id = isNew ? "" : h.id;
-    el.innerHTML = `<div class="view-head">
+    shown = { id: isNew ? null : h.id, record: h, dirty: false, saving: false, missed: null };
+    el.innerHTML = `<p id="adm-hh-changed" class="notice hidden" role="status"><span data-i18n="adm_record_changed">${esc(t("adm_record_changed"))}</span>
+        <button type="button" id="adm-hh-theirs" class="small secondary">${L("adm_show_theirs")}</button></p>
+      <div class="view-head">
         <a href="#/households">← ${L("nav_households")}</a>
         <h2 id="adm-hh-title">${isNew ? L("adm_new_household") : esc(h.name)}</h2>
         ${h && h.archived_at ? `<span class="tag">${L("adm_archived_on")} ${esc(C().fmtTime(h.archived_at))}</span>` : ""}
@@ -142,6 +139,7 @@
         <div class="adm-main">${isSupervisor() ? editorHtml(h) : readOnlyHtml(h)}</div>
         <div class="adm-side">${isNew ? "" : sideHtml(h)}</div>
       </div>`;
+    $("#adm-hh-theirs").addEventListener("click", () => renderHouseholdPage(h.id, shown.newer));
     if (isSupervisor()) wireEditor(h);
     if (!isNew) wireSide(h);
     if (!isNew && isSupervisor() && window.WristbandPanel) window.WristbandPanel.show(h, C());
@@ -283,6 +281,7 @@
     form.addEventListener("click", (e) => {
       if (e.target.closest(".adm-remove")) e.target.closest("fieldset").remove();
     });
+    form.addEventListener("input", () => { shown.dirty = true; });
     form.addEventListener("submit", async (ev) => {
       ev.preventDefault();
       $("#adm-hh-error").textContent = "";
@@ -298,8 +297,14 @@
       try {
         if (h) {
           // Another supervisor's change since this form was opened is refused, not overwritten.
-          const saved = await api("PUT", `/api/v1/households/${enc(h.id)}`, { ...body, expected_updated_at: h.updated_at });
+          shown.saving = true;
+          const saved = await api("PUT", `/api/v1/households/${enc(h.id)}`, { ...body, expected_updated_at: h.updated_at })
+            .finally(() => { shown.saving = false; });
           h.updated_at = saved.updated_at;
+          Object.assign(shown, { record: saved, dirty: false });
+          // Someone else's change that came in while this one was saved, after it, is shown now.
+          if (shown.missed && !sameRecord(shown.missed, saved)) householdChanged(shown.missed);
+          shown.missed = null;
           $("#adm-hh-status").textContent = t("adm_saved");
           $("#adm-hh-title").textContent = body.name;
         } else {
@@ -469,6 +474,40 @@
     });
   }
 
+  // ---------------------------------------------------------------- following the live stream
+
+  const instant = (v) => (v ? new Date(v).getTime() : null);
+  const sameRecord = (a, b) => Boolean(a && b) && ["updated_at", "archived_at", "away_until"]
+    .every((k) => instant(a[k]) === instant(b[k])) && a.away_reason === b.away_reason && a.away_note === b.away_note;
+  const visible = (id) => !section(id).classList.contains("hidden");
+
+  // Another console's change to a household: the list re-reads; the page shows the new record,
+  // unless the person has typed in its form: that is never overwritten, the page says the record
+  // changed and offers the new version.
+  function householdChanged(record) {
+    if (visible("households-view")) loadHouseholdRows().catch(() => {});
+    if (!visible("household-view") || shown.id !== record.id) return;
+    if (shown.saving) { shown.missed = record; return; }
+    if (sameRecord(record, shown.record)) return;
+    if (!shown.dirty) {
+      const focused = document.activeElement && document.activeElement.id;
+      renderHouseholdPage(record.id, record).then(() => { if (focused && $(`#${CSS.escape(focused)}`)) $(`#${CSS.escape(focused)}`).focus(); });
+      return;
+    }
+    shown.newer = record;
+    $("#adm-hh-changed").classList.remove("hidden");
+  }
+
+  window.addEventListener("console:change", (ev) => {
+    const change = ev.detail.change;
+    if (!change || change.topic !== "household") return;
+    if (change.kind === "household.note_added") {
+      if (visible("household-view") && shown.id === change.entity_id && shown.record) loadSide(shown.record).catch(() => {});
+      return;
+    }
+    if (change.data && change.data.id) householdChanged(change.data);
+  });
+
   // The incident's household card: what a call needs beyond app.js's lines (medications,
   // allergies, doctor, advance care, away), and this home's recent alarms.
   function householdCard(card, hh, inc) {
@@ -497,183 +536,15 @@
     }).catch(() => {});
   }
 
-  // ---------------------------------------------------------------- operators
-
-  async function renderOperatorsPage() {
-    const el = show("operators-view", "operators");
-    if (!isAdmin()) { el.innerHTML = `<p class="muted">${L("adm_operators_only_admin")}</p>`; return; }
-    el.innerHTML = `<div class="view-head"><h2>${L("adm_operators")}</h2></div>
-      <form id="adm-op-add" class="card inline-form">
-        <h3>${L("adm_add_operator")}</h3>
-        ${field("username", "adm_username", "", 'required minlength="2" maxlength="64" pattern="[A-Za-z0-9_.@\\-]+" autocomplete="off"')}
-        ${field("display_name", "adm_display_name", "", 'maxlength="200"')}
-        <label><span data-i18n="adm_role">${esc(t("adm_role"))}</span><select name="role" required>
-          <option value="" data-i18n="adm_choose_role">${esc(t("adm_choose_role"))}</option>
-          ${["operator", "supervisor", "admin"].map((r) => `<option value="${r}" data-i18n="role_${r}">${esc(t(`role_${r}`))}</option>`).join("")}
-        </select></label>
-        ${field("password", "adm_password", "", 'type="password" required minlength="8" autocomplete="new-password"')}
-        <button type="submit">${L("adm_add_operator")}</button>
-        <span id="adm-op-status" role="status"></span>
-      </form>
-      <p id="adm-op-error" class="error" role="alert"></p>
-      <table class="adm-table"><thead><tr><th>${L("adm_username")}</th><th>${L("adm_display_name")}</th>
-        <th>${L("adm_role")}</th><th>${L("adm_status")}</th><th>${L("adm_reset_password")}</th><th></th></tr></thead>
-        <tbody id="adm-op-body"></tbody></table>`;
-    $("#adm-op-add").addEventListener("submit", async (ev) => {
-      ev.preventDefault();
-      const form = ev.target;
-      $("#adm-op-error").textContent = "";
-      if (!form.checkValidity()) {
-        const bad = form.querySelector(":invalid");
-        $("#adm-op-error").textContent = `${t("adm_error")}: ${bad.closest("label").querySelector("span").textContent} — ${bad.validationMessage}`;
-        return;
-      }
-      const f = form.elements;
-      try {
-        await api("POST", "/api/v1/operators", { username: f.username.value.trim(),
-          display_name: f.display_name.value.trim(), role: f.role.value, password: f.password.value });
-        form.reset();
-        $("#adm-op-status").textContent = t("adm_operator_added");
-        await loadOperators();
-      } catch (e) { $("#adm-op-error").textContent = `${t("adm_error")}: ${e.message}`; }
-    });
-    await loadOperators();
-  }
-
-  async function loadOperators() {
-    const ops = await api("GET", "/api/v1/operators");
-    $("#adm-op-body").innerHTML = ops.map((o) => `<tr data-username="${esc(o.username)}">
-        <td>${esc(o.username)}</td>
-        <td><input name="display_name" value="${esc(o.display_name)}" maxlength="200" aria-label="${esc(t("adm_display_name"))} ${esc(o.username)}"></td>
-        <td><select name="role" aria-label="${esc(t("adm_role"))} ${esc(o.username)}">${["operator", "supervisor", "admin"].map((r) =>
-          `<option value="${r}" ${r === o.role ? "selected" : ""} data-i18n="role_${r}">${esc(t(`role_${r}`))}</option>`).join("")}</select>
-          <button type="button" class="small adm-op-save">${L("save")}</button></td>
-        <td><span class="${o.disabled ? "bad" : "ok"}">${esc(t(o.disabled ? "adm_disabled" : "adm_enabled"))}</span>
-          <button type="button" class="small secondary adm-op-toggle">${L(o.disabled ? "adm_enable" : "adm_disable")}</button></td>
-        <td><input name="password" type="password" minlength="8" autocomplete="new-password" aria-label="${esc(t("adm_new_password"))} ${esc(o.username)}"
-          data-i18n-placeholder="adm_new_password" placeholder="${esc(t("adm_new_password"))}">
-          <button type="button" class="small secondary adm-op-password">${L("adm_reset_password")}</button></td>
-        <td class="adm-op-result" role="status"></td></tr>`).join("");
-    $$("#adm-op-body tr").forEach((tr) => {
-      const user = tr.dataset.username;
-      const result = tr.querySelector(".adm-op-result");
-      const patch = async (body, done) => {
-        result.textContent = "";
-        result.className = "adm-op-result";
-        try {
-          await api("PATCH", `/api/v1/operators/${enc(user)}`, body);
-          if (done) { result.textContent = done; return; }
-          await loadOperators();
-        } catch (e) { result.textContent = `${t("adm_error")}: ${e.message}`; result.classList.add("error"); }
-      };
-      tr.querySelector(".adm-op-save").addEventListener("click", () => {
-        // Only what changed, so the audit log says what was done.
-        const was = ops.find((o) => o.username === user);
-        const body = {};
-        const name = tr.querySelector('[name="display_name"]').value.trim();
-        const role = tr.querySelector('[name="role"]').value;
-        if (name !== was.display_name) body.display_name = name;
-        if (role !== was.role) body.role = role;
-        patch(body, t("adm_saved"));
-      });
-      tr.querySelector(".adm-op-toggle").addEventListener("click", () => patch({
-        disabled: !ops.find((o) => o.username === user).disabled }));
-      tr.querySelector(".adm-op-password").addEventListener("click", () => {
-        const input = tr.querySelector('[name="password"]');
-        if (input.value.length < 8) { result.textContent = `${t("adm_error")}: ${t("adm_new_password")}`; result.classList.add("error"); return; }
-        patch({ password: input.value }, t("adm_password_reset")).then(() => { input.value = ""; });
-      });
-    });
-    document.body.dataset.operatorsLoaded = String(Date.now());
-  }
-
-  // ---------------------------------------------------------------- gateways
-
-  function renderGatewaysPage() {
-    const el = show("gateways-view", "gateways");
-    el.innerHTML = `<div class="view-head"><h2>${L("nav_gateways")}</h2></div>
-      <table class="adm-table"><thead><tr>
-        <th>${L("gw_id")}</th><th>${L("col_household")}</th><th>${L("gw_status")}</th>
-        <th>${L("gw_last")}</th><th>${L("gw_backlog")}</th><th>${L("adm_devices_health")}</th><th>${L("gw_version")}</th>
-      </tr></thead><tbody id="gateways-body"></tbody></table>
-      <section id="dc09-receiver" class="hidden" aria-labelledby="dc09-title"></section>`;
-    loadGatewayRows().catch(() => {});
-    loadDc09().catch(() => {});
-    clearInterval(gatewaysTimer);
-    gatewaysTimer = setInterval(() => {
-      if (section("gateways-view").classList.contains("hidden")) { clearInterval(gatewaysTimer); return; }
-      loadGatewayRows().catch(() => {});
-      loadDc09().catch(() => {});
-    }, 15000);
-  }
-
-  // The DC-09 receiver's answers by reason: a transmitter with a wrong clock, key or account shows
-  // here, not only in the server's log. Shown only where this server runs a receiver.
-  async function loadDc09() {
-    const r = await api("GET", "/api/v1/dc09/receiver");
-    const el = $("#dc09-receiver");
-    if (!el) return;
-    el.classList.toggle("hidden", !r.listening);
-    if (!r.listening) return;
-    const rejected = Object.entries(r.rejected).filter(([, n]) => n > 0);
-    const accepted = Object.entries(r.accepted).filter(([kind]) => kind !== "repeat")
-      .map(([kind, n]) => `${esc(kind)} ${esc(n)}`).join(" · ") || "0";
-    const rows = rejected.map(([reason, n]) => `<tr data-reason="${esc(reason)}"><td>${L(`dc09_r_${reason}`)}</td>
-        <td class="bad">${esc(n)}</td></tr>`).join("");
-    el.innerHTML = `<h3 id="dc09-title">${L("dc09_title")} <span class="muted">(${L("dc09_since")}
-        ${esc(C().fmtTime(r.since))}, :${esc(r.port)})</span></h3>
-      <p>${L("dc09_accepted")}: ${accepted} · ${L("dc09_repeat")}: <span data-count="repeat">${esc(r.accepted.repeat || 0)}</span></p>
-      ${rows ? `<table class="compact"><thead><tr><th>${L("dc09_rejected")}: ${L("dc09_reason")}</th><th>${L("dc09_count")}</th></tr></thead>
-        <tbody>${rows}</tbody></table>` : `<p class="muted">${L("dc09_none")}</p>`}`;
-  }
-
-  function deviceSummary(g) {
-    const devices = g.devices || [];
-    if (!devices.length) return `<span class="muted">—</span>`;
-    const offline = devices.filter((d) => !d.online).length;
-    const low = devices.filter((d) => d.battery != null && d.battery <= LOW_BATTERY).length;
-    const rows = devices.map((d) => `<tr><td>${esc(d.id)}</td>
-        <td class="${d.online ? "ok" : "bad"}">${esc(t(d.online ? "online" : "adm_device_offline"))}</td>
-        <td class="${d.battery != null && d.battery <= LOW_BATTERY ? "bad" : ""}">${d.battery == null ? "—" : `${esc(Math.round(d.battery))} %`}</td>
-        <td>${esc(C().fmtTime(d.last_seen))}</td></tr>`).join("");
-    return `<details><summary>${esc(devices.length)} ${esc(t("adm_gateway_devices"))}
-        ${offline ? `· <span class="bad">${esc(offline)} ${esc(t("adm_device_offline"))}</span>` : ""}
-        ${low ? `· <span class="bad">${esc(low)} ${esc(t("adm_low_battery"))}</span>` : ""}</summary>
-      <table class="compact"><thead><tr><th>${L("device")}</th><th>${L("adm_status")}</th><th>${L("adm_battery")}</th>
-        <th>${L("adm_last_seen")}</th></tr></thead><tbody>${rows}</tbody></table></details>`;
-  }
-
-  // Offline gateways first: they are the ones somebody needs to look at.
-  async function loadGatewayRows(given) {
-    const list = [...(given || await api("GET", "/api/v1/gateways"))]
-      .sort((a, b) => (a.online - b.online) || String(a.id).localeCompare(String(b.id)));
-    if (!given) C().setGateways(list);
-    const body = $("#gateways-body");
-    if (!body) return;
-    const open = new Set($$("#gateways-body details[open]").map((d) => d.closest("tr").dataset.id));
-    body.innerHTML = list.map((g) => {
-      const backlog = Object.values(g.buffer_depth || {}).reduce((a, b) => a + Number(b || 0), 0);
-      const status = g.revoked ? `<span class="bad">${esc(t("adm_revoked"))}</span>` : g.online
-        ? `<span class="ok">${esc(t("online"))}</span>`
-        : `<span class="bad">${esc(t("offline"))}</span> · ${esc(t("adm_offline_for"))} ${esc(fmtDuration(Date.now() - new Date(g.status_changed_at)))}`;
-      return `<tr data-id="${esc(g.id)}"><td>${esc(g.id)}</td>
-        <td><a href="#/household/${esc(enc(g.household_id))}">${esc(g.household_name || g.household_id)}</a></td>
-        <td>${status}</td><td>${esc(C().fmtTime(g.last_heartbeat_at))}</td><td>${esc(backlog)}</td>
-        <td>${deviceSummary(g)}</td><td>${esc(g.version || "")}</td></tr>`;
-    }).join("");
-    open.forEach((id) => { const d = $(`#gateways-body tr[data-id="${CSS.escape(id)}"] details`); if (d) d.open = true; });
-    document.body.dataset.gatewaysLoaded = String(Date.now());
-  }
-
   // ---------------------------------------------------------------- routing
 
   function route(name, id) {
     $$(".admin-only").forEach((el) => el.classList.toggle("hidden", !isAdmin()));
-    if (name !== "gateways") clearInterval(gatewaysTimer);
+    if (name !== "gateways") window.ConsoleGateways.leave();
     if (name === "households") { renderHouseholdsPage(); return true; }
     if (name === "household" && id) { renderHouseholdPage(decodeURIComponent(id)); return true; }
-    if (name === "operators") { renderOperatorsPage().catch(() => {}); return true; }
-    if (name === "gateways") { renderGatewaysPage(); return true; }
+    if (name === "operators") { window.ConsoleOperators.render().catch(() => {}); return true; }
+    if (name === "gateways") { window.ConsoleGateways.render(); return true; }
     return false;
   }
 
@@ -684,13 +555,13 @@
   }
   function relabelNow() {
     if (!section("households-view").classList.contains("hidden")) loadHouseholdRows().catch(() => {});
-    if (!section("gateways-view").classList.contains("hidden")) loadGatewayRows().catch(() => {});
+    if (!section("gateways-view").classList.contains("hidden")) window.ConsoleGateways.load().catch(() => {});
   }
   $("#lang").addEventListener("change", relabel);
   $$("[data-lang]").forEach((b) => b.addEventListener("click", relabel));
 
-  // app.js re-reads the gateways on every live change: the page shows what it read.
-  const gateways = (list) => { if ($("#gateways-body")) loadGatewayRows(list).catch(() => {}); };
+  // app.js hands over the gateways on a gateway's change (read again, or the change applied).
+  const gateways = (list) => { if ($("#gateways-body")) window.ConsoleGateways.load(list).catch(() => {}); };
 
-  window.ConsoleAdmin = { route, householdCard, gateways };
+  window.ConsoleAdmin = { route, householdCard, gateways, kit: { $, $$, C, t, esc, api, L, enc, show, field, section } };
 })();

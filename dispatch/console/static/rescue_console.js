@@ -11,7 +11,7 @@
   const $$ = (sel, root = document) => Array.from(root.querySelectorAll(sel));
   const WORKING = ["acknowledged", "callback_made", "responder_dispatched", "on_scene"];
   const ENDED = ["done", "cancelled", "reassigned"];
-  const st = { me: null, incident: null, formsFor: null, roster: [], teams: [], assignments: [], boardTimer: null };
+  const st = { me: null, incident: null, formsFor: null, panelFor: null, roster: [], teams: [], assignments: [], boardTimer: null };
 
   const lang = () => document.documentElement.lang || "en";
   function t(key) {
@@ -50,7 +50,7 @@
     }
     return data;
   }
-  const reload = () => window.dispatchEvent(new CustomEvent("console:reload"));
+  const reload = () => { st.panelFor = null; window.dispatchEvent(new CustomEvent("console:reload")); };
 
   // ------------------------------------------------------------------ the incident's rescue panel
 
@@ -135,7 +135,13 @@
       $("#rescue-error").textContent = "";
       $("#rescue-list").dataset.sig = "";
     }
-    loadPanel().catch((e) => { $("#rescue-error").textContent = e.message; });
+    // The roster and tasks are read again when what they depend on changed, not for every
+    // pushed change to the incident (a new press joining it, say).
+    const sig = JSON.stringify([st.incident.id, st.incident.state, st.incident.operator,
+      st.incident.dispatched_at, st.incident.on_scene_at, st.incident.resolved_at]);
+    if (st.panelFor === sig) { renderAssignments(); return; }
+    st.panelFor = sig;
+    loadPanel().catch((e) => { st.panelFor = null; $("#rescue-error").textContent = e.message; });
   });
 
   $("#rescue-form").addEventListener("submit", async (ev) => {

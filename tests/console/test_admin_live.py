@@ -1,0 +1,99 @@
+"""The administration pages follow the live stream: another console's change appears without a
+reload, and a form being edited is never overwritten (the page says the record changed)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.console.conftest import Centre, add_operator, log_in
+
+pytestmark = pytest.mark.browser
+
+ADMIN, ADMIN_PASSWORD = "admin.zhao", "admin-pass-2026"
+
+
+def _put(centre: Centre, household_id: str, **fields: str) -> None:
+    """Another supervisor's edit of the household's name and address, through the API."""
+    client = centre.server.operator_client()
+    current = client.get(f"/api/v1/households/{household_id}").json()
+    body = {"name": current["name"], "address": current["address"], **fields}
+    reply = client.put(f"/api/v1/households/{household_id}", json=body)
+    assert reply.status_code == 200, reply.text
+
+
+def test_a_household_changed_elsewhere_is_redrawn_but_typing_is_kept(
+    centre: Centre, page_for: Any
+) -> None:
+    centre.household("hh-0301", resident="Qian Yu", community="South Bank")
+    page = page_for()
+    log_in(page, centre)
+    page.goto(centre.server.url + "/#/households")
+    page.wait_for_selector("#adm-hh-body tr[data-id='hh-0301']")
+
+    # The list: a household added at another console is listed without a reload.
+    made = centre.server.operator_client().post(
+        "/api/v1/households", json={"id": "hh-0302", "name": "Feng Lan"}
+    )
+    assert made.status_code == 201, made.text
+    page.wait_for_selector("#adm-hh-body tr[data-id='hh-0302']")
+
+    page.click("#adm-hh-body a[href='#/household/hh-0301']")
+    address = "#adm-hh-form input[name=address]"
+    page.wait_for_selector(address)
+    # Nothing typed here: the new record is drawn.
+    _put(centre, "hh-0301", address="Harbour Street 9")
+    page.wait_for_function(
+        "(sel) => document.querySelector(sel).value === 'Harbour Street 9'", arg=address
+    )
+    assert page.is_hidden("#adm-hh-changed")
+
+    # Typing: what the person typed stays, and the page says the record changed.
+    page.fill(address, "Harbour Street 9, flat 2")
+    _put(centre, "hh-0301", name="Qian Yu (moved)")
+    page.wait_for_selector("#adm-hh-changed:not(.hidden)")
+    assert page.input_value(address) == "Harbour Street 9, flat 2"
+    assert page.evaluate("() => document.activeElement.name") == "address"
+    # Only when asked does the page show the other version, and what was typed goes.
+    page.click("#adm-hh-theirs")
+    page.wait_for_function(
+        "(sel) => document.querySelector(sel).value === 'Harbour Street 9'", arg=address
+    )
+    assert page.input_value("#adm-hh-form input[name=name]") == "Qian Yu (moved)"
+    assert page.is_hidden("#adm-hh-changed")
+
+
+def test_an_operator_changed_elsewhere_is_redrawn_but_typing_is_kept(
+    centre: Centre, page_for: Any
+) -> None:
+    add_operator(centre.server, ADMIN, ADMIN_PASSWORD, role="admin")
+    add_operator(centre.server, "li.na", "li-na-pass-2026", role="operator", display_name="Li Na")
+    page = page_for()
+    log_in(page, centre, ADMIN, ADMIN_PASSWORD)
+    page.goto(centre.server.url + "/#/operators")
+    row = "#adm-op-body tr[data-username='li.na']"
+    name = f"{row} input[name=display_name]"
+    page.wait_for_selector(name)
+    other = centre.server.operator_client()
+
+    # Nothing typed: another admin's rename shows at once.
+    renamed = other.patch("/api/v1/operators/li.na", json={"display_name": "Li Na (nights)"})
+    assert renamed.is_success
+    page.wait_for_function(
+        "(sel) => document.querySelector(sel).value === 'Li Na (nights)'", arg=name
+    )
+    # Typing in the row: kept; the row says what the record now is.
+    page.fill(name, "Li Na (days)")
+    assert other.patch("/api/v1/operators/li.na", json={"role": "supervisor"}).is_success
+    page.wait_for_selector(f"{row} .adm-op-result.changed")
+    assert "Supervisor" in page.inner_text(f"{row} .adm-op-result")
+    assert page.input_value(name) == "Li Na (days)"
+    # Saving what was typed is this admin's own change: the row says saved, nothing else.
+    page.click(f"{row} .adm-op-save")
+    page.wait_for_function(
+        "(sel) => document.querySelector(sel).textContent === 'Saved'",
+        arg=f"{row} .adm-op-result",
+    )
+    saved = other.get("/api/v1/operators").json()
+    assert next(o for o in saved if o["username"] == "li.na")["display_name"] == "Li Na (days)"
