@@ -3,7 +3,8 @@ without the page asking the server for anything."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import pytest
 
@@ -12,10 +13,7 @@ from tests.console.conftest import Centre, log_in
 
 pytestmark = pytest.mark.browser
 
-
-def _reads(page: Any) -> int:
-    """How many full re-reads of the queue the page has made (its safety net among them)."""
-    return int(page.evaluate("() => Number(document.body.dataset.reads || 0)"))
+T = TypeVar("T")
 
 
 class Requests:
@@ -33,6 +31,19 @@ class Requests:
         if self.on and path not in ("api/v1/stream", "api/v1/operators/presence"):
             self.seen.append((request.method, path))
 
+    def during(self, page: Any, step: Callable[[], T]) -> T:
+        """Record the requests the page makes while ``step`` runs. The safety re-read every
+        30 s may fall in the window: then the step is measured again (at most three times)."""
+        for _attempt in range(3):
+            before = page.evaluate("() => Number(document.body.dataset.reads || 0)")
+            self.seen.clear()
+            self.on = True
+            result = step()
+            self.on = False
+            if page.evaluate("() => Number(document.body.dataset.reads || 0)") == before:
+                break
+        return result
+
 
 def test_a_pushed_alarm_is_drawn_without_a_request(centre: Centre, page_for: Any) -> None:
     gateway = centre.household("hh-0101", resident="Sun Li", community="North Park")
@@ -43,11 +54,7 @@ def test_a_pushed_alarm_is_drawn_without_a_request(centre: Centre, page_for: Any
     page.wait_for_function("() => Number(document.body.dataset.readsDone || 0) >= 1")
     page.wait_for_selector("#queue-empty:not(.hidden)")
 
-    # The safety re-read every 30 s may fall in the window: then the window is measured again.
-    for _attempt in range(3):
-        before = _reads(page)
-        requests.seen.clear()
-        requests.on = True
+    def new_alarm() -> str:
         incident = gateway.raise_alarm(EventKind.SOS).acks[0].incident
         assert incident is not None
         row = page.wait_for_selector(f"#queue-body tr[data-id='{incident.id}']", timeout=3000)
@@ -56,31 +63,27 @@ def test_a_pushed_alarm_is_drawn_without_a_request(centre: Centre, page_for: Any
         page.wait_for_function(
             "(id) => window.ConsoleKit.state.seenSent.has(id)", arg=incident.id, timeout=3000
         )
-        requests.on = False
-        if _reads(page) == before:
-            break
-    assert requests.seen == [("POST", f"api/v1/incidents/{incident.id}/seen")], requests.seen
+        return incident.id
+
+    incident_id = requests.during(page, new_alarm)
+    assert requests.seen == [("POST", f"api/v1/incidents/{incident_id}/seen")], requests.seen
 
     # The incident is open with a note being typed; another press joins it.
-    page.click(f"#queue-body tr[data-id='{incident.id}']")
-    page.wait_for_selector(f"#incident-view[data-id='{incident.id}']")
+    page.click(f"#queue-body tr[data-id='{incident_id}']")
+    page.wait_for_selector(f"#incident-view[data-id='{incident_id}']")
     page.wait_for_function("() => document.querySelectorAll('#timeline li').length >= 2")
     page.fill("#note-form input[name=text]", "calling the daughter")
-    events = page.locator("#timeline li.tl-event").count()
-    for _attempt in range(3):
-        before = _reads(page)
-        requests.seen.clear()
-        requests.on = True
+
+    def another_press() -> None:
+        events = page.locator("#timeline li.tl-event").count()
         again = gateway.raise_alarm(EventKind.SOS).acks[0].incident
         assert again is not None
-        assert again.id == incident.id
+        assert again.id == incident_id
         page.wait_for_function(
             "(n) => document.querySelectorAll('#timeline li.tl-event').length > n", arg=events
         )
-        requests.on = False
-        if _reads(page) == before:
-            break
-        events = page.locator("#timeline li.tl-event").count()
+
+    requests.during(page, another_press)
     assert requests.seen == [], requests.seen
     # The newest entry is on top, with the room the household's card gives its device.
     assert "bedroom" in page.inner_text("#timeline li.tl-event >> nth=0")

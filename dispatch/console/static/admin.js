@@ -563,5 +563,5 @@
   // app.js re-reads the gateways on a gateway's change: the page shows what it read.
   const gateways = (list) => { if ($("#gateways-body")) window.ConsoleGateways.load(list).catch(() => {}); };
 
-  window.ConsoleAdmin = { route, householdCard, gateways, kit: { show, field, section, L } };
+  window.ConsoleAdmin = { route, householdCard, gateways, kit: { $, $$, C, t, esc, api, L, enc, show, field, section } };
 })();

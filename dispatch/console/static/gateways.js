@@ -4,17 +4,8 @@
 "use strict";
 
 (() => {
-  const $ = (sel, root = document) => root.querySelector(sel);
-  const $$ = (sel, root = document) => Array.from(root.querySelectorAll(sel));
-  const C = () => window.Console;
-  const A = () => window.ConsoleAdmin.kit;
-  const t = (key) => C().t(key);
-  const esc = (text) => C().esc(text);
-  const api = (method, path, body) => C().api(method, path, body);
-  const L = (key) => A().L(key);
-  const show = (id, nav) => A().show(id, nav);
-  const section = (id) => A().section(id);
-  const enc = encodeURIComponent;
+  // admin.js (loaded first) lends its helpers.
+  const { $, $$, C, t, esc, api, L, show, section, enc } = window.ConsoleAdmin.kit;
   const LOW_BATTERY = 20;
   let gatewaysTimer = null;
 

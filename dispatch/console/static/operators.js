@@ -4,18 +4,9 @@
 "use strict";
 
 (() => {
-  const $ = (sel, root = document) => root.querySelector(sel);
-  const $$ = (sel, root = document) => Array.from(root.querySelectorAll(sel));
-  const C = () => window.Console;
-  const A = () => window.ConsoleAdmin.kit;
-  const t = (key) => C().t(key);
-  const esc = (text) => C().esc(text);
-  const api = (method, path, body) => C().api(method, path, body);
+  // admin.js (loaded first) lends its helpers.
+  const { $, $$, C, t, esc, api, L, show, field, enc } = window.ConsoleAdmin.kit;
   const isAdmin = () => (C().me() || {}).role === "admin";
-  const L = (key) => A().L(key);
-  const show = (id, nav) => A().show(id, nav);
-  const field = (...args) => A().field(...args);
-  const enc = encodeURIComponent;
   let shownOps = [];  // the records the rows were drawn from
 
   function known(record) {
