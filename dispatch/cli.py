@@ -66,6 +66,28 @@ def _refuse_missing_database(db_url: str, *, create: bool = False) -> None:
         )
 
 
+def read_password(from_stdin: bool, command: str) -> str:
+    """A new account's password: from standard input, or asked twice on the terminal."""
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    if not sys.stdin.isatty():
+        # getpass would fall back to echoing stdin with a warning, then abort on its end.
+        _fail(
+            "no terminal to ask for the password: give it on standard input with "
+            f'--password-stdin (echo "$PASSWORD" | {command} --password-stdin)',
+            EXIT_USAGE,
+        )
+    password = getpass.getpass("password: ")
+    if getpass.getpass("again: ") != password:
+        _fail("the passwords differ", EXIT_FAILURE)
+    return password
+
+
+def validation_problems(exc: Any) -> str:
+    """A pydantic ValidationError as one line naming each bad field."""
+    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+
+
 def _run(db_url: str, action: Callable[[Any], Awaitable[T]]) -> T:
     """Open and migrate the database, run ``action(db)``, map our errors to exit codes."""
     from dispatch.db import Database
@@ -305,27 +327,13 @@ def operator_add(
     from dispatch.operators import create_operator, hash_password
     from dispatch.tx import transaction
 
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    elif not sys.stdin.isatty():
-        # getpass would fall back to echoing stdin with a warning, then abort on its end.
-        _fail(
-            "no terminal to ask for the password: give it on standard input with "
-            f'--password-stdin (echo "$PASSWORD" | dispatchd operator add {username} '
-            "--password-stdin)",
-            EXIT_USAGE,
-        )
-    else:
-        password = getpass.getpass("password: ")
-        if getpass.getpass("again: ") != password:
-            _fail("the passwords differ", EXIT_FAILURE)
+    password = read_password(password_stdin, f"dispatchd operator add {username}")
     try:
         spec = OperatorIn(
             username=username, role=Role(role), display_name=display_name, password=password
         )
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        _fail(problems, EXIT_FAILURE)
+        _fail(validation_problems(exc), EXIT_FAILURE)
 
     async def action(db: Any) -> None:
         hashed = await hash_password(spec.password)
@@ -472,8 +480,7 @@ def household_add(
             id=household_id, name=name, address=address, community=community, phone=phone
         )
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        _fail(problems, EXIT_FAILURE)
+        _fail(validation_problems(exc), EXIT_FAILURE)
 
     async def action(db: Any) -> None:
         async with transaction(db) as tx:
@@ -513,14 +520,16 @@ def main() -> None:
     cli(prog_name="dispatchd")
 
 
-def _add_dc09() -> None:
-    # Imported here: the group's module uses this one's helpers.
+def _add_groups() -> None:
+    # Imported here: the groups' modules use this one's helpers.
     from dispatch.dc09.cli import dc09
+    from dispatch.rescue_cli import rescuer
 
     cli.add_command(dc09)
+    cli.add_command(rescuer)
 
 
-_add_dc09()
+_add_groups()
 
 
 __all__ = ["cli", "main"]

@@ -422,15 +422,17 @@ async def perform(
     now = tx.now
     values: dict[str, Any] = {"last_action_at": now}
     took_over_from: str | None = None
-    # Acting is being there: an operator working incidents is on duty, whatever their stream.
-    await presence.touch(tx, actor.id, f"incident.{action}", resume=True)
-
     if action == "seen":
+        # A screen showed it; nobody acted. A console left open on a break reports this too, so
+        # it says nothing of presence (the console's stream does that, and keeps a break).
         if row["first_seen_at"] is not None:
             return ActionOutcome(to_model(row, now))
         await tx.conn.execute(update(i).where(i.c.id == incident_id).values(first_seen_at=now))
         await add_action(tx, incident_id, actor, "first_seen", detail)
         return ActionOutcome(await publish(tx, incident_id, "incident.updated"))
+
+    # Acting is being there: an operator working incidents is on duty, whatever their stream.
+    await presence.touch(tx, actor.id, f"incident.{action}", resume=True)
 
     if action == "note":
         await add_action(tx, incident_id, actor, "note", detail)

@@ -474,6 +474,11 @@ class ResolveRequest(_In):
         description="why the incident is resolved with no call to the household recorded "
         "(e.g. 'false alarm confirmed on site', 'duplicate of …'); required when none is",
     )
+    on_scene_handover: Short = Field(
+        default="",
+        description="what the rescuer on scene handed over (e.g. 'Wang: resident fine, daughter "
+        "with her'); required while a rescuer is on scene and has not pressed Done",
+    )
 
 
 class NoteRequest(_In):

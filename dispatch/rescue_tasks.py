@@ -47,6 +47,7 @@ __all__ = [
     "incident_assignments",
     "press",
     "reassign",
+    "resolve",
 ]
 
 _a, _r, _t = schema.rescue_assignments, schema.rescuers, schema.rescue_teams
@@ -66,6 +67,8 @@ _PRESSES: dict[str, tuple[set[str], str | None, str | None]] = {
     "handed_over": ({"on_scene"}, "handed_over", "on_scene"),
     "done": ({"accepted", "en_route", "on_scene", "handed_over"}, "done", "returning"),
 }
+#: Task states in which the rescuer is with the resident: only their handover ends those.
+_WITH_RESIDENT = ("on_scene", "handed_over")
 
 
 def _assignment_select() -> Any:
@@ -111,14 +114,17 @@ def _held_by(row: RowMapping, actor: Actor) -> None:
         )
 
 
-async def _publish(tx: Tx, settings: Settings, assignment_id: int, kind: str) -> Assignment:
-    """The assignment to its rescuer's phone, and the rescuer to the operators' board."""
+async def _publish(
+    tx: Tx, settings: Settings, assignment_id: int, kind: str, **why: str
+) -> Assignment:
+    """The assignment to its rescuer's phone (with ``why``: the reason a task was called off),
+    and the rescuer to the operators' board."""
     model = _model(await _load(tx.conn, assignment_id))
     tx.change(
         "rescue",
         kind,
         str(assignment_id),
-        model.model_dump(mode="json"),
+        {**model.model_dump(mode="json"), **why},
         audience=rescue.rescuer_audience(model.rescuer_id),
     )
     await rescue.publish_rescuer(tx, settings, model.rescuer_id)
@@ -242,7 +248,73 @@ async def cancel(
         tx, assignment["incident_id"], actor, "rescuer_cancelled", {**detail, "reason": reason}
     )
     await incidents.publish(tx, assignment["incident_id"], "incident.updated")
-    return await _publish(tx, settings, assignment_id, "task.cancelled")
+    return await _publish(tx, settings, assignment_id, "task.cancelled", reason=reason)
+
+
+async def resolve(
+    tx: Tx, settings: Settings, incident_id: str, actor: Actor, detail: dict[str, Any]
+) -> incidents.ActionOutcome:
+    """Resolve the incident and call off every rescue task still open on it.
+
+    Nobody keeps driving to a closed incident: a task assigned or on its way is called off with
+    the resolution as its reason, on the timeline and on the rescuer's phone at once. A rescuer
+    who is with the resident (on scene, or handed over and not yet done) is not dismissed from a
+    desk: the resolution is refused until they press Done, or the operator records their handover
+    (``on_scene_handover``, what the rescuer said), which is then kept on the timeline.
+    """
+    handover = str(detail.get("on_scene_handover") or "").strip()
+    detail = {k: v for k, v in detail.items() if k != "on_scene_handover"}
+    if handover:
+        detail["on_scene_handover"] = handover
+    open_now = (
+        select(_a.c.id)
+        .where(_a.c.incident_id == incident_id, _a.c.ended_at.is_(None))
+        .with_for_update()
+    )
+    # Tasks before the incident, the order a rescuer's press takes its locks in (no deadlock).
+    await tx.conn.execute(open_now)
+    outcome = await incidents.perform(tx, incident_id, actor, "resolve", detail)
+    await tx.conn.execute(open_now)  # and any sent while we waited for the incident
+    open_tasks = (
+        (
+            await tx.conn.execute(
+                _assignment_select()
+                .where(_a.c.incident_id == incident_id, _a.c.ended_at.is_(None))
+                .order_by(_a.c.id)
+            )
+        )
+        .mappings()
+        .all()
+    )
+    with_resident = [r["rescuer_name"] for r in open_tasks if r["state"] in _WITH_RESIDENT]
+    if with_resident and not handover:
+        who = ", ".join(with_resident)
+        raise Conflict(
+            "rescuer on scene",
+            detail=f"{who} {'is' if len(with_resident) == 1 else 'are'} with the resident and "
+            "has not pressed Done; wait for Done, or call them and record their handover "
+            "(on_scene_handover) to resolve",
+            extra={"rescuers": with_resident},
+        )
+    resolution = str(detail["outcome"])
+    reason = f"incident resolved: {resolution.replace('_', ' ')}"
+    for row in open_tasks:
+        await _end(tx, row, "cancelled")
+        called_off: dict[str, Any] = {
+            "responder": row["rescuer_name"],
+            "rescuer_id": row["rescuer_id"],
+            "reason": reason,
+            "resolution": resolution,
+        }
+        if row["state"] in _WITH_RESIDENT:
+            called_off["handover"] = handover
+        await incidents.add_action(tx, incident_id, actor, "rescuer_cancelled", called_off)
+        await _publish(
+            tx, settings, row["id"], "task.cancelled", reason=reason, resolution=resolution
+        )
+    if open_tasks:
+        return incidents.ActionOutcome(await incidents.publish(tx, incident_id, "incident.updated"))
+    return outcome
 
 
 async def reassign(
@@ -255,7 +327,7 @@ async def reassign(
     incident = await incidents.load_incident(tx.conn, assignment["incident_id"], for_update=True)
     _held_by(incident, actor)
     await _end(tx, assignment, "reassigned")
-    await _publish(tx, settings, assignment_id, "task.cancelled")
+    await _publish(tx, settings, assignment_id, "task.cancelled", reason=reason)
     made = await _assign(tx, settings, incident, rescuer_id, actor, assignment["note"])
     await incidents.add_action(
         tx,

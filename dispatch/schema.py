@@ -143,7 +143,7 @@ enroll_codes = Table(
 )
 
 # Failed enrollments, counted per address and per code over a window (every process sees them)
-# and kept for the audit; purged with the nonces once older than a day.
+# and kept for the audit; purged once older than ``enroll_failure_retention_s`` (90 days).
 enroll_failures = Table(
     "enroll_failures",
     metadata,

@@ -204,6 +204,12 @@ class Settings(BaseSettings):
     enroll_failure_window_s: float = Field(
         15 * 60, ge=1, description="Seconds over which failed enrollments are counted."
     )
+    enroll_failure_retention_s: float = Field(
+        90 * 86400,
+        ge=1,
+        description="Seconds failed enrollments are kept for the audit (older ones are purged; "
+        "never sooner than the throttle's window).",
+    )
     reenroll_allow_ttl_s: float = Field(
         3600, ge=60, description="Seconds a supervisor's permission to re-enroll a gateway lasts."
     )

@@ -202,8 +202,9 @@ class Supervisor:
                     )
                     log.warning("incident overdue", incident=incident_id, overdue=reason)
 
-    async def purge(self) -> None:
-        now = await self._now()
+    async def purge(self, now: datetime | None = None) -> None:
+        """Drop what has outlived its use; ``now`` is the clock's time unless given."""
+        now = now or await self._now()
         async with transaction(self.db, durable=False) as tx:
             await tx.conn.execute(
                 delete(schema.gateway_nonces).where(schema.gateway_nonces.c.expires_at < now)
@@ -217,6 +218,16 @@ class Supervisor:
                 delete(schema.enroll_codes).where(
                     schema.enroll_codes.c.expires_at < now - timedelta(days=30)
                 )
+            )
+            # Never inside the throttle's window: purging what it counts would lift it.
+            kept = timedelta(
+                seconds=max(
+                    self.settings.enroll_failure_retention_s,
+                    self.settings.enroll_failure_window_s,
+                )
+            )
+            await tx.conn.execute(
+                delete(schema.enroll_failures).where(schema.enroll_failures.c.at < now - kept)
             )
 
     async def _now(self) -> datetime:

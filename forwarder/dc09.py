@@ -34,7 +34,7 @@ from datetime import UTC, datetime, timedelta
 import structlog
 
 from buffer.aio import AsyncEventBuffer
-from buffer.store import EventBufferError, EventDraft
+from buffer.store import EventBufferError
 from contract.dc09 import (
     Dc09Config,
     Dc09Error,
@@ -46,6 +46,7 @@ from contract.dc09 import (
 )
 from contract.wire import Event, EventKind
 from forwarder.dc09_link import Dc09Link, LinkError, open_link
+from forwarder.troubles import driver_fault
 from runtime.backoff import Backoff
 
 __all__ = ["CHANNEL", "REFUSED_CONDITION", "Dc09Channel", "Dc09Status", "Outcome"]
@@ -318,14 +319,11 @@ class Dc09Channel:
             return
         await self.buffer.append(
             [
-                EventDraft(
-                    kind=EventKind.DRIVER_FAULT,
-                    at=self.clock(),
-                    payload={
-                        "condition": REFUSED_CONDITION,
-                        "component": "dc09",
-                        "detail": f"the DC-09 receiver does not understand {message.data}"[:500],
-                    },
+                driver_fault(
+                    self.clock(),
+                    condition=REFUSED_CONDITION,
+                    component="dc09",
+                    detail=f"the DC-09 receiver does not understand {message.data}",
                 )
             ]
         )

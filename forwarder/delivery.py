@@ -36,11 +36,10 @@ from datetime import UTC, datetime
 import structlog
 
 from buffer.aio import AsyncEventBuffer
-from buffer.store import EventBufferError, EventDraft
+from buffer.store import EventBufferError
 from contract.wire import (
     Event,
     EventAck,
-    EventKind,
     Heartbeat,
     HeartbeatReply,
     IngestBatch,
@@ -56,6 +55,7 @@ from forwarder.client import (
     DispatchUnreachable,
     ReplyNotAuthentic,
 )
+from forwarder.troubles import driver_fault, driver_fault_restore
 from runtime.backoff import Backoff
 
 __all__ = ["CREDENTIAL_CONDITION", "Forwarder", "ForwarderStatus", "HeartbeatSender"]
@@ -404,16 +404,13 @@ class Forwarder:
             return
         await self.buffer.append(
             [
-                EventDraft(
-                    kind=EventKind.DRIVER_FAULT,
-                    at=self.clock(),
-                    payload={
-                        "condition": CREDENTIAL_CONDITION,
-                        "component": "forwarder",
-                        "status": exc.status,
-                        "title": exc.title[:200],
-                        "detail": (exc.detail or "")[:500],
-                    },
+                driver_fault(
+                    self.clock(),
+                    condition=CREDENTIAL_CONDITION,
+                    component="forwarder",
+                    detail=exc.detail or "",
+                    status=exc.status,
+                    title=exc.title[:200],
                 )
             ]
         )
@@ -422,10 +419,8 @@ class Forwarder:
     async def _restore_trouble(self) -> None:
         await self.buffer.append(
             [
-                EventDraft(
-                    kind=EventKind.DRIVER_FAULT_RESTORE,
-                    at=self.clock(),
-                    payload={"condition": CREDENTIAL_CONDITION, "component": "forwarder"},
+                driver_fault_restore(
+                    self.clock(), condition=CREDENTIAL_CONDITION, component="forwarder"
                 )
             ]
         )

@@ -53,7 +53,7 @@ def create_app(db: Database, settings: Settings, *, supervise: bool = True) -> F
         tasks: list[asyncio.Task[None]] = [asyncio.create_task(services.heartbeats.run())]
         if supervise:
             tasks.append(asyncio.create_task(Supervisor(db, settings, services.feed).run()))
-        receiver = await start_dc09(db, settings, services.feed)
+        receiver = services.dc09 = await start_dc09(db, settings, services.feed)
         if not db.is_sqlite:
             conninfo = db.url.set(drivername="postgresql").render_as_string(hide_password=False)
             tasks.append(

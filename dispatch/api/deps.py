@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 
 from dispatch.db import Database
+from dispatch.dc09.server import Dc09Receiver
 from dispatch.errors import Forbidden, Unauthorized
 from dispatch.heartbeats import HeartbeatBatcher
 from dispatch.incidents import Actor
@@ -49,6 +50,7 @@ class Services:
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     heartbeats: HeartbeatBatcher | None = None
     jt808: Jt808Server | None = None
+    dc09: Dc09Receiver | None = None
     #: Seals and opens gateway secrets; loaded when the application starts.
     box: SecretBox | None = None
     login_throttle: LoginThrottle = field(init=False)

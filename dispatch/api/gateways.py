@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from dispatch import enrollment, gateways, schema
 from dispatch.api.deps import Admin, CurrentOperator, ServicesDep, Supervisor
 from dispatch.api.paging import Limit, Offset, equal_to, fetch_rows
+from dispatch.dc09.server import Dc09ReceiverStatus
 from dispatch.errors import NotFound
 from dispatch.models import GatewayOut
 from dispatch.tx import transaction
@@ -47,6 +48,16 @@ async def list_gateways(
             offset=offset,
             item=gateways.gateway_model,
         )
+
+
+@router.get("/dc09/receiver", response_model=Dc09ReceiverStatus)
+async def dc09_receiver(operator: CurrentOperator, services: ServicesDep) -> Dc09ReceiverStatus:
+    """The DC-09 receiver of the dispatchd process answering: what it acknowledged and what it
+    rejected, by reason, since it started (every process counts its own; the log has each one
+    as ``dc09_rejected``)."""
+    if services.dc09 is None:
+        return Dc09ReceiverStatus(listening=False)
+    return services.dc09.status()
 
 
 @router.get("/gateways/{gateway_id}", response_model=GatewayOut)

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from sqlalchemy import select
 
-from dispatch import incidents, schema
+from dispatch import incidents, rescue_tasks, schema
 from dispatch.api.deps import CurrentOperator, Services, ServicesDep, Supervisor, actor_of
 from dispatch.api.paging import Limit, Offset, equal_to, fetch_page, fetch_rows
 from dispatch.models import (
@@ -179,7 +179,14 @@ async def on_scene(
 async def resolve(
     incident_id: str, body: ResolveRequest, operator: CurrentOperator, services: ServicesDep
 ) -> ActionResult:
-    return await _act(services, operator, incident_id, "resolve", body.model_dump(mode="json"))
+    """Close the incident; every rescue task still open on it is called off with the resolution
+    as the reason. Refused (409 "rescuer on scene") while a rescuer is with the resident and has
+    not pressed Done, unless ``on_scene_handover`` records what they handed over."""
+    async with transaction(services.db, feed=services.feed) as tx:
+        outcome = await rescue_tasks.resolve(
+            tx, services.settings, incident_id, actor_of(operator), body.model_dump(mode="json")
+        )
+    return ActionResult(incident=outcome.incident)
 
 
 @router.post(

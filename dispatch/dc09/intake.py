@@ -28,6 +28,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from contract.dc09 import (
+    REASONS,
     ContactIdData,
     Dc09Error,
     Dc09Message,
@@ -44,12 +45,21 @@ from dispatch.ingest import ingest_batch
 from dispatch.settings import Settings
 from dispatch.tx import ChangeFeed, Tx, transaction
 
-__all__ = ["Dc09Intake"]
+__all__ = ["REJECTION_REASONS", "Dc09Intake"]
 
 log = structlog.get_logger(__name__)
 
 #: Rejections answered with nothing: the frame may not even be for us as it reads.
 _SILENT = frozenset({"framing", "length", "crc", "encoding"})
+#: Every reason the intake rejects a frame for, in the order the centre reads them: the codec's,
+#: then the account's, the content's, and storage.
+REJECTION_REASONS: tuple[str, ...] = (
+    *REASONS,
+    "unknown_account",
+    "not_encrypted",
+    "unknown_code",
+    "storage",
+)
 #: Accounts are read again when an unknown one shows up (a new account), at most this often...
 _RELOAD_S = 1.0
 #: ...and at least this often, so that a removed account or a changed key takes effect.

@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import structlog
+from pydantic import BaseModel, Field
 
 from contract.dc09 import split_frames
 from dispatch.db import Database
-from dispatch.dc09.intake import Dc09Intake
+from dispatch.dc09.intake import REJECTION_REASONS, Dc09Intake
 from dispatch.settings import Settings
 from dispatch.tx import ChangeFeed
 
-__all__ = ["Dc09Receiver"]
+__all__ = ["Dc09Receiver", "Dc09ReceiverStatus"]
 
 log = structlog.get_logger(__name__)
 
@@ -51,15 +53,48 @@ class _Udp(asyncio.DatagramProtocol):
                 self.transport.sendto(answer, addr)
 
 
+class Dc09ReceiverStatus(BaseModel):
+    """What this process's receiver has answered since it started."""
+
+    listening: bool = Field(description="false: this dispatchd runs no DC-09 receiver")
+    port: int | None = None
+    since: datetime | None = Field(default=None, description="when the counting started")
+    accepted: dict[str, int] = Field(
+        default_factory=dict,
+        description="messages acknowledged, by type (ADM-CID, SIA-DCS, NULL) and `repeat`: a "
+        "replayed message acknowledged again and stored once",
+    )
+    rejected: dict[str, int] = Field(
+        default_factory=dict,
+        description="frames rejected, by reason (every reason listed, 0 included): framing, "
+        "length, crc, header, encoding, no_key, decrypt, content, timestamp, unknown_account, "
+        "not_encrypted, unknown_code, storage",
+    )
+
+
 class Dc09Receiver:
     def __init__(self, intake: Dc09Intake, *, host: str, port: int) -> None:
         self.intake = intake
         self.host = host
         self.port = port
+        self.since = datetime.now(UTC)
         self._server: asyncio.Server | None = None
         self._udp: asyncio.DatagramTransport | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._connections: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
+
+    def status(self) -> Dc09ReceiverStatus:
+        counted = self.intake.rejections
+        return Dc09ReceiverStatus(
+            listening=self._server is not None,
+            port=self.port,
+            since=self.since,
+            accepted=dict(self.intake.accepted),
+            rejected={
+                **{reason: counted[reason] for reason in REJECTION_REASONS},
+                **counted,  # a reason added later is shown, not lost
+            },
+        )
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)

@@ -254,3 +254,57 @@ def test_reassigned_task_moves_between_phones_and_a_second_phone_sees_it(
     phone_b.click("[data-press=accept]")
     phone_b.wait_for_selector("body[data-task=accepted][data-queued='0']")
     console.wait_for_selector("#timeline :text('Rescuer accepted')")
+
+
+def test_resolving_calls_off_the_rescuers_on_their_phones_and_asks_for_the_on_scene_handover(
+    centre: Centre, page_for: Any, phone_for: Any
+) -> None:
+    gateway = centre.household("hh-0303", resident="Lin Fang", community="South Bridge")
+    near = add_rescuer(centre, "Ma Lei", "ma.lei")
+    far = add_rescuer(centre, "Hu Jun", "hu.jun")
+    near_phone, far_phone = phone_for(), phone_for(lang="zh-CN")
+    phone_log_in(near_phone, centre, "ma.lei")
+    phone_log_in(far_phone, centre, "hu.jun")
+
+    incident = gateway.raise_alarm(EventKind.FALL).acks[0].incident
+    assert incident is not None
+    console = page_for()
+    log_in(console, centre)
+    console.wait_for_selector(f"#queue-body tr[data-id='{incident.id}']")
+    dispatch_from_console(console, incident.id, near["id"])
+    option = f"#rescue-form select[name=rescuer] option[value='{far['id']}']:not([disabled])"
+    console.wait_for_selector(option, state="attached")
+    console.select_option("#rescue-form select[name=rescuer]", str(far["id"]))
+    console.click("#rescue-send")
+    far_phone.wait_for_selector("body[data-task=assigned]")
+    near_phone.wait_for_selector("body[data-task=assigned]")
+    handover = "#resolve-form input[name=on_scene_handover]"
+    assert not console.is_visible(handover)  # nobody is with the resident yet
+
+    near_phone.click("[data-press=on_scene]")
+    near_phone.wait_for_selector("body[data-task=on_scene][data-queued='0']")
+    # The form says a rescuer is with the resident, and wants their handover.
+    console.wait_for_selector(f"{handover}:visible")
+    assert console.is_visible("#resolve-onscene-hint")
+    assert console.input_value(handover) == ""  # nothing written for the operator
+    console.select_option("#resolve-form select[name=outcome]", "false_alarm")
+    console.fill("#resolve-form input[name=no_call_reason]", "rescuer on site: pressed by mistake")
+    console.click("#act-resolve")
+    assert console.evaluate(f"() => document.querySelector('{handover}').validity.valueMissing")
+    assert actions(centre, incident.id, "resolved") == []
+    console.fill(handover, "Ma Lei: resident fine, pressed it while cleaning")
+    console.click("#act-resolve")
+    console.wait_for_function("() => location.hash === '#/queue'")
+
+    # Both phones are told at once, with why; the one on the road and the one there alike.
+    for phone, said in (
+        (near_phone, "The incident was resolved: False alarm."),
+        (far_phone, "误报"),
+    ):
+        phone.wait_for_selector("#idle:not(.hidden)")
+        phone.wait_for_selector("#notice:not(.hidden)")
+        assert said in phone.inner_text("#notice")
+    called_off = actions(centre, incident.id, "rescuer_cancelled")
+    assert sorted(a["detail"]["responder"] for a in called_off) == ["Hu Jun", "Ma Lei"]
+    [on_site] = [a for a in called_off if a["detail"]["responder"] == "Ma Lei"]
+    assert on_site["detail"]["handover"] == "Ma Lei: resident fine, pressed it while cleaning"

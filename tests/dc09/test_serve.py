@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from contract.dc09 import Dc09Message, decode, encode
 from tests.fixtures.broker import free_port
@@ -71,3 +71,81 @@ def test_account_cli_and_a_transmitter_opening_an_incident(
     assert server.cli("dc09", "account", "list").stdout.strip() == ""
     missing = server.cli("dc09", "account", "remove", "--account", "c0ffee")
     assert missing.returncode == 5
+
+
+def test_rejections_are_counted_by_reason_where_the_centre_looks(
+    dispatch_factory: Callable[..., DispatchServer],
+) -> None:
+    dc09_port = free_port()
+    server = dispatch_factory(args=["--dc09-port", str(dc09_port)])
+    server.ensure_household("hh-dc09-count")
+    added = server.cli(
+        "dc09",
+        "account",
+        "add",
+        "--household",
+        "hh-dc09-count",
+        "--account",
+        "ABC123",
+        "--key",
+        KEY,
+    )
+    assert added.returncode == 0, added.stderr
+    key = bytes.fromhex(KEY)
+
+    def answer(*frames: bytes) -> str:
+        """The type of the one answer to ``frames`` sent on one connection."""
+        return decode(exchange(dc09_port, b"".join(frames)), keys=lambda _a: key).type
+
+    def message(seq: int, at: datetime | None = None, account: str = "ABC123") -> Dc09Message:
+        return Dc09Message(
+            "ADM-CID",
+            seq,
+            account,
+            data=f"#{account}|1101 01 003",
+            timestamp=at or datetime.now(UTC),
+        )
+
+    def null() -> bytes:
+        return encode(Dc09Message("NULL", 0, "ABC123", timestamp=datetime.now(UTC)), key=key)
+
+    # The server reads the account added by another process within a second.
+    assert wait_until(lambda: answer(null()), check=lambda t: t == "ACK", within=10) == "ACK"
+    client = server.operator_client()
+    before = client.get("/api/v1/dc09/receiver").json()
+    assert before["listening"] is True
+    assert before["port"] == dc09_port
+    assert set(before["rejected"]) >= {"crc", "length", "unknown_account", "timestamp", "decrypt"}
+    assert sum(before["rejected"].values()) == 0
+
+    good = encode(message(1), key=key)
+    bad_crc = bytearray(good)
+    bad_crc[1:5] = b"0000"
+    bad_length = bytearray(good)
+    bad_length[5:9] = b"0FFF"
+    # No answer to a broken frame: the NULL after it on the same connection answers.
+    assert answer(bytes(bad_crc), null()) == "ACK"
+    assert answer(bytes(bad_length), null()) == "ACK"
+    assert answer(encode(message(2, account="DEAD01"))) == "NAK"  # unknown account
+    stale = message(3, at=datetime.now(UTC) - timedelta(hours=1))
+    assert answer(encode(stale, key=key)) == "NAK"  # timestamp out of the window
+    assert answer(encode(message(4), key=bytes(16))) == "NAK"  # does not decrypt
+    assert answer(good) == "ACK"
+    assert answer(good) == "ACK"  # a replay: acknowledged again, stored once
+
+    after = client.get("/api/v1/dc09/receiver").json()
+    assert {r: n for r, n in after["rejected"].items() if n} == {
+        "crc": 1,
+        "length": 1,
+        "unknown_account": 1,
+        "timestamp": 1,
+        "decrypt": 1,
+    }
+    assert after["accepted"]["repeat"] == 1
+    assert after["accepted"]["ADM-CID"] == 1
+
+
+def test_a_server_without_a_receiver_says_so(dispatch_server: DispatchServer) -> None:
+    status = dispatch_server.operator_client().get("/api/v1/dc09/receiver")
+    assert status.status_code == 200, status.text
+    assert status.json()["listening"] is False

@@ -26,6 +26,13 @@ COMMANDS = [
     ("household",),
     ("household", "add"),
     ("household", "list"),
+    ("rescuer",),
+    ("rescuer", "add"),
+    ("rescuer", "list"),
+    ("rescuer", "disable"),
+    ("rescuer", "team"),
+    ("rescuer", "team", "add"),
+    ("rescuer", "team", "list"),
 ]
 
 
@@ -34,7 +41,8 @@ def test_every_command_has_help(command: tuple[str, ...]) -> None:
     result = CliRunner().invoke(cli, [*command, "--help"], prog_name="dispatchd")
     assert result.exit_code == 0, result.output
     assert "Usage: dispatchd" in result.output
-    is_group = command in ((), ("operator",), ("gateway",), ("household",))
+    groups = ((), ("operator",), ("gateway",), ("household",), ("rescuer",), ("rescuer", "team"))
+    is_group = command in groups
     assert ("--db" in result.output) is not is_group
 
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from dispatch import schema
 from dispatch.settings import Settings
+from dispatch.supervision import Supervisor
+from dispatch.tx import ChangeFeed, transaction
 from tests.dispatch.conftest import BACKENDS, app_server, unique
 from tests.fixtures.dispatch_app import DispatchApp
 
@@ -80,3 +83,28 @@ def test_guessing_codes_is_throttled_per_code_then_per_address(strict: DispatchA
             return used.scalar() is None
 
     assert server.run(unused())
+
+
+def test_failed_enrollments_older_than_the_retention_are_purged(strict: DispatchApp) -> None:
+    """The unauthenticated endpoint writes a row per failure: they must not pile up for ever."""
+    server = strict
+    retention = timedelta(seconds=server.settings.enroll_failure_retention_s)
+    now = datetime(2031, 3, 1, 12, tzinfo=UTC)  # a passed-in clock, far from any other test's rows
+    marker = unique("purge")
+    ages = {"old": retention + timedelta(minutes=1), "kept": retention - timedelta(minutes=1)}
+    f = schema.enroll_failures
+
+    async def run() -> list[str]:
+        async with transaction(server.database) as tx:
+            for name, age in ages.items():
+                await tx.conn.execute(
+                    insert(f).values(
+                        at=now - age, address=marker, code_hash=name, gateway_id="gw", reason="t"
+                    )
+                )
+        await Supervisor(server.database, server.settings, ChangeFeed()).purge(now)
+        async with server.database.read() as conn:
+            left = await conn.execute(select(f.c.code_hash).where(f.c.address == marker))
+            return sorted(str(c) for c in left.scalars())
+
+    assert server.run(run()) == ["kept"]

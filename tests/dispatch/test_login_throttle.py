@@ -18,13 +18,31 @@ from tests.fixtures.dispatch_app import DispatchApp
 PER_USER, PER_ADDRESS = 3, 6
 
 
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @pytest.fixture
 def guarded() -> Iterator[DispatchApp]:
-    """A fresh centre (the throttle remembers failures per process) with small allowances."""
-    yield from app_server(
-        "sqlite",
-        Settings(login_failures_per_user=PER_USER, login_failures_per_address=PER_ADDRESS),
-    )
+    """A fresh centre (the throttle remembers failures per process) with small allowances.
+
+    Its throttle runs on a clock that stands still: each attempt hashes a password, and on a busy
+    machine a few hashes outlast the first one-second wait, which would make the test's outcome
+    depend on the machine's speed. The waits themselves are checked on a virtual clock below.
+    """
+    settings = Settings(login_failures_per_user=PER_USER, login_failures_per_address=PER_ADDRESS)
+    for server in app_server("sqlite", settings):
+        server.services.login_throttle = LoginThrottle(
+            per_user=PER_USER,
+            per_address=PER_ADDRESS,
+            max_delay_s=settings.login_lockout_max_s,
+            clock=Clock(),
+        )
+        yield server
 
 
 def attempt(server: DispatchApp, username: str, password: str) -> int:
@@ -62,14 +80,6 @@ def test_a_success_clears_the_users_failures(guarded: DispatchApp) -> None:
     assert attempt(guarded, "typo", "the-right-password") == 200
     for _ in range(PER_USER - 1):
         assert attempt(guarded, "typo", "wrong") == 401
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @given(

@@ -88,6 +88,26 @@ def test_a_break_returns_what_is_held_and_nothing_is_assigned(server: DispatchAp
     assert bad.status_code == 422
 
 
+def test_a_console_on_break_reporting_seen_stays_on_break(server: DispatchApp) -> None:
+    """Showing an incident is not working it: a console left open on a break keeps reporting what
+    it shows, and that must not put its operator back on duty (alarms would be routed to them)."""
+    gw = server.enroll(unique("hh"))
+    alice, alice_client = new_operator(server)
+    assert alice_client.post("/api/v1/operators/me/break", json={"on_break": True}).is_success
+    _, fall = raise_alarm(gw, EventKind.FALL)
+    seen = alice_client.post(f"/api/v1/incidents/{fall}/seen")
+    assert seen.status_code == 200
+    assert seen.json()["incident"]["first_seen_at"] is not None
+    presence = {
+        p["username"]: p["status"] for p in alice_client.get("/api/v1/operators/presence").json()
+    }
+    # Still on break, or gone (this console has no stream, so the supervisor may find it silent
+    # meanwhile): never on duty.
+    assert presence[alice] in ("on_break", "gone")
+    _, sos = raise_alarm(gw, EventKind.SOS)
+    assert alice_client.get(f"/api/v1/incidents/{sos}").json()["operator"] != alice
+
+
 def test_two_acknowledgements_at_once_one_wins_the_other_is_told(server: DispatchApp) -> None:
     gw = server.enroll(unique("hh"))
     _, sos = raise_alarm(gw)

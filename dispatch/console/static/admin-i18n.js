@@ -46,6 +46,14 @@
     adm_record_changed: "Someone else changed this household while you were editing it. What you typed is kept, but saving it would be refused.",
     adm_show_theirs: "Show their version (discards what you typed)",
     adm_operator_changed: "Changed elsewhere meanwhile; what you typed is kept:",
+    dc09_title: "DC-09 receiver", dc09_since: "this server, since", dc09_accepted: "Acknowledged",
+    dc09_rejected: "Rejected", dc09_reason: "Reason", dc09_count: "Count", dc09_none: "nothing rejected",
+    dc09_r_framing: "Bad framing", dc09_r_length: "Bad length", dc09_r_crc: "Bad CRC",
+    dc09_r_header: "Unreadable header", dc09_r_encoding: "Not ASCII", dc09_r_no_key: "Encrypted, account has no key",
+    dc09_r_decrypt: "Does not decrypt", dc09_r_content: "Unreadable data",
+    dc09_r_timestamp: "Timestamp out of window", dc09_r_unknown_account: "Unknown account",
+    dc09_r_not_encrypted: "In the clear, account has a key", dc09_r_unknown_code: "Unknown code",
+    dc09_r_storage: "Not stored (database)", dc09_repeat: "Replays (acknowledged again, stored once)",
     adm_changed_meanwhile: "Not saved: someone changed this household since you opened it. Reload the page and make your change again.", adm_operators_only_admin: "Only administrators manage operators.",
   };
   const zh = {
@@ -91,6 +99,14 @@
     adm_record_changed: "您编辑时，有人修改了该住户。您输入的内容仍保留，但保存会被拒绝。",
     adm_show_theirs: "显示对方的版本（放弃您输入的内容）",
     adm_operator_changed: "其他人刚修改了此账号；您输入的内容仍保留：",
+    dc09_title: "DC-09 接收机", dc09_since: "本服务器，自", dc09_accepted: "已确认",
+    dc09_rejected: "已拒收", dc09_reason: "原因", dc09_count: "次数", dc09_none: "无拒收",
+    dc09_r_framing: "帧格式错误", dc09_r_length: "长度错误", dc09_r_crc: "CRC 错误",
+    dc09_r_header: "报头无法读取", dc09_r_encoding: "非 ASCII", dc09_r_no_key: "已加密但账户无密钥",
+    dc09_r_decrypt: "无法解密", dc09_r_content: "数据无法读取",
+    dc09_r_timestamp: "时间戳超出窗口", dc09_r_unknown_account: "未知账户",
+    dc09_r_not_encrypted: "未加密但账户有密钥", dc09_r_unknown_code: "未知代码",
+    dc09_r_storage: "未能存储（数据库）", dc09_repeat: "重放（再次确认，仅存一次）",
     adm_changed_meanwhile: "未保存：您打开后，有人修改了该住户。请刷新页面后重新修改。", adm_operators_only_admin: "只有管理员可以管理接警员。",
   };
   Object.assign(window.I18N.en, en);

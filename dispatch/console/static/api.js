@@ -36,6 +36,7 @@ const ERRORS = [
   [/^incident not held by you$/, "err_not_held"],
   [/^no call recorded$/, "err_no_call"],
   [/^incident is resolved$/, "err_resolved"],
+  [/^rescuer on scene$/, "err_rescuer_on_scene"],
   [/^cannot (.+) an incident that is (.+)$/, "err_wrong_state"],
   [/^no such incident$/, "err_no_incident"],
   [/^invalid request$/, "err_invalid"],

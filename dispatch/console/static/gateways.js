@@ -23,13 +23,36 @@
       <table class="adm-table"><thead><tr>
         <th>${L("gw_id")}</th><th>${L("col_household")}</th><th>${L("gw_status")}</th>
         <th>${L("gw_last")}</th><th>${L("gw_backlog")}</th><th>${L("adm_devices_health")}</th><th>${L("gw_version")}</th>
-      </tr></thead><tbody id="gateways-body"></tbody></table>`;
+      </tr></thead><tbody id="gateways-body"></tbody></table>
+      <section id="dc09-receiver" class="hidden" aria-labelledby="dc09-title"></section>`;
     loadGatewayRows().catch(() => {});
+    loadDc09().catch(() => {});
     clearInterval(gatewaysTimer);
     gatewaysTimer = setInterval(() => {
       if (section("gateways-view").classList.contains("hidden")) { clearInterval(gatewaysTimer); return; }
       loadGatewayRows().catch(() => {});
+      loadDc09().catch(() => {});
     }, 15000);
+  }
+
+  // The DC-09 receiver's answers by reason: a transmitter with a wrong clock, key or account shows
+  // here, not only in the server's log. Shown only where this server runs a receiver.
+  async function loadDc09() {
+    const r = await api("GET", "/api/v1/dc09/receiver");
+    const el = $("#dc09-receiver");
+    if (!el) return;
+    el.classList.toggle("hidden", !r.listening);
+    if (!r.listening) return;
+    const rejected = Object.entries(r.rejected).filter(([, n]) => n > 0);
+    const accepted = Object.entries(r.accepted).filter(([kind]) => kind !== "repeat")
+      .map(([kind, n]) => `${esc(kind)} ${esc(n)}`).join(" · ") || "0";
+    const rows = rejected.map(([reason, n]) => `<tr data-reason="${esc(reason)}"><td>${L(`dc09_r_${reason}`)}</td>
+        <td class="bad">${esc(n)}</td></tr>`).join("");
+    el.innerHTML = `<h3 id="dc09-title">${L("dc09_title")} <span class="muted">(${L("dc09_since")}
+        ${esc(C().fmtTime(r.since))}, :${esc(r.port)})</span></h3>
+      <p>${L("dc09_accepted")}: ${accepted} · ${L("dc09_repeat")}: <span data-count="repeat">${esc(r.accepted.repeat || 0)}</span></p>
+      ${rows ? `<table class="compact"><thead><tr><th>${L("dc09_rejected")}: ${L("dc09_reason")}</th><th>${L("dc09_count")}</th></tr></thead>
+        <tbody>${rows}</tbody></table>` : `<p class="muted">${L("dc09_none")}</p>`}`;
   }
 
   function deviceSummary(g) {

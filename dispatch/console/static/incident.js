@@ -246,6 +246,8 @@ $("#resolve-form").addEventListener("submit", (ev) => {
   const body = { outcome: f.get("outcome"), note: f.get("note") || "" };
   const reason = String(f.get("no_call_reason") || "").trim();
   if (reason) body.no_call_reason = reason;
+  const handover = String(f.get("on_scene_handover") || "").trim();
+  if (handover) body.on_scene_handover = handover;
   act("resolve", body).then((ok) => {
     if (ok) { ev.target.reset(); location.hash = "#/queue"; }
   });

@@ -113,7 +113,7 @@ $("#queue-body").addEventListener("keydown", (e) => {
 });
 
 // The console tells dispatch when an incident first appears on this screen (first_seen_at).
-// Not while on break: the operator is not looking, and reporting would end the break.
+// Not while on break: the operator is not looking (dispatch keeps the break either way).
 export function reportSeen(inc) {
   if (inc.first_seen_at || state.seenSent.has(inc.id) || document.hidden) return;
   if (!state.me || $("#app").classList.contains("hidden") || myStatus() === "on_break") return;

@@ -117,6 +117,13 @@
       renderAssignments();
     }
     $("#rescue-send").disabled = !(inc.operator === st.me.username && WORKING.includes(inc.state));
+    // A rescuer with the resident is not dismissed from a desk: the resolve form asks for their
+    // handover (dispatch refuses the resolution without it) and says the others are called off.
+    const withResident = assignments.some((a) => ["on_scene", "handed_over"].includes(a.state));
+    const handover = $("#resolve-form input[name=on_scene_handover]");
+    handover.classList.toggle("hidden", !withResident);
+    handover.required = withResident;
+    $("#resolve-onscene-hint").classList.toggle("hidden", !withResident);
   }
 
   window.addEventListener("console:incident", (ev) => {

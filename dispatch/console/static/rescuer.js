@@ -209,7 +209,18 @@
     };
     es.addEventListener("task.assigned", () => loadTask(true).catch(() => {}));
     es.addEventListener("task.updated", () => loadTask().catch(() => {}));
-    es.addEventListener("task.cancelled", () => { notice(t("r_task_cancelled_msg")); loadTask().catch(() => {}); });
+    es.addEventListener("task.cancelled", (ev) => { notice(calledOff(ev)); loadTask().catch(() => {}); });
+  }
+
+  // Why the task was called off: the incident's resolution (in the page's language), or the
+  // operator's reason.
+  function calledOff(ev) {
+    let data = {};
+    try { data = JSON.parse(ev.data).data || {}; } catch (e) { data = {}; }
+    if (data.resolution) {
+      return `${t("r_task_cancelled_msg")} ${t("r_called_off_resolved").replace("{outcome}", t(`out_${data.resolution}`))}`;
+    }
+    return data.reason ? `${t("r_task_cancelled_msg")} ${data.reason}` : t("r_task_cancelled_msg");
   }
 
   async function reconnect(es) {
