@@ -189,6 +189,7 @@ class _AbsentClient:
 # The client pings every PING_S; a link that answers nothing for LINK_TIMEOUT_S is lost, as a
 # BLE supervision timeout would be (so killing the simulator process looks like range loss).
 
+
 class _RemoteSession:
     """The server's side of one client connection, shaped like :class:`_SimClient` for a band."""
 
@@ -312,5 +313,3 @@ class WristbandServer:
             remote._connected = False
             remote.notify_callback = None
             del self._sessions[session]
-
-

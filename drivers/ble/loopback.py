@@ -171,6 +171,7 @@ class UdpScannerBackend:
 
 # -- GATT over loopback UDP ---------------------------------------------------------------
 
+
 def gatt_characteristic(service_uuid: str, char_uuid: str) -> BleakGATTCharacteristic:
     service = BleakGATTService(None, 0x000C, service_uuid)
     char = BleakGATTCharacteristic(None, 0x000E, char_uuid, ["read", "notify"], lambda: 20, service)

@@ -183,8 +183,7 @@ class BlePairing(Pairing):
         heard = await scan_bthome(self.ble.make_scanner(), seconds=seconds)
         if not heard:
             raise NothingFound(
-                f"no BTHome device heard in {seconds:g} s; press the device's button and scan "
-                f"again"
+                f"no BTHome device heard in {seconds:g} s; press the device's button and scan again"
             )
         self.heard = {device.address: device for device in heard}
         for device in heard:
@@ -211,9 +210,7 @@ class BlePairing(Pairing):
     async def identify(self, target: Candidate | str, options: Mapping[str, Any]) -> Identified:
         address = target.address if isinstance(target, Candidate) else target.strip()
         if not MAC_ADDRESS.match(address):
-            raise InvalidDevice(
-                f"address {address!r} is not a Bluetooth MAC (AA:BB:CC:DD:EE:FF)"
-            )
+            raise InvalidDevice(f"address {address!r} is not a Bluetooth MAC (AA:BB:CC:DD:EE:FF)")
         address = normalize_address(address)
         try:
             checked = BleDeviceOptions.model_validate(dict(options))

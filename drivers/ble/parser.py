@@ -319,7 +319,6 @@ class BleParser(ParserBase):
         )
 
 
-
 def _split_key(key: str) -> tuple[str, int | None]:
     """bthome-ble numbers repeated objects: ``button_2`` → (``button``, 2)."""
     base, sep, tail = key.rpartition("_")

@@ -147,7 +147,6 @@ class ModbusParser(ParserBase):
         return readings
 
 
-
 def _json_object(payload: bytes) -> dict[str, Any]:
     try:
         body = json.loads(payload)

@@ -153,7 +153,6 @@ class RflinkParser(ParserBase):
         return False
 
 
-
 def _on_off(value: str | None) -> bool | None:
     if value is None:
         return None

@@ -96,7 +96,9 @@ class Zigbee2MqttDriver(Driver):
 
     type_name: ClassVar[str] = "zigbee2mqtt"
     options_model = Zigbee2MqttOptions
-    example_table = '[[drivers]]\nid = "zigbee"\ntype = "zigbee2mqtt"\nurl = "mqtt://127.0.0.1:1883"'
+    example_table = (
+        '[[drivers]]\nid = "zigbee"\ntype = "zigbee2mqtt"\nurl = "mqtt://127.0.0.1:1883"'
+    )
 
     @classmethod
     def initial_options(cls, *, gateway_id: str, driver_id: str) -> dict[str, tuple[Any, str]]:

@@ -141,9 +141,7 @@ def pairing_of(entry: DriverEntry) -> Pairing:
     return pairing
 
 
-def run_pairing(
-    pairing: Pairing, step: Callable[[Pairing], Awaitable[T]], *, hint: str = ""
-) -> T:
+def run_pairing(pairing: Pairing, step: Callable[[Pairing], Awaitable[T]], *, hint: str = "") -> T:
     """Run one step in a session of ``pairing``; its errors become messages and exit codes.
 
     ``hint`` (what the installer can do instead, in flags) is added to a discovery's failure.

@@ -191,9 +191,7 @@ def test_a_waiting_priority_two_alarm_sounds_softly_and_joins_the_strip(
     page.wait_for_selector("#alert-strip:not(.hidden)")
     assert "Inactivity" in page.inner_text("#alert-text")
     assert page.get_attribute("#alert-strip", "data-priority") == "2"
-    page.wait_for_function(
-        "() => Number(document.body.dataset.softSounds || 0) >= 1", timeout=4000
-    )
+    page.wait_for_function("() => Number(document.body.dataset.softSounds || 0) >= 1", timeout=4000)
     assert sounds(page)["life"] == 0  # the softer tone, not the life-safety one
     page.click("#alert-ack")
     page.wait_for_selector("#alert-strip", state="hidden")

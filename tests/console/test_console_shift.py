@@ -53,9 +53,7 @@ def test_presence_is_shown_and_a_break_returns_what_one_holds(
     # A colleague logs in: the supervisor's page shows her on duty, by her display name.
     colleague = page_for()
     log_in(colleague, centre, COLLEAGUE, COLLEAGUE_PASSWORD)
-    page.wait_for_selector(
-        f"#presence [data-status=on_duty] .person[data-username='{COLLEAGUE}']"
-    )
+    page.wait_for_selector(f"#presence [data-status=on_duty] .person[data-username='{COLLEAGUE}']")
     assert COLLEAGUE_NAME in page.inner_text("#presence")
     assert OPERATOR_NAME in page.inner_text("#presence")
 
@@ -75,9 +73,7 @@ def test_presence_is_shown_and_a_break_returns_what_one_holds(
     colleague.wait_for_selector("#my-presence[data-status=on_break]")
     colleague.wait_for_selector("#break-banner:not(.hidden)")
     assert colleague.inner_text("#break-toggle") == "Back on duty"
-    page.wait_for_selector(
-        f"#presence [data-status=on_break] .person[data-username='{COLLEAGUE}']"
-    )
+    page.wait_for_selector(f"#presence [data-status=on_break] .person[data-username='{COLLEAGUE}']")
     page.wait_for_selector(f"#queue-body tr[data-id='{fall}'].attention")
     state = detail(centre, fall)
     assert state["operator"] is None
@@ -93,9 +89,7 @@ def test_presence_is_shown_and_a_break_returns_what_one_holds(
     colleague.click("[data-nav=gateways]")
     colleague.click("#break-end")
     colleague.wait_for_selector("#my-presence[data-status=on_duty]")
-    page.wait_for_selector(
-        f"#presence [data-status=on_duty] .person[data-username='{COLLEAGUE}']"
-    )
+    page.wait_for_selector(f"#presence [data-status=on_duty] .person[data-username='{COLLEAGUE}']")
 
 
 def test_an_operator_whose_incident_is_taken_over_is_told(centre: Centre, page_for: Any) -> None:
@@ -137,9 +131,7 @@ def test_an_operator_whose_incident_is_taken_over_is_told(centre: Centre, page_f
     assert colleague.is_disabled("#act-callback")
 
 
-def test_timers_run_from_the_alarm_and_a_late_alarm_says_so(
-    centre: Centre, page_for: Any
-) -> None:
+def test_timers_run_from_the_alarm_and_a_late_alarm_says_so(centre: Centre, page_for: Any) -> None:
     gateway = centre.household("hh-0321", resident="Kong Lei", community="North Market")
     page = page_for()
     log_in(page, centre)

@@ -91,9 +91,7 @@ async def test_test_mode_ends_by_itself_and_its_timer_ends_with_the_daemon(
     gateway.test_mode_limit_s = 0.2
     await gateway.set_mode("test")
     assert gateway.pipeline is not None
-    await await_until(
-        lambda: gateway.pipeline is not None and gateway.pipeline.mode == "normal", 5
-    )
+    await await_until(lambda: gateway.pipeline is not None and gateway.pipeline.mode == "normal", 5)
     assert [e["after_s"] for e in logs if e["event"] == "test_mode_expired"] == [0.2]
 
     # A second walk test still running when the daemon stops: its expiry is cancelled with it.

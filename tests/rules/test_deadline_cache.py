@@ -277,8 +277,7 @@ def test_a_closing_door_whose_left_open_timer_was_the_earliest() -> None:
 def test_a_flapping_door_moves_its_quiet_end_while_it_is_the_earliest() -> None:
     """Each change of a flapping door restarts its quiet time: the kept timer moves with it."""
     flips = [
-        Step("read", dt=1, device="door-1", prop="contact_open", value=i % 2 == 0)
-        for i in range(6)
+        Step("read", dt=1, device="door-1", prop="contact_open", value=i % 2 == 0) for i in range(6)
     ]
     check_each_step(
         doors_engine(),

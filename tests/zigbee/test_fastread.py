@@ -134,9 +134,7 @@ def test_every_packet_comes_out_whole_once_and_in_order(
         assert [(str(m.topic), m.payload, m.qos) for m in got] == [
             (topic, payload, qos) for topic, payload, qos, _ in messages
         ]
-        users = [
-            getattr(m.properties, "UserProperty", None) if m.properties else None for m in got
-        ]
+        users = [getattr(m.properties, "UserProperty", None) if m.properties else None for m in got]
         assert users == [None if u is None else [("k", u)] for *_, u in messages]
 
     asyncio.run(scenario())
@@ -147,8 +145,7 @@ async def test_a_flood_in_one_read_is_handled_over_several_wakeups() -> None:
     loop's next turns, without the socket waking the loop again."""
     count = PACKETS_PER_WAKEUP * 3 + 7
     wire = b"".join(
-        publish_v5("z/door", b'{"contact":true}', qos=1, mid=i + 1, user=None)
-        for i in range(count)
+        publish_v5("z/door", b'{"contact":true}', qos=1, mid=i + 1, user=None) for i in range(count)
     )
     sock = ChunkedSocket([wire])
     client = client_on(sock)
