@@ -361,7 +361,12 @@ async def add_action(
 async def publish(tx: Tx, incident_id: str, kind: str) -> Incident:
     """Read the incident back and put it on the live stream, with the timeline entries this
     transaction added to it (a console applies the change as it is, without reading it again)."""
-    row = await load_incident(tx.conn, incident_id)
+    return publish_row(tx, await load_incident(tx.conn, incident_id), kind)
+
+
+def publish_row(tx: Tx, row: RowMapping, kind: str) -> Incident:
+    """:func:`publish` for an incident row already read (ingest reads a batch's in one query)."""
+    incident_id = str(row["id"])
     model = to_model(row, tx.now)
     data = model.model_dump(mode="json")  # an IncidentChange
     data["timeline_added"] = [

@@ -239,8 +239,7 @@ class _Router:
             published[incident_id] = kind
         rows = await _incident_rows(self.tx, set(published))
         for incident_id, kind in published.items():
-            model = incidents.to_model(rows[incident_id], self.tx.now)
-            self.tx.change("incident", kind, incident_id, model.model_dump(mode="json"))
+            incidents.publish_row(self.tx, rows[incident_id], kind)
         return rows
 
 

@@ -430,10 +430,15 @@ class AcknowledgeRequest(_In):
         return self
 
 
+#: Something besides spaces, and no NUL.
+_SOME_TEXT = r"^[^\x00]*\S[^\x00]*$"
+
+
 class AssignRequest(_In):
-    # "\S": a name and a reason of spaces alone are refused by the schema itself.
-    operator: Short = Field(pattern=r"\S", description="the username of an operator on duty")
-    reason: Short = Field(pattern=r"\S", description="why this operator (required)")
+    # A name and a reason of spaces alone are refused by the schema itself; the pattern also says
+    # "no NUL" (a field's own pattern replaces the one its type would give).
+    operator: Short = Field(pattern=_SOME_TEXT, description="the username of an operator on duty")
+    reason: Short = Field(pattern=_SOME_TEXT, description="why this operator (required)")
 
 
 class BreakRequest(_In):

@@ -30,7 +30,12 @@ def test_runner_reports_dispatch_ingest_figures_with_limits_and_ratios() -> None
     lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     assert [line["benchmark"] for line in lines] == ["dispatch_ingest"]
     figures = {f["name"]: f for f in lines[0]["figures"]}
-    assert set(figures) == {"events/s (sqlite, 1 proc)", "heartbeats/s (sqlite, 1 proc)"}
+    assert set(figures) == {
+        "events/s (sqlite, 1 proc)",
+        "heartbeats/s (sqlite, 1 proc)",
+        "events per CPU-second (sqlite, 1 proc)",
+        "heartbeats per CPU-second (sqlite, 1 proc)",
+    }
     for figure in figures.values():
         assert figure["value"] > 0
         assert figure["limit"] > 0

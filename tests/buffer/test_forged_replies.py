@@ -106,6 +106,8 @@ async def test_a_forged_acknowledgement_deletes_nothing(
                 await await_until(
                     lambda: abuf.stats(datetime.now(UTC)).pending_total == 0, 10, "drained"
                 )
+                # The counter follows the buffer's commit by a loop turn: wait for it too.
+                await await_until(lambda: forwarder.status.sent_total >= 3, 10, "counted")
         finally:
             await client.aclose()
             await abuf.aclose()

@@ -159,7 +159,11 @@ def test_console_page_is_served_at_the_root(server: DispatchApp) -> None:
     assert page.headers["content-type"].startswith("text/html")
     assert "/" not in server.http().get("/openapi.json").json()["paths"]  # not an API path
     config = server.operator_client().get("/api/v1/console/config")
-    assert config.json() == {"timezone": None, "priority2_alert_after_s": 60.0}
+    assert config.json() == {
+        "timezone": None,
+        "priority2_alert_after_s": 60.0,
+        "map_tiles": None,
+    }
 
 
 def test_operation_ids_and_tags_are_pinned(server: DispatchApp) -> None:
