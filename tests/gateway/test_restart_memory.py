@@ -47,8 +47,10 @@ def of_kind(gw: GatewayProcess, kind: str) -> list[dict[str, Any]]:
 async def _door_opened(gw: GatewayProcess, sim: RflinkSimulator) -> None:
     gw.start()
     await await_until(lambda: gw.logged("gateway_ready"), 30, "gateway ready")
+    # Ready does not wait for drivers: press only once the driver hears the receiver.
+    await await_until(lambda: gw.logged("rflink_link_up"), 30, "the receiver answering")
     await sim.button("NewKaku", DOOR, cmd="ON", switch="1")
-    await await_until(lambda: of_kind(gw, "contact"), 15, "the door's contact event")
+    await await_until(lambda: of_kind(gw, "contact"), 30, "the door's contact event")
 
 
 def _assert_clock_went_on(alarm: dict[str, Any], since: datetime) -> None:
