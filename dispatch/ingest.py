@@ -101,7 +101,7 @@ class _EventSql:
             f"INSERT INTO {e.name} ({', '.join(_INSERT_COLUMNS)}) "
             f"VALUES ({', '.join([self.placeholder] * len(_INSERT_COLUMNS))})"
         )
-        self._stored: dict[int, str] = {}
+        self._stored: dict[int, str] = {}  # by batch size: at most MAX_BATCH_EVENTS of them
         self.time = self._bind(dialect, "at")
         self.flag = self._bind(dialect, "test")
         self.json = self._bind(dialect, "payload")
@@ -112,7 +112,7 @@ class _EventSql:
         if found is None:
             ids = ", ".join([self.placeholder] * count)
             found = self._stored[count] = (
-                "SELECT id, incident_id, acknowledged_at FROM events "
+                f"SELECT id, incident_id, acknowledged_at FROM {schema.events.name} "
                 f"WHERE gateway_id = {self.placeholder} AND id IN ({ids})"
             )
         return found

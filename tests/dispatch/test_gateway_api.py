@@ -9,7 +9,15 @@ from datetime import datetime
 
 import pytest
 
-from contract.wire import MAX_BATCH_EVENTS, EventKind, HeartbeatReply, IngestReply
+from contract.wire import (
+    MAX_BATCH_EVENTS,
+    AckStatus,
+    EventKind,
+    HeartbeatReply,
+    IncidentRef,
+    IngestReply,
+)
+from dispatch.ingest import Ingested
 from tests.dispatch.conftest import unique
 from tests.dispatch.wire import batch, event, heartbeat
 from tests.fixtures.dispatch import DispatchServer
@@ -130,6 +138,23 @@ def test_a_mixed_batch_with_resends_stores_each_event_once_as_sent(server: Dispa
     assert sorted(t["event_id"] for t in timeline if t["type"] == "event") == sorted(
         (sos.id, again_sos.id, restores[0].id)
     )
+
+
+def test_the_events_reply_is_the_json_of_its_models() -> None:
+    """The events route serialises acknowledgements without building their models: the bytes
+    must be the models' own JSON, whatever the incident carries."""
+    ref = IncidentRef(
+        id="01INCIDENT", state="acknowledged", operator='Zoë "Z" Ng', acknowledged=True
+    )
+    ingested = Ingested(
+        [
+            ("01A", AckStatus.STORED, None),
+            ("01B", AckStatus.DUPLICATE, ref),
+            ("01C", AckStatus.STORED, ref.model_copy(update={"acknowledged": False})),
+        ]
+    )
+    assert ingested.reply_json() == ingested.reply().model_dump_json().encode()
+    assert IngestReply.model_validate_json(ingested.reply_json()) == ingested.reply()
 
 
 def test_heartbeat_updates_gateway_and_reports_acknowledged_alarms(
