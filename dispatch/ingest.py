@@ -22,14 +22,17 @@ acknowledged only once an operator acknowledged that event, never because its in
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, update
+import pydantic_core
+from sqlalchemy import Dialect, select, update
 from sqlalchemy.engine import RowMapping
 
 from contract.wire import (
+    CONTRACT_VERSION,
     AckStatus,
     Event,
     EventAck,
@@ -47,9 +50,88 @@ from dispatch.models import IncidentState
 from dispatch.settings import Settings
 from dispatch.tx import Tx
 
-__all__ = ["ingest_batch"]
+__all__ = ["Ingested", "ingest_batch", "ingest_events"]
 
 _MAX_SEQ = 2**63 - 1
+
+# The columns an ingested event is inserted with, in the order of the rows built below.
+_INSERT_COLUMNS = (
+    "gateway_id",
+    "id",
+    "household_id",
+    "seq",
+    "kind",
+    "priority",
+    "device_id",
+    "at",
+    "received_at",
+    "test",
+    "payload",
+    "incident_id",
+)
+
+_Bind = Callable[[Any], Any]
+
+# Per kind, what a stored row and the router need of it: its value, its priority, and whether
+# it may belong to an incident (telemetry and test events never do). Looked up once per event
+# instead of through the enum's properties, a few of them per event.
+_KIND_FACTS: dict[EventKind, tuple[str, int, bool]] = {
+    kind: (
+        kind.value,
+        int(kind.priority),
+        kind.lane is not Lane.TELEMETRY and kind is not EventKind.TEST,
+    )
+    for kind in EventKind
+}
+
+
+class _EventSql:
+    """A batch's two statements on events at the driver: which of its ids are stored already,
+    and the insert of the rest as one ``executemany`` of plain tuples.
+
+    SQLAlchemy processes every parameter of every row through its bind machinery (and renders
+    an expanding IN anew per batch); for a batch of 500 events that was most of both
+    statements' CPU. Values are converted here by the columns' own bind processors (stored
+    exactly as SQLAlchemy stores them), and only where a column has one."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        e = schema.events
+        self.placeholder = "?" if dialect.paramstyle == "qmark" else "%s"
+        self.insert = (
+            f"INSERT INTO {e.name} ({', '.join(_INSERT_COLUMNS)}) "
+            f"VALUES ({', '.join([self.placeholder] * len(_INSERT_COLUMNS))})"
+        )
+        self._stored: dict[int, str] = {}  # by batch size: at most MAX_BATCH_EVENTS of them
+        self.time = self._bind(dialect, "at")
+        self.flag = self._bind(dialect, "test")
+        self.json = self._bind(dialect, "payload")
+
+    def stored(self, count: int) -> str:
+        """id, incident_id and acknowledged_at of a gateway's events among ``count`` ids."""
+        found = self._stored.get(count)
+        if found is None:
+            ids = ", ".join([self.placeholder] * count)
+            found = self._stored[count] = (
+                f"SELECT id, incident_id, acknowledged_at FROM {schema.events.name} "
+                f"WHERE gateway_id = {self.placeholder} AND id IN ({ids})"
+            )
+        return found
+
+    @staticmethod
+    def _bind(dialect: Dialect, column: str) -> _Bind:
+        process = schema.events.c[column].type.dialect_impl(dialect).bind_processor(dialect)
+        return process if process is not None else (lambda value: value)
+
+
+_STATEMENTS: dict[tuple[str, str], _EventSql] = {}
+
+
+def _event_sql(dialect: Dialect) -> _EventSql:
+    key = (dialect.name, dialect.driver)
+    found = _STATEMENTS.get(key)
+    if found is None:
+        found = _STATEMENTS[key] = _EventSql(dialect)
+    return found
 
 
 class _Router:
@@ -259,9 +341,47 @@ def _event_ref(ref: IncidentRef | None, acknowledged: bool) -> IncidentRef | Non
     return ref.model_copy(update={"acknowledged": acknowledged})
 
 
+@dataclass(frozen=True, slots=True)
+class Ingested:
+    """A batch's answer, per event in the batch's order: its id, stored or duplicate, and the
+    incident as that event sees it."""
+
+    acks: list[tuple[str, AckStatus, IncidentRef | None]]
+
+    def reply(self) -> IngestReply:
+        # Built from values ingest produced (ids, statuses, refs already models): not validated
+        # again.
+        return IngestReply.model_construct(
+            acks=[
+                EventAck.model_construct(id=eid, status=status, incident=ref)
+                for eid, status, ref in self.acks
+            ]
+        )
+
+    def reply_json(self) -> bytes:
+        """:meth:`reply` as JSON, the same bytes, without a model per event (for a batch of
+        telemetry those models were most of the reply's cost)."""
+        return pydantic_core.to_json(
+            {
+                "v": CONTRACT_VERSION,
+                "acks": [
+                    {"id": eid, "status": status, "incident": ref} for eid, status, ref in self.acks
+                ],
+            }
+        )
+
+
 async def ingest_batch(
     tx: Tx, settings: Settings, gateway: RowMapping | Mapping[str, Any], batch: IngestBatch
 ) -> IngestReply:
+    """Store a batch (see the module's description) and answer it."""
+    return (await ingest_events(tx, settings, gateway, batch)).reply()
+
+
+async def ingest_events(
+    tx: Tx, settings: Settings, gateway: RowMapping | Mapping[str, Any], batch: IngestBatch
+) -> Ingested:
+    """:func:`ingest_batch`, its answer not yet made into models."""
     household_id = gateway["household_id"]
     too_big = [ev.id for ev in batch.events if ev.seq > _MAX_SEQ]
     if too_big:
@@ -274,49 +394,51 @@ async def ingest_batch(
         # Serialise ingest per household across processes (dedupe and incident routing).
         h = schema.households
         await tx.conn.execute(select(h.c.id).where(h.c.id == household_id).with_for_update())
-    e = schema.events
+    statements = _event_sql(tx.conn.dialect)
     ids = [ev.id for ev in batch.events]
     existing: dict[str, str | None] = {}
     acknowledged: set[str] = set()
     # This gateway's own events only: another gateway's event of the same id is another event.
-    for event_id, incident_id, acked_at in await tx.conn.execute(
-        select(e.c.id, e.c.incident_id, e.c.acknowledged_at).where(
-            e.c.gateway_id == gateway["id"], e.c.id.in_(ids)
-        )
-    ):
+    stored: Sequence[tuple[str, str | None, Any]] = (
+        await tx.conn.exec_driver_sql(statements.stored(len(ids)), (gateway["id"], *ids))
+    ).all()  # type: ignore[assignment]  # rows of a textual statement are untyped
+    for event_id, incident_id, acked_at in stored:
         existing[event_id] = incident_id
         if acked_at is not None:
             acknowledged.add(event_id)
     router = _Router(tx, settings, household_id, gateway["id"], gateway["clock_offset_s"])
+    facts = _KIND_FACTS
     needs_routing = any(
-        ev.id not in existing and not ev.test and ev.kind.lane is not Lane.TELEMETRY
-        for ev in batch.events
+        facts[ev.kind][2] and not ev.test and ev.id not in existing for ev in batch.events
     )
     if needs_routing:
         await router.load()
-    rows: list[dict[str, Any]] = []
+    received_at = statements.time(tx.now)
+    to_time, to_flag, to_json = statements.time, statements.flag, statements.json
+    rows: list[Sequence[Any]] = []
     statuses: list[tuple[str, AckStatus, str | None]] = []
     for ev in batch.events:
         if ev.id in existing:
             statuses.append((ev.id, AckStatus.DUPLICATE, existing[ev.id]))
             continue
-        incident_id = await router.route(ev) if needs_routing else None
+        kind, priority, routed = facts[ev.kind]
+        incident_id = await router.route(ev) if routed and needs_routing else None
         existing[ev.id] = incident_id
         rows.append(
-            {
-                "id": ev.id,
-                "gateway_id": ev.gateway_id,
-                "household_id": household_id,
-                "seq": ev.seq,
-                "kind": ev.kind.value,
-                "priority": int(ev.kind.priority),
-                "device_id": ev.device_id,
-                "at": ev.at,
-                "received_at": tx.now,
-                "test": ev.test,
-                "payload": ev.payload,
-                "incident_id": incident_id,
-            }
+            (
+                ev.gateway_id,
+                ev.id,
+                household_id,
+                ev.seq,
+                kind,
+                priority,
+                ev.device_id,
+                to_time(ev.at),
+                received_at,
+                to_flag(ev.test),
+                to_json(ev.payload),
+                incident_id,
+            )
         )
         statuses.append((ev.id, AckStatus.STORED, incident_id))
         if incident_id is not None:
@@ -325,26 +447,24 @@ async def ingest_batch(
                 {
                     "at": tx.now,
                     "type": "event",
-                    "name": ev.kind.value,
+                    "name": kind,
                     "event_id": ev.id,
                     "device_id": ev.device_id,
                     "detail": {"gateway_time": ev.at.isoformat(), "payload": ev.payload},
                 },
             )
     if rows:
-        await tx.conn.execute(insert(e), rows)
+        await tx.conn.exec_driver_sql(statements.insert, rows)
     loaded = await router.finish() if router.touched else {}
     # Incidents only resent events belong to (duplicates) are read here; the rest were above.
     wanted = {i for _, _, i in statuses if i is not None}
     loaded |= await _incident_rows(tx, wanted - loaded.keys())
     refs = {incident_id: incidents.to_ref(row) for incident_id, row in loaded.items()}
-    # Built from values this function produced (ids, statuses and refs already models), so
-    # not validated again: for a batch of telemetry that validation was most of the reply.
     seen: dict[tuple[str | None, bool], IncidentRef | None] = {}
-    acks = []
+    acks: list[tuple[str, AckStatus, IncidentRef | None]] = []
     for eid, status, iid in statuses:
         key = (iid, eid in acknowledged)
         if key not in seen:
             seen[key] = _event_ref(refs.get(iid) if iid else None, key[1])
-        acks.append(EventAck.model_construct(id=eid, status=status, incident=seen[key]))
-    return IngestReply.model_construct(acks=acks)
+        acks.append((eid, status, seen[key]))
+    return Ingested(acks)

@@ -137,6 +137,19 @@ async def _gateway_identity(conn: AsyncConnection, dialect: str) -> None:
     await conn.run_sync(rebuild)
 
 
+async def _partial_event_indexes(conn: AsyncConnection, dialect: str) -> None:
+    """The events' incident and acknowledgement indexes without the rows that have neither
+    (telemetry): rebuilt from the schema."""
+
+    def rebuild(sync: Any) -> None:
+        for index in schema.events.indexes:
+            if index.name in ("ix_events_incident", "ix_events_acknowledged"):
+                sync.exec_driver_sql(f'DROP INDEX IF EXISTS "{index.name}"')
+                index.create(sync)
+
+    await conn.run_sync(rebuild)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _initial_schema),
     Migration(2, "presence, true alarm times, per-event acknowledgement", _add_missing),
@@ -145,6 +158,11 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "wristbands: JT/T 808 terminals, their fixes, incident positions", _add_missing),
     Migration(6, "rescuers: roster, assignments, presses", _add_missing),
     Migration(7, "gateway identity: per-gateway event ids, enrollment limits", _gateway_identity),
+    Migration(
+        8,
+        "events: incident and acknowledgement indexes leave telemetry out",
+        _partial_event_indexes,
+    ),
 )
 
 

@@ -26,6 +26,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.types import TypeDecorator
 
@@ -254,8 +255,20 @@ events = Table(
     Column("incident_id", String(32), nullable=True),
     # When an operator acknowledged this very event: only these are reported to the gateway.
     Column("acknowledged_at", UtcDateTime, nullable=True),
-    Index("ix_events_incident", "incident_id"),
-    Index("ix_events_acknowledged", "acknowledged_at"),
+    # Most events are telemetry: on no incident, never acknowledged. These two indexes leave
+    # those rows out (each query of the column asks for a value, which implies NOT NULL).
+    Index(
+        "ix_events_incident",
+        "incident_id",
+        sqlite_where=text("incident_id IS NOT NULL"),
+        postgresql_where=text("incident_id IS NOT NULL"),
+    ),
+    Index(
+        "ix_events_acknowledged",
+        "acknowledged_at",
+        sqlite_where=text("acknowledged_at IS NOT NULL"),
+        postgresql_where=text("acknowledged_at IS NOT NULL"),
+    ),
     Index("ix_events_gateway_received", "gateway_id", "received_at"),
     Index("ix_events_household_received", "household_id", "received_at"),
 )

@@ -32,8 +32,10 @@ def test_runner_reports_dispatch_ingest_figures_with_limits_and_ratios() -> None
     figures = {f["name"]: f for f in lines[0]["figures"]}
     assert set(figures) == {
         "events/s (sqlite, 1 proc)",
+        "events/s, limit of the table's shape (sqlite, 1 proc)",
         "heartbeats/s (sqlite, 1 proc)",
         "events per CPU-second (sqlite, 1 proc)",
+        "events per CPU-second, limit of the table's shape (sqlite, 1 proc)",
         "heartbeats per CPU-second (sqlite, 1 proc)",
     }
     for figure in figures.values():

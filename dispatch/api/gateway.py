@@ -166,12 +166,12 @@ async def events(request: Request, services: ServicesDep) -> Response:
         if isinstance(parsed, BadRequest):
             raise parsed
         gateways.require_same_gateway(gateway, parsed.gateway_id)
-        reply = await ingest.ingest_batch(tx, services.settings, gateway, parsed)
+        ingested = await ingest.ingest_events(tx, services.settings, gateway, parsed)
         stages.mark("ingest")
         await tx.flush()
         stages.mark("changes")
     stages.mark("commit")
-    response = _signed_reply(request, secret, reply.model_dump_json())
+    response = _signed_reply(request, secret, ingested.reply_json())
     stages.mark("reply")
     response.headers["Server-Timing"] = stages.header()
     return response
@@ -265,10 +265,9 @@ class HeartbeatFastPath:
         raise exc
 
 
-def _signed_reply(request: Request, secret: str, content: str) -> Response:
+def _signed_reply(request: Request, secret: str, body: bytes) -> Response:
     """The reply, signed with the gateway's secret for the request it answers: the gateway
     deletes events only on an acknowledgement that verifies."""
-    body = content.encode()
     signature = sign_reply(
         secret=secret,
         path=request.url.path,

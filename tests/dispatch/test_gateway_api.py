@@ -5,10 +5,19 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime
 
 import pytest
 
-from contract.wire import MAX_BATCH_EVENTS, EventKind, HeartbeatReply, IngestReply
+from contract.wire import (
+    MAX_BATCH_EVENTS,
+    AckStatus,
+    EventKind,
+    HeartbeatReply,
+    IncidentRef,
+    IngestReply,
+)
+from dispatch.ingest import Ingested
 from tests.dispatch.conftest import unique
 from tests.dispatch.wire import batch, event, heartbeat
 from tests.fixtures.dispatch import DispatchServer
@@ -46,6 +55,106 @@ def test_enroll_then_events_are_stored_once_with_their_incident(
     queue = client.get("/api/v1/incidents", params={"household_id": household}).json()
     assert queue["total"] == 1
     assert queue["items"][0]["event_count"] == 1  # the resend did not count twice
+
+
+def test_a_mixed_batch_with_resends_stores_each_event_once_as_sent(server: DispatchApp) -> None:
+    """Alarms, troubles, telemetry and test events in one batch, then a batch resending some of
+    them among new ones: each event is stored once, exactly as sent, on its own incident."""
+    household = unique("hh-mix")
+    gw = server.enroll(household)
+    gid = gw.gateway_id
+    sos = event(gid, EventKind.SOS, payload={"room": "Küche", "button": 1, "note": None})
+    trouble = event(gid, EventKind.LOW_BATTERY, device="pir-1", payload={"level": 7.5})
+    walk = event(gid, EventKind.SOS, device="pendant-2", test=True)
+    readings = [
+        event(gid, EventKind.CONTACT, device="door-1", payload={"contact_open": n % 2 == 0})
+        for n in range(6)
+    ]
+    first = IngestReply.model_validate_json(
+        gw.send_events(batch(gid, sos, trouble, walk, *readings)).content
+    )
+    assert {a.id: a.status for a in first.acks} == dict.fromkeys(
+        (e.id for e in (sos, trouble, walk, *readings)), "stored"
+    )
+    incident_of = {a.id: a.incident.id if a.incident else None for a in first.acks}
+    assert incident_of[sos.id] is not None
+    assert incident_of[trouble.id] not in (None, incident_of[sos.id])
+    assert incident_of[walk.id] is None
+    assert {incident_of[r.id] for r in readings} == {None}
+
+    again_sos = event(gid, EventKind.SOS)
+    restores = [
+        event(gid, EventKind.SOS_RESTORE),
+        event(gid, EventKind.LOW_BATTERY_RESTORE, device="pir-1"),
+    ]
+    more = [event(gid, EventKind.MOTION, device="pir-1") for _ in range(3)]
+    resent = [sos, trouble, walk, readings[0], readings[5]]
+    second = IngestReply.model_validate_json(
+        gw.send_events(batch(gid, *resent, again_sos, *restores, *more)).content
+    )
+    acks = {a.id: a for a in second.acks}
+    assert len(second.acks) == 11
+    for old in resent:
+        assert acks[old.id].status == "duplicate"
+        assert (acks[old.id].incident.id if acks[old.id].incident else None) == incident_of[old.id]
+    for new in (again_sos, *restores, *more):
+        assert acks[new.id].status == "stored"
+    assert acks[again_sos.id].incident is not None
+    assert acks[again_sos.id].incident.id == incident_of[sos.id]
+    assert acks[restores[0].id].incident is not None
+    assert acks[restores[0].id].incident.id == incident_of[sos.id]
+    assert acks[restores[1].id].incident is not None
+    assert acks[restores[1].id].incident.id == incident_of[trouble.id]
+    assert {acks[m.id].incident for m in more} == {None}
+
+    client = server.operator_client()
+    sent = [sos, trouble, walk, *readings, again_sos, *restores, *more]
+    stored = client.get("/api/v1/events", params={"household_id": household}).json()
+    assert stored["total"] == len(sent)
+    by_id = {e["id"]: e for e in stored["items"]}
+    assert sorted(by_id) == sorted(e.id for e in sent)
+    for ev in sent:
+        row = by_id[ev.id]
+        assert row["gateway_id"] == gid
+        assert row["seq"] == ev.seq
+        assert row["kind"] == ev.kind.value
+        assert row["priority"] == int(ev.kind.priority)
+        assert row["device_id"] == ev.device_id
+        assert datetime.fromisoformat(row["at"]) == ev.at
+        assert row["test"] is ev.test
+        assert row["payload"] == ev.payload
+        incident = acks[ev.id].incident if ev.id in acks else None
+        assert row["incident_id"] == (incident.id if incident else incident_of.get(ev.id))
+    incidents = client.get(
+        "/api/v1/incidents", params={"household_id": household, "state": "all"}
+    ).json()["items"]
+    by_kind = {i["kind"]: i for i in incidents}
+    assert sorted(by_kind) == ["device_trouble", "sos"]
+    assert by_kind["sos"]["event_count"] == 3  # the resend did not count again
+    assert by_kind["sos"]["summary"]["restored"] is True
+    assert by_kind["device_trouble"]["event_count"] == 2
+    assert by_kind["device_trouble"]["state"] == "resolved"  # its one trouble restored
+    timeline = client.get(f"/api/v1/incidents/{incident_of[sos.id]}").json()["timeline"]
+    assert sorted(t["event_id"] for t in timeline if t["type"] == "event") == sorted(
+        (sos.id, again_sos.id, restores[0].id)
+    )
+
+
+def test_the_events_reply_is_the_json_of_its_models() -> None:
+    """The events route serialises acknowledgements without building their models: the bytes
+    must be the models' own JSON, whatever the incident carries."""
+    ref = IncidentRef(
+        id="01INCIDENT", state="acknowledged", operator='Zoë "Z" Ng', acknowledged=True
+    )
+    ingested = Ingested(
+        [
+            ("01A", AckStatus.STORED, None),
+            ("01B", AckStatus.DUPLICATE, ref),
+            ("01C", AckStatus.STORED, ref.model_copy(update={"acknowledged": False})),
+        ]
+    )
+    assert ingested.reply_json() == ingested.reply().model_dump_json().encode()
+    assert IngestReply.model_validate_json(ingested.reply_json()) == ingested.reply()
 
 
 def test_heartbeat_updates_gateway_and_reports_acknowledged_alarms(
