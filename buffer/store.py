@@ -65,6 +65,7 @@ from buffer.files import (
     take_lock,
 )
 from buffer.reserve import DEFAULT_RESERVE_BYTES, SpaceReserve
+from contract.trusted import make_event
 from contract.wire import (
     MAX_BATCH_EVENTS,
     MAX_PAYLOAD_BYTES,
@@ -666,7 +667,7 @@ class EventBuffer:
             log.warning("event_device_id_sanitised", device=device_id, used=fixed)
             device_id = fixed
         try:
-            event = Event(
+            event = make_event(
                 id=new_event_id(at),
                 gateway_id=self.gateway_id,
                 seq=seq,
@@ -676,6 +677,7 @@ class EventBuffer:
                 at=at,
                 test=draft.test,
                 payload=payload,
+                payload_size=len(payload_json),
             )
         except ValidationError as exc:
             raise EventBufferError(f"cannot make an event of {draft!r}: {exc}") from exc
@@ -915,7 +917,9 @@ class EventBuffer:
 
     def _event_of(self, row: tuple[Any, ...]) -> Event:
         seq, event_id, _lane, kind, priority, device_id, at, test, payload, _size = row
-        return Event(
+        # Checked as validation would (a row edited by hand is refused the same way), without
+        # pydantic when every field is plain: this runs for every event forwarded.
+        return make_event(
             id=event_id,
             gateway_id=self.gateway_id,
             seq=seq,

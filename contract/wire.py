@@ -14,8 +14,12 @@ refused with :class:`UnsupportedVersion`, never guessed at.
 
 from __future__ import annotations
 
+import base64
 import enum
 import json
+import os
+import threading
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal, TypeVar
@@ -29,7 +33,6 @@ from pydantic import (
     ValidationError,
     field_validator,
 )
-from ulid import ULID
 
 __all__ = [
     "CONTRACT_VERSION",
@@ -233,9 +236,53 @@ _KIND_INFO: Final[dict[EventKind, tuple[Lane, Priority, int | None]]] = {
 }
 
 
+#: Standard base32's alphabet to Crockford's, which ULIDs are written in.
+_CROCKFORD: Final = bytes.maketrans(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", b"0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+)
+_MAX_RANDOM: Final = (1 << 80) - 1
+_MAX_MS: Final = (1 << 48) - 1
+
+
+class _UlidSource:
+    """ULIDs as python-ulid's default generator makes them (the same millisecond: the random
+    part plus one, so ids of one instant sort in the order made), written out in a third of its
+    time: the buffer gives every event one, thousands a second."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ms = -1
+        self._random = 0
+        self._prefix = ""
+
+    def new(self, at: datetime | None) -> str:
+        ms = int(at.timestamp() * 1000) if at is not None else time.time_ns() // 1_000_000
+        if not 0 <= ms <= _MAX_MS:
+            raise ValueError(f"a ULID's time must be within 1970..10889, not {at!r}")
+        with self._lock:
+            if ms == self._ms and self._random < _MAX_RANDOM:
+                self._random += 1
+            else:
+                self._random = int.from_bytes(os.urandom(10), "big")
+            if ms != self._ms:
+                self._ms = ms
+                # 48 bits right-aligned in 80: the last 10 of 16 characters are the timestamp's.
+                self._prefix = _b32(ms)[6:]
+            prefix, random = self._prefix, self._random
+        return prefix + _b32(random)
+
+
+def _b32(value: int) -> str:
+    """An 80-bit number as 16 characters of Crockford's base32."""
+    return base64.b32encode(value.to_bytes(10, "big")).translate(_CROCKFORD).decode("ascii")
+
+
+_ulids = _UlidSource()
+
+
 def new_event_id(at: datetime | None = None) -> str:
     """A globally unique, time-sortable id (a ULID: 48-bit ms timestamp + 80 random bits)."""
-    return str(ULID.from_datetime(at) if at is not None else ULID())
+    return _ulids.new(at)
 
 
 def _utc(value: datetime) -> datetime:

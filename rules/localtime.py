@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-__all__ = ["local_instant", "seconds_due", "windows_from"]
+__all__ = ["ActiveClock", "local_instant", "seconds_due", "windows_from"]
 
 #: Bound on the search for a due time (a year of days); beyond it nothing is due.
 _MAX_DAYS = 400
@@ -53,3 +53,37 @@ def seconds_due(
             return s + remaining
         remaining -= we - s
     return None
+
+
+class ActiveClock:
+    """:func:`seconds_due` for one window and zone, remembering the window the last start fell in.
+
+    The inactivity clock restarts at every activity, thousands of times a second in a busy home,
+    and almost always inside the window it last restarted in: there the due time is the start
+    plus the seconds, if the window lasts that long, with no local-time arithmetic. Windows are
+    in time order and never overlap, so the window that contains the start is the first that the
+    full walk would use: both give the same instant.
+    """
+
+    def __init__(self, window: tuple[time, time | None], zone: ZoneInfo) -> None:
+        self.window = window
+        self.zone = zone
+        self._known: tuple[datetime, datetime] | None = None
+
+    def seconds_due(self, start: datetime, seconds: float) -> datetime | None:
+        remaining = timedelta(seconds=seconds)
+        known = self._known
+        if known is not None and known[0] <= start < known[1] and known[1] - start >= remaining:
+            return start + remaining
+        first = True
+        for ws, we in windows_from(start, self.window, self.zone):
+            s = max(ws, start)
+            if we <= s:
+                continue
+            if first:
+                first = False
+                self._known = (ws, we) if ws <= start else None
+            if we - s >= remaining:
+                return s + remaining
+            remaining -= we - s
+        return None
