@@ -298,3 +298,22 @@ def test_plain_fields_skip_validation(monkeypatch: pytest.MonkeyPatch) -> None:
     assert event.seq == 7
     frame = make_frame("zigbee", "zigbee2mqtt/door", b"{}", wall_time=at, mono_time=1.0)
     assert frame.kind == "data"
+
+
+def test_a_forked_child_draws_its_own_random_bits() -> None:
+    import os
+
+    at = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    new_event_id(datetime(2026, 3, 1, 11, 0, tzinfo=UTC))  # the pool is drawn
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.write(write, new_event_id(at).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    parent = new_event_id(at)
+    assert child[:10] == parent[:10]
+    assert child != parent
