@@ -157,14 +157,16 @@ class EventKind(enum.StrEnum):
     SIGNAL = "signal"
     TEST = "test"
 
+    # What each kind is, worked out once (below): these are asked several times per event.
+
     @property
     def is_restore(self) -> bool:
-        return self.value.endswith("_restore")
+        return _IS_RESTORE[self]
 
     @property
     def condition(self) -> EventKind:
         """The alarm or trouble kind this event opens or closes (itself unless a restore)."""
-        return EventKind(self.value.removesuffix("_restore")) if self.is_restore else self
+        return _CONDITION[self]
 
     @property
     def restore(self) -> EventKind | None:
@@ -176,15 +178,15 @@ class EventKind(enum.StrEnum):
 
     @property
     def lane(self) -> Lane:
-        return _KIND_INFO[self.condition][0]
+        return _LANE[self]
 
     @property
     def priority(self) -> Priority:
-        return _KIND_INFO[self.condition][1]
+        return _PRIORITY[self]
 
     @property
     def is_alarm(self) -> bool:
-        return self.lane is Lane.ALARM and not self.is_restore
+        return _IS_ALARM[self]
 
     @property
     def contact_id(self) -> ContactId | None:
@@ -234,6 +236,13 @@ _KIND_INFO: Final[dict[EventKind, tuple[Lane, Priority, int | None]]] = {
     EventKind.HEARTBEAT: (Lane.TELEMETRY, Priority.INFO, 602),  # periodic test report
     EventKind.TEST: (Lane.TELEMETRY, Priority.INFO, 601),  # manual trigger test report
 }
+_IS_RESTORE: Final = {k: k.value.endswith("_restore") for k in EventKind}
+_CONDITION: Final = {
+    k: EventKind(k.value.removesuffix("_restore")) if _IS_RESTORE[k] else k for k in EventKind
+}
+_LANE: Final = {k: _KIND_INFO[c][0] for k, c in _CONDITION.items()}
+_PRIORITY: Final = {k: _KIND_INFO[c][1] for k, c in _CONDITION.items()}
+_IS_ALARM: Final = {k: _LANE[k] is Lane.ALARM and not _IS_RESTORE[k] for k in EventKind}
 
 
 #: Standard base32's alphabet to Crockford's, which ULIDs are written in.
