@@ -107,6 +107,13 @@ _CODE_LANE: Final = {v: k for k, v in _LANE_CODE.items()}
 _IDENTIFIER_BAD = re.compile(r"[^A-Za-z0-9_.:@\-]")
 
 
+#: ``json.dumps(payload, separators=(",", ":"), default=str)``, its encoder made once (dumps
+#: makes one per call when given options).
+_PAYLOAD_JSON: Final = json.JSONEncoder(separators=(",", ":"), default=str).encode
+#: Kinds and priorities by their stored values (the enums' own lookup is slower).
+_KINDS: Final = {k.value: k for k in EventKind}
+_PRIORITIES: Final = {int(p): p for p in Priority}
+
 _EVENT_COLUMNS: Final = "seq, id, lane, kind, priority, device_id, at, test, payload, size"
 _INSERT_COLUMNS: Final = f"{_EVENT_COLUMNS}, appended_at"
 _INSERT_EVENT: Final = f"INSERT INTO events ({_INSERT_COLUMNS}) VALUES ({', '.join('?' * 11)})"
@@ -657,7 +664,7 @@ class EventBuffer:
         at = draft.at if draft.at.tzinfo is not None else draft.at.replace(tzinfo=UTC)
         payload = draft.payload
         try:
-            payload_json = json.dumps(payload, separators=(",", ":"), default=str)
+            payload_json = _PAYLOAD_JSON(payload)
             if len(payload_json) > MAX_PAYLOAD_BYTES:
                 raise ValueError(f"payload is {len(payload_json)} bytes")
             payload = json.loads(payload_json) if _needs_roundtrip(payload) else payload
@@ -935,8 +942,8 @@ class EventBuffer:
             id=event_id,
             gateway_id=self.gateway_id,
             seq=seq,
-            kind=EventKind(kind),
-            priority=Priority(priority),
+            kind=_KINDS.get(kind) or EventKind(kind),
+            priority=_PRIORITIES.get(priority) or Priority(priority),
             device_id=device_id,
             at=datetime.fromisoformat(at),
             test=bool(test),

@@ -14,7 +14,6 @@ refused with :class:`UnsupportedVersion`, never guessed at.
 
 from __future__ import annotations
 
-import base64
 import enum
 import json
 import os
@@ -245,10 +244,8 @@ _PRIORITY: Final = {k: _KIND_INFO[c][1] for k, c in _CONDITION.items()}
 _IS_ALARM: Final = {k: _LANE[k] is Lane.ALARM and not _IS_RESTORE[k] for k in EventKind}
 
 
-#: Standard base32's alphabet to Crockford's, which ULIDs are written in.
-_CROCKFORD: Final = bytes.maketrans(
-    b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", b"0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-)
+#: Crockford's base32, which ULIDs are written in.
+_ALPHABET: Final = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _MAX_RANDOM: Final = (1 << 80) - 1
 _MAX_MS: Final = (1 << 48) - 1
 
@@ -259,7 +256,7 @@ _POOL_IDS: Final = 512
 
 class _UlidSource:
     """ULIDs as python-ulid's default generator makes them (the same millisecond: the random
-    part plus one, so ids of one instant sort in the order made), written out in half its time:
+    part plus one, so ids of one instant sort in the order made), in a fraction of its time:
     the buffer gives every event one, thousands a second.
 
     The random bits come from ``os.urandom`` as before, drawn for many ids at once: each call
@@ -303,9 +300,23 @@ class _UlidSource:
         return prefix + _b32(random)
 
 
+#: Every 10-bit number as its two characters of Crockford's base32.
+_PAIRS: Final = [a + b for a in _ALPHABET for b in _ALPHABET]
+
+
 def _b32(value: int) -> str:
     """An 80-bit number as 16 characters of Crockford's base32."""
-    return base64.b32encode(value.to_bytes(10, "big")).translate(_CROCKFORD).decode("ascii")
+    pairs = _PAIRS
+    return (
+        pairs[value >> 70]
+        + pairs[(value >> 60) & 1023]
+        + pairs[(value >> 50) & 1023]
+        + pairs[(value >> 40) & 1023]
+        + pairs[(value >> 30) & 1023]
+        + pairs[(value >> 20) & 1023]
+        + pairs[(value >> 10) & 1023]
+        + pairs[value & 1023]
+    )
 
 
 _ulids = _UlidSource()
