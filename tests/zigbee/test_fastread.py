@@ -201,3 +201,20 @@ def test_speed_up_returns_the_client() -> None:
         assert speed_up(client) is client
 
     asyncio.run(scenario())
+
+
+async def test_messages_reach_on_message_and_per_topic_callbacks_as_before() -> None:
+    """The empty per-topic trie is skipped; once a per-topic callback is added, it takes the
+    messages of its topic (and on_message the others), as paho does."""
+    packets = [
+        publish_v5("z2m/hall", b"1", qos=0, mid=0, user=None),
+        publish_v5("z2m/door", b"2", qos=0, mid=0, user=None),
+    ]
+    sock = ChunkedSocket([b"".join(packets)])
+    client = client_on(sock)  # make_client gives every client speed_up
+    assert [m.payload for m in await read_all(client, sock)] == [b"1", b"2"]
+    filtered: list[bytes] = []
+    client._client.message_callback_add("z2m/door", lambda _c, _u, m: filtered.append(m.payload))
+    sock.chunks.append(b"".join(packets))
+    assert [m.payload for m in await read_all(client, sock)] == [b"1"]
+    assert filtered == [b"2"]
