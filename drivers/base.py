@@ -41,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from contract.devices import DeviceSpec, LocalCommand
 from contract.parsing import FrameParser, FrameRejected, ParseStats
+from contract.trusted import make_frame, make_reading
 from contract.wire import RawFrame, Reading
 
 if TYPE_CHECKING:
@@ -149,14 +150,9 @@ class ParserBase(abc.ABC):
     ) -> Reading:
         """A reading of this frame (its time unless ``at``); an invalid one refuses the frame."""
         try:
-            return Reading(
-                driver=self.driver_id,
-                device=device,
-                property=prop,
-                value=value,
-                at=at or frame.wall_time,
-                retained=frame.retained,
-                extra=extra or {},
+            # Checked as validation would, without pydantic when every field is plain.
+            return make_reading(
+                self.driver_id, device, prop, value, at or frame.wall_time, frame.retained, extra
             )
         except ValidationError as exc:
             raise FrameRejected("invalid_reading") from exc
@@ -248,10 +244,10 @@ class Driver(abc.ABC):
 def link_frame(driver: str, up: bool, reason: str = "", *, source: str = "") -> RawFrame:
     """A frame saying the transport's link went up or down (payload ``up``/``down:reason``)."""
     payload = b"up" if up else b"down:" + reason.encode("utf-8", "replace")[:400]
-    return RawFrame(
-        driver=driver,
-        source=source,
-        payload=payload,
+    return make_frame(
+        driver,
+        source,
+        payload,
         kind="link",
         wall_time=datetime.now(UTC),
         mono_time=time.monotonic(),
@@ -259,11 +255,13 @@ def link_frame(driver: str, up: bool, reason: str = "", *, source: str = "") -> 
 
 
 def data_frame(driver: str, source: str, payload: bytes, *, retained: bool = False) -> RawFrame:
-    """A frame of device data, stamped with the wall clock and the monotonic clock now."""
-    return RawFrame(
-        driver=driver,
-        source=source,
-        payload=payload,
+    """A frame of device data, stamped with the wall clock and the monotonic clock now.
+
+    Raises ValueError (pydantic's ``ValidationError``) for a frame the contract refuses."""
+    return make_frame(
+        driver,
+        source,
+        payload,
         retained=retained,
         wall_time=datetime.now(UTC),
         mono_time=time.monotonic(),

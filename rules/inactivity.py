@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from contract.devices import DeviceSpec
 from contract.wire import EventKind, Reading
 from rules.decisions import Decision, EmitEvent
-from rules.localtime import local_instant, seconds_due
+from rules.localtime import ActiveClock, local_instant
 from rules.state import INACTIVITY_KEY, EngineState, Timer, iso, payload
 
 __all__ = ["RANK_AFTER", "RANK_MORNING", "Inactivity"]
@@ -35,6 +35,7 @@ class Inactivity:
         self.settings = state.rules.inactivity
         self.window = self.settings.window()
         self.morning = self.settings.morning()
+        self.clock = ActiveClock(self.window, state.zone)
         # When the count (re)started, the last activity, when watching began.
         self.anchor: datetime | None = None
         self.due_cache: tuple[datetime, datetime | None] | None = None
@@ -100,7 +101,7 @@ class Inactivity:
         if anchor is None:
             return None
         if self.due_cache is None or self.due_cache[0] != anchor:
-            due = seconds_due(anchor, self.settings.after_s, self.window, self.state.zone)
+            due = self.clock.seconds_due(anchor, self.settings.after_s)
             self.due_cache = (anchor, due)
         return self.due_cache[1]
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-__all__ = ["local_instant", "seconds_due", "windows_from"]
+__all__ = ["ActiveClock", "local_instant", "seconds_due", "windows_from"]
 
 #: Bound on the search for a due time (a year of days); beyond it nothing is due.
 _MAX_DAYS = 400
@@ -46,6 +46,59 @@ def seconds_due(
     """The instant at which ``seconds`` of active time have passed since ``start``."""
     remaining = timedelta(seconds=seconds)
     for ws, we in windows_from(start, window, zone):
+        s = max(ws, start)
+        if we <= s:
+            continue
+        if we - s >= remaining:
+            return s + remaining
+        remaining -= we - s
+    return None
+
+
+class ActiveClock:
+    """:func:`seconds_due` for one window and zone, remembering the windows of its last walk.
+
+    The inactivity clock restarts at every activity, thousands of times a second in a busy home,
+    almost always after the start of the windows its last due time was counted in: from there,
+    the walk over local dates would meet those same windows again, so they are walked from
+    memory, with the same arithmetic. Windows are in time order and never overlap: every window
+    before the first remembered one ends before it begins, so before any start that lies after
+    that beginning, and is skipped by the walk too. A start before the remembered windows, or
+    a due time beyond them, takes the full walk (and is remembered instead).
+    """
+
+    def __init__(self, window: tuple[time, time | None], zone: ZoneInfo) -> None:
+        self.window = window
+        self.zone = zone
+        self._windows: list[tuple[datetime, datetime]] = []
+
+    def seconds_due(self, start: datetime, seconds: float) -> datetime | None:
+        windows = self._windows
+        if windows and windows[0][0] <= start:
+            due = _due_in(windows, start, seconds)
+            if due is not None:
+                return due
+        used: list[tuple[datetime, datetime]] = []
+        remaining = timedelta(seconds=seconds)
+        for ws, we in windows_from(start, self.window, self.zone):
+            s = max(ws, start)
+            if we <= s:
+                continue
+            used.append((ws, we))
+            if we - s >= remaining:
+                self._windows = used
+                return s + remaining
+            remaining -= we - s
+        self._windows = []
+        return None
+
+
+def _due_in(
+    windows: list[tuple[datetime, datetime]], start: datetime, seconds: float
+) -> datetime | None:
+    """:func:`seconds_due`'s walk over known consecutive windows; None if they end first."""
+    remaining = timedelta(seconds=seconds)
+    for ws, we in windows:
         s = max(ws, start)
         if we <= s:
             continue

@@ -178,3 +178,18 @@ def test_payload_limit_is_the_serialised_size(payload: dict[str, str]) -> None:
     else:
         with pytest.raises(ContractError, match="limit"):
             parse_message(Event, data)
+
+
+def test_kind_tables_say_what_the_names_say() -> None:
+    """Each kind's lane, priority, condition and restore flag, kept in tables, match their
+    definition: a restore is its condition's twin and shares its lane and priority."""
+    from contract.wire import _KIND_INFO
+
+    for kind in EventKind:
+        restore = kind.value.endswith("_restore")
+        condition = EventKind(kind.value.removesuffix("_restore"))
+        assert kind.is_restore is restore
+        assert kind.condition is condition
+        assert kind.lane is _KIND_INFO[condition][0]
+        assert kind.priority is _KIND_INFO[condition][1]
+        assert kind.is_alarm is (kind.lane is Lane.ALARM and not restore)

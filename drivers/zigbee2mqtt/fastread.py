@@ -6,7 +6,10 @@ with py-spy at a few thousand messages a second):
 - it reads each packet with three or more ``recv`` calls (the command byte, each byte of the
   remaining length, then the body) and only one packet per event-loop wake-up (``loop_read``);
 - every MQTT 5 PUBLISH (and every PUBACK sent) builds a :class:`paho.mqtt.properties.Properties`,
-  whose constructor rebuilds two tables of every property name and type on each call.
+  whose constructor rebuilds two tables of every property name and type on each call;
+- every message's topic is matched against per-topic callbacks that aiomqtt never registers;
+- aiomqtt hands each message out through a new task and an ``asyncio.wait`` (:func:`messages`
+  takes those already queued directly).
 
 :func:`speed_up` gives one aiomqtt client a read buffer: one ``recv`` takes whatever the socket
 holds (up to 64 KiB), and paho's packet reader is fed from it until it needs more than the
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiomqtt
@@ -33,7 +37,7 @@ from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-__all__ = ["PACKETS_PER_WAKEUP", "READ_SIZE", "share_property_tables", "speed_up"]
+__all__ = ["PACKETS_PER_WAKEUP", "READ_SIZE", "messages", "share_property_tables", "speed_up"]
 
 #: Bytes asked of the socket per ``recv``.
 READ_SIZE = 65536
@@ -133,6 +137,36 @@ class _BufferedReads:
                 disconnected.set_exception(exc)
 
 
+def _skip_empty_matcher(inner: Any) -> None:
+    """paho looks every message's topic up in its per-topic callbacks (a trie walked by a
+    recursive generator, 6% of a busy loop) before calling ``on_message``; aiomqtt registers
+    none, so an empty trie is answered at once (one added later is walked as before)."""
+    matcher = inner._on_message_filtered
+    walk = matcher.iter_match
+
+    def iter_match(topic: str) -> Any:
+        root = matcher._root
+        if not root._children and root._content is None:
+            return iter(())
+        return walk(topic)
+
+    matcher.iter_match = iter_match
+
+
+async def messages(client: aiomqtt.Client) -> AsyncIterator[aiomqtt.Message]:
+    """``client.messages``, taking the messages already queued as they are: aiomqtt's iterator
+    makes a task and an ``asyncio.wait`` per message (10% of a busy loop). When the queue is
+    empty it is aiomqtt's own, which waits, and raises ``MqttError`` once disconnected (messages
+    queued before that are handed out first, as aiomqtt does)."""
+    queue: asyncio.Queue[aiomqtt.Message] = client._queue
+    waiting = client.messages
+    while True:
+        if queue.empty():
+            yield await anext(waiting)
+        else:
+            yield queue.get_nowait()
+
+
 def speed_up(client: aiomqtt.Client) -> aiomqtt.Client:
     """Give ``client`` buffered reads (before it connects); returns it."""
     share_property_tables()
@@ -140,4 +174,5 @@ def speed_up(client: aiomqtt.Client) -> aiomqtt.Client:
     inner: Any = client._client
     inner._sock_recv = reads.recv
     inner.loop_read = reads.loop_read
+    _skip_empty_matcher(inner)
     return client

@@ -48,6 +48,7 @@ from drivers.zigbee2mqtt.bridge import (
     parse_devices,
     settable_properties,
 )
+from drivers.zigbee2mqtt.fastread import messages
 from drivers.zigbee2mqtt.options import Zigbee2MqttOptions, make_client, session_client_id
 from drivers.zigbee2mqtt.oversize import shrink_state
 from drivers.zigbee2mqtt.pairing import Zigbee2MqttPairing
@@ -219,7 +220,7 @@ class Zigbee2MqttDriver(Driver):
                         reported_down = False
                         backoff.reset()
                         await emit(self.link_frame(True, source=self.broker.url))
-                        async for message in client.messages:
+                        async for message in messages(client):
                             await self._received(message, emit)
                 except aiomqtt.MqttError as exc:
                     self._client = None

@@ -19,7 +19,12 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from bench.mqtt_flood import remaining_length
-from drivers.zigbee2mqtt.fastread import PACKETS_PER_WAKEUP, share_property_tables, speed_up
+from drivers.zigbee2mqtt.fastread import (
+    PACKETS_PER_WAKEUP,
+    messages,
+    share_property_tables,
+    speed_up,
+)
 from drivers.zigbee2mqtt.options import BrokerAddress, make_client
 
 
@@ -201,3 +206,42 @@ def test_speed_up_returns_the_client() -> None:
         assert speed_up(client) is client
 
     asyncio.run(scenario())
+
+
+async def test_messages_reach_on_message_and_per_topic_callbacks_as_before() -> None:
+    """The empty per-topic trie is skipped; once a per-topic callback is added, it takes the
+    messages of its topic (and on_message the others), as paho does."""
+    packets = [
+        publish_v5("z2m/hall", b"1", qos=0, mid=0, user=None),
+        publish_v5("z2m/door", b"2", qos=0, mid=0, user=None),
+    ]
+    sock = ChunkedSocket([b"".join(packets)])
+    client = client_on(sock)  # make_client gives every client speed_up
+    assert [m.payload for m in await read_all(client, sock)] == [b"1", b"2"]
+    filtered: list[bytes] = []
+    client._client.message_callback_add("z2m/door", lambda _c, _u, m: filtered.append(m.payload))
+    sock.chunks.append(b"".join(packets))
+    assert [m.payload for m in await read_all(client, sock)] == [b"1"]
+    assert filtered == [b"2"]
+
+
+async def test_queued_messages_come_before_the_disconnect_error() -> None:
+    """What is queued is handed out in order without waiting; then, with the connection gone,
+    aiomqtt's own iterator raises as before."""
+    packets = [publish_v5(f"z2m/d{i}", bytes([i]), qos=0, mid=0, user=None) for i in range(5)]
+    sock = ChunkedSocket([b"".join(packets)])
+    client = client_on(sock)
+    client._client.loop_read()
+    await asyncio.sleep(0)
+    disconnected: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    disconnected.set_exception(ConnectionError("gone"))
+    client._disconnected = disconnected
+    got: list[bytes] = []
+
+    async def take_all() -> None:
+        async for message in messages(client):
+            got.append(message.payload)
+
+    with pytest.raises(aiomqtt.MqttError):
+        await take_all()
+    assert got == [bytes([i]) for i in range(5)]
