@@ -42,7 +42,7 @@ def sse_event(change: Change) -> str:
 
 @dataclass(slots=True)
 class Committed:
-    """A change this process committed, as written: what a stream sends of it."""
+    """A change this process committed, its row as stored: what a stream sends of it."""
 
     id: int
     audience: str
@@ -53,9 +53,7 @@ class Committed:
     def event(self) -> str:
         """Its server-sent event, made once for every stream that sends it."""
         if self._event is None:
-            # Through JSON as the column stores it, so the event is the one a read would make.
-            data = json.loads(json.dumps(self.row["data"]))
-            self._event = sse_event(Change.model_validate({**self.row, "data": data}))
+            self._event = sse_event(Change.model_validate(self.row))
         return self._event
 
 
@@ -184,13 +182,13 @@ class Tx:
         if self.changes:
             if self.is_pg:
                 await self.conn.execute(text(f"SELECT pg_advisory_xact_lock({_PG_CHANGES_LOCK})"))
-            c = schema.changes
-            ids = await self.conn.execute(
-                insert(c).returning(c.c.id, sort_by_parameter_order=True), self.changes
+            # The rows as stored (ids, and the data as a read gives it back), in one statement:
+            # in no particular order, which the feed does not need (it keeps them by id).
+            rows = await self.conn.execute(
+                insert(schema.changes).returning(*schema.changes.c), self.changes
             )
             self.written.extend(
-                Committed(int(change_id), row["audience"], {**row, "id": int(change_id)})
-                for (change_id,), row in zip(ids, self.changes, strict=True)
+                Committed(int(row["id"]), row["audience"], dict(row)) for row in rows.mappings()
             )
             if self.is_pg:
                 await self.conn.execute(text(f"SELECT pg_notify('{NOTIFY_CHANNEL}', '')"))

@@ -11,7 +11,7 @@ import pytest
 
 from contract.wire import EventKind
 from dispatch import stream
-from dispatch.tx import ChangeFeed, Committed, sse_event
+from dispatch.tx import ChangeFeed, Committed, sse_event, transaction
 from tests.dispatch.conftest import unique
 from tests.dispatch.wire import batch, event
 from tests.fixtures.dispatch_app import DispatchApp
@@ -80,6 +80,28 @@ def test_an_events_request_hands_its_changes_to_the_feed(server: DispatchApp) ->
         stream.read_changes(services.db, after=kept[0].id - 1, audiences=("all",), limit=1)
     )
     assert [sse_event(c) for c in changes] == [kept[0].event]
+
+
+def test_the_changes_of_one_transaction_are_kept_in_order_as_a_read_gives_them(
+    server: DispatchApp,
+) -> None:
+    services = server.services
+    entity = unique("entity")
+    after = server.run(stream.latest_change_id(services.db))
+
+    async def write() -> None:
+        async with transaction(services.db, feed=services.feed) as tx:
+            for n in range(3):
+                tx.change("test", "test.changed", entity, {"n": n, "nested": {"list": [n, None]}})
+
+    server.run(write())
+    kept = [c for c in services.feed.committed_after(after) if c.row["entity_id"] == entity]
+    assert [c.row["data"]["n"] for c in kept] == [0, 1, 2]
+    assert [c.id for c in kept] == sorted(c.id for c in kept)
+    changes, _ = server.run(
+        stream.read_changes(services.db, after=after, audiences=("all",), limit=500)
+    )
+    assert [c.event for c in kept] == [sse_event(c) for c in changes if c.entity_id == entity]
 
 
 def test_the_stream_sends_a_change_committed_here_without_a_read_or_a_poll(
