@@ -6,7 +6,7 @@ pace, so a lost listener connection delays the stream but never loses a change. 
 with ``Last-Event-ID: N`` gets every change after N, each once.
 
 What this process commits itself reaches its streams without a read: the transaction hands its
-changes to the :class:`~dispatch.tx.ChangeFeed` as written, and a stream whose next id is among
+changes to the :class:`~dispatch.tx.ChangeFeed` as stored, and a stream whose next id is among
 them sends them from there (an alarm's change is on the console as soon as it is committed).
 """
 
@@ -90,7 +90,7 @@ async def sse_stream(
         generation = feed.generation
         kept = feed.committed_after(after, limit=_BATCH)
         if kept:
-            # Committed here: sent as written. Whatever is committed from now on wakes the feed,
+            # Committed here: sent as stored. Whatever is committed from now on wakes the feed,
             # and what another process commits is read at the next wake or poll.
             after = kept[-1].id
             for committed in kept:

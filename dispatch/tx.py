@@ -6,7 +6,7 @@ misses a smaller id committed later) and the lock is held for as short a time as
 ``pg_notify`` is sent in the same transaction, so listeners wake exactly when the rows are visible.
 
 Once committed, a transaction's changes are also handed to this process's :class:`ChangeFeed` as
-written (with their ids), so a live stream sends them without reading them back.
+stored (returned by their insert), so a live stream sends them without reading them back.
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ class Tx:
     # Timeline entries written in this transaction and not yet published, per incident: the
     # incident's next change carries them, so a console draws them without reading them back.
     timeline: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    #: Changes written (with their ids), handed to the feed once committed.
+    #: Changes written (as stored), handed to the feed once committed.
     written: list[Committed] = field(default_factory=list)
 
     @property
