@@ -18,7 +18,7 @@ still moves its ``event_count``, which is what identifies it on the stream.
 
 Limits measured in the same run: the broker's own publish-to-subscribe round trip (two bare
 clients, QoS 1) and one fsync'd SQLite commit in the gateway's state folder. Goals: p99 under
-50 ms on loopback; p50 within 10x the sum of the two limits.
+25 ms on loopback (at a load average under 1); p50 within 10x the sum of the two limits.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from bench.home import ZigbeeDevice, gateway_process, zigbee_home_toml
 from forwarder.client import Credential
 
 BROKER = ("127.0.0.1", 1883)
-P99_GOAL_MS = 50.0
+P99_GOAL_MS = 25.0
 P50_FACTOR = 10.0
 OPERATOR = ("bench-operator", "bench-operator-password")
 ALARMS_PER_DEVICE = 4
@@ -98,7 +98,7 @@ class StreamWatcher:
 
 
 async def measure(
-    *, dispatch: DispatchServer, workdir: Path, alarms: int
+    *, dispatch: DispatchServer, workdir: Path, alarms: int, stages_csv: Path | None = None
 ) -> tuple[list[float], list[float], dict[str, Any]]:
     from firmware_sim.zigbee2mqtt import SimDevice, Zigbee2MqttBridge
 
@@ -179,18 +179,26 @@ async def measure(
         .get("/api/v1/events", params={"gateway_id": gateway_id, "kind": "smoke", "limit": 1})
         .json()
     )
-    stages = split_stages(published, workdir / "gateway.log", workdir / "dispatch.db")
+    stages = split_stages(
+        published, workdir / "gateway.log", workdir / "dispatch.db", stages_csv=stages_csv
+    )
     return alarm_ms, restore_ms, {"stored_smoke": stored.get("total"), **stages}
 
 
 def split_stages(
-    published: list[tuple[str, float, float]], gateway_log: Path, dispatch_db: Path
+    published: list[tuple[str, float, float]],
+    gateway_log: Path,
+    dispatch_db: Path,
+    *,
+    stages_csv: Path | None = None,
 ) -> dict[str, float]:
-    """Median ms of each stage, from the gateway's log and dispatch's database (wall clocks).
+    """Median and p99 ms of each stage, from the gateway's log and dispatch's database (wall
+    clocks).
 
     publish → committed in the gateway's buffer (the pipeline logs each event after its
     commit) → received by dispatch (``received_at``: its ingest transaction began) → on the
     stream. The k-th alarm of a detector is matched with its k-th logged and stored alarm.
+    ``stages_csv``: each alarm's stages written there too, in the order published.
     """
     logged: dict[str, list[float]] = {}
     for line in gateway_log.read_text(errors="replace").splitlines():
@@ -220,11 +228,19 @@ def split_stages(
             to_buffer.append((durable - wall) * 1000)
             to_dispatch.append((stored - durable) * 1000)
             to_stream.append((arrived - stored) * 1000)
+    if stages_csv is not None:
+        with stages_csv.open("w") as out:
+            out.write("publish_to_durable_ms,durable_to_dispatch_ms,dispatch_to_stream_ms\n")
+            for row in zip(to_buffer, to_dispatch, to_stream, strict=True):
+                out.write(",".join(f"{v:.3f}" for v in row) + "\n")
     return {
         "matched": len(to_buffer),
         "publish_to_durable_ms": percentile(to_buffer, 50),
         "durable_to_dispatch_ms": percentile(to_dispatch, 50),
         "dispatch_to_stream_ms": percentile(to_stream, 50),
+        "publish_to_durable_p99_ms": percentile(to_buffer, 99),
+        "durable_to_dispatch_p99_ms": percentile(to_dispatch, 99),
+        "dispatch_to_stream_p99_ms": percentile(to_stream, 99),
     }
 
 
@@ -232,6 +248,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="200 alarms instead of 1,000")
     parser.add_argument("--alarms", type=int, default=None)
+    parser.add_argument(
+        "--stages-csv", type=Path, default=None, help="write each alarm's stages (ms) to this file"
+    )
     args = parser.parse_args(argv)
     alarms = args.alarms or (200 if args.quick else 1000)
     report = Report("latency")
@@ -242,7 +261,9 @@ def main(argv: list[str] | None = None) -> None:
         dispatch = start_dispatch(f"sqlite:///{workdir / 'dispatch.db'}", workdir)
         try:
             alarm_ms, restore_ms, info = asyncio.run(
-                measure(dispatch=dispatch, workdir=workdir, alarms=alarms)
+                measure(
+                    dispatch=dispatch, workdir=workdir, alarms=alarms, stages_csv=args.stages_csv
+                )
             )
         finally:
             dispatch.stop()
@@ -276,7 +297,9 @@ def main(argv: list[str] | None = None) -> None:
         f"database): publish -> durable in the gateway buffer "
         f"{info['publish_to_durable_ms']:.1f} ms, -> received by dispatch "
         f"{info['durable_to_dispatch_ms']:.1f} ms, -> on the live stream "
-        f"{info['dispatch_to_stream_ms']:.1f} ms"
+        f"{info['dispatch_to_stream_ms']:.1f} ms; p99 of each: "
+        f"{info['publish_to_durable_p99_ms']:.1f}, {info['durable_to_dispatch_p99_ms']:.1f}, "
+        f"{info['dispatch_to_stream_p99_ms']:.1f} ms"
     )
     if p99 >= P99_GOAL_MS:
         report.notes.append(f"GOAL MISSED: alarm p99 {p99:.1f} ms >= {P99_GOAL_MS:.0f} ms")

@@ -103,7 +103,11 @@ class Database:
             # FULL fsyncs the WAL at every commit: an acknowledged alarm survives a power loss.
             # NORMAL (for heartbeats and housekeeping) survives a process crash, not a power loss.
             sync = "FULL" if options.get("durable", True) else "NORMAL"
-            conn.exec_driver_sql(f"PRAGMA synchronous={sync}")
+            # The setting stays with the connection: said again only when it changes (each
+            # statement is a trip to the driver's thread, on every alarm's path).
+            if conn.info.get("synchronous") != sync:
+                conn.exec_driver_sql(f"PRAGMA synchronous={sync}")
+                conn.info["synchronous"] = sync
             conn.exec_driver_sql(f"BEGIN {options.get('sqlite_begin', 'DEFERRED')}")
 
     @asynccontextmanager

@@ -4,13 +4,17 @@ Every process serves the same stream because it reads the shared table. A proces
 rows from PostgreSQL ``LISTEN`` (or, on SQLite, by polling); it also polls on PostgreSQL at a slower
 pace, so a lost listener connection delays the stream but never loses a change. A client resuming
 with ``Last-Event-ID: N`` gets every change after N, each once.
+
+What this process commits itself reaches its streams without a read: the transaction hands its
+changes to the :class:`~dispatch.tx.ChangeFeed` as stored, and a stream whose next id is among
+them sends them from there (an alarm's change is on the console as soon as it is committed).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import psycopg
@@ -20,12 +24,15 @@ from sqlalchemy import func, select
 from dispatch import schema
 from dispatch.db import Database
 from dispatch.models import Change
-from dispatch.tx import NOTIFY_CHANNEL, ChangeFeed
+from dispatch.tx import NOTIFY_CHANNEL, ChangeFeed, sse_event
 from runtime.backoff import NO_JITTER, Backoff
 
 __all__ = ["latest_change_id", "listen_postgres", "read_changes", "sse_stream"]
 
 log = structlog.get_logger(__name__)
+
+#: Changes sent per look at the feed or the table.
+_BATCH = 500
 
 
 async def latest_change_id(db: Database) -> int:
@@ -63,26 +70,47 @@ async def sse_stream(
 ) -> AsyncIterator[str]:
     """The stream's lines. It ends when the client goes, the server stops, or the session it
     was opened with ends (logout, a disabled operator, expiry): ``session_valid`` is asked at
-    least every ``session_check_s`` and whenever the feed wakes."""
+    least every ``session_check_s``, and at once when this process ends sessions
+    (:meth:`ChangeFeed.end_sessions`); not at every change, which would put a read between each
+    alarm and its operators."""
     yield f"retry: 2000\n: resuming after {after}\n\n"
+    loop = asyncio.get_running_loop()
     idle = 0.0
     wait_s = min(poll_s, session_check_s)
+    checked_at = -math.inf
+    sessions_ended = feed.sessions_ended
     while not stopping.is_set():
-        if not await session_valid():
-            log.info("live stream closed: its session ended")
-            yield ": session ended\n\n"
-            return
-        changes, after = await read_changes(db, after=after, audiences=audiences)
-        for change in changes:
-            data = json.dumps(change.model_dump(mode="json"), separators=(",", ":"))
-            yield f"id: {change.id}\nevent: {change.kind}\ndata: {data}\n\n"
-        if changes:
+        if loop.time() - checked_at >= session_check_s or sessions_ended != feed.sessions_ended:
+            sessions_ended = feed.sessions_ended
+            checked_at = loop.time()
+            if not await session_valid():
+                log.info("live stream closed: its session ended")
+                yield ": session ended\n\n"
+                return
+        generation = feed.generation
+        kept = feed.committed_after(after, limit=_BATCH)
+        if kept:
+            # Committed here: sent as stored. Whatever is committed from now on wakes the feed,
+            # and what another process commits is read at the next wake or poll.
+            after = kept[-1].id
+            for committed in kept:
+                if committed.audience in audiences:
+                    yield committed.event
             idle = 0.0
-            continue
+            if len(kept) == _BATCH:
+                continue
+        else:
+            changes, after = await read_changes(db, after=after, audiences=audiences, limit=_BATCH)
+            for change in changes:
+                yield sse_event(change)
+            if changes:
+                idle = 0.0
+                continue
         if await is_disconnected():  # type: ignore[misc]
             return
-        await feed.wait(wait_s)
-        idle += wait_s
+        waited = loop.time()
+        await feed.wait(wait_s, since=generation)
+        idle += loop.time() - waited
         if idle >= keepalive_s:
             idle = 0.0
             # Also carries the position, so a proxy's idle timeout never cuts a quiet stream.

@@ -84,9 +84,9 @@ def _over_tls(request: Request, services: Services) -> bool:
 async def logout(request: Request, operator: CurrentAccount, services: ServicesDep) -> Response:
     token = session_token(request)
     assert token is not None
-    async with transaction(services.db) as tx:
+    async with transaction(services.db, feed=services.feed) as tx:
         await operators.logout(tx, token, actor=operator.username)
-    services.feed.wake()  # this process's live streams look at their sessions now
+    services.feed.end_sessions()  # this process's live streams look at their sessions now
     response = Response(status_code=204)
     response.delete_cookie(
         SESSION_COOKIE,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -171,6 +172,10 @@ async def events(request: Request, services: ServicesDep) -> Response:
         await tx.flush()
         stages.mark("changes")
     stages.mark("commit")
+    if alarms:
+        # The live streams were woken by the commit: one turn of the loop lets them send the
+        # alarm to the operators before this reply is made.
+        await asyncio.sleep(0)
     response = _signed_reply(request, secret, ingested.reply_json())
     stages.mark("reply")
     response.headers["Server-Timing"] = stages.header()

@@ -90,7 +90,7 @@ async def patch_operator(
     async with transaction(services.db, feed=services.feed) as tx:
         updated = await operators.update_operator(tx, username, body, actor=operator.username)
     if body.disabled:
-        services.feed.wake()  # this process's live streams look at their sessions now
+        services.feed.end_sessions()  # this process's live streams look at their sessions now
     return updated
 
 
