@@ -30,8 +30,11 @@ __all__ = [
     "GatewaySection",
     "HomeConfig",
     "insecure_url_problem",
+    "line_of",
     "load_config",
     "parse_config",
+    "read_config_text",
+    "reference_problems",
 ]
 
 DEFAULT_STATE_DIR = Path("/var/lib/gatewayd")
@@ -148,25 +151,9 @@ class HomeConfig(_Section):
 
     @model_validator(mode="after")
     def _references(self) -> HomeConfig:
-        driver_ids = [d.id for d in self.drivers]
-        dupes = {d for d in driver_ids if driver_ids.count(d) > 1}
-        if dupes:
-            raise ValueError(f"driver ids must be unique; repeated: {', '.join(sorted(dupes))}")
-        device_ids = [d.id for d in self.devices]
-        dupes = {d for d in device_ids if device_ids.count(d) > 1}
-        if dupes:
-            raise ValueError(f"device ids must be unique; repeated: {', '.join(sorted(dupes))}")
-        for i, device in enumerate(self.devices):
-            if device.driver not in driver_ids:
-                raise ValueError(
-                    f"devices[{i}] ({device.id}) names driver {device.driver!r}, "
-                    f"which no [[drivers]] entry defines"
-                )
-            if device.role not in ROLES:
-                raise ValueError(
-                    f"devices[{i}] ({device.id}) has role {device.role!r}; "
-                    f"expected one of {', '.join(ROLES)}"
-                )
+        problems = reference_problems(self.drivers, self.devices)
+        if problems:
+            raise ValueError("; ".join(message for _, message in problems))
         return self
 
     def device(self, device_id: str) -> DeviceSpec | None:
@@ -177,7 +164,50 @@ class HomeConfig(_Section):
         return self.status.socket or self.gateway.state_dir / "status.sock"
 
 
-def _line_of(text: str, loc: tuple[int | str, ...]) -> int | None:
+def reference_problems(
+    drivers: list[DriverEntry],
+    devices: list[DeviceSpec],
+    *,
+    driver_index: list[int] | None = None,
+    device_index: list[int] | None = None,
+) -> list[tuple[tuple[str | int, ...], str]]:
+    """Every problem between the entries (repeated ids, a device's unknown driver or role),
+    each with the location of the entry it is about (for the line number). ``*_index`` give
+    each entry's index in the file when some entries were left out."""
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    driver_at = driver_index or list(range(len(drivers)))
+    device_at = device_index or list(range(len(devices)))
+    driver_ids = [d.id for d in drivers]
+    dupes = sorted({d for d in driver_ids if driver_ids.count(d) > 1})
+    if dupes:
+        where = ("drivers", driver_at[driver_ids.index(dupes[0])])
+        problems.append((where, f"driver ids must be unique; repeated: {', '.join(dupes)}"))
+    device_ids = [d.id for d in devices]
+    dupes = sorted({d for d in device_ids if device_ids.count(d) > 1})
+    if dupes:
+        where = ("devices", device_at[device_ids.index(dupes[0])])
+        problems.append((where, f"device ids must be unique; repeated: {', '.join(dupes)}"))
+    for device, i in zip(devices, device_at, strict=True):
+        if device.driver not in driver_ids:
+            problems.append(
+                (
+                    ("devices", i, "driver"),
+                    f"devices[{i}] ({device.id}) names driver {device.driver!r}, "
+                    f"which no [[drivers]] entry defines",
+                )
+            )
+        if device.role not in ROLES:
+            problems.append(
+                (
+                    ("devices", i, "role"),
+                    f"devices[{i}] ({device.id}) has role {device.role!r}; "
+                    f"expected one of {', '.join(ROLES)}",
+                )
+            )
+    return problems
+
+
+def line_of(text: str, loc: tuple[int | str, ...]) -> int | None:
     """Best-effort line number of a key path in TOML text (1-based), for error messages."""
     lines = text.splitlines()
     start, end = 0, len(lines)
@@ -226,7 +256,7 @@ def describe_validation(path: str, text: str, exc: ValidationError) -> list[str]
         key = ""
         for part in loc:
             key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
-        line = _line_of(text, loc)
+        line = line_of(text, loc)
         where = f"{path}:{line}" if line else path
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
@@ -252,12 +282,16 @@ def parse_config(text: str, path: str = "<config>") -> HomeConfig:
     return config
 
 
-def load_config(path: str | Path) -> HomeConfig:
+def read_config_text(path: str | Path) -> str:
+    """The config file's text; ConfigError naming why it cannot be read."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        return p.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
         raise ConfigError(str(p), [f"{p}: no such file; create one with `gatewayd init`"]) from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(str(p), [f"{p}: cannot read: {exc}"]) from exc
-    return parse_config(text, str(p))
+
+
+def load_config(path: str | Path) -> HomeConfig:
+    return parse_config(read_config_text(path), str(path))

@@ -11,10 +11,18 @@ from importlib.metadata import entry_points
 
 import structlog
 
+from contract.devices import DeviceSpec, DriverEntry
 from contract.home import HomeConfig
 from drivers.base import Driver, DriverConfigError, DriverError
 
-__all__ = ["BUILTIN_DRIVERS", "UnknownDriver", "available_drivers", "build_drivers", "load_driver"]
+__all__ = [
+    "BUILTIN_DRIVERS",
+    "UnknownDriver",
+    "available_drivers",
+    "build_driver",
+    "build_drivers",
+    "load_driver",
+]
 
 ENTRY_POINT_GROUP = "gatewayd.drivers"
 
@@ -72,18 +80,27 @@ def load_driver(type_name: str) -> type[Driver]:
     return _import(targets[type_name])
 
 
+def build_driver(
+    entry: DriverEntry, devices: list[DeviceSpec], *, gateway_id: str, observer: bool = False
+) -> Driver:
+    """One ``[[drivers]]`` entry's driver, bound to the gateway (see :meth:`Driver.bind`);
+    raises DriverConfigError naming the problem."""
+    try:
+        cls = load_driver(entry.type)
+        driver = cls(entry.id, entry.options, devices)
+        driver.bind(gateway_id, observer=observer)
+    except (LookupError, DriverError, ImportError, TypeError) as exc:
+        raise DriverConfigError(f"driver {entry.id!r} (type {entry.type!r}): {exc}") from exc
+    return driver
+
+
 def build_drivers(config: HomeConfig, *, observer: bool = False) -> dict[str, Driver]:
-    """Every enabled driver of the config, by id, bound to the config's gateway (see
-    :meth:`Driver.bind`); raises DriverConfigError naming the problem."""
-    drivers: dict[str, Driver] = {}
-    for entry in config.drivers:
-        if not entry.enabled:
-            continue
-        try:
-            cls = load_driver(entry.type)
-            driver = cls(entry.id, entry.options, config.devices)
-            driver.bind(config.gateway.id, observer=observer)
-            drivers[entry.id] = driver
-        except (LookupError, DriverError, ImportError, TypeError) as exc:
-            raise DriverConfigError(f"driver {entry.id!r} (type {entry.type!r}): {exc}") from exc
-    return drivers
+    """Every enabled driver of the config, by id; raises DriverConfigError naming the first
+    problem (:mod:`gatewayd.config_check` names them all)."""
+    return {
+        entry.id: build_driver(
+            entry, config.devices, gateway_id=config.gateway.id, observer=observer
+        )
+        for entry in config.drivers
+        if entry.enabled
+    }

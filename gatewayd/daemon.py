@@ -22,13 +22,14 @@ import structlog
 from buffer.aio import AsyncEventBuffer
 from buffer.store import BufferStats, EventBuffer
 from contract import __version__
-from contract.home import INSECURE_KEY, ConfigError, HomeConfig, insecure_url_problem, load_config
+from contract.home import INSECURE_KEY, ConfigError, HomeConfig, insecure_url_problem
 from contract.wire import Event, Heartbeat, Lane, Reading
 from drivers import registry
 from drivers.base import Driver, DriverConfigError, LocalCommand
 from forwarder.client import Credential, CredentialError, DispatchClient
 from forwarder.dc09 import Dc09Channel
 from forwarder.delivery import Forwarder, HeartbeatSender
+from gatewayd.config_check import checked_config
 from gatewayd.control import ControlServer, WatchHub
 from gatewayd.dc09_wiring import (
     DISPATCH_CHANNEL,
@@ -55,7 +56,7 @@ from rules import RuleConfigError, RuleEngine, load_rules
 from rules.decider import Decider
 from runtime import sdnotify
 
-__all__ = ["Gateway", "GatewayError", "build_drivers", "credential_path", "validate"]
+__all__ = ["Gateway", "GatewayError", "build_drivers", "credential_path"]
 
 log = structlog.get_logger(__name__)
 
@@ -81,15 +82,6 @@ def build_drivers(config: HomeConfig, *, observer: bool = False) -> dict[str, Dr
         return registry.build_drivers(config, observer=observer)
     except DriverConfigError as exc:
         raise GatewayError(str(exc)) from exc
-
-
-def validate(config: HomeConfig, text: str | None = None, source: str = "<config>") -> None:
-    """Everything a start or reload checks before touching a running gateway."""
-    try:
-        load_rules(config.rules, source=source, text=text, devices=config.devices)
-    except RuleConfigError as exc:
-        raise GatewayError(str(exc)) from exc
-    build_drivers(config)
 
 
 class Gateway:
@@ -379,8 +371,7 @@ class Gateway:
         sdnotify.reloading()
         source = str(self.config_path)
         try:
-            new = load_config(self.config_path)
-            validate(new, self.config_path.read_text(encoding="utf-8"), source)
+            new = checked_config(self.config_path)
             # Everything is built before anything running is touched: a failure here leaves
             # the home on its running drivers, never on none.
             drivers = build_drivers(new)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from contract.home import ConfigError, load_config
+from contract.home import ConfigError
 from gatewayd.cli import EXIT_CONFIG
 from gatewayd.commands.daemon_options import log_level_option
 from runtime.logs import configure_logging
@@ -37,18 +37,15 @@ DEFAULT_CONFIG = Path("/etc/gatewayd/home.toml")
 def run(config_path: Path, log_level: str, log_format: str) -> None:
     """Run the gateway daemon until SIGTERM (SIGHUP reloads the config)."""
     configure_logging(level=log_level, json=None if log_format == "auto" else log_format == "json")
+    from gatewayd.config_check import checked_config
+
     try:
-        config = load_config(config_path)
+        config = checked_config(config_path)
     except ConfigError as exc:
         click.echo(f"gatewayd: refusing to start, the config has problems:\n{exc}", err=True)
         sys.exit(EXIT_CONFIG)
-    from gatewayd.daemon import Gateway, GatewayError, validate
+    from gatewayd.daemon import Gateway, GatewayError
 
-    try:
-        validate(config, config_path.read_text(encoding="utf-8"), str(config_path))
-    except GatewayError as exc:
-        click.echo(f"gatewayd: refusing to start: {exc}", err=True)
-        sys.exit(EXIT_CONFIG)
     try:
         asyncio.run(Gateway(config, config_path=config_path).run())
     except GatewayError as exc:

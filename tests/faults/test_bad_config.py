@@ -137,11 +137,6 @@ def test_every_mistake_is_named_and_the_gateway_never_starts(tmp_path: Path) -> 
     print(f"\nbad config: {len(MISTAKES)} mistakes named over {len(runs)} runs: {runs}")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="config problems are reported stage by stage (schema, then ids, then roles, then "
-    "drivers, then rules): an installer fixing a bad file needs several rounds",
-)
 def test_every_mistake_is_named_in_one_run(tmp_path: Path) -> None:
     config = tmp_path / "home.toml"
     config.write_text(render(tmp_path / "state", set()))

@@ -12,7 +12,7 @@ from drivers.zigbee2mqtt.bridge import BridgeDevice
 from drivers.zigbee2mqtt.options import BrokerAddress
 from drivers.zigbee2mqtt.transport import siren_payload
 from gatewayd.commands.init import HomeAnswers, render_config
-from gatewayd.daemon import GatewayError, build_drivers, validate
+from gatewayd.daemon import GatewayError, build_drivers
 
 
 def test_defaults() -> None:
@@ -120,7 +120,7 @@ def test_a_clean_session_only_when_the_config_says_so() -> None:
     assert isinstance(clean, Zigbee2MqttDriver)
     assert clean.persistent is False
     with pytest.raises(GatewayError, match="clean_session"):
-        validate(_zigbee_config('clean_session = "perhaps"\n'))
+        build_drivers(_zigbee_config('clean_session = "perhaps"\n'))
     lone = Zigbee2MqttDriver("zigbee", {}, [])
     with pytest.raises(DriverConfigError, match=r"client_id.*clean_session = true"):
         lone.bind("")
