@@ -54,7 +54,11 @@ def test_a_pushed_alarm_is_drawn_without_a_request(centre: Centre, page_for: Any
     requests = Requests(page)
     log_in(page, centre)
     page.wait_for_selector("body[data-live=connected]")
-    page.wait_for_function("() => Number(document.body.dataset.readsDone || 0) >= 1")
+    # Every re-read begun is done (logging in and the stream's opening may each start one).
+    page.wait_for_function(
+        "() => { const d = document.body.dataset;"
+        " return Number(d.readsDone || 0) >= 1 && d.readsDone === d.reads; }"
+    )
     page.wait_for_selector("#queue-empty:not(.hidden)")
 
     def new_alarm() -> str:
