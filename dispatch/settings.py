@@ -278,6 +278,13 @@ class Settings(BaseSettings):
         parts = urlsplit(url)
         if parts.scheme not in ("https", "http") or not parts.hostname:
             raise ValueError("must be an https:// (or http://) URL with a host")
+        if parts.username is not None or parts.password is not None:
+            # Browsers refuse image requests with credentials in the URL; a tile service's key
+            # goes in the query instead.
+            raise ValueError(
+                "must not carry a user name or password (browsers do not send them; "
+                "put the tile service's key in the query)"
+            )
         return value
 
     @field_validator("log_level", mode="before")
@@ -322,4 +329,7 @@ def tile_origin(template: str | None) -> str | None:
     if not template:
         return None
     parts = urlsplit(template.format(z=0, x=0, y=0))
-    return f"{parts.scheme}://{parts.netloc}"
+    host = parts.hostname or ""
+    if ":" in host:  # an IPv6 address keeps its brackets
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")

@@ -81,6 +81,11 @@ def test_variables_are_read_and_a_flag_wins() -> None:
             {"map_tile_url_template": "file:///srv/tiles/{z}/{x}/{y}.png"},
             "--map-tile-url-template: must be an https:// (or http://) URL with a host",
         ),
+        (
+            {},
+            {"map_tile_url_template": "https://centre:secret@tiles.example/{z}/{x}/{y}.png"},
+            "--map-tile-url-template: must not carry a user name or password",
+        ),
     ],
 )
 def test_a_bad_setting_is_named_with_where_it_came_from(
@@ -149,6 +154,8 @@ def test_the_map_tiles_host_alone_is_added_to_the_content_security_policy() -> N
     assert Settings.load({"map_tile_url_template": template}).map_tile_url_template == template
     assert tile_origin(template) == "https://tiles.example.org:8443"
     assert tile_origin(None) is None
+    assert tile_origin("http://[::1]:8080/{z}/{x}/{y}.png") == "http://[::1]:8080"
+    assert tile_origin("https://Tiles.Example/{z}/{x}/{y}.png") == "https://tiles.example"
     policy = content_security_policy(("https://tiles.example.org:8443",))
     assert "img-src 'self' data: https://tiles.example.org:8443;" in policy
     assert "img-src 'self' data:;" in content_security_policy()
