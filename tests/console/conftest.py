@@ -229,7 +229,9 @@ def page_for(browser: Any, centre: Centre) -> Iterator[Callable[..., Any]]:
         context = browser.new_context(viewport={"width": width, "height": height}, locale="en-GB")
         contexts.append(context)
         page = context.new_page()
-        page.set_default_timeout(5000)
+        # What must appear is waited for this long: the whole suite keeps both cores busy, and
+        # a page, its server and the browser then take turns (nothing here waits for an absence).
+        page.set_default_timeout(10000)
         page.on("request", lambda r: centre.requests.append(r.url))
         page.on("pageerror", lambda e: errors.append(str(e)))
         # Anything the Content-Security-Policy blocks is an error of the page.

@@ -246,7 +246,7 @@ def test_the_centres_tile_map_shows_the_fix_the_home_and_the_track(
     )
     try:
         checked = context.new_page()
-        checked.set_default_timeout(5000)
+        checked.set_default_timeout(10000)
         log_in(checked, centre)
         checked.click(f"#queue-body tr[data-id='{sos[0]['id']}']")
         checked.wait_for_selector("#loc-map .leaflet-tile-loaded")
