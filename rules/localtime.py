@@ -8,7 +8,7 @@ A local time that does not exist (the spring-forward gap) maps to the instant zo
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -44,15 +44,7 @@ def seconds_due(
     start: datetime, seconds: float, window: tuple[time, time | None], zone: ZoneInfo
 ) -> datetime | None:
     """The instant at which ``seconds`` of active time have passed since ``start``."""
-    remaining = timedelta(seconds=seconds)
-    for ws, we in windows_from(start, window, zone):
-        s = max(ws, start)
-        if we <= s:
-            continue
-        if we - s >= remaining:
-            return s + remaining
-        remaining -= we - s
-    return None
+    return _due_in(windows_from(start, window, zone), start, seconds)
 
 
 class ActiveClock:
@@ -79,29 +71,27 @@ class ActiveClock:
             if due is not None:
                 return due
         used: list[tuple[datetime, datetime]] = []
-        remaining = timedelta(seconds=seconds)
-        for ws, we in windows_from(start, self.window, self.zone):
-            s = max(ws, start)
-            if we <= s:
-                continue
-            used.append((ws, we))
-            if we - s >= remaining:
-                self._windows = used
-                return s + remaining
-            remaining -= we - s
-        self._windows = []
-        return None
+        due = _due_in(windows_from(start, self.window, self.zone), start, seconds, used=used)
+        self._windows = used if due is not None else []
+        return due
 
 
 def _due_in(
-    windows: list[tuple[datetime, datetime]], start: datetime, seconds: float
+    windows: Iterable[tuple[datetime, datetime]],
+    start: datetime,
+    seconds: float,
+    *,
+    used: list[tuple[datetime, datetime]] | None = None,
 ) -> datetime | None:
-    """:func:`seconds_due`'s walk over known consecutive windows; None if they end first."""
+    """The walk of :func:`seconds_due` over consecutive windows; None if they end first.
+    ``used`` collects the windows that counted."""
     remaining = timedelta(seconds=seconds)
     for ws, we in windows:
         s = max(ws, start)
         if we <= s:
             continue
+        if used is not None:
+            used.append((ws, we))
         if we - s >= remaining:
             return s + remaining
         remaining -= we - s
