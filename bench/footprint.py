@@ -37,6 +37,7 @@ from typing import Any
 from bench.common import Report
 from bench.harness import DispatchServer, free_port, port_open, start_dispatch
 from bench.home import ZigbeeDevice, gateway_process, project_env, zigbee_home_toml
+from runtime.timeouts import within
 
 BROKER = ("127.0.0.1", 1883)
 RSS_GOAL_MIB = 50.0
@@ -138,7 +139,7 @@ async def reference(seconds: float) -> dict[str, float]:
     )
     try:
         assert process.stdout is not None
-        await asyncio.wait_for(process.stdout.readline(), 60)
+        await within(process.stdout.readline(), 60)
         await asyncio.sleep(1.0)
         return await window(process.pid, seconds)
     finally:

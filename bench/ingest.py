@@ -35,6 +35,7 @@ import aiomqtt
 from bench.common import Report
 from bench.home import ZigbeeDevice, zigbee_home_toml
 from bench.mqtt_flood import Flood, contact_name, smoke_name, start
+from runtime.timeouts import within
 
 BROKER = ("127.0.0.1", 1883)
 READINGS_GOAL = 20_000.0
@@ -160,9 +161,9 @@ async def gateway_rate(workdir: Path, duration: float) -> dict[str, float]:
         gateway = Gateway(config, config_path=config_path)
         task = asyncio.create_task(gateway.run())
         try:
-            await asyncio.wait_for(gateway.wait_ready(), 30)
+            await within(gateway.wait_ready(), 30)
             driver: Any = gateway.runners["zigbee"].driver
-            await asyncio.wait_for(driver.wait_connected(), 30)
+            await within(driver.wait_connected(), 30)
             await asyncio.sleep(2.0)  # the inventory and the bridge's own messages settle
             pipeline = gateway.pipeline
             assert pipeline is not None
@@ -193,7 +194,7 @@ async def gateway_rate(workdir: Path, duration: float) -> dict[str, float]:
         finally:
             gateway.request_stop()
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(task, 20)
+                await within(task, 20)
     delta = {k: last[k] - first[k] for k in first}
     return {
         "readings_per_s": delta["readings"] / elapsed,

@@ -42,6 +42,7 @@ from bench.common import Report, broker_roundtrip_ms, fsync_commit_ms, percentil
 from bench.harness import DispatchServer, start_dispatch
 from bench.home import ZigbeeDevice, gateway_process, zigbee_home_toml
 from forwarder.client import Credential
+from runtime.timeouts import within
 
 BROKER = ("127.0.0.1", 1883)
 P99_GOAL_MS = 25.0
@@ -139,7 +140,7 @@ async def measure(
         await bridge.wait_connected()
         watch = asyncio.create_task(watcher.run())
         try:
-            await asyncio.wait_for(watcher.connected.wait(), 30)
+            await within(watcher.connected.wait(), 30)
             with gateway_process(config_path, workdir / "gateway.log"):
                 # Warm-up: the gateway starts, connects and delivers its first alarm.
                 warm = devices[-1].name

@@ -36,6 +36,7 @@ from bench.common import Report, percentile
 from bench.harness import free_port, start_dispatch
 from contract import jt808
 from contract.jt808 import AlarmBit, MsgId, Result, StatusBit
+from runtime.timeouts import within
 
 AUTH = "benchcode"
 ECHO = """
@@ -194,7 +195,7 @@ class Load:
                 delay = next_at - time.monotonic()
                 if delay > 0:
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(sos.wait(), delay)
+                        await within(sos.wait(), delay)
                 if self._stop.is_set():
                     break
                 pressed = sos.is_set()
@@ -240,7 +241,7 @@ class Load:
         tasks = [asyncio.create_task(self.terminal(i, gate, start_at)) for i in range(self.count)]
         pressing = asyncio.create_task(self.presser())
         try:
-            await asyncio.wait_for(self._all_connected.wait(), 120)
+            await within(self._all_connected.wait(), 120)
         except TimeoutError:
             raise RuntimeError(
                 f"only {self.connected} of {self.count} connected in 120 s"

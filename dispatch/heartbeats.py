@@ -38,6 +38,7 @@ from dispatch.errors import BadRequest, Problem, StorageError
 from dispatch.gateway_cache import CachedGateway, GatewayCache
 from dispatch.settings import Settings
 from dispatch.tx import ChangeFeed, transaction
+from runtime.timeouts import within
 
 __all__ = ["HeartbeatAnswer", "HeartbeatBatcher"]
 
@@ -216,7 +217,7 @@ class HeartbeatBatcher:
         """Write what was answered every ``heartbeat_flush_s`` (or sooner, when much is)."""
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._due.wait(), self.settings.heartbeat_flush_s)
+                await within(self._due.wait(), self.settings.heartbeat_flush_s)
             self._due.clear()
             with contextlib.suppress(StorageError):
                 await self.flush()

@@ -26,6 +26,7 @@ from dispatch.db import Database
 from dispatch.models import Change
 from dispatch.tx import NOTIFY_CHANNEL, ChangeFeed, sse_event
 from runtime.backoff import NO_JITTER, Backoff
+from runtime.timeouts import within
 
 __all__ = ["latest_change_id", "listen_postgres", "read_changes", "sse_stream"]
 
@@ -135,4 +136,4 @@ async def listen_postgres(conninfo: str, feed: ChangeFeed, stopping: asyncio.Eve
             delay = backoff.next_delay()
             log.warning("change listener lost its connection", error=str(exc), retry_s=delay)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), delay)
+                await within(stopping.wait(), delay)

@@ -32,6 +32,7 @@ from rich.console import Console
 from rich.table import Table
 
 from gatewayd.cli import EXIT_FAILURE
+from runtime.timeouts import within
 
 if TYPE_CHECKING:
     from firmware_sim.zigbee2mqtt import SimDevice
@@ -547,7 +548,7 @@ class Demo:
                 watcher.cancel()
                 gateway.request_stop()
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(asyncio.shield(gateway_task), 15)
+                    await within(asyncio.shield(gateway_task), 15)
         return self._summary()
 
     @contextlib.asynccontextmanager

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 
 from contract import jt808
 from contract.jt808 import AlarmBit, MsgId, StatusBit
+from runtime.timeouts import within
 
 __all__ = ["Reply", "Walker", "Wristband", "walk"]
 
@@ -113,7 +114,7 @@ class Wristband:
     async def _next_frame(self) -> Reply:
         assert self._reader is not None, "connect() first"
         while not self._frames:
-            data = await asyncio.wait_for(self._reader.read(4096), self.timeout_s)
+            data = await within(self._reader.read(4096), self.timeout_s)
             if not data:
                 raise ConnectionError("the platform closed the connection")
             self._frames += self._splitter.feed(data)

@@ -47,6 +47,7 @@ from typing import Any, Final, Protocol
 import structlog
 
 from gatewayd.status import GatewayStatus
+from runtime.timeouts import within
 
 __all__ = [
     "MAX_LINE_BYTES",
@@ -320,7 +321,7 @@ class ControlServer:
     ) -> None:
         while True:
             try:
-                line = await asyncio.wait_for(reader.readuntil(b"\n"), self._idle_timeout)
+                line = await within(reader.readuntil(b"\n"), self._idle_timeout)
             except TimeoutError:
                 return
             except asyncio.IncompleteReadError as exc:
@@ -414,9 +415,7 @@ class ControlServer:
             if isinstance(exc, WatcherDropped):
                 log.warning("control_watcher_dropped", reason=str(exc))
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(
-                        self._send(writer, {"ok": False, "error": f"dropped: {exc}"}), 1.0
-                    )
+                    await within(self._send(writer, {"ok": False, "error": f"dropped: {exc}"}), 1.0)
             elif exc is not None and not isinstance(exc, ConnectionError):
                 log.error("control_watch_failed", error=f"{type(exc).__name__}: {exc}")
             elif task is tasks[0] and exc is None:
@@ -433,7 +432,7 @@ async def _close(writer: asyncio.StreamWriter) -> None:
     """Close gracefully if the peer takes what is still buffered, else abort."""
     writer.close()
     try:
-        await asyncio.wait_for(writer.wait_closed(), CLOSE_TIMEOUT_S)
+        await within(writer.wait_closed(), CLOSE_TIMEOUT_S)
     except TimeoutError:
         # A peer that never reads would hold the connection (and its buffer) forever.
         writer.transport.abort()
@@ -463,7 +462,7 @@ class ControlClient:
 
     async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         try:
-            return await asyncio.wait_for(
+            return await within(
                 asyncio.open_unix_connection(str(self.path), limit=MAX_RESPONSE_BYTES),
                 self.timeout,
             )
@@ -514,7 +513,7 @@ class ControlClient:
         try:
             writer.write(_encode(request))
             await writer.drain()
-            response = await asyncio.wait_for(self._read(reader), self.timeout)
+            response = await within(self._read(reader), self.timeout)
         except TimeoutError as exc:
             raise ControlError(f"gatewayd did not answer within {self.timeout:g} s") from exc
         except ConnectionError as exc:
@@ -554,7 +553,7 @@ class ControlClient:
             writer.write(_encode({"op": "watch"}))
             await writer.drain()
             try:
-                first = await asyncio.wait_for(self._read(reader), self.timeout)
+                first = await within(self._read(reader), self.timeout)
             except TimeoutError as exc:
                 raise ControlError(f"gatewayd did not answer within {self.timeout:g} s") from exc
             if not first.get("ok"):

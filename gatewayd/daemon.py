@@ -55,6 +55,7 @@ from gatewayd.supervisor import DriverRunner
 from rules import RuleConfigError, RuleEngine, load_rules
 from rules.decider import Decider
 from runtime import sdnotify
+from runtime.timeouts import within
 
 __all__ = ["Gateway", "GatewayError", "build_drivers", "credential_path"]
 
@@ -148,7 +149,7 @@ class Gateway:
             await self._stop.wait()
         finally:
             sdnotify.stopping()
-            await asyncio.wait_for(self._shutdown(), STOP_TIMEOUT_S + 2)
+            await within(self._shutdown(), STOP_TIMEOUT_S + 2)
 
     async def _start(self) -> None:
         cfg = self.config
@@ -318,16 +319,14 @@ class Gateway:
             await self._stopping("drivers", _stop_all(self.runners.values()))
             if self.pipeline is not None:
                 budget = max(0.5, deadline - time.monotonic())
-                await self._stopping("drain", asyncio.wait_for(self.pipeline.drain(), budget))
+                await self._stopping("drain", within(self.pipeline.drain(), budget))
             if self.recorder is not None and self._recorder_given is None:
                 close = getattr(self.recorder, "close", None)
                 if callable(close):
                     await self._stopping("recorder", asyncio.to_thread(close))
             if self.heartbeats is not None:
                 budget = max(0.2, min(2.0, deadline - time.monotonic()))
-                await self._stopping(
-                    "last_heartbeat", asyncio.wait_for(self.heartbeats.send_now(), budget)
-                )
+                await self._stopping("last_heartbeat", within(self.heartbeats.send_now(), budget))
             await _cancel_all(self._tasks)
             self.hub.close()
             control = getattr(self, "control", None)
@@ -432,9 +431,7 @@ class Gateway:
             proc = await asyncio.create_subprocess_exec(
                 *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL
             )
-            await asyncio.wait_for(
-                proc.communicate(json.dumps(command.params, default=str).encode()), 30
-            )
+            await within(proc.communicate(json.dumps(command.params, default=str).encode()), 30)
             self.log.info("secondary_channel_notified", returncode=proc.returncode)
         except (OSError, TimeoutError) as exc:
             self.log.error("secondary_channel_failed", error=repr(exc))

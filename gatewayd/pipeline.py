@@ -43,6 +43,7 @@ from gatewayd.status import PipelineStatus
 from rules import LocalAction, RuleEngine
 from rules.decider import Decided, Decider, draft_of
 from runtime.backoff import NO_JITTER, Backoff
+from runtime.timeouts import within
 
 __all__ = ["Pipeline", "PipelineStats"]
 
@@ -213,9 +214,9 @@ class Pipeline:
             timeout = max(0.0, next_tick - loop.time())
             items: list[_Item] = []
             if self._queue.empty():
-                # wait_for costs a task per call: only when there is nothing to take yet.
+                # Only when there is nothing to take yet: a timed wait costs more than a get.
                 with contextlib.suppress(TimeoutError):
-                    items.append(await asyncio.wait_for(self._queue.get(), timeout))
+                    items.append(await within(self._queue.get(), timeout))
             while len(items) < self._max_batch and not self._queue.empty():
                 items.append(self._queue.get_nowait())
             tick = loop.time() >= next_tick

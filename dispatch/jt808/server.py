@@ -34,6 +34,7 @@ from dispatch.jt808 import store
 from dispatch.jt808.tracker import Tracker
 from dispatch.settings import Settings
 from dispatch.tx import ChangeFeed, transaction
+from runtime.timeouts import within
 
 __all__ = ["Jt808Server"]
 
@@ -120,7 +121,7 @@ class Jt808Server:
         try:
             while True:
                 try:
-                    data = await asyncio.wait_for(reader.read(4096), idle)
+                    data = await within(reader.read(4096), idle)
                 except TimeoutError:
                     self.stats["idle_closed"] += 1
                     break
@@ -322,7 +323,7 @@ class Jt808Server:
                 return
             self.stats["heartbeat_sent"] += 1
             try:
-                result = await asyncio.wait_for(conn.param_answer, wait)
+                result = await within(conn.param_answer, wait)
             except TimeoutError:
                 wait *= attempt + 2
                 continue

@@ -23,6 +23,7 @@ from drivers.ble.config import DeviceConfig
 from drivers.ble.frames import PresenceState, encode_notification, encode_presence
 from drivers.ble.transport import ClientBackend, ClientFactory
 from runtime.backoff import NARROW_JITTER, Backoff
+from runtime.timeouts import within
 
 __all__ = ["GattLink"]
 
@@ -79,8 +80,8 @@ class GattLink:
                     self.device.address, _setter(lost), service=self.device.service
                 )
                 try:
-                    await asyncio.wait_for(client.connect(), self._connect_timeout_s)
-                    await asyncio.wait_for(
+                    await within(client.connect(), self._connect_timeout_s)
+                    await within(
                         client.start_notify(self.device.characteristic, self._on_notify),
                         self._connect_timeout_s,
                     )
@@ -119,7 +120,7 @@ class GattLink:
         if client is None or not self.connected:
             return False
         try:
-            await asyncio.wait_for(client.write(characteristic, data), self._connect_timeout_s)
+            await within(client.write(characteristic, data), self._connect_timeout_s)
         except Exception as exc:  # a write is best effort; the link loop handles the link
             log.warning("ble_gatt_write_failed", device=self.device.id, error=repr(exc)[:300])
             return False
@@ -188,4 +189,4 @@ async def _quietly_disconnect(client: ClientBackend) -> None:
     # Disconnecting a half-open or already-gone connection may fail in many ways; the next
     # attempt starts from a fresh client anyway.
     with contextlib.suppress(Exception):
-        await asyncio.wait_for(client.disconnect(), 5.0)
+        await within(client.disconnect(), 5.0)

@@ -40,6 +40,7 @@ from drivers.ble.transport import (
     ClientFactory,
     NotifyCallback,
 )
+from runtime.timeouts import within
 
 __all__ = [
     "LINK_TIMEOUT_S",
@@ -277,7 +278,7 @@ class _UdpClient:
         self._reply = asyncio.get_running_loop().create_future()
         self._transport.sendto(dumps({**msg, "session": self.session}))
         try:
-            return await asyncio.wait_for(self._reply, _REPLY_TIMEOUT_S)
+            return await within(self._reply, _REPLY_TIMEOUT_S)
         except TimeoutError as exc:
             raise BleakError(f"no answer from the simulator at {self._server}") from exc
         finally:

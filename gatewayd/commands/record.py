@@ -29,6 +29,7 @@ from gatewayd.supervisor import DriverRunner, restart_backoff
 from replay.recorder import DEFAULT_KEEP, DEFAULT_MAX_BYTES, Recorder
 from replay.trace import TraceError
 from runtime.cli import fail
+from runtime.timeouts import within
 
 __all__ = ["record", "record_drivers"]
 
@@ -63,7 +64,7 @@ async def record_drivers(
         runner.start()
     try:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), duration)
+            await within(stop.wait(), duration)
     finally:
         for runner in runners:
             await runner.stop()

@@ -12,6 +12,7 @@ from contract.wire import RawFrame
 from drivers.base import DeviceSpec, DriverConfigError, LocalCommand, TransportError
 from drivers.ble import BleDriver
 from firmware_sim.ble import BthomeDevice, SimScanner, SimWristband, sim_client_factory
+from runtime.timeouts import within
 from tests.ble.helpers import Pipeline, running, spec
 from tests.fixtures.waiting import await_until
 
@@ -185,7 +186,7 @@ async def test_a_broken_client_factory_fails_the_driver_loudly() -> None:
     )
     pipe = Pipeline(driver)
     with pytest.raises(TransportError, match="no BLE backend") as info:
-        await asyncio.wait_for(driver.run(pipe), 5)
+        await within(driver.run(pipe), 5)
     assert isinstance(info.value.__cause__, RuntimeError)
 
 

@@ -11,6 +11,7 @@ import pytest
 from drivers.base import LocalCommand, TransportError
 from drivers.ble import BleDriver
 from firmware_sim.ble import BleBroadcaster, BthomeDevice, UdpScannerBackend
+from runtime.timeouts import within
 from tests.ble.helpers import running, spec
 from tests.ble.test_driver import KEY, PENDANT, SMOKE
 from tests.fixtures.procs import REPO_ROOT, module_cmd, project_env
@@ -74,7 +75,7 @@ async def test_advertisements_from_another_process() -> None:
                 env=project_env(),
                 cwd=REPO_ROOT,
             )
-            assert await asyncio.wait_for(proc.wait(), 30) == 0
+            assert await within(proc.wait(), 30) == 0
         await pipe.wait(lambda: pipe.seen("smoke", "battery", 4.0), within=10)
     assert len(pipe.seen("pendant", "action", "single")) == 1
     assert pipe.seen("smoke", "smoke", True)
@@ -98,10 +99,10 @@ async def test_wristband_in_another_process_press_loss_and_return() -> None:
     async def command(line: str) -> str:
         stdin.write(line.encode() + b"\n")
         await stdin.drain()
-        return (await asyncio.wait_for(stdout.readline(), 10)).decode().strip()
+        return (await within(stdout.readline(), 10)).decode().strip()
 
     try:
-        assert (await asyncio.wait_for(stdout.readline(), 30)).decode().strip() == "ready"
+        assert (await within(stdout.readline(), 30)).decode().strip() == "ready"
         driver = BleDriver(
             "ble",
             {

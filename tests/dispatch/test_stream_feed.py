@@ -12,6 +12,7 @@ import pytest
 from contract.wire import EventKind
 from dispatch import stream
 from dispatch.tx import ChangeFeed, Committed, sse_event, transaction
+from runtime.timeouts import within
 from tests.dispatch.conftest import unique
 from tests.dispatch.wire import batch, event
 from tests.fixtures.dispatch_app import DispatchApp
@@ -52,7 +53,7 @@ def test_a_wake_while_the_reader_was_busy_is_not_lost() -> None:
         await asyncio.sleep(0)
         still_waiting = not waiting.done()
         feed.wake()
-        await asyncio.wait_for(waiting, 30)
+        await within(waiting, 30)
         return first, still_waiting
 
     first, still_waiting = asyncio.run(scenario())

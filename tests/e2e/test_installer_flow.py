@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from firmware_sim.zigbee2mqtt import SimDevice, Zigbee2MqttBridge
+from runtime.timeouts import within
 from tests.fixtures.broker import Broker
 from tests.fixtures.dispatch import DispatchServer
 from tests.fixtures.gateway import GatewayProcess
@@ -21,14 +22,14 @@ from tests.fixtures.waiting import await_until
 pytestmark = [pytest.mark.slow, pytest.mark.broker]
 
 
-async def gatewayd(*args: str, within: float = 60) -> tuple[int, str]:
+async def gatewayd(*args: str, limit_s: float = 60) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
         *module_cmd("gatewayd", *args),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
         env=project_env(COLUMNS="160"),
     )
-    out, _ = await asyncio.wait_for(proc.communicate(), within)
+    out, _ = await within(proc.communicate(), limit_s)
     assert proc.returncode is not None
     return proc.returncode, out.decode(errors="replace")
 

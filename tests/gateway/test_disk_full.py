@@ -25,6 +25,7 @@ from gatewayd.pipeline import Pipeline
 from gatewayd.status import parse_status
 from rules import RuleEngine, load_rules
 from runtime import sdnotify
+from runtime.timeouts import within
 from tests.faults.rflink_load import CountingRflinkSimulator, RflinkLoad, rflink_config
 from tests.fixtures.gateway import GatewayProcess, NotifyListener, home_toml
 from tests.fixtures.smalldisk import fill_disk, small_disk
@@ -77,7 +78,7 @@ class Home:
         for n in range(5000):
             state = "ON" if n % 2 == 0 else "OFF"
             frames = [self.frame(f"Pir;ID=aa66;PIR={state};")]
-            await asyncio.wait_for(self.pipeline.process(frames), 10)
+            await within(self.pipeline.process(frames), 10)
             if self.pipeline.stats.telemetry_dropped:
                 return
         pytest.fail("the full disk never refused telemetry")

@@ -16,6 +16,7 @@ from buffer.store import EventBuffer
 from contract.home import parse_config
 from gatewayd import daemon
 from replay.recorder import Recorder
+from runtime.timeouts import within
 from tests.fixtures.waiting import await_until
 
 
@@ -41,7 +42,7 @@ class Running:
 
     async def stop(self) -> None:
         self.gateway.request_stop()
-        await asyncio.wait_for(self.task, 15)
+        await within(self.task, 15)
 
 
 @pytest.fixture
@@ -56,7 +57,7 @@ async def start(tmp_path: Path, **kwargs: Any) -> Running:
     config = parse_config(config_path.read_text())
     gateway = daemon.Gateway(config, config_path=config_path, drivers={}, tick_interval=0.1)
     task = asyncio.create_task(gateway.run())
-    await asyncio.wait_for(gateway.wait_ready(), 15)
+    await within(gateway.wait_ready(), 15)
     return Running(gateway, task)
 
 

@@ -9,6 +9,7 @@ from contract.wire import RawFrame
 from drivers.base import Driver, FrameParser, FrameSink, TransportError
 from gatewayd.supervisor import DriverRunner, restart_backoff
 from runtime.backoff import EQUAL_JITTER, Backoff
+from runtime.timeouts import within
 
 
 class Clock:
@@ -72,7 +73,7 @@ async def supervise(
     backoff = Backoff(initial, maximum, jitter=EQUAL_JITTER, rng=random.Random(1), sleep=sleeps)
     runner = DriverRunner(driver, submit, backoff=backoff, clock=clock, healthy_after_s=60.0)
     runner.start()
-    await asyncio.wait_for(sleeps.done.wait(), 5)
+    await within(sleeps.done.wait(), 5)
     return runner, sleeps, frames
 
 

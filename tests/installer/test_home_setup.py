@@ -22,6 +22,7 @@ from firmware_sim.ble import BleBroadcaster, BthomeDevice
 from firmware_sim.modbus import GAS, ModbusSimulator
 from firmware_sim.rflink import RflinkSimulator
 from firmware_sim.zigbee2mqtt import SimDevice, Zigbee2MqttBridge
+from runtime.timeouts import within
 from tests.fixtures.broker import Broker
 from tests.fixtures.dispatch import DispatchServer
 from tests.fixtures.gateway import GatewayProcess
@@ -35,7 +36,7 @@ RF_SMOKE = "5a17c3"
 PENDANT = "A4:C1:38:8D:18:B2"
 
 
-async def gatewayd(*args: str, stdin: str = "", within: float = 90) -> tuple[int, str]:
+async def gatewayd(*args: str, stdin: str = "", limit_s: float = 90) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
         *module_cmd("gatewayd", *args),
         stdin=asyncio.subprocess.PIPE,
@@ -43,7 +44,7 @@ async def gatewayd(*args: str, stdin: str = "", within: float = 90) -> tuple[int
         stderr=asyncio.subprocess.STDOUT,
         env=project_env(COLUMNS="160"),
     )
-    out, _ = await asyncio.wait_for(proc.communicate(stdin.encode()), within)
+    out, _ = await within(proc.communicate(stdin.encode()), limit_s)
     assert proc.returncode is not None
     return proc.returncode, out.decode(errors="replace")
 

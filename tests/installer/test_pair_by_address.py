@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from firmware_sim.ble import BleBroadcaster, BthomeDevice
 from gatewayd.commands.pair import OptionError, parse_option
+from runtime.timeouts import within
 from tests.fixtures.gateway import home_toml
 from tests.fixtures.procs import module_cmd, project_env, run_module
 
@@ -176,7 +177,7 @@ async def pair_while_advertising(
             for device in devices:
                 radio.send(device.press() if device.name != "smoke" else device.smoke())
             await asyncio.wait([communicate], timeout=0.2)
-    out, _ = await asyncio.wait_for(communicate, 30)
+    out, _ = await within(communicate, 30)
     assert proc.returncode is not None
     return proc.returncode, out.decode(errors="replace")
 

@@ -16,6 +16,7 @@ from contract.home import load_config
 from gatewayd.cli import cli
 from gatewayd.control import ControlClient
 from gatewayd.status import parse_status
+from runtime.timeouts import within
 from tests.fixtures.broker import Broker
 from tests.fixtures.gateway import GatewayProcess, zigbee_home
 from tests.fixtures.waiting import await_until
@@ -56,7 +57,7 @@ async def test_the_walk_test_shows_the_signal_and_battery_the_device_reported(
     async with aiomqtt.Client(mqtt_broker.host, mqtt_broker.port) as mqtt:
         message = {"smoke": True, "battery": 87, "linkquality": 120}
         await mqtt.publish(f"{base_topic}/kitchen_smoke", json.dumps(message), qos=1)
-    result: Result = await asyncio.wait_for(walk, 40)
+    result: Result = await within(walk, 40)
 
     assert result.exit_code == 0, result.output
     announced = re.search(

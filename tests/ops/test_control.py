@@ -24,6 +24,7 @@ from gatewayd.control import (
     WatcherDropped,
     WatchHub,
 )
+from runtime.timeouts import within
 from tests.fixtures.waiting import await_until
 from tests.ops.fakes import FakeDaemon
 
@@ -50,7 +51,7 @@ async def raw(path: Path) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
 async def ask(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, line: bytes) -> Any:
     writer.write(line)
     await writer.drain()
-    return json.loads(await asyncio.wait_for(reader.readline(), 5))
+    return json.loads(await within(reader.readline(), 5))
 
 
 async def slow_watcher(path: Path) -> socket.socket:
@@ -140,9 +141,9 @@ async def test_oversized_line_is_refused_and_closed(server: ControlServer) -> No
     # The server answers and closes after 64 KiB; the rest of our write may hit a closed socket.
     with contextlib.suppress(ConnectionError):
         await writer.drain()
-    answer = json.loads(await asyncio.wait_for(reader.readline(), 5))
+    answer = json.loads(await within(reader.readline(), 5))
     assert answer == {"ok": False, "error": "request line longer than 65536 bytes"}
-    assert await asyncio.wait_for(reader.read(), 5) == b""
+    assert await within(reader.read(), 5) == b""
     writer.close()
     # The daemon is unharmed.
     assert (await ControlClient(server.path).status())["gateway_id"] == "gw-0042"
@@ -184,7 +185,7 @@ async def test_watch_streams_buffered_events(server: ControlServer, daemon: Fake
         daemon.publish(EventKind.SMOKE, "kitchen_smoke", payload={"room": "kitchen"}),
         daemon.publish(EventKind.HEARTBEAT, None),
     ]
-    await asyncio.wait_for(task, 5)
+    await within(task, 5)
     assert received == sent
     assert received[0]["reading"]["extra"]["linkquality"] == 120
     # The watcher left: the server and the daemon's hub forget it.
@@ -197,7 +198,7 @@ async def test_events_right_after_the_ack_are_not_lost(
     reader, writer = await raw(server.path)
     assert (await ask(reader, writer, b'{"op": "watch"}\n')) == {"ok": True, "watching": True}
     event = daemon.publish(EventKind.TEST, "hall_door", test=True)
-    assert json.loads(await asyncio.wait_for(reader.readline(), 5)) == {"event": event}
+    assert json.loads(await within(reader.readline(), 5)) == {"event": event}
     writer.close()
 
 
@@ -232,10 +233,10 @@ async def test_slowest_watcher_is_dropped_not_the_others(
     for i in range(total):
         daemon.publish(EventKind.SIGNAL, "sos_button", payload={"n": i, "pad": padding})
         await asyncio.sleep(0)
-    await asyncio.wait_for(task, 10)
+    await within(task, 10)
     assert [e["payload"]["n"] for e in fast] == list(range(total))
     # The slow watcher gets what was already in flight, then the reason, then EOF.
-    data = await asyncio.wait_for(read_to_eof(slow), 10)
+    data = await within(read_to_eof(slow), 10)
     last = json.loads(data.splitlines()[-1])
     assert last["ok"] is False
     assert last["error"].startswith("dropped: more than 20 events unread")
@@ -268,7 +269,7 @@ async def test_watch_ends_with_an_error_when_the_daemon_stops(
     await await_until(lambda: daemon.hub.watchers == 1, 5)
     daemon.hub.close()
     with pytest.raises(ControlRequestError, match="gatewayd is stopping"):
-        await asyncio.wait_for(task, 5)
+        await within(task, 5)
 
 
 async def test_too_many_clients_are_refused(sock_dir: Path, daemon: FakeDaemon) -> None:
@@ -292,7 +293,7 @@ async def test_idle_connections_are_closed(sock_dir: Path, daemon: FakeDaemon) -
     await server.start()
     try:
         reader, writer = await raw(server.path)
-        assert await asyncio.wait_for(reader.read(), 5) == b""
+        assert await within(reader.read(), 5) == b""
         writer.close()
     finally:
         await server.aclose()
@@ -302,7 +303,7 @@ async def test_unterminated_request_gets_an_error(server: ControlServer) -> None
     reader, writer = await raw(server.path)
     writer.write(b'{"op": "status"}')
     writer.write_eof()
-    answer = json.loads(await asyncio.wait_for(reader.readline(), 5))
+    answer = json.loads(await within(reader.readline(), 5))
     assert answer == {"ok": False, "error": "request must end with \\n"}
     writer.close()
 
@@ -374,7 +375,7 @@ async def test_random_garbage_never_hurts_the_server(server: ControlServer) -> N
         await writer.drain()
         answers = []
         for _ in lines:
-            line = await asyncio.wait_for(reader.readline(), 5)
+            line = await within(reader.readline(), 5)
             if not line:
                 break
             answers.append(json.loads(line))

@@ -9,6 +9,7 @@ from drivers.base import Driver, FrameParser, TransportError, data_frame
 from gatewayd.commands.record import record_drivers
 from replay.recorder import Recorder
 from replay.trace import read_frames
+from runtime.timeouts import within
 
 
 class FlakyDriver(Driver):
@@ -80,6 +81,6 @@ async def test_stop_ends_recording_promptly(tmp_path: Path) -> None:
     )
     await asyncio.sleep(0.1)
     stop.set()
-    await asyncio.wait_for(task, 2)
+    await within(task, 2)
     recorder.close()
     assert len(read_frames(tmp_path / "rec.jsonl")) >= 3

@@ -16,6 +16,7 @@ from contract.wire import RawFrame
 from firmware_sim.zigbee2mqtt import SimDevice, Zigbee2MqttBridge
 from replay.engine import build_decider, replay_lines
 from replay.trace import TraceReader, read_frames
+from runtime.timeouts import within
 from tests.fixtures.procs import REPO_ROOT, module_cmd, project_env
 from tests.fixtures.waiting import await_until
 
@@ -87,7 +88,7 @@ async def test_record_writes_what_the_bridge_published_and_stops_cleanly_on_ctrl
         finally:
             if proc.returncode is None:
                 proc.send_signal(signal.SIGINT)
-            _, err = await asyncio.wait_for(proc.communicate(), 15)
+            _, err = await within(proc.communicate(), 15)
     assert proc.returncode == 0, err.decode()
     assert b"recorded" in err
     reader = TraceReader(out)
@@ -122,7 +123,7 @@ async def test_record_stops_by_itself_after_the_duration(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    _, err = await asyncio.wait_for(proc.communicate(), 20)
+    _, err = await within(proc.communicate(), 20)
     assert proc.returncode == 0, err.decode()
     assert time.monotonic() - started >= 2
     assert TraceReader(out).stats.skipped == 0
@@ -140,7 +141,7 @@ async def test_record_refuses_a_bad_config(tmp_path: Path) -> None:
         cwd=REPO_ROOT,
         stderr=asyncio.subprocess.PIPE,
     )
-    _, err = await asyncio.wait_for(proc.communicate(), 20)
+    _, err = await within(proc.communicate(), 20)
     assert proc.returncode == 3
     assert b"nosuchdriver" in err
     assert not (tmp_path / "t.jsonl").exists()

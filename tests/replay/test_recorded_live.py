@@ -20,6 +20,7 @@ from gatewayd import daemon
 from replay.engine import Replay, build_decider, canonical_decision
 from replay.recorder import Recorder
 from replay.trace import TraceReader
+from runtime.timeouts import within
 from tests.fixtures.waiting import await_until
 
 pytestmark = pytest.mark.broker
@@ -79,12 +80,12 @@ async def test_a_trace_recorded_live_replays_to_the_same_alarms(
         gateway = daemon.Gateway(config, recorder=recorder, tick_interval=0.2)
         running = asyncio.create_task(gateway.run())
         try:
-            await asyncio.wait_for(gateway.wait_ready(), 15)
+            await within(gateway.wait_ready(), 15)
             gateway.pipeline.add_listener(live.append)
             # The driver has subscribed (after the bridge's inventory) and taken the retained state.
             driver = gateway.runners["zigbee"].driver
             assert isinstance(driver, Zigbee2MqttDriver)
-            await asyncio.wait_for(driver.wait_connected(), 15)
+            await within(driver.wait_connected(), 15)
             await bridge.set_state("motion_hall", occupancy=True)
             await bridge.set_state("smoke_kitchen", smoke=True)
             await bridge.press("sos_button", "single")
@@ -102,7 +103,7 @@ async def test_a_trace_recorded_live_replays_to_the_same_alarms(
             await asyncio.sleep(0.5)
         finally:
             gateway.request_stop()
-            await asyncio.wait_for(running, 15)
+            await within(running, 15)
     recorder.close()
     assert recorder.stats.dropped == 0
 

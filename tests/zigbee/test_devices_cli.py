@@ -14,6 +14,7 @@ import pytest
 
 from firmware_sim.zigbee2mqtt import SimDevice, Zigbee2MqttBridge
 from gatewayd.commands.init import HomeAnswers, render_config
+from runtime.timeouts import within
 from tests.fixtures.broker import Broker, free_port
 from tests.fixtures.procs import REPO_ROOT, project_env
 from tests.fixtures.waiting import await_until
@@ -47,7 +48,7 @@ async def gatewayd(*args: str, stdin: str = "") -> tuple[int, str]:
         env=project_env(COLUMNS="200"),
         cwd=REPO_ROOT,
     )
-    out, _ = await asyncio.wait_for(process.communicate(stdin.encode()), 60)
+    out, _ = await within(process.communicate(stdin.encode()), 60)
     assert process.returncode is not None
     return process.returncode, out.decode()
 

@@ -14,6 +14,7 @@ from drivers.base import LocalCommand
 from drivers.zigbee2mqtt import Zigbee2MqttDriver
 from firmware_sim.catalogue import IDENTIFY
 from firmware_sim.zigbee2mqtt import SimDevice, Zigbee2MqttBridge
+from runtime.timeouts import within
 from tests.fixtures.broker import Broker, SpawnedBroker, free_port
 from tests.fixtures.zigbee import DriverHarness, TlsBroker, running_driver, spec
 
@@ -246,14 +247,14 @@ async def test_siren_and_ack_commands(kit: tuple[Zigbee2MqttBridge, DriverHarnes
     bridge, harness = kit
     driver = harness.driver
     assert await driver.send(LocalCommand(device="siren", action="siren_on"))
-    command = await asyncio.wait_for(bridge.next_command(), 5)
+    command = await within(bridge.next_command(), 5)
     # The HS2WD-E exposes no level, so none is sent.
     assert (command.name, command.payload) == (
         "hall_siren",
         {"warning": {"mode": "emergency", "strobe": True, "duration": 600}},
     )
     assert await driver.send(LocalCommand(device="siren", action="siren_off"))
-    command = await asyncio.wait_for(bridge.next_command(after=1), 5)
+    command = await within(bridge.next_command(after=1), 5)
     assert command.payload == {"warning": {"mode": "stop", "strobe": False, "duration": 0}}
     assert not await driver.send(LocalCommand(device="sos", action="ack"))  # nothing settable
     assert not await driver.send(LocalCommand(device="nobody", action="siren_on"))
@@ -270,7 +271,7 @@ async def test_ack_where_the_button_can_identify(mqtt_broker: Broker, base_topic
     ):
         await harness.settle()
         assert await harness.driver.send(LocalCommand(device="sos", action="ack"))
-        command = await asyncio.wait_for(bridge.next_command(), 5)
+        command = await within(bridge.next_command(), 5)
     assert (command.name, command.payload) == ("bedside_button", {"identify": "identify"})
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from drivers.zigbee2mqtt.bridge import parse_devices, parse_online
 from firmware_sim.zigbee2mqtt import DEFAULT_KIT, SimDevice, SimError, Zigbee2MqttBridge
+from runtime.timeouts import within
 from tests.fixtures.broker import Broker
 from tests.fixtures.procs import REPO_ROOT, project_env
 
@@ -55,7 +56,7 @@ async def test_standalone_with_the_default_kit(mqtt_broker: Broker, base_topic: 
         assert parse_online(await retained(mqtt_broker, f"{base_topic}/smoke_kitchen/availability"))
     finally:
         process.terminate()
-        assert await asyncio.wait_for(process.wait(), 10) == 0
+        assert await within(process.wait(), 10) == 0
     # Stopped: its will says the bridge is offline.
     assert not parse_online(await retained(mqtt_broker, f"{base_topic}/bridge/state"))
 
