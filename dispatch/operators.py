@@ -7,6 +7,7 @@ tokens are random; only their SHA-256 is stored, in the database, so every proce
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import secrets
 from concurrent.futures import ThreadPoolExecutor
@@ -38,8 +39,14 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 _hasher = PasswordHasher()
-# Verified against when the username is unknown, so both failures take the same time.
-_DUMMY_HASH = _hasher.hash("not-a-real-password")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against when the username is unknown, so both failures take the same time.
+    Made on first use (an argon2 hash takes a core for ~0.15 s: not in every CLI command);
+    the server makes it at start (:func:`warm_up`), so no login pays for it."""
+    return _hasher.hash("not-a-real-password")
 
 
 async def hash_password(password: str) -> str:
@@ -52,10 +59,17 @@ async def hash_password(password: str) -> str:
 _verifier = ThreadPoolExecutor(max_workers=1, thread_name_prefix="password-check")
 
 
-async def _verify(hashed: str, password: str) -> bool:
+def warm_up() -> None:
+    """Make the unknown-user hash on the verifier's thread, ahead of the first login."""
+    _verifier.submit(_dummy_hash)
+
+
+async def _verify(hashed: str | None, password: str) -> bool:
+    """``hashed`` None: an unknown user, checked against the dummy hash (always False)."""
+
     def check() -> bool:
         try:
-            return _hasher.verify(hashed, password)
+            return _hasher.verify(hashed or _dummy_hash(), password) and hashed is not None
         except (VerificationError, InvalidHashError):
             return False
 
@@ -172,7 +186,7 @@ async def login(db: Database, *, username: str, password: str, ttl_s: float) -> 
     o = schema.operators
     async with db.read() as conn:
         row = (await conn.execute(select(o).where(o.c.username == username))).mappings().first()
-    ok = await _verify(row["password_hash"] if row else _DUMMY_HASH, password)
+    ok = await _verify(row["password_hash"] if row else None, password)
     if row is None or not ok or row["disabled"]:
         async with transaction(db, durable=False) as tx:
             tx.audit(username, "auth.login_failed", "operator", username)

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
-from dispatch import __version__, stream
+from dispatch import __version__, operators, stream
 from dispatch.api import gateway, operator
 from dispatch.api import stream as stream_api
 from dispatch.api.browser_security import BrowserSecurityMiddleware
@@ -48,6 +48,7 @@ def create_app(db: Database, settings: Settings, *, supervise: bool = True) -> F
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         services.stopping.clear()
+        operators.warm_up()
         services.box = await load_secret_box(db, settings)
         await seal_plaintext_secrets(db, services.box)
         services.gateway_cache = GatewayCache(services.box)

@@ -262,8 +262,12 @@ def test_after_a_restart_no_gateway_is_declared_offline_within_one_window(
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def quick_presence(request: pytest.FixtureRequest) -> Iterator[DispatchServer]:
-    """A dispatchd process that counts an operator gone after 2 s of silence."""
-    yield from module_server(request.param, ("--presence-timeout", "2", "--supervise-every", "0.2"))
+    """A dispatchd process that counts an operator gone after 2 s of silence (its streams send
+    a keep-alive every 0.5 s, so a reader told to close sees a line to stop at)."""
+    yield from module_server(
+        request.param,
+        ("--presence-timeout", "2", "--supervise-every", "0.2", "--stream-keepalive", "0.5"),
+    )
 
 
 def test_the_console_stream_is_presence_and_losing_it_returns_the_work(
@@ -303,6 +307,7 @@ def test_the_console_stream_is_presence_and_losing_it_returns_the_work(
 
     closing.set()
     reader.join(10)
+    assert not reader.is_alive()
     deadline = time.monotonic() + 15
     while viewer.get(f"/api/v1/incidents/{fall}").json()["operator"] is not None:
         assert time.monotonic() < deadline, "the incident stayed with an operator who left"

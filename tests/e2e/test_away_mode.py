@@ -18,7 +18,7 @@ from tests.fixtures.waiting import await_until
 
 pytestmark = pytest.mark.slow
 
-AFTER_S = 10
+AFTER_S = 4
 DOOR = "3b4"
 HOUSEHOLD = "hh-away-e2e"
 GATEWAY = "gw-away-e2e"

@@ -39,8 +39,8 @@ async def test_network_cut_then_restored_drains_everything_alarms_first(
     along (mostly telemetry, a fifth alarms). Restored, the gateway drains its backlog in batches
     of 20: every committed event is stored once, every alarm caused is stored once, and no
     backlog telemetry is received before the last backlog alarm (alarms first)."""
-    phase_s = 8.0 * scale()
-    events_total = scaled(900, minimum=90)
+    phase_s = 4.0 * scale()
+    events_total = scaled(450, minimum=90)
     gateway_id = "gw-netcut"
     proxy = fault_proxy_factory("127.0.0.1", dispatch_server.port)
     proxy.start()
