@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 import structlog
+from argon2 import PasswordHasher
 from hypothesis import HealthCheck, settings
 
 import runtime.logs
@@ -52,3 +53,17 @@ def _no_host_config() -> Iterator[None]:
         host_config_guard.active = False
     if touched := host_config_guard.take():
         pytest.fail(f"the test touched the host's gateway config: {touched}", pytrace=False)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _cheap_password_hashes() -> Iterator[None]:
+    """Passwords hashed in this process (in-process dispatch, fixtures' operators) use argon2's
+    cheapest parameters: the hash records them, so every check of it, in any process, is as
+    cheap. The production parameters cost ~0.15 s of a core per hash or login; tests make
+    thousands. Nothing here asserts the parameters (argon2-cffi's defaults)."""
+    import dispatch.operators
+
+    saved = dispatch.operators._hasher
+    dispatch.operators._hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    yield
+    dispatch.operators._hasher = saved

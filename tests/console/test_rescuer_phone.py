@@ -107,6 +107,19 @@ def dispatch_from_console(page: Any, incident_id: str, rescuer_id: int) -> None:
     page.wait_for_selector("#incident-view[data-state=responder_dispatched]")
 
 
+def alarm_dispatched_from_console(
+    centre: Centre, page_for: Any, gateway: Any, rescuer: dict[str, Any]
+) -> tuple[Any, str]:
+    """A fall at ``gateway``'s home, sent to ``rescuer`` from a fresh console page."""
+    incident = gateway.raise_alarm(EventKind.FALL).acks[0].incident
+    assert incident is not None
+    console = page_for()
+    log_in(console, centre)
+    console.wait_for_selector(f"#queue-body tr[data-id='{incident.id}']")
+    dispatch_from_console(console, incident.id, rescuer["id"])
+    return console, incident.id
+
+
 def actions(centre: Centre, incident_id: str, name: str) -> list[dict[str, Any]]:
     detail = centre.server.operator_client().get(f"/api/v1/incidents/{incident_id}").json()
     return [e for e in detail["timeline"] if e["type"] == "action" and e["name"] == name]
@@ -219,12 +232,7 @@ def test_reassigned_task_moves_between_phones_and_a_second_phone_sees_it(
     phone_log_in(phone_a2, centre, "sun.hao")  # the same rescuer on a second phone
     phone_log_in(phone_b, centre, "zhao.yi")
 
-    incident = gateway.raise_alarm(EventKind.FALL).acks[0].incident
-    assert incident is not None
-    console = page_for()
-    log_in(console, centre)
-    console.wait_for_selector(f"#queue-body tr[data-id='{incident.id}']")
-    dispatch_from_console(console, incident.id, first["id"])
+    console, incident_id = alarm_dispatched_from_console(centre, page_for, gateway, first)
     phone_a.wait_for_selector("body[data-task=assigned]")
     phone_a2.wait_for_selector("body[data-task=assigned]")
     assert "跌倒" in phone_a2.inner_text("#task-title")  # the second phone speaks Chinese
@@ -235,7 +243,7 @@ def test_reassigned_task_moves_between_phones_and_a_second_phone_sees_it(
     console.wait_for_selector(late, timeout=10000)
     assert "Not accepted within 2 min" in console.inner_text("#rescuer-board")
     console.go_back()
-    console.wait_for_selector(f"#incident-view[data-id='{incident.id}']")
+    console.wait_for_selector(f"#incident-view[data-id='{incident_id}']")
 
     item = f"#rescue-list li[data-assignment]:has-text('{first['name']}')"
     choice = f"{item} select[name=to] option[value='{second['id']}']"
@@ -248,7 +256,7 @@ def test_reassigned_task_moves_between_phones_and_a_second_phone_sees_it(
     phone_a.wait_for_selector("#idle:not(.hidden)")
     phone_a2.wait_for_selector("#idle:not(.hidden)")
     assert phone_a.is_visible("#notice")
-    [moved] = actions(centre, incident.id, "rescuer_reassigned")
+    [moved] = actions(centre, incident_id, "rescuer_reassigned")
     assert moved["detail"]["from"] == "Sun Hao"
     assert moved["detail"]["responder"] == "Zhao Yi"
     phone_b.click("[data-press=accept]")
@@ -266,12 +274,7 @@ def test_resolving_calls_off_the_rescuers_on_their_phones_and_asks_for_the_on_sc
     phone_log_in(near_phone, centre, "ma.lei")
     phone_log_in(far_phone, centre, "hu.jun")
 
-    incident = gateway.raise_alarm(EventKind.FALL).acks[0].incident
-    assert incident is not None
-    console = page_for()
-    log_in(console, centre)
-    console.wait_for_selector(f"#queue-body tr[data-id='{incident.id}']")
-    dispatch_from_console(console, incident.id, near["id"])
+    console, incident_id = alarm_dispatched_from_console(centre, page_for, gateway, near)
     option = f"#rescue-form select[name=rescuer] option[value='{far['id']}']:not([disabled])"
     console.wait_for_selector(option, state="attached")
     console.select_option("#rescue-form select[name=rescuer]", str(far["id"]))
@@ -291,7 +294,7 @@ def test_resolving_calls_off_the_rescuers_on_their_phones_and_asks_for_the_on_sc
     console.fill("#resolve-form input[name=no_call_reason]", "rescuer on site: pressed by mistake")
     console.click("#act-resolve")
     assert console.evaluate(f"() => document.querySelector('{handover}').validity.valueMissing")
-    assert actions(centre, incident.id, "resolved") == []
+    assert actions(centre, incident_id, "resolved") == []
     console.fill(handover, "Ma Lei: resident fine, pressed it while cleaning")
     console.click("#act-resolve")
     console.wait_for_function("() => location.hash === '#/queue'")
@@ -304,7 +307,39 @@ def test_resolving_calls_off_the_rescuers_on_their_phones_and_asks_for_the_on_sc
         phone.wait_for_selector("#idle:not(.hidden)")
         phone.wait_for_selector("#notice:not(.hidden)")
         assert said in phone.inner_text("#notice")
-    called_off = actions(centre, incident.id, "rescuer_cancelled")
+    called_off = actions(centre, incident_id, "rescuer_cancelled")
     assert sorted(a["detail"]["responder"] for a in called_off) == ["Hu Jun", "Ma Lei"]
     [on_site] = [a for a in called_off if a["detail"]["responder"] == "Ma Lei"]
     assert on_site["detail"]["handover"] == "Ma Lei: resident fine, pressed it while cleaning"
+
+
+def test_a_reassignment_being_written_survives_a_pushed_change(
+    centre: Centre, page_for: Any
+) -> None:
+    """A press joining the incident is pushed while the operator is choosing whom to send
+    instead and typing why: the choice and the reason stay, and the reassignment goes out."""
+    gateway = centre.household("hh-0304", resident="Guo Ping", community="North Gate")
+    first = add_rescuer(centre, "Tang Wei", "tang.wei")
+    second = add_rescuer(centre, "Xu Lan", "xu.lan")
+    console, incident_id = alarm_dispatched_from_console(centre, page_for, gateway, first)
+
+    item = f"#rescue-list li[data-assignment]:has-text('{first['name']}')"
+    choice = f"{item} select[name=to] option[value='{second['id']}']"
+    console.wait_for_selector(choice, state="attached")
+    console.select_option(f"{item} select[name=to]", str(second["id"]))
+    console.fill(f"{item} input[name=reason]", "Xu Lan is next door")
+
+    events = console.locator("#timeline li.tl-event").count()
+    again = gateway.raise_alarm(EventKind.FALL).acks[0].incident
+    assert again is not None
+    assert again.id == incident_id
+    console.wait_for_function(
+        "(n) => document.querySelectorAll('#timeline li.tl-event').length > n", arg=events
+    )
+    assert console.input_value(f"{item} select[name=to]") == str(second["id"])
+    assert console.input_value(f"{item} input[name=reason]") == "Xu Lan is next door"
+
+    console.click(f"{item} button[data-do=reassign]")
+    console.wait_for_selector(f"#rescue-list li[data-assignment]:has-text('{second['name']}')")
+    [moved] = actions(centre, incident_id, "rescuer_reassigned")
+    assert moved["detail"]["responder"] == "Xu Lan"

@@ -94,6 +94,11 @@ def test_administration_round_trip(tmp_path: Path) -> None:
         stdin="correct horse battery\n",
     )
     assert added.returncode == 0, added.stderr
+    # Stored as argon2id at argon2-cffi's recommended cost (the suite's own fixtures hash with
+    # the cheapest parameters; the command, a process of its own, does not).
+    with sqlite3.connect(tmp_path / "state" / "dispatch.db") as conn:
+        (stored,) = conn.execute("SELECT password_hash FROM operators WHERE username = 'maria'")
+    assert stored[0].startswith("$argon2id$v=19$m=65536,t=3,p=4$"), stored[0][:40]
     weak = run("operator", "add", "weak", "--password-stdin", stdin="short\n")
     assert weak.returncode == 1
     assert "password" in weak.stderr

@@ -99,6 +99,17 @@
     $("#rescue-send").disabled = !open;
   }
 
+  // Re-render the list only when what it shows changed, so a rescuer being chosen and a
+  // reason being typed are not wiped by a pushed change to the incident.
+  function renderAssignmentsIfChanged() {
+    const inc = st.incident;
+    const sig = JSON.stringify([st.assignments, inc.state, inc.operator, st.me && st.me.username,
+      st.roster.map((r) => [r.id, r.status])]);
+    if ($("#rescue-list").dataset.sig === sig) return;
+    $("#rescue-list").dataset.sig = sig;
+    renderAssignments();
+  }
+
   async function loadPanel() {
     const inc = st.incident;
     if (!inc) return;
@@ -110,12 +121,7 @@
     if (!st.incident || st.incident.id !== inc.id) return;
     Object.assign(st, { roster, teams, assignments });
     renderPicker();
-    // Re-render the list only when it changed, so a reason being typed is not wiped.
-    const sig = JSON.stringify([assignments, inc.state, inc.operator, roster.map((r) => [r.id, r.status])]);
-    if ($("#rescue-list").dataset.sig !== sig) {
-      $("#rescue-list").dataset.sig = sig;
-      renderAssignments();
-    }
+    renderAssignmentsIfChanged();
     $("#rescue-send").disabled = !(inc.operator === st.me.username && WORKING.includes(inc.state));
     // A rescuer with the resident is not dismissed from a desk: the resolve form asks for their
     // handover (dispatch refuses the resolution without it) and says the others are called off.
@@ -139,7 +145,7 @@
     // pushed change to the incident (a new press joining it, say).
     const sig = JSON.stringify([st.incident.id, st.incident.state, st.incident.operator,
       st.incident.dispatched_at, st.incident.on_scene_at, st.incident.resolved_at]);
-    if (st.panelFor === sig) { renderAssignments(); return; }
+    if (st.panelFor === sig) { renderAssignmentsIfChanged(); return; }
     st.panelFor = sig;
     loadPanel().catch((e) => { st.panelFor = null; $("#rescue-error").textContent = e.message; });
   });
