@@ -1,6 +1,7 @@
-"""``dispatchd rescuer`` through the real command line, on SQLite and PostgreSQL: the roster and
-its teams from a script, clear errors with their exit codes, and a disabled rescuer's login
-refused."""
+"""``dispatchd rescuer`` through the command line, on SQLite and PostgreSQL: the roster and its
+teams from a script, clear errors with their exit codes, and a disabled rescuer's login refused.
+The commands run in-process (tests.fixtures.cli); tests/dispatch/test_cli.py runs them as
+processes."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from dispatch.cli import cli
 from tests.dispatch.conftest import BACKENDS, database
 from tests.dispatch.test_rescue_resolve import sent_rescuer
+from tests.fixtures.cli import run_cli
 from tests.fixtures.dispatch_app import DispatchApp
-from tests.fixtures.procs import run_module
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -26,7 +28,7 @@ def dispatchd(request: pytest.FixtureRequest) -> Iterator[Cli]:
     with database(request.param, workdir) as db_url:
 
         def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-            return run_module("dispatch", *args, input=stdin, DISPATCHD_DB=db_url)
+            return run_cli(cli, args, env={"DISPATCHD_DB": db_url}, input=stdin)
 
         migrated = run("migrate")
         assert migrated.returncode == 0, migrated.stderr
@@ -115,9 +117,7 @@ def test_a_rescuer_with_a_task_is_not_disabled(server: DispatchApp) -> None:
     """The roster's own rule holds from the command line: reassign or call off first."""
     rescuer, phone, incident_id, _op, _task = sent_rescuer(server)
 
-    busy = run_module(
-        "dispatch", "rescuer", "disable", str(rescuer["id"]), DISPATCHD_DB=server.db_url
-    )
+    busy = server.cli("rescuer", "disable", str(rescuer["id"]))
     assert busy.returncode == 6
     assert f"is on incident {incident_id}" in busy.stderr
     assert phone.get("/api/v1/rescuer/task").json()["incident"]["id"] == incident_id
