@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from tests.console.conftest import Centre, add_operator, log_in
+from tests.fixtures.waiting import wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -97,3 +98,49 @@ def test_an_operator_changed_elsewhere_is_redrawn_but_typing_is_kept(
     )
     saved = other.get("/api/v1/operators").json()
     assert next(o for o in saved if o["username"] == "li.na")["display_name"] == "Li Na (days)"
+
+
+def test_typing_while_the_table_is_being_read_again_is_kept(centre: Centre, page_for: Any) -> None:
+    """The table is read again (another admin added someone) and the admin types before the
+    answer is drawn: what was typed is still there, and its save changes the name."""
+    add_operator(centre.server, ADMIN, ADMIN_PASSWORD, role="admin")
+    add_operator(centre.server, "li.na", "li-na-pass-2026", role="operator", display_name="Li Na")
+    page = page_for()
+    log_in(page, centre, ADMIN, ADMIN_PASSWORD)
+    page.goto(centre.server.url + "/#/operators")
+    row = "#adm-op-body tr[data-username='li.na']"
+    name = f"{row} input[name=display_name]"
+    page.wait_for_selector(name)
+
+    held: list[Any] = []
+    holding = True
+
+    def hold(route: Any) -> None:
+        if holding:
+            held.append(route)
+        else:
+            route.continue_()
+
+    page.route("**/api/v1/operators", hold)
+    other = centre.server.operator_client()
+    made = other.post(
+        "/api/v1/operators",
+        json={"username": "zhou.min", "role": "operator", "password": "zhou-min-pass-2026"},
+    )
+    assert made.status_code == 201, made.text
+    # The page asks for the table again; its answer waits until the admin has typed.
+    wait_until(lambda: (page.wait_for_timeout(50), held)[1], within=10)
+    page.fill(name, "李娜")
+    holding = False
+    for route in held:
+        route.continue_()
+    page.wait_for_selector("#adm-op-body tr[data-username='zhou.min']")
+    assert page.input_value(name) == "李娜"
+
+    page.click(f"{row} .adm-op-save")
+    page.wait_for_function(
+        "(sel) => document.querySelector(sel).textContent === 'Saved'",
+        arg=f"{row} .adm-op-result",
+    )
+    saved = other.get("/api/v1/operators").json()
+    assert next(o for o in saved if o["username"] == "li.na")["display_name"] == "李娜"

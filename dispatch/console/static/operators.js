@@ -56,6 +56,11 @@
 
   async function loadOperators() {
     const ops = await api("GET", "/api/v1/operators");
+    // The answer may come after the admin began typing in a row: what is typed is drawn back.
+    const typed = $$("#adm-op-body tr").filter(typedIn).map((tr) => ({ user: tr.dataset.username,
+      values: ["display_name", "role", "password"].map((n) => [n, tr.querySelector(`[name="${n}"]`).value]) }));
+    const active = document.activeElement;
+    const focus = active && active.closest("#adm-op-body tr") ? [active.closest("tr").dataset.username, active.name] : null;
     shownOps = ops;
     $("#adm-op-body").innerHTML = ops.map((o) => `<tr data-username="${esc(o.username)}">
         <td>${esc(o.username)}</td>
@@ -100,6 +105,15 @@
         patch({ password: input.value }, t("adm_password_reset")).then(() => { input.value = ""; });
       });
     });
+    for (const { user, values } of typed) {
+      const tr = $$("#adm-op-body tr").find((r) => r.dataset.username === user);
+      if (tr) values.forEach(([n, v]) => { tr.querySelector(`[name="${n}"]`).value = v; });
+    }
+    if (focus) {
+      const tr = $$("#adm-op-body tr").find((r) => r.dataset.username === focus[0]);
+      const el = tr && tr.querySelector(`[name="${focus[1]}"]`);
+      if (el) el.focus();
+    }
     document.body.dataset.operatorsLoaded = String(Date.now());
   }
 
