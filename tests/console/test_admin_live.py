@@ -65,9 +65,8 @@ def test_a_household_changed_elsewhere_is_redrawn_but_typing_is_kept(
     assert page.is_hidden("#adm-hh-changed")
 
 
-def test_an_operator_changed_elsewhere_is_redrawn_but_typing_is_kept(
-    centre: Centre, page_for: Any
-) -> None:
+def operators_page_with_li_na(centre: Centre, page_for: Any) -> tuple[Any, str, str]:
+    """An admin at the operators page, with operator Li Na listed: (page, her row, its name)."""
     add_operator(centre.server, ADMIN, ADMIN_PASSWORD, role="admin")
     add_operator(centre.server, "li.na", "li-na-pass-2026", role="operator", display_name="Li Na")
     page = page_for()
@@ -76,6 +75,24 @@ def test_an_operator_changed_elsewhere_is_redrawn_but_typing_is_kept(
     row = "#adm-op-body tr[data-username='li.na']"
     name = f"{row} input[name=display_name]"
     page.wait_for_selector(name)
+    return page, row, name
+
+
+def saved_name(page: Any, row: str, other: Any) -> str:
+    """Save the row; Li Na's display name as dispatch then has it."""
+    page.click(f"{row} .adm-op-save")
+    page.wait_for_function(
+        "(sel) => document.querySelector(sel).textContent === 'Saved'",
+        arg=f"{row} .adm-op-result",
+    )
+    saved = other.get("/api/v1/operators").json()
+    return str(next(o for o in saved if o["username"] == "li.na")["display_name"])
+
+
+def test_an_operator_changed_elsewhere_is_redrawn_but_typing_is_kept(
+    centre: Centre, page_for: Any
+) -> None:
+    page, row, name = operators_page_with_li_na(centre, page_for)
     other = centre.server.operator_client()
 
     # Nothing typed: another admin's rename shows at once.
@@ -91,26 +108,13 @@ def test_an_operator_changed_elsewhere_is_redrawn_but_typing_is_kept(
     assert "Supervisor" in page.inner_text(f"{row} .adm-op-result")
     assert page.input_value(name) == "Li Na (days)"
     # Saving what was typed is this admin's own change: the row says saved, nothing else.
-    page.click(f"{row} .adm-op-save")
-    page.wait_for_function(
-        "(sel) => document.querySelector(sel).textContent === 'Saved'",
-        arg=f"{row} .adm-op-result",
-    )
-    saved = other.get("/api/v1/operators").json()
-    assert next(o for o in saved if o["username"] == "li.na")["display_name"] == "Li Na (days)"
+    assert saved_name(page, row, other) == "Li Na (days)"
 
 
 def test_typing_while_the_table_is_being_read_again_is_kept(centre: Centre, page_for: Any) -> None:
     """The table is read again (another admin added someone) and the admin types before the
     answer is drawn: what was typed is still there, and its save changes the name."""
-    add_operator(centre.server, ADMIN, ADMIN_PASSWORD, role="admin")
-    add_operator(centre.server, "li.na", "li-na-pass-2026", role="operator", display_name="Li Na")
-    page = page_for()
-    log_in(page, centre, ADMIN, ADMIN_PASSWORD)
-    page.goto(centre.server.url + "/#/operators")
-    row = "#adm-op-body tr[data-username='li.na']"
-    name = f"{row} input[name=display_name]"
-    page.wait_for_selector(name)
+    page, row, name = operators_page_with_li_na(centre, page_for)
 
     held: list[Any] = []
     holding = True
@@ -137,10 +141,4 @@ def test_typing_while_the_table_is_being_read_again_is_kept(centre: Centre, page
     page.wait_for_selector("#adm-op-body tr[data-username='zhou.min']")
     assert page.input_value(name) == "李娜"
 
-    page.click(f"{row} .adm-op-save")
-    page.wait_for_function(
-        "(sel) => document.querySelector(sel).textContent === 'Saved'",
-        arg=f"{row} .adm-op-result",
-    )
-    saved = other.get("/api/v1/operators").json()
-    assert next(o for o in saved if o["username"] == "li.na")["display_name"] == "李娜"
+    assert saved_name(page, row, other) == "李娜"
