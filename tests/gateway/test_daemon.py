@@ -48,6 +48,13 @@ port = "{port}"
     return {"drivers": drivers, "devices": devices}
 
 
+async def receiver_answering(gw: GatewayProcess) -> None:
+    """Ready, and the RFLink receiver answering: ready does not wait for drivers, and what the
+    receiver sends before the gateway opens its port is not heard."""
+    await await_until(lambda: gw.logged("gateway_ready"), 30, "gateway ready")
+    await await_until(lambda: gw.logged("rflink_link_up"), 30, "the receiver answering")
+
+
 async def test_ready_watchdog_and_a_wedged_pipeline(
     gateway_factory: Callable[..., GatewayProcess], notify_listener: NotifyListener
 ) -> None:
@@ -101,7 +108,7 @@ async def test_sigterm_drains_everything_accepted_within_10_s(
     async with RflinkSimulator() as sim:
         gw = gateway_factory(**rflink_home(sim.port, doors=doors))
         gw.start()
-        await await_until(lambda: gw.logged("gateway_ready"), 30, "gateway ready")
+        await receiver_answering(gw)
         for i in range(doors):
             await sim.button("NewKaku", f"{0x100 + i:x}", cmd="ON", switch="1")
         await asyncio.sleep(0.5)  # received by the driver; some may still be in flight
@@ -121,7 +128,7 @@ async def test_sighup_with_a_bad_config_keeps_the_running_one(
     async with RflinkSimulator() as sim:
         gw = gateway_factory(**rflink_home(sim.port))
         gw.start()
-        await await_until(lambda: gw.logged("gateway_ready"), 30, "gateway ready")
+        await receiver_answering(gw)
         good = gw.config_path.read_text()
         gw.config_path.write_text(good.replace('role = "smoke"', 'role = "smok"'))
         gw.signal(signal.SIGHUP)
