@@ -16,7 +16,7 @@ from tests.fixtures.waiting import await_until
 pytestmark = pytest.mark.slow
 
 DOOR = "1a2"
-AFTER_S = 8
+AFTER_S = 5
 
 
 def door_home(port: str) -> dict[str, str]:
