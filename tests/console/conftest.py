@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Awaitable, Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +21,7 @@ import pytest
 
 from contract.wire import Event, EventKind, Heartbeat, IngestBatch, IngestReply, Lane
 from forwarder.client import Credential, DispatchClient
+from tests.fixtures.cli import run_off_loop
 from tests.fixtures.dispatch import DispatchServer
 
 CHROMIUM = "/usr/bin/chromium"
@@ -57,8 +57,7 @@ def run_async(make: Callable[[], Awaitable[T]]) -> T:
     async def main() -> T:
         return await make()
 
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, main()).result(timeout=30)
+    return run_off_loop(lambda: asyncio.run(main()), timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -246,6 +245,17 @@ def page_for(browser: Any, centre: Centre) -> Iterator[Callable[..., Any]]:
         context.close()
     assert errors == [], f"errors in the page: {errors}"
     assert centre.foreign_requests() == []
+
+
+def press_joins(page: Any, gateway: Any, incident_id: str, kind: EventKind) -> None:
+    """Another press at the same home joins the open incident; waits until the page draws it."""
+    events = page.locator("#timeline li.tl-event").count()
+    again = gateway.raise_alarm(kind).acks[0].incident
+    assert again is not None
+    assert again.id == incident_id
+    page.wait_for_function(
+        "(n) => document.querySelectorAll('#timeline li.tl-event').length > n", arg=events
+    )
 
 
 def log_in(

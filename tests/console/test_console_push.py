@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import pytest
 
 from contract.wire import EventKind
-from tests.console.conftest import Centre, add_operator, log_in
+from tests.console.conftest import Centre, add_operator, log_in, press_joins
 
 pytestmark = pytest.mark.browser
 
@@ -81,16 +81,7 @@ def test_a_pushed_alarm_is_drawn_without_a_request(centre: Centre, page_for: Any
     page.wait_for_function("() => document.querySelectorAll('#timeline li').length >= 2")
     page.fill("#note-form input[name=text]", "calling the daughter")
 
-    def another_press() -> None:
-        events = page.locator("#timeline li.tl-event").count()
-        again = gateway.raise_alarm(EventKind.SOS).acks[0].incident
-        assert again is not None
-        assert again.id == incident_id
-        page.wait_for_function(
-            "(n) => document.querySelectorAll('#timeline li.tl-event').length > n", arg=events
-        )
-
-    requests.during(page, another_press)
+    requests.during(page, lambda: press_joins(page, gateway, incident_id, EventKind.SOS))
     assert requests.seen == [], requests.seen
     # The newest entry is on top, with the room the household's card gives its device.
     assert "bedroom" in page.inner_text("#timeline li.tl-event >> nth=0")

@@ -18,7 +18,7 @@ import pytest
 
 from contract.wire import EventKind
 from tests.console.accessibility import violations
-from tests.console.conftest import ARTIFACTS, Centre, log_in
+from tests.console.conftest import ARTIFACTS, Centre, log_in, press_joins
 
 pytestmark = pytest.mark.browser
 
@@ -108,10 +108,15 @@ def dispatch_from_console(page: Any, incident_id: str, rescuer_id: int) -> None:
 
 
 def alarm_dispatched_from_console(
-    centre: Centre, page_for: Any, gateway: Any, rescuer: dict[str, Any]
+    centre: Centre,
+    page_for: Any,
+    gateway: Any,
+    rescuer: dict[str, Any],
+    kind: EventKind = EventKind.FALL,
 ) -> tuple[Any, str]:
-    """A fall at ``gateway``'s home, sent to ``rescuer`` from a fresh console page."""
-    incident = gateway.raise_alarm(EventKind.FALL).acks[0].incident
+    """An alarm (a fall unless said) at ``gateway``'s home, sent to ``rescuer`` from a fresh
+    console page: (the page, the incident's id)."""
+    incident = gateway.raise_alarm(kind).acks[0].incident
     assert incident is not None
     console = page_for()
     log_in(console, centre)
@@ -138,12 +143,9 @@ def test_sos_dispatched_accepted_en_route_on_scene_done_with_an_offline_press(
     phone = phone_for()
     phone_log_in(phone, centre, "chen.gang")
 
-    incident = gateway.raise_alarm(EventKind.SOS).acks[0].incident
-    assert incident is not None
-    console = page_for()
-    log_in(console, centre)
-    console.wait_for_selector(f"#queue-body tr[data-id='{incident.id}']")
-    dispatch_from_console(console, incident.id, rescuer["id"])
+    console, incident_id = alarm_dispatched_from_console(
+        centre, page_for, gateway, rescuer, EventKind.SOS
+    )
 
     # The task arrives on the phone by itself, with sound.
     phone.wait_for_selector("body[data-task=assigned]")
@@ -171,7 +173,7 @@ def test_sos_dispatched_accepted_en_route_on_scene_done_with_an_offline_press(
     phone.wait_for_selector("body[data-task=accepted][data-queued='0']")
     phone.click("[data-press=en_route]")
     phone.wait_for_selector("body[data-task=en_route][data-queued='0']")
-    [moving] = actions(centre, incident.id, "rescuer_en_route")
+    [moving] = actions(centre, incident_id, "rescuer_en_route")
     assert moving["detail"]["lat"] == pytest.approx(HOME[0] + 0.01)
 
     # On scene while the connection fails after dispatch got the press: the phone keeps it...
@@ -193,7 +195,7 @@ def test_sos_dispatched_accepted_en_route_on_scene_done_with_an_offline_press(
     # A retry may be in the handler right now: let it finish (lost too) before the line is back.
     phone.unroute_all(behavior="wait")
     phone.wait_for_selector("body[data-queued='0']", timeout=10000)
-    assert len(actions(centre, incident.id, "rescuer_on_scene")) == 1
+    assert len(actions(centre, incident_id, "rescuer_on_scene")) == 1
     console.wait_for_selector("#incident-view[data-state=on_scene]")
     assert "Rescuer on scene" in console.inner_text("#timeline")
 
@@ -202,15 +204,15 @@ def test_sos_dispatched_accepted_en_route_on_scene_done_with_an_offline_press(
     phone.click("#done-form button[type=submit]")
     phone.wait_for_selector("#idle:not(.hidden)")
     phone.wait_for_selector("#shift-back:not(.hidden)")
-    [done] = actions(centre, incident.id, "rescuer_done")
+    [done] = actions(centre, incident_id, "rescuer_done")
     assert done["detail"]["outcome"] == "taken_to_hospital"
 
     console.click("[data-nav=rescuers]")
     row = f"#rescuer-board tr[data-rescuer='{rescuer['id']}']"
     console.wait_for_selector(row)
     assert "Returning" in console.inner_text(row)
-    on_scene_at = admin.get(f"/api/v1/incidents/{incident.id}").json()["on_scene_at"]
-    [arrived] = actions(centre, incident.id, "rescuer_on_scene")
+    on_scene_at = admin.get(f"/api/v1/incidents/{incident_id}").json()["on_scene_at"]
+    [arrived] = actions(centre, incident_id, "rescuer_on_scene")
     assert on_scene_at.replace("Z", "+00:00") == arrived["detail"]["at"]
 
     # The supervisor's reports measure the rescuer from their own presses.
@@ -329,13 +331,7 @@ def test_a_reassignment_being_written_survives_a_pushed_change(
     console.select_option(f"{item} select[name=to]", str(second["id"]))
     console.fill(f"{item} input[name=reason]", "Xu Lan is next door")
 
-    events = console.locator("#timeline li.tl-event").count()
-    again = gateway.raise_alarm(EventKind.FALL).acks[0].incident
-    assert again is not None
-    assert again.id == incident_id
-    console.wait_for_function(
-        "(n) => document.querySelectorAll('#timeline li.tl-event').length > n", arg=events
-    )
+    press_joins(console, gateway, incident_id, EventKind.FALL)
     assert console.input_value(f"{item} select[name=to]") == str(second["id"])
     assert console.input_value(f"{item} input[name=reason]") == "Xu Lan is next door"
 
