@@ -142,3 +142,36 @@ def test_typing_while_the_table_is_being_read_again_is_kept(centre: Centre, page
     assert page.input_value(name) == "李娜"
 
     assert saved_name(page, row, other) == "李娜"
+
+
+def test_a_household_on_its_way_shows_nothing_of_the_one_before(
+    centre: Centre, page_for: Any
+) -> None:
+    """While a household's record is on its way, the page of the one shown before is not left
+    on screen: its forms could be filled in and then be replaced before the click (seen as an
+    away form sent empty on a slow machine)."""
+    centre.household("hh-0311", resident="Kong Hui", community="South Bank")
+    centre.household("hh-0312", resident="Lu Ping", community="South Bank")
+    page = page_for()
+    log_in(page, centre)
+    page.goto(centre.server.url + "/#/household/hh-0311")
+    page.wait_for_selector("#adm-away-form")
+    page.click("[data-nav=households]")
+    page.wait_for_selector("#adm-hh-body tr[data-id='hh-0312']")
+
+    held: list[Any] = []
+
+    def hold(route: Any) -> None:
+        held.append(route)
+
+    page.route("**/api/v1/households/hh-0312", hold)
+    page.click("#adm-hh-body a[href='#/household/hh-0312']")
+    wait_until(lambda: (page.wait_for_timeout(50), held)[1], within=10)
+    assert page.is_hidden("#adm-away-form")
+    assert "Kong Hui" not in page.evaluate(
+        "() => document.querySelector('#household-view').innerText"
+    )
+    held[0].continue_()
+    page.wait_for_selector("#adm-away-form")
+    assert page.inner_text("#adm-hh-title") == "Lu Ping"
+    assert page.input_value("#adm-away-form [name=reason]") == ""

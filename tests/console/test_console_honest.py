@@ -20,6 +20,7 @@ from tests.console.conftest import (
     add_operator,
     log_in,
 )
+from tests.fixtures.waiting import wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -266,3 +267,36 @@ def test_supervisors_see_escalations(centre: Centre, page_for: Any) -> None:
     page.wait_for_selector(f"#incident-view[data-id='{fall}']")
     page.wait_for_selector(f"#incident-holder:has-text('{COLLEAGUE}')")
     assert "back to the operator who knows the caller" in page.inner_text("#timeline")
+
+
+def test_an_incident_on_its_way_shows_nothing_of_the_one_before(
+    centre: Centre, page_for: Any
+) -> None:
+    """Opening an incident while its record is on its way: the card of the incident open before
+    is not left on screen to be read, or acted on, as if it were this one."""
+    first = raise_alarm(
+        centre.household("hh-0611", resident="Shen Yue", community="West"), EventKind.SOS
+    )
+    second = raise_alarm(
+        centre.household("hh-0612", resident="Tang Xin", community="West"), EventKind.SMOKE
+    )
+    page = page_for()
+    log_in(page, centre)
+    page.wait_for_selector(f"#queue-body tr[data-id='{second}']")
+    open_incident(page, first)
+    assert "Shen Yue" in page.inner_text("#incident-title")
+    page.click("#incident-view a[href='#/queue']")
+
+    held: list[Any] = []
+
+    def hold(route: Any) -> None:
+        held.append(route)
+
+    page.route(f"**/api/v1/incidents/{second}", hold)
+    page.click(f"#queue-body tr[data-id='{second}']")
+    wait_until(lambda: (page.wait_for_timeout(50), held)[1], within=10)
+    assert page.is_hidden("#incident-title")
+    assert page.is_hidden("#household-card")
+    held[0].continue_()
+    page.wait_for_selector(f"#incident-view[data-id='{second}']")
+    assert "Tang Xin" in page.inner_text("#incident-title")

@@ -6,7 +6,7 @@
   const en = {
     adm_nav_operators: "Operators",
     adm_new_household: "New household", adm_archived: "Show archived", adm_residents: "Residents",
-    adm_household: "Household", adm_away: "Away / in hospital", adm_at_home: "At home",
+    adm_household: "Household", adm_away: "Away / in hospital", adm_at_home: "At home", adm_loading: "Loading…",
     adm_away_until: "until", adm_reason_away: "Away", adm_reason_hospital: "In hospital",
     adm_choose_reason: "Choose: away or in hospital", adm_until_date: "Back on (date)",
     adm_until_time: "at (time)", adm_away_note: "Where / note", adm_set_away: "Mark away",
@@ -59,7 +59,7 @@
   const zh = {
     adm_nav_operators: "接警员",
     adm_new_household: "新建住户", adm_archived: "显示已归档", adm_residents: "老人",
-    adm_household: "住户", adm_away: "外出 / 住院", adm_at_home: "在家",
+    adm_household: "住户", adm_away: "外出 / 住院", adm_at_home: "在家", adm_loading: "加载中…",
     adm_away_until: "至", adm_reason_away: "外出", adm_reason_hospital: "住院",
     adm_choose_reason: "请选择：外出或住院", adm_until_date: "返回日期",
     adm_until_time: "返回时间", adm_away_note: "去向 / 备注", adm_set_away: "标记外出",

@@ -114,16 +114,27 @@
   // form since it was drawn, and a change that came in while their save was under way.
   let shown = { id: null, record: null, dirty: false, saving: false, missed: null };
 
+  let pageTicket = 0;
   async function renderHouseholdPage(id, given = null) {
     const el = show("household-view", "households");
     const isNew = id === "new";
     if (isNew && !isSupervisor()) { location.hash = "#/households"; return; }
+    const ticket = ++pageTicket;
     let h = given;
     if (!isNew && !h) {
+      // Nothing of the page shown before stays while this one is read: its forms could be
+      // filled in, then replaced under the person's hands when the answer comes.
+      if (el.dataset.id !== id) {
+        el.dataset.id = "";
+        shown = { id: null, record: null, dirty: false, saving: false, missed: null };
+        el.innerHTML = `<p class="muted" role="status">${L("adm_loading")}</p>`;
+      }
       try { h = await api("GET", `/api/v1/households/${enc(id)}`); } catch (e) {
-        el.innerHTML = `<p class="error" role="alert">${esc(e.message)}</p>`;
+        if (ticket === pageTicket) el.innerHTML = `<p class="error" role="alert">${esc(e.message)}</p>`;
         return;
       }
+      // A later drawing (a pushed change, another household) has the newer say.
+      if (ticket !== pageTicket) return;
     }
     el.dataset.id = isNew ? "" : h.id;
     shown = { id: isNew ? null : h.id, record: h, dirty: false, saving: false, missed: null };

@@ -139,9 +139,10 @@ export function scheduleRefresh(delay) {
 
 async function refresh() {
   if (!state.me) return;
+  // Counted, begun and ended (failed too), so a test can tell this re-read from the drawing of
+  // a change.
+  document.body.dataset.reads = String(Number(document.body.dataset.reads || 0) + 1);
   try {
-    // Counted, begun and done, so a test can tell this re-read from the drawing of a change.
-    document.body.dataset.reads = String(Number(document.body.dataset.reads || 0) + 1);
     state.incidents = asList(await api("GET", "/api/v1/incidents?state=open&limit=500"), "incidents");
     renderQueue();
     renderAlert();
@@ -151,8 +152,9 @@ async function refresh() {
     if (isSupervisor()) await loadEscalations();
     await loadGateways();
     if (state.current) await loadIncident(state.current.id, false);
+  } catch (e) { /* the next stream message or reconnect retries */ } finally {
     document.body.dataset.readsDone = String(Number(document.body.dataset.readsDone || 0) + 1);
-  } catch (e) { /* the next stream message or reconnect retries */ }
+  }
 }
 
 // A safety net under the stream: a half-open connection shows no error to the page (the
@@ -183,11 +185,22 @@ function route() {
   $$(".view").forEach((v) => v.classList.add("hidden"));
   $$("[data-nav]").forEach((a) => a.classList.toggle("active", a.dataset.nav === name));
   if (name === "incident" && id) {
-    $("#incident-view").classList.remove("hidden");
-    loadIncident(decodeURIComponent(id)).catch(() => { location.hash = "#/queue"; });
+    const wanted = decodeURIComponent(id);
+    const view = $("#incident-view");
+    if (state.current && state.current.id !== wanted) state.current = null;
+    if (view.dataset.id !== wanted) {
+      // Nothing of the incident shown before stays while this one is read: it would be read,
+      // or acted on, as this one.
+      view.classList.add("loading");
+      view.setAttribute("aria-busy", "true");
+    }
+    state.opening = wanted;
+    view.classList.remove("hidden");
+    loadIncident(wanted).catch(() => { if (state.opening === wanted) location.hash = "#/queue"; });
     return;
   }
   state.current = null;
+  state.opening = null;
   if (window.ConsoleAdmin && window.ConsoleAdmin.route(name, id)) return;
   const section = $(`#${name}-view`) || $("#queue-view");
   section.classList.remove("hidden");

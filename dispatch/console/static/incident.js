@@ -18,6 +18,7 @@ function describeDetail(detail) {
 
 export async function loadIncident(id, scroll = true) {
   const inc = await api("GET", `/api/v1/incidents/${encodeURIComponent(id)}`);
+  if (state.opening !== id) return; // another incident was opened, or the view left, meanwhile
   state.current = inc;
   renderIncident();
   if (scroll) window.scrollTo(0, 0);
@@ -109,6 +110,8 @@ export function renderIncident() {
   resetForms(inc.id);
   reportSeen(inc);
   $("#incident-view").dataset.id = inc.id;
+  $("#incident-view").classList.remove("loading");
+  $("#incident-view").removeAttribute("aria-busy");
   const hh = inc.household || {};
   const mine = isMine(inc);
   $("#incident-title").textContent = `${kindLabel(inc.kind)} · ${hh.name || inc.household_name || inc.household_id || ""}`;

@@ -12,6 +12,8 @@ export const state = {
   tz: Intl.DateTimeFormat().resolvedOptions().timeZone,
   incidents: [],
   current: null,
+  // The incident the route asked for: only its answer is drawn (a slower, older read is not).
+  opening: null,
   stream: null,
   connected: false,
   // Muting lasts for the shift (this login); life-safety alarms sound regardless.
