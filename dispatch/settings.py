@@ -112,6 +112,11 @@ class Settings(BaseSettings):
     login_lockout_max_s: float = Field(
         300, ge=1, description="Longest wait, in seconds, the login throttle imposes."
     )
+    slow_request_s: float = Field(
+        2.0,
+        gt=0,
+        description="Answers that begin after this many seconds are logged as slow requests.",
+    )
     trust_proxy_headers: bool = Field(
         False,
         description=(

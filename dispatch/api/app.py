@@ -19,6 +19,7 @@ from dispatch.api.browser_security import BrowserSecurityMiddleware
 from dispatch.api.deps import Services
 from dispatch.api.openapi import document_problems
 from dispatch.api.problems import BodyLimitMiddleware, install_problem_handlers
+from dispatch.api.slow_requests import SlowRequestLog
 from dispatch.console import mount_console
 from dispatch.db import Database
 from dispatch.dc09.server import start_dc09
@@ -104,13 +105,14 @@ def create_app(db: Database, settings: Settings, *, supervise: bool = True) -> F
         default=settings.max_body_bytes,
         limits={"/api/v1/gateway/events": settings.max_ingest_bytes},
     )
-    # Outermost: its headers go on every answer, the body limit's refusals too.
+    # Outermost but the timing: its headers go on every answer, the body limit's refusals too.
     tiles = tile_origin(settings.map_tile_url_template)
     app.add_middleware(
         BrowserSecurityMiddleware,
         trust_forwarded_host=settings.trust_proxy_headers,
         image_sources=(tiles,) if tiles else (),
     )
+    app.add_middleware(SlowRequestLog, threshold_s=settings.slow_request_s)
     app.include_router(gateway.router)
     app.include_router(operator.router)
 
