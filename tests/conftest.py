@@ -25,6 +25,7 @@ pytest_plugins = [
     "tests.fixtures.zigbee",
     "tests.fixtures.gateway",
     "tests.fixtures.dispatch",
+    "tests.fixtures.dispatch_thread",
 ]
 
 

@@ -22,7 +22,7 @@ import pytest
 from contract.wire import Event, EventKind, Heartbeat, IngestBatch, IngestReply, Lane
 from forwarder.client import Credential, DispatchClient
 from tests.fixtures.cli import run_off_loop
-from tests.fixtures.dispatch import DispatchServer
+from tests.fixtures.dispatch_thread import ThreadServer
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -124,7 +124,7 @@ class Gateway:
 class Centre:
     """The dispatch centre under test: the server, its operator, households and gateways."""
 
-    server: DispatchServer
+    server: ThreadServer
     requests: list[str] = field(default_factory=list)
 
     def household(
@@ -181,16 +181,16 @@ class Centre:
 
 
 def make_centre(
-    dispatch_factory: Callable[..., DispatchServer], *args: str, role: str = "supervisor"
+    factory: Callable[..., ThreadServer], *args: str, role: str = "supervisor"
 ) -> Centre:
     """A dispatchd in the centre's zone (with ``args`` besides) and its operator of ``role``."""
-    server = dispatch_factory(args=("--timezone", TIMEZONE, *args))
+    server = factory(args=("--timezone", TIMEZONE, *args))
     add_operator(server, OPERATOR, OPERATOR_PASSWORD, role=role, display_name=OPERATOR_NAME)
     return Centre(server)
 
 
 def add_operator(
-    server: DispatchServer, username: str, password: str, *, role: str, display_name: str = ""
+    server: ThreadServer, username: str, password: str, *, role: str, display_name: str = ""
 ) -> None:
     reply = server.operator_client().post(
         "/api/v1/operators",
@@ -212,10 +212,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture
 def centre(
-    request: pytest.FixtureRequest, dispatch_factory: Callable[..., DispatchServer]
+    request: pytest.FixtureRequest, thread_server_factory: Callable[..., ThreadServer]
 ) -> Centre:
     marker = request.node.get_closest_marker("centre_args")
-    return make_centre(dispatch_factory, *(marker.args if marker else ()))
+    return make_centre(thread_server_factory, *(marker.args if marker else ()))
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import pytest
 from contract.wire import DeviceHealth, Heartbeat
 from forwarder.client import DispatchClient
 from tests.console.conftest import ARTIFACTS, TIMEZONE, run_async
-from tests.fixtures.dispatch import DispatchServer
+from tests.fixtures.dispatch_thread import ThreadServer
 
 pytestmark = pytest.mark.slow
 
@@ -48,7 +48,7 @@ def new_page(browser: Any) -> Iterator[Callable[[], Any]]:
     assert errors == [], f"errors in the page: {errors}"
 
 
-def log_in(page: Any, server: DispatchServer, username: str, password: str) -> None:
+def log_in(page: Any, server: ThreadServer, username: str, password: str) -> None:
     page.goto(server.url + "/")
     page.fill("#login-form input[name=username]", username)
     page.fill("#login-form input[name=password]", password)
@@ -176,7 +176,7 @@ def away_until_local(days: int) -> tuple[str, datetime]:
     return day.isoformat(), datetime.combine(day, time(10, 0), tzinfo=zone).astimezone(UTC)
 
 
-def enroll_with(code: str, server: DispatchServer) -> None:
+def enroll_with(code: str, server: ThreadServer) -> None:
     """The installer's side: enroll with the console's code, then one heartbeat with health."""
     credential = run_async(
         lambda: DispatchClient.enroll(server.url, code=code, gateway_id=GATEWAY, insecure_http=True)
@@ -200,9 +200,9 @@ def enroll_with(code: str, server: DispatchServer) -> None:
 
 
 def test_a_centre_is_set_up_from_the_console_alone(
-    dispatch_factory: Callable[..., DispatchServer], new_page: Callable[[], Any]
+    thread_server_factory: Callable[..., ThreadServer], new_page: Callable[[], Any]
 ) -> None:
-    server = dispatch_factory(args=("--timezone", TIMEZONE))
+    server = thread_server_factory(args=("--timezone", TIMEZONE))
     server.add_operator(ADMIN, ADMIN_PASSWORD, role="admin")  # `dispatchd operator add`
     api: httpx.Client = server.login(ADMIN, ADMIN_PASSWORD)
     page = new_page()
