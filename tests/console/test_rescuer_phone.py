@@ -10,6 +10,7 @@ flags a task not accepted in time.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import quote
@@ -332,6 +333,17 @@ def test_a_reassignment_being_written_survives_a_pushed_change(
     console.fill(f"{item} input[name=reason]", "Xu Lan is next door")
 
     press_joins(console, gateway, incident_id, EventKind.FALL)
+    assert console.input_value(f"{item} select[name=to]") == str(second["id"])
+    assert console.input_value(f"{item} input[name=reason]") == "Xu Lan is next door"
+
+    # The first rescuer reports at the door meanwhile: the list is drawn again with the news,
+    # and the choice and reason being written are still there.
+    phone = centre.server.login("tang.wei", "pw-tang.wei-2026")
+    assignment = int(str(console.get_attribute(item, "data-assignment")))
+    for action in ("accept", "on_scene"):
+        body = {"key": uuid.uuid4().hex, "assignment_id": assignment, "action": action}
+        assert phone.post("/api/v1/rescuer/presses", json=body).status_code == 200
+    console.wait_for_selector(f"li[data-assignment='{assignment}'].rescue-on_scene")
     assert console.input_value(f"{item} select[name=to]") == str(second["id"])
     assert console.input_value(f"{item} input[name=reason]") == "Xu Lan is next door"
 

@@ -79,6 +79,13 @@
     const mine = inc && st.me && inc.operator === st.me.username;
     const open = mine && WORKING.includes(inc.state);
     const others = st.roster.filter((r) => r.status === "available");
+    // What is being written on a task (whom to send instead, why) stays when the list is drawn
+    // again with news of it (the rescuer accepted, arrived); tasks are this incident's only.
+    const typed = new Map($$("#rescue-list li[data-assignment]").map((li) => [li.dataset.assignment, {
+      to: ($("select[name=to]", li) || {}).value || "",
+      reason: ($("input[name=reason]", li) || {}).value || "",
+      focused: li.contains(document.activeElement) ? document.activeElement.name : "",
+    }]));
     $("#rescue-list").innerHTML = st.assignments.length ? st.assignments.map((a) => {
       const live = !ENDED.includes(a.state);
       const times = [["r_task_accepted", a.accepted_at], ["r_task_en_route", a.en_route_at], ["r_task_on_scene", a.on_scene_at]]
@@ -96,6 +103,15 @@
         </span>` : ""}
       </li>`;
     }).join("") : `<li class="muted">${esc(t("r_sent_none"))}</li>`;
+    $$("#rescue-list li[data-assignment]").forEach((li) => {
+      const kept = typed.get(li.dataset.assignment);
+      const to = $("select[name=to]", li);
+      if (!kept || !to) return;
+      // A rescuer who is no longer free is not chosen silently in their place: left unchosen.
+      if ([...to.options].some((o) => o.value === kept.to)) to.value = kept.to;
+      $("input[name=reason]", li).value = kept.reason;
+      if (kept.focused) $(`[name=${kept.focused}]`, li).focus();
+    });
     $("#rescue-send").disabled = !open;
   }
 
@@ -140,6 +156,7 @@
       $("#rescue-form").reset();
       $("#rescue-error").textContent = "";
       $("#rescue-list").dataset.sig = "";
+      $("#rescue-list").innerHTML = ""; // nothing written on one incident's tasks goes to the next
     }
     // The roster and tasks are read again when what they depend on changed, not for every
     // pushed change to the incident (a new press joining it, say).
