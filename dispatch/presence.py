@@ -25,6 +25,7 @@ from dispatch import schema
 from dispatch.db import Database
 from dispatch.settings import Settings
 from dispatch.tx import ChangeFeed, Tx, transaction
+from runtime.shielded import run_to_end
 
 __all__ = [
     "PresenceStatus",
@@ -168,11 +169,16 @@ async def while_streaming(
     that is closed or cut off counts as gone within the timeout (the supervisor acts on it).
     """
 
+    async def seen() -> None:
+        async with transaction(db, feed=feed, durable=False) as tx:
+            await touch(tx, operator_id, "console stream")
+
     async def beat() -> None:
         while True:
             try:
-                async with transaction(db, feed=feed, durable=False) as tx:
-                    await touch(tx, operator_id, "console stream")
+                # The beat is cancelled when the stream ends, often as it writes (a stream
+                # opened and closed at once): the write itself is never cut off.
+                await run_to_end(seen())
             except (SQLAlchemyError, OSError) as exc:
                 log.warning("presence not recorded", operator=operator_id, error=str(exc))
             await asyncio.sleep(settings.presence_timeout_s / 4)

@@ -25,6 +25,7 @@ from dispatch.db import Database
 from dispatch.models import Change
 from dispatch.tx import NOTIFY_CHANNEL, ChangeFeed, sse_event
 from runtime.backoff import NO_JITTER, Backoff
+from runtime.shielded import run_to_end
 from runtime.timeouts import within
 
 __all__ = ["latest_change_id", "listen_postgres", "read_changes", "sse_stream"]
@@ -83,7 +84,7 @@ async def sse_stream(
         if loop.time() - checked_at >= session_check_s or sessions_ended != feed.sessions_ended:
             sessions_ended = feed.sessions_ended
             checked_at = loop.time()
-            if not await session_valid():
+            if not await run_to_end(session_valid()):
                 log.info("live stream closed: its session ended")
                 yield ": session ended\n\n"
                 return
@@ -100,7 +101,10 @@ async def sse_stream(
             if len(kept) == _BATCH:
                 continue
         else:
-            changes, after = await read_changes(db, after=after, audiences=audiences, limit=_BATCH)
+            # Read to the end even if the client goes meanwhile (see runtime.shielded).
+            changes, after = await run_to_end(
+                read_changes(db, after=after, audiences=audiences, limit=_BATCH)
+            )
             for change in changes:
                 yield sse_event(change)
             if changes:
