@@ -70,21 +70,28 @@ def _cheap_password_hashes() -> Iterator[None]:
     dispatch.operators._hasher = saved
 
 
-#: The files that take longest (30 to 90 s each on the two cores the suite runs on). pytest-xdist
-#: hands whole files (``--dist loadfile``) to the workers in the order collected: these go
-#: first, so that none of them starts last and runs alone while the other worker idles.
+#: The files that take longest (30 s or more of the two cores the suite runs on, measured with
+#: ``--durations=0``). pytest-xdist hands whole files to the workers (``--dist loadfile``), in
+#: the order collected (``--no-loadscope-reorder``; its default puts files with many tests
+#: first, which left these, with few tests each, to run alone at the end): these go first.
 LONGEST_FIRST = (
     "tests/dispatch/test_openapi_conformance.py",
     "tests/faults/test_dispatch_kills.py",
+    "tests/faults/test_broker_restart.py",
     "tests/e2e/test_demo_stops.py",
     "tests/console/test_rescuer_phone.py",
     "tests/console/test_console_access.py",
-    "tests/e2e/test_demo.py",
-    "tests/test_bench_smoke.py",
-    "tests/dispatch/test_cli.py",
-    "tests/faults/test_broker_restart.py",
+    "tests/console/test_console_honest.py",
+    "tests/dispatch/test_sealed_secrets.py",
     "tests/faults/test_gateway_kills.py",
-    "tests/installer/test_home_setup.py",
+    "tests/dispatch/test_stream_payload.py",
+    "tests/console/test_console.py",
+    "tests/dispatch/test_supervision.py",
+    "tests/e2e/test_demo.py",
+    "tests/dispatch/test_cli.py",
+    "tests/test_bench_smoke.py",
+    "tests/console/test_console_shift.py",
+    "tests/dispatch/test_presence.py",
 )
 
 
