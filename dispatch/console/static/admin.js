@@ -308,10 +308,12 @@
       try {
         if (h) {
           // Another supervisor's change since this form was opened is refused, not overwritten.
-          shown.saving = true;
+          const mine = shown;
+          mine.saving = true;
           const saved = await api("PUT", `/api/v1/households/${enc(h.id)}`, { ...body, expected_updated_at: h.updated_at })
-            .finally(() => { shown.saving = false; });
+            .finally(() => { mine.saving = false; });
           h.updated_at = saved.updated_at;
+          if (shown.id !== mine.id) return; // another household is on the page now
           Object.assign(shown, { record: saved, dirty: false });
           // Someone else's change that came in while this one was saved, after it, is shown now.
           if (shown.missed && !sameRecord(shown.missed, saved)) householdChanged(shown.missed);
