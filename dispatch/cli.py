@@ -146,7 +146,6 @@ def serve(create: bool, **options: Any) -> None:
     name, e.g. DISPATCHD_DB, DISPATCHD_SLA_ACK_S); an option on the command line wins.
     An SQLite database must exist (``dispatchd migrate`` creates it) unless --create is given.
     """
-    import uvicorn
 
     from dispatch.api.app import create_app
     from dispatch.db import Database
@@ -178,17 +177,7 @@ def serve(create: bool, **options: Any) -> None:
             await db.dispose()
             _fail(str(exc), EXIT_CONFIG)
         structlog.get_logger("dispatch").info("database_opened", db=db.where, dialect=db.dialect)
-        app = create_app(db, settings)
-        config = uvicorn.Config(
-            app,
-            host=host,
-            port=port,
-            log_config=None,
-            access_log=False,
-            timeout_graceful_shutdown=3,
-            server_header=False,
-        )
-        server = _notifying_server_class()(config)
+        server = _notifying_server_class()(server_config(create_app(db, settings), settings))
         serving = asyncio.create_task(server.serve())
         # systemd (Type=notify): READY once the socket accepts, the watchdog fed only while
         # the server is up and the event loop turns.
@@ -211,6 +200,22 @@ def serve(create: bool, **options: Any) -> None:
                 watchdog.cancel()
 
     asyncio.run(main())
+
+
+def server_config(app: Any, settings: Settings) -> Any:
+    """uvicorn as ``serve`` runs it: our logging (not uvicorn's), no access log, three seconds
+    for open answers at a stop, no Server header."""
+    import uvicorn
+
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=3,
+        server_header=False,
+    )
 
 
 def _notifying_server_class() -> Any:
