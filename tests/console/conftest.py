@@ -23,6 +23,7 @@ from contract.wire import Event, EventKind, Heartbeat, IngestBatch, IngestReply,
 from forwarder.client import Credential, DispatchClient
 from tests.fixtures.cli import run_off_loop
 from tests.fixtures.dispatch_thread import ThreadServer
+from tests.fixtures.waiting import wait_until
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -266,3 +267,30 @@ def log_in(
     page.fill("#login-form input[name=password]", password)
     page.click("#login-form button[type=submit]")
     page.wait_for_selector("#app:not(.hidden)")
+
+
+class HeldRequests:
+    """The page's requests matching ``pattern`` wait, unanswered, from now until
+    :meth:`release` (later ones then go through): what the page shows, or lets a person type,
+    while an answer is on its way."""
+
+    def __init__(self, page: Any, pattern: str) -> None:
+        self._page = page
+        self._held: list[Any] = []
+        self._holding = True
+        page.route(pattern, self._hold)
+
+    def _hold(self, route: Any) -> None:
+        if self._holding:
+            self._held.append(route)
+        else:
+            route.continue_()
+
+    def wait(self, within: float = 10) -> None:
+        """Until the page has asked (and is held)."""
+        wait_until(lambda: (self._page.wait_for_timeout(50), self._held)[1], within=within)
+
+    def release(self) -> None:
+        self._holding = False
+        for route in self._held:
+            route.continue_()

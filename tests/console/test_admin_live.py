@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.console.conftest import Centre, add_operator, log_in
-from tests.fixtures.waiting import wait_until
+from tests.console.conftest import Centre, HeldRequests, add_operator, log_in
 
 pytestmark = pytest.mark.browser
 
@@ -116,16 +115,7 @@ def test_typing_while_the_table_is_being_read_again_is_kept(centre: Centre, page
     answer is drawn: what was typed is still there, and its save changes the name."""
     page, row, name = operators_page_with_li_na(centre, page_for)
 
-    held: list[Any] = []
-    holding = True
-
-    def hold(route: Any) -> None:
-        if holding:
-            held.append(route)
-        else:
-            route.continue_()
-
-    page.route("**/api/v1/operators", hold)
+    held = HeldRequests(page, "**/api/v1/operators")
     other = centre.server.operator_client()
     made = other.post(
         "/api/v1/operators",
@@ -133,11 +123,9 @@ def test_typing_while_the_table_is_being_read_again_is_kept(centre: Centre, page
     )
     assert made.status_code == 201, made.text
     # The page asks for the table again; its answer waits until the admin has typed.
-    wait_until(lambda: (page.wait_for_timeout(50), held)[1], within=10)
+    held.wait()
     page.fill(name, "李娜")
-    holding = False
-    for route in held:
-        route.continue_()
+    held.release()
     page.wait_for_selector("#adm-op-body tr[data-username='zhou.min']")
     assert page.input_value(name) == "李娜"
 
@@ -159,19 +147,14 @@ def test_a_household_on_its_way_shows_nothing_of_the_one_before(
     page.click("[data-nav=households]")
     page.wait_for_selector("#adm-hh-body tr[data-id='hh-0312']")
 
-    held: list[Any] = []
-
-    def hold(route: Any) -> None:
-        held.append(route)
-
-    page.route("**/api/v1/households/hh-0312", hold)
+    held = HeldRequests(page, "**/api/v1/households/hh-0312")
     page.click("#adm-hh-body a[href='#/household/hh-0312']")
-    wait_until(lambda: (page.wait_for_timeout(50), held)[1], within=10)
+    held.wait()
     assert page.is_hidden("#adm-away-form")
     assert "Kong Hui" not in page.evaluate(
         "() => document.querySelector('#household-view').innerText"
     )
-    held[0].continue_()
+    held.release()
     page.wait_for_selector("#adm-away-form")
     assert page.inner_text("#adm-hh-title") == "Lu Ping"
     assert page.input_value("#adm-away-form [name=reason]") == ""

@@ -17,10 +17,10 @@ from tests.console.conftest import (
     OPERATOR_NAME,
     TIMEZONE,
     Centre,
+    HeldRequests,
     add_operator,
     log_in,
 )
-from tests.fixtures.waiting import wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -287,16 +287,11 @@ def test_an_incident_on_its_way_shows_nothing_of_the_one_before(
     assert "Shen Yue" in page.inner_text("#incident-title")
     page.click("#incident-view a[href='#/queue']")
 
-    held: list[Any] = []
-
-    def hold(route: Any) -> None:
-        held.append(route)
-
-    page.route(f"**/api/v1/incidents/{second}", hold)
+    held = HeldRequests(page, f"**/api/v1/incidents/{second}")
     page.click(f"#queue-body tr[data-id='{second}']")
-    wait_until(lambda: (page.wait_for_timeout(50), held)[1], within=10)
+    held.wait()
     assert page.is_hidden("#incident-title")
     assert page.is_hidden("#household-card")
-    held[0].continue_()
+    held.release()
     page.wait_for_selector(f"#incident-view[data-id='{second}']")
     assert "Tang Xin" in page.inner_text("#incident-title")
