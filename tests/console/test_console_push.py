@@ -138,44 +138,44 @@ def test_a_gateway_revoked_elsewhere_is_drawn_without_a_request(
         assert ("revoked" in row) == (gateway.id in revoked), row
 
 
-def test_a_row_pressed_as_the_page_moves_still_opens(centre: Centre, page_for: Any) -> None:
-    """An operator presses an alarm's row as a colleague acknowledges it: the alarm strip above
-    goes and the queue moves up under the pointer before the button is released, so the browser
-    sends the click elsewhere. The alarm pressed opens all the same."""
-    add_operator(centre.server, "li.na", "li-na-pass-2026", role="operator", display_name="Li Na")
-    colleague = centre.server.login("li.na", "li-na-pass-2026")
+def alarm_in_the_queue(centre: Centre, page_for: Any, kind: EventKind) -> tuple[Any, str, str]:
+    """An alarm of ``kind`` in the queue of a console page with no re-read in flight: (the page,
+    the incident's id, its row's selector)."""
     gateway = centre.household("hh-0105", resident="Guo Ping", community="North Gate")
-    incident = gateway.raise_alarm(EventKind.FALL).acks[0].incident
-    assert incident is not None
-    page = page_for()
-    log_in(page, centre)
-    row = f"#queue-body tr[data-id='{incident.id}']"
-    page.wait_for_selector(row)
-    page.wait_for_selector("#alert-strip:not(.hidden)")
-    page.wait_for_function(_NO_READ_IN_FLIGHT)
-    box = page.locator(f"{row} td.age").bounding_box()
-    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-    page.mouse.down()
-    assert colleague.post(f"/api/v1/incidents/{incident.id}/acknowledge").status_code == 200
-    page.wait_for_selector("#alert-strip.hidden", state="attached")
-    moved = page.locator(row).bounding_box()
-    assert moved["y"] + moved["height"] < box["y"], "the queue did not move under the pointer"
-    page.mouse.up()
-    page.wait_for_selector(f"#incident-view[data-id='{incident.id}']", timeout=3000)
-    assert "Li Na" in page.inner_text("#incident-holder")
-
-
-def test_the_queue_timers_tick_in_place(centre: Centre, page_for: Any) -> None:
-    """The age and the timers of a row get new text every second, not new elements: what the
-    operator's pointer or screen reader is on stays."""
-    gateway = centre.household("hh-0106", resident="Zhou Min", community="North Gate")
-    incident = gateway.raise_alarm(EventKind.SOS).acks[0].incident
+    incident = gateway.raise_alarm(kind).acks[0].incident
     assert incident is not None
     page = page_for()
     log_in(page, centre)
     row = f"#queue-body tr[data-id='{incident.id}']"
     page.wait_for_selector(f"{row} .sla")
     page.wait_for_function(_NO_READ_IN_FLIGHT)
+    return page, str(incident.id), row
+
+
+def test_a_row_pressed_as_the_page_moves_still_opens(centre: Centre, page_for: Any) -> None:
+    """An operator presses an alarm's row as a colleague acknowledges it: the alarm strip above
+    goes and the queue moves up under the pointer before the button is released, so the browser
+    sends the click elsewhere. The alarm pressed opens all the same."""
+    add_operator(centre.server, "li.na", "li-na-pass-2026", role="operator", display_name="Li Na")
+    colleague = centre.server.login("li.na", "li-na-pass-2026")
+    page, incident_id, row = alarm_in_the_queue(centre, page_for, EventKind.FALL)
+    page.wait_for_selector("#alert-strip:not(.hidden)")
+    box = page.locator(f"{row} td.age").bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    assert colleague.post(f"/api/v1/incidents/{incident_id}/acknowledge").status_code == 200
+    page.wait_for_selector("#alert-strip.hidden", state="attached")
+    moved = page.locator(row).bounding_box()
+    assert moved["y"] + moved["height"] < box["y"], "the queue did not move under the pointer"
+    page.mouse.up()
+    page.wait_for_selector(f"#incident-view[data-id='{incident_id}']", timeout=3000)
+    assert "Li Na" in page.inner_text("#incident-holder")
+
+
+def test_the_queue_timers_tick_in_place(centre: Centre, page_for: Any) -> None:
+    """The age and the timers of a row get new text every second, not new elements: what the
+    operator's pointer or screen reader is on stays."""
+    page, _, row = alarm_in_the_queue(centre, page_for, EventKind.SOS)
     before = page.evaluate(
         """(sel) => {
              window.marked = Array.from(document.querySelectorAll(`${sel} td, ${sel} td *`));
