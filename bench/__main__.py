@@ -1,6 +1,6 @@
 """Run the benchmarks, each in a process of its own, and print one table of every figure.
 
-    python -m bench [--quick] [--only NAME[,NAME...]] [-- ARGS for the benchmark]
+    python -m bench [--quick] [--only NAME[,NAME...]] [--settle LOAD] [-- ARGS for the benchmark]
 
 Each benchmark prints its own table and one JSON line (also appended to
 ``bench/results/latest.jsonl``); this runner collects the JSON lines and prints them together,
@@ -71,6 +71,21 @@ def run_one(module: str, args: list[str]) -> tuple[int, list[dict[str, Any]], fl
     return process.wait(), lines, time.monotonic() - t0
 
 
+def settle(below: float, *, longest_s: float, poll_s: float = 5.0) -> float:
+    """Wait until the 1-minute load average is under ``below`` (the last benchmark's own load
+    decays in about a minute), at most ``longest_s``; the load it ends at is returned."""
+    deadline = time.monotonic() + longest_s
+    load = os.getloadavg()[0]
+    if load >= below:
+        print(f"-- waiting for a load average under {below} (now {load:.2f})", flush=True)
+    while load >= below and time.monotonic() < deadline:
+        time.sleep(min(poll_s, max(0.0, deadline - time.monotonic())))
+        load = os.getloadavg()[0]
+    if load >= below:
+        print(f"-- still {load:.2f} after {longest_s:.0f} s: running anyway", flush=True)
+    return load
+
+
 def summary(results: list[dict[str, Any]]) -> None:
     print("\n== summary")
     rows = [
@@ -87,6 +102,11 @@ def summary(results: list[dict[str, Any]]) -> None:
             f"{bench + ': ' + name:<{width}}  {value:>12,.2f}  {lim:>12}  {rat:>8}  "
             f"{unit}{'; goal ' + goal if goal else ''}"
         )
+    starts = [
+        f"{r['benchmark']} {r['started_at_load']:.2f}" for r in results if "started_at_load" in r
+    ]
+    if starts:
+        print(f"1-minute load average as each began: {', '.join(starts)}")
     for r in results:
         for note in r.get("notes", []):
             if "GOAL MISSED" in note:
@@ -102,8 +122,27 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="shorter runs, smaller counts")
     parser.add_argument("--only", default="", help="comma-separated benchmark names")
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=None,
+        metavar="LOAD",
+        help="before each benchmark, wait until the 1-minute load average is under LOAD "
+        "(at most --settle-max seconds): figures from a quiet machine",
+    )
+    parser.add_argument(
+        "--settle-max",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="the longest wait for --settle (default 300)",
+    )
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     args = parser.parse_args(argv)
+    if args.settle is not None and args.settle <= 0:
+        parser.error(f"--settle must be a load average above 0, not {args.settle}")
+    if args.settle_max < 0:
+        parser.error(f"--settle-max must be 0 seconds or more, not {args.settle_max}")
     benches = available()
     if args.list:
         print("\n".join(benches))
@@ -116,9 +155,12 @@ def main(argv: list[str] | None = None) -> int:
     failed: list[str] = []
     for name in names:
         module, quick_args = benches[name]
+        if args.settle is not None:
+            settle(args.settle, longest_s=args.settle_max)
+        started_at = os.getloadavg()[0]
         code, lines, elapsed = run_one(module, [*(quick_args if args.quick else []), *extra])
         print(f"-- {name}: exit {code} after {elapsed:.0f} s", flush=True)
-        results += lines
+        results += [{**line, "started_at_load": started_at} for line in lines]
         if code != 0 or not lines:
             failed.append(name)
     summary(results)

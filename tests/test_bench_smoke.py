@@ -7,6 +7,7 @@ numbers themselves.
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -78,3 +79,18 @@ def test_city_bench_runs_signed_gateways_against_two_processes_and_sizes_a_city(
     assert {"CPU dispatchd 1", "CPU dispatchd 2", "CPU PostgreSQL backends"} <= set(figures)
     assert figures["database bytes per alarm"]["value"] > 0
     assert any(note.startswith("sizing for 500,000 homes") for note in lines[0]["notes"])
+
+
+def test_settle_waits_for_a_quiet_machine_and_gives_up_when_told(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import bench.__main__ as runner
+
+    loads = iter([3.0, 2.0, 1.4, 0.8, 0.5])
+    monkeypatch.setattr(os, "getloadavg", lambda: (next(loads), 0.0, 0.0))
+    assert runner.settle(1.0, longest_s=60, poll_s=0) == 0.8
+    assert "under 1.0 (now 3.00)" in capsys.readouterr().out
+
+    monkeypatch.setattr(os, "getloadavg", lambda: (4.0, 0.0, 0.0))
+    assert runner.settle(1.0, longest_s=0.05, poll_s=0.01) == 4.0
+    assert "still 4.00 after 0 s: running anyway" in capsys.readouterr().out
