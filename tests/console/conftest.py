@@ -11,10 +11,11 @@ import asyncio
 import itertools
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 import playwright.sync_api as playwright_sync
 import pytest
@@ -257,6 +258,14 @@ def press_joins(page: Any, gateway: Any, incident_id: str, kind: EventKind) -> N
     page.wait_for_function(
         "(n) => document.querySelectorAll('#timeline li.tl-event').length > n", arg=events
     )
+
+
+def away_until_local(days: int) -> tuple[str, datetime]:
+    """The date ``days`` from now in the centre's zone (as the away form takes it), and 10:00
+    on it as a UTC instant."""
+    zone = ZoneInfo(TIMEZONE)
+    day = (datetime.now(zone) + timedelta(days=days)).date()
+    return day.isoformat(), datetime.combine(day, time(10, 0), tzinfo=zone).astimezone(UTC)
 
 
 def log_in(

@@ -7,16 +7,15 @@ archive. Screenshots of every administration page at 1280x800 in both languages.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
 
 from contract.wire import DeviceHealth, Heartbeat
 from forwarder.client import DispatchClient
-from tests.console.conftest import ARTIFACTS, TIMEZONE, run_async
+from tests.console.conftest import ARTIFACTS, TIMEZONE, away_until_local, run_async
 from tests.fixtures.dispatch_thread import ThreadServer
 
 pytestmark = pytest.mark.slow
@@ -168,12 +167,6 @@ def new_household(page: Any) -> str:
     page.wait_for_function("() => /^#\\/household\\/hh-/.test(location.hash)")
     page.wait_for_selector("#adm-notes-list li")
     return str(page.evaluate("decodeURIComponent(location.hash.split('/')[2])"))
-
-
-def away_until_local(days: int) -> tuple[str, datetime]:
-    zone = ZoneInfo(TIMEZONE)
-    day = (datetime.now(zone) + timedelta(days=days)).date()
-    return day.isoformat(), datetime.combine(day, time(10, 0), tzinfo=zone).astimezone(UTC)
 
 
 def enroll_with(code: str, server: ThreadServer) -> None:

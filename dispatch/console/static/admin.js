@@ -116,6 +116,9 @@
 
   let pageTicket = 0;
   async function renderHouseholdPage(id, given = null) {
+    // Drawn again in place (after a save, say), the page stays while it is read; come to from
+    // another page, what it showed last time is not offered to be typed into.
+    const inPlace = visible("household-view") && section("household-view").dataset.id === id;
     const el = show("household-view", "households");
     const isNew = id === "new";
     if (isNew && !isSupervisor()) { location.hash = "#/households"; return; }
@@ -124,7 +127,7 @@
     if (!isNew && !h) {
       // Nothing of the page shown before stays while this one is read: its forms could be
       // filled in, then replaced under the person's hands when the answer comes.
-      if (el.dataset.id !== id) {
+      if (!inPlace) {
         el.dataset.id = "";
         shown = { id: null, record: null, dirty: false, saving: false, missed: null };
         el.innerHTML = `<p class="muted" role="status">${L("adm_loading")}</p>`;
