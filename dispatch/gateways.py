@@ -404,13 +404,29 @@ async def acknowledged_alarms(
 
 
 async def gateway_back_online(tx: Tx, gateway: GatewayRow) -> None:
+    """The gateway is heard again: its outage's incident resolves itself if nobody has taken
+    it; one being worked (a call made, a rescuer on the way) is left to its operator, with the
+    return on its timeline, since the equipment's return says nothing of the person."""
     i = schema.incidents
     key = f"gateway_offline:{gateway['id']}"
-    incident_id = (await tx.conn.execute(select(i.c.id).where(i.c.open_key == key))).scalar()
+    found = (
+        await tx.conn.execute(select(i.c.id, i.c.state, i.c.operator_id).where(i.c.open_key == key))
+    ).first()
     tx.change("gateway", "gateway.online", gateway["id"], {"online": True})
     tx.audit("system", "gateway.online", "gateway", gateway["id"])
     log.info("gateway back online", gateway=gateway["id"])
-    if incident_id is None:
+    if found is None:
+        return
+    incident_id = found.id
+    system = incidents.Actor(None, "system")
+    if found.state != IncidentState.NEW.value or found.operator_id is not None:
+        # Its next outage opens an incident of its own: an alert, not a line on this one. The
+        # operator's own last action stays (a claim left idle is still handed back).
+        await tx.conn.execute(
+            update(i).where(i.c.id == incident_id).values(open_key=None, last_event_at=tx.now)
+        )
+        await incidents.add_action(tx, incident_id, system, "gateway_returned", {})
+        await incidents.publish(tx, incident_id, "incident.updated")
         return
     await tx.conn.execute(
         update(i)
@@ -424,9 +440,7 @@ async def gateway_back_online(tx: Tx, gateway: GatewayRow) -> None:
             last_event_at=tx.now,
         )
     )
-    await incidents.add_action(
-        tx, incident_id, incidents.Actor(None, "system"), "resolved", {"reason": "gateway returned"}
-    )
+    await incidents.add_action(tx, incident_id, system, "resolved", {"reason": "gateway returned"})
     await incidents.publish(tx, incident_id, "incident.updated")
 
 

@@ -92,6 +92,37 @@ def test_lost_gateway_opens_one_incident_per_outage(fast_server: DispatchApp) ->
     assert len(offline_incidents(client, household, "all")) == 2
 
 
+def test_a_gateway_back_while_its_outage_is_worked_leaves_the_incident_to_the_operator(
+    fast_server: DispatchApp,
+) -> None:
+    """The silent home's incident has been taken (a call, perhaps a rescuer on the way): the
+    gateway's return is news on its timeline, not an end the system decides for the operator.
+    Unclaimed, it resolves itself as before (the test above)."""
+    household = unique("hh")
+    gw = fast_server.enroll(household)
+    client = fast_server.operator_client()
+    assert gw.heartbeat(heartbeat(gw.gateway_id, interval_s=0.3)).status_code == 200
+    [incident] = wait_until(lambda: offline_incidents(client, household, "open"))
+    base = f"/api/v1/incidents/{incident['id']}"
+    assert client.post(f"{base}/acknowledge").status_code == 200
+
+    assert gw.heartbeat(heartbeat(gw.gateway_id, interval_s=30)).status_code == 200
+    assert client.get(f"/api/v1/gateways/{gw.gateway_id}").json()["online"] is True
+    detail = client.get(base).json()
+    assert detail["state"] == "acknowledged"
+    assert [e["name"] for e in detail["timeline"] if e["type"] == "action"][-1] == (
+        "gateway_returned"
+    )
+    reply = client.post(f"{base}/resolve", json={"outcome": "false_alarm", "no_call_reason": "x"})
+    assert reply.status_code == 200, reply.text
+    assert client.get(base).json()["outcome"] == "false_alarm"
+
+    # Its next outage is an incident of its own, not news on one already resolved.
+    gw.heartbeat(heartbeat(gw.gateway_id, interval_s=0.3))
+    [again] = wait_until(lambda: offline_incidents(client, household, "open"))
+    assert again["id"] != incident["id"]
+
+
 def test_revoked_gateway_is_not_reported_lost(fast_server: DispatchApp) -> None:
     household = unique("hh")
     gw = fast_server.enroll(household)
