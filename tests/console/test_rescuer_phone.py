@@ -223,6 +223,46 @@ def test_sos_dispatched_accepted_en_route_on_scene_done_with_an_offline_press(
     assert "no data" not in row_text.split("Chen Gang", 1)[1].split("\t")[2]  # time to accept
 
 
+#: The phone's location answers after ``window.geoDelayMs`` (never if it is null).
+SLOW_LOCATION = """
+  window.geoDelayMs = 3500;
+  const original = navigator.geolocation.getCurrentPosition.bind(navigator.geolocation);
+  navigator.geolocation.getCurrentPosition = (ok, fail, options) => {
+    const answer = () => original(ok, fail, options);
+    if (window.geoDelayMs !== null) setTimeout(answer, window.geoDelayMs);
+  };
+"""
+
+
+def test_a_press_waits_a_few_seconds_for_its_location_and_no_longer(
+    centre: Centre, page_for: Any, phone_for: Any
+) -> None:
+    """A location slow to come (3.5 s: past the phone's retry of its queue every 3 s) still
+    joins the en-route press; one that never comes holds the on-scene press a few seconds,
+    then it goes without."""
+    gateway = centre.household("hh-0305", resident="Zhou Lan", community="North Gate")
+    rescuer = add_rescuer(centre, "Chen Gang", "chen.gang")
+    phone = phone_for()
+    phone.add_init_script(SLOW_LOCATION)
+    phone_log_in(phone, centre, "chen.gang")
+    _, incident_id = alarm_dispatched_from_console(centre, page_for, gateway, rescuer)
+    phone.wait_for_selector("body[data-task=assigned]")
+    phone.click("[data-press=accept]")
+    phone.wait_for_selector("body[data-task=accepted][data-queued='0']")
+
+    phone.click("[data-press=en_route]")
+    phone.wait_for_selector("body[data-task=en_route][data-queued='0']")
+    [moving] = actions(centre, incident_id, "rescuer_en_route")
+    assert moving["detail"]["lat"] == pytest.approx(HOME[0] + 0.01)
+
+    phone.evaluate("() => { window.geoDelayMs = null; }")
+    phone.click("[data-press=on_scene]")
+    phone.wait_for_selector("body[data-task=on_scene][data-queued='1']")
+    phone.wait_for_selector("body[data-queued='0']", timeout=9000)
+    [there] = actions(centre, incident_id, "rescuer_on_scene")
+    assert "lat" not in there["detail"]
+
+
 @pytest.mark.centre_args("--rescue-accept-within", "1")
 def test_reassigned_task_moves_between_phones_and_a_second_phone_sees_it(
     centre: Centre, page_for: Any, phone_for: Any

@@ -87,10 +87,11 @@
   }
 
   // Where the rescuer is, if they allow it; a press never waits more than a few seconds for it.
+  const LOCATING_MS = 6000;
   function locate() {
     if (!navigator.geolocation) return Promise.resolve(null);
     return new Promise((resolve) => {
-      const timer = setTimeout(() => resolve(null), 5000);
+      const timer = setTimeout(() => resolve(null), LOCATING_MS - 1000);
       navigator.geolocation.getCurrentPosition(
         (pos) => { clearTimeout(timer); resolve({ lat: pos.coords.latitude, lon: pos.coords.longitude, accuracy_m: Math.round(pos.coords.accuracy) }); },
         () => { clearTimeout(timer); resolve(null); },
@@ -103,14 +104,13 @@
     if (!task) return;
     const item = { key: newKey(), assignment_id: task.assignment.id, action, pressed_at: new Date().toISOString(), ...extra };
     if (action === "en_route" || action === "on_scene") {
-      // Queued at once (its time is the press's); the location joins it when it comes.
-      const q = loadQueue(); q.push(item); saveQueue(q); render();
+      // Queued at once (its time is the press's); the location joins it when it comes. Until
+      // then (a few seconds at most) nothing sends it, or it would go without.
+      const q = loadQueue(); q.push({ ...item, locating_until: Date.now() + LOCATING_MS }); saveQueue(q); render();
       const where = await locate();
-      if (where) {
-        const again = loadQueue();
-        const mine = again.find((x) => x.key === item.key);
-        if (mine) { Object.assign(mine, where); saveQueue(again); }
-      }
+      const again = loadQueue();
+      const mine = again.find((x) => x.key === item.key);
+      if (mine) { delete mine.locating_until; Object.assign(mine, where || {}); saveQueue(again); }
     } else {
       const q = loadQueue(); q.push(item); saveQueue(q); render();
     }
@@ -126,11 +126,14 @@
         const q = loadQueue();
         if (!q.length) break;
         const item = q[0];
+        // Presses go in order: the next waits while its location is on its way.
+        if (item.locating_until && item.locating_until > Date.now()) break;
+        const { locating_until: _, ...body } = item;
         let resp;
         try {
           resp = await fetch("/api/v1/rescuer/presses", {
             method: "POST", credentials: "same-origin",
-            headers: { "Content-Type": "application/json" }, body: JSON.stringify(item) });
+            headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
         } catch (e) { setOnline(false); break; }
         if (resp.status === 401) { showLogin(); break; }
         if (resp.status >= 500 || resp.status === 429 || resp.status === 408) break; // try again later
