@@ -126,6 +126,17 @@ def alarm_dispatched_from_console(
     return console, incident.id
 
 
+def accept_and_set_off(phone: Any, centre: Centre, incident_id: str) -> None:
+    """The rescuer accepts the task and sets off: dispatch has both, the second with where the
+    phone was."""
+    phone.click("[data-press=accept]")
+    phone.wait_for_selector("body[data-task=accepted][data-queued='0']")
+    phone.click("[data-press=en_route]")
+    phone.wait_for_selector("body[data-task=en_route][data-queued='0']")
+    [moving] = actions(centre, incident_id, "rescuer_en_route")
+    assert moving["detail"]["lat"] == pytest.approx(HOME[0] + 0.01)
+
+
 def actions(centre: Centre, incident_id: str, name: str) -> list[dict[str, Any]]:
     detail = centre.server.operator_client().get(f"/api/v1/incidents/{incident_id}").json()
     return [e for e in detail["timeline"] if e["type"] == "action" and e["name"] == name]
@@ -170,12 +181,7 @@ def test_sos_dispatched_accepted_en_route_on_scene_done_with_an_offline_press(
     assert violations(phone) == []
     phone.click("#lang-toggle")
 
-    phone.click("[data-press=accept]")
-    phone.wait_for_selector("body[data-task=accepted][data-queued='0']")
-    phone.click("[data-press=en_route]")
-    phone.wait_for_selector("body[data-task=en_route][data-queued='0']")
-    [moving] = actions(centre, incident_id, "rescuer_en_route")
-    assert moving["detail"]["lat"] == pytest.approx(HOME[0] + 0.01)
+    accept_and_set_off(phone, centre, incident_id)
 
     # On scene while the connection fails after dispatch got the press: the phone keeps it...
     delivered: list[int] = []
@@ -247,13 +253,7 @@ def test_a_press_waits_a_few_seconds_for_its_location_and_no_longer(
     phone_log_in(phone, centre, "chen.gang")
     _, incident_id = alarm_dispatched_from_console(centre, page_for, gateway, rescuer)
     phone.wait_for_selector("body[data-task=assigned]")
-    phone.click("[data-press=accept]")
-    phone.wait_for_selector("body[data-task=accepted][data-queued='0']")
-
-    phone.click("[data-press=en_route]")
-    phone.wait_for_selector("body[data-task=en_route][data-queued='0']")
-    [moving] = actions(centre, incident_id, "rescuer_en_route")
-    assert moving["detail"]["lat"] == pytest.approx(HOME[0] + 0.01)
+    accept_and_set_off(phone, centre, incident_id)
 
     phone.evaluate("() => { window.geoDelayMs = null; }")
     phone.click("[data-press=on_scene]")
