@@ -9,6 +9,9 @@ other processes such as the CLI.
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -18,6 +21,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.util import await_
 
 from dispatch.errors import ConfigError, StorageError
 from dispatch.write_gate import Priority, WriteGate
@@ -60,6 +64,26 @@ def missing_sqlite_file(url: str) -> Path | None:
     return None if path.exists() else path
 
 
+#: How long a connection to a new database waits for another to finish turning it to WAL.
+WAL_SWITCH_WAIT_S = 30.0
+
+
+def _use_wal(cursor: Any) -> None:
+    """Put the database in WAL mode. Two processes opening a new database at once both try to
+    switch it, which needs the file to themselves; SQLite refuses the second at once ("database
+    is locked") rather than waiting its busy timeout, so this waits and tries again."""
+    deadline = time.monotonic() + WAL_SWITCH_WAIT_S
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        # Inside the async engine's connect: its greenlet lets the event loop run meanwhile.
+        await_(asyncio.sleep(0.02))
+
+
 class Database:
     """The engine plus the write discipline both backends share."""
 
@@ -92,7 +116,7 @@ class Database:
             # Take transaction control from the driver so BEGIN IMMEDIATE is ours to issue.
             dbapi_conn.isolation_level = None
             cursor = dbapi_conn.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
+            _use_wal(cursor)
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()

@@ -36,6 +36,27 @@ async def test_migrate_is_idempotent_and_concurrent_safe(db_url: str) -> None:
             await db.dispose()
 
 
+async def test_processes_opening_a_new_sqlite_database_at_once_all_open_it(
+    tmp_path: Path,
+) -> None:
+    """Two dispatchd processes started together on a new database each turn it to WAL; SQLite
+    refuses all but one at once instead of waiting its busy timeout (seen as a failed start,
+    about one time in ten). A hundred new databases, four connections each at once."""
+    import asyncio
+
+    async def open_one(db: Database) -> None:
+        async with db.engine.connect() as conn:
+            assert (await conn.exec_driver_sql("PRAGMA journal_mode")).scalar() == "wal"
+
+    for n in range(100):
+        dbs = [Database(f"sqlite:///{tmp_path / f'new-{n}.db'}") for _ in range(4)]
+        try:
+            await asyncio.gather(*(open_one(db) for db in dbs))
+        finally:
+            for db in dbs:
+                await db.dispose()
+
+
 async def test_a_newer_schema_is_refused(db_url: str) -> None:
     db = Database(db_url)
     try:
