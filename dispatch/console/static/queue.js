@@ -33,11 +33,13 @@ export function tickSla(el, inc) {
     el.innerHTML = slaCells(inc);
     return;
   }
-  parts.forEach(({ label, cls, txt }, n) => {
+  parts.forEach(({ step, label, cls, txt }, n) => {
     const text = `${t(label)} ${txt}`;
     if (spans[n].textContent !== text) spans[n].textContent = text;
     const className = `sla ${cls}`;
     if (spans[n].className !== className) spans[n].className = className;
+    const title = t(`step_${step}`); // the language may have changed
+    if (spans[n].title !== title) spans[n].title = title;
   });
 }
 
