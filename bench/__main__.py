@@ -155,9 +155,11 @@ def main(argv: list[str] | None = None) -> int:
     failed: list[str] = []
     for name in names:
         module, quick_args = benches[name]
-        if args.settle is not None:
+        started_at = (
             settle(args.settle, longest_s=args.settle_max)
-        started_at = os.getloadavg()[0]
+            if args.settle is not None
+            else os.getloadavg()[0]
+        )
         code, lines, elapsed = run_one(module, [*(quick_args if args.quick else []), *extra])
         print(f"-- {name}: exit {code} after {elapsed:.0f} s", flush=True)
         results += [{**line, "started_at_load": started_at} for line in lines]
